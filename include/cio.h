@@ -1,0 +1,352 @@
+/*
+ * cio: asyncio for C.
+ *
+ * This is the one public header. Every function is prefixed cio_, every
+ * macro CIO_. Long-lived objects (loop, future, task) are opaque and live
+ * until their documented release point (docs/design.md, "Ownership").
+ *
+ * Error convention: every call that can fail returns an int (or ssize_t)
+ * that is negative on failure, holding -errno or one of cio's own codes
+ * below. Cancellation is -ECANCELED, a timeout -ETIMEDOUT, and a call that
+ * must suspend but runs outside a task returns -EPERM. cio_strerror() turns
+ * any of them into text. A call that takes a callback and fails never calls
+ * that callback.
+ *
+ * The behaviour follows Python 3.13's asyncio; docs/asyncio-mapping.md maps
+ * each asyncio name to its cio name and lists every difference.
+ */
+#ifndef CIO_H
+#define CIO_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CIO_VERSION_MAJOR 0
+#define CIO_VERSION_MINOR 1
+#define CIO_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------ */
+
+/* cio's own error codes, returned negated like errno values. They start far
+ * above any errno Linux defines, so they never collide with one. */
+enum {
+    CIO_EBASE = 10000,
+    CIO_ELOOPCLOSED,   /* the loop is closed (asyncio: "Event loop is closed") */
+    CIO_ELOOPRUNNING,  /* the loop is already running, or another loop runs in this thread */
+    CIO_ESTOPPED,      /* run_until_complete: the loop stopped before the future completed */
+    CIO_EINVALSTATE,   /* asyncio.InvalidStateError: result of a pending future, or set twice */
+    CIO_EWRONGLOOP,    /* the object belongs to another loop */
+    CIO_EWRONGTHREAD,  /* debug mode: the loop was used from a thread that does not run it */
+    CIO_ELAST
+};
+
+/* Text for a negative (or positive) cio or errno code. Never NULL. */
+const char *cio_strerror(int err);
+
+/* A timeout meaning "no timeout" (asyncio's None). */
+#define CIO_NO_TIMEOUT (__builtin_inf())
+
+/* ------------------------------------------------------------------------
+ * Types
+ * ------------------------------------------------------------------------ */
+
+typedef struct cio_loop cio_loop;
+
+/* A future and a task share one type, as in asyncio where Task is a
+ * subclass of Future: every cio_future_* call accepts a task. cio_task is
+ * kept as a separate name so signatures say which one they expect. */
+typedef struct cio_future cio_future;
+typedef struct cio_future cio_task;
+
+/* A coroutine: the function a task runs on its own stack. Whatever it
+ * returns becomes the task's result. To end the task with an error
+ * instead, return cio_raise(err). */
+typedef void *(*cio_coro_fn)(void *arg);
+
+/* A plain callback for call_soon, call_later and call_at. */
+typedef void (*cio_callback_fn)(cio_loop *loop, void *arg);
+
+/* A done callback: called (deferred, from the loop) once fut is done. */
+typedef void (*cio_done_fn)(cio_future *fut, void *arg);
+
+/* A handle to a scheduled callback (asyncio.Handle / TimerHandle). It is a
+ * small value rather than an opaque pointer so that call_soon and call_later
+ * allocate nothing the caller must free: the loop recycles the node behind it,
+ * and a handle whose callback already ran or was cancelled is recognised by
+ * its id and simply ignored. A zero-initialised handle is valid and inert. */
+typedef struct cio_handle {
+    void *node;      /* the loop's node, valid only while id matches it */
+    uint64_t id;     /* top bit set once this handle was cancelled */
+    int64_t when_ns; /* the deadline of a timer handle, or -1 */
+} cio_handle;
+
+/* What the exception handler receives about an error nobody handled
+ * (asyncio's context dict). Pointers are valid only during the call. */
+typedef struct cio_error_context {
+    const char *message; /* what happened, always set */
+    int error;           /* the negative error code, or 0 */
+    cio_future *future;  /* the future or task concerned, or NULL */
+} cio_error_context;
+
+typedef void (*cio_exception_handler_fn)(cio_loop *loop, const cio_error_context *ctx,
+                                         void *arg);
+
+/* ------------------------------------------------------------------------
+ * The event loop
+ * ------------------------------------------------------------------------ */
+
+typedef struct cio_loop_options {
+    size_t default_stack_size; /* bytes per task stack; 0 = CIO_DEFAULT_STACK_SIZE */
+    int debug;                 /* asyncio debug mode: wrong-thread checks, slow callbacks */
+    double slow_callback_duration; /* seconds; 0 = 0.1 as asyncio */
+    const char *backend;       /* "epoll" or NULL for the best available one */
+} cio_loop_options;
+
+#define CIO_DEFAULT_STACK_SIZE ((size_t)64 * 1024)
+#define CIO_MIN_STACK_SIZE ((size_t)16 * 1024)
+
+/* Creates a loop. On failure *loopp is NULL and the error is returned. */
+int cio_loop_new(cio_loop **loopp);
+int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts);
+
+/* Runs until fut is done and returns its outcome: 0 with *result set (result
+ * may be NULL), the future's error, or -ECANCELED. If the loop is stopped
+ * before fut is done, returns -CIO_ESTOPPED and fut goes on existing. */
+int cio_run_until_complete(cio_loop *loop, cio_future *fut, void **result);
+
+/* Runs until cio_loop_stop() is called. Returns 0, or an error if the loop
+ * is closed or already running. */
+int cio_run_forever(cio_loop *loop);
+
+/* Asks the loop to stop once the callbacks of the current iteration have
+ * run. Called before run_forever, the next run does one iteration. */
+int cio_loop_stop(cio_loop *loop);
+
+int cio_loop_is_running(const cio_loop *loop);
+int cio_loop_is_closed(const cio_loop *loop);
+
+/* Closes the loop: -CIO_ELOOPRUNNING if it is running, otherwise drops every
+ * pending callback and timer, reports errors nobody retrieved, frees the
+ * tasks and futures the loop still holds (a pending task is reported as
+ * destroyed while pending) and releases the stacks. Calling it twice is
+ * harmless. The loop object itself stays valid (every call on it then
+ * returns -CIO_ELOOPCLOSED) until cio_loop_free(). */
+int cio_loop_close(cio_loop *loop);
+
+/* Closes the loop if needed and frees it. NULL is accepted. */
+void cio_loop_free(cio_loop *loop);
+
+/* The loop's monotonic clock in seconds (asyncio loop.time()); and the same
+ * in nanoseconds. The value is cached once per loop iteration. */
+double cio_loop_time(const cio_loop *loop);
+int64_t cio_loop_time_ns(const cio_loop *loop);
+
+/* The loop running in the calling thread, or NULL (asyncio
+ * get_running_loop, without the exception). */
+cio_loop *cio_running_loop(void);
+
+/* Schedules fn(loop, arg) for the next iteration, FIFO, never inline. */
+int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *handle);
+/* Same, after delay seconds (>= 0) or at an absolute loop time. Callbacks
+ * with the same deadline run in the order they were scheduled. */
+int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
+                   cio_handle *handle);
+int cio_call_at(cio_loop *loop, double when, cio_callback_fn fn, void *arg, cio_handle *handle);
+
+/* Cancels a scheduled callback. Returns 1 if it was pending and is now
+ * cancelled, 0 if it already ran, was already cancelled or is inert.
+ * cio_handle_cancelled() reports cancellation made through this handle. */
+int cio_handle_cancel(cio_handle *handle);
+int cio_handle_cancelled(const cio_handle *handle);
+/* The deadline of a timer handle in loop time; negative for call_soon. */
+double cio_handle_when(const cio_handle *handle);
+
+/* The handler for errors nobody handled; NULL restores the default, which
+ * prints the context to stderr. */
+int cio_loop_set_exception_handler(cio_loop *loop, cio_exception_handler_fn fn, void *arg);
+/* Calls the current handler (asyncio call_exception_handler). */
+void cio_loop_call_exception_handler(cio_loop *loop, const cio_error_context *ctx);
+/* The default handler, for custom handlers that want to fall back to it. */
+void cio_loop_default_exception_handler(cio_loop *loop, const cio_error_context *ctx);
+
+int cio_loop_set_debug(cio_loop *loop, int enabled);
+int cio_loop_get_debug(const cio_loop *loop);
+
+/* The name of the I/O backend the loop uses ("epoll"). */
+const char *cio_loop_backend(const cio_loop *loop);
+
+/* ------------------------------------------------------------------------
+ * Futures
+ * ------------------------------------------------------------------------ */
+
+/* Creates a pending future on loop. The caller holds one reference. */
+int cio_future_new(cio_loop *loop, cio_future **futp);
+
+/* Releases the caller's reference. The future (or task) is freed once it is
+ * done and nothing else refers to it; whatever is left is freed by
+ * cio_loop_close(). A pending task keeps running after its last reference
+ * is released (it is then detached). NULL is accepted. */
+void cio_future_release(cio_future *fut);
+/* Takes one more reference; returns fut. */
+cio_future *cio_future_retain(cio_future *fut);
+
+/* Completes the future. A second completion returns -CIO_EINVALSTATE.
+ * set_error takes a negative code; -ECANCELED is stored as an error (the
+ * future is then done, not cancelled, as asyncio's set_exception). */
+int cio_future_set_result(cio_future *fut, void *result);
+int cio_future_set_error(cio_future *fut, int err);
+
+/* Requests cancellation. Returns 1 if the request was taken, 0 if the
+ * future is already done. For a plain future this cancels it at once; for a
+ * task see cio_task_cancel. msg may be NULL; it is copied. */
+int cio_future_cancel(cio_future *fut, const char *msg);
+
+int cio_future_done(const cio_future *fut);
+int cio_future_cancelled(const cio_future *fut);
+
+/* The outcome of a done future: 0 and *result (if result is not NULL); the
+ * stored error; or -ECANCELED. -CIO_EINVALSTATE if it is still pending.
+ * Reading the outcome marks an error as retrieved. */
+int cio_future_result(cio_future *fut, void **result);
+/* The error of a done future (0 if it has a result), -ECANCELED if it was
+ * cancelled, -CIO_EINVALSTATE if pending. */
+int cio_future_error(cio_future *fut);
+/* The message given to cancel, or NULL. Valid while the future lives. */
+const char *cio_future_cancel_message(const cio_future *fut);
+
+/* Registers fn(fut, arg) to run (through call_soon, in registration order)
+ * once fut is done; at once-scheduled if it is already done. */
+int cio_future_add_done_callback(cio_future *fut, cio_done_fn fn, void *arg);
+/* Removes every registration of (fn, arg); returns how many were removed. */
+int cio_future_remove_done_callback(cio_future *fut, cio_done_fn fn, void *arg);
+
+cio_loop *cio_future_loop(const cio_future *fut);
+int cio_future_is_task(const cio_future *fut);
+
+/* ------------------------------------------------------------------------
+ * Tasks
+ * ------------------------------------------------------------------------ */
+
+typedef struct cio_task_options {
+    const char *name;   /* NULL: "Task-N" */
+    size_t stack_size;  /* 0: the loop's default */
+    int eager_start;    /* run until the first suspension inside spawn, if the loop runs */
+} cio_task_options;
+
+/* Wraps fn(arg) in a task scheduled to start on the next iteration
+ * (asyncio.create_task). If taskp is not NULL the caller holds one
+ * reference to the task (release it with cio_future_release); if it is
+ * NULL the task is detached and frees itself when done. */
+int cio_spawn(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp);
+int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
+                   cio_task **taskp);
+
+/* Requests cancellation of a task (asyncio Task.cancel): counts the request,
+ * and -ECANCELED is delivered at the task's current or next suspension point;
+ * the future it awaits is cancelled too. Returns 1, or 0 if the task is done.
+ * A task that returns while requests are outstanding ends cancelled; a task
+ * that means to go on after a cancellation calls cio_task_uncancel(). */
+int cio_task_cancel(cio_task *task, const char *msg);
+/* The number of outstanding cancellation requests. */
+int cio_task_cancelling(const cio_task *task);
+/* Decrements the count and returns the new value (never below 0). */
+int cio_task_uncancel(cio_task *task);
+
+const char *cio_task_name(const cio_task *task);
+int cio_task_set_name(cio_task *task, const char *name);
+size_t cio_task_stack_size(const cio_task *task);
+
+/* The task running in the calling thread, or NULL. */
+cio_task *cio_current_task(void);
+
+/* Fills tasks[] with up to cap tasks of loop that are not done and returns
+ * how many there are in all (asyncio.all_tasks). */
+size_t cio_all_tasks(cio_loop *loop, cio_task **tasks, size_t cap);
+
+/* Ends the current coroutine with an error: `return cio_raise(-EIO);`.
+ * Outside a task it does nothing. Always returns NULL. */
+void *cio_raise(int err);
+
+/* ------------------------------------------------------------------------
+ * Suspending calls (only inside a task; elsewhere they return -EPERM)
+ * ------------------------------------------------------------------------ */
+
+/* Waits for fut and returns its outcome like cio_future_result. If the
+ * waiting task is cancelled meanwhile, fut is cancelled too and the call
+ * returns fut's outcome (normally -ECANCELED). A task cannot await itself
+ * (-EDEADLK). */
+int cio_await(cio_future *fut, void **result);
+
+/* asyncio.sleep: delay <= 0 yields for exactly one loop iteration; > 0 waits
+ * on a timer. Returns 0, or -ECANCELED. */
+int cio_sleep(double delay);
+/* Sleeps until an absolute loop time. */
+int cio_sleep_until(double when);
+
+/* asyncio.wait_for: waits for fut at most timeout seconds. On timeout fut is
+ * cancelled and awaited, then -ETIMEDOUT is returned, unless fut produced an
+ * outcome meanwhile, which is then returned. Cancelling the caller cancels
+ * fut. timeout may be CIO_NO_TIMEOUT. */
+int cio_wait_for(cio_future *fut, double timeout, void **result);
+
+/* ------------------------------------------------------------------------
+ * gather and wait
+ * ------------------------------------------------------------------------ */
+
+/* One child's outcome in a gather: error 0 means value holds its result. */
+typedef struct cio_outcome {
+    int error;
+    void *value;
+} cio_outcome;
+
+#define CIO_RETURN_EXCEPTIONS 1u
+
+/* asyncio.gather: returns (in *outp, one reference) a future that completes
+ * when every child is done. Its result is a cio_outcome array in argument
+ * order, owned by the gather future (see cio_gather_outcomes). Without
+ * CIO_RETURN_EXCEPTIONS the first child error completes the gather future
+ * with that error at once, and the other children go on. Cancelling the
+ * gather future cancels every child. The caller's references to the
+ * children are not taken; gather holds its own. */
+int cio_gather(cio_loop *loop, cio_future *const *children, size_t n, unsigned flags,
+               cio_future **outp);
+/* The outcome array of a gather future (n entries), or NULL if fut is not a
+ * gather future. Entries of children not done yet have error
+ * -CIO_EINVALSTATE. */
+const cio_outcome *cio_gather_outcomes(const cio_future *fut, size_t *n);
+
+typedef enum cio_wait_mode {
+    CIO_ALL_COMPLETED = 0,
+    CIO_FIRST_COMPLETED = 1,
+    CIO_FIRST_EXCEPTION = 2
+} cio_wait_mode;
+
+/* asyncio.wait: waits (inside a task) until the condition holds or timeout
+ * passes; never cancels the futures and never fails on timeout. On return,
+ * done[0..*ndone) and pending[0..*npending) hold the two sets in argument
+ * order; either array may be NULL when not wanted (each needs room for n).
+ * Returns 0, -EINVAL for n == 0 or a NULL future, or -ECANCELED. */
+int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout,
+             cio_future **done, size_t *ndone, cio_future **pending, size_t *npending);
+
+/* ------------------------------------------------------------------------
+ * Introspection
+ * ------------------------------------------------------------------------ */
+
+/* Writes one line per task of loop that is not done: its name, its state and
+ * what it waits on. Returns the number of tasks listed. */
+int cio_loop_dump_tasks(cio_loop *loop, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CIO_H */

@@ -1,0 +1,117 @@
+/*
+ * Waiting on a future from a task: cio_await and cio_wait_for.
+ *
+ * The waiting task registers a waiter job on the future; the job and the
+ * wait record both live on the task's stack, so an await allocates
+ * nothing. When the future completes, the job goes through the ready queue
+ * and resumes the task. Cancelling the task cancels the awaited future
+ * (cancel_awaited), which is how a cancellation travels down a chain of
+ * tasks awaiting tasks.
+ */
+#include <math.h>
+
+#include "internal.h"
+
+typedef struct waiter {
+    cio__job job;
+    cio__task *task;
+} waiter;
+
+static void resume_waiter(cio__job *job) {
+    waiter *w = CIO__CONTAINER_OF(job, waiter, job);
+    cio__task_wake(w->task, 0);
+}
+
+static int cancel_awaited(cio__wait *wait, const char *msg) {
+    return cio_future_cancel(wait->future, msg) == 1;
+}
+
+static int check_awaitable(cio__task *t, cio_future *fut) {
+    if (!fut) return -EINVAL;
+    if (fut == &t->fut) return -EDEADLK;
+    if (fut->loop != t->fut.loop) return -CIO_EWRONGLOOP;
+    return 0;
+}
+
+/* Suspends t until fut is done (or t is cancelled with fut already done). */
+static int wait_done(cio__task *t, cio_future *fut, cio__wait *rec) {
+    waiter w = {.task = t};
+    w.job.run = resume_waiter;
+    cio__list_init(&w.job.link);
+    cio__future_add_waiter(fut, &w.job);
+    int status = cio__task_suspend(t, rec);
+    cio__future_remove_waiter(fut, &w.job);
+    return status;
+}
+
+int cio_await(cio_future *fut, void **result) {
+    int rc;
+    cio__task *t = cio__current(&rc);
+    if (!t) return rc;
+    rc = check_awaitable(t, fut);
+    if (rc < 0) return rc;
+    /* A done future is not waited on: asyncio's await returns at once. */
+    if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
+    cio__wait rec = {.cancel = cancel_awaited, .what = "future", .future = fut,
+                     .deadline = INT64_MAX};
+    cio_future_retain(fut);
+    int status = wait_done(t, fut, &rec);
+    rc = status < 0 ? status : cio__future_outcome(fut, result);
+    cio_future_release(fut);
+    return rc;
+}
+
+/*
+ * wait_for arms a timer next to the waiter. When the timer fires first, it
+ * cancels the future and the task keeps waiting until the future is done:
+ * asyncio 3.12+ awaits the cancelled inner task before raising TimeoutError.
+ * The outcome is then -ETIMEDOUT if the future ended cancelled and no
+ * cancellation of the waiting task itself arrived meanwhile; a future that
+ * produced an outcome despite the cancel returns that outcome.
+ */
+typedef struct deadline_timer {
+    cio__timer timer;
+    cio_future *fut;
+    int fired;
+} deadline_timer;
+
+static void on_deadline(cio__timer *timer) {
+    deadline_timer *d = CIO__CONTAINER_OF(timer, deadline_timer, timer);
+    d->fired = 1;
+    cio_future_cancel(d->fut, NULL);
+}
+
+int cio_wait_for(cio_future *fut, double timeout, void **result) {
+    int rc;
+    cio__task *t = cio__current(&rc);
+    if (!t) return rc;
+    rc = check_awaitable(t, fut);
+    if (rc < 0) return rc;
+    if (isnan(timeout)) return -EINVAL;
+    if (isinf(timeout) && timeout > 0) return cio_await(fut, result);
+    if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
+    cio_loop *loop = t->fut.loop;
+    rc = cio__timer_heap_reserve(&loop->timers, 1);
+    if (rc < 0) return rc;
+
+    int64_t now = cio__clock_ns();
+    int64_t d = timeout <= 0 ? 0 : cio__seconds_to_ns(timeout);
+    deadline_timer dt = {.fut = fut};
+    dt.timer.fire = on_deadline;
+    dt.timer.index = CIO__TIMER_UNARMED;
+    cio__loop_arm_timer(loop, &dt.timer, d > INT64_MAX - now ? INT64_MAX : now + d);
+    cio__wait rec = {.cancel = cancel_awaited, .what = "future (wait_for)", .future = fut,
+                     .deadline = dt.timer.when};
+    int cancels_at_entry = t->cancel_requests;
+    cio_future_retain(fut);
+    int status = wait_done(t, fut, &rec);
+    cio__loop_disarm_timer(loop, &dt.timer);
+    if (status < 0)
+        rc = status;
+    else if (dt.fired && fut->state == CIO__CANCELLED && t->cancel_requests <= cancels_at_entry)
+        rc = -ETIMEDOUT;
+    else
+        rc = cio__future_outcome(fut, result);
+    cio_future_release(fut);
+    return rc;
+}

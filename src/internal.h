@@ -1,0 +1,215 @@
+/*
+ * Internal declarations shared by cio's source files. Nothing here is part
+ * of the public API; internal non-static symbols are prefixed cio__.
+ */
+#ifndef CIO_INTERNAL_H
+#define CIO_INTERNAL_H
+
+#include "cio.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "context.h"
+#include "fault.h"
+#include "list.h"
+#include "stack.h"
+#include "timer_heap.h"
+
+#define CIO__UNUSED(x) ((void)(x))
+#define CIO__CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* ------------------------------------------------------------------------
+ * Jobs: everything the ready queue can hold.
+ *
+ * A job is an intrusive list node with a function to run. Handles, done
+ * callbacks and task wake-ups are all jobs, so the ready queue never
+ * allocates: the object that wants to run carries its own node.
+ * ------------------------------------------------------------------------ */
+typedef struct cio__job cio__job;
+struct cio__job {
+    cio__link link;
+    void (*run)(cio__job *job);
+};
+
+/* ------------------------------------------------------------------------
+ * Callback nodes: the pooled object behind a cio_handle.
+ * ------------------------------------------------------------------------ */
+enum cio__node_state {
+    CIO__NODE_FREE = 0,
+    CIO__NODE_TIMER,     /* armed in the timer heap */
+    CIO__NODE_READY,     /* in the ready queue */
+    CIO__NODE_WAITING,   /* a done callback registered on a pending future */
+    CIO__NODE_CANCELLED  /* cancelled while in the ready queue; freed when popped */
+};
+
+typedef struct cio__node {
+    cio__job job;
+    cio__timer timer;
+    uint64_t id;       /* matches cio_handle.id while the node is live */
+    uint8_t state;
+    cio_loop *loop;
+    cio_callback_fn callback; /* call_soon / call_later */
+    cio_done_fn done;         /* done callbacks */
+    cio_future *future;       /* the future a done callback belongs to */
+    void *arg;
+    struct cio__node *free_next;
+} cio__node;
+
+cio__node *cio__node_alloc(cio_loop *loop);
+void cio__node_free(cio_loop *loop, cio__node *node);
+void cio__node_pool_destroy(cio_loop *loop);
+
+/* ------------------------------------------------------------------------
+ * Futures and tasks
+ * ------------------------------------------------------------------------ */
+enum cio__future_state {
+    CIO__PENDING = 0,
+    CIO__DONE_RESULT,
+    CIO__DONE_ERROR,
+    CIO__CANCELLED
+};
+
+enum cio__future_kind {
+    CIO__KIND_FUTURE = 0,
+    CIO__KIND_TASK,
+    CIO__KIND_GATHER
+};
+
+struct cio_future {
+    cio_loop *loop;
+    cio__link loop_link;   /* in loop->futures: everything the loop must free at close */
+    cio__link callbacks;   /* jobs to schedule on completion, in registration order */
+    void *result;
+    char *cancel_msg;
+    uint32_t refs;
+    int error;
+    uint8_t state;
+    uint8_t kind;
+    uint8_t retrieved;     /* an error was read: do not report it */
+    uint8_t releasing;     /* freed once the scheduled callbacks have run */
+    cio__job release_job;  /* drops the callbacks' reference after they ran */
+};
+
+/*
+ * A wait record says what a suspended task waits on. It lives on the
+ * task's own stack for the duration of the suspending call, so waiting
+ * allocates nothing. cancel() is how Task.cancel reaches into whatever the
+ * task is blocked on; describe() feeds the task dump.
+ */
+typedef struct cio__wait cio__wait;
+struct cio__wait {
+    int (*cancel)(cio__wait *wait, const char *msg); /* 1 if the wait was cancelled */
+    const char *what;        /* "sleep", "future", "wait", ... */
+    cio_future *future;      /* the awaited future, if any */
+    int64_t deadline;        /* loop time in ns, or INT64_MAX */
+};
+
+enum cio__task_run_state {
+    CIO__TASK_SCHEDULED = 0, /* in the ready queue, or about to be */
+    CIO__TASK_RUNNING,
+    CIO__TASK_SUSPENDED,
+    CIO__TASK_FINISHED
+};
+
+typedef struct cio__task {
+    cio_future fut;
+    cio__job step;          /* ready-queue entry that resumes the task */
+    cio__ctx ctx;           /* the task's own saved context */
+    cio__ctx *resumer;      /* whoever resumed the task; suspending returns there */
+    cio__stack stack;
+    cio_coro_fn fn;
+    void *arg;
+    cio__wait *wait;        /* what it waits on while suspended */
+    char *name;             /* name_buf, or a copy of a name the user gave */
+    char name_buf[32];      /* "Task-N" without an allocation */
+    uint64_t number;        /* N in "Task-N" */
+    int cancel_requests;    /* asyncio's num_cancels_requested */
+    uint8_t must_cancel;    /* deliver -ECANCELED at the next resumption */
+    uint8_t run_state;
+    uint8_t started;
+    uint8_t has_raised;
+    int raised;             /* set by cio_raise */
+    int wake_status;        /* why the task was woken: 0 or -ECANCELED */
+} cio__task;
+
+static inline cio__task *cio__task_of(const cio_future *fut) {
+    return CIO__CONTAINER_OF(fut, cio__task, fut);
+}
+
+int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind);
+/* Completes a pending future and schedules its callbacks. */
+void cio__future_complete(cio_future *fut, uint8_t state, void *result, int error);
+/* Registers a job to run (through the ready queue) once fut completes. */
+void cio__future_add_waiter(cio_future *fut, cio__job *job);
+void cio__future_remove_waiter(cio_future *fut, cio__job *job);
+/* Frees a future unconditionally (loop close). */
+void cio__future_destroy(cio_future *fut);
+int cio__future_outcome(cio_future *fut, void **result);
+void cio__task_destroy(cio__task *task);
+int cio__task_cancel(cio__task *task, const char *msg);
+void cio__gather_destroy(cio_future *fut);
+int cio__gather_cancel(cio_future *fut, const char *msg);
+
+/* Suspends the current task until something wakes it with
+ * cio__task_wake(). Returns the wake status, or -ECANCELED if a
+ * cancellation was pending. */
+int cio__task_suspend(cio__task *task, cio__wait *wait);
+/* Schedules a suspended task to resume with the given status. */
+void cio__task_wake(cio__task *task, int status);
+/* The current task, or NULL with *err set to -EPERM. */
+cio__task *cio__current(int *err);
+
+/* ------------------------------------------------------------------------
+ * The loop
+ * ------------------------------------------------------------------------ */
+typedef struct cio__backend_ops {
+    const char *name;
+    int (*init)(cio_loop *loop);
+    void (*fini)(cio_loop *loop);
+    /* Waits for I/O at most timeout_ns (-1: forever, 0: do not block). */
+    int (*poll)(cio_loop *loop, int64_t timeout_ns);
+} cio__backend_ops;
+
+extern const cio__backend_ops cio__backend_epoll;
+
+struct cio_loop {
+    cio__link ready;          /* FIFO of jobs */
+    cio__timer_heap timers;
+    cio__link futures;        /* every live future and task of this loop */
+    int64_t now;              /* cached clock, ns */
+    uint64_t timer_seq;       /* breaks deadline ties FIFO */
+    uint64_t node_ids;
+    uint64_t task_numbers;
+    size_t live_tasks;
+    cio__node *free_nodes;
+    cio__node **node_blocks;
+    size_t node_block_count;
+    cio__stack_pool stacks;
+    cio__ctx main_ctx;        /* the context that runs the loop */
+    const cio__backend_ops *backend;
+    int epoll_fd;
+    int wake_fd;
+    size_t default_stack_size;
+    cio_exception_handler_fn exception_handler;
+    void *exception_handler_arg;
+    double slow_callback_duration;
+    uint8_t running;
+    uint8_t stopping;
+    uint8_t closed;
+    uint8_t closing;
+    uint8_t debug;
+    uintptr_t thread;         /* the thread running the loop, while it runs */
+};
+
+void cio__ready_push(cio_loop *loop, cio__job *job);
+void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when);
+void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer);
+int64_t cio__clock_ns(void);
+int64_t cio__seconds_to_ns(double seconds);
+void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut);
+/* Returns 0 if the loop accepts new work, else the error. */
+int cio__loop_check(const cio_loop *loop);
+
+#endif

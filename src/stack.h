@@ -1,0 +1,67 @@
+/*
+ * Task stacks: pooled, carved from large mappings, with a guard page below
+ * each one while the process has mappings to spare and a canary word after
+ * that (see stack.c for the policy).
+ */
+#ifndef CIO_STACK_H
+#define CIO_STACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cio__stack {
+    void *lo;          /* lowest usable address */
+    size_t size;       /* usable bytes */
+    bool guarded;      /* a PROT_NONE page lies just below lo */
+} cio__stack;
+
+typedef struct cio__stack_class {
+    size_t size;                /* usable bytes of each stack in this class */
+    void *free_list;            /* free stacks, linked through their top word */
+    size_t free_count;
+} cio__stack_class;
+
+typedef struct cio__stack_slab {
+    void *base;
+    size_t length;
+    size_t stack_count;
+    size_t stack_size;
+    bool guarded;
+} cio__stack_slab;
+
+typedef struct cio__stack_pool {
+    cio__stack_class *classes;
+    size_t class_count;
+    cio__stack_slab *slabs;
+    size_t slab_count, slab_cap;
+} cio__stack_pool;
+
+/* The value written at the bottom of every unguarded stack. */
+#define CIO__STACK_CANARY UINT64_C(0x63696f5f63616e79)
+
+size_t cio__stack_round(size_t size);
+int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out);
+void cio__stack_put(cio__stack_pool *pool, const cio__stack *stack);
+void cio__stack_pool_destroy(cio__stack_pool *pool);
+
+/* False when the canary of an unguarded stack was overwritten. */
+static inline bool cio__stack_intact(const cio__stack *stack) {
+    return stack->guarded || *(const uint64_t *)stack->lo == CIO__STACK_CANARY;
+}
+
+/* Installs (once per process) the SIGSEGV handler that names a task whose
+ * stack overflowed into its guard page, and an alternate signal stack for
+ * the calling thread. */
+void cio__stack_install_overflow_handler(void);
+
+/* Reports an overflow of the named task and ends the process. */
+void cio__stack_overflow_abort(const char *task_name, size_t size);
+
+/* The guarded stack the overflow handler checks: the running task's. */
+void cio__stack_set_current(const cio__stack *stack, const char *name);
+
+/* How many guarded stacks the process may still carve (for tests). */
+size_t cio__stack_guard_budget(void);
+
+#endif

@@ -1,0 +1,287 @@
+/*
+ * Tasks: a coroutine running on its own stack, driven by the loop, whose
+ * outcome is a future (a task is a cio_future of kind task).
+ *
+ * Control flow. The loop resumes a task by switching from its own context
+ * (or, for an eager start, from the spawning task) to the task's context;
+ * the task runs until it suspends or returns, and either way switches back
+ * to whoever resumed it. Suspending records what the task waits on in a
+ * wait record on its own stack; whatever completes that wait puts the task
+ * back on the ready queue (cio__task_wake) or resumes it from a waiter job.
+ *
+ * Cancellation follows asyncio's Task.cancel: the request is counted and
+ * its message kept; if the task is suspended on something that can be
+ * cancelled (an awaited future, a timer), that thing is cancelled and the
+ * task wakes with its outcome; otherwise must_cancel makes the next
+ * resumption return -ECANCELED. When the coroutine returns, the task ends
+ * cancelled if it raised -ECANCELED or if requests are still outstanding
+ * (C has no exception that would otherwise carry the cancellation out).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static _Thread_local cio__task *current;
+
+cio_task *cio_current_task(void) {
+    return current ? &current->fut : NULL;
+}
+
+cio__task *cio__current(int *err) {
+    if (!current) {
+        *err = -EPERM;
+        return NULL;
+    }
+    return current;
+}
+
+const char *cio_task_name(const cio_task *fut) {
+    if (!fut || fut->kind != CIO__KIND_TASK) return NULL;
+    return cio__task_of(fut)->name;
+}
+
+int cio_task_set_name(cio_task *fut, const char *name) {
+    if (!fut || !name || fut->kind != CIO__KIND_TASK) return -EINVAL;
+    cio__task *t = cio__task_of(fut);
+    char *copy = cio__strdup(name);
+    if (!copy) return -ENOMEM;
+    if (t->name != t->name_buf) cio__free(t->name);
+    t->name = copy;
+    if (current == t) cio__stack_set_current(&t->stack, t->name);
+    return 0;
+}
+
+size_t cio_task_stack_size(const cio_task *fut) {
+    if (!fut || fut->kind != CIO__KIND_TASK) return 0;
+    return cio__task_of(fut)->stack.size;
+}
+
+static void resume(cio__task *t);
+
+static void finish(cio__task *t, void *result) {
+    if (!cio__stack_intact(&t->stack)) cio__stack_overflow_abort(t->name, t->stack.size);
+    if (t->has_raised && t->raised == -ECANCELED)
+        cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
+    else if (t->has_raised)
+        cio__future_complete(&t->fut, CIO__DONE_ERROR, NULL, t->raised);
+    else if (t->cancel_requests > 0)
+        cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
+    else
+        cio__future_complete(&t->fut, CIO__DONE_RESULT, result, 0);
+    t->run_state = CIO__TASK_FINISHED;
+    /* Leave for good: resume() on the other side releases the stack. */
+    cio__ctx_jump(&t->ctx, t->resumer, 1);
+}
+
+static void task_entry(void *arg) {
+    cio__task *t = arg;
+    cio__ctx_arrived(&t->ctx);
+    void *result = t->fn(t->arg);
+    finish(t, result);
+}
+
+static void resume(cio__task *t) {
+    cio__task *prev = current;
+    cio__ctx *from = prev ? &prev->ctx : &t->fut.loop->main_ctx;
+    t->resumer = from;
+    t->run_state = CIO__TASK_RUNNING;
+    current = t;
+    cio__stack_set_current(&t->stack, t->name);
+    cio__ctx_jump(from, &t->ctx, 0);
+    current = prev;
+    if (prev)
+        cio__stack_set_current(&prev->stack, prev->name);
+    else
+        cio__stack_set_current(NULL, NULL);
+    if (t->run_state == CIO__TASK_FINISHED) {
+        cio_loop *loop = t->fut.loop;
+        cio__stack_put(&loop->stacks, &t->stack);
+        t->stack.lo = NULL;
+        loop->live_tasks--;
+        cio_future_release(&t->fut); /* the reference the running task held */
+    } else if (!cio__stack_intact(&t->stack)) {
+        cio__stack_overflow_abort(t->name, t->stack.size);
+    }
+}
+
+static void run_step(cio__job *job) {
+    resume(CIO__CONTAINER_OF(job, cio__task, step));
+}
+
+void cio__task_wake(cio__task *t, int status) {
+    t->wake_status = status;
+    t->wait = NULL;
+    t->run_state = CIO__TASK_SCHEDULED;
+    cio__ready_push(t->fut.loop, &t->step);
+}
+
+int cio__task_suspend(cio__task *t, cio__wait *wait) {
+    t->wake_status = 0;
+    t->wait = wait;
+    t->run_state = CIO__TASK_SUSPENDED;
+    /* A cancellation requested while the task ran reaches the thing it is
+     * about to wait on, as asyncio cancels the future a task yields. */
+    if (t->must_cancel && wait && wait->cancel) {
+        t->must_cancel = 0;
+        if (!wait->cancel(wait, t->fut.cancel_msg)) t->must_cancel = 1;
+    }
+    cio__ctx_jump(&t->ctx, t->resumer, 0);
+    t->wait = NULL;
+    if (t->must_cancel) {
+        t->must_cancel = 0;
+        return -ECANCELED;
+    }
+    return t->wake_status;
+}
+
+int cio__task_cancel(cio__task *t, const char *msg) {
+    if (t->fut.state != CIO__PENDING) return 0;
+    t->cancel_requests++;
+    cio__free(t->fut.cancel_msg);
+    t->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
+    if (t->run_state == CIO__TASK_SUSPENDED && t->wait && t->wait->cancel) {
+        if (t->wait->cancel(t->wait, msg)) return 1;
+    }
+    t->must_cancel = 1;
+    return 1;
+}
+
+int cio_task_cancel(cio_task *task, const char *msg) {
+    if (!task || task->kind != CIO__KIND_TASK) return -EINVAL;
+    return cio__task_cancel(cio__task_of(task), msg);
+}
+
+int cio_task_cancelling(const cio_task *task) {
+    if (!task || task->kind != CIO__KIND_TASK) return -EINVAL;
+    return cio__task_of(task)->cancel_requests;
+}
+
+int cio_task_uncancel(cio_task *task) {
+    if (!task || task->kind != CIO__KIND_TASK) return -EINVAL;
+    cio__task *t = cio__task_of(task);
+    if (t->cancel_requests > 0) t->cancel_requests--;
+    /* 3.13: once no request is left, a pending delivery is dropped too. */
+    if (t->cancel_requests == 0) t->must_cancel = 0;
+    return t->cancel_requests;
+}
+
+void *cio_raise(int err) {
+    if (current) {
+        current->has_raised = 1;
+        current->raised = err < 0 ? err : -EINVAL;
+    }
+    return NULL;
+}
+
+/* "Task-N" by hand: snprintf would cost more than the rest of a spawn. */
+static void format_default_name(char *buf, uint64_t number) {
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + number % 10);
+        number /= 10;
+    } while (number);
+    memcpy(buf, "Task-", 5);
+    char *p = buf + 5;
+    while (n) *p++ = digits[--n];
+    *p = '\0';
+}
+
+int cio_spawn(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp) {
+    return cio_spawn_with(loop, fn, arg, NULL, taskp);
+}
+
+int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
+                   cio_task **taskp) {
+    if (taskp) *taskp = NULL;
+    if (!loop || !fn) return -EINVAL;
+    int rc = cio__loop_check(loop);
+    if (rc < 0) return rc;
+    cio_task_options defaults = {0};
+    if (!opts) opts = &defaults;
+    size_t stack_size = opts->stack_size ? opts->stack_size : loop->default_stack_size;
+    if (stack_size < CIO_MIN_STACK_SIZE) return -EINVAL;
+
+    cio__task *t = cio__malloc(sizeof *t);
+    if (!t) return -ENOMEM;
+    memset(t, 0, sizeof *t);
+    rc = cio__stack_get(&loop->stacks, stack_size, &t->stack);
+    if (rc < 0) {
+        cio__free(t);
+        return rc;
+    }
+    t->number = loop->task_numbers + 1;
+    if (opts->name) {
+        t->name = cio__strdup(opts->name);
+    } else {
+        format_default_name(t->name_buf, t->number);
+        t->name = t->name_buf;
+    }
+    if (!t->name) {
+        cio__stack_put(&loop->stacks, &t->stack);
+        cio__free(t);
+        return -ENOMEM;
+    }
+    loop->task_numbers++;
+    cio__future_init(loop, &t->fut, CIO__KIND_TASK);
+    t->fn = fn;
+    t->arg = arg;
+    t->step.run = run_step;
+    cio__list_init(&t->step.link);
+    cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
+    loop->live_tasks++;
+    if (taskp) *taskp = cio_future_retain(&t->fut);
+    if (opts->eager_start && loop->running && cio_running_loop() == loop) {
+        resume(t);
+    } else {
+        t->run_state = CIO__TASK_SCHEDULED;
+        cio__ready_push(loop, &t->step);
+    }
+    return 0;
+}
+
+void cio__task_destroy(cio__task *t) {
+    if (t->stack.lo) {
+        t->fut.loop->live_tasks--;
+        cio__stack_put(&t->fut.loop->stacks, &t->stack);
+    }
+    if (t->name != t->name_buf) cio__free(t->name);
+    cio__free(t);
+}
+
+size_t cio_all_tasks(cio_loop *loop, cio_task **tasks, size_t cap) {
+    if (!loop) return 0;
+    size_t n = 0;
+    for (cio__link *l = loop->futures.next; l != &loop->futures; l = l->next) {
+        cio_future *f = CIO__CONTAINER_OF(l, cio_future, loop_link);
+        if (f->kind != CIO__KIND_TASK || f->state != CIO__PENDING) continue;
+        if (tasks && n < cap) tasks[n] = f;
+        n++;
+    }
+    return n;
+}
+
+int cio_loop_dump_tasks(cio_loop *loop, FILE *out) {
+    if (!loop || !out) return -EINVAL;
+    static const char *const states[] = {"scheduled", "running", "suspended", "finished"};
+    int n = 0;
+    for (cio__link *l = loop->futures.next; l != &loop->futures; l = l->next) {
+        cio_future *f = CIO__CONTAINER_OF(l, cio_future, loop_link);
+        if (f->kind != CIO__KIND_TASK || f->state != CIO__PENDING) continue;
+        cio__task *t = cio__task_of(f);
+        fprintf(out, "%s: %s", t->name, states[t->run_state]);
+        if (t->wait) {
+            fprintf(out, ", awaiting %s", t->wait->what);
+            if (t->wait->future && t->wait->future->kind == CIO__KIND_TASK)
+                fprintf(out, " '%s'", cio__task_of(t->wait->future)->name);
+            if (t->wait->deadline != INT64_MAX)
+                fprintf(out, " (deadline in %.3f s)",
+                        (double)(t->wait->deadline - cio__clock_ns()) / 1e9);
+        }
+        if (t->cancel_requests) fprintf(out, ", %d cancel request(s)", t->cancel_requests);
+        fprintf(out, ", stack %zu bytes\n", t->stack.size);
+        n++;
+    }
+    return n;
+}
