@@ -1,0 +1,312 @@
+/* The event loop: call_soon, timers, run/stop/close, iteration rules. */
+#include "test.h"
+
+typedef struct recorder {
+    char log[256];
+    size_t len;
+} recorder;
+
+static void record(recorder *r, const char *s) {
+    size_t n = strlen(s);
+    if (r->len + n + 1 < sizeof r->log) {
+        memcpy(r->log + r->len, s, n + 1);
+        r->len += n;
+    }
+}
+
+static recorder rec;
+
+static void append_a(cio_loop *loop, void *arg) { (void)loop; (void)arg; record(&rec, "a"); }
+static void append_b(cio_loop *loop, void *arg) { (void)loop; (void)arg; record(&rec, "b"); }
+static void append_c(cio_loop *loop, void *arg) { (void)loop; (void)arg; record(&rec, "c"); }
+static void append_arg(cio_loop *loop, void *arg) { (void)loop; record(&rec, arg); }
+static void stop_cb(cio_loop *loop, void *arg) { (void)arg; CHECK_OK(cio_loop_stop(loop)); }
+
+TEST(call_soon_fifo_and_deferred) {
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    CHECK_OK(cio_call_soon(loop, append_a, NULL, NULL));
+    CHECK_OK(cio_call_soon(loop, append_b, NULL, NULL));
+    CHECK_OK(cio_call_soon(loop, append_c, NULL, NULL));
+    CHECK_EQ(rec.len, 0); /* never inline */
+    CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(rec.log, "abc");
+    cio_loop_free(loop);
+}
+
+static void reschedule_self(cio_loop *loop, void *arg) {
+    (void)arg;
+    record(&rec, "r");
+    CHECK_OK(cio_call_soon(loop, reschedule_self, NULL, NULL));
+}
+
+TEST(iteration_runs_only_what_was_ready) {
+    /* A callback that reschedules itself runs once per iteration: stop()
+     * from the first batch ends the loop after exactly that batch. */
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    CHECK_OK(cio_call_soon(loop, reschedule_self, NULL, NULL));
+    CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(rec.log, "r");
+    CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(rec.log, "rr");
+    cio_loop_free(loop);
+}
+
+TEST(stop_before_run_forever_runs_one_iteration) {
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    CHECK_OK(cio_call_soon(loop, append_a, NULL, NULL));
+    CHECK_OK(cio_loop_stop(loop));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(rec.log, "a");
+    CHECK(!cio_loop_is_running(loop));
+    cio_loop_free(loop);
+}
+
+TEST(call_later_ties_fire_in_scheduling_order) {
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    double when = cio_loop_time(loop) + 0.02;
+    static char digits[10][2];
+    for (int i = 0; i < 10; i++) {
+        digits[i][0] = (char)('0' + i);
+        CHECK_OK(cio_call_at(loop, when, append_arg, digits[i], NULL));
+    }
+    CHECK_OK(cio_call_at(loop, when + 0.01, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(rec.log, "0123456789");
+    cio_loop_free(loop);
+}
+
+TEST(call_later_orders_by_deadline_and_waits) {
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    double start = cio_loop_time(loop);
+    CHECK_OK(cio_call_later(loop, 0.06, append_c, NULL, NULL));
+    CHECK_OK(cio_call_later(loop, 0.02, append_a, NULL, NULL));
+    CHECK_OK(cio_call_later(loop, 0.04, append_b, NULL, NULL));
+    CHECK_OK(cio_call_later(loop, 0.07, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    double took = cio_loop_time(loop) - start;
+    CHECK_STR(rec.log, "abc");
+    CHECK(took >= 0.07);
+    CHECK(took < 1.0);
+    cio_loop_free(loop);
+}
+
+TEST(handle_cancel) {
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    cio_handle h1, h2, h3;
+    CHECK_OK(cio_call_soon(loop, append_a, NULL, &h1));
+    CHECK_OK(cio_call_later(loop, 0.01, append_b, NULL, &h2));
+    CHECK_OK(cio_call_soon(loop, append_c, NULL, &h3));
+    CHECK(cio_handle_when(&h1) < 0);
+    CHECK(cio_handle_when(&h2) > 0);
+    CHECK_EQ(cio_handle_cancel(&h1), 1);
+    CHECK_EQ(cio_handle_cancel(&h1), 0);
+    CHECK(cio_handle_cancelled(&h1));
+    CHECK_EQ(cio_handle_cancel(&h2), 1);
+    CHECK(!cio_handle_cancelled(&h3));
+    CHECK_OK(cio_call_later(loop, 0.03, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(rec.log, "c");
+    /* h3 already ran; its node may be reused: cancelling is a no-op. */
+    cio_handle h4;
+    CHECK_OK(cio_call_soon(loop, append_a, NULL, &h4));
+    CHECK_EQ(cio_handle_cancel(&h3), 0);
+    CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(rec.log, "ca");
+    cio_handle zero = {0};
+    CHECK_EQ(cio_handle_cancel(&zero), 0);
+    CHECK_EQ(cio_handle_cancel(NULL), 0);
+    cio_loop_free(loop);
+}
+
+static cio_handle later_handle;
+static void cancel_other(cio_loop *loop, void *arg) {
+    (void)loop; (void)arg;
+    CHECK_EQ(cio_handle_cancel(&later_handle), 1);
+}
+
+TEST(cancel_from_same_batch) {
+    /* A handle cancelled by an earlier callback of the same batch is skipped. */
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    CHECK_OK(cio_call_soon(loop, cancel_other, NULL, NULL));
+    CHECK_OK(cio_call_soon(loop, append_a, NULL, &later_handle));
+    CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(rec.log, "");
+    cio_loop_free(loop);
+}
+
+TEST(time_is_monotonic_seconds) {
+    cio_loop *loop = test_loop();
+    double a = cio_loop_time(loop);
+    double b = cio_loop_time(loop);
+    CHECK(b >= a);
+    CHECK_INT(cio_loop_time_ns(loop), >, 0);
+    CHECK_NEAR(cio_loop_time(loop), (double)cio_loop_time_ns(loop) / 1e9, 0.01);
+    cio_loop_free(loop);
+}
+
+static void *return_seven(void *arg) { (void)arg; return IPTR(7); }
+
+TEST(closed_loop_refuses_everything) {
+    cio_loop *loop = test_loop();
+    CHECK(!cio_loop_is_closed(loop));
+    CHECK_OK(cio_loop_close(loop));
+    CHECK(cio_loop_is_closed(loop));
+    CHECK_OK(cio_loop_close(loop)); /* idempotent */
+    CHECK_ERR(cio_call_soon(loop, append_a, NULL, NULL), -CIO_ELOOPCLOSED);
+    CHECK_ERR(cio_call_later(loop, 1, append_a, NULL, NULL), -CIO_ELOOPCLOSED);
+    CHECK_ERR(cio_run_forever(loop), -CIO_ELOOPCLOSED);
+    CHECK_ERR(cio_loop_stop(loop), -CIO_ELOOPCLOSED);
+    cio_task *t = NULL;
+    CHECK_ERR(cio_spawn(loop, return_seven, NULL, &t), -CIO_ELOOPCLOSED);
+    CHECK(t == NULL);
+    cio_future *f = NULL;
+    CHECK_ERR(cio_future_new(loop, &f), -CIO_ELOOPCLOSED);
+    cio_loop_free(loop);
+}
+
+TEST(close_drops_pending_callbacks) {
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    CHECK_OK(cio_call_soon(loop, append_a, NULL, NULL));
+    CHECK_OK(cio_call_later(loop, 10, append_b, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    CHECK_STR(rec.log, "");
+    cio_loop_free(loop);
+}
+
+static void try_run_inside(cio_loop *loop, void *arg) {
+    cio_future *f = arg;
+    CHECK_ERR(cio_run_forever(loop), -CIO_ELOOPRUNNING);
+    CHECK_ERR(cio_run_until_complete(loop, f, NULL), -CIO_ELOOPRUNNING);
+    CHECK_ERR(cio_loop_close(loop), -CIO_ELOOPRUNNING);
+    CHECK(cio_loop_is_running(loop));
+    CHECK(cio_running_loop() == loop);
+    cio_loop *other = test_loop();
+    CHECK_ERR(cio_run_forever(other), -CIO_ELOOPRUNNING); /* one loop per thread */
+    cio_loop_free(other);
+    CHECK_OK(cio_loop_stop(loop));
+}
+
+TEST(running_loop_refuses_to_run_again) {
+    cio_loop *loop = test_loop();
+    cio_future *f;
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK(cio_running_loop() == NULL);
+    CHECK_OK(cio_call_soon(loop, try_run_inside, f, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK(cio_running_loop() == NULL);
+    cio_future_release(f);
+    cio_loop_free(loop);
+}
+
+TEST(run_until_complete_returns_result) {
+    cio_loop *loop = test_loop();
+    void *r = NULL;
+    CHECK_OK(test_run(loop, return_seven, NULL, &r));
+    CHECK_EQ(PTRI(r), 7);
+    cio_loop_free(loop);
+}
+
+TEST(run_until_complete_stopped_early) {
+    cio_loop *loop = test_loop();
+    cio_future *f;
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, f, NULL), -CIO_ESTOPPED);
+    CHECK(!cio_future_done(f));
+    /* The loop is reusable. */
+    CHECK_OK(cio_future_set_result(f, IPTR(3)));
+    void *r;
+    CHECK_OK(cio_run_until_complete(loop, f, &r));
+    CHECK_EQ(PTRI(r), 3);
+    cio_future_release(f);
+    cio_loop_free(loop);
+}
+
+TEST(run_until_complete_wrong_loop) {
+    cio_loop *a = test_loop(), *b = test_loop();
+    cio_future *f;
+    CHECK_OK(cio_future_new(a, &f));
+    CHECK_ERR(cio_run_until_complete(b, f, NULL), -CIO_EWRONGLOOP);
+    cio_future_release(f);
+    cio_loop_free(a);
+    cio_loop_free(b);
+}
+
+TEST(bad_arguments) {
+    CHECK_ERR(cio_loop_new(NULL), -EINVAL);
+    cio_loop_options bad = {.default_stack_size = 100};
+    cio_loop *loop = (cio_loop *)1;
+    CHECK_ERR(cio_loop_new_with(&loop, &bad), -EINVAL);
+    CHECK(loop == NULL);
+    cio_loop_options unknown = {.backend = "kqueue"};
+    CHECK_ERR(cio_loop_new_with(&loop, &unknown), -ENOTSUP);
+    loop = test_loop();
+    CHECK_ERR(cio_call_soon(NULL, append_a, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_call_soon(loop, NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_call_later(loop, NAN, append_a, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_call_at(loop, NAN, append_a, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_run_forever(NULL), -EINVAL);
+    CHECK_ERR(cio_run_until_complete(loop, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_loop_close(NULL), -EINVAL);
+    cio_loop_free(NULL);
+    CHECK_STR(cio_loop_backend(loop), "epoll");
+    cio_loop_free(loop);
+}
+
+TEST(strerror_covers_cio_codes) {
+    CHECK_STR(cio_strerror(-CIO_ELOOPCLOSED), "Event loop is closed");
+    CHECK_STR(cio_strerror(-CIO_ESTOPPED), "Event loop stopped before Future completed");
+    CHECK(strlen(cio_strerror(-ECANCELED)) > 0);
+    CHECK(strlen(cio_strerror(-ETIMEDOUT)) > 0);
+    for (int e = CIO_EBASE + 1; e < CIO_ELAST; e++) CHECK(strlen(cio_strerror(-e)) > 0);
+}
+
+static int handler_calls;
+static void count_handler(cio_loop *loop, const cio_error_context *ctx, void *arg) {
+    (void)loop;
+    CHECK(arg == &handler_calls);
+    CHECK(ctx->message != NULL);
+    handler_calls++;
+}
+
+TEST(exception_handler_receives_unretrieved_errors) {
+    cio_loop *loop = test_loop();
+    handler_calls = 0;
+    CHECK_OK(cio_loop_set_exception_handler(loop, count_handler, &handler_calls));
+    cio_future *f;
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(cio_future_set_error(f, -EIO));
+    cio_future_release(f); /* freed with an error nobody read */
+    CHECK_EQ(handler_calls, 1);
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(cio_future_set_error(f, -EIO));
+    CHECK_ERR(cio_future_result(f, NULL), -EIO);
+    cio_future_release(f); /* retrieved: no report */
+    CHECK_EQ(handler_calls, 1);
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(cio_future_set_error(f, -EPIPE));
+    CHECK_OK(cio_loop_close(loop)); /* reported at close */
+    CHECK_EQ(handler_calls, 2);
+    cio_loop_free(loop);
+}
+
+TEST(debug_flag) {
+    cio_loop *loop = test_loop();
+    CHECK_EQ(cio_loop_get_debug(loop), 0);
+    CHECK_OK(cio_loop_set_debug(loop, 1));
+    CHECK_EQ(cio_loop_get_debug(loop), 1);
+    cio_loop_free(loop);
+}
