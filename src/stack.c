@@ -107,6 +107,10 @@ size_t cio__stack_guard_budget(void) {
     return (size_t)budget;
 }
 
+void cio__stack_set_guard_budget(size_t budget) {
+    atomic_store(&guard_budget, (long)budget);
+}
+
 size_t cio__stack_round(size_t size) {
     size_t page = page_size();
     if (size < 16 * 1024) size = 16 * 1024;
