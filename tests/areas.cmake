@@ -4,3 +4,4 @@
 cio_test_file(loop)
 cio_test_file(switch)
 cio_test_file(stack NO_VALGRIND overflow_into_guard_page_names_the_task overflow_of_unguarded_stack_is_caught_by_canary hundred_thousand_tasks)
+cio_test_file(fault)
