@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -336,6 +337,40 @@ typedef enum cio_wait_mode {
  * Returns 0, -EINVAL for n == 0 or a NULL future, or -ECANCELED. */
 int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout,
              cio_future **done, size_t *ndone, cio_future **pending, size_t *npending);
+
+/* ------------------------------------------------------------------------
+ * File descriptors and sockets (asyncio's loop.sock_* family)
+ *
+ * These take non-blocking descriptors (asyncio requires the same) and
+ * suspend the calling task until the operation completes; outside a task
+ * they return -EPERM. One task at a time may wait to read a descriptor and
+ * one to write it (-EBUSY otherwise). The loop registers a descriptor with
+ * the kernel once, at its first wait, and keeps it registered: close such a
+ * descriptor with cio_close() from the loop's thread, so the loop forgets it
+ * before the number can be reused.
+ * ------------------------------------------------------------------------ */
+
+struct sockaddr;
+
+/* Waits until fd is readable (or writable). Returns 0 or -ECANCELED. */
+int cio_wait_readable(int fd);
+int cio_wait_writable(int fd);
+
+/* Receives up to len bytes: the count, 0 at end of stream, or -errno. */
+ssize_t cio_sock_recv(int fd, void *buf, size_t len);
+/* Sends what the kernel takes at once (at least one byte): the count. */
+ssize_t cio_sock_send(int fd, const void *buf, size_t len);
+/* Sends all len bytes: len, or -errno. If the task is cancelled midway, the
+ * call returns -ECANCELED and the bytes already sent stay sent. */
+ssize_t cio_sock_sendall(int fd, const void *buf, size_t len);
+/* Accepts a connection: the new descriptor (non-blocking, close-on-exec). */
+int cio_sock_accept(int fd, struct sockaddr *addr, unsigned int *addrlen);
+/* Connects a non-blocking socket: 0 or -errno (e.g. -ECONNREFUSED). */
+int cio_sock_connect(int fd, const struct sockaddr *addr, unsigned int addrlen);
+
+/* Closes fd, first waking any task waiting on it (with -EBADF) and making
+ * the loop running in this thread forget it. */
+int cio_close(int fd);
 
 /* ------------------------------------------------------------------------
  * Introspection

@@ -1,8 +1,11 @@
 /*
- * The epoll backend. For now the loop needs from it one wait per iteration
- * with the next timer's deadline as the timeout (nanosecond precision
- * through epoll_pwait2 where the kernel has it), and an eventfd that other
- * threads will use to wake the loop.
+ * The epoll backend: one wait per iteration with the next timer's deadline
+ * as the timeout (nanosecond precision through epoll_pwait2 where the
+ * kernel has it), descriptors registered once, edge-triggered, and an
+ * eventfd that other threads will use to wake the loop.
+ *
+ * An event's data holds the descriptor number plus one, so that zero can
+ * mean the loop's own eventfd.
  */
 #include <sys/epoll.h>
 #include <time.h>
@@ -19,7 +22,7 @@ static int epoll_init(cio_loop *loop) {
         close(ep);
         return err;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, wake, &ev) != 0) {
         int err = -errno;
         close(wake);
@@ -54,13 +57,33 @@ static int epoll_poll(cio_loop *loop, int64_t timeout_ns) {
     }
     if (n < 0) return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n; i++) {
-        if (events[i].data.ptr == NULL) {
+        uint64_t key = events[i].data.u64;
+        uint32_t ev = events[i].events;
+        if (key == 0) {
             uint64_t count;
             ssize_t ignored = read(loop->wake_fd, &count, sizeof count);
             (void)ignored;
+            continue;
         }
+        /* Errors and hang-ups wake both sides: the retried call reports them. */
+        bool failed = (ev & (EPOLLERR | EPOLLHUP)) != 0;
+        cio__io_ready(loop, (int)(key - 1), failed || (ev & (EPOLLIN | EPOLLRDHUP)),
+                      failed || (ev & EPOLLOUT));
     }
     return n;
+}
+
+static int epoll_watch(cio_loop *loop, int fd) {
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)fd + 1};
+    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
+    if (errno == EEXIST && epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+    /* Regular files cannot be polled: asyncio refuses them the same way. */
+    return errno == EPERM ? -EINVAL : -errno;
+}
+
+static void epoll_unwatch(cio_loop *loop, int fd) {
+    epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 const cio__backend_ops cio__backend_epoll = {
@@ -68,4 +91,6 @@ const cio__backend_ops cio__backend_epoll = {
     .init = epoll_init,
     .fini = epoll_fini,
     .poll = epoll_poll,
+    .watch = epoll_watch,
+    .unwatch = epoll_unwatch,
 };

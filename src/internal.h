@@ -168,11 +168,22 @@ typedef struct cio__backend_ops {
     const char *name;
     int (*init)(cio_loop *loop);
     void (*fini)(cio_loop *loop);
+    /* Starts watching fd for readability and writability (edge-triggered,
+     * once for its whole life in the loop), and stops watching it. */
+    int (*watch)(cio_loop *loop, int fd);
+    void (*unwatch)(cio_loop *loop, int fd);
     /* Waits for I/O at most timeout_ns (-1: forever, 0: do not block). */
     int (*poll)(cio_loop *loop, int64_t timeout_ns);
 } cio__backend_ops;
 
 extern const cio__backend_ops cio__backend_epoll;
+
+/* What the loop knows of one file descriptor (indexed by its number). */
+typedef struct cio__fd_entry {
+    cio__task *reader;        /* the task waiting to read, or NULL */
+    cio__task *writer;
+    uint32_t registered;      /* events registered with the backend, or 0 */
+} cio__fd_entry;
 
 struct cio_loop {
     cio__link ready;          /* FIFO of jobs */
@@ -191,6 +202,8 @@ struct cio_loop {
     const cio__backend_ops *backend;
     int epoll_fd;
     int wake_fd;
+    cio__fd_entry *fds;
+    size_t fd_cap;
     size_t default_stack_size;
     cio_exception_handler_fn exception_handler;
     void *exception_handler_arg;
@@ -208,6 +221,9 @@ void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when);
 void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer);
 int64_t cio__clock_ns(void);
 int64_t cio__seconds_to_ns(double seconds);
+/* The backend reports readiness of fd: wakes the task waiting on it. */
+void cio__io_ready(cio_loop *loop, int fd, bool readable, bool writable);
+void cio__io_destroy(cio_loop *loop);
 void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut);
 /* Returns 0 if the loop accepts new work, else the error. */
 int cio__loop_check(const cio_loop *loop);

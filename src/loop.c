@@ -289,6 +289,7 @@ int cio_loop_close(cio_loop *loop) {
     }
     cio__node_pool_destroy(loop);
     cio__stack_pool_destroy(&loop->stacks);
+    cio__io_destroy(loop);
     loop->backend->fini(loop);
     loop->closed = 1;
     loop->closing = 0;

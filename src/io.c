@@ -1,0 +1,122 @@
+/*
+ * Waiting for file descriptors.
+ *
+ * The loop keeps one entry per descriptor number it has seen. A descriptor
+ * is registered with the backend at its first wait and stays registered,
+ * edge-triggered, for both directions, so a task that reads and writes a
+ * socket in turn costs no epoll_ctl per operation. Edge-triggered
+ * notification is correct here because every operation first tries the
+ * system call and waits only after it returned EAGAIN: the next edge is then
+ * guaranteed to come.
+ *
+ * Each direction has at most one waiting task. The wait record lives on
+ * that task's stack; cancelling the task clears the slot and wakes it with
+ * -ECANCELED.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+typedef struct fd_wait {
+    cio__wait rec;
+    cio_loop *loop;
+    int fd;
+    bool write;
+} fd_wait;
+
+static int grow(cio_loop *loop, int fd) {
+    if ((size_t)fd < loop->fd_cap) return 0;
+    size_t cap = loop->fd_cap ? loop->fd_cap : 64;
+    while (cap <= (size_t)fd) cap *= 2;
+    cio__fd_entry *fds = cio__realloc(loop->fds, cap * sizeof *fds);
+    if (!fds) return -ENOMEM;
+    memset(fds + loop->fd_cap, 0, (cap - loop->fd_cap) * sizeof *fds);
+    loop->fds = fds;
+    loop->fd_cap = cap;
+    return 0;
+}
+
+static int cancel_fd_wait(cio__wait *rec, const char *msg) {
+    (void)msg;
+    fd_wait *w = CIO__CONTAINER_OF(rec, fd_wait, rec);
+    cio__fd_entry *e = &w->loop->fds[w->fd];
+    cio__task **slot = w->write ? &e->writer : &e->reader;
+    cio__task *t = *slot;
+    *slot = NULL;
+    cio__task_wake(t, -ECANCELED);
+    return 1;
+}
+
+static int wait_fd(int fd, bool write) {
+    int rc;
+    cio__task *t = cio__current(&rc);
+    if (!t) return rc;
+    if (fd < 0) return -EBADF;
+    cio_loop *loop = t->fut.loop;
+    rc = grow(loop, fd);
+    if (rc < 0) return rc;
+    cio__fd_entry *e = &loop->fds[fd];
+    cio__task **slot = write ? &e->writer : &e->reader;
+    if (*slot) return -EBUSY;
+    if (!e->registered) {
+        rc = loop->backend->watch(loop, fd);
+        if (rc < 0) return rc;
+        e->registered = 1;
+    }
+    fd_wait w = {.loop = loop, .fd = fd, .write = write};
+    w.rec.cancel = cancel_fd_wait;
+    w.rec.what = write ? "fd writable" : "fd readable";
+    w.rec.deadline = INT64_MAX;
+    *slot = t;
+    rc = cio__task_suspend(t, &w.rec);
+    /* Woken by readiness or by cio_close the slot is already clear; woken by
+     * a pending cancellation it may not be. */
+    if (*slot == t) *slot = NULL;
+    return rc;
+}
+
+int cio_wait_readable(int fd) {
+    return wait_fd(fd, false);
+}
+
+int cio_wait_writable(int fd) {
+    return wait_fd(fd, true);
+}
+
+void cio__io_ready(cio_loop *loop, int fd, bool readable, bool writable) {
+    if ((size_t)fd >= loop->fd_cap) return;
+    cio__fd_entry *e = &loop->fds[fd];
+    if (readable && e->reader) {
+        cio__task *t = e->reader;
+        e->reader = NULL;
+        cio__task_wake(t, 0);
+    }
+    if (writable && e->writer) {
+        cio__task *t = e->writer;
+        e->writer = NULL;
+        cio__task_wake(t, 0);
+    }
+}
+
+int cio_close(int fd) {
+    if (fd < 0) return -EBADF;
+    cio_loop *loop = cio_running_loop();
+    if (loop && (size_t)fd < loop->fd_cap) {
+        cio__fd_entry *e = &loop->fds[fd];
+        cio__task *waiters[2] = {e->reader, e->writer};
+        e->reader = e->writer = NULL;
+        for (int i = 0; i < 2; i++)
+            if (waiters[i]) cio__task_wake(waiters[i], -EBADF);
+        if (e->registered) loop->backend->unwatch(loop, fd);
+        e->registered = 0;
+    }
+    return close(fd) == 0 ? 0 : -errno;
+}
+
+void cio__io_destroy(cio_loop *loop) {
+    cio__free(loop->fds);
+    loop->fds = NULL;
+    loop->fd_cap = 0;
+}
