@@ -2,12 +2,13 @@
 # The README's test command. On a fresh Debian 12 machine, as root, it
 # installs what the tests need, then builds cio and runs the whole suite:
 #   1. clang with AddressSanitizer + UndefinedBehaviorSanitizer
-#   2. gcc under Valgrind memcheck
-#   3. clang, plain
-#   4. aarch64 (cross gcc), every test under qemu-user
-#   5. gcc, plain, with the examples and the benchmark smoke tests
+#   2. clang with ThreadSanitizer, the tests labelled "threads"
+#   3. gcc under Valgrind memcheck
+#   4. clang, plain
+#   5. aarch64 (cross gcc), every test under qemu-user
+#   6. gcc, plain, with the examples and the benchmark smoke tests
 # Each run is a separate CTest invocation; the script stops at the first
-# failing one, and the last line it prints is CTest's summary of run 5.
+# failing one, and the last line it prints is CTest's summary of run 6.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -48,6 +49,8 @@ configure_and_test() {
 mkdir -p "$root/build-ci"
 configure_and_test asan -- -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCIO_SANITIZE=ON -DCIO_BUILD_BENCH=OFF
+configure_and_test tsan -L threads -- -DCMAKE_C_COMPILER=clang -DCIO_TSAN=ON \
+  -DCIO_BUILD_BENCH=OFF -DCIO_BUILD_EXAMPLES=OFF
 configure_and_test valgrind -- -DCMAKE_C_COMPILER=gcc -DCIO_VALGRIND=ON \
   -DCIO_BUILD_BENCH=OFF -DCIO_BUILD_EXAMPLES=OFF
 configure_and_test clang -- -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCIO_BUILD_BENCH=OFF

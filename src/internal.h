@@ -213,7 +213,9 @@ struct cio_loop {
     uint8_t closed;
     uint8_t closing;
     uint8_t debug;
-    uintptr_t thread;         /* the thread running the loop, while it runs */
+    /* The thread running the loop while it runs, else 0. Atomic because
+     * debug mode reads it from other threads to refuse them. */
+    _Atomic uintptr_t thread;
 };
 
 void cio__ready_push(cio_loop *loop, cio__job *job);

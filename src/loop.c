@@ -19,6 +19,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -47,8 +48,10 @@ cio_loop *cio_running_loop(void) {
 
 int cio__loop_check(const cio_loop *loop) {
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
-    if (loop->debug && loop->running && loop->thread != (uintptr_t)pthread_self())
-        return -CIO_EWRONGTHREAD;
+    if (loop->debug) {
+        uintptr_t owner = atomic_load_explicit(&loop->thread, memory_order_relaxed);
+        if (owner && owner != (uintptr_t)pthread_self()) return -CIO_EWRONGTHREAD;
+    }
     return 0;
 }
 
@@ -181,7 +184,7 @@ int cio_run_forever(cio_loop *loop) {
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
     if (loop->running || running_loop) return -CIO_ELOOPRUNNING;
     loop->running = 1;
-    loop->thread = (uintptr_t)pthread_self();
+    atomic_store_explicit(&loop->thread, (uintptr_t)pthread_self(), memory_order_relaxed);
     running_loop = loop;
     cio__stack_install_overflow_handler();
     void *altstack = enable_altstack();
@@ -192,6 +195,7 @@ int cio_run_forever(cio_loop *loop) {
     disable_altstack(altstack);
     loop->stopping = 0;
     loop->running = 0;
+    atomic_store_explicit(&loop->thread, 0, memory_order_relaxed);
     running_loop = NULL;
     return 0;
 }

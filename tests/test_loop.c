@@ -310,3 +310,4 @@ TEST(debug_flag) {
     CHECK_EQ(cio_loop_get_debug(loop), 1);
     cio_loop_free(loop);
 }
+
