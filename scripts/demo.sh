@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The README's first command: builds cio and runs its main demo, the C twins
+# of the seed's asyncio programs followed by an echo client/server exchange.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+missing=()
+for p in cmake make gcc; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "== building cio"
+cmake -S "$root" -B "$root/build-demo" -DCMAKE_BUILD_TYPE=Release \
+  -DCIO_BUILD_TESTS=OFF -DCIO_BUILD_BENCH=OFF >"$root/build-demo.log" 2>&1 \
+  || { cat "$root/build-demo.log"; exit 1; }
+cmake --build "$root/build-demo" -j"$(nproc 2>/dev/null || echo 2)" >>"$root/build-demo.log" 2>&1 \
+  || { cat "$root/build-demo.log"; exit 1; }
+
+CIO_EXAMPLES_DIR="$root/build-demo/examples" bash "$root/scripts/tour.sh"
