@@ -10,6 +10,9 @@
 #ifdef CIO__ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
+#ifdef CIO__TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 /* The context that switched to the running one; read by cio__ctx_arrived to
  * learn the bounds of stacks AddressSanitizer reports (the thread's own
@@ -21,6 +24,9 @@ void cio__ctx_make(cio__ctx *ctx, void *lo, size_t size, void (*entry)(void *), 
     memset(ctx, 0, sizeof *ctx);
     ctx->stack_lo = lo;
     ctx->stack_size = size;
+#ifdef CIO__TSAN
+    ctx->tsan_fiber = __tsan_create_fiber(0);
+#endif
 #if defined(__x86_64__)
     /* Seven saved words (six registers and the return address), then two
      * zero words: the trampoline starts with rsp = top - 16, 16-byte
@@ -65,7 +71,19 @@ void cio__ctx_jump(cio__ctx *from, cio__ctx *to, int exiting) {
 #else
     (void)exiting;
 #endif
+#ifdef CIO__TSAN
+    /* The context running now may be the thread's own, never announced. */
+    if (!from->tsan_fiber) from->tsan_fiber = __tsan_get_current_fiber();
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
     switched_from = from;
     cio__ctx_switch(&from->sp, to->sp);
     cio__ctx_arrived(from);
+}
+
+void cio__ctx_destroy(cio__ctx *ctx) {
+#ifdef CIO__TSAN
+    if (ctx->tsan_fiber) __tsan_destroy_fiber(ctx->tsan_fiber);
+#endif
+    ctx->tsan_fiber = NULL;
 }

@@ -7,9 +7,9 @@
  * else the ABI lets a call clobber needs no saving, because the switch is
  * an ordinary function call for the compiler.
  *
- * cio__ctx_jump wraps it with the announcements AddressSanitizer needs to
- * follow a stack switch (its "fiber" API); Valgrind is told about each
- * stack once, when the stack is made (stack.c).
+ * cio__ctx_jump wraps it with the announcements AddressSanitizer and
+ * ThreadSanitizer need to follow a stack switch (their "fiber" APIs);
+ * Valgrind is told about each stack once, when the stack is made (stack.c).
  *
  * Floating-point control state (x87 control word and MXCSR on x86-64, FPCR
  * on aarch64) is shared by all tasks of a thread, not saved per task: a task
@@ -29,11 +29,20 @@
 #endif
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define CIO__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CIO__TSAN 1
+#endif
+#endif
+
 typedef struct cio__ctx {
     void *sp;              /* saved stack pointer while not running */
     const void *stack_lo;  /* stack bounds, for AddressSanitizer */
     size_t stack_size;
     void *asan_fake_stack;
+    void *tsan_fiber;      /* ThreadSanitizer's fiber for this context */
 } cio__ctx;
 
 void cio__ctx_switch(void **save_sp, void *load_sp);
@@ -52,5 +61,9 @@ void cio__ctx_jump(cio__ctx *from, cio__ctx *to, int exiting);
 
 /* Called first thing in a new context, before any other code runs on it. */
 void cio__ctx_arrived(cio__ctx *self);
+
+/* Releases what the sanitizers keep for a context made by cio__ctx_make;
+ * called from another context once it will never run again. */
+void cio__ctx_destroy(cio__ctx *ctx);
 
 #endif

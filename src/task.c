@@ -96,6 +96,7 @@ static void resume(cio__task *t) {
         cio__stack_set_current(NULL, NULL);
     if (t->run_state == CIO__TASK_FINISHED) {
         cio_loop *loop = t->fut.loop;
+        cio__ctx_destroy(&t->ctx);
         cio__stack_put(&loop->stacks, &t->stack);
         t->stack.lo = NULL;
         loop->live_tasks--;
@@ -243,6 +244,7 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
 
 void cio__task_destroy(cio__task *t) {
     if (t->stack.lo) {
+        cio__ctx_destroy(&t->ctx);
         t->fut.loop->live_tasks--;
         cio__stack_put(&t->fut.loop->stacks, &t->stack);
     }
