@@ -17,9 +17,11 @@ typedef struct waiter {
     cio__task *task;
 } waiter;
 
+/* The future's completion scheduled this job; running it resumes the task
+ * at once, in the iteration after the completion, as asyncio's wake-up. */
 static void resume_waiter(cio__job *job) {
     waiter *w = CIO__CONTAINER_OF(job, waiter, job);
-    cio__task_wake(w->task, 0);
+    cio__task_resume(w->task, 0);
 }
 
 static int cancel_awaited(cio__wait *wait, const char *msg) {

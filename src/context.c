@@ -3,6 +3,7 @@
  * register work itself is in src/arch/switch_<isa>.S.
  */
 #include "context.h"
+#include "fault.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 /* The context that switched to the running one; read by cio__ctx_arrived to
  * learn the bounds of stacks AddressSanitizer reports (the thread's own
  * stack is not known in advance). */
-static _Thread_local cio__ctx *switched_from;
+static CIO__TLS cio__ctx *switched_from;
 
 void cio__ctx_make(cio__ctx *ctx, void *lo, size_t size, void (*entry)(void *), void *arg) {
     uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;

@@ -8,8 +8,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 
-static _Thread_local int64_t fault_countdown; /* 0: disarmed */
-static _Thread_local int64_t fault_calls;
+static CIO__TLS int64_t fault_countdown; /* 0: disarmed */
+static CIO__TLS int64_t fault_calls;
 
 int64_t cio__fault_arm(int64_t nth) {
     int64_t calls = fault_calls;

@@ -122,8 +122,9 @@ typedef struct cio__task {
     cio_coro_fn fn;
     void *arg;
     cio__wait *wait;        /* what it waits on while suspended */
-    char *name;             /* name_buf, or a copy of a name the user gave */
-    char name_buf[32];      /* "Task-N" without an allocation */
+    char *name;             /* NULL until named: "Task-N" is formatted on demand */
+    char name_buf[32];      /* where the default name is formatted */
+    struct cio__task *free_next; /* in loop->free_tasks */
     uint64_t number;        /* N in "Task-N" */
     int cancel_requests;    /* asyncio's num_cancels_requested */
     uint8_t must_cancel;    /* deliver -ECANCELED at the next resumption */
@@ -153,11 +154,16 @@ void cio__gather_destroy(cio_future *fut);
 int cio__gather_cancel(cio_future *fut, const char *msg);
 
 /* Suspends the current task until something wakes it with
- * cio__task_wake(). Returns the wake status, or -ECANCELED if a
- * cancellation was pending. */
+ * cio__task_wake() or cio__task_resume(). Returns the wake status, or
+ * -ECANCELED if a cancellation was pending. */
 int cio__task_suspend(cio__task *task, cio__wait *wait);
 /* Schedules a suspended task to resume with the given status. */
 void cio__task_wake(cio__task *task, int status);
+/* Resumes a suspended task at once (from a job the loop is running). */
+void cio__task_resume(cio__task *task, int status);
+/* The name of a task, formatting the default one if needed. */
+const char *cio__task_name(cio__task *task);
+void cio__task_pool_destroy(cio_loop *loop);
 /* The current task, or NULL with *err set to -EPERM. */
 cio__task *cio__current(int *err);
 
@@ -190,6 +196,10 @@ struct cio_loop {
     cio__timer_heap timers;
     cio__link futures;        /* every live future and task of this loop */
     int64_t now;              /* cached clock, ns */
+    int64_t last_poll;        /* when the backend was last polled, ns */
+    unsigned busy_iterations; /* iterations since the last poll */
+    struct cio__task *free_tasks; /* finished task objects kept for reuse */
+    size_t free_task_count;
     uint64_t timer_seq;       /* breaks deadline ties FIFO */
     uint64_t node_ids;
     uint64_t task_numbers;

@@ -240,15 +240,8 @@ void cio__stack_pool_destroy(cio__stack_pool *pool) {
 
 /* ---- overflow detection ------------------------------------------------ */
 
-static _Thread_local const cio__stack *current_stack;
-static _Thread_local const char *current_name;
 static struct sigaction previous_segv;
 static atomic_int handler_installed;
-
-void cio__stack_set_current(const cio__stack *stack, const char *name) {
-    current_stack = stack;
-    current_name = name;
-}
 
 /* Formats without stdio: the handler must stay async-signal-safe. */
 static size_t append(char *buf, size_t at, size_t cap, const char *s) {
@@ -282,11 +275,12 @@ void cio__stack_overflow_abort(const char *task_name, size_t size) {
 
 static void on_segv(int sig, siginfo_t *info, void *uctx) {
     (void)uctx;
-    const cio__stack *s = current_stack;
+    char name[64];
+    const cio__stack *s = cio__running_stack(name, sizeof name);
     if (s && s->guarded) {
         char *addr = info->si_addr;
         char *lo = s->lo;
-        if (addr < lo && addr >= lo - page_size()) cio__stack_overflow_abort(current_name, s->size);
+        if (addr < lo && addr >= lo - page_size()) cio__stack_overflow_abort(name, s->size);
     }
     /* Not ours: restore the previous disposition and let the fault repeat. */
     sigaction(sig, &previous_segv, NULL);

@@ -58,8 +58,10 @@ void cio__stack_install_overflow_handler(void);
 /* Reports an overflow of the named task and ends the process. */
 void cio__stack_overflow_abort(const char *task_name, size_t size);
 
-/* The guarded stack the overflow handler checks: the running task's. */
-void cio__stack_set_current(const cio__stack *stack, const char *name);
+/* Implemented by the task layer: the stack of the task running in this
+ * thread (NULL if none), with its name copied into name. Async-signal-safe:
+ * the overflow handler calls it. */
+const cio__stack *cio__running_stack(char *name, size_t cap);
 
 /* How many guarded stacks the process may still carve, and a way for tests
  * to set it (to reach the canary mode without 16,000 tasks). */

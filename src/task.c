@@ -22,7 +22,10 @@
 
 #include "internal.h"
 
-static _Thread_local cio__task *current;
+static CIO__TLS cio__task *current;
+
+/* How many finished task objects a loop keeps for reuse. */
+#define CIO__TASK_POOL_MAX 1024
 
 cio_task *cio_current_task(void) {
     return current ? &current->fut : NULL;
@@ -36,9 +39,45 @@ cio__task *cio__current(int *err) {
     return current;
 }
 
+/* "Task-N" by hand: snprintf would cost more than the rest of a spawn, and
+ * the overflow handler needs an async-signal-safe way to name a task. */
+static void format_default_name(char *buf, uint64_t number) {
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + number % 10);
+        number /= 10;
+    } while (number);
+    memcpy(buf, "Task-", 5);
+    char *p = buf + 5;
+    while (n) *p++ = digits[--n];
+    *p = '\0';
+}
+
+/* Most tasks are never asked for their name, so the default one is only
+ * formatted (once) when somebody asks. */
+const char *cio__task_name(cio__task *t) {
+    if (t->name) return t->name;
+    if (!t->name_buf[0]) format_default_name(t->name_buf, t->number);
+    return t->name_buf;
+}
+
 const char *cio_task_name(const cio_task *fut) {
     if (!fut || fut->kind != CIO__KIND_TASK) return NULL;
-    return cio__task_of(fut)->name;
+    return cio__task_name(cio__task_of(fut));
+}
+
+const cio__stack *cio__running_stack(char *name, size_t cap) {
+    cio__task *t = current;
+    if (!t) return NULL;
+    if (t->name) {
+        size_t i = 0;
+        for (; t->name[i] && i + 1 < cap; i++) name[i] = t->name[i];
+        name[i] = '\0';
+    } else if (cap >= sizeof t->name_buf) {
+        format_default_name(name, t->number);
+    }
+    return &t->stack;
 }
 
 int cio_task_set_name(cio_task *fut, const char *name) {
@@ -46,9 +85,8 @@ int cio_task_set_name(cio_task *fut, const char *name) {
     cio__task *t = cio__task_of(fut);
     char *copy = cio__strdup(name);
     if (!copy) return -ENOMEM;
-    if (t->name != t->name_buf) cio__free(t->name);
+    cio__free(t->name);
     t->name = copy;
-    if (current == t) cio__stack_set_current(&t->stack, t->name);
     return 0;
 }
 
@@ -60,7 +98,8 @@ size_t cio_task_stack_size(const cio_task *fut) {
 static void resume(cio__task *t);
 
 static void finish(cio__task *t, void *result) {
-    if (!cio__stack_intact(&t->stack)) cio__stack_overflow_abort(t->name, t->stack.size);
+    if (!cio__stack_intact(&t->stack))
+        cio__stack_overflow_abort(cio__task_name(t), t->stack.size);
     if (t->has_raised && t->raised == -ECANCELED)
         cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
     else if (t->has_raised)
@@ -87,13 +126,8 @@ static void resume(cio__task *t) {
     t->resumer = from;
     t->run_state = CIO__TASK_RUNNING;
     current = t;
-    cio__stack_set_current(&t->stack, t->name);
     cio__ctx_jump(from, &t->ctx, 0);
     current = prev;
-    if (prev)
-        cio__stack_set_current(&prev->stack, prev->name);
-    else
-        cio__stack_set_current(NULL, NULL);
     if (t->run_state == CIO__TASK_FINISHED) {
         cio_loop *loop = t->fut.loop;
         cio__ctx_destroy(&t->ctx);
@@ -102,12 +136,18 @@ static void resume(cio__task *t) {
         loop->live_tasks--;
         cio_future_release(&t->fut); /* the reference the running task held */
     } else if (!cio__stack_intact(&t->stack)) {
-        cio__stack_overflow_abort(t->name, t->stack.size);
+        cio__stack_overflow_abort(cio__task_name(t), t->stack.size);
     }
 }
 
 static void run_step(cio__job *job) {
     resume(CIO__CONTAINER_OF(job, cio__task, step));
+}
+
+void cio__task_resume(cio__task *t, int status) {
+    t->wake_status = status;
+    t->wait = NULL;
+    resume(t);
 }
 
 void cio__task_wake(cio__task *t, int status) {
@@ -175,20 +215,6 @@ void *cio_raise(int err) {
     return NULL;
 }
 
-/* "Task-N" by hand: snprintf would cost more than the rest of a spawn. */
-static void format_default_name(char *buf, uint64_t number) {
-    char digits[24];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + number % 10);
-        number /= 10;
-    } while (number);
-    memcpy(buf, "Task-", 5);
-    char *p = buf + 5;
-    while (n) *p++ = digits[--n];
-    *p = '\0';
-}
-
 int cio_spawn(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp) {
     return cio_spawn_with(loop, fn, arg, NULL, taskp);
 }
@@ -204,30 +230,38 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
     size_t stack_size = opts->stack_size ? opts->stack_size : loop->default_stack_size;
     if (stack_size < CIO_MIN_STACK_SIZE) return -EINVAL;
 
-    cio__task *t = cio__malloc(sizeof *t);
-    if (!t) return -ENOMEM;
-    memset(t, 0, sizeof *t);
+    /* Finished task objects are recycled: a spawn then costs no malloc. */
+    cio__task *t = loop->free_tasks;
+    if (t) {
+        loop->free_tasks = t->free_next;
+        loop->free_task_count--;
+    } else if (!(t = cio__malloc(sizeof *t))) {
+        return -ENOMEM;
+    }
     rc = cio__stack_get(&loop->stacks, stack_size, &t->stack);
+    char *name = NULL;
+    if (rc == 0 && opts->name && !(name = cio__strdup(opts->name))) {
+        cio__stack_put(&loop->stacks, &t->stack);
+        rc = -ENOMEM;
+    }
     if (rc < 0) {
         cio__free(t);
         return rc;
     }
-    t->number = loop->task_numbers + 1;
-    if (opts->name) {
-        t->name = cio__strdup(opts->name);
-    } else {
-        format_default_name(t->name_buf, t->number);
-        t->name = t->name_buf;
-    }
-    if (!t->name) {
-        cio__stack_put(&loop->stacks, &t->stack);
-        cio__free(t);
-        return -ENOMEM;
-    }
-    loop->task_numbers++;
+    t->number = ++loop->task_numbers;
+    t->name = name;
+    t->name_buf[0] = '\0';
     cio__future_init(loop, &t->fut, CIO__KIND_TASK);
     t->fn = fn;
     t->arg = arg;
+    t->wait = NULL;
+    t->resumer = NULL;
+    t->cancel_requests = 0;
+    t->must_cancel = 0;
+    t->started = 0;
+    t->has_raised = 0;
+    t->raised = 0;
+    t->wake_status = 0;
     t->step.run = run_step;
     cio__list_init(&t->step.link);
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
@@ -248,8 +282,24 @@ void cio__task_destroy(cio__task *t) {
         t->fut.loop->live_tasks--;
         cio__stack_put(&t->fut.loop->stacks, &t->stack);
     }
-    if (t->name != t->name_buf) cio__free(t->name);
-    cio__free(t);
+    cio__free(t->name);
+    cio_loop *loop = t->fut.loop;
+    if (!loop->closing && loop->free_task_count < CIO__TASK_POOL_MAX) {
+        t->free_next = loop->free_tasks;
+        loop->free_tasks = t;
+        loop->free_task_count++;
+    } else {
+        cio__free(t);
+    }
+}
+
+void cio__task_pool_destroy(cio_loop *loop) {
+    while (loop->free_tasks) {
+        cio__task *t = loop->free_tasks;
+        loop->free_tasks = t->free_next;
+        cio__free(t);
+    }
+    loop->free_task_count = 0;
 }
 
 size_t cio_all_tasks(cio_loop *loop, cio_task **tasks, size_t cap) {
@@ -272,11 +322,11 @@ int cio_loop_dump_tasks(cio_loop *loop, FILE *out) {
         cio_future *f = CIO__CONTAINER_OF(l, cio_future, loop_link);
         if (f->kind != CIO__KIND_TASK || f->state != CIO__PENDING) continue;
         cio__task *t = cio__task_of(f);
-        fprintf(out, "%s: %s", t->name, states[t->run_state]);
+        fprintf(out, "%s: %s", cio__task_name(t), states[t->run_state]);
         if (t->wait) {
             fprintf(out, ", awaiting %s", t->wait->what);
             if (t->wait->future && t->wait->future->kind == CIO__KIND_TASK)
-                fprintf(out, " '%s'", cio__task_of(t->wait->future)->name);
+                fprintf(out, " '%s'", cio__task_name(cio__task_of(t->wait->future)));
             if (t->wait->deadline != INT64_MAX)
                 fprintf(out, " (deadline in %.3f s)",
                         (double)(t->wait->deadline - cio__clock_ns()) / 1e9);
