@@ -19,10 +19,14 @@
 #include "internal.h"
 
 int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind) {
-    memset(fut, 0, sizeof *fut);
     fut->loop = loop;
+    fut->result = NULL;
+    fut->cancel_msg = NULL;
     fut->refs = 1;
+    fut->error = 0;
+    fut->state = CIO__PENDING;
     fut->kind = kind;
+    fut->retrieved = 0;
     cio__list_init(&fut->callbacks);
     cio__list_push_back(&loop->futures, &fut->loop_link);
     return 0;

@@ -88,8 +88,6 @@ struct cio_future {
     uint8_t state;
     uint8_t kind;
     uint8_t retrieved;     /* an error was read: do not report it */
-    uint8_t releasing;     /* freed once the scheduled callbacks have run */
-    cio__job release_job;  /* drops the callbacks' reference after they ran */
 };
 
 /*

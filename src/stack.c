@@ -202,9 +202,19 @@ static int refill(cio__stack_pool *pool, cio__stack_class *c) {
 }
 
 int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out) {
-    size = cio__stack_round(size);
-    cio__stack_class *c = find_class(pool, size);
-    if (!c) return -ENOMEM;
+    /* Nearly every task asks for the loop's default size: remember the
+     * class of the last request and skip the rounding and the search. */
+    cio__stack_class *c;
+    if (size == pool->last_request && pool->class_count) {
+        c = &pool->classes[pool->last_class];
+    } else {
+        size_t requested = size;
+        c = find_class(pool, cio__stack_round(size));
+        if (!c) return -ENOMEM;
+        pool->last_request = requested;
+        pool->last_class = (size_t)(c - pool->classes);
+    }
+    size = c->size;
     if (!c->free_list) {
         int rc = refill(pool, c);
         if (rc < 0) return rc;
@@ -221,7 +231,9 @@ int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out) {
 
 void cio__stack_put(cio__stack_pool *pool, const cio__stack *stack) {
     cio__stack_class *c = NULL;
-    for (size_t i = 0; i < pool->class_count; i++)
+    if (pool->class_count && pool->classes[pool->last_class].size == stack->size)
+        c = &pool->classes[pool->last_class];
+    for (size_t i = 0; !c && i < pool->class_count; i++)
         if (pool->classes[i].size == stack->size) c = &pool->classes[i];
     if (!c) return; /* cannot happen: the class made the stack */
     push_free(c, stack->lo, stack->guarded);

@@ -33,6 +33,8 @@ typedef struct cio__stack_slab {
 typedef struct cio__stack_pool {
     cio__stack_class *classes;
     size_t class_count;
+    size_t last_request;        /* the size last asked for, unrounded ... */
+    size_t last_class;          /* ... and the index of its class */
     cio__stack_slab *slabs;
     size_t slab_count, slab_cap;
 } cio__stack_pool;
