@@ -46,6 +46,11 @@ enum {
     CIO_EINVALSTATE,   /* asyncio.InvalidStateError: result of a pending future, or set twice */
     CIO_EWRONGLOOP,    /* the object belongs to another loop */
     CIO_EWRONGTHREAD,  /* debug mode: the loop was used from a thread that does not run it */
+    CIO_EGROUP,        /* a task group ended with errors (asyncio's ExceptionGroup) */
+    CIO_EGROUPDONE,    /* spawning into a task group that is finished */
+    CIO_EGROUPABORTING,/* spawning into a task group that is shutting down */
+    CIO_EBROKEN,       /* asyncio.BrokenBarrierError */
+    CIO_ESHUTDOWN,     /* asyncio.QueueShutDown */
     CIO_ELAST
 };
 
@@ -222,6 +227,10 @@ int cio_future_result(cio_future *fut, void **result);
 int cio_future_error(cio_future *fut);
 /* The message given to cancel, or NULL. Valid while the future lives. */
 const char *cio_future_cancel_message(const cio_future *fut);
+/* The message attached to an error (cio_raise_msg, cio_future_set_error_msg),
+ * or NULL. */
+const char *cio_future_error_message(const cio_future *fut);
+int cio_future_set_error_msg(cio_future *fut, int err, const char *msg);
 
 /* Registers fn(fut, arg) to run (through call_soon, in registration order)
  * once fut is done; at once-scheduled if it is already done. */
@@ -273,8 +282,10 @@ cio_task *cio_current_task(void);
 size_t cio_all_tasks(cio_loop *loop, cio_task **tasks, size_t cap);
 
 /* Ends the current coroutine with an error: `return cio_raise(-EIO);`.
- * Outside a task it does nothing. Always returns NULL. */
+ * Outside a task it does nothing. Always returns NULL. cio_raise_msg also
+ * attaches a message (copied), read back with cio_future_error_message. */
 void *cio_raise(int err);
+void *cio_raise_msg(int err, const char *msg);
 
 /* ------------------------------------------------------------------------
  * Suspending calls (only inside a task; elsewhere they return -EPERM)
@@ -297,6 +308,225 @@ int cio_sleep_until(double when);
  * outcome meanwhile, which is then returned. Cancelling the caller cancels
  * fut. timeout may be CIO_NO_TIMEOUT. */
 int cio_wait_for(cio_future *fut, double timeout, void **result);
+
+/* Deadline forms: each waits at most until an absolute loop time `when`
+ * (CIO_NO_TIMEOUT for never) and then returns -ETIMEDOUT. cio_await_until
+ * leaves fut running (asyncio.wait on one future); cio_wait_for_at cancels
+ * it as cio_wait_for does. Deadlines compose: pass the same `when` down a
+ * chain of calls. */
+int cio_await_until(cio_future *fut, double when, void **result);
+int cio_wait_for_at(cio_future *fut, double when, void **result);
+
+/* ------------------------------------------------------------------------
+ * Timeout scopes (asyncio.timeout / timeout_at)
+ *
+ *     cio_timeout scope;
+ *     cio_timeout_enter(&scope, 1.5);          // async with timeout(1.5):
+ *     rc = do_things();                        //     ...
+ *     rc = cio_timeout_exit(&scope, rc);       // -ETIMEDOUT if it expired
+ *
+ * When the deadline passes, the task is cancelled: the suspending call in
+ * progress returns -ECANCELED, which the code passes on to the exit.
+ * cio_timeout_exit turns that -ECANCELED into -ETIMEDOUT only when the
+ * cancellation was the scope's own: an outer cancellation or an outer
+ * scope's timeout passes through as -ECANCELED. Scopes nest. The scope is a
+ * small struct on the task's stack (so entering one allocates nothing); it
+ * must be exited in the task that entered it, before it goes out of scope.
+ * ------------------------------------------------------------------------ */
+typedef struct cio_timeout {
+    uint64_t cio_private[12];
+} cio_timeout;
+
+/* Enters a scope expiring after delay seconds (CIO_NO_TIMEOUT: never; <= 0:
+ * on the next iteration), or at an absolute loop time. Inside a task only. */
+int cio_timeout_enter(cio_timeout *scope, double delay);
+int cio_timeout_enter_at(cio_timeout *scope, double when);
+/* Leaves the scope; rc is the outcome of the code inside it. Returns rc,
+ * with -ECANCELED turned into -ETIMEDOUT if the scope expired. */
+int cio_timeout_exit(cio_timeout *scope, int rc);
+/* Moves the deadline (absolute loop time, CIO_NO_TIMEOUT: never). */
+int cio_timeout_reschedule(cio_timeout *scope, double when);
+/* The deadline (CIO_NO_TIMEOUT if none), and whether it passed. */
+double cio_timeout_when(const cio_timeout *scope);
+int cio_timeout_expired(const cio_timeout *scope);
+
+/* ------------------------------------------------------------------------
+ * shield and as_completed
+ * ------------------------------------------------------------------------ */
+
+/* asyncio.shield: returns (one reference) an outer future that follows
+ * inner. Cancelling the outer future leaves inner running; inner's outcome
+ * is then marked retrieved. If inner is cancelled the outer is too. */
+int cio_shield(cio_future *inner, cio_future **outerp);
+
+/* asyncio.as_completed: yields the futures in the order they finish.
+ * cio_as_completed_next suspends until the next one is done and returns 1
+ * with *donep set (the original future, as 3.13's async for), 0 once all
+ * were yielded, -ETIMEDOUT once the timeout (seconds from creation) passed,
+ * or -ECANCELED. */
+typedef struct cio_as_completed cio_as_completed;
+int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double timeout,
+                         cio_as_completed **acp);
+int cio_as_completed_next(cio_as_completed *ac, cio_future **donep);
+void cio_as_completed_free(cio_as_completed *ac);
+
+/* ------------------------------------------------------------------------
+ * Task groups (asyncio.TaskGroup)
+ *
+ *     cio_task_group *g;
+ *     rc = cio_task_group_enter(&g);                 // async with TaskGroup() as g:
+ *     cio_task_group_spawn(g, child, arg, NULL);     //     g.create_task(child(arg))
+ *     rc = body();                                   //     ...
+ *     rc = cio_task_group_exit(g, rc);               // waits for every child
+ *     ... inspect cio_task_group_error() if rc == -CIO_EGROUP ...
+ *     cio_task_group_free(g);
+ *
+ * The first child that fails cancels the other children and the body (the
+ * task that entered the group). Exit waits for every child, also when the
+ * task is cancelled again meanwhile. It returns 0; -CIO_EGROUP when children
+ * (or the body, through rc) failed, every error kept; or -ECANCELED when the
+ * task itself was cancelled from outside and nothing failed.
+ * ------------------------------------------------------------------------ */
+typedef struct cio_task_group cio_task_group;
+int cio_task_group_enter(cio_task_group **gp);
+/* Spawns a child: -CIO_EGROUPDONE once the group finished,
+ * -CIO_EGROUPABORTING while it shuts down after an error. taskp may be NULL. */
+int cio_task_group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg, cio_task **taskp);
+int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
+                              const cio_task_options *opts, cio_task **taskp);
+int cio_task_group_exit(cio_task_group *g, int rc);
+/* The errors kept by the group, in the order they happened: returns the
+ * error code of entry i and sets *task (NULL for the body's own error) and
+ * *message (or NULL); -EINVAL if i is out of range. The task pointer is
+ * valid until cio_task_group_free. */
+size_t cio_task_group_error_count(const cio_task_group *g);
+int cio_task_group_error(const cio_task_group *g, size_t i, cio_task **task, const char **message);
+/* Frees the group (after exit; a group freed before exit first cancels its
+ * children and leaves them to finish detached). NULL is accepted. */
+void cio_task_group_free(cio_task_group *g);
+
+/* ------------------------------------------------------------------------
+ * Runner (asyncio.run)
+ * ------------------------------------------------------------------------ */
+
+/* Makes a loop, runs main(arg) as a task to its end, then cancels the tasks
+ * that are left and waits for them, reports their errors nobody retrieved
+ * through the exception handler, and closes and frees the loop. Returns
+ * main's outcome like cio_run_until_complete; -CIO_ELOOPRUNNING inside a
+ * running loop. opts may be NULL. */
+int cio_run(cio_coro_fn main, void *arg, void **result);
+int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void **result);
+
+/* ------------------------------------------------------------------------
+ * Synchronisation primitives (asyncio.Lock, Event, Condition, Semaphore,
+ * BoundedSemaphore, Barrier)
+ *
+ * All are fair: waiters are served first come, first served, and a newcomer
+ * never barges past a waiter. All are cancellation-safe: a cancelled waiter
+ * never takes the lock, a permit or a wake-up with it, and a waiter that was
+ * woken and then cancelled passes its wake-up on. Like asyncio's, they are
+ * not thread-safe, and bind to the loop of the first task that waits on
+ * them (a task of another loop gets -CIO_EWRONGLOOP). Each has an _until
+ * form of its waiting call. Releasing something not held is
+ * -CIO_EINVALSTATE (asyncio: RuntimeError).
+ * ------------------------------------------------------------------------ */
+typedef struct cio_lock cio_lock;
+int cio_lock_new(cio_lock **lockp);
+void cio_lock_free(cio_lock *lock);
+int cio_lock_acquire(cio_lock *lock);
+int cio_lock_acquire_until(cio_lock *lock, double when);
+int cio_lock_release(cio_lock *lock);
+int cio_lock_locked(const cio_lock *lock);
+
+typedef struct cio_event cio_event;
+int cio_event_new(cio_event **eventp);
+void cio_event_free(cio_event *event);
+int cio_event_wait(cio_event *event);
+int cio_event_wait_until(cio_event *event, double when);
+int cio_event_set(cio_event *event);
+int cio_event_clear(cio_event *event);
+int cio_event_is_set(const cio_event *event);
+
+/* A condition uses lock, or a lock of its own when lock is NULL. wait
+ * releases the lock, waits for a notify, and always re-acquires the lock
+ * before returning, also when cancelled or timed out. notify without
+ * holding the lock is -CIO_EINVALSTATE. */
+typedef struct cio_condition cio_condition;
+int cio_condition_new(cio_condition **condp, cio_lock *lock);
+void cio_condition_free(cio_condition *cond);
+int cio_condition_acquire(cio_condition *cond);
+int cio_condition_release(cio_condition *cond);
+int cio_condition_locked(const cio_condition *cond);
+int cio_condition_wait(cio_condition *cond);
+int cio_condition_wait_until(cio_condition *cond, double when);
+/* Waits until pred(arg) is true (asyncio wait_for); returns 0 or an error. */
+int cio_condition_wait_for(cio_condition *cond, int (*pred)(void *arg), void *arg);
+int cio_condition_notify(cio_condition *cond, int n);
+int cio_condition_notify_all(cio_condition *cond);
+
+/* Semaphore: value < 0 is -EINVAL. A bounded semaphore released above its
+ * initial value returns -CIO_EINVALSTATE (asyncio: ValueError). locked() is
+ * true when acquire would wait: value 0, or waiters queued (no barging). */
+typedef struct cio_semaphore cio_semaphore;
+int cio_semaphore_new(cio_semaphore **semp, int value);
+int cio_bounded_semaphore_new(cio_semaphore **semp, int value);
+void cio_semaphore_free(cio_semaphore *sem);
+int cio_semaphore_acquire(cio_semaphore *sem);
+int cio_semaphore_acquire_until(cio_semaphore *sem, double when);
+int cio_semaphore_release(cio_semaphore *sem);
+int cio_semaphore_locked(const cio_semaphore *sem);
+int cio_semaphore_value(const cio_semaphore *sem);
+
+/* Barrier for `parties` tasks: wait returns this task's arrival index
+ * (0..parties-1), -CIO_EBROKEN once the barrier is broken (abort, reset
+ * while tasks wait, or a waiter cancelled), or -ECANCELED. */
+typedef struct cio_barrier cio_barrier;
+int cio_barrier_new(cio_barrier **barrierp, int parties);
+void cio_barrier_free(cio_barrier *barrier);
+int cio_barrier_wait(cio_barrier *barrier);
+int cio_barrier_wait_until(cio_barrier *barrier, double when);
+int cio_barrier_reset(cio_barrier *barrier);
+int cio_barrier_abort(cio_barrier *barrier);
+int cio_barrier_parties(const cio_barrier *barrier);
+int cio_barrier_n_waiting(const cio_barrier *barrier);
+int cio_barrier_broken(const cio_barrier *barrier);
+
+/* ------------------------------------------------------------------------
+ * Queues (asyncio.Queue, LifoQueue, PriorityQueue)
+ *
+ * Items are pointers, owned by whoever put them until someone gets them.
+ * maxsize 0 means unbounded. The _nowait forms return -EAGAIN when full or
+ * empty. shutdown (3.13): puts fail with -CIO_ESHUTDOWN at once; gets drain
+ * what is left, then fail with -CIO_ESHUTDOWN; an immediate shutdown also
+ * discards the items left, passing each to the dispose callback if one is
+ * set (so nothing is lost silently), and counts them as done for join.
+ * ------------------------------------------------------------------------ */
+typedef struct cio_queue cio_queue;
+typedef int (*cio_compare_fn)(const void *a, const void *b);
+
+int cio_queue_new(cio_queue **queuep, size_t maxsize);
+int cio_lifo_queue_new(cio_queue **queuep, size_t maxsize);
+/* Smallest item first by cmp; equal items come out in insertion order. */
+int cio_priority_queue_new(cio_queue **queuep, size_t maxsize, cio_compare_fn cmp);
+/* Frees the queue; items left are passed to the dispose callback. */
+void cio_queue_free(cio_queue *queue);
+int cio_queue_set_dispose(cio_queue *queue, void (*dispose)(void *item, void *arg), void *arg);
+
+int cio_queue_put(cio_queue *queue, void *item);
+int cio_queue_put_until(cio_queue *queue, void *item, double when);
+int cio_queue_put_nowait(cio_queue *queue, void *item);
+int cio_queue_get(cio_queue *queue, void **itemp);
+int cio_queue_get_until(cio_queue *queue, void **itemp, double when);
+int cio_queue_get_nowait(cio_queue *queue, void **itemp);
+/* task_done more often than items were put: -CIO_EINVALSTATE. */
+int cio_queue_task_done(cio_queue *queue);
+int cio_queue_join(cio_queue *queue);
+int cio_queue_join_until(cio_queue *queue, double when);
+int cio_queue_shutdown(cio_queue *queue, int immediate);
+size_t cio_queue_size(const cio_queue *queue);
+size_t cio_queue_maxsize(const cio_queue *queue);
+int cio_queue_empty(const cio_queue *queue);
+int cio_queue_full(const cio_queue *queue);
 
 /* ------------------------------------------------------------------------
  * gather and wait
@@ -371,6 +601,18 @@ int cio_sock_connect(int fd, const struct sockaddr *addr, unsigned int addrlen);
 /* Closes fd, first waking any task waiting on it (with -EBADF) and making
  * the loop running in this thread forget it. */
 int cio_close(int fd);
+
+/* Deadline forms of the calls above (see cio_await_until). */
+int cio_wait_until(cio_future *const *fs, size_t n, cio_wait_mode mode, double when,
+                   cio_future **done, size_t *ndone, cio_future **pending, size_t *npending);
+int cio_wait_readable_until(int fd, double when);
+int cio_wait_writable_until(int fd, double when);
+ssize_t cio_sock_recv_until(int fd, void *buf, size_t len, double when);
+ssize_t cio_sock_send_until(int fd, const void *buf, size_t len, double when);
+ssize_t cio_sock_sendall_until(int fd, const void *buf, size_t len, double when);
+int cio_sock_accept_until(int fd, struct sockaddr *addr, unsigned int *addrlen, double when);
+int cio_sock_connect_until(int fd, const struct sockaddr *addr, unsigned int addrlen,
+                           double when);
 
 /* ------------------------------------------------------------------------
  * Introspection

@@ -13,6 +13,11 @@ const char *cio_strerror(int err) {
     case CIO_EINVALSTATE: return "Invalid state (future pending, or already done)";
     case CIO_EWRONGLOOP: return "Object belongs to another event loop";
     case CIO_EWRONGTHREAD: return "Event loop used from a thread other than the one running it";
+    case CIO_EGROUP: return "unhandled errors in a TaskGroup";
+    case CIO_EGROUPDONE: return "TaskGroup is finished";
+    case CIO_EGROUPABORTING: return "TaskGroup is shutting down";
+    case CIO_EBROKEN: return "Barrier is broken";
+    case CIO_ESHUTDOWN: return "Queue is shut down";
     default: break;
     }
     if (err > CIO_EBASE && err < CIO_ELAST) return "Unknown cio error";

@@ -166,8 +166,23 @@ int cio_future_error(cio_future *fut) {
     }
 }
 
+/* One field holds either message: a future that ended with an error has
+ * no cancellation message, and a cancelled one has no error. */
 const char *cio_future_cancel_message(const cio_future *fut) {
-    return fut ? fut->cancel_msg : NULL;
+    return fut && fut->state != CIO__DONE_ERROR ? fut->cancel_msg : NULL;
+}
+
+const char *cio_future_error_message(const cio_future *fut) {
+    return fut && fut->state == CIO__DONE_ERROR ? fut->cancel_msg : NULL;
+}
+
+int cio_future_set_error_msg(cio_future *fut, int err, const char *msg) {
+    if (err >= 0) return -EINVAL;
+    int rc = check_settable(fut);
+    if (rc < 0) return rc;
+    store_message(fut, msg);
+    cio__future_complete(fut, CIO__DONE_ERROR, NULL, err);
+    return 0;
 }
 
 cio_loop *cio_future_loop(const cio_future *fut) {

@@ -99,6 +99,9 @@ struct cio_future {
 typedef struct cio__wait cio__wait;
 struct cio__wait {
     int (*cancel)(cio__wait *wait, const char *msg); /* 1 if the wait was cancelled */
+    /* Optional: forget the waiter before a deadline wakes the task (for
+     * waits that keep the task in a queue or a slot). */
+    void (*abandon)(cio__wait *wait);
     const char *what;        /* "sleep", "future", "wait", ... */
     cio_future *future;      /* the awaited future, if any */
     int64_t deadline;        /* loop time in ns, or INT64_MAX */
@@ -155,6 +158,13 @@ int cio__gather_cancel(cio_future *fut, const char *msg);
  * cio__task_wake() or cio__task_resume(). Returns the wake status, or
  * -ECANCELED if a cancellation was pending. */
 int cio__task_suspend(cio__task *task, cio__wait *wait);
+/* Like cio__task_suspend, but a deadline (loop time in ns; INT64_MAX for
+ * none) wakes the task with -ETIMEDOUT after abandoning the wait. Returns
+ * -ENOMEM if the timer cannot be armed. */
+int cio__task_suspend_until(cio__task *task, cio__wait *wait, int64_t deadline);
+/* Converts an absolute loop time in seconds to a deadline in ns: -EINVAL
+ * for NaN, INT64_MAX for +infinity. */
+int cio__deadline(double when, int64_t *deadline);
 /* Schedules a suspended task to resume with the given status. */
 void cio__task_wake(cio__task *task, int status);
 /* Resumes a suspended task at once (from a job the loop is running). */
@@ -164,6 +174,43 @@ const char *cio__task_name(cio__task *task);
 void cio__task_pool_destroy(cio_loop *loop);
 /* The current task, or NULL with *err set to -EPERM. */
 cio__task *cio__current(int *err);
+
+/* ------------------------------------------------------------------------
+ * Wait queues: the FIFO of suspended tasks behind every lock, event,
+ * semaphore, condition, barrier and queue (src/waitq.c).
+ * ------------------------------------------------------------------------ */
+typedef struct cio__waiter {
+    cio__link link;       /* in the queue while waiting */
+    cio__task *task;
+    cio__wait rec;
+    struct cio__waitq *queue;
+    int woken;            /* 1 once a wake-up was handed to this waiter */
+    void *value;          /* what the waker handed over, if anything */
+} cio__waiter;
+
+typedef struct cio__waitq {
+    cio__link waiters;
+    size_t count;
+    cio_loop *loop;       /* the loop of the first task that waited */
+} cio__waitq;
+
+void cio__waitq_init(cio__waitq *q);
+/* Suspends the current task at the back of q until a wake-up, the
+ * deadline (INT64_MAX: none) or a cancellation. Returns 0 when woken, else
+ * -ETIMEDOUT, -ECANCELED, -EPERM (outside a task) or -CIO_EWRONGLOOP. A
+ * waiter that was woken and then cancelled before it ran returns
+ * -ECANCELED with w->woken set: the caller must pass the wake-up on. */
+int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t deadline);
+/* Wakes the first waiter, handing it value; returns it, or NULL if none. */
+cio__waiter *cio__waitq_wake_one(cio__waitq *q, void *value);
+/* Wakes every waiter (handing each value); returns how many. */
+size_t cio__waitq_wake_all(cio__waitq *q, void *value);
+static inline bool cio__waitq_empty(const cio__waitq *q) {
+    return q->count == 0;
+}
+/* Checks that the current task may use an object bound through q: -EPERM
+ * outside a task, -CIO_EWRONGLOOP for a task of another loop. */
+int cio__waitq_check(cio__waitq *q);
 
 /* ------------------------------------------------------------------------
  * The loop
@@ -231,6 +278,8 @@ void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when);
 void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer);
 int64_t cio__clock_ns(void);
 int64_t cio__seconds_to_ns(double seconds);
+/* Waits (in the current task) for fd to be readable or writable. */
+int cio__wait_fd(int fd, bool write, int64_t deadline);
 /* The backend reports readiness of fd: wakes the task waiting on it. */
 void cio__io_ready(cio_loop *loop, int fd, bool readable, bool writable);
 void cio__io_destroy(cio_loop *loop);

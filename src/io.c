@@ -49,7 +49,16 @@ static int cancel_fd_wait(cio__wait *rec, const char *msg) {
     return 1;
 }
 
-static int wait_fd(int fd, bool write) {
+static void abandon_fd_wait(cio__wait *rec) {
+    fd_wait *w = CIO__CONTAINER_OF(rec, fd_wait, rec);
+    cio__fd_entry *e = &w->loop->fds[w->fd];
+    if (w->write)
+        e->writer = NULL;
+    else
+        e->reader = NULL;
+}
+
+int cio__wait_fd(int fd, bool write, int64_t deadline) {
     int rc;
     cio__task *t = cio__current(&rc);
     if (!t) return rc;
@@ -67,10 +76,11 @@ static int wait_fd(int fd, bool write) {
     }
     fd_wait w = {.loop = loop, .fd = fd, .write = write};
     w.rec.cancel = cancel_fd_wait;
+    w.rec.abandon = abandon_fd_wait;
     w.rec.what = write ? "fd writable" : "fd readable";
-    w.rec.deadline = INT64_MAX;
+    w.rec.deadline = deadline;
     *slot = t;
-    rc = cio__task_suspend(t, &w.rec);
+    rc = cio__task_suspend_until(t, &w.rec, deadline);
     /* Woken by readiness or by cio_close the slot is already clear; woken by
      * a pending cancellation it may not be. */
     if (*slot == t) *slot = NULL;
@@ -78,11 +88,23 @@ static int wait_fd(int fd, bool write) {
 }
 
 int cio_wait_readable(int fd) {
-    return wait_fd(fd, false);
+    return cio__wait_fd(fd, false, INT64_MAX);
 }
 
 int cio_wait_writable(int fd) {
-    return wait_fd(fd, true);
+    return cio__wait_fd(fd, true, INT64_MAX);
+}
+
+int cio_wait_readable_until(int fd, double when) {
+    int64_t deadline;
+    int rc = cio__deadline(when, &deadline);
+    return rc < 0 ? rc : cio__wait_fd(fd, false, deadline);
+}
+
+int cio_wait_writable_until(int fd, double when) {
+    int64_t deadline;
+    int rc = cio__deadline(when, &deadline);
+    return rc < 0 ? rc : cio__wait_fd(fd, true, deadline);
 }
 
 void cio__io_ready(cio_loop *loop, int fd, bool readable, bool writable) {

@@ -17,6 +17,7 @@
  * cancelled if it raised -ECANCELED or if requests are still outstanding
  * (C has no exception that would otherwise carry the cancellation out).
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -176,6 +177,49 @@ int cio__task_suspend(cio__task *t, cio__wait *wait) {
     return t->wake_status;
 }
 
+/*
+ * Deadlines. A suspending call with a deadline arms a timer on the task's
+ * stack next to its wait record. If the timer fires while the task still
+ * waits on that record, the wait is abandoned (the waiter leaves whatever
+ * queue or slot holds it) and the task wakes with -ETIMEDOUT. Whatever
+ * completes the wait later finds the task no longer waiting on it and
+ * leaves it alone.
+ */
+typedef struct deadline_timer {
+    cio__timer timer;
+    cio__task *task;
+    cio__wait *wait;
+} deadline_timer;
+
+static void on_deadline(cio__timer *timer) {
+    deadline_timer *d = CIO__CONTAINER_OF(timer, deadline_timer, timer);
+    cio__task *t = d->task;
+    if (t->run_state != CIO__TASK_SUSPENDED || t->wait != d->wait) return;
+    if (d->wait->abandon) d->wait->abandon(d->wait);
+    cio__task_wake(t, -ETIMEDOUT);
+}
+
+int cio__deadline(double when, int64_t *deadline) {
+    if (isnan(when)) return -EINVAL;
+    *deadline = isinf(when) && when > 0 ? INT64_MAX : cio__seconds_to_ns(when);
+    return 0;
+}
+
+int cio__task_suspend_until(cio__task *t, cio__wait *wait, int64_t deadline) {
+    if (deadline == INT64_MAX) return cio__task_suspend(t, wait);
+    cio_loop *loop = t->fut.loop;
+    int rc = cio__timer_heap_reserve(&loop->timers, 1);
+    if (rc < 0) return rc;
+    deadline_timer d = {.task = t, .wait = wait};
+    d.timer.fire = on_deadline;
+    d.timer.index = CIO__TIMER_UNARMED;
+    wait->deadline = deadline;
+    cio__loop_arm_timer(loop, &d.timer, deadline);
+    rc = cio__task_suspend(t, wait);
+    cio__loop_disarm_timer(loop, &d.timer);
+    return rc;
+}
+
 int cio__task_cancel(cio__task *t, const char *msg) {
     if (t->fut.state != CIO__PENDING) return 0;
     t->cancel_requests++;
@@ -211,6 +255,16 @@ void *cio_raise(int err) {
     if (current) {
         current->has_raised = 1;
         current->raised = err < 0 ? err : -EINVAL;
+    }
+    return NULL;
+}
+
+void *cio_raise_msg(int err, const char *msg) {
+    if (current) {
+        cio_raise(err);
+        cio__free(current->fut.cancel_msg);
+        /* Without memory for the copy the error still stands, unexplained. */
+        current->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
     }
     return NULL;
 }

@@ -68,14 +68,15 @@ static int cancel_wait(cio__wait *rec, const char *msg) {
     return 1;
 }
 
-int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout,
-             cio_future **done, size_t *ndone, cio_future **pending, size_t *npending) {
+static int wait_deadline(cio_future *const *fs, size_t n, cio_wait_mode mode, int64_t deadline,
+                         cio_future **done, size_t *ndone, cio_future **pending,
+                         size_t *npending) {
     int rc;
     cio__task *t = cio__current(&rc);
     if (ndone) *ndone = 0;
     if (npending) *npending = 0;
     if (!t) return rc;
-    if (!fs || n == 0 || isnan(timeout)) return -EINVAL;
+    if (!fs || n == 0) return -EINVAL;
     if (mode != CIO_ALL_COMPLETED && mode != CIO_FIRST_COMPLETED && mode != CIO_FIRST_EXCEPTION)
         return -EINVAL;
     cio_loop *loop = t->fut.loop;
@@ -83,7 +84,7 @@ int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout
         if (!fs[i]) return -EINVAL;
         if (fs[i]->loop != loop) return -CIO_EWRONGLOOP;
     }
-    bool timed = !(isinf(timeout) && timeout > 0);
+    bool timed = deadline != INT64_MAX;
     if (timed) {
         rc = cio__timer_heap_reserve(&loop->timers, 1);
         if (rc < 0) return rc;
@@ -108,10 +109,8 @@ int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout
         cio__future_add_waiter(fs[i], &waiters[i].base.job);
     }
     if (timed) {
-        int64_t now = cio__clock_ns();
-        int64_t d = timeout <= 0 ? 0 : cio__seconds_to_ns(timeout);
-        s.rec.deadline = d > INT64_MAX - now ? INT64_MAX : now + d;
-        cio__loop_arm_timer(loop, &s.timer, s.rec.deadline);
+        s.rec.deadline = deadline;
+        cio__loop_arm_timer(loop, &s.timer, deadline);
     }
     rc = cio__task_suspend(t, &s.rec);
     cio__loop_disarm_timer(loop, &s.timer);
@@ -132,4 +131,24 @@ int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout
     if (ndone) *ndone = nd;
     if (npending) *npending = np;
     return rc < 0 ? rc : 0;
+}
+
+int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout,
+             cio_future **done, size_t *ndone, cio_future **pending, size_t *npending) {
+    if (isnan(timeout)) return -EINVAL;
+    int64_t deadline = INT64_MAX;
+    if (!(isinf(timeout) && timeout > 0)) {
+        int64_t now = cio__clock_ns();
+        int64_t d = timeout <= 0 ? 0 : cio__seconds_to_ns(timeout);
+        deadline = d > INT64_MAX - now ? INT64_MAX - 1 : now + d;
+    }
+    return wait_deadline(fs, n, mode, deadline, done, ndone, pending, npending);
+}
+
+int cio_wait_until(cio_future *const *fs, size_t n, cio_wait_mode mode, double when,
+                   cio_future **done, size_t *ndone, cio_future **pending, size_t *npending) {
+    int64_t deadline;
+    int rc = cio__deadline(when, &deadline);
+    if (rc < 0) return rc;
+    return wait_deadline(fs, n, mode, deadline, done, ndone, pending, npending);
 }
