@@ -7,3 +7,4 @@ cio_test_file(stack NO_VALGRIND overflow_into_guard_page_names_the_task overflow
 cio_test_file(fault)
 cio_test_file(sock)
 cio_test_file(threads LABELS threads)
+cio_test_file(structured)

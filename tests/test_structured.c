@@ -1,0 +1,617 @@
+/* Timeout scopes, shield, as_completed, task groups and the runner. */
+#include "test.h"
+
+#include "internal.h"
+
+static void cancel_task(cio_loop *loop, void *arg) {
+    (void)loop;
+    cio_task_cancel(arg, "from outside");
+}
+
+/* ---- timeout scopes ---------------------------------------------------- */
+
+static void *sleep_in_scope(void *arg) {
+    double delay = *(double *)arg;
+    cio_timeout scope;
+    CHECK_OK(cio_timeout_enter(&scope, 0.02));
+    CHECK(!cio_timeout_expired(&scope));
+    int rc = cio_sleep(delay);
+    rc = cio_timeout_exit(&scope, rc);
+    CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
+    return IPTR(rc);
+}
+
+TEST(timeout_scope_expires) {
+    cio_loop *loop = test_loop();
+    double delay = 1.0;
+    void *rc;
+    double start = cio_loop_time(loop);
+    CHECK_OK(test_run(loop, sleep_in_scope, &delay, &rc));
+    CHECK_ERR(PTRI(rc), -ETIMEDOUT);
+    double took = cio_loop_time(loop) - start;
+    CHECK(took >= 0.02 && took < 0.5);
+    delay = 0.001;
+    CHECK_OK(test_run(loop, sleep_in_scope, &delay, &rc));
+    CHECK_OK(PTRI(rc));
+    cio_loop_free(loop);
+}
+
+static void *nested_scopes(void *arg) {
+    (void)arg;
+    cio_timeout outer, inner;
+    CHECK_OK(cio_timeout_enter(&outer, 0.02));
+    CHECK_OK(cio_timeout_enter(&inner, 5.0));
+    int rc = cio_sleep(1.0);
+    rc = cio_timeout_exit(&inner, rc);
+    /* The outer scope expired: the inner one lets the cancellation pass. */
+    CHECK_ERR(rc, -ECANCELED);
+    CHECK(!cio_timeout_expired(&inner));
+    rc = cio_timeout_exit(&outer, rc);
+    CHECK_ERR(rc, -ETIMEDOUT);
+    CHECK(cio_timeout_expired(&outer));
+    CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
+    return NULL;
+}
+
+TEST(nested_scopes_only_the_expired_one_times_out) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, nested_scopes, NULL, NULL));
+    cio_loop_free(loop);
+}
+
+static int scope_outcome;
+
+static void *scope_then_outer_cancel(void *arg) {
+    (void)arg;
+    cio_timeout scope;
+    CHECK_OK(cio_timeout_enter(&scope, 0.05));
+    int rc = cio_sleep(1.0); /* cancelled from outside first */
+    scope_outcome = cio_timeout_exit(&scope, rc);
+    return NULL;
+}
+
+TEST(outer_cancel_passes_through_a_scope) {
+    cio_loop *loop = test_loop();
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, scope_then_outer_cancel, NULL, &t));
+    CHECK_OK(cio_call_later(loop, 0.01, cancel_task, t, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK_ERR(scope_outcome, -ECANCELED);
+    CHECK_STR(cio_future_cancel_message(t), "from outside");
+    cio_future_release(t);
+    cio_loop_free(loop);
+}
+
+static void *scope_expires_then_outer_cancel(void *arg) {
+    (void)arg;
+    cio_timeout scope;
+    CHECK_OK(cio_timeout_enter(&scope, 0.01));
+    int rc = cio_sleep(1.0); /* the scope expires first ... */
+    CHECK_ERR(rc, -ECANCELED);
+    /* ... and an outside cancel arrives before the scope is left. */
+    cio_task_cancel(cio_current_task(), NULL);
+    scope_outcome = cio_timeout_exit(&scope, rc);
+    return NULL;
+}
+
+TEST(expired_scope_with_outer_cancel_reports_cancel) {
+    cio_loop *loop = test_loop();
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, scope_expires_then_outer_cancel, NULL, &t));
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK_ERR(scope_outcome, -ECANCELED);
+    cio_future_release(t);
+    cio_loop_free(loop);
+}
+
+static void *reschedule_scope(void *arg) {
+    (void)arg;
+    cio_timeout scope;
+    CHECK_OK(cio_timeout_enter(&scope, CIO_NO_TIMEOUT));
+    CHECK(isinf(cio_timeout_when(&scope)));
+    double soon = cio_loop_time(cio_running_loop()) + 0.02;
+    CHECK_OK(cio_timeout_reschedule(&scope, soon));
+    CHECK_NEAR(cio_timeout_when(&scope), soon, 1e-6);
+    int rc = cio_timeout_exit(&scope, cio_sleep(1.0));
+    CHECK_ERR(rc, -ETIMEDOUT);
+    CHECK_ERR(cio_timeout_reschedule(&scope, soon), -CIO_EINVALSTATE);
+    CHECK_ERR(cio_timeout_exit(&scope, 0), -CIO_EINVALSTATE);
+    /* A deadline already passed expires at the next iteration: code that
+     * does not suspend never sees it ... */
+    CHECK_OK(cio_timeout_enter(&scope, -1));
+    CHECK_OK(cio_timeout_exit(&scope, 0));
+    /* ... and code that does is cancelled at once. */
+    CHECK_OK(cio_timeout_enter(&scope, 0));
+    CHECK_ERR(cio_timeout_exit(&scope, cio_sleep(1.0)), -ETIMEDOUT);
+    /* Moving a deadline later keeps the scope from expiring. */
+    CHECK_OK(cio_timeout_enter(&scope, 0.01));
+    CHECK_OK(cio_timeout_reschedule(&scope, cio_loop_time(cio_running_loop()) + 10));
+    CHECK_OK(cio_timeout_exit(&scope, cio_sleep(0.03)));
+    CHECK_ERR(cio_timeout_enter(&scope, NAN), -EINVAL);
+    return NULL;
+}
+
+TEST(reschedule_when_expired) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, reschedule_scope, NULL, NULL));
+    cio_timeout scope;
+    CHECK_ERR(cio_timeout_enter(&scope, 1), -EPERM);
+    CHECK_ERR(cio_timeout_enter(NULL, 1), -EINVAL);
+    cio_loop_free(loop);
+}
+
+static void *scope_at_deadline(void *arg) {
+    (void)arg;
+    double when = cio_loop_time(cio_running_loop()) + 0.02;
+    cio_timeout scope;
+    CHECK_OK(cio_timeout_enter_at(&scope, when));
+    int rc = cio_timeout_exit(&scope, cio_sleep(1.0));
+    CHECK_ERR(rc, -ETIMEDOUT);
+    CHECK(cio_loop_time(cio_running_loop()) >= when);
+    /* The scope left no timer behind. */
+    CHECK_EQ(cio_running_loop()->timers.count, 0);
+    return NULL;
+}
+
+TEST(timeout_at_absolute_deadline) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, scope_at_deadline, NULL, NULL));
+    cio_loop_free(loop);
+}
+
+/* ---- shield ----------------------------------------------------------- */
+
+static int inner_finished;
+
+static void *slow_value(void *arg) {
+    int rc = cio_sleep(0.03);
+    if (rc < 0) return cio_raise(rc);
+    inner_finished = 1;
+    return arg;
+}
+
+static void *await_shielded(void *arg) {
+    cio_future *outer;
+    CHECK_OK(cio_shield(arg, &outer));
+    int rc = cio_await(outer, NULL);
+    CHECK(cio_future_cancelled(outer));
+    CHECK(!cio_future_done(arg));
+    cio_future_release(outer);
+    return cio_raise(rc);
+}
+
+TEST(shield_keeps_the_inner_running) {
+    cio_loop *loop = test_loop();
+    inner_finished = 0;
+    cio_task *inner, *waiter;
+    CHECK_OK(cio_spawn(loop, slow_value, IPTR(5), &inner));
+    CHECK_OK(cio_spawn(loop, await_shielded, inner, &waiter));
+    CHECK_OK(cio_call_later(loop, 0.005, cancel_task, waiter, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, waiter, NULL), -ECANCELED);
+    CHECK(!inner_finished);
+    void *r;
+    CHECK_OK(cio_run_until_complete(loop, inner, &r));
+    CHECK_EQ(PTRI(r), 5);
+    cio_future_release(inner);
+    cio_future_release(waiter);
+    cio_loop_free(loop);
+}
+
+static void *await_shield_result(void *arg) {
+    cio_future *outer;
+    CHECK_OK(cio_shield(arg, &outer));
+    void *r = NULL;
+    int rc = cio_await(outer, &r);
+    if (rc < 0) cio_raise_msg(rc, cio_future_error_message(outer));
+    cio_future_release(outer);
+    return rc < 0 ? NULL : r;
+}
+
+static void *fail_later(void *arg) {
+    (void)arg;
+    cio_sleep(0.01);
+    return cio_raise_msg(-EIO, "disk on fire");
+}
+
+TEST(shield_passes_results_errors_and_cancellation_through) {
+    cio_loop *loop = test_loop();
+    cio_task *inner, *waiter;
+    void *r;
+    CHECK_OK(cio_spawn(loop, slow_value, IPTR(9), &inner));
+    CHECK_OK(cio_spawn(loop, await_shield_result, inner, &waiter));
+    CHECK_OK(cio_run_until_complete(loop, waiter, &r));
+    CHECK_EQ(PTRI(r), 9);
+    /* A done inner is returned as it is. */
+    cio_future *same;
+    CHECK_OK(cio_shield(inner, &same));
+    CHECK(same == inner);
+    cio_future_release(same);
+    cio_future_release(inner);
+    cio_future_release(waiter);
+
+    CHECK_OK(cio_spawn(loop, fail_later, NULL, &inner));
+    CHECK_OK(cio_spawn(loop, await_shield_result, inner, &waiter));
+    CHECK_ERR(cio_run_until_complete(loop, waiter, NULL), -EIO);
+    CHECK_STR(cio_future_error_message(waiter), "disk on fire");
+    cio_future_release(inner);
+    cio_future_release(waiter);
+
+    /* The inner cancelled: the outer is cancelled too. */
+    CHECK_OK(cio_spawn(loop, slow_value, IPTR(1), &inner));
+    CHECK_OK(cio_spawn(loop, await_shield_result, inner, &waiter));
+    CHECK_OK(cio_call_later(loop, 0.005, cancel_task, inner, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, waiter, NULL), -ECANCELED);
+    cio_future_release(inner);
+    cio_future_release(waiter);
+
+    CHECK_ERR(cio_shield(NULL, &same), -EINVAL);
+    cio_loop_free(loop);
+}
+
+/* ---- as_completed ----------------------------------------------------- */
+
+static void *sleep_ms(void *arg) {
+    int rc = cio_sleep(PTRI(arg) / 1000.0);
+    return rc < 0 ? cio_raise(rc) : arg;
+}
+
+static void *collect_in_order(void *arg) {
+    int *order = arg;
+    cio_loop *loop = cio_running_loop();
+    cio_task *t[3];
+    int delays[3] = {30, 10, 20};
+    for (int i = 0; i < 3; i++) CHECK_OK(cio_spawn(loop, sleep_ms, IPTR(delays[i]), &t[i]));
+    cio_as_completed *ac;
+    CHECK_OK(cio_as_completed_new(loop, t, 3, CIO_NO_TIMEOUT, &ac));
+    cio_future *done;
+    int n = 0, rc;
+    while ((rc = cio_as_completed_next(ac, &done)) == 1) {
+        void *r;
+        CHECK_OK(cio_future_result(done, &r));
+        order[n++] = PTRI(r);
+    }
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(cio_as_completed_next(ac, &done), 0);
+    cio_as_completed_free(ac);
+    for (int i = 0; i < 3; i++) cio_future_release(t[i]);
+    return NULL;
+}
+
+TEST(as_completed_yields_in_completion_order) {
+    cio_loop *loop = test_loop();
+    int order[3] = {0};
+    CHECK_OK(test_run(loop, collect_in_order, order, NULL));
+    CHECK_EQ(order[0], 10);
+    CHECK_EQ(order[1], 20);
+    CHECK_EQ(order[2], 30);
+    cio_loop_free(loop);
+}
+
+static void *as_completed_timeout(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    cio_task *t[2];
+    CHECK_OK(cio_spawn(loop, sleep_ms, IPTR(5), &t[0]));
+    CHECK_OK(cio_spawn(loop, sleep_ms, IPTR(500), &t[1]));
+    cio_as_completed *ac;
+    CHECK_OK(cio_as_completed_new(loop, t, 2, 0.05, &ac));
+    cio_future *done;
+    CHECK_EQ(cio_as_completed_next(ac, &done), 1);
+    CHECK(done == t[0]);
+    CHECK_ERR(cio_as_completed_next(ac, &done), -ETIMEDOUT);
+    CHECK(!cio_future_done(t[1])); /* nothing was cancelled */
+    cio_as_completed_free(ac);
+    cio_task_cancel(t[1], NULL);
+    CHECK_ERR(cio_await(t[1], NULL), -ECANCELED);
+    for (int i = 0; i < 2; i++) cio_future_release(t[i]);
+    return NULL;
+}
+
+TEST(as_completed_timeout) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, as_completed_timeout, NULL, NULL));
+    cio_as_completed *ac;
+    CHECK_ERR(cio_as_completed_new(loop, NULL, 1, 1, &ac), -EINVAL);
+    CHECK_OK(cio_as_completed_new(loop, NULL, 0, 1, &ac));
+    cio_future *done;
+    CHECK_ERR(cio_as_completed_next(ac, &done), -EPERM);
+    cio_as_completed_free(ac);
+    cio_loop_free(loop);
+}
+
+/* ---- task groups ------------------------------------------------------ */
+
+static int finished_children;
+
+static void *child_ok(void *arg) {
+    int rc = cio_sleep(PTRI(arg) / 1000.0);
+    if (rc < 0) return cio_raise(rc);
+    finished_children++;
+    return arg;
+}
+
+static void *child_fails(void *arg) {
+    int rc = cio_sleep(PTRI(arg) / 1000.0);
+    if (rc < 0) return cio_raise(rc);
+    return cio_raise_msg(-EIO, "child failed");
+}
+
+static void *group_all_ok(void *arg) {
+    (void)arg;
+    cio_task_group *g;
+    CHECK_OK(cio_task_group_enter(&g));
+    for (int i = 1; i <= 5; i++) CHECK_OK(cio_task_group_spawn(g, child_ok, IPTR(i * 2), NULL));
+    int rc = cio_task_group_exit(g, 0);
+    CHECK_OK(rc);
+    CHECK_EQ(finished_children, 5);
+    CHECK_ERR(cio_task_group_spawn(g, child_ok, IPTR(1), NULL), -CIO_EGROUPDONE);
+    CHECK_EQ(cio_task_group_error_count(g), 0);
+    cio_task_group_free(g);
+    return NULL;
+}
+
+TEST(task_group_waits_for_every_child) {
+    cio_loop *loop = test_loop();
+    finished_children = 0;
+    CHECK_OK(test_run(loop, group_all_ok, NULL, NULL));
+    CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
+    cio_loop_free(loop);
+}
+
+static int body_saw;
+
+static void *group_with_failure(void *arg) {
+    (void)arg;
+    cio_task_group *g;
+    CHECK_OK(cio_task_group_enter(&g));
+    cio_task *bad;
+    CHECK_OK(cio_task_group_spawn(g, child_ok, IPTR(500), NULL));
+    CHECK_OK(cio_task_group_spawn(g, child_fails, IPTR(10), &bad));
+    CHECK_OK(cio_task_group_spawn(g, child_ok, IPTR(800), NULL));
+    /* The body is cancelled when the child fails. */
+    body_saw = cio_sleep(5.0);
+    CHECK_ERR(cio_task_group_spawn(g, child_ok, IPTR(1), NULL), -CIO_EGROUPABORTING);
+    int rc = cio_task_group_exit(g, body_saw);
+    CHECK_ERR(rc, -CIO_EGROUP);
+    CHECK_EQ(cio_task_group_error_count(g), 1);
+    cio_task *who;
+    const char *msg;
+    CHECK_ERR(cio_task_group_error(g, 0, &who, &msg), -EIO);
+    CHECK(who == bad);
+    CHECK_STR(msg, "child failed");
+    CHECK_ERR(cio_task_group_error(g, 1, &who, &msg), -EINVAL);
+    /* The group's own cancellation of the body was taken back. */
+    CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
+    cio_future_release(bad);
+    cio_task_group_free(g);
+    return IPTR(rc);
+}
+
+TEST(task_group_first_error_cancels_siblings_and_body) {
+    cio_loop *loop = test_loop();
+    finished_children = 0;
+    void *rc;
+    double start = cio_loop_time(loop);
+    CHECK_OK(test_run(loop, group_with_failure, NULL, &rc));
+    CHECK_ERR(body_saw, -ECANCELED);
+    CHECK_EQ(finished_children, 0);
+    CHECK(cio_loop_time(loop) - start < 0.4); /* siblings did not run to the end */
+    CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
+    cio_loop_free(loop);
+}
+
+/* A child that fails while the group is already shutting down because its
+ * owner was cancelled: both the error and the cancellation are reported. */
+static void *child_fails_on_cancel(void *arg) {
+    (void)arg;
+    int rc = cio_sleep(5.0);
+    CHECK_ERR(rc, -ECANCELED);
+    cio_task_uncancel(cio_current_task());
+    return cio_raise(-ENOSPC);
+}
+
+static void *group_body_error(void *arg) {
+    (void)arg;
+    cio_task_group *g;
+    CHECK_OK(cio_task_group_enter(&g));
+    CHECK_OK(cio_task_group_spawn(g, child_ok, IPTR(300), NULL));
+    CHECK_OK(cio_task_group_spawn(g, child_fails_on_cancel, NULL, NULL));
+    CHECK_OK(cio_sleep(0)); /* both children are waiting now */
+    /* The body fails: exit cancels the children, one of which fails in
+     * turn. */
+    int rc = cio_task_group_exit(g, -EPIPE);
+    CHECK_ERR(rc, -CIO_EGROUP);
+    CHECK_EQ(cio_task_group_error_count(g), 2);
+    cio_task *who = (cio_task *)1;
+    /* Children's errors first, in the order they happened, the body's last. */
+    CHECK_ERR(cio_task_group_error(g, 0, &who, NULL), -ENOSPC);
+    CHECK(who != NULL);
+    CHECK_ERR(cio_task_group_error(g, 1, &who, NULL), -EPIPE);
+    CHECK(who == NULL);
+    cio_task_group_free(g);
+    return NULL;
+}
+
+TEST(task_group_keeps_the_body_error) {
+    cio_loop *loop = test_loop();
+    finished_children = 0;
+    CHECK_OK(test_run(loop, group_body_error, NULL, NULL));
+    CHECK_EQ(finished_children, 0);
+    cio_loop_free(loop);
+}
+
+static int group_exit_rc;
+static size_t group_errors;
+
+static void *group_cancelled_from_outside(void *arg) {
+    (void)arg;
+    cio_task_group *g;
+    CHECK_OK(cio_task_group_enter(&g));
+    CHECK_OK(cio_task_group_spawn(g, child_ok, IPTR(40), NULL));
+    CHECK_OK(cio_task_group_spawn(g, child_ok, IPTR(60), NULL));
+    int rc = cio_sleep(5.0);
+    group_exit_rc = cio_task_group_exit(g, rc);
+    group_errors = cio_task_group_error_count(g);
+    cio_task_group_free(g);
+    return NULL;
+}
+
+TEST(task_group_owner_cancelled) {
+    cio_loop *loop = test_loop();
+    finished_children = 0;
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, group_cancelled_from_outside, NULL, &t));
+    CHECK_OK(cio_call_later(loop, 0.01, cancel_task, t, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK_ERR(group_exit_rc, -ECANCELED);
+    CHECK_EQ(group_errors, 0);
+    CHECK_EQ(finished_children, 0); /* the children were cancelled */
+    CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
+    cio_future_release(t);
+    cio_loop_free(loop);
+}
+
+static void *group_cancel_and_failure(void *arg) {
+    (void)arg;
+    cio_task_group *g;
+    CHECK_OK(cio_task_group_enter(&g));
+    CHECK_OK(cio_task_group_spawn(g, child_fails_on_cancel, NULL, NULL));
+    int rc = cio_sleep(5.0);
+    CHECK_ERR(rc, -ECANCELED);
+    group_exit_rc = cio_task_group_exit(g, rc);
+    group_errors = cio_task_group_error_count(g);
+    CHECK_ERR(cio_task_group_error(g, 0, NULL, NULL), -ENOSPC);
+    /* The outside cancellation is still outstanding. */
+    CHECK_EQ(cio_task_cancelling(cio_current_task()), 1);
+    cio_task_group_free(g);
+    return NULL;
+}
+
+TEST(task_group_owner_cancelled_while_child_fails_reports_both) {
+    cio_loop *loop = test_loop();
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, group_cancel_and_failure, NULL, &t));
+    CHECK_OK(cio_call_later(loop, 0.01, cancel_task, t, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK_ERR(group_exit_rc, -CIO_EGROUP);
+    CHECK_EQ(group_errors, 1);
+    cio_future_release(t);
+    cio_loop_free(loop);
+}
+
+static void *stubborn_child(void *arg) {
+    (void)arg;
+    /* Takes a while to clean up after a cancel, awaiting as it goes. */
+    int rc = cio_sleep(5.0);
+    CHECK_ERR(rc, -ECANCELED);
+    CHECK_OK(cio_sleep(0.03));
+    finished_children++;
+    return NULL;
+}
+
+static void *group_cancelled_twice(void *arg) {
+    (void)arg;
+    cio_task_group *g;
+    CHECK_OK(cio_task_group_enter(&g));
+    CHECK_OK(cio_task_group_spawn(g, stubborn_child, NULL, NULL));
+    group_exit_rc = cio_task_group_exit(g, cio_sleep(5.0));
+    cio_task_group_free(g);
+    return NULL;
+}
+
+TEST(task_group_waits_even_when_cancelled_again) {
+    cio_loop *loop = test_loop();
+    finished_children = 0;
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, group_cancelled_twice, NULL, &t));
+    CHECK_OK(cio_call_later(loop, 0.005, cancel_task, t, NULL));
+    CHECK_OK(cio_call_later(loop, 0.010, cancel_task, t, NULL));
+    CHECK_OK(cio_call_later(loop, 0.015, cancel_task, t, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK_ERR(group_exit_rc, -ECANCELED);
+    CHECK_EQ(finished_children, 1); /* the child's cleanup ran to its end */
+    CHECK_EQ(cio_task_cancelling(t), 3);
+    cio_future_release(t);
+    cio_loop_free(loop);
+}
+
+TEST(task_group_outside_a_task) {
+    cio_task_group *g = (cio_task_group *)1;
+    CHECK_ERR(cio_task_group_enter(&g), -EPERM);
+    CHECK(g == NULL);
+    CHECK_ERR(cio_task_group_enter(NULL), -EINVAL);
+    CHECK_ERR(cio_task_group_spawn(NULL, child_ok, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_task_group_exit(NULL, 0), -EINVAL);
+    cio_task_group_free(NULL);
+}
+
+/* ---- runner ----------------------------------------------------------- */
+
+static int leftover_cleaned;
+
+static void *leftover(void *arg) {
+    (void)arg;
+    int rc = cio_sleep(10.0);
+    if (rc == -ECANCELED) leftover_cleaned++;
+    return NULL;
+}
+
+static void *leftover_fails(void *arg) {
+    (void)arg;
+    cio_sleep(10.0);
+    cio_task_uncancel(cio_current_task());
+    return cio_raise(-EBADMSG);
+}
+
+static void *main_coro(void *arg) {
+    cio_loop *loop = cio_running_loop();
+    CHECK(loop != NULL);
+    CHECK_OK(cio_spawn(loop, leftover, NULL, NULL));
+    CHECK_OK(cio_spawn(loop, leftover, NULL, NULL));
+    CHECK_OK(cio_spawn(loop, leftover_fails, NULL, NULL));
+    CHECK_OK(cio_sleep(0.01));
+    return arg;
+}
+
+static int reports;
+
+static void count_reports(cio_loop *loop, const cio_error_context *ctx, void *arg) {
+    (void)loop;
+    (void)arg;
+    if (ctx->error == -EBADMSG) reports++;
+}
+
+static void *main_with_handler(void *arg) {
+    CHECK_OK(cio_loop_set_exception_handler(cio_running_loop(), count_reports, NULL));
+    return main_coro(arg);
+}
+
+TEST(run_cancels_leftovers_and_reports_their_errors) {
+    leftover_cleaned = 0;
+    reports = 0;
+    void *r;
+    CHECK_OK(cio_run(main_with_handler, IPTR(42), &r));
+    CHECK_EQ(PTRI(r), 42);
+    CHECK_EQ(leftover_cleaned, 2);
+    CHECK_EQ(reports, 1);
+    CHECK(cio_running_loop() == NULL);
+}
+
+static void *main_fails(void *arg) {
+    (void)arg;
+    return cio_raise(-ENOENT);
+}
+
+static void *nested_run(void *arg) {
+    (void)arg;
+    return IPTR(cio_run(main_fails, NULL, NULL));
+}
+
+TEST(run_returns_main_outcome) {
+    CHECK_ERR(cio_run(main_fails, NULL, NULL), -ENOENT);
+    void *r;
+    CHECK_OK(cio_run(nested_run, NULL, &r));
+    CHECK_ERR(PTRI(r), -CIO_ELOOPRUNNING);
+    CHECK_ERR(cio_run(NULL, NULL, NULL), -EINVAL);
+}
