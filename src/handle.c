@@ -35,6 +35,8 @@ cio__node *cio__node_alloc(cio_loop *loop) {
     node->id = ++loop->node_ids;
     node->loop = loop;
     node->timer.index = CIO__TIMER_UNARMED;
+    node->timer.job.run = NULL;
+    cio__list_init(&node->timer.job.link);
     return node;
 }
 
@@ -70,10 +72,10 @@ static void run_callback(cio__job *job) {
     if (!cancelled) fn(loop, arg);
 }
 
+/* A call_later callback: the loop runs it when its timer's job comes up. */
 static void fire_timer(cio__timer *timer) {
     cio__node *node = CIO__CONTAINER_OF(timer, cio__node, timer);
-    node->state = CIO__NODE_READY;
-    cio__ready_push(node->loop, &node->job);
+    run_callback(&node->job);
 }
 
 static void fill_handle(cio_handle *handle, cio__node *node, int64_t when) {

@@ -27,11 +27,7 @@
  * callbacks and task wake-ups are all jobs, so the ready queue never
  * allocates: the object that wants to run carries its own node.
  * ------------------------------------------------------------------------ */
-typedef struct cio__job cio__job;
-struct cio__job {
-    cio__link link;
-    void (*run)(cio__job *job);
-};
+/* (cio__job itself is defined in list.h, for the timer heap's use.) */
 
 /* ------------------------------------------------------------------------
  * Callback nodes: the pooled object behind a cio_handle.

@@ -14,6 +14,13 @@ typedef struct cio__link {
     struct cio__link *prev;
 } cio__link;
 
+/* A job: a list element with a function to run. The ready queue holds
+ * jobs, and everything that can be scheduled carries its own. */
+typedef struct cio__job {
+    cio__link link;
+    void (*run)(struct cio__job *job);
+} cio__job;
+
 static inline void cio__list_init(cio__link *list) {
     list->next = list;
     list->prev = list;

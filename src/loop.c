@@ -8,7 +8,8 @@
  *      otherwise for as long as it takes.
  *   2. Wait for I/O once (the backend's poll); ready I/O adds jobs.
  *   3. Read the clock and move every timer whose deadline has come to the
- *      ready queue, in (deadline, arming order).
+ *      ready queue, in (deadline, arming order): timers act when the batch
+ *      reaches them, in order with the other callbacks.
  *   4. Run exactly the jobs that are ready now. The queue is detached as a
  *      batch first, so whatever they schedule waits for the next iteration,
  *      after another poll: a callback that reschedules itself cannot starve
@@ -73,15 +74,25 @@ void cio__ready_push(cio_loop *loop, cio__job *job) {
     cio__list_push_back(&loop->ready, &job->link);
 }
 
+static void run_due_timer(cio__job *job) {
+    cio__timer *timer = CIO__CONTAINER_OF(job, cio__timer, job);
+    timer->fire(timer);
+}
+
 void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when) {
     timer->when = when;
     timer->seq = loop->timer_seq++;
+    timer->job.run = run_due_timer;
+    cio__list_init(&timer->job.link);
     /* The caller reserved room, so this cannot fail. */
     (void)cio__timer_heap_push(&loop->timers, timer);
 }
 
+/* Disarms a timer whether it still waits in the heap or is already due
+ * and queued. */
 void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer) {
     cio__timer_heap_remove(&loop->timers, timer);
+    if (timer->job.run && cio__link_linked(&timer->job.link)) cio__list_unlink(&timer->job.link);
 }
 
 int cio_loop_new(cio_loop **loopp) {
@@ -183,7 +194,7 @@ static void run_once(cio_loop *loop) {
         loop->now = now;
         while ((next = cio__timer_heap_top(&loop->timers)) != NULL && next->when <= now) {
             cio__timer_heap_remove(&loop->timers, next);
-            next->fire(next);
+            cio__ready_push(loop, &next->job);
         }
     }
     run_batch(loop);

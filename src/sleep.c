@@ -14,9 +14,10 @@ typedef struct sleeper {
     cio__wait rec;
 } sleeper;
 
+/* Runs from the ready queue: the task resumes right away. */
 static void wake_sleeper(cio__timer *timer) {
     sleeper *s = CIO__CONTAINER_OF(timer, sleeper, timer);
-    cio__task_wake(s->task, 0);
+    cio__task_resume(s->task, 0);
 }
 
 static int cancel_sleep(cio__wait *wait, const char *msg) {

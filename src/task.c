@@ -196,7 +196,7 @@ static void on_deadline(cio__timer *timer) {
     cio__task *t = d->task;
     if (t->run_state != CIO__TASK_SUSPENDED || t->wait != d->wait) return;
     if (d->wait->abandon) d->wait->abandon(d->wait);
-    cio__task_wake(t, -ETIMEDOUT);
+    cio__task_resume(t, -ETIMEDOUT);
 }
 
 int cio__deadline(double when, int64_t *deadline) {

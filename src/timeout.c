@@ -63,6 +63,8 @@ static int enter_at(cio_timeout *t, int64_t when) {
     scope *s = scope_of(t);
     s->timer.index = CIO__TIMER_UNARMED;
     s->timer.fire = on_expiry;
+    s->timer.job.run = NULL;
+    cio__list_init(&s->timer.job.link);
     s->task = task;
     s->cancelling_at_entry = task->cancel_requests;
     s->state = ENTERED;

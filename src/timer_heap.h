@@ -11,14 +11,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "list.h"
+
 #define CIO__TIMER_UNARMED SIZE_MAX
 
+/* A due timer leaves the heap for the ready queue through its job, and
+ * fire() runs when the loop reaches that job: all due timers then act in
+ * (deadline, arming) order among the other callbacks, as asyncio's timer
+ * handles do. */
 typedef struct cio__timer cio__timer;
 struct cio__timer {
     int64_t when;      /* loop time in ns */
     uint64_t seq;      /* arming order, breaks ties */
     size_t index;      /* position in the heap, or CIO__TIMER_UNARMED */
     void (*fire)(cio__timer *timer);
+    cio__job job;      /* in the ready queue once due */
 };
 
 typedef struct cio__timer_heap {

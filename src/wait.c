@@ -32,11 +32,16 @@ struct wait_state {
     cio__wait rec;
 };
 
-static void wake_once(wait_state *s, int status) {
+/* direct: called from a job the loop runs, so the task can resume at once;
+ * otherwise (from a cancel, possibly inside another task) it is queued. */
+static void wake_once(wait_state *s, int status, bool direct) {
     if (s->woken) return;
     s->woken = 1;
     cio__loop_disarm_timer(s->task->fut.loop, &s->timer);
-    cio__task_wake(s->task, status);
+    if (direct)
+        cio__task_resume(s->task, status);
+    else
+        cio__task_wake(s->task, status);
 }
 
 typedef struct exception_waiter {
@@ -52,19 +57,19 @@ static void on_future_done_checked(cio__job *job) {
     int failed = w->fut->state == CIO__DONE_ERROR;
     if (s->mode == CIO_FIRST_COMPLETED || s->remaining == 0 ||
         (s->mode == CIO_FIRST_EXCEPTION && failed))
-        wake_once(s, 0);
+        wake_once(s, 0, true);
 }
 
 static void on_timeout(cio__timer *timer) {
     wait_state *s = CIO__CONTAINER_OF(timer, wait_state, timer);
-    wake_once(s, 0);
+    wake_once(s, 0, true);
 }
 
 static int cancel_wait(cio__wait *rec, const char *msg) {
     (void)msg;
     wait_state *s = CIO__CONTAINER_OF(rec, wait_state, rec);
     if (s->woken) return 0;
-    wake_once(s, -ECANCELED);
+    wake_once(s, -ECANCELED, false);
     return 1;
 }
 
