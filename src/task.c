@@ -117,8 +117,20 @@ static void finish(cio__task *t, void *result) {
 static void task_entry(void *arg) {
     cio__task *t = arg;
     cio__ctx_arrived(&t->ctx);
+    t->started = 1;
     void *result = t->fn(t->arg);
     finish(t, result);
+}
+
+/* A finished task gives back its stack and the reference it held on
+ * itself while it ran. */
+static void release_finished(cio__task *t) {
+    cio_loop *loop = t->fut.loop;
+    cio__ctx_destroy(&t->ctx);
+    cio__stack_put(&loop->stacks, &t->stack);
+    t->stack.lo = NULL;
+    loop->live_tasks--;
+    cio_future_release(&t->fut);
 }
 
 static void resume(cio__task *t) {
@@ -130,19 +142,25 @@ static void resume(cio__task *t) {
     cio__ctx_jump(from, &t->ctx, 0);
     current = prev;
     if (t->run_state == CIO__TASK_FINISHED) {
-        cio_loop *loop = t->fut.loop;
-        cio__ctx_destroy(&t->ctx);
-        cio__stack_put(&loop->stacks, &t->stack);
-        t->stack.lo = NULL;
-        loop->live_tasks--;
-        cio_future_release(&t->fut); /* the reference the running task held */
+        release_finished(t);
     } else if (!cio__stack_intact(&t->stack)) {
         cio__stack_overflow_abort(cio__task_name(t), t->stack.size);
     }
 }
 
 static void run_step(cio__job *job) {
-    resume(CIO__CONTAINER_OF(job, cio__task, step));
+    cio__task *t = CIO__CONTAINER_OF(job, cio__task, step);
+    if (!t->started && t->must_cancel) {
+        /* Cancelled before its first step: asyncio throws CancelledError
+         * into the coroutine before any of its code runs, so it never
+         * starts at all. */
+        t->must_cancel = 0;
+        cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
+        t->run_state = CIO__TASK_FINISHED;
+        release_finished(t);
+        return;
+    }
+    resume(t);
 }
 
 void cio__task_resume(cio__task *t, int status) {

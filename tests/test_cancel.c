@@ -329,3 +329,38 @@ TEST(hundred_thousand_random_cancels_leave_nothing_behind) {
     CHECK(cio__list_empty(&loop->futures));
     cio_loop_free(loop);
 }
+
+static int body_ran;
+
+static void *mark_ran(void *arg) {
+    (void)arg;
+    body_ran = 1;
+    return NULL;
+}
+
+TEST(cancelled_before_its_first_step_never_runs) {
+    cio_loop *loop = test_loop();
+    body_ran = 0;
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, mark_ran, NULL, &t));
+    CHECK_EQ(cio_task_cancel(t, "too early"), 1);
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK(!body_ran);
+    CHECK(cio_future_cancelled(t));
+    CHECK_STR(cio_future_cancel_message(t), "too early");
+    CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
+    cio_future_release(t);
+    /* Detached and cancelled at once: frees itself without running. */
+    CHECK_OK(cio_spawn(loop, mark_ran, NULL, NULL));
+    cio_task *all[1];
+    CHECK_EQ(cio_all_tasks(loop, all, 1), 1);
+    cio_task_cancel(all[0], NULL);
+    cio_future *f;
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(cio_future_set_result(f, NULL));
+    CHECK_OK(cio_run_until_complete(loop, f, NULL));
+    CHECK(!body_ran);
+    CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
+    cio_future_release(f);
+    cio_loop_free(loop);
+}
