@@ -311,3 +311,34 @@ TEST(debug_flag) {
     cio_loop_free(loop);
 }
 
+
+#include <unistd.h>
+
+static void slow_callback(cio_loop *loop, void *arg) {
+    (void)arg;
+    usleep(30 * 1000);
+    CHECK_OK(cio_loop_stop(loop));
+}
+
+TEST(debug_mode_reports_slow_callbacks) {
+    cio_loop_options opts = {.debug = 1, .slow_callback_duration = 0.01};
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new_with(&loop, &opts));
+    int fds[2];
+    CHECK_OK(pipe(fds));
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fds[1], 2);
+    CHECK_OK(cio_call_soon(loop, slow_callback, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fds[1]);
+    char buf[512] = {0};
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    CHECK_INT(n, >, 0);
+    if (!strstr(buf, "took")) FAIL("no slow-callback report: %s", buf);
+    cio_loop_free(loop);
+}
