@@ -1,7 +1,7 @@
 /*
  * The epoll backend: one wait per iteration with the next timer's deadline
  * as the timeout (nanosecond precision through epoll_pwait2 where the
- * kernel has it), descriptors registered once, edge-triggered, and an
+ * kernel has it), one-shot descriptor watches re-armed per wait, and an
  * eventfd that other threads will use to wake the loop.
  *
  * An event's data holds the descriptor number plus one, so that zero can
@@ -73,11 +73,20 @@ static int epoll_poll(cio_loop *loop, int64_t timeout_ns) {
     return n;
 }
 
-static int epoll_watch(cio_loop *loop, int fd) {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                             .data.u64 = (uint64_t)fd + 1};
-    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
-    if (errno == EEXIST && epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+/*
+ * One-shot watches: each blocking wait arms the descriptor for the
+ * directions that have a waiter, and an event disarms it. Re-arming is a
+ * modification of the existing registration; if there is none (first use,
+ * or the descriptor was closed without cio_close and its number reused,
+ * which silently removed it from the epoll set) it is added. So a stale
+ * registration can never leave a task waiting forever.
+ */
+static int epoll_watch(cio_loop *loop, int fd, bool read, bool write) {
+    struct epoll_event ev = {.events = EPOLLONESHOT | EPOLLRDHUP, .data.u64 = (uint64_t)fd + 1};
+    if (read) ev.events |= EPOLLIN;
+    if (write) ev.events |= EPOLLOUT;
+    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+    if (errno == ENOENT && epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
     /* Regular files cannot be polled: asyncio refuses them the same way. */
     return errno == EPERM ? -EINVAL : -errno;
 }

@@ -215,9 +215,9 @@ typedef struct cio__backend_ops {
     const char *name;
     int (*init)(cio_loop *loop);
     void (*fini)(cio_loop *loop);
-    /* Starts watching fd for readability and writability (edge-triggered,
-     * once for its whole life in the loop), and stops watching it. */
-    int (*watch)(cio_loop *loop, int fd);
+    /* Arms a one-shot watch of fd for the given directions (a new
+     * registration, or a re-arm of an existing one), and removes it. */
+    int (*watch)(cio_loop *loop, int fd, bool read, bool write);
     void (*unwatch)(cio_loop *loop, int fd);
     /* Waits for I/O at most timeout_ns (-1: forever, 0: do not block). */
     int (*poll)(cio_loop *loop, int64_t timeout_ns);
@@ -229,7 +229,7 @@ extern const cio__backend_ops cio__backend_epoll;
 typedef struct cio__fd_entry {
     cio__task *reader;        /* the task waiting to read, or NULL */
     cio__task *writer;
-    uint32_t registered;      /* events registered with the backend, or 0 */
+    uint32_t registered;      /* the backend has (or had) a watch on fd */
 } cio__fd_entry;
 
 struct cio_loop {

@@ -1,13 +1,14 @@
 /*
  * Waiting for file descriptors.
  *
- * The loop keeps one entry per descriptor number it has seen. A descriptor
- * is registered with the backend at its first wait and stays registered,
- * edge-triggered, for both directions, so a task that reads and writes a
- * socket in turn costs no epoll_ctl per operation. Edge-triggered
- * notification is correct here because every operation first tries the
- * system call and waits only after it returned EAGAIN: the next edge is then
- * guaranteed to come.
+ * The loop keeps one entry per descriptor number it has seen. Each
+ * blocking wait arms a one-shot watch for the directions that have a
+ * waiter (one epoll_ctl, as asyncio's add_reader costs); an event disarms
+ * it, and if a waiter is left in the other direction it is armed again.
+ * Re-arming per wait, rather than registering once for good, is what makes
+ * a descriptor closed behind the loop's back harmless: its number can be
+ * reused without a stale registration swallowing the new one's events.
+ * Owned sockets (streams) can later keep a persistent registration.
  *
  * Each direction has at most one waiting task. The wait record lives on
  * that task's stack; cancelling the task clears the slot and wakes it with
@@ -69,11 +70,9 @@ int cio__wait_fd(int fd, bool write, int64_t deadline) {
     cio__fd_entry *e = &loop->fds[fd];
     cio__task **slot = write ? &e->writer : &e->reader;
     if (*slot) return -EBUSY;
-    if (!e->registered) {
-        rc = loop->backend->watch(loop, fd);
-        if (rc < 0) return rc;
-        e->registered = 1;
-    }
+    rc = loop->backend->watch(loop, fd, !write || e->reader, write || e->writer);
+    if (rc < 0) return rc;
+    e->registered = 1;
     fd_wait w = {.loop = loop, .fd = fd, .write = write};
     w.rec.cancel = cancel_fd_wait;
     w.rec.abandon = abandon_fd_wait;
@@ -119,6 +118,17 @@ void cio__io_ready(cio_loop *loop, int fd, bool readable, bool writable) {
         cio__task *t = e->writer;
         e->writer = NULL;
         cio__task_wake(t, 0);
+    }
+    /* The one-shot watch is spent: a waiter left in the other direction
+     * needs it armed again. If that fails, the waiter learns it at once. */
+    if (e->reader || e->writer) {
+        int rc = loop->backend->watch(loop, fd, e->reader != NULL, e->writer != NULL);
+        if (rc < 0) {
+            cio__task *waiters[2] = {e->reader, e->writer};
+            e->reader = e->writer = NULL;
+            for (int i = 0; i < 2; i++)
+                if (waiters[i]) cio__task_wake(waiters[i], rc);
+        }
     }
 }
 

@@ -227,3 +227,36 @@ TEST(regular_files_are_refused) {
     CHECK_ERR(PTRI(rc), -EINVAL);
     cio_loop_free(loop);
 }
+
+static void *read_one(void *arg) {
+    int fd = PTRI(arg);
+    char c;
+    int rc = cio_wait_readable(fd);
+    if (rc < 0) return cio_raise(rc);
+    return IPTR(read(fd, &c, 1));
+}
+
+static void write_one(cio_loop *loop, void *arg) {
+    (void)loop;
+    CHECK_EQ(write(PTRI(arg), "x", 1), 1);
+}
+
+TEST(descriptor_closed_behind_the_loops_back_can_be_reused) {
+    /* Plain close() instead of cio_close(): the number comes back with the
+     * next pipe, and waiting on it must still work. */
+    cio_loop *loop = test_loop();
+    for (int round = 0; round < 3; round++) {
+        int fds[2];
+        CHECK_OK(pipe2(fds, O_NONBLOCK | O_CLOEXEC));
+        cio_task *t;
+        CHECK_OK(cio_spawn(loop, read_one, IPTR(fds[0]), &t));
+        CHECK_OK(cio_call_later(loop, 0.005, write_one, IPTR(fds[1]), NULL));
+        void *n;
+        CHECK_OK(cio_run_until_complete(loop, t, &n));
+        CHECK_EQ(PTRI(n), 1);
+        cio_future_release(t);
+        close(fds[0]);
+        close(fds[1]);
+    }
+    cio_loop_free(loop);
+}
