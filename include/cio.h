@@ -574,10 +574,9 @@ int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout
  * These take non-blocking descriptors (asyncio requires the same) and
  * suspend the calling task until the operation completes; outside a task
  * they return -EPERM. One task at a time may wait to read a descriptor and
- * one to write it (-EBUSY otherwise). The loop registers a descriptor with
- * the kernel once, at its first wait, and keeps it registered: close such a
- * descriptor with cio_close() from the loop's thread, so the loop forgets it
- * before the number can be reused.
+ * one to write it (-EBUSY otherwise). Each wait arms a one-shot watch, so a
+ * descriptor closed with plain close() is harmless once no task waits on
+ * it; cio_close() also wakes a task still waiting on it (with -EBADF).
  * ------------------------------------------------------------------------ */
 
 struct sockaddr;
