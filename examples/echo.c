@@ -1,10 +1,12 @@
 /*
  * An echo client/server exchange on loopback, all in one loop.
  *
- * The server task accepts connections and gives each its own task that
- * echoes whatever it receives; three client tasks connect at once, each
- * sends a few lines and prints the echoes. When the clients are done the
- * server is cancelled, which the accept call reports as -ECANCELED.
+ * The server task accepts connections and gives each its own task, in a
+ * task group, that echoes whatever it receives; three client tasks connect
+ * at once, each sends a few lines and checks and prints the echoes. When
+ * the clients are done the server is cancelled: the accept call returns
+ * -ECANCELED, and leaving the task group cancels and waits for whatever
+ * connection is still open.
  *
  * The Python it mirrors, with asyncio's low-level socket API:
  *
@@ -50,21 +52,31 @@ static void *serve_connection(void *arg) {
 static void *server(void *arg) {
     int lfd = (int)(intptr_t)arg;
     int served = 0;
+    /* Connections are children of a task group: when the server is
+     * cancelled, leaving the group cancels the connections still open and
+     * waits for them, so no task outlives the server. */
+    cio_task_group *connections;
+    int rc = cio_task_group_enter(&connections);
+    if (rc < 0) return cio_raise(rc);
     for (;;) {
         int conn = cio_sock_accept(lfd, NULL, NULL);
-        if (conn == -ECANCELED) break;
         if (conn < 0) {
-            fprintf(stderr, "accept: %s\n", cio_strerror(conn));
-            return cio_raise(conn);
+            rc = conn;
+            break;
         }
         served++;
         printf("[%.3f s] server: connection %d accepted\n", elapsed(), served);
-        /* Detached: the connection task frees itself when the peer hangs up. */
-        int rc = cio_spawn(cio_running_loop(), serve_connection, (void *)(intptr_t)conn, NULL);
-        if (rc < 0) cio_close(conn);
+        rc = cio_task_group_spawn(connections, serve_connection, (void *)(intptr_t)conn, NULL);
+        if (rc < 0) {
+            cio_close(conn);
+            break;
+        }
     }
-    printf("[%.3f s] server: cancelled after %d connections\n", elapsed(), served);
-    return (void *)(intptr_t)served;
+    rc = cio_task_group_exit(connections, rc);
+    cio_task_group_free(connections);
+    printf("[%.3f s] server: %s after %d connections\n", elapsed(),
+           rc == -ECANCELED ? "cancelled" : cio_strerror(rc), served);
+    return rc == -ECANCELED ? (void *)(intptr_t)served : cio_raise(rc);
 }
 
 static void *client(void *arg) {
@@ -86,6 +98,7 @@ static void *client(void *arg) {
             if (n <= 0) rc = n < 0 ? (int)n : -ECONNRESET;
             else got += n;
         }
+        if (rc == 0 && memcmp(echo, line, (size_t)len) != 0) rc = -EPROTO;
         if (rc == 0) {
             echo[got] = '\0';
             printf("[%.3f s] client %d: sent \"%s\", got back \"%s\"\n", elapsed(), id, line,

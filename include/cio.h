@@ -151,7 +151,8 @@ int cio_loop_close(cio_loop *loop);
 void cio_loop_free(cio_loop *loop);
 
 /* The loop's monotonic clock in seconds (asyncio loop.time()); and the same
- * in nanoseconds. The value is cached once per loop iteration. */
+ * in nanoseconds. Read afresh on each call, as asyncio does (the loop keeps
+ * its own copy per iteration for timer checks). */
 double cio_loop_time(const cio_loop *loop);
 int64_t cio_loop_time_ns(const cio_loop *loop);
 

@@ -49,11 +49,10 @@ run close_loop       "closing the loop, and using it after close"
 run gather_vs_wait   "gather versus wait"
 run timer            "timers from sleep and from call_later"
 
-# ---- MORE DEMOS GO HERE --------------------------------------------------
-# Add further demos (the echo client/server exchange, examples/echo.c) with
-#   run echo "an echo client/server exchange on loopback"
-# once examples/CMakeLists.txt builds them (cio_example(echo)).
-# ---------------------------------------------------------------------------
+# Beyond the seed: real sockets, and structured concurrency.
+run echo             "an echo client/server exchange on loopback"
+run fanout           "1,000 tasks in a task group under one timeout scope"
+
 
 echo
 echo "== tour done: every program ran and checked its own results =="
