@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs every benchmark of cio once, side by side with its peers, and prints
+# one line per figure: "<name> <value> <unit>" (medians; "_min" lines hold
+# the minimum over the repetitions; ratios have the unit "x"). Lines that
+# start with '#' are comments: the machine, the versions, skipped peers and
+# a summary against the goals.
+#
+#   bench/run.sh [build-dir]     (default: build-bench beside this folder)
+#
+# The build directory must hold the bench_* binaries (scripts/bench.sh
+# configures and builds one). Each benchmark is pinned to one CPU with
+# taskset (CIO_BENCH_CPU, default the last CPU; CIO_BENCH_CPU=none turns
+# pinning off). CIO_BENCH_REPS, CIO_BENCH_SCALE and CIO_BENCH_QUICK pass
+# through to the benchmarks (see bench/bench_util.h).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../build-bench}
+build=$(cd "$build" && pwd)
+bin=$build/bench
+for b in bench_switch bench_tasks bench_timers bench_memory; do
+  [ -x "$bin/$b" ] || { echo "run.sh: $bin/$b is missing; build first (scripts/bench.sh)" >&2; exit 1; }
+done
+
+pin=()
+cpus=$(nproc 2>/dev/null || echo 1)
+cpu=${CIO_BENCH_CPU:-$((cpus - 1))}
+if [ "$cpu" != none ] && command -v taskset >/dev/null 2>&1; then
+  pin=(taskset -c "$cpu")
+fi
+
+python=${CIO_BENCH_PYTHON:-}
+if [ -z "$python" ]; then
+  if [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; else python=$(command -v python3 || true); fi
+fi
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+{
+  echo "# cio benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "# commit $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$here/.." diff --quiet HEAD -- src include 2>/dev/null || echo ' (src/include modified)')"
+  echo "# kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//'), ${cpus} CPUs"
+  echo "# build $(grep -m1 '^CMAKE_BUILD_TYPE' "$build/CMakeCache.txt" 2>/dev/null | cut -d= -f2), $(grep -m1 '^CMAKE_C_COMPILER:' "$build/CMakeCache.txt" 2>/dev/null | cut -d= -f2)"
+  if [ ${#pin[@]} -gt 0 ]; then echo "# pinned: ${pin[*]}"; else echo "# not pinned"; fi
+  v=$(dpkg-query -W -f='${Version}' libboost-context-dev 2>/dev/null || true); [ -n "$v" ] && echo "# libboost-context-dev $v"
+  v=$(dpkg-query -W -f='${Version}' libuv1-dev 2>/dev/null || true); [ -n "$v" ] && echo "# libuv1-dev $v"
+  true
+} | tee "$out"
+
+run() {
+  "${pin[@]}" "$@" | tee -a "$out"
+}
+
+run "$bin/bench_switch"
+run "$bin/bench_tasks"
+run "$bin/bench_timers"
+run "$bin/bench_memory"
+if [ -n "$python" ]; then
+  run "$python" "$here/bench_asyncio.py"
+else
+  echo "# skipped asyncio_*: no python3" | tee -a "$out"
+fi
+
+# Ratios across binaries, from the medians printed above, and the goals.
+awk '
+  NF == 3 && $1 !~ /^#/ { v[$1] = $2 }
+  function ratio(name, a, b) {
+    if ((a in v) && (b in v) && v[b] > 0) printf "%s %.3f x\n", name, v[a] / v[b]
+  }
+  function goal(text, name, limit, peer) {
+    if (!(name in v)) return
+    lim = limit
+    if (peer != "") { if (!(peer in v)) return; lim = v[peer] }
+    printf "# goal %s: %s (%s %s vs %s)\n", text, (v[name] <= lim ? "met" : "MISSED"), name, v[name], lim
+  }
+  END {
+    ratio("spawn_await_ratio_asyncio_over_cio", "asyncio_spawn_await", "spawn_await")
+    ratio("sleep0_ratio_asyncio_over_cio", "asyncio_sleep0_roundtrip", "sleep0_roundtrip")
+    ratio("call_soon_ratio_asyncio_over_cio", "asyncio_call_soon_chain", "call_soon_chain")
+    ratio("future_ratio_asyncio_over_cio", "asyncio_future_resolve_await", "future_resolve_await")
+    ratio("future_suspend_ratio_asyncio_over_cio", "asyncio_future_await_suspend", "future_await_suspend")
+    ratio("spawn_await_ratio_uvloop_over_cio", "uvloop_spawn_await", "spawn_await")
+    ratio("sleep0_ratio_uvloop_over_cio", "uvloop_sleep0_roundtrip", "sleep0_roundtrip")
+    goal("switch no slower than Boost.Context fcontext", "switch_cio", 0, "switch_boost_fcontext")
+    goal("spawn+await < 100 ns", "spawn_await", 100, "")
+    goal("call_soon < 30 ns (chain)", "call_soon_chain", 30, "")
+    goal("call_soon < 30 ns (batch)", "call_soon_batch", 30, "")
+    goal("future create+resolve+await < 50 ns", "future_resolve_await", 50, "")
+    goal("timer start+cancel no slower than libuv (1M live)", "timer_cio_start_cancel", 0, "timer_libuv_start_cancel")
+    goal("timer start+cancel no slower than libuv (each)", "timer_cio_start_cancel_each", 0, "timer_libuv_start_cancel_each")
+  }
+' "$out"
