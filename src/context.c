@@ -15,10 +15,12 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
+#if defined(CIO__ASAN) || defined(CIO__TSAN)
 /* The context that switched to the running one; read by cio__ctx_arrived to
  * learn the bounds of stacks AddressSanitizer reports (the thread's own
  * stack is not known in advance). */
 static CIO__TLS cio__ctx *switched_from;
+#endif
 
 void cio__ctx_make(cio__ctx *ctx, void *lo, size_t size, void (*entry)(void *), void *arg) {
     uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
@@ -51,6 +53,7 @@ void cio__ctx_make(cio__ctx *ctx, void *lo, size_t size, void (*entry)(void *), 
 #endif
 }
 
+#if defined(CIO__ASAN) || defined(CIO__TSAN)
 void cio__ctx_arrived(cio__ctx *self) {
 #ifdef CIO__ASAN
     const void *lo = NULL;
@@ -81,6 +84,7 @@ void cio__ctx_jump(cio__ctx *from, cio__ctx *to, int exiting) {
     cio__ctx_switch(&from->sp, to->sp);
     cio__ctx_arrived(from);
 }
+#endif
 
 void cio__ctx_destroy(cio__ctx *ctx) {
 #ifdef CIO__TSAN

@@ -239,6 +239,7 @@ struct cio_loop {
     int64_t now;              /* cached clock, ns */
     int64_t last_poll;        /* when the backend was last polled, ns */
     unsigned busy_iterations; /* iterations since the last poll */
+    size_t io_waiters;        /* tasks suspended waiting for a descriptor */
     struct cio__task *free_tasks; /* finished task objects kept for reuse */
     size_t free_task_count;
     uint64_t timer_seq;       /* breaks deadline ties FIFO */

@@ -79,7 +79,9 @@ int cio__wait_fd(int fd, bool write, int64_t deadline) {
     w.rec.what = write ? "fd writable" : "fd readable";
     w.rec.deadline = deadline;
     *slot = t;
+    loop->io_waiters++;
     rc = cio__task_suspend_until(t, &w.rec, deadline);
+    loop->io_waiters--;
     /* Woken by readiness or by cio_close the slot is already clear; woken by
      * a pending cancellation it may not be. */
     if (*slot == t) *slot = NULL;

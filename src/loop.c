@@ -172,6 +172,8 @@ static void run_once(cio_loop *loop) {
             now = cio__clock_ns();
             due = due || now - loop->last_poll >= CIO__POLL_INTERVAL_NS;
         }
+        /* With no task waiting for a descriptor there is nothing to see. */
+        if (loop->io_waiters == 0) due = false;
         if (due) {
             loop->backend->poll(loop, 0);
             loop->busy_iterations = 0;

@@ -14,10 +14,12 @@
  * the first max_map_count / 4 stacks of the process (about 16,000 by
  * default; half the mappings stay free for the rest of the program) and,
  * once that budget is spent or mprotect fails, carves unguarded slabs that
- * cost one mapping per slab. An unguarded stack carries a canary word at its
- * lowest address, checked each time its task is switched out and when it
- * ends: an overflow is then caught at the next switch rather than at the
- * faulting instruction, and the process stops with the same message.
+ * cost one mapping per slab. An unguarded stack is checked two ways: each
+ * time its task is switched out, the saved stack pointer must lie above a
+ * red zone at the bottom; and when the task ends, the canary word at the
+ * lowest address must still be zero. An overflow is then caught at the next
+ * switch (or the task's end) rather than at the faulting instruction, and
+ * the process stops with the same message.
  *
  * Overflow report. A guarded overflow raises SIGSEGV on a stack that no
  * longer has room, so the handler runs on an alternate signal stack. It
@@ -225,7 +227,8 @@ int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out) {
     out->lo = h->lo;
     out->size = size;
     out->guarded = h->guarded != 0;
-    if (!out->guarded) *(uint64_t *)out->lo = CIO__STACK_CANARY;
+    /* An unguarded stack's canary (zero) is already in place: fresh memory
+     * is zero, and a reused stack's previous task ended with it intact. */
     return 0;
 }
 

@@ -39,17 +39,32 @@ typedef struct cio__stack_pool {
     size_t slab_count, slab_cap;
 } cio__stack_pool;
 
-/* The value written at the bottom of every unguarded stack. */
-#define CIO__STACK_CANARY UINT64_C(0x63696f5f63616e79)
+/* The canary of an unguarded stack is its lowest word, and its value is
+ * zero: fresh anonymous memory is zero already, so no page is touched to
+ * write it, and an idle task keeps a single resident page. A task never
+ * writes that word unless it overflows. */
+#define CIO__STACK_CANARY UINT64_C(0)
+
+/* A task switched out with its stack pointer this close to the bottom of
+ * its stack is treated as overflowing. */
+#define CIO__STACK_RED_ZONE 256
 
 size_t cio__stack_round(size_t size);
 int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out);
 void cio__stack_put(cio__stack_pool *pool, const cio__stack *stack);
 void cio__stack_pool_destroy(cio__stack_pool *pool);
 
-/* False when the canary of an unguarded stack was overwritten. */
+/* False when the canary of an unguarded stack was overwritten (checked
+ * when the task ends). */
 static inline bool cio__stack_intact(const cio__stack *stack) {
     return stack->guarded || *(const uint64_t *)stack->lo == CIO__STACK_CANARY;
+}
+
+/* False when a task was switched out with its stack pointer in the red
+ * zone or below: checked at every switch, it costs one compare of values
+ * already in cache, where reading the canary would cost a cache miss. */
+static inline bool cio__stack_sp_ok(const cio__stack *stack, const void *sp) {
+    return (const char *)sp >= (const char *)stack->lo + CIO__STACK_RED_ZONE;
 }
 
 /* Installs (once per process) the SIGSEGV handler that names a task whose

@@ -143,7 +143,7 @@ static void resume(cio__task *t) {
     current = prev;
     if (t->run_state == CIO__TASK_FINISHED) {
         release_finished(t);
-    } else if (!cio__stack_intact(&t->stack)) {
+    } else if (!cio__stack_sp_ok(&t->stack, t->ctx.sp)) {
         cio__stack_overflow_abort(cio__task_name(t), t->stack.size);
     }
 }

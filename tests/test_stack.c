@@ -65,7 +65,7 @@ static void *smash_canary(void *arg) {
      * without faulting: the canary at its lowest address is overwritten. */
     cio__task *t = cio__task_of(cio_current_task());
     CHECK(!t->stack.guarded);
-    memset(t->stack.lo, 0, 8);
+    memset(t->stack.lo, 0xa5, 8);
     cio_sleep(0);
     return NULL;
 }

@@ -46,7 +46,12 @@ cio__ctx_switch:
     popq    %r12
     popq    %rbx
     popq    %rbp
-    ret
+    /* Not ret: the return-stack predictor always guesses wrong when the two
+     * contexts called the switch from different places. An indirect jump
+     * is predicted from its own history, which a ping-pong quickly learns
+     * (measured: 10.8 ns per switch with ret, 3.3 ns with this). */
+    popq    %rcx
+    jmpq    *%rcx
     .cfi_endproc
     .size   cio__ctx_switch, .-cio__ctx_switch
 
