@@ -58,7 +58,7 @@ static void abort_children(cio_task_group *g) {
         if (!cio_future_done(c->task)) cio_task_cancel(c->task, NULL);
 }
 
-static void on_child_done(cio__job *job) {
+static void on_group_child_done(cio__job *job) {
     child *c = CIO__CONTAINER_OF(job, child, job);
     cio_task_group *g = c->group;
     g->pending--;
@@ -125,7 +125,7 @@ int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
     }
     c->group = g;
     c->task = task;
-    c->job.run = on_child_done;
+    c->job.run = on_group_child_done;
     cio__list_init(&c->job.link);
     c->next = g->children;
     g->children = c;

@@ -35,7 +35,7 @@ static scope *scope_of(cio_timeout *t) {
     return (scope *)(void *)t;
 }
 
-static void on_expiry(cio__timer *timer) {
+static void on_scope_expiry(cio__timer *timer) {
     scope *s = CIO__CONTAINER_OF(timer, scope, timer);
     if (s->state != ENTERED) return;
     s->state = EXPIRING;
@@ -62,7 +62,7 @@ static int enter_at(cio_timeout *t, int64_t when) {
     if (!task) return rc;
     scope *s = scope_of(t);
     s->timer.index = CIO__TIMER_UNARMED;
-    s->timer.fire = on_expiry;
+    s->timer.fire = on_scope_expiry;
     s->timer.job.run = NULL;
     cio__list_init(&s->timer.job.link);
     s->task = task;
