@@ -1,0 +1,71 @@
+/*
+ * asyncio.Event: set() wakes every task waiting at that moment; wait()
+ * returns at once while the event is set. A woken waiter returns 0 even if
+ * the event was cleared again before it ran, as asyncio's does. Freeing an
+ * event that tasks wait on is refused (see lock.c).
+ */
+#include "internal.h"
+
+struct cio_event {
+    cio__waitq waiters;
+    int set;
+};
+
+int cio_event_new(cio_event **eventp) {
+    if (!eventp) return -EINVAL;
+    cio_event *e = cio__malloc(sizeof *e);
+    *eventp = e;
+    if (!e) return -ENOMEM;
+    cio__waitq_init(&e->waiters);
+    e->set = 0;
+    return 0;
+}
+
+void cio_event_free(cio_event *e) {
+    if (!e) return;
+    if (!cio__waitq_empty(&e->waiters)) {
+        cio__report(e->waiters.loop, "cio_event_free: tasks still wait on the event; not freed", 0,
+                    NULL);
+        return;
+    }
+    cio__free(e);
+}
+
+static int wait_event(cio_event *e, int64_t deadline) {
+    if (!e) return -EINVAL;
+    int rc = cio__waitq_check(&e->waiters);
+    if (rc < 0) return rc;
+    if (e->set) return 0;
+    cio__waiter w;
+    /* Every waiter is woken by set(): a cancelled one has nothing to pass on. */
+    return cio__waitq_wait(&e->waiters, &w, "event", deadline);
+}
+
+int cio_event_wait(cio_event *e) {
+    return wait_event(e, INT64_MAX);
+}
+
+int cio_event_wait_until(cio_event *e, double when) {
+    int64_t deadline;
+    int rc = cio__deadline(when, &deadline);
+    return rc < 0 ? rc : wait_event(e, deadline);
+}
+
+int cio_event_set(cio_event *e) {
+    if (!e) return -EINVAL;
+    if (!e->set) {
+        e->set = 1;
+        cio__waitq_wake_all(&e->waiters, NULL);
+    }
+    return 0;
+}
+
+int cio_event_clear(cio_event *e) {
+    if (!e) return -EINVAL;
+    e->set = 0;
+    return 0;
+}
+
+int cio_event_is_set(const cio_event *e) {
+    return e && e->set;
+}
