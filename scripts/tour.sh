@@ -52,6 +52,7 @@ run timer            "timers from sleep and from call_later"
 # Beyond the seed: real sockets, and structured concurrency.
 run echo             "an echo client/server exchange on loopback"
 run fanout           "1,000 tasks in a task group under one timeout scope"
+run pipeline         "a producer and three consumers on a bounded queue, shut down gracefully"
 
 
 echo
