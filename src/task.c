@@ -320,7 +320,9 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
         cio__free(t);
         return rc;
     }
-    t->number = ++loop->task_numbers;
+    /* Only unnamed tasks take a number, as asyncio's counter: create_task(c,
+     * name="x") followed by create_task(c) yields "Task-N+1" after "Task-N". */
+    t->number = name ? 0 : ++loop->task_numbers;
     t->name = name;
     t->name_buf[0] = '\0';
     cio__future_init(loop, &t->fut, CIO__KIND_TASK);

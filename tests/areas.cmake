@@ -12,3 +12,4 @@ cio_test_file(cancel NO_VALGRIND hundred_thousand_random_cancels_leave_nothing_b
 cio_test_file(sync)
 cio_test_file(queue)
 cio_test_file(future)
+cio_test_file(task)
