@@ -30,6 +30,7 @@
 enum outcome { PENDING, FINISHED, FAILED, CANCELLED };
 static enum outcome outcomes[TASKS];
 static int failing_round;
+static double round_start;
 
 static unsigned delay_ms(int i) {
     uint32_t x = (uint32_t)i * 2654435761u;
@@ -42,8 +43,9 @@ static int fails(int i) {
 
 static void *fetch(void *arg) {
     int i = (int)(intptr_t)arg;
-    /* The failing ones fail together at 120 ms. */
-    int rc = cio_sleep(fails(i) ? 0.12 : delay_ms(i) / 1000.0);
+    /* The failing ones fail together, at one absolute deadline 120 ms after
+     * the round began, so they fail in the same loop iteration. */
+    int rc = fails(i) ? cio_sleep_until(round_start + 0.12) : cio_sleep(delay_ms(i) / 1000.0);
     if (rc == -ECANCELED) {
         outcomes[i] = CANCELLED;
         return cio_raise(rc);
@@ -59,6 +61,7 @@ static void *fetch(void *arg) {
 static int fan_out(double timeout) {
     for (int i = 0; i < TASKS; i++) outcomes[i] = PENDING;
     double start = cio_loop_time(cio_running_loop());
+    round_start = start;
     cio_timeout scope;
     int rc = cio_timeout_enter(&scope, timeout);
     if (rc < 0) return rc;
