@@ -63,10 +63,10 @@ static int await_deadline(cio_future *fut, int64_t deadline, void **result) {
     if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
     cio__wait rec = {.cancel = cancel_awaited, .what = "future", .future = fut,
                      .deadline = deadline};
-    cio_future_retain(fut);
+    cio__future_ref(fut);
     int status = wait_done(t, fut, &rec, deadline);
     rc = status < 0 ? status : cio__future_outcome(fut, result);
-    cio_future_release(fut);
+    cio__future_unref(fut);
     return rc;
 }
 

@@ -72,12 +72,6 @@ void cio_future_release(cio_future *fut) {
     if (--fut->refs == 0) cio__future_destroy(fut);
 }
 
-void cio__future_complete(cio_future *fut, uint8_t state, void *result, int error) {
-    fut->state = state;
-    fut->result = result;
-    fut->error = error;
-    cio__list_splice_back(&fut->loop->ready, &fut->callbacks);
-}
 
 void cio__future_add_waiter(cio_future *fut, cio__job *job) {
     if (fut->state == CIO__PENDING)

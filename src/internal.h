@@ -137,13 +137,22 @@ static inline cio__task *cio__task_of(const cio_future *fut) {
 }
 
 int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind);
-/* Completes a pending future and schedules its callbacks. */
-void cio__future_complete(cio_future *fut, uint8_t state, void *result, int error);
+/* Completes a pending future and schedules its callbacks (defined below,
+ * after the loop). */
+static inline void cio__future_complete(cio_future *fut, uint8_t state, void *result, int error);
+/* Internal reference counting: the public retain/release, inline. */
+static inline void cio__future_ref(cio_future *fut) {
+    fut->refs++;
+}
+void cio__future_destroy(cio_future *fut);
+static inline void cio__future_unref(cio_future *fut) {
+    if (fut->refs > 0 && --fut->refs == 0) cio__future_destroy(fut);
+}
 /* Registers a job to run (through the ready queue) once fut completes. */
 void cio__future_add_waiter(cio_future *fut, cio__job *job);
 void cio__future_remove_waiter(cio_future *fut, cio__job *job);
-/* Frees a future unconditionally (loop close). */
-void cio__future_destroy(cio_future *fut);
+/* (cio__future_destroy frees a future unconditionally: last reference, or
+ * loop close.) */
 int cio__future_outcome(cio_future *fut, void **result);
 void cio__task_destroy(cio__task *task);
 int cio__task_cancel(cio__task *task, const char *msg);
@@ -270,7 +279,9 @@ struct cio_loop {
     _Atomic uintptr_t thread;
 };
 
-void cio__ready_push(cio_loop *loop, cio__job *job);
+static inline void cio__ready_push(cio_loop *loop, cio__job *job) {
+    cio__list_push_back(&loop->ready, &job->link);
+}
 void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when);
 void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer);
 int64_t cio__clock_ns(void);
@@ -281,7 +292,19 @@ int cio__wait_fd(int fd, bool write, int64_t deadline);
 void cio__io_ready(cio_loop *loop, int fd, bool readable, bool writable);
 void cio__io_destroy(cio_loop *loop);
 void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut);
-/* Returns 0 if the loop accepts new work, else the error. */
-int cio__loop_check(const cio_loop *loop);
+/* Returns 0 if the loop accepts new work, else the error. The common case
+ * (open, not in debug mode) is decided inline. */
+int cio__loop_check_slow(const cio_loop *loop);
+static inline int cio__loop_check(const cio_loop *loop) {
+    if (!loop->closed && !loop->closing && !loop->debug) return 0;
+    return cio__loop_check_slow(loop);
+}
+
+static inline void cio__future_complete(cio_future *fut, uint8_t state, void *result, int error) {
+    fut->state = state;
+    fut->result = result;
+    fut->error = error;
+    cio__list_splice_back(&fut->loop->ready, &fut->callbacks);
+}
 
 #endif

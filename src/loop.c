@@ -61,17 +61,13 @@ cio_loop *cio_running_loop(void) {
     return running_loop;
 }
 
-int cio__loop_check(const cio_loop *loop) {
+int cio__loop_check_slow(const cio_loop *loop) {
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
     if (loop->debug) {
         uintptr_t owner = atomic_load_explicit(&loop->thread, memory_order_relaxed);
         if (owner && owner != (uintptr_t)pthread_self()) return -CIO_EWRONGTHREAD;
     }
     return 0;
-}
-
-void cio__ready_push(cio_loop *loop, cio__job *job) {
-    cio__list_push_back(&loop->ready, &job->link);
 }
 
 static void run_due_timer(cio__job *job) {

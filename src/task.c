@@ -130,7 +130,7 @@ static void release_finished(cio__task *t) {
     cio__stack_put(&loop->stacks, &t->stack);
     t->stack.lo = NULL;
     loop->live_tasks--;
-    cio_future_release(&t->fut);
+    cio__future_unref(&t->fut);
 }
 
 static void resume(cio__task *t) {
@@ -340,7 +340,10 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
     cio__list_init(&t->step.link);
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
     loop->live_tasks++;
-    if (taskp) *taskp = cio_future_retain(&t->fut);
+    if (taskp) {
+        cio__future_ref(&t->fut);
+        *taskp = &t->fut;
+    }
     if (opts->eager_start && loop->running && cio_running_loop() == loop) {
         resume(t);
     } else {
