@@ -9,8 +9,10 @@
  * Rules (asyncio's _GatheringFuture): outcomes keep argument order; without
  * CIO_RETURN_EXCEPTIONS the first child error (or a child's cancellation,
  * as the error -ECANCELED) completes the gather at once and the other
- * children are left running; cancelling the gather cancels every child and,
- * once they are all done, the gather ends cancelled whatever the flags say.
+ * children are left running; cancelling the gather cancels every child, and
+ * the gather ends cancelled: without CIO_RETURN_EXCEPTIONS as soon as the
+ * first child ends cancelled (the others may still be cleaning up, as in
+ * asyncio), with it once every child is done.
  */
 #include <string.h>
 
@@ -46,11 +48,20 @@ static void on_child_done(cio__job *job) {
     o->error = cio__future_outcome(child, &o->value);
     g->finished++;
     if (g->fut.state == CIO__PENDING) {
-        if (!(g->flags & CIO_RETURN_EXCEPTIONS) && o->error < 0 && !g->cancel_requested) {
-            cio__future_complete(&g->fut, CIO__DONE_ERROR, NULL, o->error);
-            /* An error set here is delivered to whoever awaits the gather;
-             * a cancelled child is not an error worth a report. */
-            if (o->error == -ECANCELED) g->fut.retrieved = 1;
+        if (!(g->flags & CIO_RETURN_EXCEPTIONS) && o->error < 0) {
+            /* asyncio's _done_callback does not wait for the other
+             * children here, also after gather.cancel(): the first child
+             * that ends cancelled (or failed) ends the gather, and the
+             * others go on alone. A cancellation the gather asked for ends
+             * it cancelled, as documented for cio_gather. */
+            if (o->error == -ECANCELED && g->cancel_requested) {
+                cio__future_complete(&g->fut, CIO__CANCELLED, NULL, -ECANCELED);
+            } else {
+                cio__future_complete(&g->fut, CIO__DONE_ERROR, NULL, o->error);
+                /* An error set here is delivered to whoever awaits the
+                 * gather; a cancelled child is not an error worth a report. */
+                if (o->error == -ECANCELED) g->fut.retrieved = 1;
+            }
         } else if (g->finished == g->n) {
             if (g->cancel_requested)
                 cio__future_complete(&g->fut, CIO__CANCELLED, NULL, -ECANCELED);
