@@ -1,19 +1,34 @@
 /*
- * asyncio.Barrier (3.11+), with its four states:
+ * asyncio.Barrier (3.11+, 3.13 semantics), with its four states:
  *
  *   filling    tasks arrive and wait; the one that makes `parties` switches
  *              the barrier to draining and wakes the others
  *   draining   the released tasks leave; newcomers wait until the last has
  *              left, which turns the barrier back to filling
- *   resetting  reset() while tasks wait: they leave with -CIO_EBROKEN, and
- *              the last to leave turns the barrier back to filling
- *   broken     abort(): every waiter and every later wait gets -CIO_EBROKEN
- *              until reset()
+ *   resetting  reset() while tasks are inside: they leave with -CIO_EBROKEN,
+ *              and the last to leave turns the barrier back to filling
+ *   broken     abort(): every task inside and every later wait gets
+ *              -CIO_EBROKEN until reset()
  *
- * wait returns the task's arrival index, 0 to parties - 1. A waiter that is
- * cancelled (or times out) while filling just leaves: the count drops and
- * the barrier stays usable, as in asyncio, where the CancelledError passes
- * through the barrier's `finally: count -= 1`.
+ * wait returns the task's arrival index, `count` at its arrival. All tasks
+ * wait in one FIFO queue and re-check the state whenever they are woken, as
+ * asyncio's tasks re-check it around the barrier's condition variable;
+ * every state change wakes them all.
+ *
+ * Cancellation and deadlines. A task cancelled (or timed out) while it waits
+ * for a draining or resetting barrier to empty never entered it and just
+ * leaves. A task cancelled while filling leaves too: `count` drops and the
+ * barrier stays usable and unbroken, exactly as in asyncio, where the
+ * CancelledError passes through the barrier's `finally: count -= 1` and the
+ * other tasks keep waiting. (As in asyncio, a later arrival may then get the
+ * same index as a task that is still waiting.) A task woken by the last
+ * arrival but cancelled before it ran returns -ECANCELED and still counts as
+ * having left, so the barrier drains normally.
+ *
+ * Lifetime. `users` counts the tasks inside wait(), woken or not: they touch
+ * the barrier until they return. cio_barrier_free() refuses to free a
+ * barrier while any exist, reports it through the exception handler of its
+ * loop and leaves it intact, since they would touch freed memory.
  */
 #include "internal.h"
 
@@ -22,8 +37,9 @@ enum barrier_state { FILLING, DRAINING, RESETTING, BROKEN };
 struct cio_barrier {
     cio__waitq waiters;
     int parties;
-    int count;
+    int count;      /* tasks inside the barrier (filling or draining) */
     int state;
+    unsigned users; /* tasks inside wait */
 };
 
 int cio_barrier_new(cio_barrier **barrierp, int parties) {
@@ -36,13 +52,14 @@ int cio_barrier_new(cio_barrier **barrierp, int parties) {
     b->parties = parties;
     b->count = 0;
     b->state = FILLING;
+    b->users = 0;
     *barrierp = b;
     return 0;
 }
 
 void cio_barrier_free(cio_barrier *b) {
     if (!b) return;
-    if (!cio__waitq_empty(&b->waiters)) {
+    if (b->users > 0) {
         cio__report(b->waiters.loop, "cio_barrier_free: tasks still wait on the barrier; not freed",
                     0, NULL);
         return;
@@ -50,7 +67,15 @@ void cio_barrier_free(cio_barrier *b) {
     cio__free(b);
 }
 
-/* The last task out of a draining or resetting barrier refills it. */
+/* A call that wakes tasks must come from the barrier's loop, or from
+ * outside any running loop. */
+static int check_waker(const cio_barrier *b) {
+    cio_loop *running = cio_running_loop();
+    return b->waiters.loop && running && running != b->waiters.loop ? -CIO_EWRONGLOOP : 0;
+}
+
+/* A task leaves the barrier; the last one out of a draining or resetting
+ * barrier refills it and lets the tasks blocked at the entrance in. */
 static void leave(cio_barrier *b) {
     b->count--;
     if (b->count == 0) {
@@ -60,10 +85,9 @@ static void leave(cio_barrier *b) {
 }
 
 static int wait_barrier(cio_barrier *b, int64_t deadline) {
-    if (!b) return -EINVAL;
-    int rc = cio__waitq_check(&b->waiters);
-    if (rc < 0) return rc;
-    /* Wait while the previous round drains or a reset completes. */
+    /* Block at the entrance while the previous round drains or a reset
+     * completes (asyncio's _block). */
+    int rc;
     while (b->state == DRAINING || b->state == RESETTING) {
         cio__waiter w;
         rc = cio__waitq_wait(&b->waiters, &w, "barrier (draining)", deadline);
@@ -71,10 +95,13 @@ static int wait_barrier(cio_barrier *b, int64_t deadline) {
     }
     if (b->state == BROKEN) return -CIO_EBROKEN;
     int index = b->count++;
+    rc = 0;
     if (index + 1 == b->parties) {
+        /* The last arrival trips the barrier (asyncio's _release). */
         b->state = DRAINING;
         cio__waitq_wake_all(&b->waiters, NULL);
     } else {
+        /* Wait until the barrier trips, breaks or resets (asyncio's _wait). */
         while (b->state == FILLING) {
             cio__waiter w;
             rc = cio__waitq_wait(&b->waiters, &w, "barrier", deadline);
@@ -86,28 +113,39 @@ static int wait_barrier(cio_barrier *b, int64_t deadline) {
     return rc < 0 ? rc : index;
 }
 
+static int enter(cio_barrier *b, int64_t deadline) {
+    if (!b) return -EINVAL;
+    int rc = cio__waitq_check(&b->waiters);
+    if (rc < 0) return rc;
+    b->users++;
+    rc = wait_barrier(b, deadline);
+    b->users--;
+    return rc;
+}
+
 int cio_barrier_wait(cio_barrier *b) {
-    return wait_barrier(b, INT64_MAX);
+    return enter(b, INT64_MAX);
 }
 
 int cio_barrier_wait_until(cio_barrier *b, double when) {
     int64_t deadline;
     int rc = cio__deadline(when, &deadline);
-    return rc < 0 ? rc : wait_barrier(b, deadline);
+    return rc < 0 ? rc : enter(b, deadline);
 }
 
 int cio_barrier_reset(cio_barrier *b) {
     if (!b) return -EINVAL;
-    if (b->count > 0)
-        b->state = RESETTING;
-    else
-        b->state = FILLING;
+    int rc = check_waker(b);
+    if (rc < 0) return rc;
+    b->state = b->count > 0 ? RESETTING : FILLING;
     cio__waitq_wake_all(&b->waiters, NULL);
     return 0;
 }
 
 int cio_barrier_abort(cio_barrier *b) {
     if (!b) return -EINVAL;
+    int rc = check_waker(b);
+    if (rc < 0) return rc;
     b->state = BROKEN;
     cio__waitq_wake_all(&b->waiters, NULL);
     return 0;

@@ -1,19 +1,44 @@
 /*
- * asyncio.Condition.
+ * asyncio.Condition (3.13 semantics).
  *
- * wait() requires the lock, releases it, waits in the condition's FIFO for
- * a notify, and then re-acquires the lock whatever happened: a cancellation
- * (or deadline) that arrives while waiting or while re-acquiring is held
- * back until the lock is held again, then returned. A waiter that was
- * notified but is cancelled before it runs passes the notification on to
- * the next waiter (3.13: a notify is never lost to a cancelled task).
+ * wait() requires the lock to be held (asyncio checks locked(), not who
+ * holds it), releases it, waits in the condition's FIFO queue for a notify,
+ * and then re-acquires the lock whatever happened. notify(n) wakes the first
+ * n waiters in the order they started waiting.
+ *
+ * Re-acquiring. As in asyncio, the re-acquire is a loop around the lock's
+ * acquire: a cancellation that arrives while re-acquiring is noted and the
+ * acquire retried (at the back of the lock's queue, as asyncio's retry
+ * does), and the error is returned only once the lock is held again. The
+ * deadline of wait_until covers the whole call, as `asyncio.timeout_at`
+ * around `cond.wait()` would: a waiter notified in time that cannot get the
+ * lock back before the deadline keeps waiting for the lock (now without a
+ * deadline) and then returns -ETIMEDOUT. A cancellation outranks a timeout.
+ *
+ * Lost notifications. A waiter that was notified but then fails, because it
+ * was cancelled before it ran or while it re-acquired the lock, or because
+ * its deadline passed while it re-acquired the lock, passes the
+ * notification on to the next waiter once it holds the lock again. asyncio
+ * 3.13 notifies another waiter after any error, notified or not; cio does so
+ * only when the failing waiter had really been notified, so it never causes
+ * a spurious wake-up (which the condition variable protocol allows, but
+ * does not require).
+ *
+ * Lifetime. `users` counts the tasks inside wait() and inside acquire() (the
+ * latter because an own lock is reachable only through the condition).
+ * cio_condition_free() refuses to free a condition while any exist, reports
+ * it through the exception handler of its loop and leaves it intact, since
+ * they would touch freed memory.
  */
+#include <math.h>
+
 #include "internal.h"
 
 struct cio_condition {
-    cio_lock *lock;
-    int own_lock;
     cio__waitq waiters;
+    cio_lock *lock;
+    unsigned users;   /* tasks inside wait or acquire */
+    uint8_t own_lock; /* the lock was created with the condition */
 };
 
 int cio_condition_new(cio_condition **condp, cio_lock *lock) {
@@ -30,6 +55,7 @@ int cio_condition_new(cio_condition **condp, cio_lock *lock) {
         }
     }
     c->lock = lock;
+    c->users = 0;
     cio__waitq_init(&c->waiters);
     *condp = c;
     return 0;
@@ -37,7 +63,7 @@ int cio_condition_new(cio_condition **condp, cio_lock *lock) {
 
 void cio_condition_free(cio_condition *c) {
     if (!c) return;
-    if (!cio__waitq_empty(&c->waiters)) {
+    if (c->users > 0 || !cio__waitq_empty(&c->waiters)) {
         cio__report(c->waiters.loop,
                     "cio_condition_free: tasks still wait on the condition; not freed", 0, NULL);
         return;
@@ -47,7 +73,13 @@ void cio_condition_free(cio_condition *c) {
 }
 
 int cio_condition_acquire(cio_condition *c) {
-    return c ? cio_lock_acquire(c->lock) : -EINVAL;
+    if (!c) return -EINVAL;
+    int rc = cio__waitq_check(&c->waiters);
+    if (rc < 0) return rc;
+    c->users++;
+    rc = cio_lock_acquire(c->lock);
+    c->users--;
+    return rc;
 }
 
 int cio_condition_release(cio_condition *c) {
@@ -58,61 +90,91 @@ int cio_condition_locked(const cio_condition *c) {
     return c && cio_lock_locked(c->lock);
 }
 
+/* Wakes the first n waiters. */
 static void notify(cio_condition *c, size_t n) {
     while (n-- > 0 && cio__waitq_wake_one(&c->waiters, NULL)) {
     }
 }
 
-static int wait_cond(cio_condition *c, int64_t deadline) {
+/* Re-acquires the lock after a wait that ended with rc, retrying after
+ * cancellations and after the deadline; returns the error to report. */
+static int reacquire(cio_condition *c, int rc, double when) {
+    for (;;) {
+        /* Only a wait that has not failed yet still honours the deadline. */
+        int arc = rc == 0 ? cio_lock_acquire_until(c->lock, when) : cio_lock_acquire(c->lock);
+        if (arc == 0) return rc;
+        if (arc == -ECANCELED)
+            rc = -ECANCELED;
+        else if (arc == -ETIMEDOUT || arc == -ENOMEM) /* ENOMEM: no timer; retry without */
+            rc = rc == 0 ? arc : rc;
+        else
+            return arc; /* cannot happen: the lock was just released by this task */
+    }
+}
+
+static int wait_cond(cio_condition *c, double when) {
     if (!c) return -EINVAL;
-    int rc = cio__waitq_check(&c->waiters);
+    int64_t deadline;
+    int rc = cio__deadline(when, &deadline);
+    if (rc < 0) return rc;
+    rc = cio__waitq_check(&c->waiters);
     if (rc < 0) return rc;
     /* asyncio: "cannot wait on un-acquired lock" */
     if (!cio_lock_locked(c->lock)) return -CIO_EINVALSTATE;
-    cio_lock_release(c->lock);
+    rc = cio_lock_release(c->lock);
+    if (rc < 0) return rc; /* a lock of another loop */
+    c->users++;
     cio__waiter w;
+    w.woken = 0;
     rc = cio__waitq_wait(&c->waiters, &w, "condition", deadline);
+    rc = reacquire(c, rc, when);
+    c->users--;
+    /* We hold the lock again. A notification we received but will not act
+     * on goes to the next waiter. */
     if (rc < 0 && w.woken) notify(c, 1);
-    /* Re-acquire even if cancelled; keep the first error to return. */
-    for (;;) {
-        int arc = cio_lock_acquire(c->lock);
-        if (arc == 0) break;
-        if (arc != -ECANCELED) return arc; /* cannot happen without a deadline */
-        rc = -ECANCELED;
-    }
     return rc;
 }
 
 int cio_condition_wait(cio_condition *c) {
-    return wait_cond(c, INT64_MAX);
+    return wait_cond(c, INFINITY);
 }
 
 int cio_condition_wait_until(cio_condition *c, double when) {
-    int64_t deadline;
-    int rc = cio__deadline(when, &deadline);
-    return rc < 0 ? rc : wait_cond(c, deadline);
+    return wait_cond(c, when);
 }
 
 int cio_condition_wait_for(cio_condition *c, int (*pred)(void *arg), void *arg) {
     if (!c || !pred) return -EINVAL;
+    int rc = cio__waitq_check(&c->waiters);
+    if (rc < 0) return rc;
     while (!pred(arg)) {
-        int rc = wait_cond(c, INT64_MAX);
+        rc = wait_cond(c, INFINITY);
         if (rc < 0) return rc;
     }
     return 0;
 }
 
+/* A call that wakes tasks must come from the condition's loop, or from
+ * outside any running loop; and the lock must be held. */
+static int check_notifier(const cio_condition *c) {
+    cio_loop *running = cio_running_loop();
+    if (c->waiters.loop && running && running != c->waiters.loop) return -CIO_EWRONGLOOP;
+    /* asyncio: "cannot notify on un-acquired lock" */
+    return cio_lock_locked(c->lock) ? 0 : -CIO_EINVALSTATE;
+}
+
 int cio_condition_notify(cio_condition *c, int n) {
     if (!c || n < 0) return -EINVAL;
-    /* asyncio: "cannot notify on un-acquired lock" */
-    if (!cio_lock_locked(c->lock)) return -CIO_EINVALSTATE;
+    int rc = check_notifier(c);
+    if (rc < 0) return rc;
     notify(c, (size_t)n);
     return 0;
 }
 
 int cio_condition_notify_all(cio_condition *c) {
     if (!c) return -EINVAL;
-    if (!cio_lock_locked(c->lock)) return -CIO_EINVALSTATE;
+    int rc = check_notifier(c);
+    if (rc < 0) return rc;
     notify(c, c->waiters.count);
     return 0;
 }

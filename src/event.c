@@ -1,8 +1,18 @@
 /*
- * asyncio.Event: set() wakes every task waiting at that moment; wait()
- * returns at once while the event is set. A woken waiter returns 0 even if
- * the event was cleared again before it ran, as asyncio's does. Freeing an
- * event that tasks wait on is refused (see lock.c).
+ * asyncio.Event.
+ *
+ * set() wakes every task waiting at that moment, in the order they started
+ * waiting, and later waits return at once until clear(). A woken waiter
+ * returns 0 even if the event was cleared again before it ran, as asyncio's
+ * does. Since set() wakes everybody, a waiter that is cancelled after being
+ * woken has nothing to pass on: it just returns -ECANCELED.
+ *
+ * Lifetime. A woken waiter never touches the event again, so an event may be
+ * freed as soon as nobody is queued on it (typically right after set()).
+ * cio_event_free() refuses to free an event that tasks still wait on,
+ * reports it through the exception handler of the event's loop and leaves
+ * the event intact, since freeing it would leave those tasks pointing at
+ * freed memory.
  */
 #include "internal.h"
 
@@ -37,7 +47,8 @@ static int wait_event(cio_event *e, int64_t deadline) {
     if (rc < 0) return rc;
     if (e->set) return 0;
     cio__waiter w;
-    /* Every waiter is woken by set(): a cancelled one has nothing to pass on. */
+    /* Whatever the outcome, the event must not be touched after this: it
+     * may have been freed once set() emptied the queue. */
     return cio__waitq_wait(&e->waiters, &w, "event", deadline);
 }
 
@@ -53,6 +64,9 @@ int cio_event_wait_until(cio_event *e, double when) {
 
 int cio_event_set(cio_event *e) {
     if (!e) return -EINVAL;
+    /* Waking tasks of another loop from here would corrupt its ready queue. */
+    cio_loop *running = cio_running_loop();
+    if (e->waiters.loop && running && running != e->waiters.loop) return -CIO_EWRONGLOOP;
     if (!e->set) {
         e->set = 1;
         cio__waitq_wake_all(&e->waiters, NULL);

@@ -1,20 +1,45 @@
 /*
- * asyncio.Semaphore and BoundedSemaphore.
+ * asyncio.Semaphore and BoundedSemaphore (3.13 semantics).
  *
- * value counts the free permits. acquire takes one at once only if one is
- * free and nobody waits (no barging); otherwise it queues. release hands its
- * permit straight to the first waiter, or returns it to value if nobody
- * waits. A waiter cancelled after a permit was handed to it passes the
- * permit on, so permits are never lost (see waitq.c). A bounded semaphore
- * refuses a release that would raise value above its initial value.
+ * `value` counts the free permits. As in asyncio, waking a waiter reserves
+ * a permit for it at once: the permit moves from `value` to `pending` (woken
+ * waiters that have not run yet), and becomes the waiter's own when it runs.
+ *
+ * Fairness. acquire() takes a permit at once only when the semaphore is not
+ * locked(), that is when a permit is free, nobody is queued and no woken
+ * waiter is still on its way (asyncio counts a woken waiter that has not run
+ * as a waiter too). Otherwise the task joins the FIFO wait queue. release()
+ * returns a permit and hands the free permits to the first waiters in the
+ * queue. Whenever a task leaves the waiting part of acquire(), however it
+ * leaves, it does the same (asyncio's `finally` loop): newcomers that queued
+ * behind a woken waiter while a permit was free get their turn then.
+ *
+ * Cancellation. A waiter cancelled (or timed out) before it was woken just
+ * leaves the queue. A waiter that was woken and then cancelled before it ran
+ * returns its reserved permit to `value` and wakes the next waiter with it,
+ * so a permit is never lost to a cancelled task, nor made up.
+ *
+ * A bounded semaphore refuses a release that would leave more permits than
+ * it started with. The check counts reserved permits too (value + pending),
+ * so an extra release made while a woken waiter has not run yet is refused;
+ * asyncio compares only its value and lets that one through.
+ *
+ * Lifetime. `users` counts the tasks inside the waiting part of acquire(),
+ * woken or not. cio_semaphore_free() refuses to free a semaphore while any
+ * exist, reports it through the exception handler of its loop and leaves it
+ * intact, since they would touch freed memory.
  */
+#include <limits.h>
+
 #include "internal.h"
 
 struct cio_semaphore {
     cio__waitq waiters;
-    int value;
+    int value;      /* free permits */
+    int pending;    /* permits reserved for woken waiters that have not run */
     int initial;
-    int bounded;
+    unsigned users; /* tasks inside the waiting part of acquire */
+    uint8_t bounded;
 };
 
 static int make(cio_semaphore **semp, int value, int bounded) {
@@ -25,7 +50,9 @@ static int make(cio_semaphore **semp, int value, int bounded) {
     if (!s) return -ENOMEM;
     cio__waitq_init(&s->waiters);
     s->value = s->initial = value;
-    s->bounded = bounded;
+    s->pending = 0;
+    s->users = 0;
+    s->bounded = (uint8_t)bounded;
     *semp = s;
     return 0;
 }
@@ -40,7 +67,7 @@ int cio_bounded_semaphore_new(cio_semaphore **semp, int value) {
 
 void cio_semaphore_free(cio_semaphore *s) {
     if (!s) return;
-    if (!cio__waitq_empty(&s->waiters)) {
+    if (s->users > 0) {
         cio__report(s->waiters.loop,
                     "cio_semaphore_free: tasks still wait on the semaphore; not freed", 0, NULL);
         return;
@@ -48,23 +75,37 @@ void cio_semaphore_free(cio_semaphore *s) {
     cio__free(s);
 }
 
-/* Gives a permit to the first waiter, or back to the pool. */
-static void hand_on(cio_semaphore *s) {
-    if (!cio__waitq_wake_one(&s->waiters, NULL)) s->value++;
+/* asyncio's locked(): acquire would have to wait. */
+static bool is_locked(const cio_semaphore *s) {
+    return s->value == 0 || s->pending > 0 || !cio__waitq_empty(&s->waiters);
+}
+
+/* Hands free permits to queued waiters, first come first served. */
+static void wake_waiters(cio_semaphore *s) {
+    while (s->value > 0 && cio__waitq_wake_one(&s->waiters, NULL)) {
+        s->value--;
+        s->pending++;
+    }
 }
 
 static int acquire(cio_semaphore *s, int64_t deadline) {
     if (!s) return -EINVAL;
     int rc = cio__waitq_check(&s->waiters);
     if (rc < 0) return rc;
-    if (s->value > 0 && cio__waitq_empty(&s->waiters)) {
+    if (!is_locked(s)) {
         s->value--;
         return 0;
     }
     cio__waiter w;
+    w.woken = 0;
+    s->users++;
     rc = cio__waitq_wait(&s->waiters, &w, "semaphore", deadline);
-    if (rc == 0) return 0;
-    if (w.woken) hand_on(s);
+    s->users--;
+    if (w.woken) {
+        s->pending--;
+        if (rc < 0) s->value++; /* cancelled after the wake-up: give the permit back */
+    }
+    wake_waiters(s);
     return rc;
 }
 
@@ -80,16 +121,19 @@ int cio_semaphore_acquire_until(cio_semaphore *s, double when) {
 
 int cio_semaphore_release(cio_semaphore *s) {
     if (!s) return -EINVAL;
-    /* Waiters exist only while value is 0, so a hand-off never exceeds the
-     * bound; the check matters when nobody waits. */
-    if (s->bounded && cio__waitq_empty(&s->waiters) && s->value >= s->initial)
+    /* Waking tasks of another loop from here would corrupt its ready queue. */
+    cio_loop *running = cio_running_loop();
+    if (s->waiters.loop && running && running != s->waiters.loop) return -CIO_EWRONGLOOP;
+    if (s->bounded && s->value >= s->initial - s->pending)
         return -CIO_EINVALSTATE; /* asyncio: "BoundedSemaphore released too many times" */
-    hand_on(s);
+    if (s->value >= INT_MAX - s->pending) return -EOVERFLOW;
+    s->value++;
+    wake_waiters(s);
     return 0;
 }
 
 int cio_semaphore_locked(const cio_semaphore *s) {
-    return s && (s->value == 0 || !cio__waitq_empty(&s->waiters));
+    return s && is_locked(s);
 }
 
 int cio_semaphore_value(const cio_semaphore *s) {
