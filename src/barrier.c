@@ -27,8 +27,9 @@
  *
  * Lifetime. `users` counts the tasks inside wait(), woken or not: they touch
  * the barrier until they return. cio_barrier_free() refuses to free a
- * barrier while any exist, reports it through the exception handler of its
- * loop and leaves it intact, since they would touch freed memory.
+ * barrier while any exist, reports it (through the exception handler of its
+ * loop if that loop is running, else the default handler) and leaves it
+ * intact, since they would touch freed memory.
  */
 #include "internal.h"
 
@@ -57,11 +58,23 @@ int cio_barrier_new(cio_barrier **barrierp, int parties) {
     return 0;
 }
 
+/* Reports a refused free: through the exception handler of the object's
+ * loop while that loop runs in this thread, else through the default
+ * handler, since a loop that is not running may already be freed. */
+static void refuse_free(const cio__waitq *q, const char *message) {
+    cio_loop *running = cio_running_loop();
+    if (running && running == q->loop) {
+        cio__report(running, message, 0, NULL);
+        return;
+    }
+    cio_error_context ctx = {.message = message};
+    cio_loop_default_exception_handler(NULL, &ctx);
+}
+
 void cio_barrier_free(cio_barrier *b) {
     if (!b) return;
     if (b->users > 0) {
-        cio__report(b->waiters.loop, "cio_barrier_free: tasks still wait on the barrier; not freed",
-                    0, NULL);
+        refuse_free(&b->waiters, "cio_barrier_free: tasks still wait on the barrier; not freed");
         return;
     }
     cio__free(b);

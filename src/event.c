@@ -10,9 +10,9 @@
  * Lifetime. A woken waiter never touches the event again, so an event may be
  * freed as soon as nobody is queued on it (typically right after set()).
  * cio_event_free() refuses to free an event that tasks still wait on,
- * reports it through the exception handler of the event's loop and leaves
- * the event intact, since freeing it would leave those tasks pointing at
- * freed memory.
+ * reports it (through the exception handler of the event's loop if that
+ * loop is running, else the default handler) and leaves the event intact,
+ * since freeing it would leave those tasks pointing at freed memory.
  */
 #include "internal.h"
 
@@ -31,11 +31,23 @@ int cio_event_new(cio_event **eventp) {
     return 0;
 }
 
+/* Reports a refused free: through the exception handler of the object's
+ * loop while that loop runs in this thread, else through the default
+ * handler, since a loop that is not running may already be freed. */
+static void refuse_free(const cio__waitq *q, const char *message) {
+    cio_loop *running = cio_running_loop();
+    if (running && running == q->loop) {
+        cio__report(running, message, 0, NULL);
+        return;
+    }
+    cio_error_context ctx = {.message = message};
+    cio_loop_default_exception_handler(NULL, &ctx);
+}
+
 void cio_event_free(cio_event *e) {
     if (!e) return;
     if (!cio__waitq_empty(&e->waiters)) {
-        cio__report(e->waiters.loop, "cio_event_free: tasks still wait on the event; not freed", 0,
-                    NULL);
+        refuse_free(&e->waiters, "cio_event_free: tasks still wait on the event; not freed");
         return;
     }
     cio__free(e);

@@ -21,9 +21,10 @@
  * Lifetime. `users` counts the tasks inside the waiting part of acquire(),
  * including woken ones that have not returned yet (they still touch the
  * lock). cio_lock_free() refuses to free a lock while any such task exists,
- * reports it through the exception handler of the lock's loop and leaves
- * the lock intact, since freeing it would leave those tasks pointing at
- * freed memory. Freeing a lock that is held but has no waiters is allowed.
+ * reports it (through the exception handler of the lock's loop if that loop
+ * is running, else the default handler) and leaves the lock intact, since
+ * freeing it would leave those tasks pointing at freed memory. Freeing a
+ * lock that is held but has no waiters is allowed.
  */
 #include "internal.h"
 
@@ -46,11 +47,23 @@ int cio_lock_new(cio_lock **lockp) {
     return 0;
 }
 
+/* Reports a refused free: through the exception handler of the object's
+ * loop while that loop runs in this thread, else through the default
+ * handler, since a loop that is not running may already be freed. */
+static void refuse_free(const cio__waitq *q, const char *message) {
+    cio_loop *running = cio_running_loop();
+    if (running && running == q->loop) {
+        cio__report(running, message, 0, NULL);
+        return;
+    }
+    cio_error_context ctx = {.message = message};
+    cio_loop_default_exception_handler(NULL, &ctx);
+}
+
 void cio_lock_free(cio_lock *lock) {
     if (!lock) return;
     if (lock->users > 0) {
-        cio__report(lock->waiters.loop, "cio_lock_free: tasks still wait on the lock; not freed", 0,
-                    NULL);
+        refuse_free(&lock->waiters, "cio_lock_free: tasks still wait on the lock; not freed");
         return;
     }
     cio__free(lock);

@@ -26,8 +26,9 @@
  *
  * Lifetime. `users` counts the tasks inside the waiting part of acquire(),
  * woken or not. cio_semaphore_free() refuses to free a semaphore while any
- * exist, reports it through the exception handler of its loop and leaves it
- * intact, since they would touch freed memory.
+ * exist, reports it (through the exception handler of its loop if that loop
+ * is running, else the default handler) and leaves it intact, since they
+ * would touch freed memory.
  */
 #include <limits.h>
 
@@ -65,11 +66,24 @@ int cio_bounded_semaphore_new(cio_semaphore **semp, int value) {
     return make(semp, value, 1);
 }
 
+/* Reports a refused free: through the exception handler of the object's
+ * loop while that loop runs in this thread, else through the default
+ * handler, since a loop that is not running may already be freed. */
+static void refuse_free(const cio__waitq *q, const char *message) {
+    cio_loop *running = cio_running_loop();
+    if (running && running == q->loop) {
+        cio__report(running, message, 0, NULL);
+        return;
+    }
+    cio_error_context ctx = {.message = message};
+    cio_loop_default_exception_handler(NULL, &ctx);
+}
+
 void cio_semaphore_free(cio_semaphore *s) {
     if (!s) return;
     if (s->users > 0) {
-        cio__report(s->waiters.loop,
-                    "cio_semaphore_free: tasks still wait on the semaphore; not freed", 0, NULL);
+        refuse_free(&s->waiters,
+                    "cio_semaphore_free: tasks still wait on the semaphore; not freed");
         return;
     }
     cio__free(s);

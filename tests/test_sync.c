@@ -1224,6 +1224,34 @@ TEST(freeing_a_primitive_tasks_wait_on_is_refused) {
     CHECK_EQ(refused, 9);
 }
 
+static void *hold_lock_and_queue_a_waiter(void *arg) {
+    CHECK_OK(cio_lock_acquire(lock));
+    *(cio_task **)arg = spawn(locker, IPTR('q'));
+    settle(1);
+    return NULL;
+}
+
+TEST(freeing_outside_the_loop_is_refused_too) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(cio_loop_set_exception_handler(loop, count_refusals, NULL));
+    reset_order();
+    refused = 0;
+    CHECK_OK(cio_lock_new(&lock));
+    cio_task *waiter = NULL;
+    CHECK_OK(test_run(loop, hold_lock_and_queue_a_waiter, &waiter, NULL));
+    /* The loop is not running: the refusal goes to the default handler
+     * (stderr), and the lock stays usable. */
+    cio_lock_free(lock);
+    CHECK_EQ(refused, 0);
+    CHECK(cio_lock_locked(lock));
+    CHECK_OK(cio_lock_release(lock));
+    CHECK_OK(cio_run_until_complete(loop, waiter, NULL));
+    cio_future_release(waiter);
+    CHECK_STR(order, "q");
+    cio_lock_free(lock);
+    cio_loop_free(loop);
+}
+
 /* ---- stress ------------------------------------------------------------ */
 
 static uint64_t rng;
