@@ -86,9 +86,11 @@ TEST(call_later_orders_by_deadline_and_waits) {
     cio_loop *loop = test_loop();
     memset(&rec, 0, sizeof rec);
     double start = cio_loop_time(loop);
-    CHECK_OK(cio_call_later(loop, 0.06, append_c, NULL, NULL));
-    CHECK_OK(cio_call_later(loop, 0.02, append_a, NULL, NULL));
-    CHECK_OK(cio_call_later(loop, 0.04, append_b, NULL, NULL));
+    /* call_at from one base time, so that a slow machine (Valgrind) taking
+     * long between the calls cannot reorder the deadlines. */
+    CHECK_OK(cio_call_at(loop, start + 0.06, append_c, NULL, NULL));
+    CHECK_OK(cio_call_at(loop, start + 0.02, append_a, NULL, NULL));
+    CHECK_OK(cio_call_at(loop, start + 0.04, append_b, NULL, NULL));
     CHECK_OK(cio_call_later(loop, 0.07, stop_cb, NULL, NULL));
     CHECK_OK(cio_run_forever(loop));
     double took = cio_loop_time(loop) - start;
