@@ -479,8 +479,9 @@ int cio_semaphore_locked(const cio_semaphore *sem);
 int cio_semaphore_value(const cio_semaphore *sem);
 
 /* Barrier for `parties` tasks: wait returns this task's arrival index
- * (0..parties-1), -CIO_EBROKEN once the barrier is broken (abort, reset
- * while tasks wait, or a waiter cancelled), or -ECANCELED. */
+ * (0..parties-1), -CIO_EBROKEN once the barrier is broken (abort, or reset
+ * while tasks wait), or -ECANCELED. A waiter that is cancelled just leaves,
+ * as in asyncio: the barrier is not broken. */
 typedef struct cio_barrier cio_barrier;
 int cio_barrier_new(cio_barrier **barrierp, int parties);
 void cio_barrier_free(cio_barrier *barrier);

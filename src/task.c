@@ -354,6 +354,11 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
 }
 
 void cio__task_destroy(cio__task *t) {
+    /* A task destroyed while suspended (loop close) may be linked into
+     * something that outlives the loop, such as a lock's wait queue: take
+     * it out before its stack, which holds the link, goes away. */
+    if (t->run_state == CIO__TASK_SUSPENDED && t->wait && t->wait->abandon)
+        t->wait->abandon(t->wait);
     if (t->stack.lo) {
         cio__ctx_destroy(&t->ctx);
         t->fut.loop->live_tasks--;

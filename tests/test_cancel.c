@@ -364,3 +364,53 @@ TEST(cancelled_before_its_first_step_never_runs) {
     cio_future_release(f);
     cio_loop_free(loop);
 }
+
+static cio_lock *held_lock;
+
+static void *wait_for_lock(void *arg) {
+    (void)arg;
+    return IPTR(cio_lock_acquire(held_lock));
+}
+
+static void *take_lock(void *arg) {
+    (void)arg;
+    return IPTR(cio_lock_acquire(held_lock));
+}
+
+static int quiet_reports;
+static void quiet(cio_loop *loop, const cio_error_context *ctx, void *arg) {
+    (void)loop;
+    (void)ctx;
+    (void)arg;
+    quiet_reports++;
+}
+
+static void stop_now(cio_loop *loop, void *arg) {
+    (void)arg;
+    CHECK_OK(cio_loop_stop(loop));
+}
+
+TEST(closing_a_loop_takes_waiters_out_of_primitives) {
+    /* A task still waiting on a lock when its loop closes must leave the
+     * lock's queue: releasing the lock later must not touch its freed
+     * stack. */
+    cio_loop *loop = test_loop();
+    CHECK_OK(cio_loop_set_exception_handler(loop, quiet, NULL));
+    CHECK_OK(cio_lock_new(&held_lock));
+    CHECK_OK(test_run(loop, take_lock, NULL, NULL));
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, wait_for_lock, NULL, &t));
+    cio_future *f;
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(cio_call_later(loop, 0.005, stop_now, NULL, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, f, NULL), -CIO_ESTOPPED);
+    CHECK(!cio_future_done(t));
+    cio_future_release(f);
+    CHECK_OK(cio_loop_close(loop)); /* t is destroyed while it waits */
+    CHECK_INT(quiet_reports, >=, 1);
+    CHECK_OK(cio_lock_release(held_lock)); /* nobody left to wake */
+    CHECK(!cio_lock_locked(held_lock));
+    /* The lock still counts the destroyed task as inside (a C stack cannot
+     * be unwound), so it cannot be freed; it stays reachable here. */
+    cio_loop_free(loop);
+}
