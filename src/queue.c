@@ -68,9 +68,9 @@
  * and join, woken ones that have not returned yet included: they still
  * touch the queue. cio_queue_free refuses to free a queue while any such
  * task exists, reports the refusal through the exception handler of the
- * running loop (the default handler, stderr, if none runs: the queue's own
- * loop may already be freed) and leaves the queue intact and usable, as
- * every synchronisation primitive does. Otherwise it hands the items left
+ * queue's loop if that loop is running (else through the default handler,
+ * to stderr: a loop that is not running may already be freed) and leaves
+ * the queue intact and usable, as every synchronisation primitive does. Otherwise it hands the items left
  * to the dispose callback and frees everything.
  */
 #include <string.h>
@@ -483,7 +483,7 @@ void cio_queue_free(cio_queue *q) {
     if (q->users > 0) {
         static const char msg[] = "cio_queue_free: tasks still wait on the queue; not freed";
         cio_loop *running = cio_running_loop();
-        if (running) {
+        if (running && running == q->loop) {
             cio__report(running, msg, 0, NULL);
         } else {
             cio_error_context ctx = {.message = msg, .error = 0, .future = NULL};
