@@ -58,33 +58,14 @@ int cio_barrier_new(cio_barrier **barrierp, int parties) {
     return 0;
 }
 
-/* Reports a refused free: through the exception handler of the object's
- * loop while that loop runs in this thread, else through the default
- * handler, since a loop that is not running may already be freed. */
-static void refuse_free(const cio__waitq *q, const char *message) {
-    cio_loop *running = cio_running_loop();
-    if (running && running == q->loop) {
-        cio__report(running, message, 0, NULL);
-        return;
-    }
-    cio_error_context ctx = {.message = message};
-    cio_loop_default_exception_handler(NULL, &ctx);
-}
 
 void cio_barrier_free(cio_barrier *b) {
     if (!b) return;
     if (b->users > 0) {
-        refuse_free(&b->waiters, "cio_barrier_free: tasks still wait on the barrier; not freed");
+        cio__waitq_refuse_free(&b->waiters, "cio_barrier_free: tasks still wait on the barrier; not freed");
         return;
     }
     cio__free(b);
-}
-
-/* A call that wakes tasks must come from the barrier's loop, or from
- * outside any running loop. */
-static int check_waker(const cio_barrier *b) {
-    cio_loop *running = cio_running_loop();
-    return b->waiters.loop && running && running != b->waiters.loop ? -CIO_EWRONGLOOP : 0;
 }
 
 /* A task leaves the barrier; the last one out of a draining or resetting
@@ -148,7 +129,7 @@ int cio_barrier_wait_until(cio_barrier *b, double when) {
 
 int cio_barrier_reset(cio_barrier *b) {
     if (!b) return -EINVAL;
-    int rc = check_waker(b);
+    int rc = cio__waitq_check_waker(&b->waiters);
     if (rc < 0) return rc;
     b->state = b->count > 0 ? RESETTING : FILLING;
     cio__waitq_wake_all(&b->waiters, NULL);
@@ -157,7 +138,7 @@ int cio_barrier_reset(cio_barrier *b) {
 
 int cio_barrier_abort(cio_barrier *b) {
     if (!b) return -EINVAL;
-    int rc = check_waker(b);
+    int rc = cio__waitq_check_waker(&b->waiters);
     if (rc < 0) return rc;
     b->state = BROKEN;
     cio__waitq_wake_all(&b->waiters, NULL);

@@ -62,23 +62,11 @@ int cio_condition_new(cio_condition **condp, cio_lock *lock) {
     return 0;
 }
 
-/* Reports a refused free: through the exception handler of the object's
- * loop while that loop runs in this thread, else through the default
- * handler, since a loop that is not running may already be freed. */
-static void refuse_free(const cio__waitq *q, const char *message) {
-    cio_loop *running = cio_running_loop();
-    if (running && running == q->loop) {
-        cio__report(running, message, 0, NULL);
-        return;
-    }
-    cio_error_context ctx = {.message = message};
-    cio_loop_default_exception_handler(NULL, &ctx);
-}
 
 void cio_condition_free(cio_condition *c) {
     if (!c) return;
     if (c->users > 0 || !cio__waitq_empty(&c->waiters)) {
-        refuse_free(&c->waiters,
+        cio__waitq_refuse_free(&c->waiters,
                     "cio_condition_free: tasks still wait on the condition; not freed");
         return;
     }

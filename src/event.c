@@ -31,23 +31,11 @@ int cio_event_new(cio_event **eventp) {
     return 0;
 }
 
-/* Reports a refused free: through the exception handler of the object's
- * loop while that loop runs in this thread, else through the default
- * handler, since a loop that is not running may already be freed. */
-static void refuse_free(const cio__waitq *q, const char *message) {
-    cio_loop *running = cio_running_loop();
-    if (running && running == q->loop) {
-        cio__report(running, message, 0, NULL);
-        return;
-    }
-    cio_error_context ctx = {.message = message};
-    cio_loop_default_exception_handler(NULL, &ctx);
-}
 
 void cio_event_free(cio_event *e) {
     if (!e) return;
     if (!cio__waitq_empty(&e->waiters)) {
-        refuse_free(&e->waiters, "cio_event_free: tasks still wait on the event; not freed");
+        cio__waitq_refuse_free(&e->waiters, "cio_event_free: tasks still wait on the event; not freed");
         return;
     }
     cio__free(e);

@@ -216,6 +216,13 @@ static inline bool cio__waitq_empty(const cio__waitq *q) {
 /* Checks that the current task may use an object bound through q: -EPERM
  * outside a task, -CIO_EWRONGLOOP for a task of another loop. */
 int cio__waitq_check(cio__waitq *q);
+/* A call that wakes tasks must come from the object's loop, or from outside
+ * any running loop: -CIO_EWRONGLOOP otherwise. */
+int cio__waitq_check_waker(const cio__waitq *q);
+/* Reports that an object still in use was not freed: through the exception
+ * handler of its loop while that loop runs in this thread, else through the
+ * default handler, since a loop that is not running may already be freed. */
+void cio__waitq_refuse_free(const cio__waitq *q, const char *message);
 
 /* ------------------------------------------------------------------------
  * The loop

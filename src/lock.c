@@ -47,33 +47,14 @@ int cio_lock_new(cio_lock **lockp) {
     return 0;
 }
 
-/* Reports a refused free: through the exception handler of the object's
- * loop while that loop runs in this thread, else through the default
- * handler, since a loop that is not running may already be freed. */
-static void refuse_free(const cio__waitq *q, const char *message) {
-    cio_loop *running = cio_running_loop();
-    if (running && running == q->loop) {
-        cio__report(running, message, 0, NULL);
-        return;
-    }
-    cio_error_context ctx = {.message = message};
-    cio_loop_default_exception_handler(NULL, &ctx);
-}
 
 void cio_lock_free(cio_lock *lock) {
     if (!lock) return;
     if (lock->users > 0) {
-        refuse_free(&lock->waiters, "cio_lock_free: tasks still wait on the lock; not freed");
+        cio__waitq_refuse_free(&lock->waiters, "cio_lock_free: tasks still wait on the lock; not freed");
         return;
     }
     cio__free(lock);
-}
-
-/* A call that wakes tasks must come from the lock's loop, or from outside
- * any running loop. */
-static int check_waker(const cio__waitq *q) {
-    cio_loop *running = cio_running_loop();
-    return q->loop && running && running != q->loop ? -CIO_EWRONGLOOP : 0;
 }
 
 /* The lock is free: wake the first waiter, which takes it when it runs. */
@@ -119,7 +100,7 @@ int cio_lock_acquire_until(cio_lock *lock, double when) {
 
 int cio_lock_release(cio_lock *lock) {
     if (!lock) return -EINVAL;
-    int rc = check_waker(&lock->waiters);
+    int rc = cio__waitq_check_waker(&lock->waiters);
     if (rc < 0) return rc;
     if (!lock->locked) return -CIO_EINVALSTATE; /* asyncio: "Lock is not acquired." */
     lock->locked = 0;

@@ -66,23 +66,11 @@ int cio_bounded_semaphore_new(cio_semaphore **semp, int value) {
     return make(semp, value, 1);
 }
 
-/* Reports a refused free: through the exception handler of the object's
- * loop while that loop runs in this thread, else through the default
- * handler, since a loop that is not running may already be freed. */
-static void refuse_free(const cio__waitq *q, const char *message) {
-    cio_loop *running = cio_running_loop();
-    if (running && running == q->loop) {
-        cio__report(running, message, 0, NULL);
-        return;
-    }
-    cio_error_context ctx = {.message = message};
-    cio_loop_default_exception_handler(NULL, &ctx);
-}
 
 void cio_semaphore_free(cio_semaphore *s) {
     if (!s) return;
     if (s->users > 0) {
-        refuse_free(&s->waiters,
+        cio__waitq_refuse_free(&s->waiters,
                     "cio_semaphore_free: tasks still wait on the semaphore; not freed");
         return;
     }

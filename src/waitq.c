@@ -83,3 +83,18 @@ size_t cio__waitq_wake_all(cio__waitq *q, void *value) {
     while (cio__waitq_wake_one(q, value)) n++;
     return n;
 }
+
+int cio__waitq_check_waker(const cio__waitq *q) {
+    cio_loop *running = cio_running_loop();
+    return q->loop && running && running != q->loop ? -CIO_EWRONGLOOP : 0;
+}
+
+void cio__waitq_refuse_free(const cio__waitq *q, const char *message) {
+    cio_loop *running = cio_running_loop();
+    if (running && running == q->loop) {
+        cio__report(running, message, 0, NULL);
+        return;
+    }
+    cio_error_context ctx = {.message = message};
+    cio_loop_default_exception_handler(NULL, &ctx);
+}
