@@ -56,11 +56,7 @@ int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double
     ac->order = (size_t *)(ac->fs + slots);
     cio__waitq_init(&ac->waiting);
     ac->deadline = INT64_MAX;
-    if (!(isinf(timeout) && timeout > 0)) {
-        int64_t now = cio__clock_ns();
-        int64_t d = timeout <= 0 ? 0 : cio__seconds_to_ns(timeout);
-        ac->deadline = d > INT64_MAX - 1 - now ? INT64_MAX - 1 : now + d;
-    }
+    if (!(isinf(timeout) && timeout > 0)) ac->deadline = cio__deadline_after(timeout);
     for (size_t i = 0; i < n; i++) {
         ac->fs[i] = cio_future_retain(fs[i]);
         entry *e = &ac->entries[i];

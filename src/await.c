@@ -136,9 +136,7 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
 int cio_wait_for(cio_future *fut, double timeout, void **result) {
     if (isnan(timeout)) return -EINVAL;
     if (isinf(timeout) && timeout > 0) return wait_for_deadline(fut, INT64_MAX, result);
-    int64_t now = cio__clock_ns();
-    int64_t d = timeout <= 0 ? 0 : cio__seconds_to_ns(timeout);
-    return wait_for_deadline(fut, d > INT64_MAX - now ? INT64_MAX - 1 : now + d, result);
+    return wait_for_deadline(fut, cio__deadline_after(timeout), result);
 }
 
 int cio_wait_for_at(cio_future *fut, double when, void **result) {

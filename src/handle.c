@@ -126,11 +126,7 @@ int cio_call_at(cio_loop *loop, double when, cio_callback_fn fn, void *arg, cio_
 int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
                    cio_handle *handle) {
     if (!loop || !fn || isnan(delay)) return -EINVAL;
-    if (delay < 0) delay = 0;
-    int64_t now = cio__clock_ns();
-    int64_t d = cio__seconds_to_ns(delay);
-    int64_t when = d > INT64_MAX - now ? INT64_MAX : now + d;
-    return schedule_at_ns(loop, when, fn, arg, handle);
+    return schedule_at_ns(loop, cio__deadline_after(delay), fn, arg, handle);
 }
 
 static cio__node *live_node(const cio_handle *handle) {

@@ -252,7 +252,6 @@ struct cio_loop {
     cio__link ready;          /* FIFO of jobs */
     cio__timer_heap timers;
     cio__link futures;        /* every live future and task of this loop */
-    int64_t now;              /* cached clock, ns */
     int64_t last_poll;        /* when the backend was last polled, ns */
     unsigned busy_iterations; /* iterations since the last poll */
     size_t io_waiters;        /* tasks suspended waiting for a descriptor */
@@ -293,6 +292,9 @@ void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when);
 void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer);
 int64_t cio__clock_ns(void);
 int64_t cio__seconds_to_ns(double seconds);
+/* The loop time (ns) delay seconds from now, for a finite delay that is not
+ * NaN: now for delay <= 0, clamped just below INT64_MAX ("no deadline"). */
+int64_t cio__deadline_after(double delay);
 /* Waits (in the current task) for fd to be readable or writable. */
 int cio__wait_fd(int fd, bool write, int64_t deadline);
 /* The backend reports readiness of fd: wakes the task waiting on it. */

@@ -57,6 +57,13 @@ int64_t cio__seconds_to_ns(double seconds) {
     return (int64_t)llround(seconds * 1e9);
 }
 
+int64_t cio__deadline_after(double delay) {
+    int64_t now = cio__clock_ns();
+    if (!(delay > 0)) return now;
+    int64_t d = cio__seconds_to_ns(delay);
+    return d > INT64_MAX - 1 - now ? INT64_MAX - 1 : now + d;
+}
+
 cio_loop *cio_running_loop(void) {
     return running_loop;
 }
@@ -125,7 +132,6 @@ int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts) {
         cio__free(loop);
         return rc;
     }
-    loop->now = cio__clock_ns();
     *loopp = loop;
     return 0;
 }
@@ -189,7 +195,6 @@ static void run_once(cio_loop *loop) {
         loop->busy_iterations = 0;
     }
     if (next) {
-        loop->now = now;
         while ((next = cio__timer_heap_top(&loop->timers)) != NULL && next->when <= now) {
             cio__timer_heap_remove(&loop->timers, next);
             cio__ready_push(loop, &next->job);

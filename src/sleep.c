@@ -58,9 +58,7 @@ int cio_sleep(double delay) {
     if (!t) return rc;
     if (isnan(delay)) return -EINVAL;
     if (delay <= 0) return yield_once(t);
-    int64_t now = cio__clock_ns();
-    int64_t d = cio__seconds_to_ns(delay);
-    return sleep_until_ns(t, d > INT64_MAX - now ? INT64_MAX : now + d);
+    return sleep_until_ns(t, cio__deadline_after(delay));
 }
 
 int cio_sleep_until(double when) {

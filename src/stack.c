@@ -129,7 +129,6 @@ static cio__stack_class *find_class(cio__stack_pool *pool, size_t size) {
     cio__stack_class *c = &pool->classes[pool->class_count++];
     c->size = size;
     c->free_list = NULL;
-    c->free_count = 0;
     return c;
 }
 
@@ -143,7 +142,6 @@ static void push_free(cio__stack_class *c, void *lo, bool guarded) {
     h->guarded = guarded;
     h->lo = lo;
     c->free_list = h;
-    c->free_count++;
 }
 
 /* Maps one slab of stacks for class c and puts them on its free list. */
@@ -223,7 +221,6 @@ int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out) {
     }
     free_stack *h = c->free_list;
     c->free_list = h->next;
-    c->free_count--;
     out->lo = h->lo;
     out->size = size;
     out->guarded = h->guarded != 0;

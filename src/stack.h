@@ -19,7 +19,6 @@ typedef struct cio__stack {
 typedef struct cio__stack_class {
     size_t size;                /* usable bytes of each stack in this class */
     void *free_list;            /* free stacks, linked through their top word */
-    size_t free_count;
 } cio__stack_class;
 
 typedef struct cio__stack_slab {

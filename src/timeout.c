@@ -76,9 +76,7 @@ static int enter_at(cio_timeout *t, int64_t when) {
 int cio_timeout_enter(cio_timeout *t, double delay) {
     if (isnan(delay)) return -EINVAL;
     if (isinf(delay) && delay > 0) return enter_at(t, INT64_MAX);
-    int64_t now = cio__clock_ns();
-    int64_t d = delay <= 0 ? 0 : cio__seconds_to_ns(delay);
-    return enter_at(t, d > INT64_MAX - 1 - now ? INT64_MAX - 1 : now + d);
+    return enter_at(t, cio__deadline_after(delay));
 }
 
 int cio_timeout_enter_at(cio_timeout *t, double when) {
