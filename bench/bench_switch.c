@@ -20,7 +20,7 @@
 #include <ucontext.h>
 
 #include "bench_util.h"
-#include "context.h"
+#include "core/context.h"
 
 #ifdef CIO_BENCH_HAVE_BOOST
 /* bench_switch_boost.cpp: ns per switch over n round trips. */

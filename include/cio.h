@@ -28,6 +28,12 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: only what this header
+ * declares is exported from libcio.so. */
+#if defined(CIO_BUILDING_LIBRARY) && defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define CIO_VERSION_MAJOR 0
 #define CIO_VERSION_MINOR 1
 #define CIO_VERSION_PATCH 0
@@ -573,12 +579,18 @@ int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout
 /* ------------------------------------------------------------------------
  * File descriptors and sockets (asyncio's loop.sock_* family)
  *
- * These take non-blocking descriptors (asyncio requires the same) and
- * suspend the calling task until the operation completes; outside a task
- * they return -EPERM. One task at a time may wait to read a descriptor and
- * one to write it (-EBUSY otherwise). Each wait arms a one-shot watch, so a
- * descriptor closed with plain close() is harmless once no task waits on
- * it; cio_close() also wakes a task still waiting on it (with -EBADF).
+ * These take non-blocking descriptors (asyncio requires the same: accept
+ * and connect refuse a blocking socket with -EINVAL) and suspend the calling
+ * task until the operation completes; outside a task they return -EPERM.
+ * Any number of tasks may read, write or wait on one descriptor at once:
+ * they are served in the order they asked, per direction.
+ *
+ * Cancelling a task (or a deadline passing) while its operation is in
+ * flight cancels the operation, and the call returns only once the kernel
+ * is done with it and its buffer: -ECANCELED (-ETIMEDOUT for a deadline).
+ * If the operation completed first, its result is returned instead, so no
+ * received byte is ever lost, and the cancellation arrives at the task's
+ * next suspension.
  * ------------------------------------------------------------------------ */
 
 struct sockaddr;
@@ -599,9 +611,24 @@ int cio_sock_accept(int fd, struct sockaddr *addr, unsigned int *addrlen);
 /* Connects a non-blocking socket: 0 or -errno (e.g. -ECONNREFUSED). */
 int cio_sock_connect(int fd, const struct sockaddr *addr, unsigned int addrlen);
 
-/* Closes fd, first waking any task waiting on it (with -EBADF) and making
- * the loop running in this thread forget it. */
+/* Closes fd. Every loop this thread runs or that no thread runs forgets it
+ * first: operations in flight on fd end with -EBADF and its watchers are
+ * removed. Use it for every descriptor cio has seen; a plain close() is
+ * harmless only once nothing waits on the descriptor. */
 int cio_close(int fd);
+
+/* asyncio's loop.add_reader / add_writer: calls fn(loop, arg) from the loop,
+ * once per iteration, for as long as fd is readable (writable) and the
+ * watcher stays (level-triggered). A second add for the same fd and
+ * direction replaces the callback. Returns 0, -EBADF, -EPERM for a
+ * descriptor that cannot be polled (a regular file), -ENOMEM, or
+ * -CIO_ELOOPCLOSED. The remove calls return 1 if a watcher was removed, 0 if
+ * there was none; a removed callback that was already scheduled does not
+ * run. Closing the loop removes every watcher. */
+int cio_add_reader(cio_loop *loop, int fd, cio_callback_fn fn, void *arg);
+int cio_add_writer(cio_loop *loop, int fd, cio_callback_fn fn, void *arg);
+int cio_remove_reader(cio_loop *loop, int fd);
+int cio_remove_writer(cio_loop *loop, int fd);
 
 /* Deadline forms of the calls above (see cio_await_until). */
 int cio_wait_until(cio_future *const *fs, size_t n, cio_wait_mode mode, double when,
@@ -622,6 +649,10 @@ int cio_sock_connect_until(int fd, const struct sockaddr *addr, unsigned int add
 /* Writes one line per task of loop that is not done: its name, its state and
  * what it waits on. Returns the number of tasks listed. */
 int cio_loop_dump_tasks(cio_loop *loop, FILE *out);
+
+#if defined(CIO_BUILDING_LIBRARY) && defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

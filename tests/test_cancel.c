@@ -6,7 +6,6 @@
  */
 #include "test.h"
 
-#include "internal.h"
 
 static void cancel_task(cio_loop *loop, void *arg) {
     (void)loop;
@@ -112,7 +111,7 @@ TEST(cancel_travels_down_a_chain) {
     CHECK(cio_future_cancelled(t3));
     cio_future_release(t3);
     cio_future_release(t2);
-    CHECK_EQ(loop->timers.count, 0);
+    CHECK_EQ(loop_stats(loop).timers, 0);
     cio_loop_free(loop);
 }
 
@@ -322,11 +321,11 @@ TEST(hundred_thousand_random_cancels_leave_nothing_behind) {
     CHECK_INT(cancels, >=, TARGET_CANCELS);
     CHECK_INT(steps, >, TARGET_CANCELS);
     CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
-    CHECK_EQ(loop->live_tasks, 0);
-    CHECK_EQ(loop->timers.count, 0);
-    CHECK(cio__list_empty(&loop->ready));
+    CHECK_EQ(loop_stats(loop).live_tasks, 0);
+    CHECK_EQ(loop_stats(loop).timers, 0);
+    CHECK(loop_stats(loop).ready == 0);
     /* Every future still alive belongs to... nobody: none may be left. */
-    CHECK(cio__list_empty(&loop->futures));
+    CHECK(loop_stats(loop).futures == 0);
     cio_loop_free(loop);
 }
 

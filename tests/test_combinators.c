@@ -11,7 +11,6 @@
  */
 #include "test.h"
 
-#include "internal.h"
 
 #define SLACK 0.5 /* seconds a noisy machine may add to any wait */
 
@@ -38,9 +37,9 @@ static void reset_log(void) {
 
 static void check_nothing_left(cio_loop *loop) {
     CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
-    CHECK_EQ(loop->live_tasks, 0);
-    CHECK_EQ(loop->timers.count, 0);
-    CHECK(cio__list_empty(&loop->futures));
+    CHECK_EQ(loop_stats(loop).live_tasks, 0);
+    CHECK_EQ(loop_stats(loop).timers, 0);
+    CHECK(loop_stats(loop).futures == 0);
 }
 
 static int reports;
@@ -181,7 +180,7 @@ TEST(sleep_waits_at_least_the_delay) {
     CHECK_OK(test_run(loop, timed_sleep, &d, NULL));
     d = 0.001;
     CHECK_OK(test_run(loop, timed_sleep, &d, NULL));
-    CHECK_EQ(loop->timers.count, 0);
+    CHECK_EQ(loop_stats(loop).timers, 0);
     cio_loop_free(loop);
 }
 
@@ -634,7 +633,7 @@ TEST(gather_bad_arguments) {
     CHECK(g == NULL);
     /* Refused calls took no reference: f is freed by its one release. */
     cio_future_release(f);
-    CHECK(cio__list_empty(&loop->futures));
+    CHECK(loop_stats(loop).futures == 0);
     cio_future_release(foreign);
     cio_loop_free(loop);
     cio_loop_free(other);
@@ -1073,7 +1072,7 @@ TEST(cancelling_the_caller_of_wait_for_cancels_the_inner) {
     caller_inner = NULL;
     CHECK_OK(cio_spawn(loop, wait_for_caller, NULL, &t));
     /* Run until the inner sleeps (its timer and wait_for's are armed). */
-    while (loop->timers.count < 2) run_once(loop);
+    while (loop_stats(loop).timers < 2) run_once(loop);
     double t0 = cio_loop_time(loop);
     cancel_cb(loop, t);
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);

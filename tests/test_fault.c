@@ -7,7 +7,7 @@
  */
 #include "test.h"
 
-#include "fault.h"
+#include "base/fault.h"
 
 static int allowed(int rc) {
     return rc == 0 || rc == -ENOMEM || rc == -EMFILE;

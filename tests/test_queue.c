@@ -9,7 +9,6 @@
 
 #include <stdarg.h>
 
-#include "internal.h"
 
 static cio_queue *q;
 

@@ -6,7 +6,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "internal.h"
 
 static void *report_stack_size(void *arg) {
     (void)arg;
@@ -30,7 +29,9 @@ TEST(stack_size_per_task) {
 
 static void *record_stack_lo(void *arg) {
     void **out = arg;
-    *out = cio__task_of(cio_current_task())->stack.lo;
+    cio__task_stack_info info;
+    CHECK_OK(cio__task_get_stack(cio_current_task(), &info));
+    *out = info.lo;
     return NULL;
 }
 
@@ -63,9 +64,10 @@ static void *smash_canary(void *arg) {
     (void)arg;
     /* Simulates an overflow that went past the end of an unguarded stack
      * without faulting: the canary at its lowest address is overwritten. */
-    cio__task *t = cio__task_of(cio_current_task());
-    CHECK(!t->stack.guarded);
-    memset(t->stack.lo, 0xa5, 8);
+    cio__task_stack_info info;
+    CHECK_OK(cio__task_get_stack(cio_current_task(), &info));
+    CHECK(!info.guarded);
+    memset(info.lo, 0xa5, 8);
     cio_sleep(0);
     return NULL;
 }

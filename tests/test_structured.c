@@ -1,7 +1,6 @@
 /* Timeout scopes, shield, as_completed, task groups and the runner. */
 #include "test.h"
 
-#include "internal.h"
 
 static void cancel_task(cio_loop *loop, void *arg) {
     (void)loop;

@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-#include "context.h"
+#include "core/context.h"
 
 #define STACK_SIZE (256 * 1024)
 

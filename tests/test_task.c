@@ -8,7 +8,6 @@
  */
 #include "test.h"
 
-#include "internal.h"
 
 #include <unistd.h>
 
@@ -68,8 +67,8 @@ static cio_loop *recording_loop(void) {
 /* Everything a loop still holds: nothing may be left once all is done. */
 static void check_nothing_left(cio_loop *loop) {
     CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
-    CHECK_EQ(loop->live_tasks, 0);
-    CHECK(cio__list_empty(&loop->futures));
+    CHECK_EQ(loop_stats(loop).live_tasks, 0);
+    CHECK(loop_stats(loop).futures == 0);
 }
 
 /* ---- lazy start ------------------------------------------------------------ */
@@ -503,7 +502,7 @@ TEST(cancel_is_delivered_at_the_current_suspension) {
     CHECK(cancel_seen_at - armed_at >= 0.019);
     CHECK(cancel_seen_at - armed_at < 2.0);
     CHECK_STR(cio_future_cancel_message(t), "timer said so");
-    CHECK_EQ(loop->timers.count, 0); /* the sleep's timer went away */
+    CHECK_EQ(loop_stats(loop).timers, 0); /* the sleep's timer went away */
     cio_future_release(t);
     cio_loop_free(loop);
 }
@@ -598,7 +597,7 @@ TEST(cancel_propagates_down_a_chain_of_awaits) {
     memset(chain, 0, sizeof chain);
     CHECK_OK(cio_spawn(loop, chain_link, IPTR(0), &chain[0]));
     /* Run until the whole chain waits: the last link in its sleep. */
-    while (!chain[2] || loop->timers.count == 0) run_once(loop);
+    while (!chain[2] || loop_stats(loop).timers == 0) run_once(loop);
     cancel_cb(loop, chain[0]);
     CHECK_ERR(cio_run_until_complete(loop, chain[0], NULL), -ECANCELED);
     for (int i = 0; i < 3; i++) {

@@ -1,0 +1,31 @@
+/* The monotonic clock and the seconds-to-deadline conversions (clock.h). */
+#include "clock.h"
+
+#include <errno.h>
+#include <math.h>
+#include <time.h>
+
+int64_t cio__clock_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t cio__seconds_to_ns(double seconds) {
+    if (seconds >= 9.2e9) return INT64_MAX;
+    if (seconds <= -9.2e9) return INT64_MIN + 1;
+    return (int64_t)llround(seconds * 1e9);
+}
+
+int64_t cio__deadline_after(double delay) {
+    int64_t now = cio__clock_ns();
+    if (!(delay > 0)) return now;
+    int64_t d = cio__seconds_to_ns(delay);
+    return d > INT64_MAX - 1 - now ? INT64_MAX - 1 : now + d;
+}
+
+int cio__deadline(double when, int64_t *deadline) {
+    if (isnan(when)) return -EINVAL;
+    *deadline = isinf(when) && when > 0 ? INT64_MAX : cio__seconds_to_ns(when);
+    return 0;
+}

@@ -1,0 +1,21 @@
+/*
+ * The loop's clock and deadlines: CLOCK_MONOTONIC in nanoseconds, and the
+ * conversions every suspending call uses to turn seconds into a deadline.
+ * A deadline is a loop time in ns; INT64_MAX means "none".
+ */
+#ifndef CIO_BASE_CLOCK_H
+#define CIO_BASE_CLOCK_H
+
+#include <stdint.h>
+
+int64_t cio__clock_ns(void);
+/* Seconds to ns, saturating far outside the int64_t range. */
+int64_t cio__seconds_to_ns(double seconds);
+/* The loop time (ns) delay seconds from now, for a finite delay that is not
+ * NaN: now for delay <= 0, clamped just below INT64_MAX ("no deadline"). */
+int64_t cio__deadline_after(double delay);
+/* Converts an absolute loop time in seconds to a deadline in ns: -EINVAL
+ * for NaN, INT64_MAX for +infinity. */
+int cio__deadline(double when, int64_t *deadline);
+
+#endif

@@ -1,0 +1,234 @@
+/*
+ * Futures: a result, an error or a cancellation, set once, and the
+ * callbacks that want to hear about it.
+ *
+ * Completion never calls anything inline. The future's callback list holds
+ * jobs: done callbacks registered by the user (pooled nodes) and waiter
+ * records of suspended tasks (on those tasks' stacks). Completing the
+ * future moves the whole list to the back of the ready queue in
+ * registration order, which is asyncio's "callbacks are scheduled with
+ * call_soon" rule at the cost of one list splice.
+ *
+ * Lifetime: a future is reference counted. The creator holds one
+ * reference, a registered done callback holds one until it has run, and a
+ * pending task holds one on itself until it finishes. The loop keeps every
+ * live future on a list so that cio_loop_close() can free what is left.
+ */
+#include <string.h>
+
+#include "future.h"
+#include "handle.h"
+
+int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind, const cio__future_ops *ops) {
+    fut->loop = loop;
+    fut->ops = ops;
+    fut->result = NULL;
+    fut->cancel_msg = NULL;
+    fut->refs = 1;
+    fut->error = 0;
+    fut->state = CIO__PENDING;
+    fut->kind = kind;
+    fut->retrieved = 0;
+    cio__list_init(&fut->callbacks);
+    cio__list_push_back(&loop->futures, &fut->loop_link);
+    return 0;
+}
+
+int cio_future_new(cio_loop *loop, cio_future **futp) {
+    if (!futp) return -EINVAL;
+    *futp = NULL;
+    if (!loop) return -EINVAL;
+    int rc = cio__loop_check(loop);
+    if (rc < 0) return rc;
+    cio_future *fut = cio__malloc(sizeof *fut);
+    if (!fut) return -ENOMEM;
+    cio__future_init(loop, fut, CIO__KIND_FUTURE, NULL);
+    *futp = fut;
+    return 0;
+}
+
+void cio__future_destroy(cio_future *fut) {
+    if (cio__link_linked(&fut->loop_link)) cio__list_unlink(&fut->loop_link);
+    if (fut->state == CIO__DONE_ERROR && !fut->retrieved)
+        cio__report(fut->loop,
+                    fut->kind == CIO__KIND_TASK ? "Task exception was never retrieved"
+                                                : "Future exception was never retrieved",
+                    fut->error, fut);
+    cio__free(fut->cancel_msg);
+    fut->cancel_msg = NULL;
+    if (fut->ops)
+        fut->ops->destroy(fut);
+    else
+        cio__free(fut);
+}
+
+cio_future *cio_future_retain(cio_future *fut) {
+    if (fut) fut->refs++;
+    return fut;
+}
+
+void cio_future_release(cio_future *fut) {
+    if (!fut) return;
+    if (fut->refs == 0) return; /* already released: a caller bug, ignored */
+    if (--fut->refs == 0) cio__future_destroy(fut);
+}
+
+
+void cio__future_add_waiter(cio_future *fut, cio__job *job) {
+    if (fut->state == CIO__PENDING)
+        cio__list_push_back(&fut->callbacks, &job->link);
+    else
+        cio__ready_push(fut->loop, job);
+}
+
+void cio__future_remove_waiter(cio_future *fut, cio__job *job) {
+    (void)fut;
+    if (cio__link_linked(&job->link)) cio__list_unlink(&job->link);
+}
+
+static int check_settable(cio_future *fut) {
+    if (!fut) return -EINVAL;
+    if (fut->kind == CIO__KIND_TASK) return -EINVAL; /* asyncio: Task does not support set_result */
+    if (fut->state != CIO__PENDING) return -CIO_EINVALSTATE;
+    return cio__loop_check(fut->loop);
+}
+
+int cio_future_set_result(cio_future *fut, void *result) {
+    int rc = check_settable(fut);
+    if (rc < 0) return rc;
+    cio__future_complete(fut, CIO__DONE_RESULT, result, 0);
+    return 0;
+}
+
+int cio_future_set_error(cio_future *fut, int err) {
+    if (err >= 0) return -EINVAL;
+    int rc = check_settable(fut);
+    if (rc < 0) return rc;
+    cio__future_complete(fut, CIO__DONE_ERROR, NULL, err);
+    return 0;
+}
+
+static void store_message(cio_future *fut, const char *msg) {
+    cio__free(fut->cancel_msg);
+    /* If the copy fails the cancellation still happens, without a message. */
+    fut->cancel_msg = msg ? cio__strdup(msg) : NULL;
+}
+
+int cio_future_cancel(cio_future *fut, const char *msg) {
+    if (!fut) return -EINVAL;
+    if (fut->state != CIO__PENDING) return 0;
+    if (fut->ops) return fut->ops->cancel(fut, msg);
+    store_message(fut, msg);
+    cio__future_complete(fut, CIO__CANCELLED, NULL, -ECANCELED);
+    return 1;
+}
+
+int cio_future_done(const cio_future *fut) {
+    return fut && fut->state != CIO__PENDING;
+}
+
+int cio_future_cancelled(const cio_future *fut) {
+    return fut && fut->state == CIO__CANCELLED;
+}
+
+int cio__future_outcome(cio_future *fut, void **result) {
+    switch (fut->state) {
+    case CIO__PENDING: return -CIO_EINVALSTATE;
+    case CIO__DONE_RESULT:
+        if (result) *result = fut->result;
+        return 0;
+    case CIO__DONE_ERROR: fut->retrieved = 1; return fut->error;
+    default: return -ECANCELED;
+    }
+}
+
+int cio_future_result(cio_future *fut, void **result) {
+    if (!fut) return -EINVAL;
+    return cio__future_outcome(fut, result);
+}
+
+int cio_future_error(cio_future *fut) {
+    if (!fut) return -EINVAL;
+    switch (fut->state) {
+    case CIO__PENDING: return -CIO_EINVALSTATE;
+    case CIO__DONE_RESULT: return 0;
+    case CIO__DONE_ERROR: fut->retrieved = 1; return fut->error;
+    default: return -ECANCELED;
+    }
+}
+
+/* One field holds either message: a future that ended with an error has
+ * no cancellation message, and a cancelled one has no error. */
+const char *cio_future_cancel_message(const cio_future *fut) {
+    return fut && fut->state != CIO__DONE_ERROR ? fut->cancel_msg : NULL;
+}
+
+const char *cio_future_error_message(const cio_future *fut) {
+    return fut && fut->state == CIO__DONE_ERROR ? fut->cancel_msg : NULL;
+}
+
+int cio_future_set_error_msg(cio_future *fut, int err, const char *msg) {
+    if (err >= 0) return -EINVAL;
+    int rc = check_settable(fut);
+    if (rc < 0) return rc;
+    store_message(fut, msg);
+    cio__future_complete(fut, CIO__DONE_ERROR, NULL, err);
+    return 0;
+}
+
+cio_loop *cio_future_loop(const cio_future *fut) {
+    return fut ? fut->loop : NULL;
+}
+
+int cio_future_is_task(const cio_future *fut) {
+    return fut && fut->kind == CIO__KIND_TASK;
+}
+
+/* ---- done callbacks ----------------------------------------------------- */
+
+static void run_done_callback(cio__job *job) {
+    cio__node *node = CIO__CONTAINER_OF(job, cio__node, job);
+    cio_future *fut = node->future;
+    cio_done_fn fn = node->done;
+    void *arg = node->arg;
+    cio__node_free(fut->loop, node);
+    fn(fut, arg);
+    cio_future_release(fut);
+}
+
+int cio_future_add_done_callback(cio_future *fut, cio_done_fn fn, void *arg) {
+    if (!fut || !fn) return -EINVAL;
+    int rc = cio__loop_check(fut->loop);
+    if (rc < 0) return rc;
+    cio__node *node = cio__node_alloc(fut->loop);
+    if (!node) return -ENOMEM;
+    node->done = fn;
+    node->arg = arg;
+    node->future = cio_future_retain(fut);
+    node->job.run = run_done_callback;
+    node->state = fut->state == CIO__PENDING ? CIO__NODE_WAITING : CIO__NODE_READY;
+    cio__future_add_waiter(fut, &node->job);
+    return 0;
+}
+
+int cio_future_remove_done_callback(cio_future *fut, cio_done_fn fn, void *arg) {
+    if (!fut) return -EINVAL;
+    int removed = 0;
+    cio__link *link = fut->callbacks.next;
+    while (link != &fut->callbacks) {
+        cio__link *next = link->next;
+        cio__job *job = CIO__CONTAINER_OF(link, cio__job, link);
+        if (job->run == run_done_callback) {
+            cio__node *node = CIO__CONTAINER_OF(job, cio__node, job);
+            if (node->done == fn && node->arg == arg) {
+                cio__list_unlink(link);
+                cio__node_free(fut->loop, node);
+                removed++;
+            }
+        }
+        link = next;
+    }
+    /* The caller holds a reference, so these releases never free fut. */
+    fut->refs -= (uint32_t)removed;
+    return removed;
+}

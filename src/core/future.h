@@ -1,0 +1,70 @@
+/*
+ * Futures: the state machine every awaitable shares. A future of another
+ * kind (a task, a gather) brings its own operations table, so this room
+ * never calls up into the rooms that build on it.
+ */
+#ifndef CIO_CORE_FUTURE_H
+#define CIO_CORE_FUTURE_H
+
+#include "loop.h"
+
+enum cio__future_state {
+    CIO__PENDING = 0,
+    CIO__DONE_RESULT,
+    CIO__DONE_ERROR,
+    CIO__CANCELLED
+};
+
+enum cio__future_kind {
+    CIO__KIND_FUTURE = 0,
+    CIO__KIND_TASK,
+    CIO__KIND_GATHER
+};
+
+/* What a kind of future does differently from a plain one. */
+typedef struct cio__future_ops {
+    /* Frees the object (its last reference went, or the loop closed). */
+    void (*destroy)(cio_future *fut);
+    /* Requests cancellation of a pending future: 1 if taken, else 0. */
+    int (*cancel)(cio_future *fut, const char *msg);
+    /* A name for reports (a task's name), or NULL. */
+    const char *(*name)(const cio_future *fut);
+} cio__future_ops;
+
+struct cio_future {
+    cio_loop *loop;
+    const cio__future_ops *ops; /* NULL for a plain future */
+    cio__link loop_link;   /* in loop->futures: everything the loop must free at close */
+    cio__link callbacks;   /* jobs to schedule on completion, in registration order */
+    void *result;
+    char *cancel_msg;
+    uint32_t refs;
+    int error;
+    uint8_t state;
+    uint8_t kind;
+    uint8_t retrieved;     /* an error was read: do not report it */
+};
+
+int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind, const cio__future_ops *ops);
+/* Completes a pending future and schedules its callbacks. */
+static inline void cio__future_complete(cio_future *fut, uint8_t state, void *result, int error) {
+    fut->state = state;
+    fut->result = result;
+    fut->error = error;
+    cio__list_splice_back(&fut->loop->ready, &fut->callbacks);
+}
+/* Frees a future unconditionally: its last reference, or loop close. */
+void cio__future_destroy(cio_future *fut);
+/* Internal reference counting: the public ref/unref, inline. */
+static inline void cio__future_ref(cio_future *fut) {
+    fut->refs++;
+}
+static inline void cio__future_unref(cio_future *fut) {
+    if (fut->refs > 0 && --fut->refs == 0) cio__future_destroy(fut);
+}
+/* Registers a job to run (through the ready queue) once fut completes. */
+void cio__future_add_waiter(cio_future *fut, cio__job *job);
+void cio__future_remove_waiter(cio_future *fut, cio__job *job);
+int cio__future_outcome(cio_future *fut, void **result);
+
+#endif

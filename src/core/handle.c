@@ -1,0 +1,167 @@
+/*
+ * Scheduled callbacks: call_soon, call_later, call_at and their handles.
+ *
+ * Each scheduled callback is a node taken from a per-loop pool. A node is a
+ * job (so it can sit in the ready queue) and a timer (so it can sit in the
+ * heap). The pool hands nodes out from a free list and grows by blocks, so
+ * scheduling a callback allocates only while the pool grows. Every time a
+ * node is handed out it gets a fresh id; a cio_handle remembers the id, so a
+ * handle to a callback that already ran (its node perhaps reused since) is
+ * recognised and ignored instead of cancelling a stranger.
+ */
+#include <math.h>
+
+#include "handle.h"
+
+#define NODES_PER_BLOCK 256
+#define HANDLE_CANCELLED_BIT (UINT64_C(1) << 63)
+
+cio__node *cio__node_alloc(cio_loop *loop) {
+    if (!loop->free_nodes) {
+        cio__node **blocks =
+            cio__realloc(loop->node_blocks, (loop->node_block_count + 1) * sizeof *blocks);
+        if (!blocks) return NULL;
+        loop->node_blocks = blocks;
+        cio__node *block = cio__calloc(NODES_PER_BLOCK, sizeof *block);
+        if (!block) return NULL;
+        blocks[loop->node_block_count++] = block;
+        for (size_t i = NODES_PER_BLOCK; i-- > 0;) {
+            block[i].free_next = loop->free_nodes;
+            loop->free_nodes = &block[i];
+        }
+    }
+    cio__node *node = loop->free_nodes;
+    loop->free_nodes = node->free_next;
+    node->id = ++loop->node_ids;
+    node->loop = loop;
+    node->timer.index = CIO__TIMER_UNARMED;
+    node->timer.job.run = NULL;
+    cio__list_init(&node->timer.job.link);
+    return node;
+}
+
+void cio__node_free(cio_loop *loop, cio__node *node) {
+    node->id = 0;
+    node->state = CIO__NODE_FREE;
+    node->callback = NULL;
+    node->done = NULL;
+    node->future = NULL;
+    node->arg = NULL;
+    node->free_next = loop->free_nodes;
+    loop->free_nodes = node;
+}
+
+void cio__node_pool_destroy(cio_loop *loop) {
+    for (size_t i = 0; i < loop->node_block_count; i++) cio__free(loop->node_blocks[i]);
+    cio__free(loop->node_blocks);
+    loop->node_blocks = NULL;
+    loop->node_block_count = 0;
+    loop->free_nodes = NULL;
+}
+
+/* Runs a call_soon / call_later callback popped from the ready queue. The
+ * node is recycled before the callback runs, so the callback may schedule
+ * again without growing the pool. */
+static void run_callback(cio__job *job) {
+    cio__node *node = CIO__CONTAINER_OF(job, cio__node, job);
+    cio_loop *loop = node->loop;
+    cio_callback_fn fn = node->callback;
+    void *arg = node->arg;
+    bool cancelled = node->state == CIO__NODE_CANCELLED;
+    cio__node_free(loop, node);
+    if (!cancelled) fn(loop, arg);
+}
+
+/* A call_later callback: the loop runs it when its timer's job comes up. */
+static void fire_timer(cio__timer *timer) {
+    cio__node *node = CIO__CONTAINER_OF(timer, cio__node, timer);
+    run_callback(&node->job);
+}
+
+static void fill_handle(cio_handle *handle, cio__node *node, int64_t when) {
+    if (!handle) return;
+    handle->node = node;
+    handle->id = node->id;
+    handle->when_ns = when;
+}
+
+int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *handle) {
+    if (!loop || !fn) return -EINVAL;
+    int rc = cio__loop_check(loop);
+    if (rc < 0) return rc;
+    cio__node *node = cio__node_alloc(loop);
+    if (!node) return -ENOMEM;
+    node->callback = fn;
+    node->arg = arg;
+    node->state = CIO__NODE_READY;
+    node->job.run = run_callback;
+    cio__ready_push(loop, &node->job);
+    fill_handle(handle, node, -1);
+    return 0;
+}
+
+static int schedule_at_ns(cio_loop *loop, int64_t when, cio_callback_fn fn, void *arg,
+                          cio_handle *handle) {
+    int rc = cio__loop_check(loop);
+    if (rc < 0) return rc;
+    rc = cio__timer_heap_reserve(&loop->timers, 1);
+    if (rc < 0) return rc;
+    cio__node *node = cio__node_alloc(loop);
+    if (!node) return -ENOMEM;
+    node->callback = fn;
+    node->arg = arg;
+    node->state = CIO__NODE_TIMER;
+    node->job.run = run_callback;
+    node->timer.fire = fire_timer;
+    cio__loop_arm_timer(loop, &node->timer, when);
+    fill_handle(handle, node, when);
+    return 0;
+}
+
+int cio_call_at(cio_loop *loop, double when, cio_callback_fn fn, void *arg, cio_handle *handle) {
+    if (!loop || !fn || isnan(when)) return -EINVAL;
+    return schedule_at_ns(loop, cio__seconds_to_ns(when), fn, arg, handle);
+}
+
+int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
+                   cio_handle *handle) {
+    if (!loop || !fn || isnan(delay)) return -EINVAL;
+    return schedule_at_ns(loop, cio__deadline_after(delay), fn, arg, handle);
+}
+
+static cio__node *live_node(const cio_handle *handle) {
+    if (!handle || !handle->node || (handle->id & HANDLE_CANCELLED_BIT) || handle->id == 0)
+        return NULL;
+    cio__node *node = handle->node;
+    return node->id == handle->id ? node : NULL;
+}
+
+int cio_handle_cancel(cio_handle *handle) {
+    cio__node *node = live_node(handle);
+    if (!node) return 0;
+    int cancelled = 0;
+    switch (node->state) {
+    case CIO__NODE_TIMER:
+        cio__loop_disarm_timer(node->loop, &node->timer);
+        cio__node_free(node->loop, node);
+        cancelled = 1;
+        break;
+    case CIO__NODE_READY:
+        node->state = CIO__NODE_CANCELLED; /* freed when the ready queue pops it */
+        cancelled = 1;
+        break;
+    default:
+        break;
+    }
+    if (cancelled) handle->id |= HANDLE_CANCELLED_BIT;
+    return cancelled;
+}
+
+int cio_handle_cancelled(const cio_handle *handle) {
+    return handle && (handle->id & HANDLE_CANCELLED_BIT) != 0;
+}
+
+double cio_handle_when(const cio_handle *handle) {
+    if (!handle || handle->when_ns < 0) return -1.0;
+    return (double)handle->when_ns / 1e9;
+}

@@ -1,0 +1,35 @@
+/*
+ * Callback nodes: the pooled object behind a cio_handle, and behind every
+ * done callback a program registers on a future.
+ */
+#ifndef CIO_CORE_HANDLE_H
+#define CIO_CORE_HANDLE_H
+
+#include "loop.h"
+
+enum cio__node_state {
+    CIO__NODE_FREE = 0,
+    CIO__NODE_TIMER,     /* armed in the timer heap */
+    CIO__NODE_READY,     /* in the ready queue */
+    CIO__NODE_WAITING,   /* a done callback registered on a pending future */
+    CIO__NODE_CANCELLED  /* cancelled while in the ready queue; freed when popped */
+};
+
+typedef struct cio__node {
+    cio__job job;
+    cio__timer timer;
+    uint64_t id;       /* matches cio_handle.id while the node is live */
+    uint8_t state;
+    cio_loop *loop;
+    cio_callback_fn callback; /* call_soon / call_later */
+    cio_done_fn done;         /* done callbacks */
+    cio_future *future;       /* the future a done callback belongs to */
+    void *arg;
+    struct cio__node *free_next;
+} cio__node;
+
+cio__node *cio__node_alloc(cio_loop *loop);
+void cio__node_free(cio_loop *loop, cio__node *node);
+void cio__node_pool_destroy(cio_loop *loop);
+
+#endif

@@ -1,0 +1,216 @@
+/*
+ * The event loop: one iteration, run_forever, stop, and the loop's state.
+ *
+ * One iteration (cio__loop_run_once) does what asyncio's _run_once does:
+ *
+ *   1. Decide how long to wait for I/O: not at all if callbacks are ready or
+ *      the loop is stopping, until the nearest timer if there is one, and
+ *      otherwise for as long as it takes.
+ *   2. Wait for I/O once (the backend's poll); ready I/O adds jobs.
+ *   3. Read the clock and move every timer whose deadline has come to the
+ *      ready queue, in (deadline, arming order): timers act when the batch
+ *      reaches them, in order with the other callbacks.
+ *   4. Run exactly the jobs that are ready now. The queue is detached as a
+ *      batch first, so whatever they schedule waits for the next iteration,
+ *      after another poll: a callback that reschedules itself cannot starve
+ *      I/O or timers.
+ *
+ * A job is a callback, a done callback or a task step (see base/list.h).
+ *
+ * While any I/O operation or descriptor watcher is in flight, every
+ * iteration polls (without blocking when jobs are ready), as asyncio's
+ * does: readiness that arrives during iteration N is handled in iteration
+ * N+1, after N's callbacks and before the timers due in N+1. With nothing
+ * in flight there is nothing to see, so a loop that only switches between
+ * tasks makes no system call at all until its ready queue runs empty.
+ *
+ * Creating, closing and freeing a loop (loop_lifecycle.c) and
+ * run_until_complete (run_until_complete.c) sit in rooms of their own above
+ * futures and tasks, because they reach into those; this room calls none
+ * of them.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loop.h"
+
+static CIO__TLS cio_loop *running_loop;
+
+cio_loop *cio_running_loop(void) {
+    return running_loop;
+}
+
+int cio__loop_check_slow(const cio_loop *loop) {
+    if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
+    if (loop->debug) {
+        uintptr_t owner = atomic_load_explicit(&loop->thread, memory_order_relaxed);
+        if (owner && owner != (uintptr_t)pthread_self()) return -CIO_EWRONGTHREAD;
+    }
+    return 0;
+}
+
+static void run_due_timer(cio__job *job) {
+    cio__timer *timer = CIO__CONTAINER_OF(job, cio__timer, job);
+    timer->fire(timer);
+}
+
+void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when) {
+    timer->when = when;
+    timer->seq = loop->timer_seq++;
+    timer->job.run = run_due_timer;
+    cio__list_init(&timer->job.link);
+    /* The caller reserved room, so this cannot fail. */
+    (void)cio__timer_heap_push(&loop->timers, timer);
+}
+
+/* Disarms a timer whether it still waits in the heap or is already due
+ * and queued. */
+void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer) {
+    cio__timer_heap_remove(&loop->timers, timer);
+    if (timer->job.run && cio__link_linked(&timer->job.link)) cio__list_unlink(&timer->job.link);
+}
+
+const char *cio_loop_backend(const cio_loop *loop) {
+    return loop && loop->io.backend ? loop->io.backend->name : NULL;
+}
+
+static void run_batch(cio_loop *loop) {
+    cio__link batch;
+    cio__list_init(&batch);
+    cio__list_splice_back(&batch, &loop->ready);
+    cio__link *link;
+    if (!loop->debug) {
+        while ((link = cio__list_pop_front(&batch)) != NULL) {
+            cio__job *job = CIO__CONTAINER_OF(link, cio__job, link);
+            job->run(job);
+        }
+        return;
+    }
+    while ((link = cio__list_pop_front(&batch)) != NULL) {
+        cio__job *job = CIO__CONTAINER_OF(link, cio__job, link);
+        int64_t start = cio__clock_ns();
+        job->run(job);
+        double took = (double)(cio__clock_ns() - start) / 1e9;
+        if (took >= loop->slow_callback_duration)
+            fprintf(stderr, "cio: executing a callback took %.3f seconds\n", took);
+    }
+}
+
+static void run_once(cio_loop *loop) {
+    cio__timer *next = cio__timer_heap_top(&loop->timers);
+    int64_t now = 0;
+    if (!cio__list_empty(&loop->ready)) {
+        /* Work is waiting: look at I/O without blocking, if anything could
+         * have completed. */
+        if (cio__io_busy(&loop->io)) loop->io.backend->poll(&loop->io, 0);
+    } else {
+        int64_t timeout = -1;
+        if (loop->stopping) {
+            timeout = 0;
+        } else if (next) {
+            now = cio__clock_ns();
+            timeout = next->when > now ? next->when - now : 0;
+        }
+        /* An interrupted wait (-EINTR) just ends this iteration early. */
+        loop->io.backend->poll(&loop->io, timeout);
+    }
+    if (next) {
+        now = cio__clock_ns();
+        while ((next = cio__timer_heap_top(&loop->timers)) != NULL && next->when <= now) {
+            cio__timer_heap_remove(&loop->timers, next);
+            cio__ready_push(loop, &next->job);
+        }
+    }
+    run_batch(loop);
+}
+
+/* Each thread that runs a loop gets an alternate signal stack, so the
+ * overflow handler can run when a task has no stack left. An alternate stack
+ * someone else installed is left in place. */
+static void *enable_altstack(void) {
+    stack_t old;
+    if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE)) return NULL;
+    size_t size = 64 * 1024;
+    void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return NULL;
+    stack_t ss = {.ss_sp = mem, .ss_size = size, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) {
+        munmap(mem, size);
+        return NULL;
+    }
+    return mem;
+}
+
+static void disable_altstack(void *mem) {
+    if (!mem) return;
+    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    munmap(mem, 64 * 1024);
+}
+
+int cio_run_forever(cio_loop *loop) {
+    if (!loop) return -EINVAL;
+    if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
+    if (loop->running || running_loop) return -CIO_ELOOPRUNNING;
+    loop->running = 1;
+    atomic_store_explicit(&loop->thread, (uintptr_t)pthread_self(), memory_order_relaxed);
+    running_loop = loop;
+    cio__stack_install_overflow_handler();
+    void *altstack = enable_altstack();
+    for (;;) {
+        run_once(loop);
+        if (loop->stopping) break;
+    }
+    disable_altstack(altstack);
+    loop->stopping = 0;
+    loop->running = 0;
+    atomic_store_explicit(&loop->thread, 0, memory_order_relaxed);
+    running_loop = NULL;
+    return 0;
+}
+
+int cio_loop_stop(cio_loop *loop) {
+    if (!loop) return -EINVAL;
+    int rc = cio__loop_check(loop);
+    if (rc < 0) return rc;
+    loop->stopping = 1;
+    return 0;
+}
+
+int cio_loop_is_running(const cio_loop *loop) {
+    return loop && loop->running;
+}
+
+int cio_loop_is_closed(const cio_loop *loop) {
+    return loop && loop->closed;
+}
+
+double cio_loop_time(const cio_loop *loop) {
+    return (double)cio_loop_time_ns(loop) / 1e9;
+}
+
+int64_t cio_loop_time_ns(const cio_loop *loop) {
+    (void)loop;
+    /* Read afresh, as asyncio's loop.time() does: a coroutine that computed
+     * for a while must not schedule against a stale clock. The loop itself
+     * uses the value it cached at the start of the iteration. */
+    return cio__clock_ns();
+}
+
+int cio_loop_set_debug(cio_loop *loop, int enabled) {
+    if (!loop) return -EINVAL;
+    loop->debug = enabled != 0;
+    return 0;
+}
+
+int cio_loop_get_debug(const cio_loop *loop) {
+    return loop ? loop->debug : 0;
+}
+

@@ -1,0 +1,64 @@
+/*
+ * The loop: its ready queue of jobs, its timers, its I/O state and the
+ * checks every call that adds work makes. The lowest room of the core:
+ * handles, futures and tasks build on it, and it calls none of them.
+ */
+#ifndef CIO_CORE_LOOP_H
+#define CIO_CORE_LOOP_H
+
+#include "base/base.h"
+#include "io/io.h"
+#include "stack.h"
+#include "context.h"
+
+struct cio__node;
+struct cio__task;
+
+struct cio_loop {
+    cio__link ready;          /* FIFO of jobs */
+    cio__timer_heap timers;
+    cio__link futures;        /* every live future and task of this loop */
+    cio__io io;               /* the backend and the operations in flight */
+    cio__link registry_link;  /* in the process's list of open loops */
+    struct cio__task *free_tasks; /* finished task objects kept for reuse */
+    size_t free_task_count;
+    uint64_t timer_seq;       /* breaks deadline ties FIFO */
+    uint64_t node_ids;
+    uint64_t task_numbers;
+    size_t live_tasks;
+    struct cio__node *free_nodes;
+    struct cio__node **node_blocks;
+    size_t node_block_count;
+    cio__stack_pool stacks;
+    cio__ctx main_ctx;        /* the context that runs the loop */
+    cio__fd_table watchers;   /* add_reader/add_writer: fd -> the watcher (src/net) */
+    size_t default_stack_size;
+    cio_exception_handler_fn exception_handler;
+    void *exception_handler_arg;
+    double slow_callback_duration;
+    uint8_t running;
+    uint8_t stopping;
+    uint8_t closed;
+    uint8_t closing;
+    uint8_t debug;
+    /* The thread running the loop while it runs, else 0. Atomic because
+     * debug mode reads it from other threads to refuse them. */
+    _Atomic uintptr_t thread;
+};
+
+static inline void cio__ready_push(cio_loop *loop, cio__job *job) {
+    cio__list_push_back(&loop->ready, &job->link);
+}
+void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when);
+void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer);
+/* Passes an error nobody handled to the loop's exception handler. */
+void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut);
+/* Returns 0 if the loop accepts new work, else the error. The common case
+ * (open, not in debug mode) is decided inline. */
+int cio__loop_check_slow(const cio_loop *loop);
+static inline int cio__loop_check(const cio_loop *loop) {
+    if (!loop->closed && !loop->closing && !loop->debug) return 0;
+    return cio__loop_check_slow(loop);
+}
+
+#endif

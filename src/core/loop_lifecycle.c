@@ -1,0 +1,117 @@
+/*
+ * A loop's life: creation, close and free.
+ *
+ * Close tears down what every room of the core built, so it sits above
+ * them all: first every I/O operation in flight is cancelled and reaped
+ * (their records live on task stacks, which must outlive them), then
+ * callbacks and timers are dropped, then the futures and tasks the loop
+ * still holds are reported and freed, and last the pools, stacks and the
+ * backend go.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "core.h"
+
+/* Every open loop of the process, so that cio_close() can make each loop
+ * that knows a descriptor forget it, not only the running one. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static cio__link registry = {&registry, &registry};
+
+void cio__loop_each_local(void (*fn)(cio_loop *loop, void *arg), void *arg) {
+    uintptr_t self = (uintptr_t)pthread_self();
+    pthread_mutex_lock(&registry_lock);
+    for (cio__link *l = registry.next; l != &registry; l = l->next) {
+        cio_loop *loop = CIO__CONTAINER_OF(l, cio_loop, registry_link);
+        uintptr_t owner = atomic_load_explicit(&loop->thread, memory_order_relaxed);
+        if (!loop->closed && !loop->closing && (owner == 0 || owner == self)) fn(loop, arg);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+int cio_loop_new(cio_loop **loopp) {
+    return cio_loop_new_with(loopp, NULL);
+}
+
+int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts) {
+    if (!loopp) return -EINVAL;
+    *loopp = NULL;
+    cio_loop_options defaults = {0};
+    if (!opts) opts = &defaults;
+    if (opts->default_stack_size && opts->default_stack_size < CIO_MIN_STACK_SIZE) return -EINVAL;
+    /* CIO_BACKEND lets a test run choose the backend without code changes. */
+    const char *backend = opts->backend ? opts->backend : getenv("CIO_BACKEND");
+    cio_loop *loop = cio__calloc(1, sizeof *loop);
+    if (!loop) return -ENOMEM;
+    cio__list_init(&loop->ready);
+    cio__list_init(&loop->futures);
+    cio__fd_table_init(&loop->watchers, sizeof(void *), NULL);
+    loop->default_stack_size = opts->default_stack_size ? opts->default_stack_size
+                                                        : CIO_DEFAULT_STACK_SIZE;
+#if defined(CIO__ASAN)
+    /* Instrumented code needs several times the stack of plain code. */
+    if (!opts->default_stack_size) loop->default_stack_size *= 4;
+#endif
+    loop->debug = opts->debug != 0;
+    loop->slow_callback_duration =
+        opts->slow_callback_duration > 0 ? opts->slow_callback_duration : 0.1;
+    int rc = cio__io_init(&loop->io, backend);
+    if (rc < 0) {
+        cio__free(loop);
+        return rc;
+    }
+    /* The overflow handler (stack layer) learns from the task layer which
+     * stack is running. */
+    cio__stack_set_running_hook(cio__running_stack);
+    pthread_mutex_lock(&registry_lock);
+    cio__list_push_back(&registry, &loop->registry_link);
+    pthread_mutex_unlock(&registry_lock);
+    *loopp = loop;
+    return 0;
+}
+
+int cio_loop_close(cio_loop *loop) {
+    if (!loop) return -EINVAL;
+    if (loop->running) return -CIO_ELOOPRUNNING;
+    if (loop->closed) return 0;
+    loop->closing = 1;
+    /* Operations in flight end first, each with its final completion,
+     * while the stacks that hold their records still exist. Their
+     * completions may schedule wake-ups; those are dropped next. */
+    pthread_mutex_lock(&registry_lock);
+    cio__list_unlink(&loop->registry_link);
+    pthread_mutex_unlock(&registry_lock);
+    loop->io.backend->drain(&loop->io);
+    /* Pending callbacks and timers are dropped; their nodes go with the
+     * pool. Jobs that live inside futures or on task stacks go with those. */
+    cio__list_init(&loop->ready);
+    cio__timer_heap_destroy(&loop->timers);
+    /* Report and free every future and task the loop still holds. A task
+     * that never finished cannot be run to its end any more: its stack is
+     * released without unwinding, as asyncio reports a pending task that is
+     * destroyed. */
+    cio__link *link;
+    while ((link = cio__list_pop_front(&loop->futures)) != NULL) {
+        cio_future *fut = CIO__CONTAINER_OF(link, cio_future, loop_link);
+        cio__list_init(&fut->callbacks);
+        if (fut->kind == CIO__KIND_TASK && fut->state == CIO__PENDING)
+            cio__report(loop, "Task was destroyed but it is pending!", 0, fut);
+        cio__future_destroy(fut);
+    }
+    cio__node_pool_destroy(loop);
+    cio__task_pool_destroy(loop);
+    cio__stack_pool_destroy(&loop->stacks);
+    cio__fd_table_destroy(&loop->watchers);
+    cio__io_fini(&loop->io);
+    loop->closed = 1;
+    loop->closing = 0;
+    return 0;
+}
+
+void cio_loop_free(cio_loop *loop) {
+    if (!loop) return;
+    if (loop->running) return; /* refusing is better than freeing under our feet */
+    cio_loop_close(loop);
+    cio__free(loop);
+}

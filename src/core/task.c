@@ -1,0 +1,430 @@
+/*
+ * Tasks: a coroutine running on its own stack, driven by the loop, whose
+ * outcome is a future (a task is a cio_future of kind task).
+ *
+ * Control flow. The loop resumes a task by switching from its own context
+ * (or, for an eager start, from the spawning task) to the task's context;
+ * the task runs until it suspends or returns, and either way switches back
+ * to whoever resumed it. Suspending records what the task waits on in a
+ * wait record on its own stack; whatever completes that wait puts the task
+ * back on the ready queue (cio__task_wake) or resumes it from a waiter job.
+ *
+ * Cancellation follows asyncio's Task.cancel: the request is counted and
+ * its message kept; if the task is suspended on something that can be
+ * cancelled (an awaited future, a timer), that thing is cancelled and the
+ * task wakes with its outcome; otherwise must_cancel makes the next
+ * resumption return -ECANCELED. When the coroutine returns, the task ends
+ * cancelled if it raised -ECANCELED or if requests are still outstanding
+ * (C has no exception that would otherwise carry the cancellation out).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "task.h"
+
+static CIO__TLS cio__task *current;
+
+/* How many finished task objects a loop keeps for reuse. */
+#define CIO__TASK_POOL_MAX 1024
+
+cio_task *cio_current_task(void) {
+    return current ? &current->fut : NULL;
+}
+
+cio__task *cio__current(int *err) {
+    if (!current) {
+        *err = -EPERM;
+        return NULL;
+    }
+    return current;
+}
+
+/* "Task-N" by hand: snprintf would cost more than the rest of a spawn, and
+ * the overflow handler needs an async-signal-safe way to name a task. */
+static void format_default_name(char *buf, uint64_t number) {
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + number % 10);
+        number /= 10;
+    } while (number);
+    memcpy(buf, "Task-", 5);
+    char *p = buf + 5;
+    while (n) *p++ = digits[--n];
+    *p = '\0';
+}
+
+/* Most tasks are never asked for their name, so the default one is only
+ * formatted (once) when somebody asks. */
+const char *cio__task_name(cio__task *t) {
+    if (t->name) return t->name;
+    if (!t->name_buf[0]) format_default_name(t->name_buf, t->number);
+    return t->name_buf;
+}
+
+const char *cio_task_name(const cio_task *fut) {
+    if (!fut || fut->kind != CIO__KIND_TASK) return NULL;
+    return cio__task_name(cio__task_of(fut));
+}
+
+const cio__stack *cio__running_stack(char *name, size_t cap) {
+    cio__task *t = current;
+    if (!t) return NULL;
+    if (t->name) {
+        size_t i = 0;
+        for (; t->name[i] && i + 1 < cap; i++) name[i] = t->name[i];
+        name[i] = '\0';
+    } else if (cap >= sizeof t->name_buf) {
+        format_default_name(name, t->number);
+    }
+    return &t->stack;
+}
+
+int cio_task_set_name(cio_task *fut, const char *name) {
+    if (!fut || !name || fut->kind != CIO__KIND_TASK) return -EINVAL;
+    cio__task *t = cio__task_of(fut);
+    char *copy = cio__strdup(name);
+    if (!copy) return -ENOMEM;
+    cio__free(t->name);
+    t->name = copy;
+    return 0;
+}
+
+size_t cio_task_stack_size(const cio_task *fut) {
+    if (!fut || fut->kind != CIO__KIND_TASK) return 0;
+    return cio__task_of(fut)->stack.size;
+}
+
+static void resume(cio__task *t);
+
+static void finish(cio__task *t, void *result) {
+    if (!cio__stack_intact(&t->stack))
+        cio__stack_overflow_abort(cio__task_name(t), t->stack.size);
+    if (t->has_raised && t->raised == -ECANCELED)
+        cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
+    else if (t->has_raised)
+        cio__future_complete(&t->fut, CIO__DONE_ERROR, NULL, t->raised);
+    else if (t->cancel_requests > 0)
+        cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
+    else
+        cio__future_complete(&t->fut, CIO__DONE_RESULT, result, 0);
+    t->run_state = CIO__TASK_FINISHED;
+    /* Leave for good: resume() on the other side releases the stack. */
+    cio__ctx_jump(&t->ctx, t->resumer, 1);
+}
+
+static void task_entry(void *arg) {
+    cio__task *t = arg;
+    cio__ctx_arrived(&t->ctx);
+    t->started = 1;
+    void *result = t->fn(t->arg);
+    finish(t, result);
+}
+
+/* A finished task gives back its stack and the reference it held on
+ * itself while it ran. */
+static void release_finished(cio__task *t) {
+    cio_loop *loop = t->fut.loop;
+    cio__ctx_destroy(&t->ctx);
+    cio__stack_put(&loop->stacks, &t->stack);
+    t->stack.lo = NULL;
+    loop->live_tasks--;
+    cio__future_unref(&t->fut);
+}
+
+static void resume(cio__task *t) {
+    cio__task *prev = current;
+    cio__ctx *from = prev ? &prev->ctx : &t->fut.loop->main_ctx;
+    t->resumer = from;
+    t->run_state = CIO__TASK_RUNNING;
+    current = t;
+    cio__ctx_jump(from, &t->ctx, 0);
+    current = prev;
+    if (t->run_state == CIO__TASK_FINISHED) {
+        release_finished(t);
+    } else if (!cio__stack_sp_ok(&t->stack, t->ctx.sp)) {
+        cio__stack_overflow_abort(cio__task_name(t), t->stack.size);
+    }
+}
+
+static void run_step(cio__job *job) {
+    cio__task *t = CIO__CONTAINER_OF(job, cio__task, step);
+    if (!t->started && t->must_cancel) {
+        /* Cancelled before its first step: asyncio throws CancelledError
+         * into the coroutine before any of its code runs, so it never
+         * starts at all. */
+        t->must_cancel = 0;
+        cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
+        t->run_state = CIO__TASK_FINISHED;
+        release_finished(t);
+        return;
+    }
+    resume(t);
+}
+
+void cio__task_resume(cio__task *t, int status) {
+    t->wake_status = status;
+    t->wait = NULL;
+    resume(t);
+}
+
+void cio__task_wake(cio__task *t, int status) {
+    t->wake_status = status;
+    t->wait = NULL;
+    t->run_state = CIO__TASK_SCHEDULED;
+    cio__ready_push(t->fut.loop, &t->step);
+}
+
+int cio__task_suspend(cio__task *t, cio__wait *wait) {
+    t->wake_status = 0;
+    t->wait = wait;
+    t->run_state = CIO__TASK_SUSPENDED;
+    /* A cancellation requested while the task ran reaches the thing it is
+     * about to wait on, as asyncio cancels the future a task yields. */
+    if (t->must_cancel && wait && wait->cancel) {
+        t->must_cancel = 0;
+        if (!wait->cancel(wait, t->fut.cancel_msg)) t->must_cancel = 1;
+    }
+    cio__ctx_jump(&t->ctx, t->resumer, 0);
+    t->wait = NULL;
+    if (t->must_cancel) {
+        t->must_cancel = 0;
+        return -ECANCELED;
+    }
+    return t->wake_status;
+}
+
+/*
+ * Deadlines. A suspending call with a deadline arms a timer on the task's
+ * stack next to its wait record. If the timer fires while the task still
+ * waits on that record, the wait is abandoned (the waiter leaves whatever
+ * queue or slot holds it) and the task wakes with -ETIMEDOUT. Whatever
+ * completes the wait later finds the task no longer waiting on it and
+ * leaves it alone.
+ */
+typedef struct deadline_timer {
+    cio__timer timer;
+    cio__task *task;
+    cio__wait *wait;
+} deadline_timer;
+
+static void on_deadline(cio__timer *timer) {
+    deadline_timer *d = CIO__CONTAINER_OF(timer, deadline_timer, timer);
+    cio__task *t = d->task;
+    if (t->run_state != CIO__TASK_SUSPENDED || t->wait != d->wait) return;
+    if (d->wait->abandon) d->wait->abandon(d->wait);
+    cio__task_resume(t, -ETIMEDOUT);
+}
+
+int cio__task_suspend_until(cio__task *t, cio__wait *wait, int64_t deadline) {
+    if (deadline == INT64_MAX) return cio__task_suspend(t, wait);
+    cio_loop *loop = t->fut.loop;
+    int rc = cio__timer_heap_reserve(&loop->timers, 1);
+    if (rc < 0) return rc;
+    deadline_timer d = {.task = t, .wait = wait};
+    d.timer.fire = on_deadline;
+    d.timer.index = CIO__TIMER_UNARMED;
+    wait->deadline = deadline;
+    cio__loop_arm_timer(loop, &d.timer, deadline);
+    rc = cio__task_suspend(t, wait);
+    cio__loop_disarm_timer(loop, &d.timer);
+    return rc;
+}
+
+int cio__task_cancel(cio__task *t, const char *msg) {
+    if (t->fut.state != CIO__PENDING) return 0;
+    t->cancel_requests++;
+    cio__free(t->fut.cancel_msg);
+    t->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
+    if (t->run_state == CIO__TASK_SUSPENDED && t->wait && t->wait->cancel) {
+        if (t->wait->cancel(t->wait, msg)) return 1;
+    }
+    t->must_cancel = 1;
+    return 1;
+}
+
+int cio_task_cancel(cio_task *task, const char *msg) {
+    if (!task || task->kind != CIO__KIND_TASK) return -EINVAL;
+    return cio__task_cancel(cio__task_of(task), msg);
+}
+
+int cio_task_cancelling(const cio_task *task) {
+    if (!task || task->kind != CIO__KIND_TASK) return -EINVAL;
+    return cio__task_of(task)->cancel_requests;
+}
+
+int cio_task_uncancel(cio_task *task) {
+    if (!task || task->kind != CIO__KIND_TASK) return -EINVAL;
+    cio__task *t = cio__task_of(task);
+    if (t->cancel_requests > 0) t->cancel_requests--;
+    /* 3.13: once no request is left, a pending delivery is dropped too. */
+    if (t->cancel_requests == 0) t->must_cancel = 0;
+    return t->cancel_requests;
+}
+
+void *cio_raise(int err) {
+    if (current) {
+        current->has_raised = 1;
+        current->raised = err < 0 ? err : -EINVAL;
+    }
+    return NULL;
+}
+
+void *cio_raise_msg(int err, const char *msg) {
+    if (current) {
+        cio_raise(err);
+        cio__free(current->fut.cancel_msg);
+        /* Without memory for the copy the error still stands, unexplained. */
+        current->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
+    }
+    return NULL;
+}
+
+static void task_destroy(cio_future *fut);
+
+static int task_cancel(cio_future *fut, const char *msg) {
+    return cio__task_cancel(cio__task_of(fut), msg);
+}
+
+static const char *task_name(const cio_future *fut) {
+    return cio__task_name(cio__task_of(fut));
+}
+
+/* What a task does differently from a plain future (future.h). */
+static const cio__future_ops task_ops = {
+    .destroy = task_destroy, .cancel = task_cancel, .name = task_name};
+
+int cio_spawn(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp) {
+    return cio_spawn_with(loop, fn, arg, NULL, taskp);
+}
+
+int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
+                   cio_task **taskp) {
+    if (taskp) *taskp = NULL;
+    if (!loop || !fn) return -EINVAL;
+    int rc = cio__loop_check(loop);
+    if (rc < 0) return rc;
+    cio_task_options defaults = {0};
+    if (!opts) opts = &defaults;
+    size_t stack_size = opts->stack_size ? opts->stack_size : loop->default_stack_size;
+    if (stack_size < CIO_MIN_STACK_SIZE) return -EINVAL;
+
+    /* Finished task objects are recycled: a spawn then costs no malloc. */
+    cio__task *t = loop->free_tasks;
+    if (t) {
+        loop->free_tasks = t->free_next;
+        loop->free_task_count--;
+    } else if (!(t = cio__malloc(sizeof *t))) {
+        return -ENOMEM;
+    }
+    rc = cio__stack_get(&loop->stacks, stack_size, &t->stack);
+    char *name = NULL;
+    if (rc == 0 && opts->name && !(name = cio__strdup(opts->name))) {
+        cio__stack_put(&loop->stacks, &t->stack);
+        rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        cio__free(t);
+        return rc;
+    }
+    /* Only unnamed tasks take a number, as asyncio's counter: create_task(c,
+     * name="x") followed by create_task(c) yields "Task-N+1" after "Task-N". */
+    t->number = name ? 0 : ++loop->task_numbers;
+    t->name = name;
+    t->name_buf[0] = '\0';
+    cio__future_init(loop, &t->fut, CIO__KIND_TASK, &task_ops);
+    t->fn = fn;
+    t->arg = arg;
+    t->wait = NULL;
+    t->resumer = NULL;
+    t->cancel_requests = 0;
+    t->must_cancel = 0;
+    t->started = 0;
+    t->has_raised = 0;
+    t->raised = 0;
+    t->wake_status = 0;
+    t->step.run = run_step;
+    cio__list_init(&t->step.link);
+    cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
+    loop->live_tasks++;
+    if (taskp) {
+        cio__future_ref(&t->fut);
+        *taskp = &t->fut;
+    }
+    if (opts->eager_start && loop->running && cio_running_loop() == loop) {
+        resume(t);
+    } else {
+        t->run_state = CIO__TASK_SCHEDULED;
+        cio__ready_push(loop, &t->step);
+    }
+    return 0;
+}
+
+static void task_destroy(cio_future *fut) {
+    cio__task *t = cio__task_of(fut);
+    /* A task destroyed while suspended (loop close) may be linked into
+     * something that outlives the loop, such as a lock's wait queue: take
+     * it out before its stack, which holds the link, goes away. */
+    if (t->run_state == CIO__TASK_SUSPENDED && t->wait && t->wait->abandon)
+        t->wait->abandon(t->wait);
+    if (t->stack.lo) {
+        cio__ctx_destroy(&t->ctx);
+        t->fut.loop->live_tasks--;
+        cio__stack_put(&t->fut.loop->stacks, &t->stack);
+    }
+    cio__free(t->name);
+    cio_loop *loop = t->fut.loop;
+    if (!loop->closing && loop->free_task_count < CIO__TASK_POOL_MAX) {
+        t->free_next = loop->free_tasks;
+        loop->free_tasks = t;
+        loop->free_task_count++;
+    } else {
+        cio__free(t);
+    }
+}
+
+void cio__task_pool_destroy(cio_loop *loop) {
+    while (loop->free_tasks) {
+        cio__task *t = loop->free_tasks;
+        loop->free_tasks = t->free_next;
+        cio__free(t);
+    }
+    loop->free_task_count = 0;
+}
+
+size_t cio_all_tasks(cio_loop *loop, cio_task **tasks, size_t cap) {
+    if (!loop) return 0;
+    size_t n = 0;
+    for (cio__link *l = loop->futures.next; l != &loop->futures; l = l->next) {
+        cio_future *f = CIO__CONTAINER_OF(l, cio_future, loop_link);
+        if (f->kind != CIO__KIND_TASK || f->state != CIO__PENDING) continue;
+        if (tasks && n < cap) tasks[n] = f;
+        n++;
+    }
+    return n;
+}
+
+int cio_loop_dump_tasks(cio_loop *loop, FILE *out) {
+    if (!loop || !out) return -EINVAL;
+    static const char *const states[] = {"scheduled", "running", "suspended", "finished"};
+    int n = 0;
+    for (cio__link *l = loop->futures.next; l != &loop->futures; l = l->next) {
+        cio_future *f = CIO__CONTAINER_OF(l, cio_future, loop_link);
+        if (f->kind != CIO__KIND_TASK || f->state != CIO__PENDING) continue;
+        cio__task *t = cio__task_of(f);
+        fprintf(out, "%s: %s", cio__task_name(t), states[t->run_state]);
+        if (t->wait) {
+            fprintf(out, ", awaiting %s", t->wait->what);
+            if (t->wait->future && t->wait->future->kind == CIO__KIND_TASK)
+                fprintf(out, " '%s'", cio__task_name(cio__task_of(t->wait->future)));
+            if (t->wait->deadline != INT64_MAX)
+                fprintf(out, " (deadline in %.3f s)",
+                        (double)(t->wait->deadline - cio__clock_ns()) / 1e9);
+        }
+        if (t->cancel_requests) fprintf(out, ", %d cancel request(s)", t->cancel_requests);
+        fprintf(out, ", stack %zu bytes\n", t->stack.size);
+        n++;
+    }
+    return n;
+}

@@ -1,0 +1,85 @@
+/*
+ * Tasks: a coroutine on its own stack whose outcome is a future, and the
+ * suspension protocol every waiting call builds on (wait records,
+ * wake-ups, deadlines, cancellation).
+ */
+#ifndef CIO_CORE_TASK_H
+#define CIO_CORE_TASK_H
+
+#include "future.h"
+
+/*
+ * A wait record says what a suspended task waits on. It lives on the
+ * task's own stack for the duration of the suspending call, so waiting
+ * allocates nothing. cancel() is how Task.cancel reaches into whatever the
+ * task is blocked on; describe() feeds the task dump.
+ */
+typedef struct cio__wait cio__wait;
+struct cio__wait {
+    int (*cancel)(cio__wait *wait, const char *msg); /* 1 if the wait was cancelled */
+    /* Optional: forget the waiter before a deadline wakes the task (for
+     * waits that keep the task in a queue or a slot). */
+    void (*abandon)(cio__wait *wait);
+    const char *what;        /* "sleep", "future", "wait", ... */
+    cio_future *future;      /* the awaited future, if any */
+    int64_t deadline;        /* loop time in ns, or INT64_MAX */
+};
+
+enum cio__task_run_state {
+    CIO__TASK_SCHEDULED = 0, /* in the ready queue, or about to be */
+    CIO__TASK_RUNNING,
+    CIO__TASK_SUSPENDED,
+    CIO__TASK_FINISHED
+};
+
+typedef struct cio__task {
+    cio_future fut;
+    cio__job step;          /* ready-queue entry that resumes the task */
+    cio__ctx ctx;           /* the task's own saved context */
+    cio__ctx *resumer;      /* whoever resumed the task; suspending returns there */
+    cio__stack stack;
+    cio_coro_fn fn;
+    void *arg;
+    cio__wait *wait;        /* what it waits on while suspended */
+    char *name;             /* NULL until named: "Task-N" is formatted on demand */
+    char name_buf[32];      /* where the default name is formatted */
+    struct cio__task *free_next; /* in loop->free_tasks */
+    uint64_t number;        /* N in "Task-N" */
+    int cancel_requests;    /* asyncio's num_cancels_requested */
+    uint8_t must_cancel;    /* deliver -ECANCELED at the next resumption */
+    uint8_t run_state;
+    uint8_t started;
+    uint8_t has_raised;
+    int raised;             /* set by cio_raise */
+    int wake_status;        /* why the task was woken: 0 or -ECANCELED */
+} cio__task;
+
+static inline cio__task *cio__task_of(const cio_future *fut) {
+    return CIO__CONTAINER_OF(fut, cio__task, fut);
+}
+
+int cio__task_cancel(cio__task *task, const char *msg);
+
+/* Suspends the current task until something wakes it with
+ * cio__task_wake() or cio__task_resume(). Returns the wake status, or
+ * -ECANCELED if a cancellation was pending. */
+int cio__task_suspend(cio__task *task, cio__wait *wait);
+/* Like cio__task_suspend, but a deadline (loop time in ns; INT64_MAX for
+ * none) wakes the task with -ETIMEDOUT after abandoning the wait. Returns
+ * -ENOMEM if the timer cannot be armed. */
+int cio__task_suspend_until(cio__task *task, cio__wait *wait, int64_t deadline);
+/* Schedules a suspended task to resume with the given status. */
+void cio__task_wake(cio__task *task, int status);
+/* Resumes a suspended task at once (from a job the loop is running). */
+void cio__task_resume(cio__task *task, int status);
+/* The name of a task, formatting the default one if needed. */
+const char *cio__task_name(cio__task *task);
+/* The current task, or NULL with *err set to -EPERM. */
+cio__task *cio__current(int *err);
+/* The stack of the task running in this thread, for the overflow handler
+ * (see cio__stack_set_running_hook). */
+const cio__stack *cio__running_stack(char *name, size_t cap);
+/* Frees the finished task objects a loop keeps for reuse (loop close). */
+void cio__task_pool_destroy(cio_loop *loop);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * The debug layer: looking inside a running program. Today it holds the
+ * counters the tests read instead of reaching into structures; task dumps,
+ * the await graph and the watchdog come here next.
+ */
+#ifndef CIO_DEBUG_H
+#define CIO_DEBUG_H
+
+#include "net/net.h"
+
+/* What a loop holds right now. */
+typedef struct cio__loop_stats {
+    size_t live_tasks;    /* tasks with a stack (not finished) */
+    size_t timers;        /* armed timers, cio's own included */
+    size_t ready;         /* jobs in the ready queue */
+    size_t futures;       /* futures and tasks the loop still tracks */
+    size_t io_in_flight;  /* I/O operations and watchers in flight */
+} cio__loop_stats;
+
+int cio__loop_get_stats(const cio_loop *loop, cio__loop_stats *out);
+
+/* Where a task's stack lies, and whether a guard protects it. */
+typedef struct cio__task_stack_info {
+    void *lo;
+    size_t size;
+    int guarded;
+} cio__task_stack_info;
+
+int cio__task_get_stack(const cio_task *task, cio__task_stack_info *out);
+
+#endif

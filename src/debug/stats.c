@@ -1,0 +1,27 @@
+/* The loop's counters (debug.h): one call, so tests never read fields. */
+#include "debug.h"
+
+static size_t list_length(const cio__link *list) {
+    size_t n = 0;
+    for (const cio__link *l = list->next; l != list; l = l->next) n++;
+    return n;
+}
+
+int cio__loop_get_stats(const cio_loop *loop, cio__loop_stats *out) {
+    if (!loop || !out) return -EINVAL;
+    out->live_tasks = loop->live_tasks;
+    out->timers = loop->timers.count;
+    out->ready = list_length(&loop->ready);
+    out->futures = list_length(&loop->futures);
+    out->io_in_flight = loop->io.in_flight;
+    return 0;
+}
+
+int cio__task_get_stack(const cio_task *task, cio__task_stack_info *out) {
+    if (!task || !out || task->kind != CIO__KIND_TASK) return -EINVAL;
+    const cio__task *t = cio__task_of(task);
+    out->lo = t->stack.lo;
+    out->size = t->stack.size;
+    out->guarded = t->stack.guarded;
+    return 0;
+}

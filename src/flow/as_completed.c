@@ -1,0 +1,96 @@
+/*
+ * asyncio.as_completed: hand out futures in the order they finish.
+ *
+ * One waiter job per future records, when its future completes, the
+ * future's index in a FIFO of finished ones and wakes the task blocked in
+ * cio_as_completed_next, if any. next() pops that FIFO; when it is empty it
+ * waits on a one-task wait queue with the iterator's deadline.
+ */
+#include <math.h>
+
+#include "flow.h"
+
+typedef struct entry {
+    cio__job job;
+    cio_as_completed *ac;
+    size_t index;
+} entry;
+
+struct cio_as_completed {
+    cio_loop *loop;
+    size_t n, yielded, finished;
+    int64_t deadline;
+    cio_future **fs;
+    entry *entries;
+    size_t *order;       /* indices in completion order; [yielded, finished) pending */
+    cio__waitq waiting;  /* the task blocked in next(), if any */
+};
+
+static void on_done(cio__job *job) {
+    entry *e = CIO__CONTAINER_OF(job, entry, job);
+    cio_as_completed *ac = e->ac;
+    ac->order[ac->finished++] = e->index;
+    cio__waitq_wake_one(&ac->waiting, NULL);
+}
+
+int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double timeout,
+                         cio_as_completed **acp) {
+    if (!acp) return -EINVAL;
+    *acp = NULL;
+    if (!loop || (n && !fs) || isnan(timeout)) return -EINVAL;
+    int rc = cio__loop_check(loop);
+    if (rc < 0) return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (!fs[i]) return -EINVAL;
+        if (fs[i]->loop != loop) return -CIO_EWRONGLOOP;
+    }
+    size_t slots = n ? n : 1;
+    cio_as_completed *ac = cio__malloc(sizeof *ac + slots * (sizeof(cio_future *) +
+                                                               sizeof(entry) + sizeof(size_t)));
+    if (!ac) return -ENOMEM;
+    ac->loop = loop;
+    ac->n = n;
+    ac->yielded = ac->finished = 0;
+    ac->entries = (entry *)(ac + 1);
+    ac->fs = (cio_future **)(ac->entries + slots);
+    ac->order = (size_t *)(ac->fs + slots);
+    cio__waitq_init(&ac->waiting);
+    ac->deadline = INT64_MAX;
+    if (!(isinf(timeout) && timeout > 0)) ac->deadline = cio__deadline_after(timeout);
+    for (size_t i = 0; i < n; i++) {
+        ac->fs[i] = cio_future_retain(fs[i]);
+        entry *e = &ac->entries[i];
+        e->ac = ac;
+        e->index = i;
+        e->job.run = on_done;
+        cio__list_init(&e->job.link);
+        cio__future_add_waiter(fs[i], &e->job);
+    }
+    *acp = ac;
+    return 0;
+}
+
+int cio_as_completed_next(cio_as_completed *ac, cio_future **donep) {
+    if (!ac || !donep) return -EINVAL;
+    *donep = NULL;
+    if (!cio_current_task()) return -EPERM;
+    if (ac->yielded == ac->n) return 0;
+    while (ac->yielded == ac->finished) {
+        if (ac->deadline != INT64_MAX && cio__clock_ns() >= ac->deadline) return -ETIMEDOUT;
+        cio__waiter w;
+        int rc = cio__waitq_wait(&ac->waiting, &w, "as_completed", ac->deadline);
+        if (rc < 0) return rc;
+    }
+    *donep = ac->fs[ac->order[ac->yielded++]];
+    return 1;
+}
+
+void cio_as_completed_free(cio_as_completed *ac) {
+    if (!ac) return;
+    for (size_t i = 0; i < ac->n; i++) {
+        cio__job *job = &ac->entries[i].job;
+        if (cio__link_linked(&job->link)) cio__list_unlink(&job->link);
+        cio_future_release(ac->fs[i]);
+    }
+    cio__free(ac);
+}

@@ -1,0 +1,147 @@
+/*
+ * Waiting on a future from a task: cio_await, cio_await_until,
+ * cio_wait_for and cio_wait_for_at.
+ *
+ * The waiting task registers a waiter job on the future; the job and the
+ * wait record both live on the task's stack, so an await allocates
+ * nothing. When the future completes, the job goes through the ready queue
+ * and resumes the task. Cancelling the task cancels the awaited future
+ * (cancel_awaited), which is how a cancellation travels down a chain of
+ * tasks awaiting tasks.
+ */
+#include <math.h>
+
+#include "flow.h"
+
+typedef struct waiter {
+    cio__job job;
+    cio__task *task;
+    cio__wait *rec;
+} waiter;
+
+/* The future's completion scheduled this job; running it resumes the task
+ * at once, in the iteration after the completion, as asyncio's wake-up.
+ * A task that stopped waiting meanwhile (its deadline passed) is left
+ * alone. */
+static void resume_waiter(cio__job *job) {
+    waiter *w = CIO__CONTAINER_OF(job, waiter, job);
+    cio__task *t = w->task;
+    if (t->run_state != CIO__TASK_SUSPENDED || t->wait != w->rec) return;
+    cio__task_resume(t, 0);
+}
+
+static int cancel_awaited(cio__wait *wait, const char *msg) {
+    return cio_future_cancel(wait->future, msg) == 1;
+}
+
+static int check_awaitable(cio__task *t, cio_future *fut) {
+    if (!fut) return -EINVAL;
+    if (fut == &t->fut) return -EDEADLK;
+    if (fut->loop != t->fut.loop) return -CIO_EWRONGLOOP;
+    return 0;
+}
+
+/* Suspends t until fut is done, the deadline passes (-ETIMEDOUT) or a
+ * cancellation arrives while fut is already done (-ECANCELED). */
+static int wait_done(cio__task *t, cio_future *fut, cio__wait *rec, int64_t deadline) {
+    waiter w = {.task = t, .rec = rec};
+    w.job.run = resume_waiter;
+    cio__list_init(&w.job.link);
+    cio__future_add_waiter(fut, &w.job);
+    int status = cio__task_suspend_until(t, rec, deadline);
+    cio__future_remove_waiter(fut, &w.job);
+    return status;
+}
+
+static int await_deadline(cio_future *fut, int64_t deadline, void **result) {
+    int rc;
+    cio__task *t = cio__current(&rc);
+    if (!t) return rc;
+    rc = check_awaitable(t, fut);
+    if (rc < 0) return rc;
+    /* A done future is not waited on: asyncio's await returns at once. */
+    if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
+    cio__wait rec = {.cancel = cancel_awaited, .what = "future", .future = fut,
+                     .deadline = deadline};
+    cio__future_ref(fut);
+    int status = wait_done(t, fut, &rec, deadline);
+    rc = status < 0 ? status : cio__future_outcome(fut, result);
+    cio__future_unref(fut);
+    return rc;
+}
+
+int cio_await(cio_future *fut, void **result) {
+    return await_deadline(fut, INT64_MAX, result);
+}
+
+int cio_await_until(cio_future *fut, double when, void **result) {
+    int64_t deadline;
+    int rc = cio__deadline(when, &deadline);
+    if (rc < 0) return rc;
+    return await_deadline(fut, deadline, result);
+}
+
+/*
+ * wait_for arms a timer next to the waiter. When the timer fires first, it
+ * cancels the future and the task keeps waiting until the future is done:
+ * asyncio 3.12+ awaits the cancelled inner task before raising TimeoutError.
+ * The outcome is then -ETIMEDOUT if the future ended cancelled and no
+ * cancellation of the waiting task itself arrived meanwhile; a future that
+ * produced an outcome despite the cancel returns that outcome.
+ */
+typedef struct expiry {
+    cio__timer timer;
+    cio_future *fut;
+    int fired;
+} expiry;
+
+static void on_expiry(cio__timer *timer) {
+    expiry *e = CIO__CONTAINER_OF(timer, expiry, timer);
+    e->fired = 1;
+    cio_future_cancel(e->fut, NULL);
+}
+
+static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
+    int rc;
+    cio__task *t = cio__current(&rc);
+    if (!t) return rc;
+    rc = check_awaitable(t, fut);
+    if (rc < 0) return rc;
+    if (deadline == INT64_MAX) return cio_await(fut, result);
+    if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
+    cio_loop *loop = t->fut.loop;
+    rc = cio__timer_heap_reserve(&loop->timers, 1);
+    if (rc < 0) return rc;
+
+    expiry e = {.fut = fut};
+    e.timer.fire = on_expiry;
+    e.timer.index = CIO__TIMER_UNARMED;
+    cio__loop_arm_timer(loop, &e.timer, deadline);
+    cio__wait rec = {.cancel = cancel_awaited, .what = "future (wait_for)", .future = fut,
+                     .deadline = deadline};
+    int cancels_at_entry = t->cancel_requests;
+    cio_future_retain(fut);
+    int status = wait_done(t, fut, &rec, INT64_MAX);
+    cio__loop_disarm_timer(loop, &e.timer);
+    if (status < 0)
+        rc = status;
+    else if (e.fired && fut->state == CIO__CANCELLED && t->cancel_requests <= cancels_at_entry)
+        rc = -ETIMEDOUT;
+    else
+        rc = cio__future_outcome(fut, result);
+    cio_future_release(fut);
+    return rc;
+}
+
+int cio_wait_for(cio_future *fut, double timeout, void **result) {
+    if (isnan(timeout)) return -EINVAL;
+    if (isinf(timeout) && timeout > 0) return wait_for_deadline(fut, INT64_MAX, result);
+    return wait_for_deadline(fut, cio__deadline_after(timeout), result);
+}
+
+int cio_wait_for_at(cio_future *fut, double when, void **result) {
+    int64_t deadline;
+    int rc = cio__deadline(when, &deadline);
+    if (rc < 0) return rc;
+    return wait_for_deadline(fut, deadline, result);
+}

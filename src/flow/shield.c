@@ -1,0 +1,58 @@
+/*
+ * asyncio.shield: an outer future that follows an inner one, so that
+ * cancelling whoever awaits the outer leaves the inner running.
+ *
+ * The outer future is a plain future with a job embedded after it; the job
+ * waits on the inner future and holds a reference on the outer until it has
+ * run. The outer future holds a reference on the inner one until then.
+ */
+#include "flow.h"
+
+typedef struct shield {
+    cio_future outer;   /* first: freeing the future frees the whole shield */
+    cio_future *inner;
+    cio__job on_inner_done;
+} shield;
+
+static void follow_inner(cio__job *job) {
+    shield *sh = CIO__CONTAINER_OF(job, shield, on_inner_done);
+    cio_future *inner = sh->inner, *outer = &sh->outer;
+    if (outer->state != CIO__PENDING) {
+        /* The outer was cancelled: nobody will read the inner's outcome
+         * through it, and asyncio does not report it either. */
+        inner->retrieved = 1;
+    } else if (inner->state == CIO__CANCELLED) {
+        cio_future_cancel(outer, inner->cancel_msg);
+    } else if (inner->state == CIO__DONE_ERROR) {
+        inner->retrieved = 1;
+        cio_future_set_error_msg(outer, inner->error, inner->cancel_msg);
+    } else {
+        cio_future_set_result(outer, inner->result);
+    }
+    sh->inner = NULL;
+    cio_future_release(inner);
+    cio_future_release(outer);
+}
+
+int cio_shield(cio_future *inner, cio_future **outerp) {
+    if (!outerp) return -EINVAL;
+    *outerp = NULL;
+    if (!inner) return -EINVAL;
+    int rc = cio__loop_check(inner->loop);
+    if (rc < 0) return rc;
+    if (inner->state != CIO__PENDING) {
+        /* asyncio returns a done inner itself. */
+        *outerp = cio_future_retain(inner);
+        return 0;
+    }
+    shield *sh = cio__malloc(sizeof *sh);
+    if (!sh) return -ENOMEM;
+    cio__future_init(inner->loop, &sh->outer, CIO__KIND_FUTURE, NULL);
+    sh->inner = cio_future_retain(inner);
+    sh->on_inner_done.run = follow_inner;
+    cio__list_init(&sh->on_inner_done.link);
+    cio_future_retain(&sh->outer); /* held by the job until it runs */
+    cio__future_add_waiter(inner, &sh->on_inner_done);
+    *outerp = &sh->outer;
+    return 0;
+}

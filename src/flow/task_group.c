@@ -1,0 +1,201 @@
+/*
+ * Task groups (asyncio.TaskGroup).
+ *
+ * The group tracks its children with one record each; a record's job is
+ * registered on the child and runs when the child is done. The rules are
+ * asyncio's (Lib/asyncio/taskgroups.py, 3.13):
+ *
+ * - The first child that fails (not by cancellation) aborts the group: the
+ *   other children are cancelled, and so is the task that entered the group
+ *   (the "parent", running the body), once; the group remembers that it
+ *   cancelled the parent and takes that request back at exit.
+ * - Exit marks the group as exiting; if the body failed it aborts the
+ *   group; then it waits until no child is left. A cancellation of the
+ *   parent while it waits aborts the group (once) and is remembered, but the
+ *   wait goes on: an ended group never leaves a running child behind.
+ * - Exit's outcome: -CIO_EGROUP if any child (or the body) failed, every
+ *   error kept; else -ECANCELED if the parent was cancelled from outside;
+ *   else 0. Errors win over a cancellation; in that case the parent's
+ *   outstanding cancellation is left in place (uncancel then cancel, which
+ *   keeps the count), so it still ends cancelled unless it uncancels.
+ *
+ * Room for every possible error (one per child plus the body's) is reserved
+ * when a child is spawned, so recording an error never needs memory.
+ */
+#include <string.h>
+
+#include "flow.h"
+
+typedef struct child {
+    cio__job job;
+    cio_task_group *group;
+    cio_task *task;
+    struct child *next;
+} child;
+
+typedef struct group_error {
+    cio_task *task; /* NULL for the body's own error */
+    int error;
+} group_error;
+
+struct cio_task_group {
+    cio_loop *loop;
+    cio__task *parent;
+    child *children;      /* every child spawned, for cancel and release */
+    size_t spawned, pending;
+    group_error *errors;
+    size_t nerrors, error_cap;
+    cio__waitq exit_wait; /* the parent, while exit waits for children */
+    uint8_t exiting;
+    uint8_t aborting;
+    uint8_t exited;
+    uint8_t parent_cancel_requested;
+};
+
+static void abort_children(cio_task_group *g) {
+    g->aborting = 1;
+    for (child *c = g->children; c; c = c->next)
+        if (!cio_future_done(c->task)) cio_task_cancel(c->task, NULL);
+}
+
+static void on_group_child_done(cio__job *job) {
+    child *c = CIO__CONTAINER_OF(job, child, job);
+    cio_task_group *g = c->group;
+    g->pending--;
+    if (g->pending == 0) cio__waitq_wake_one(&g->exit_wait, NULL);
+    if (cio_future_cancelled(c->task)) return;
+    int err = cio_future_error(c->task); /* also marks it retrieved */
+    if (err == 0) return;
+    g->errors[g->nerrors++] = (group_error){.task = c->task, .error = err};
+    if (g->parent->fut.state != CIO__PENDING) {
+        cio__report(g->loop, "Task in a TaskGroup failed after its parent finished", err, c->task);
+        return;
+    }
+    if (!g->aborting && !g->parent_cancel_requested) {
+        /* Stop the body too: whatever it awaits now returns -ECANCELED. */
+        abort_children(g);
+        g->parent_cancel_requested = 1;
+        cio__task_cancel(g->parent, NULL);
+    }
+}
+
+int cio_task_group_enter(cio_task_group **gp) {
+    if (!gp) return -EINVAL;
+    *gp = NULL;
+    int rc;
+    cio__task *parent = cio__current(&rc);
+    if (!parent) return rc;
+    cio_task_group *g = cio__calloc(1, sizeof *g);
+    if (!g) return -ENOMEM;
+    g->loop = parent->fut.loop;
+    g->parent = parent;
+    cio__waitq_init(&g->exit_wait);
+    /* Room for the body's error from the start. */
+    g->errors = cio__malloc(sizeof *g->errors);
+    if (!g->errors) {
+        cio__free(g);
+        return -ENOMEM;
+    }
+    g->error_cap = 1;
+    cio_future_retain(&parent->fut);
+    *gp = g;
+    return 0;
+}
+
+int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
+                              const cio_task_options *opts, cio_task **taskp) {
+    if (taskp) *taskp = NULL;
+    if (!g || !fn) return -EINVAL;
+    if (g->exited || (g->exiting && g->pending == 0)) return -CIO_EGROUPDONE;
+    if (g->aborting) return -CIO_EGROUPABORTING;
+    if (g->error_cap < g->spawned + 2) {
+        size_t cap = g->error_cap * 2 > g->spawned + 2 ? g->error_cap * 2 : g->spawned + 2;
+        group_error *grown = cio__realloc(g->errors, cap * sizeof *grown);
+        if (!grown) return -ENOMEM;
+        g->errors = grown;
+        g->error_cap = cap;
+    }
+    child *c = cio__malloc(sizeof *c);
+    if (!c) return -ENOMEM;
+    cio_task *task;
+    int rc = cio_spawn_with(g->loop, fn, arg, opts, &task);
+    if (rc < 0) {
+        cio__free(c);
+        return rc;
+    }
+    c->group = g;
+    c->task = task;
+    c->job.run = on_group_child_done;
+    cio__list_init(&c->job.link);
+    c->next = g->children;
+    g->children = c;
+    g->spawned++;
+    g->pending++;
+    cio__future_add_waiter(task, &c->job);
+    if (taskp) *taskp = cio_future_retain(task);
+    return 0;
+}
+
+int cio_task_group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg, cio_task **taskp) {
+    return cio_task_group_spawn_with(g, fn, arg, NULL, taskp);
+}
+
+int cio_task_group_exit(cio_task_group *g, int rc) {
+    if (!g) return -EINVAL;
+    if (g->exiting || g->exited) return -CIO_EINVALSTATE;
+    if (cio_current_task() != &g->parent->fut) return -CIO_EINVALSTATE;
+    g->exiting = 1;
+    int propagate_cancel = rc == -ECANCELED;
+    if (rc < 0 && !g->aborting) abort_children(g);
+    while (g->pending > 0) {
+        cio__waiter w;
+        int status = cio__waitq_wait(&g->exit_wait, &w, "task group", INT64_MAX);
+        if (status == -ECANCELED && !g->aborting) {
+            /* The parent is being cancelled from outside. */
+            propagate_cancel = 1;
+            abort_children(g);
+        }
+    }
+    g->exited = 1;
+    if (g->parent_cancel_requested && cio_task_uncancel(&g->parent->fut) == 0)
+        propagate_cancel = 0;
+    if (rc < 0 && rc != -ECANCELED)
+        g->errors[g->nerrors++] = (group_error){.task = NULL, .error = rc};
+    if (g->nerrors > 0) {
+        /* Errors win; an outside cancellation stays outstanding. */
+        if (cio_task_cancelling(&g->parent->fut) > 0) {
+            cio_task_uncancel(&g->parent->fut);
+            cio__task_cancel(g->parent, NULL);
+        }
+        return -CIO_EGROUP;
+    }
+    return propagate_cancel ? -ECANCELED : 0;
+}
+
+size_t cio_task_group_error_count(const cio_task_group *g) {
+    return g ? g->nerrors : 0;
+}
+
+int cio_task_group_error(const cio_task_group *g, size_t i, cio_task **task, const char **message) {
+    if (!g || i >= g->nerrors) return -EINVAL;
+    const group_error *e = &g->errors[i];
+    if (task) *task = e->task;
+    if (message) *message = e->task ? cio_future_error_message(e->task) : NULL;
+    return e->error;
+}
+
+void cio_task_group_free(cio_task_group *g) {
+    if (!g) return;
+    /* A group freed without exit cancels its children and lets them finish
+     * detached; either way every record goes. */
+    for (child *c = g->children, *next; c; c = next) {
+        next = c->next;
+        if (cio__link_linked(&c->job.link)) cio__list_unlink(&c->job.link);
+        if (!cio_future_done(c->task)) cio_task_cancel(c->task, NULL);
+        cio_future_release(c->task);
+        cio__free(c);
+    }
+    cio_future_release(&g->parent->fut);
+    cio__free(g->errors);
+    cio__free(g);
+}

@@ -1,0 +1,433 @@
+/*
+ * The epoll backend: completion emulated on readiness.
+ *
+ * An operation is first tried at once (unless others of its direction
+ * already wait on the descriptor, which would be overtaken). If the kernel
+ * says EAGAIN, the operation joins its descriptor's FIFO queue for that
+ * direction and the descriptor is armed in epoll. When readiness arrives,
+ * the queue is served in order: each operation retries its system call,
+ * and the first that meets EAGAIN again stops the round. So the operation
+ * completes inside the backend, and the loop above sees only completions.
+ *
+ * Registrations. A descriptor that only has operations waiting is armed
+ * one-shot (EPOLLONESHOT), for the directions that have waiters: one
+ * epoll_ctl per blocking wait, as asyncio's add_reader costs, and a
+ * descriptor closed behind the loop's back can never leave a stale
+ * registration that swallows the events of a new descriptor with the same
+ * number (re-arming a registration that the kernel dropped fails with
+ * ENOENT and is added afresh). A descriptor with a persistent watcher
+ * (loop.add_reader / add_writer) is registered level-triggered for as long
+ * as the watcher lives, as asyncio's selector does. EPOLLRDHUP is never
+ * asked for: a peer's half-close shows up as readable (recv returns 0), and
+ * a task that only writes is not woken, again and again, by a hang-up of
+ * the other direction.
+ *
+ * Cancellation is immediate: an operation waiting in a queue has no system
+ * call in progress, so it is unlinked and completed with the reason at once.
+ *
+ * The descriptor table (src/base/fd_table.h) never moves its entries, and
+ * an event's data is the descriptor number plus one, so 0 can mean the
+ * loop's own wake-up eventfd.
+ */
+#include <fcntl.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io.h"
+
+enum { DIR_IN = 0, DIR_OUT = 1 };
+
+typedef struct fd_entry {
+    cio__link queue[2];    /* operations waiting for in / out, FIFO */
+    cio__op *watch[2];     /* persistent (multishot) readiness watchers */
+    uint32_t registered;   /* the events last given to epoll_ctl */
+    uint8_t in_epoll;      /* the descriptor is in the epoll set */
+    uint8_t armed;         /* ... and its registration can still fire */
+} fd_entry;
+
+typedef struct epoll_state {
+    int epoll_fd;
+    int wake_fd;
+    cio__fd_table fds;
+} epoll_state;
+
+static void init_entry(void *p) {
+    fd_entry *e = p;
+    memset(e, 0, sizeof *e);
+    cio__list_init(&e->queue[DIR_IN]);
+    cio__list_init(&e->queue[DIR_OUT]);
+}
+
+static int epoll_init(cio__io *io) {
+    epoll_state *st = cio__calloc(1, sizeof *st);
+    if (!st) return -ENOMEM;
+    st->epoll_fd = cio__sys_epoll_create();
+    if (st->epoll_fd < 0) {
+        int err = -errno;
+        cio__free(st);
+        return err;
+    }
+    st->wake_fd = cio__sys_eventfd();
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+    if (st->wake_fd < 0 || cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_ADD, st->wake_fd, &ev) != 0) {
+        int err = -errno;
+        if (st->wake_fd >= 0) close(st->wake_fd);
+        close(st->epoll_fd);
+        cio__free(st);
+        return err;
+    }
+    cio__fd_table_init(&st->fds, sizeof(fd_entry), init_entry);
+    io->state = st;
+    return 0;
+}
+
+static void epoll_fini(cio__io *io) {
+    epoll_state *st = io->state;
+    if (!st) return;
+    close(st->wake_fd);
+    close(st->epoll_fd);
+    cio__fd_table_destroy(&st->fds);
+    cio__free(st);
+    io->state = NULL;
+}
+
+static int direction(const cio__op *op) {
+    switch (op->kind) {
+    case CIO__OP_POLL: return (op->u.poll.events & CIO__POLL_OUT) ? DIR_OUT : DIR_IN;
+    case CIO__OP_SEND:
+    case CIO__OP_SENDMSG:
+    case CIO__OP_CONNECT:
+    case CIO__OP_WRITE: return DIR_OUT;
+    default: return DIR_IN;
+    }
+}
+
+static bool is_blocking(int fd) {
+    int fl = cio__sys_fcntl(fd, F_GETFL, 0);
+    return fl >= 0 && !(fl & O_NONBLOCK);
+}
+
+/*
+ * One attempt at an operation's system call. Returns false if the kernel
+ * said "not now" (the operation keeps waiting), true with op->result set
+ * otherwise. Socket calls pass MSG_DONTWAIT, so a descriptor left in
+ * blocking mode cannot stall the loop; accept, connect, read and write have
+ * no such flag, and refuse a blocking descriptor with -EINVAL, as asyncio
+ * refuses a socket that is not non-blocking.
+ */
+static bool attempt(cio__op *op, uint32_t revents) {
+    ssize_t n;
+    for (;;) {
+        switch (op->kind) {
+        case CIO__OP_POLL:
+            if (!revents) return false;
+            op->result = (ssize_t)(revents & (CIO__POLL_IN | CIO__POLL_OUT | EPOLLERR | EPOLLHUP));
+            return true;
+        case CIO__OP_RECV:
+            n = cio__sys_recv(op->fd, op->u.rw.buf, op->u.rw.len, op->u.rw.flags | MSG_DONTWAIT);
+            break;
+        case CIO__OP_SEND:
+            n = cio__sys_send(op->fd, op->u.rw.buf, op->u.rw.len,
+                              op->u.rw.flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+            break;
+        case CIO__OP_RECVMSG:
+            n = cio__sys_recvmsg(op->fd, op->u.msg.msg, op->u.msg.flags | MSG_DONTWAIT);
+            break;
+        case CIO__OP_SENDMSG:
+            n = cio__sys_sendmsg(op->fd, op->u.msg.msg, op->u.msg.flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+            break;
+        case CIO__OP_READ:
+            if (op->stage == 0 && is_blocking(op->fd)) goto refuse_blocking;
+            op->stage = 1;
+            n = cio__sys_read(op->fd, op->u.rw.buf, op->u.rw.len);
+            break;
+        case CIO__OP_WRITE:
+            if (op->stage == 0 && is_blocking(op->fd)) goto refuse_blocking;
+            op->stage = 1;
+            n = cio__sys_write(op->fd, op->u.rw.buf, op->u.rw.len);
+            break;
+        case CIO__OP_ACCEPT:
+            if (op->stage == 0 && is_blocking(op->fd)) goto refuse_blocking;
+            op->stage = 1;
+            n = cio__sys_accept4(op->fd, op->u.accept.addr, op->u.accept.addrlen,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+            /* A connection that went away before it was accepted is not
+             * the listener's failure: take the next one. */
+            if (n < 0 && errno == ECONNABORTED) continue;
+            break;
+        case CIO__OP_CONNECT:
+            if (op->stage == 0) {
+                if (is_blocking(op->fd)) goto refuse_blocking;
+                op->stage = 1;
+                n = cio__sys_connect(op->fd, op->u.connect.addr, op->u.connect.addrlen);
+                /* In progress: the outcome is known once writable. */
+                if (n < 0 && (errno == EINPROGRESS || errno == EINTR)) {
+                    op->stage = 2;
+                    return false;
+                }
+                /* A Unix socket whose listener's backlog is full: try the
+                 * connect again once writable. */
+                if (n < 0 && errno == EAGAIN) {
+                    op->stage = 0;
+                    return false;
+                }
+            } else {
+                if (!revents) return false;
+                int err = 0;
+                unsigned int len = sizeof err;
+                n = cio__sys_getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                if (n == 0 && err) {
+                    errno = err;
+                    n = -1;
+                }
+            }
+            break;
+        default: op->result = -EOPNOTSUPP; return true;
+        }
+        if (n >= 0) {
+            op->result = n;
+            return true;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+        op->result = -errno;
+        return true;
+    }
+refuse_blocking:
+    op->result = -EINVAL;
+    return true;
+}
+
+static void finish(cio__io *io, cio__op *op, ssize_t result) {
+    op->result = result;
+    op->state = CIO__OP_DONE;
+    io->in_flight--;
+    op->done(op);
+}
+
+/*
+ * Brings the kernel's registration of fd in line with what waits on it (see
+ * the opening comment). Returns 0 or the error of epoll_ctl.
+ */
+static int sync_registration(epoll_state *st, int fd, fd_entry *e) {
+    bool persistent = e->watch[DIR_IN] || e->watch[DIR_OUT];
+    uint32_t want = 0;
+    if (e->watch[DIR_IN] || !cio__list_empty(&e->queue[DIR_IN])) want |= EPOLLIN;
+    if (e->watch[DIR_OUT] || !cio__list_empty(&e->queue[DIR_OUT])) want |= EPOLLOUT;
+    if (want && !persistent) want |= EPOLLONESHOT;
+    if (!want) {
+        /* A one-shot registration left armed fires once at most, finds
+         * nothing waiting and disarms itself; a persistent one would fire
+         * on every poll, so it goes. */
+        if (e->in_epoll && e->armed && !(e->registered & EPOLLONESHOT)) {
+            cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+            e->in_epoll = e->armed = 0;
+        }
+        return 0;
+    }
+    if (e->in_epoll && e->armed && e->registered == want) return 0;
+    struct epoll_event ev = {.events = want, .data.u64 = (uint64_t)fd + 1};
+    int rc = cio__sys_epoll_ctl(st->epoll_fd, e->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    if (rc != 0 && errno == ENOENT)
+        rc = cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+    else if (rc != 0 && errno == EEXIST)
+        rc = cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+    if (rc != 0) {
+        /* Regular files cannot be polled: asyncio refuses them the same way. */
+        int err = errno == EPERM ? -EPERM : -errno;
+        e->in_epoll = errno == ENOENT || errno == EPERM || errno == EBADF ? 0 : e->in_epoll;
+        return err;
+    }
+    e->registered = want;
+    e->in_epoll = e->armed = 1;
+    return 0;
+}
+
+/* Ends every operation of fd that waits for readiness with err, and drops
+ * its watchers, when the descriptor cannot be armed. */
+static void fail_all(cio__io *io, fd_entry *e, int err) {
+    for (int d = 0; d < 2; d++) {
+        cio__link *l;
+        while ((l = cio__list_pop_front(&e->queue[d])) != NULL)
+            finish(io, CIO__CONTAINER_OF(l, cio__op, link), err);
+        cio__op *w = e->watch[d];
+        e->watch[d] = NULL;
+        if (w) finish(io, w, err);
+    }
+}
+
+static void rearm(cio__io *io, int fd, fd_entry *e) {
+    epoll_state *st = io->state;
+    int rc = sync_registration(st, fd, e);
+    if (rc < 0) fail_all(io, e, rc);
+}
+
+/* Serves fd's queue for one direction in order, until an operation meets
+ * EAGAIN again. */
+static void serve(cio__io *io, fd_entry *e, int dir, uint32_t revents) {
+    cio__link *l;
+    while ((l = e->queue[dir].next) != &e->queue[dir]) {
+        cio__op *op = CIO__CONTAINER_OF(l, cio__op, link);
+        if (!attempt(op, revents)) break;
+        cio__list_unlink(l);
+        finish(io, op, op->result);
+    }
+}
+
+static void close_fd(cio__io *io, cio__op *op);
+
+static void epoll_submit(cio__io *io, cio__op *op) {
+    epoll_state *st = io->state;
+    if (op->kind == CIO__OP_CLOSE) {
+        close_fd(io, op);
+        return;
+    }
+    if (op->kind >= CIO__OP_FSYNC) {
+        op->result = -EOPNOTSUPP;
+        op->state = CIO__OP_DONE;
+        return;
+    }
+    int err = 0;
+    fd_entry *e = op->fd >= 0 ? cio__fd_table_get(&st->fds, op->fd, &err) : NULL;
+    if (!e) {
+        op->result = op->fd < 0 ? -EBADF : err;
+        op->state = CIO__OP_DONE;
+        return;
+    }
+    int dir = direction(op);
+    bool multishot = (op->flags & CIO__OP_MULTISHOT) != 0;
+    if (multishot) {
+        if (e->watch[dir]) {
+            op->result = -EBUSY;
+            op->state = CIO__OP_DONE;
+            return;
+        }
+        e->watch[dir] = op;
+    } else {
+        /* Try at once, unless that would overtake operations already
+         * waiting in this direction. */
+        if (op->kind != CIO__OP_POLL && cio__list_empty(&e->queue[dir]) && attempt(op, 0)) {
+            op->state = CIO__OP_DONE;
+            return;
+        }
+        cio__list_push_back(&e->queue[dir], &op->link);
+    }
+    op->state = CIO__OP_IN_FLIGHT;
+    io->in_flight++;
+    int rc = sync_registration(st, op->fd, e);
+    if (rc < 0) {
+        if (multishot)
+            e->watch[dir] = NULL;
+        else
+            cio__list_unlink(&op->link);
+        io->in_flight--;
+        op->result = rc;
+        op->state = CIO__OP_DONE;
+    }
+}
+
+static void epoll_cancel(cio__io *io, cio__op *op, int reason) {
+    epoll_state *st = io->state;
+    if (op->state != CIO__OP_IN_FLIGHT) return;
+    fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
+    int dir = direction(op);
+    if (op->flags & CIO__OP_MULTISHOT) {
+        if (e && e->watch[dir] == op) e->watch[dir] = NULL;
+    } else {
+        cio__list_unlink(&op->link);
+    }
+    finish(io, op, reason);
+    if (e) rearm(io, op->fd, e);
+}
+
+/* CIO__OP_CLOSE: every operation of the descriptor ends with -EBADF, its
+ * registration goes, and then (unless keep_fd) the descriptor is closed. */
+static void close_fd(cio__io *io, cio__op *op) {
+    epoll_state *st = io->state;
+    fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
+    if (e) {
+        fail_all(io, e, -EBADF);
+        if (e->in_epoll) cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, op->fd, NULL);
+        e->in_epoll = e->armed = 0;
+        e->registered = 0;
+    }
+    if (op->u.close.keep_fd)
+        op->result = 0;
+    else
+        op->result = op->fd < 0 ? -EBADF : cio__sys_close(op->fd) == 0 ? 0 : -errno;
+    op->state = CIO__OP_DONE;
+}
+
+static void handle_event(cio__io *io, int fd, uint32_t events) {
+    epoll_state *st = io->state;
+    fd_entry *e = cio__fd_table_find(&st->fds, fd);
+    if (!e) return;
+    if (e->registered & EPOLLONESHOT) e->armed = 0;
+    /* Errors and hang-ups concern both directions: the retried calls
+     * report them. */
+    uint32_t failed = events & (EPOLLERR | EPOLLHUP);
+    uint32_t in = (events & EPOLLIN) || failed ? CIO__POLL_IN | failed : 0;
+    uint32_t out = (events & EPOLLOUT) || failed ? CIO__POLL_OUT | failed : 0;
+    if (in) serve(io, e, DIR_IN, in);
+    if (out) serve(io, e, DIR_OUT, out);
+    /* A watcher completes once per readiness and stays in flight. */
+    if (in && e->watch[DIR_IN]) {
+        e->watch[DIR_IN]->result = in;
+        e->watch[DIR_IN]->done(e->watch[DIR_IN]);
+    }
+    if (out && e->watch[DIR_OUT]) {
+        e->watch[DIR_OUT]->result = out;
+        e->watch[DIR_OUT]->done(e->watch[DIR_OUT]);
+    }
+    rearm(io, fd, e);
+}
+
+static int epoll_poll(cio__io *io, int64_t timeout_ns) {
+    epoll_state *st = io->state;
+    struct epoll_event events[64];
+    struct timespec ts = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
+    int n = cio__sys_epoll_wait(st->epoll_fd, events, 64, timeout_ns < 0 ? NULL : &ts);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) {
+        uint64_t key = events[i].data.u64;
+        if (key == 0) {
+            uint64_t count;
+            ssize_t ignored = read(st->wake_fd, &count, sizeof count);
+            (void)ignored;
+            continue;
+        }
+        handle_event(io, (int)(key - 1), events[i].events);
+    }
+    return n;
+}
+
+static void epoll_wake(cio__io *io) {
+    epoll_state *st = io->state;
+    uint64_t one = 1;
+    ssize_t ignored = write(st->wake_fd, &one, sizeof one);
+    (void)ignored;
+}
+
+static void drain_entry(void *p, int fd, void *arg) {
+    (void)fd;
+    fail_all(arg, p, -ECANCELED);
+}
+
+static void epoll_drain(cio__io *io) {
+    epoll_state *st = io->state;
+    cio__fd_table_each(&st->fds, drain_entry, io);
+}
+
+const cio__backend cio__backend_epoll = {
+    .name = "epoll",
+    .init = epoll_init,
+    .fini = epoll_fini,
+    .submit = epoll_submit,
+    .cancel = epoll_cancel,
+    .poll = epoll_poll,
+    .wake = epoll_wake,
+    .drain = epoll_drain,
+};

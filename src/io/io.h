@@ -1,0 +1,38 @@
+/*
+ * The I/O layer: operations, backends and the state a loop keeps for them.
+ * It knows the kernel and nothing of tasks or loops; the core drives it
+ * (one poll per iteration) and the layers above submit operations and wait
+ * for their completion (src/flow/await_op.c).
+ */
+#ifndef CIO_IO_H
+#define CIO_IO_H
+
+#include "backend.h"
+#include "op.h"
+
+struct cio__io {
+    const cio__backend *backend;
+    void *state;        /* the backend's own */
+    size_t in_flight;   /* operations between submit and final completion */
+};
+
+/* Chooses a backend by name (NULL or "" for the best available) and starts
+ * it: -ENOTSUP for an unknown or unavailable name. */
+int cio__io_init(cio__io *io, const char *name);
+void cio__io_fini(cio__io *io);
+
+static inline void cio__io_submit(cio__io *io, cio__op *op) {
+    io->backend->submit(io, op);
+}
+
+static inline void cio__io_cancel(cio__io *io, cio__op *op, int reason) {
+    if (op->state == CIO__OP_IN_FLIGHT) io->backend->cancel(io, op, reason);
+}
+
+/* True while any operation is in flight: the loop then polls on every
+ * iteration, as asyncio's does. */
+static inline bool cio__io_busy(const cio__io *io) {
+    return io->in_flight != 0;
+}
+
+#endif

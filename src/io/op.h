@@ -1,0 +1,98 @@
+/*
+ * An I/O operation: what to do, on which descriptor, with which buffers,
+ * and, once it completes, its result.
+ *
+ * An operation record lives wherever its owner lives: a task that waits for
+ * it keeps it on its own stack, a descriptor watcher keeps it inside its
+ * own record. So submitting I/O allocates nothing. The backend holds the
+ * record from submit until its final completion and the owner must keep it
+ * alive that long, even when the owner was cancelled meanwhile: that is
+ * what lets a completion-based backend (io_uring) write into the buffers
+ * until the kernel is done with them.
+ */
+#ifndef CIO_IO_OP_H
+#define CIO_IO_OP_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "base/base.h"
+
+typedef enum cio__op_kind {
+    CIO__OP_POLL = 1, /* wait for readiness; the result is the events seen */
+    CIO__OP_RECV,
+    CIO__OP_SEND,
+    CIO__OP_RECVMSG,
+    CIO__OP_SENDMSG,
+    CIO__OP_ACCEPT,
+    CIO__OP_CONNECT,
+    CIO__OP_READ,
+    CIO__OP_WRITE,
+    CIO__OP_CLOSE,    /* cancel the descriptor's operations, forget it, close it */
+    /* Room for the file operations of a later issue: io_uring runs them in
+     * the kernel, epoll will hand them to the thread pool. Until then a
+     * backend completes them at once with -EOPNOTSUPP. */
+    CIO__OP_FSYNC,
+    CIO__OP_STATX,
+    CIO__OP_OPENAT
+} cio__op_kind;
+
+/* Readiness bits for CIO__OP_POLL, in and out (the values of POLLIN and
+ * POLLOUT, so they also read as poll(2) events). */
+#define CIO__POLL_IN 0x001u
+#define CIO__POLL_OUT 0x004u
+
+enum cio__op_state {
+    CIO__OP_IDLE = 0,
+    CIO__OP_IN_FLIGHT, /* submitted; the backend holds the record */
+    CIO__OP_DONE       /* final completion happened; result is valid */
+};
+
+/* A multishot operation (today: a persistent readiness watch) completes
+ * once per readiness while it stays in flight, and finally once more when
+ * it is cancelled. */
+#define CIO__OP_MULTISHOT 0x01u
+
+typedef struct cio__op cio__op;
+
+/* Called by the backend, from the loop's thread, for every completion of
+ * op: once for an ordinary operation (state is then CIO__OP_DONE), once per
+ * readiness plus a final one for a multishot operation. It must not submit
+ * or cancel operations itself: it only records the result and schedules
+ * whoever waits (a task wake-up, a callback job). */
+typedef void (*cio__op_done_fn)(cio__op *op);
+
+struct cio__op {
+    cio__link link;        /* the backend's: in a queue while in flight */
+    cio__op_done_fn done;
+    void *owner;           /* for done(): the task's wait record, the watcher */
+    int fd;
+    uint8_t kind;
+    uint8_t state;
+    uint8_t flags;
+    uint8_t stage;         /* the backend's: e.g. a connect already started */
+    ssize_t result;        /* >= 0, or -errno; valid once done */
+    union {
+        struct { void *buf; size_t len; int flags; } rw;      /* recv, send, read, write */
+        struct { struct msghdr *msg; int flags; } msg;        /* recvmsg, sendmsg */
+        struct { struct sockaddr *addr; socklen_t *addrlen; } accept;
+        struct { const struct sockaddr *addr; socklen_t addrlen; } connect;
+        struct { uint32_t events; } poll;                     /* CIO__POLL_IN or _OUT */
+        struct { int keep_fd; } close;                        /* forget only, do not close */
+    } u;
+};
+
+static inline void cio__op_init(cio__op *op, uint8_t kind, int fd) {
+    cio__list_init(&op->link);
+    op->done = NULL;
+    op->owner = NULL;
+    op->fd = fd;
+    op->kind = kind;
+    op->state = CIO__OP_IDLE;
+    op->flags = 0;
+    op->stage = 0;
+    op->result = 0;
+}
+
+#endif

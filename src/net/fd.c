@@ -1,0 +1,174 @@
+/*
+ * Descriptors: waiting for readiness (cio_wait_readable/_writable),
+ * closing (cio_close), and the persistent watchers of asyncio's
+ * loop.add_reader / add_writer.
+ *
+ * A watcher is a multishot readiness operation owned by a small record the
+ * loop allocates. Each readiness the backend reports schedules the
+ * watcher's callback as a job (once: a callback already queued is not
+ * queued twice), so the callback runs among the other callbacks of the
+ * iteration, level-triggered, for as long as the descriptor stays ready
+ * and the watcher stays. Removing the watcher cancels its operation; the
+ * record is freed at the operation's final completion, which on epoll is
+ * immediate. loop->watchers maps each descriptor to its watcher per
+ * direction.
+ */
+#include "net.h"
+
+typedef struct watcher {
+    cio__op op;
+    cio__job job;           /* the callback, while queued */
+    cio_loop *loop;
+    cio_callback_fn fn;
+    void *arg;
+    int dir;
+} watcher;
+
+typedef struct watcher_slot {
+    watcher *dir[2];        /* reader, writer */
+} watcher_slot;
+
+static ssize_t wait_fd(int fd, uint32_t events, int64_t deadline) {
+    cio__op op;
+    cio__op_init(&op, CIO__OP_POLL, fd);
+    op.u.poll.events = events;
+    ssize_t rc = cio__op_await(&op, deadline);
+    return rc < 0 ? rc : 0;
+}
+
+int cio_wait_readable(int fd) {
+    return (int)wait_fd(fd, CIO__POLL_IN, INT64_MAX);
+}
+
+int cio_wait_writable(int fd) {
+    return (int)wait_fd(fd, CIO__POLL_OUT, INT64_MAX);
+}
+
+int cio_wait_readable_until(int fd, double when) {
+    int64_t deadline;
+    int rc = cio__deadline(when, &deadline);
+    return rc < 0 ? rc : (int)wait_fd(fd, CIO__POLL_IN, deadline);
+}
+
+int cio_wait_writable_until(int fd, double when) {
+    int64_t deadline;
+    int rc = cio__deadline(when, &deadline);
+    return rc < 0 ? rc : (int)wait_fd(fd, CIO__POLL_OUT, deadline);
+}
+
+/* ---- watchers ----------------------------------------------------------- */
+
+static watcher_slot *slot_of(cio_loop *loop, int fd) {
+    return cio__fd_table_find(&loop->watchers, fd);
+}
+
+static void run_watcher(cio__job *job) {
+    watcher *w = CIO__CONTAINER_OF(job, watcher, job);
+    w->fn(w->loop, w->arg);
+}
+
+static void on_watcher_event(cio__op *op) {
+    watcher *w = op->owner;
+    if (op->state == CIO__OP_IN_FLIGHT) {
+        /* A removed watcher (fn cleared) may still see a readiness before
+         * its final completion on a backend that cancels later. */
+        if (w->fn && !cio__link_linked(&w->job.link)) cio__ready_push(w->loop, &w->job);
+        return;
+    }
+    /* The final completion: removed, closed, or the loop closes. */
+    if (cio__link_linked(&w->job.link)) cio__list_unlink(&w->job.link);
+    watcher_slot *s = slot_of(w->loop, op->fd);
+    if (s && s->dir[w->dir] == w) s->dir[w->dir] = NULL;
+    cio__free(w);
+}
+
+static int add_watcher(cio_loop *loop, int fd, int dir, cio_callback_fn fn, void *arg) {
+    if (!loop || !fn) return -EINVAL;
+    if (fd < 0) return -EBADF;
+    int rc = cio__loop_check(loop);
+    if (rc < 0) return rc;
+    watcher_slot *s = cio__fd_table_get(&loop->watchers, fd, &rc);
+    if (!s) return rc;
+    watcher *old = s->dir[dir];
+    if (old) {
+        /* As asyncio: the new callback replaces the old one, and an old
+         * call already scheduled does not happen. */
+        if (cio__link_linked(&old->job.link)) cio__list_unlink(&old->job.link);
+        old->fn = fn;
+        old->arg = arg;
+        return 0;
+    }
+    watcher *w = cio__malloc(sizeof *w);
+    if (!w) return -ENOMEM;
+    cio__op_init(&w->op, CIO__OP_POLL, fd);
+    w->op.u.poll.events = dir ? CIO__POLL_OUT : CIO__POLL_IN;
+    w->op.flags = CIO__OP_MULTISHOT;
+    w->op.owner = w;
+    w->op.done = on_watcher_event;
+    w->job.run = run_watcher;
+    cio__list_init(&w->job.link);
+    w->loop = loop;
+    w->fn = fn;
+    w->arg = arg;
+    w->dir = dir;
+    cio__io_submit(&loop->io, &w->op);
+    if (w->op.state == CIO__OP_DONE) {
+        rc = (int)w->op.result;
+        cio__free(w);
+        return rc;
+    }
+    s->dir[dir] = w;
+    return 0;
+}
+
+static int remove_watcher(cio_loop *loop, int fd, int dir) {
+    if (!loop) return -EINVAL;
+    if (loop->closed) return 0;
+    watcher_slot *s = slot_of(loop, fd);
+    watcher *w = s ? s->dir[dir] : NULL;
+    if (!w) return 0;
+    s->dir[dir] = NULL;
+    /* The callback must not run any more, even if the backend's final
+     * completion comes later. */
+    if (cio__link_linked(&w->job.link)) cio__list_unlink(&w->job.link);
+    w->fn = NULL;
+    cio__io_cancel(&loop->io, &w->op, -ECANCELED);
+    return 1;
+}
+
+int cio_add_reader(cio_loop *loop, int fd, cio_callback_fn fn, void *arg) {
+    return add_watcher(loop, fd, 0, fn, arg);
+}
+
+int cio_add_writer(cio_loop *loop, int fd, cio_callback_fn fn, void *arg) {
+    return add_watcher(loop, fd, 1, fn, arg);
+}
+
+int cio_remove_reader(cio_loop *loop, int fd) {
+    return remove_watcher(loop, fd, 0);
+}
+
+int cio_remove_writer(cio_loop *loop, int fd) {
+    return remove_watcher(loop, fd, 1);
+}
+
+/* ---- close -------------------------------------------------------------- */
+
+/* Makes one loop forget fd: its operations end with -EBADF and its
+ * watchers go. */
+static void forget_fd(cio_loop *loop, void *arg) {
+    int fd = *(int *)arg;
+    cio__op op;
+    cio__op_init(&op, CIO__OP_CLOSE, fd);
+    op.u.close.keep_fd = 1;
+    cio__io_submit(&loop->io, &op);
+}
+
+int cio_close(int fd) {
+    if (fd < 0) return -EBADF;
+    /* Every loop this thread may touch forgets the descriptor first, the
+     * running one and those that are not running anywhere, so no task stays
+     * waiting on a number that is about to be reused. */
+    cio__loop_each_local(forget_fd, &fd);
+    return cio__sys_close(fd) == 0 ? 0 : -errno;
+}

@@ -1,0 +1,103 @@
+/*
+ * Socket operations for tasks (asyncio's loop.sock_recv, sock_sendall,
+ * sock_accept, sock_connect). Each builds an operation record on the
+ * task's stack and awaits it (cio__op_await): the backend tries the call,
+ * waits for readiness or the kernel's completion as it must, and hands back
+ * the result. Every operation has an _until form taking an absolute
+ * deadline in loop time.
+ */
+#include "net.h"
+
+/* Every operation here may suspend, so each refuses to run outside a task
+ * even when the kernel could complete it at once, and each checks its
+ * deadline argument before doing anything. */
+static int prologue(double when, int64_t *deadline) {
+    if (!cio_current_task()) return -EPERM;
+    return cio__deadline(when, deadline);
+}
+
+ssize_t cio_sock_recv_until(int fd, void *buf, size_t len, double when) {
+    int64_t deadline;
+    int rc = prologue(when, &deadline);
+    if (rc < 0) return rc;
+    if (!buf && len) return -EINVAL;
+    cio__op op;
+    cio__op_init(&op, CIO__OP_RECV, fd);
+    op.u.rw.buf = buf;
+    op.u.rw.len = len;
+    op.u.rw.flags = 0;
+    return cio__op_await(&op, deadline);
+}
+
+ssize_t cio_sock_send_until(int fd, const void *buf, size_t len, double when) {
+    int64_t deadline;
+    int rc = prologue(when, &deadline);
+    if (rc < 0) return rc;
+    if (!buf && len) return -EINVAL;
+    cio__op op;
+    cio__op_init(&op, CIO__OP_SEND, fd);
+    op.u.rw.buf = (void *)buf;
+    op.u.rw.len = len;
+    op.u.rw.flags = 0;
+    return cio__op_await(&op, deadline);
+}
+
+ssize_t cio_sock_sendall_until(int fd, const void *buf, size_t len, double when) {
+    int64_t deadline;
+    int rc = prologue(when, &deadline);
+    if (rc < 0) return rc;
+    if (!buf && len) return -EINVAL;
+    const char *p = buf;
+    size_t sent = 0;
+    while (sent < len) {
+        ssize_t n = cio_sock_send_until(fd, p + sent, len - sent, when);
+        if (n < 0) return n;
+        sent += (size_t)n;
+    }
+    return (ssize_t)sent;
+}
+
+int cio_sock_accept_until(int fd, struct sockaddr *addr, unsigned int *addrlen, double when) {
+    int64_t deadline;
+    int rc = prologue(when, &deadline);
+    if (rc < 0) return rc;
+    if (addr && !addrlen) return -EINVAL;
+    cio__op op;
+    cio__op_init(&op, CIO__OP_ACCEPT, fd);
+    op.u.accept.addr = addr;
+    op.u.accept.addrlen = addrlen;
+    return (int)cio__op_await(&op, deadline);
+}
+
+int cio_sock_connect_until(int fd, const struct sockaddr *addr, unsigned int addrlen,
+                           double when) {
+    int64_t deadline;
+    int rc = prologue(when, &deadline);
+    if (rc < 0) return rc;
+    if (!addr) return -EINVAL;
+    cio__op op;
+    cio__op_init(&op, CIO__OP_CONNECT, fd);
+    op.u.connect.addr = addr;
+    op.u.connect.addrlen = addrlen;
+    return (int)cio__op_await(&op, deadline);
+}
+
+ssize_t cio_sock_recv(int fd, void *buf, size_t len) {
+    return cio_sock_recv_until(fd, buf, len, CIO_NO_TIMEOUT);
+}
+
+ssize_t cio_sock_send(int fd, const void *buf, size_t len) {
+    return cio_sock_send_until(fd, buf, len, CIO_NO_TIMEOUT);
+}
+
+ssize_t cio_sock_sendall(int fd, const void *buf, size_t len) {
+    return cio_sock_sendall_until(fd, buf, len, CIO_NO_TIMEOUT);
+}
+
+int cio_sock_accept(int fd, struct sockaddr *addr, unsigned int *addrlen) {
+    return cio_sock_accept_until(fd, addr, addrlen, CIO_NO_TIMEOUT);
+}
+
+int cio_sock_connect(int fd, const struct sockaddr *addr, unsigned int addrlen) {
+    return cio_sock_connect_until(fd, addr, addrlen, CIO_NO_TIMEOUT);
+}

@@ -1,0 +1,55 @@
+/*
+ * The sync layer, as the layers above see it: the FIFO wait queue behind
+ * every lock, event, condition, semaphore, barrier and queue (and behind
+ * task groups and as_completed in the flow layer).
+ */
+#ifndef CIO_SYNC_H
+#define CIO_SYNC_H
+
+#include "core/core.h"
+
+/* ------------------------------------------------------------------------
+ * Wait queues: the FIFO of suspended tasks behind every lock, event,
+ * semaphore, condition, barrier and queue (src/waitq.c).
+ * ------------------------------------------------------------------------ */
+typedef struct cio__waiter {
+    cio__link link;       /* in the queue while waiting */
+    cio__task *task;
+    cio__wait rec;
+    struct cio__waitq *queue;
+    int woken;            /* 1 once a wake-up was handed to this waiter */
+    void *value;          /* what the waker handed over, if anything */
+} cio__waiter;
+
+typedef struct cio__waitq {
+    cio__link waiters;
+    size_t count;
+    cio_loop *loop;       /* the loop of the first task that waited */
+} cio__waitq;
+
+void cio__waitq_init(cio__waitq *q);
+/* Suspends the current task at the back of q until a wake-up, the
+ * deadline (INT64_MAX: none) or a cancellation. Returns 0 when woken, else
+ * -ETIMEDOUT, -ECANCELED, -EPERM (outside a task) or -CIO_EWRONGLOOP. A
+ * waiter that was woken and then cancelled before it ran returns
+ * -ECANCELED with w->woken set: the caller must pass the wake-up on. */
+int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t deadline);
+/* Wakes the first waiter, handing it value; returns it, or NULL if none. */
+cio__waiter *cio__waitq_wake_one(cio__waitq *q, void *value);
+/* Wakes every waiter (handing each value); returns how many. */
+size_t cio__waitq_wake_all(cio__waitq *q, void *value);
+static inline bool cio__waitq_empty(const cio__waitq *q) {
+    return q->count == 0;
+}
+/* Checks that the current task may use an object bound through q: -EPERM
+ * outside a task, -CIO_EWRONGLOOP for a task of another loop. */
+int cio__waitq_check(cio__waitq *q);
+/* A call that wakes tasks must come from the object's loop, or from outside
+ * any running loop: -CIO_EWRONGLOOP otherwise. */
+int cio__waitq_check_waker(const cio__waitq *q);
+/* Reports that an object still in use was not freed: through the exception
+ * handler of its loop while that loop runs in this thread, else through the
+ * default handler, since a loop that is not running may already be freed. */
+void cio__waitq_refuse_free(const cio__waitq *q, const char *message);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * Wait queues: FIFO lists of suspended tasks, the common part of every
+ * synchronisation primitive and queue.
+ *
+ * A waiter lives on its task's stack. Waking one unlinks it, marks it
+ * woken and schedules its task, so a wake-up is given to exactly one
+ * waiter, in arrival order. Cancelling (or timing out) a waiter that was
+ * not woken yet simply unlinks it: it never received anything. A waiter
+ * that was woken but is cancelled before it runs returns -ECANCELED with
+ * woken set, and the primitive passes the wake-up on to the next waiter:
+ * this is how asyncio keeps a lock, a permit or an item from being lost to
+ * a cancelled task.
+ */
+#include "sync.h"
+
+void cio__waitq_init(cio__waitq *q) {
+    cio__list_init(&q->waiters);
+    q->count = 0;
+    q->loop = NULL;
+}
+
+int cio__waitq_check(cio__waitq *q) {
+    cio_task *current = cio_current_task();
+    if (!current) return -EPERM;
+    cio_loop *loop = cio_future_loop(current);
+    if (q->loop && q->loop != loop) return -CIO_EWRONGLOOP;
+    q->loop = loop;
+    return 0;
+}
+
+static void leave(cio__waiter *w) {
+    if (cio__link_linked(&w->link)) {
+        cio__list_unlink(&w->link);
+        w->queue->count--;
+    }
+}
+
+static int cancel_waiter(cio__wait *rec, const char *msg) {
+    (void)msg;
+    cio__waiter *w = CIO__CONTAINER_OF(rec, cio__waiter, rec);
+    leave(w);
+    cio__task_wake(w->task, -ECANCELED);
+    return 1;
+}
+
+static void abandon_waiter(cio__wait *rec) {
+    leave(CIO__CONTAINER_OF(rec, cio__waiter, rec));
+}
+
+int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t deadline) {
+    int rc = cio__waitq_check(q);
+    if (rc < 0) return rc;
+    cio__task *t = cio__current(&rc);
+    w->task = t;
+    w->queue = q;
+    w->woken = 0;
+    w->value = NULL;
+    w->rec.cancel = cancel_waiter;
+    w->rec.abandon = abandon_waiter;
+    w->rec.what = what;
+    w->rec.future = NULL;
+    w->rec.deadline = deadline;
+    cio__list_push_back(&q->waiters, &w->link);
+    q->count++;
+    rc = cio__task_suspend_until(t, &w->rec, deadline);
+    leave(w); /* a no-op unless the wait failed before anyone woke it */
+    return rc;
+}
+
+cio__waiter *cio__waitq_wake_one(cio__waitq *q, void *value) {
+    cio__link *link = cio__list_pop_front(&q->waiters);
+    if (!link) return NULL;
+    q->count--;
+    cio__waiter *w = CIO__CONTAINER_OF(link, cio__waiter, link);
+    w->woken = 1;
+    w->value = value;
+    cio__task_wake(w->task, 0);
+    return w;
+}
+
+size_t cio__waitq_wake_all(cio__waitq *q, void *value) {
+    size_t n = 0;
+    while (cio__waitq_wake_one(q, value)) n++;
+    return n;
+}
+
+int cio__waitq_check_waker(const cio__waitq *q) {
+    cio_loop *running = cio_running_loop();
+    return q->loop && running && running != q->loop ? -CIO_EWRONGLOOP : 0;
+}
+
+void cio__waitq_refuse_free(const cio__waitq *q, const char *message) {
+    cio_loop *running = cio_running_loop();
+    if (running && running == q->loop) {
+        cio__report(running, message, 0, NULL);
+        return;
+    }
+    cio_error_context ctx = {.message = message};
+    cio_loop_default_exception_handler(NULL, &ctx);
+}
