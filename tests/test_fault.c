@@ -9,6 +9,12 @@
 
 #include "base/fault.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 static int allowed(int rc) {
     return rc == 0 || rc == -ENOMEM || rc == -EMFILE;
 }
@@ -97,14 +103,22 @@ static int64_t run_with_fault(int64_t nth) {
 TEST(sweep_every_failure_point) {
     int64_t total = run_with_fault(0);
     CHECK_INT(total, >, 10);
+    /* The count varies a little between runs (how often the loop polls
+     * depends on timing), so the sweep goes on until a run ends before
+     * reaching the nth operation: every point up to there failed once. */
     int64_t n = 1;
-    for (; n <= total + 1; n++) {
+    bool covered = false;
+    for (; n <= 4 * total + 16; n++) {
         int64_t calls = run_with_fault(n);
-        if (calls < n) break; /* the fault was never reached: all covered */
+        if (calls < n) {
+            covered = true;
+            break;
+        }
     }
-    fprintf(stderr, "swept %lld failure points of %lld operations\n", (long long)n - 1,
-            (long long)total);
-    CHECK_INT(n - 1, >=, total);
+    fprintf(stderr, "swept %lld failure points (a plain run makes %lld operations)\n",
+            (long long)n - 1, (long long)total);
+    CHECK(covered);
+    CHECK_INT(n - 1, >, 10);
 }
 
 TEST(loop_new_fails_cleanly) {
@@ -155,4 +169,150 @@ TEST(timers_fail_cleanly) {
     }
     CHECK_INT(made, >, 0);
     cio_loop_free(loop);
+}
+
+/* ---- the I/O paths ------------------------------------------------------ */
+
+static int io_listener = -1;
+static struct sockaddr_in io_addr;
+
+static cio_task *io_client;
+
+/* A server that fails before it accepted would leave the client waiting
+ * for a reply for ever: it cancels the client instead. */
+static void *server_failed(int rc) {
+    cio_task_cancel(io_client, "server failed");
+    return cio_raise(rc);
+}
+
+static void *io_server(void *arg) {
+    (void)arg;
+    int rc = cio_wait_readable(io_listener);
+    if (rc < 0) return server_failed(rc);
+    int conn = cio_sock_accept(io_listener, NULL, NULL);
+    if (conn < 0) return server_failed(conn);
+    char buf[5];
+    size_t got = 0;
+    ssize_t n = 1;
+    while (got < sizeof buf && (n = cio_sock_recv(conn, buf + got, sizeof buf - got)) > 0)
+        got += (size_t)n;
+    if (n > 0) n = cio_sock_sendall(conn, buf, got);
+    cio_close(conn);
+    /* A short read is a connection an earlier, failed run left in the
+     * backlog: this run's client is still waiting to be accepted. */
+    if (n <= 0) return server_failed(n < 0 ? (int)n : -ECONNRESET);
+    return NULL;
+}
+
+static void on_readable(cio_loop *loop, void *arg) {
+    (void)loop;
+    (void)arg;
+}
+
+/* A client and a server over loopback TCP, with a watcher on the side. On
+ * any failure each side closes its socket, so the other side ends too. */
+static void *io_scenario(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    io_client = cio_current_task();
+    cio_task *server = NULL;
+    int rc = cio_spawn(loop, io_server, NULL, &server);
+    if (rc < 0) return cio_raise(rc);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    int watched = cio_add_reader(loop, fd, on_readable, NULL);
+    rc = cio_sock_connect(fd, (struct sockaddr *)&io_addr, sizeof io_addr);
+    if (rc == 0) rc = (int)cio_sock_sendall(fd, "hello", 5);
+    char buf[5];
+    size_t got = 0;
+    ssize_t n = 1;
+    while (rc >= 0 && got < sizeof buf && (n = cio_sock_recv(fd, buf + got, sizeof buf - got)) > 0)
+        got += (size_t)n;
+    if (rc >= 0 && n < 0) rc = (int)n;
+    if (rc >= 0 && got != sizeof buf) rc = -ECONNRESET;
+    /* A watcher the backend could not re-arm was dropped and reported. */
+    if (watched == 0) CHECK_INT(cio_remove_reader(loop, fd), >=, 0);
+    int closed = cio_close(fd);
+    if (rc >= 0) rc = closed;
+    /* The server may still wait to accept if the client never connected. */
+    cio_task_cancel(server, NULL);
+    int srv = cio_await(server, NULL);
+    cio_future_release(server);
+    if (rc >= 0 && srv < 0 && srv != -ECANCELED) rc = srv;
+    return rc < 0 ? cio_raise(rc) : NULL;
+}
+
+static int open_descriptors(void) {
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) >= 0) n++;
+    return n;
+}
+
+/* Runs the I/O scenario with the nth operation failing; *rc gets its
+ * outcome. Returns how many operations the run made. */
+static void report_hang(cio_loop *loop, void *arg) {
+    cio_loop_dump_tasks(loop, stderr);
+    FAIL("the I/O scenario hangs with operation %lld failing", (long long)(intptr_t)arg);
+}
+
+static int64_t run_io_with_fault(int64_t nth, int *outcome) {
+    /* A listener of its own per run: a failed run leaves no connection in
+     * the backlog for the next run's server. */
+    io_listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    memset(&io_addr, 0, sizeof io_addr);
+    io_addr.sin_family = AF_INET;
+    io_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_OK(bind(io_listener, (struct sockaddr *)&io_addr, sizeof io_addr));
+    socklen_t len = sizeof io_addr;
+    CHECK_OK(getsockname(io_listener, (struct sockaddr *)&io_addr, &len));
+    CHECK_OK(listen(io_listener, 64));
+    cio_loop *loop = NULL;
+    int rc = cio_loop_new(&loop);
+    /* A hang becomes a failure that names the tasks and what they wait on. */
+    if (rc == 0) CHECK_OK(cio_call_later(loop, 10.0, report_hang, (void *)(intptr_t)nth, NULL));
+    cio__fault_arm(nth);
+    if (rc == 0) {
+        cio_task *t = NULL;
+        rc = cio_spawn(loop, io_scenario, NULL, &t);
+        if (rc == 0) {
+            rc = cio_run_until_complete(loop, t, NULL);
+            cio_future_release(t);
+        }
+    }
+    int64_t calls = cio__fault_arm(0);
+    cio_loop_free(loop);
+    close(io_listener);
+    *outcome = rc;
+    return calls;
+}
+
+TEST(sweep_every_failure_point_of_the_io_paths) {
+    /* Every allocation and system call of accept, connect, send, recv,
+     * descriptor waits, watchers, close and the loop's polling fails once:
+     * the failure comes back from a public call, nothing hangs, no
+     * descriptor or byte of memory leaks (ASan, Valgrind). */
+    int fds_before = open_descriptors();
+    int rc;
+    int64_t total = run_io_with_fault(0, &rc);
+    CHECK_OK(rc);
+    CHECK_INT(total, >, 20);
+    int64_t n = 1, failed = 0;
+    bool covered = false;
+    /* IO_FAULT_ONLY=n starts the sweep at point n, to debug one failure. */
+    if (getenv("IO_FAULT_ONLY")) n = atoll(getenv("IO_FAULT_ONLY"));
+    for (; n <= 4 * total + 16; n++) {
+        int64_t calls = run_io_with_fault(n, &rc);
+        CHECK_EQ(open_descriptors(), fds_before);
+        if (calls < n) {
+            CHECK_OK(rc); /* not reached: the run must have succeeded */
+            covered = true;
+            break;
+        }
+        if (rc < 0) failed++;
+    }
+    fprintf(stderr, "swept %lld I/O failure points (%lld came back as errors)\n", (long long)n - 1,
+            (long long)failed);
+    CHECK(covered);
+    CHECK_INT(failed, >, 10);
 }

@@ -104,6 +104,7 @@ static void run_batch(cio_loop *loop) {
 }
 
 static void run_once(cio_loop *loop) {
+    loop->iterations++;
     cio__timer *next = cio__timer_heap_top(&loop->timers);
     int64_t now = 0;
     if (!cio__list_empty(&loop->ready)) {

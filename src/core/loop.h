@@ -23,6 +23,7 @@ struct cio_loop {
     struct cio__task *free_tasks; /* finished task objects kept for reuse */
     size_t free_task_count;
     uint64_t timer_seq;       /* breaks deadline ties FIFO */
+    uint64_t iterations;      /* how many times the loop went round */
     uint64_t node_ids;
     uint64_t task_numbers;
     size_t live_tasks;

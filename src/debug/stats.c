@@ -14,6 +14,7 @@ int cio__loop_get_stats(const cio_loop *loop, cio__loop_stats *out) {
     out->ready = list_length(&loop->ready);
     out->futures = list_length(&loop->futures);
     out->io_in_flight = loop->io.in_flight;
+    out->iterations = loop->iterations;
     return 0;
 }
 

@@ -339,8 +339,9 @@ static void epoll_cancel(cio__io *io, cio__op *op, int reason) {
     } else {
         cio__list_unlink(&op->link);
     }
+    int fd = op->fd; /* the record may be gone once finished */
     finish(io, op, reason);
-    if (e) rearm(io, op->fd, e);
+    if (e) rearm(io, fd, e);
 }
 
 /* CIO__OP_CLOSE: every operation of the descriptor ends with -EBADF, its

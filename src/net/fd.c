@@ -75,8 +75,13 @@ static void on_watcher_event(cio__op *op) {
         if (w->fn && !cio__link_linked(&w->job.link)) cio__ready_push(w->loop, &w->job);
         return;
     }
-    /* The final completion: removed, closed, or the loop closes. */
+    /* The final completion: removed, closed, the loop closes, or the
+     * backend could not keep watching (an epoll_ctl failed). Only the last
+     * is news to the program, so only it is reported. */
     if (cio__link_linked(&w->job.link)) cio__list_unlink(&w->job.link);
+    if (w->fn && op->result != -ECANCELED && op->result != -EBADF)
+        cio__report(w->loop, "a descriptor watcher (add_reader/add_writer) was dropped",
+                    (int)op->result, NULL);
     watcher_slot *s = slot_of(w->loop, op->fd);
     if (s && s->dir[w->dir] == w) s->dir[w->dir] = NULL;
     cio__free(w);

@@ -1,0 +1,467 @@
+/*
+ * The operation layer: FIFO service of many operations per descriptor, the
+ * two-phase cancel, deadlines and timeout scopes on I/O, close and loop
+ * close with operations in flight, add_reader/add_writer, the iteration's
+ * I/O rule, and the regressions of the readiness-based layer it replaced.
+ */
+#include "test.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void pair(int sv[2]) {
+    CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv));
+}
+
+static void stop_loop(cio_loop *loop, void *arg) {
+    (void)arg;
+    CHECK_OK(cio_loop_stop(loop));
+}
+
+/* Runs the loop until it has nothing left to do for `seconds`. */
+static void run_for(cio_loop *loop, double seconds) {
+    CHECK_OK(cio_call_later(loop, seconds, stop_loop, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+}
+
+static void *read_a_byte(void *arg) {
+    char c;
+    ssize_t n = cio_sock_recv(PTRI(arg), &c, 1);
+    if (n < 0) return cio_raise((int)n);
+    return IPTR(n == 0 ? -1 : c);
+}
+
+static void *wait_readable(void *arg) {
+    int rc = cio_wait_readable(PTRI(arg));
+    return rc < 0 ? cio_raise(rc) : IPTR(1);
+}
+
+TEST(readers_and_pollers_are_served_in_arrival_order) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    cio_task *t[4];
+    CHECK_OK(cio_spawn(loop, read_a_byte, IPTR(sv[0]), &t[0]));
+    CHECK_OK(cio_spawn(loop, wait_readable, IPTR(sv[0]), &t[1]));
+    CHECK_OK(cio_spawn(loop, read_a_byte, IPTR(sv[0]), &t[2]));
+    CHECK_OK(cio_spawn(loop, read_a_byte, IPTR(sv[0]), &t[3]));
+    run_for(loop, 0.005);
+    CHECK_EQ(loop_stats(loop).io_in_flight, 4);
+    CHECK_EQ(write(sv[1], "xy", 2), 2);
+    run_for(loop, 0.005);
+    void *r;
+    CHECK_OK(cio_future_result(t[0], &r));
+    CHECK_EQ(PTRI(r), 'x');
+    CHECK_OK(cio_future_result(t[1], &r)); /* woken by the same readiness */
+    CHECK_OK(cio_future_result(t[2], &r));
+    CHECK_EQ(PTRI(r), 'y');
+    CHECK(!cio_future_done(t[3]));
+    CHECK_EQ(write(sv[1], "z", 1), 1);
+    CHECK_OK(cio_run_until_complete(loop, t[3], &r));
+    CHECK_EQ(PTRI(r), 'z');
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    for (int i = 0; i < 4; i++) cio_future_release(t[i]);
+    CHECK_OK(cio_close(sv[0]));
+    CHECK_OK(cio_close(sv[1]));
+    cio_loop_free(loop);
+}
+
+/* ---- cancellation ------------------------------------------------------- */
+
+TEST(cancelled_recv_leaves_the_bytes_for_the_next_reader) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    cio_task *r;
+    CHECK_OK(cio_spawn(loop, read_a_byte, IPTR(sv[0]), &r));
+    run_for(loop, 0.005);
+    CHECK_EQ(cio_task_cancel(r, NULL), 1);
+    CHECK_ERR(cio_run_until_complete(loop, r, NULL), -ECANCELED);
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    cio_future_release(r);
+    CHECK_EQ(write(sv[1], "k", 1), 1);
+    void *c;
+    CHECK_OK(test_run(loop, read_a_byte, IPTR(sv[0]), &c));
+    CHECK_EQ(PTRI(c), 'k');
+    close(sv[0]);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
+static int late_fd;
+static cio_task *late_task;
+static int late_got, late_next;
+
+static void *read_then_sleep(void *arg) {
+    (void)arg;
+    char c = 0;
+    late_got = (int)cio_sock_recv(late_fd, &c, 1);
+    late_next = cio_sleep(0);
+    return IPTR(c);
+}
+
+static void cancel_late(cio_loop *loop, void *arg) {
+    (void)loop;
+    (void)arg;
+    CHECK_EQ(cio_task_cancel(late_task, NULL), 1);
+}
+
+/* Writes to the peer, and schedules the cancellation for the next batch:
+ * that batch also holds the reader's wake-up (its recv completes in the
+ * poll before it), behind the cancellation. */
+static void write_and_cancel_soon(cio_loop *loop, void *arg) {
+    CHECK_EQ(write(PTRI(arg), "q", 1), 1);
+    CHECK_OK(cio_call_soon(loop, cancel_late, NULL, NULL));
+}
+
+TEST(cancel_after_completion_keeps_the_data_and_cancels_at_the_next_await) {
+    /* The operation completed before the cancellation reached the task:
+     * the byte is returned, not dropped, and the cancellation lands at the
+     * task's next suspension. */
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    late_fd = sv[0];
+    CHECK_OK(cio_spawn(loop, read_then_sleep, NULL, &late_task));
+    CHECK_OK(cio_call_later(loop, 0.005, write_and_cancel_soon, IPTR(sv[1]), NULL));
+    CHECK_ERR(cio_run_until_complete(loop, late_task, NULL), -ECANCELED);
+    CHECK_EQ(late_got, 1);
+    CHECK_ERR(late_next, -ECANCELED);
+    char c;
+    CHECK_EQ(recv(sv[0], &c, 1, MSG_DONTWAIT), -1); /* nothing left behind */
+    cio_future_release(late_task);
+    close(sv[0]);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
+static void *recv_with_deadline(void *arg) {
+    char c;
+    double when = cio_loop_time(cio_running_loop()) + 0.01;
+    ssize_t n = cio_sock_recv_until(PTRI(arg), &c, 1, when);
+    return IPTR(n);
+}
+
+static void *recv_in_timeout_scope(void *arg) {
+    cio_timeout scope;
+    CHECK_OK(cio_timeout_enter(&scope, 0.01));
+    char c;
+    int rc = (int)cio_sock_recv(PTRI(arg), &c, 1);
+    CHECK_ERR(rc, -ECANCELED);
+    return IPTR(cio_timeout_exit(&scope, rc));
+}
+
+TEST(deadlines_and_timeout_scopes_reach_operations) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    void *rc;
+    CHECK_OK(test_run(loop, recv_with_deadline, IPTR(sv[0]), &rc));
+    CHECK_ERR(PTRI(rc), -ETIMEDOUT);
+    CHECK_OK(test_run(loop, recv_in_timeout_scope, IPTR(sv[0]), &rc));
+    CHECK_ERR(PTRI(rc), -ETIMEDOUT);
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    CHECK_EQ(loop_stats(loop).timers, 0);
+    /* The descriptor still works, and nothing was consumed. */
+    CHECK_EQ(write(sv[1], "d", 1), 1);
+    CHECK_OK(test_run(loop, read_a_byte, IPTR(sv[0]), &rc));
+    CHECK_EQ(PTRI(rc), 'd');
+    close(sv[0]);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
+/* ---- close -------------------------------------------------------------- */
+
+static void *send_forever(void *arg) {
+    static char chunk[65536];
+    for (;;) {
+        ssize_t n = cio_sock_send(PTRI(arg), chunk, sizeof chunk);
+        if (n < 0) return cio_raise((int)n);
+    }
+}
+
+TEST(close_ends_every_operation_of_the_descriptor_with_ebadf) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    cio_task *t[3];
+    CHECK_OK(cio_spawn(loop, read_a_byte, IPTR(sv[0]), &t[0]));
+    CHECK_OK(cio_spawn(loop, wait_readable, IPTR(sv[0]), &t[1]));
+    CHECK_OK(cio_spawn(loop, send_forever, IPTR(sv[0]), &t[2]));
+    run_for(loop, 0.01);
+    CHECK_EQ(loop_stats(loop).io_in_flight, 3);
+    CHECK_OK(cio_close(sv[0]));
+    for (int i = 0; i < 3; i++) {
+        CHECK_ERR(cio_run_until_complete(loop, t[i], NULL), -EBADF);
+        cio_future_release(t[i]);
+    }
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
+TEST(loop_close_reaps_operations_in_flight) {
+    /* Tasks blocked in I/O when the loop closes: their operations end before
+     * their stacks go (ASan and Valgrind would see a write into a freed
+     * stack otherwise), and the descriptors stay usable. */
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    for (int i = 0; i < 3; i++) CHECK_OK(cio_spawn(loop, read_a_byte, IPTR(sv[0]), NULL));
+    CHECK_OK(cio_spawn(loop, send_forever, IPTR(sv[1]), NULL));
+    CHECK_OK(cio_add_reader(loop, sv[0], stop_loop, NULL));
+    run_for(loop, 0.01);
+    CHECK_OK(cio_loop_close(loop));
+    char c;
+    CHECK_EQ(recv(sv[0], &c, 1, MSG_DONTWAIT), 1);
+    cio_loop_free(loop);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* ---- watchers ----------------------------------------------------------- */
+
+static int reader_calls, other_calls;
+
+static void count_reader(cio_loop *loop, void *arg) {
+    (void)loop;
+    (void)arg;
+    reader_calls++;
+}
+
+static void count_other(cio_loop *loop, void *arg) {
+    (void)loop;
+    (void)arg;
+    other_calls++;
+}
+
+static void remove_it(cio_loop *loop, void *arg) {
+    CHECK_EQ(cio_remove_reader(loop, PTRI(arg)), 1);
+}
+
+TEST(add_reader_is_level_triggered_replaced_and_removed) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    reader_calls = other_calls = 0;
+    CHECK_OK(cio_add_reader(loop, sv[0], count_reader, NULL));
+    run_for(loop, 0.005);
+    CHECK_EQ(reader_calls, 0); /* not readable yet */
+    CHECK_EQ(write(sv[1], "r", 1), 1);
+    run_for(loop, 0.005);
+    /* Level-triggered: called on every iteration while the byte waits. */
+    CHECK_INT(reader_calls, >=, 2);
+    /* A second add replaces the callback. */
+    CHECK_OK(cio_add_reader(loop, sv[0], count_other, NULL));
+    int before = reader_calls;
+    run_for(loop, 0.005);
+    CHECK_EQ(reader_calls, before);
+    CHECK_INT(other_calls, >=, 1);
+    /* A removal from a callback of the same batch stops it at once. */
+    CHECK_OK(cio_call_soon(loop, remove_it, IPTR(sv[0]), NULL));
+    run_for(loop, 0.005);
+    int after = other_calls;
+    run_for(loop, 0.005);
+    CHECK_EQ(other_calls, after);
+    CHECK_EQ(cio_remove_reader(loop, sv[0]), 0);
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    close(sv[0]);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
+static void write_once_then_remove(cio_loop *loop, void *arg) {
+    other_calls++;
+    CHECK_EQ(write(PTRI(arg), "w", 1), 1);
+    CHECK_EQ(cio_remove_writer(loop, PTRI(arg)), 1);
+}
+
+TEST(add_writer_and_bad_input) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    other_calls = 0;
+    CHECK_OK(cio_add_writer(loop, sv[0], write_once_then_remove, IPTR(sv[0])));
+    run_for(loop, 0.005);
+    CHECK_EQ(other_calls, 1);
+    char c;
+    CHECK_EQ(read(sv[1], &c, 1), 1);
+    CHECK_ERR(cio_add_reader(NULL, sv[0], count_reader, NULL), -EINVAL);
+    CHECK_ERR(cio_add_reader(loop, sv[0], NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_add_reader(loop, -1, count_reader, NULL), -EBADF);
+    CHECK_ERR(cio_add_reader(loop, 1 << 28, count_reader, NULL), -EBADF);
+    int file = open("/proc/self/status", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    CHECK_ERR(cio_add_reader(loop, file, count_reader, NULL), -EPERM);
+    close(file);
+    CHECK_EQ(cio_remove_writer(loop, 12345), 0);
+    CHECK_EQ(cio_remove_reader(NULL, 0), -EINVAL);
+    /* Closing the descriptor removes its watchers. */
+    CHECK_OK(cio_add_reader(loop, sv[0], count_reader, NULL));
+    CHECK_OK(cio_close(sv[0]));
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    CHECK_OK(cio_loop_close(loop));
+    CHECK_ERR(cio_add_reader(loop, sv[1], count_reader, NULL), -CIO_ELOOPCLOSED);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
+/* ---- the iteration ------------------------------------------------------ */
+
+static int chain_left, chain_ran, woke_after;
+
+static void chain(cio_loop *loop, void *arg) {
+    (void)arg;
+    chain_ran++;
+    if (--chain_left > 0) CHECK_OK(cio_call_soon(loop, chain, NULL, NULL));
+}
+
+static void *note_wake(void *arg) {
+    CHECK_OK(cio_wait_readable(PTRI(arg)));
+    woke_after = chain_ran;
+    return NULL;
+}
+
+TEST(readiness_is_seen_on_the_next_iteration_while_callbacks_keep_coming) {
+    /* asyncio's _run_once polls on every iteration while anything is
+     * watched: a chain of call_soon callbacks must not hold back a ready
+     * descriptor (the old loop polled every 61 busy iterations). */
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, note_wake, IPTR(sv[0]), &t));
+    run_for(loop, 0.002);
+    CHECK_EQ(write(sv[1], "!", 1), 1);
+    chain_left = 200;
+    chain_ran = 0;
+    woke_after = -1;
+    CHECK_OK(cio_call_soon(loop, chain, NULL, NULL));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    CHECK_INT(woke_after, >=, 0);
+    CHECK_INT(woke_after, <=, 2);
+    cio_future_release(t);
+    close(sv[0]);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
+static void *sendall_a_lot(void *arg) {
+    static char big[1 << 22];
+    ssize_t n = cio_sock_sendall(PTRI(arg), big, sizeof big);
+    return IPTR(n < 0 ? n : 0);
+}
+
+TEST(peer_half_close_does_not_spin_a_blocked_writer) {
+    /* The peer shuts down its write side while a task blocks in sendall on
+     * a full socket: the writer must wait quietly (the old loop re-armed
+     * EPOLLRDHUP for it and spun at 100% CPU). */
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, sendall_a_lot, IPTR(sv[0]), &t));
+    run_for(loop, 0.01);
+    CHECK_OK(shutdown(sv[1], SHUT_WR));
+    uint64_t before = loop_stats(loop).iterations;
+    run_for(loop, 0.05);
+    uint64_t spent = loop_stats(loop).iterations - before;
+    CHECK_INT(spent, <, 20);
+    CHECK(!cio_future_done(t));
+    CHECK_EQ(cio_task_cancel(t, NULL), 1);
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
+    cio_future_release(t);
+    close(sv[0]);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
+/* ---- descriptor numbers ------------------------------------------------- */
+
+static int high_fd;
+
+static void *wait_high(void *arg) {
+    (void)arg;
+    return IPTR(cio_wait_readable(high_fd));
+}
+
+static void *wait_low_while_table_grows(void *arg) {
+    int fd = PTRI(arg);
+    cio_task *other;
+    CHECK_OK(cio_spawn(cio_running_loop(), wait_high, NULL, &other));
+    /* Suspended here while `other` makes the loop grow its table. */
+    int rc = cio_wait_readable(fd);
+    CHECK_OK(rc);
+    CHECK_OK(cio_close(high_fd));
+    void *r;
+    CHECK_OK(cio_await(other, &r));
+    CHECK_ERR(PTRI(r), -EBADF);
+    cio_future_release(other);
+    return NULL;
+}
+
+static void write_to(cio_loop *loop, void *arg) {
+    (void)loop;
+    CHECK_EQ(write(PTRI(arg), "g", 1), 1);
+}
+
+TEST(a_wait_survives_the_descriptor_table_growing_under_it) {
+    /* Regression: a task waited on a low descriptor while another task's
+     * wait on a far larger number grew the table, and the first task's
+     * pointer into the old table dangled (ASan and Valgrind reported it; an
+     * echo server crashed at 10,000 connections). */
+    struct rlimit rl;
+    CHECK_OK(getrlimit(RLIMIT_NOFILE, &rl));
+    int target = rl.rlim_cur > 5000 ? 4999 : (int)rl.rlim_cur - 1;
+    cio_loop *loop = test_loop();
+    int sv[2], hv[2];
+    pair(sv);
+    pair(hv);
+    high_fd = dup2(hv[0], target);
+    CHECK_EQ(high_fd, target);
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, wait_low_while_table_grows, IPTR(sv[0]), &t));
+    CHECK_OK(cio_call_later(loop, 0.01, write_to, IPTR(sv[1]), NULL));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_release(t);
+    close(sv[0]);
+    close(sv[1]);
+    close(hv[0]);
+    close(hv[1]);
+    cio_loop_free(loop);
+}
+
+static void *wait_huge_closed(void *arg) {
+    (void)arg;
+    return IPTR(cio_wait_readable(1 << 29));
+}
+
+TEST(a_huge_closed_descriptor_is_ebadf_and_costs_nothing) {
+    cio_loop *loop = test_loop();
+    void *rc;
+    CHECK_OK(test_run(loop, wait_huge_closed, NULL, &rc));
+    CHECK_ERR(PTRI(rc), -EBADF);
+    cio_loop_free(loop);
+}
+
+/* ---- blocking descriptors ----------------------------------------------- */
+
+static void *accept_blocking(void *arg) {
+    return IPTR(cio_sock_accept(PTRI(arg), NULL, NULL));
+}
+
+TEST(accept_and_connect_refuse_a_blocking_socket) {
+    cio_loop *loop = test_loop();
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK_OK(bind(fd, (struct sockaddr *)&a, sizeof a));
+    CHECK_OK(listen(fd, 4));
+    void *rc;
+    CHECK_OK(test_run(loop, accept_blocking, IPTR(fd), &rc));
+    CHECK_ERR(PTRI(rc), -EINVAL);
+    close(fd);
+    cio_loop_free(loop);
+}
