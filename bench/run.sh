@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build-bench}
 build=$(cd "$build" && pwd)
 bin=$build/bench
-for b in bench_switch bench_tasks bench_timers bench_memory bench_structured; do
+for b in bench_switch bench_tasks bench_timers bench_io bench_memory bench_structured; do
   [ -x "$bin/$b" ] || { echo "run.sh: $bin/$b is missing; build first (scripts/bench.sh)" >&2; exit 1; }
 done
 
@@ -54,6 +54,7 @@ run() {
 run "$bin/bench_switch"
 run "$bin/bench_tasks"
 run "$bin/bench_timers"
+run "$bin/bench_io"
 run "$bin/bench_memory"
 run "$bin/bench_structured"
 if [ -n "$python" ]; then

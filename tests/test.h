@@ -21,7 +21,7 @@
 
 /* Tests read the library's internals only through the debug layer's
  * counters (and base/fault.h for fault injection), never struct fields. */
-#include "debug/debug.h"
+#include "debug/introspection.h"
 
 static inline cio__loop_stats loop_stats(const cio_loop *loop) {
     cio__loop_stats s = {0};

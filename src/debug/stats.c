@@ -1,5 +1,5 @@
 /* The loop's counters (debug.h): one call, so tests never read fields. */
-#include "debug.h"
+#include "introspection.h"
 
 static size_t list_length(const cio__link *list) {
     size_t n = 0;

@@ -1,10 +1,10 @@
 /*
- * The debug layer: looking inside a running program. Today it holds the
+ * The debug layer (introspection): looking inside a running program. Today it holds the
  * counters the tests read instead of reaching into structures; task dumps,
  * the await graph and the watchdog come here next.
  */
-#ifndef CIO_DEBUG_H
-#define CIO_DEBUG_H
+#ifndef CIO_DEBUG_INTROSPECTION_H
+#define CIO_DEBUG_INTROSPECTION_H
 
 #include "net/net.h"
 
