@@ -451,6 +451,39 @@ TEST(a_wait_survives_the_descriptor_table_growing_under_it) {
     cio_loop_free(loop);
 }
 
+static void *read_a_byte_within_5s(void *arg) {
+    char c;
+    ssize_t n = cio_sock_recv_until(PTRI(arg), &c, 1, cio_loop_time(cio_running_loop()) + 5.0);
+    return IPTR(n == 1 ? c : n);
+}
+
+TEST(a_number_reused_after_a_plain_close_is_watched_afresh) {
+    /* A wait that was cancelled leaves its one-shot registration armed;
+     * the program then closes the descriptor with plain close() and the
+     * next socket gets the same number. A wait on it must see its data. */
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, wait_readable, IPTR(sv[0]), &t));
+    run_for(loop, 0.005);
+    CHECK_EQ(cio_task_cancel(t, NULL), 1);
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
+    cio_future_release(t);
+    int old = sv[0];
+    close(sv[0]);
+    close(sv[1]);
+    pair(sv);
+    CHECK_EQ(sv[0], old);
+    CHECK_OK(cio_call_later(loop, 0.005, write_to, IPTR(sv[1]), NULL));
+    void *r;
+    CHECK_OK(test_run(loop, read_a_byte_within_5s, IPTR(sv[0]), &r));
+    CHECK_EQ(PTRI(r), 'g'); /* not -ETIMEDOUT: the new file was watched */
+    close(sv[0]);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
 static void *wait_huge_closed(void *arg) {
     (void)arg;
     return IPTR(cio_wait_readable(1 << 29));

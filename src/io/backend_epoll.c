@@ -221,11 +221,15 @@ static int sync_registration(epoll_state *st, int fd, fd_entry *e) {
     if (!want) {
         /* A one-shot registration left armed fires once at most, finds
          * nothing waiting and disarms itself; a persistent one would fire
-         * on every poll, so it goes. */
+         * on every poll, so it goes. Either way the next wait arms afresh:
+         * while nothing waits, the program may close the descriptor behind
+         * the loop's back and get the number again for another file, whose
+         * registration the kernel does not have. */
         if (e->in_epoll && e->armed && !(e->registered & EPOLLONESHOT)) {
             cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-            e->in_epoll = e->armed = 0;
+            e->in_epoll = 0;
         }
+        e->armed = 0;
         return 0;
     }
     if (e->in_epoll && e->armed && e->registered == want) return 0;
