@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define CIO_VERSION_MAJOR 0
-#define CIO_VERSION_MINOR 1
+#define CIO_VERSION_MINOR 2
 #define CIO_VERSION_PATCH 0
 
 /* ------------------------------------------------------------------------
