@@ -16,30 +16,28 @@ static int prologue(double when, int64_t *deadline) {
     return cio__deadline(when, deadline);
 }
 
-ssize_t cio_sock_recv_until(int fd, void *buf, size_t len, double when) {
+/* recv and send: one buffer, one operation. */
+static ssize_t transfer(uint8_t kind, int fd, void *buf, size_t len, double when) {
     int64_t deadline;
     int rc = prologue(when, &deadline);
     if (rc < 0) return rc;
     if (!buf && len) return -EINVAL;
     cio__op op;
-    cio__op_init(&op, CIO__OP_RECV, fd);
+    cio__op_init(&op, kind, fd);
     op.u.rw.buf = buf;
     op.u.rw.len = len;
     op.u.rw.flags = 0;
     return cio__op_await(&op, deadline);
 }
 
+ssize_t cio_sock_recv_until(int fd, void *buf, size_t len, double when) {
+    return transfer(CIO__OP_RECV, fd, buf, len, when);
+}
+
 ssize_t cio_sock_send_until(int fd, const void *buf, size_t len, double when) {
-    int64_t deadline;
-    int rc = prologue(when, &deadline);
-    if (rc < 0) return rc;
-    if (!buf && len) return -EINVAL;
-    cio__op op;
-    cio__op_init(&op, CIO__OP_SEND, fd);
-    op.u.rw.buf = (void *)buf;
-    op.u.rw.len = len;
-    op.u.rw.flags = 0;
-    return cio__op_await(&op, deadline);
+    /* The operation only reads the buffer; the record has one field for
+     * both directions. */
+    return transfer(CIO__OP_SEND, fd, (void *)buf, len, when);
 }
 
 ssize_t cio_sock_sendall_until(int fd, const void *buf, size_t len, double when) {
