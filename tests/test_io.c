@@ -6,6 +6,8 @@
  */
 #include "test.h"
 
+#include "base/fault.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -169,6 +171,98 @@ TEST(deadlines_and_timeout_scopes_reach_operations) {
     CHECK_EQ(write(sv[1], "d", 1), 1);
     CHECK_OK(test_run(loop, read_a_byte, IPTR(sv[0]), &rc));
     CHECK_EQ(PTRI(rc), 'd');
+    close(sv[0]);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
+static double race_when;
+static cio_task *race_task;
+
+static ssize_t race_result;
+
+static void *recv_until_race(void *arg) {
+    race_when = cio_loop_time(cio_running_loop()) + 0.02;
+    char c;
+    race_result = cio_sock_recv_until(PTRI(arg), &c, 1, race_when);
+    return NULL;
+}
+
+static void cancel_race_task(cio_loop *loop, void *arg) {
+    (void)loop;
+    (void)arg;
+    CHECK_EQ(cio_task_cancel(race_task, NULL), 1);
+}
+
+static void *arm_cancel_at_the_deadline(void *arg) {
+    (void)arg;
+    /* Armed after the recv's own deadline timer, for the same moment: it
+     * fires right after it, in the same batch, before the task runs. */
+    CHECK_OK(cio_call_at(cio_running_loop(), race_when, cancel_race_task, NULL, NULL));
+    return NULL;
+}
+
+TEST(a_cancel_racing_the_deadline_is_not_lost) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    CHECK_OK(cio_spawn(loop, recv_until_race, IPTR(sv[0]), &race_task));
+    CHECK_OK(cio_spawn(loop, arm_cancel_at_the_deadline, NULL, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, race_task, NULL), -ECANCELED);
+    /* The deadline cancelled the operation, but the task was cancelled
+     * before it ran again: the recv reports the cancellation, which a
+     * retry-on-timeout loop would otherwise never see. */
+    CHECK_ERR(race_result, -ECANCELED);
+    cio_future_release(race_task);
+    close(sv[0]);
+    close(sv[1]);
+    cio_loop_free(loop);
+}
+
+#define BIG (1 << 20)
+static char big_a[BIG], big_b[BIG];
+static int sendall_fd;
+
+static void *sendall_big(void *arg) {
+    return IPTR(cio_sock_sendall(sendall_fd, arg, BIG));
+}
+
+static void *read_everything(void *arg) {
+    static char got[2 * BIG];
+    size_t n = 0;
+    while (n < sizeof got) {
+        ssize_t r = cio_sock_recv(PTRI(arg), got + n, sizeof got - n);
+        CHECK_INT(r, >, 0);
+        n += (size_t)r;
+    }
+    /* One task's bytes all come before the other's. */
+    int runs = 1;
+    for (size_t i = 1; i < n; i++)
+        if (got[i] != got[i - 1]) runs++;
+    return IPTR(runs);
+}
+
+TEST(two_sendalls_on_one_socket_do_not_interleave) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    memset(big_a, 'A', BIG);
+    memset(big_b, 'B', BIG);
+    sendall_fd = sv[0];
+    cio_task *a, *b, *r;
+    CHECK_OK(cio_spawn(loop, sendall_big, big_a, &a));
+    CHECK_OK(cio_spawn(loop, sendall_big, big_b, &b));
+    CHECK_OK(cio_spawn(loop, read_everything, IPTR(sv[1]), &r));
+    void *runs, *n;
+    CHECK_OK(cio_run_until_complete(loop, r, &runs));
+    CHECK_EQ(PTRI(runs), 2);
+    CHECK_OK(cio_run_until_complete(loop, a, &n));
+    CHECK_EQ(PTRI(n), BIG);
+    CHECK_OK(cio_run_until_complete(loop, b, &n));
+    CHECK_EQ(PTRI(n), BIG);
+    cio_future_release(a);
+    cio_future_release(b);
+    cio_future_release(r);
     close(sv[0]);
     close(sv[1]);
     cio_loop_free(loop);

@@ -96,8 +96,13 @@ ssize_t cio__op_await(cio__op *op, int64_t deadline) {
     while (op->state != CIO__OP_DONE) woke = cio__task_suspend(t, &w.rec);
     if (deadline != INT64_MAX) cio__loop_disarm_timer(loop, &w.timer);
     ssize_t result = op->result;
-    if (result == -ECANCELED && (w.cancelled || w.timed_out))
+    if (result == -ECANCELED && (w.cancelled || w.timed_out)) {
+        /* The deadline cancelled the operation, and a cancellation of the
+         * task arrived before it ran again: the cancellation wins, as in
+         * asyncio, where a timeout is not reported while cancelling() > 0. */
+        if (!w.cancelled && woke == -ECANCELED && t->cancel_requests > 0) return -ECANCELED;
         return w.cancelled ? -ECANCELED : -ETIMEDOUT;
+    }
     /* The operation finished on its own. A cancellation that came too late
      * to stop it is kept for the next suspension. */
     if ((w.cancelled || woke == -ECANCELED) && t->cancel_requests > 0) t->must_cancel = 1;

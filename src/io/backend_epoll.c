@@ -105,9 +105,12 @@ static int direction(const cio__op *op) {
     }
 }
 
-static bool is_blocking(int fd) {
+/* 1 if fd is in blocking mode, 0 if not, or -errno if that cannot be
+ * told (then the operation fails with it rather than risk a stall). */
+static int is_blocking(int fd) {
     int fl = cio__sys_fcntl(fd, F_GETFL, 0);
-    return fl >= 0 && !(fl & O_NONBLOCK);
+    if (fl < 0) return -errno;
+    return !(fl & O_NONBLOCK);
 }
 
 /*
@@ -120,6 +123,7 @@ static bool is_blocking(int fd) {
  */
 static bool attempt(cio__op *op, uint32_t revents) {
     ssize_t n;
+    int blocking = 0;
     for (;;) {
         switch (op->kind) {
         case CIO__OP_POLL:
@@ -130,8 +134,16 @@ static bool attempt(cio__op *op, uint32_t revents) {
             n = cio__sys_recv(op->fd, op->u.rw.buf, op->u.rw.len, op->u.rw.flags | MSG_DONTWAIT);
             break;
         case CIO__OP_SEND:
-            n = cio__sys_send(op->fd, op->u.rw.buf, op->u.rw.len,
+            n = cio__sys_send(op->fd, (char *)op->u.rw.buf + op->progress,
+                              op->u.rw.len - op->progress,
                               op->u.rw.flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+            /* A sendall goes on until the whole buffer is out; a partial
+             * send means the socket is full, and the next try will say so. */
+            if (n >= 0 && (op->flags & CIO__OP_ALL)) {
+                op->progress += (size_t)n;
+                if (op->progress < op->u.rw.len) continue;
+                n = (ssize_t)op->progress;
+            }
             break;
         case CIO__OP_RECVMSG:
             n = cio__sys_recvmsg(op->fd, op->u.msg.msg, op->u.msg.flags | MSG_DONTWAIT);
@@ -140,17 +152,17 @@ static bool attempt(cio__op *op, uint32_t revents) {
             n = cio__sys_sendmsg(op->fd, op->u.msg.msg, op->u.msg.flags | MSG_DONTWAIT | MSG_NOSIGNAL);
             break;
         case CIO__OP_READ:
-            if (op->stage == 0 && is_blocking(op->fd)) goto refuse_blocking;
+            if (op->stage == 0 && (blocking = is_blocking(op->fd)) != 0) goto refuse_blocking;
             op->stage = 1;
             n = cio__sys_read(op->fd, op->u.rw.buf, op->u.rw.len);
             break;
         case CIO__OP_WRITE:
-            if (op->stage == 0 && is_blocking(op->fd)) goto refuse_blocking;
+            if (op->stage == 0 && (blocking = is_blocking(op->fd)) != 0) goto refuse_blocking;
             op->stage = 1;
             n = cio__sys_write(op->fd, op->u.rw.buf, op->u.rw.len);
             break;
         case CIO__OP_ACCEPT:
-            if (op->stage == 0 && is_blocking(op->fd)) goto refuse_blocking;
+            if (op->stage == 0 && (blocking = is_blocking(op->fd)) != 0) goto refuse_blocking;
             op->stage = 1;
             n = cio__sys_accept4(op->fd, op->u.accept.addr, op->u.accept.addrlen,
                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -160,7 +172,7 @@ static bool attempt(cio__op *op, uint32_t revents) {
             break;
         case CIO__OP_CONNECT:
             if (op->stage == 0) {
-                if (is_blocking(op->fd)) goto refuse_blocking;
+                if ((blocking = is_blocking(op->fd)) != 0) goto refuse_blocking;
                 op->stage = 1;
                 n = cio__sys_connect(op->fd, op->u.connect.addr, op->u.connect.addrlen);
                 /* In progress: the outcome is known once writable. */
@@ -197,7 +209,7 @@ static bool attempt(cio__op *op, uint32_t revents) {
         return true;
     }
 refuse_blocking:
-    op->result = -EINVAL;
+    op->result = blocking < 0 ? blocking : -EINVAL;
     return true;
 }
 
@@ -226,7 +238,12 @@ static int sync_registration(epoll_state *st, int fd, fd_entry *e) {
          * the loop's back and get the number again for another file, whose
          * registration the kernel does not have. */
         if (e->in_epoll && e->armed && !(e->registered & EPOLLONESHOT)) {
-            cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+            /* If the removal fails (other than for a registration that is
+             * gone already), the next event of fd comes back here and it
+             * is tried again, rather than left to fire for ever. */
+            if (cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, fd, NULL) != 0 && errno != ENOENT &&
+                errno != EBADF)
+                return 0;
             e->in_epoll = 0;
         }
         e->armed = 0;
@@ -295,6 +312,8 @@ static void epoll_submit(cio__io *io, cio__op *op) {
         return;
     }
     int err = 0;
+    /* The loop's own descriptors are not the program's to wait on. */
+    if (op->fd == st->epoll_fd || op->fd == st->wake_fd) op->fd = -1;
     fd_entry *e = op->fd >= 0 ? cio__fd_table_get(&st->fds, op->fd, &err) : NULL;
     if (!e) {
         op->result = op->fd < 0 ? -EBADF : err;
@@ -352,7 +371,11 @@ static void epoll_cancel(cio__io *io, cio__op *op, int reason) {
  * registration goes, and then (unless keep_fd) the descriptor is closed. */
 static void close_fd(cio__io *io, cio__op *op) {
     epoll_state *st = io->state;
-    fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
+    /* The loop's own descriptors have no entry to forget; closing them
+     * breaks the loop, as closing any descriptor one does not own would. */
+    fd_entry *e = op->fd == st->epoll_fd || op->fd == st->wake_fd
+                      ? NULL
+                      : cio__fd_table_find(&st->fds, op->fd);
     if (e) {
         fail_all(io, e, -EBADF);
         if (e->in_epoll) cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, op->fd, NULL);

@@ -53,6 +53,10 @@ enum cio__op_state {
  * once per readiness while it stays in flight, and finally once more when
  * it is cancelled. */
 #define CIO__OP_MULTISHOT 0x01u
+/* A send that completes only once the whole buffer went out (or failed),
+ * and keeps its place at the head of its queue meanwhile: two tasks'
+ * sendall calls on one socket never interleave. */
+#define CIO__OP_ALL 0x02u
 
 typedef struct cio__op cio__op;
 
@@ -73,6 +77,7 @@ struct cio__op {
     uint8_t flags;
     uint8_t stage;         /* the backend's: e.g. a connect already started */
     ssize_t result;        /* >= 0, or -errno; valid once done */
+    size_t progress;       /* the backend's: bytes of a CIO__OP_ALL send so far */
     union {
         struct { void *buf; size_t len; int flags; } rw;      /* recv, send, read, write */
         struct { struct msghdr *msg; int flags; } msg;        /* recvmsg, sendmsg */
@@ -93,6 +98,7 @@ static inline void cio__op_init(cio__op *op, uint8_t kind, int fd) {
     op->flags = 0;
     op->stage = 0;
     op->result = 0;
+    op->progress = 0;
 }
 
 #endif

@@ -67,6 +67,13 @@ static void run_watcher(cio__job *job) {
     w->fn(w->loop, w->arg);
 }
 
+static const char dropped_message[] =
+    "a descriptor watcher (add_reader/add_writer) was dropped: it could not be re-armed";
+
+static void report_dropped(cio_loop *loop, void *arg) {
+    cio__report(loop, dropped_message, (int)(intptr_t)arg, NULL);
+}
+
 static void on_watcher_event(cio__op *op) {
     watcher *w = op->owner;
     if (op->state == CIO__OP_IN_FLIGHT) {
@@ -79,12 +86,16 @@ static void on_watcher_event(cio__op *op) {
      * backend could not keep watching (an epoll_ctl failed). Only the last
      * is news to the program, so only it is reported. */
     if (cio__link_linked(&w->job.link)) cio__list_unlink(&w->job.link);
-    if (w->fn && op->result != -ECANCELED && op->result != -EBADF)
-        cio__report(w->loop, "a descriptor watcher (add_reader/add_writer) was dropped",
-                    (int)op->result, NULL);
-    watcher_slot *s = slot_of(w->loop, op->fd);
+    cio_loop *loop = w->loop;
+    int lost = w->fn && op->result != -ECANCELED && op->result != -EBADF ? (int)op->result : 0;
+    watcher_slot *s = slot_of(loop, op->fd);
     if (s && s->dir[w->dir] == w) s->dir[w->dir] = NULL;
     cio__free(w);
+    /* The report runs the program's handler, which may well add the
+     * watcher again: it must not run inside the backend, so it waits for
+     * the next batch. Should even that fail, it goes out at once. */
+    if (lost && cio_call_soon(loop, report_dropped, (void *)(intptr_t)lost, NULL) < 0)
+        cio__report(loop, dropped_message, lost, NULL);
 }
 
 static int add_watcher(cio_loop *loop, int fd, int dir, cio_callback_fn fn, void *arg) {

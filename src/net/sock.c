@@ -45,14 +45,15 @@ ssize_t cio_sock_sendall_until(int fd, const void *buf, size_t len, double when)
     int rc = prologue(when, &deadline);
     if (rc < 0) return rc;
     if (!buf && len) return -EINVAL;
-    const char *p = buf;
-    size_t sent = 0;
-    while (sent < len) {
-        ssize_t n = cio_sock_send_until(fd, p + sent, len - sent, when);
-        if (n < 0) return n;
-        sent += (size_t)n;
-    }
-    return (ssize_t)sent;
+    /* One operation for the whole buffer, so that it keeps its place in
+     * the descriptor's queue: two tasks' sendall calls never interleave. */
+    cio__op op;
+    cio__op_init(&op, CIO__OP_SEND, fd);
+    op.flags = CIO__OP_ALL;
+    op.u.rw.buf = (void *)buf;
+    op.u.rw.len = len;
+    op.u.rw.flags = 0;
+    return cio__op_await(&op, deadline);
 }
 
 int cio_sock_accept_until(int fd, struct sockaddr *addr, unsigned int *addrlen, double when) {
