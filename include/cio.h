@@ -57,6 +57,7 @@ enum {
     CIO_EGROUPABORTING,/* spawning into a task group that is shutting down */
     CIO_EBROKEN,       /* asyncio.BrokenBarrierError */
     CIO_ESHUTDOWN,     /* asyncio.QueueShutDown */
+    CIO_EFORKED,       /* the loop was created by the parent of this (forked) process */
     CIO_ELAST
 };
 
@@ -153,8 +154,12 @@ int cio_loop_is_closed(const cio_loop *loop);
  * returns -CIO_ELOOPCLOSED) until cio_loop_free(). */
 int cio_loop_close(cio_loop *loop);
 
-/* Closes the loop if needed and frees it. NULL is accepted. */
-void cio_loop_free(cio_loop *loop);
+/* Closes the loop if needed and frees it; returns 0 (NULL is accepted).
+ * Refused, leaving the loop intact, with the error of cio_loop_close: from
+ * inside the running loop (-CIO_ELOOPRUNNING), from an exception handler
+ * while cio_loop_close reports (-EBUSY), or in a forked child for a loop
+ * of the parent (-CIO_EFORKED). */
+int cio_loop_free(cio_loop *loop);
 
 /* The loop's monotonic clock in seconds (asyncio loop.time()); and the same
  * in nanoseconds. Read afresh on each call, as asyncio does (the loop keeps
@@ -375,7 +380,11 @@ typedef struct cio_as_completed cio_as_completed;
 int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double timeout,
                          cio_as_completed **acp);
 int cio_as_completed_next(cio_as_completed *ac, cio_future **donep);
-void cio_as_completed_free(cio_as_completed *ac);
+/* Frees the iterator (the futures stay the caller's). -EBUSY while a task
+ * waits in cio_as_completed_next (also one woken that has not run yet): the
+ * refusal is reported as the synchronisation primitives' are and the
+ * iterator stays intact. NULL is accepted. */
+int cio_as_completed_free(cio_as_completed *ac);
 
 /* ------------------------------------------------------------------------
  * Task groups (asyncio.TaskGroup)

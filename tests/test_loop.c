@@ -1,6 +1,10 @@
 /* The event loop: call_soon, timers, run/stop/close, iteration rules. */
 #include "test.h"
 
+#include <limits.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 typedef struct recorder {
     char log[256];
     size_t len;
@@ -343,4 +347,155 @@ TEST(debug_mode_reports_slow_callbacks) {
     CHECK_INT(n, >, 0);
     if (!strstr(buf, "took")) FAIL("no slow-callback report: %s", buf);
     cio_loop_free(loop);
+}
+
+/* ---- refusals found by a hostile test program (issue 7) ------------------ */
+
+static void *wait_forever(void *arg) {
+    CHECK_ERR(cio_await(arg, NULL), -ECANCELED); /* never returns: closed first */
+    return NULL;
+}
+
+typedef struct nested_close {
+    int reports;
+    int close_rc, free_rc;
+} nested_close;
+
+static void close_again_handler(cio_loop *loop, const cio_error_context *ctx, void *arg) {
+    nested_close *n = arg;
+    CHECK_STR(ctx->message, "Task was destroyed but it is pending!");
+    n->reports++;
+    n->close_rc = cio_loop_close(loop);
+    n->free_rc = cio_loop_free(loop);
+}
+
+TEST(close_from_the_exception_handler_during_close_is_refused) {
+    cio_loop *loop = test_loop();
+    cio_future *f;
+    CHECK_OK(cio_future_new(loop, &f));
+    for (int i = 0; i < 3; i++) CHECK_OK(cio_spawn(loop, wait_forever, f, NULL));
+    CHECK_OK(cio_loop_stop(loop));
+    CHECK_OK(cio_run_forever(loop)); /* one iteration: the three tasks wait on f */
+    nested_close n = {0};
+    CHECK_OK(cio_loop_set_exception_handler(loop, close_again_handler, &n));
+    CHECK_OK(cio_loop_close(loop));
+    /* Each pending task is reported, and each nested close or free is
+     * refused instead of freeing what the outer close still walks. */
+    CHECK_EQ(n.reports, 3);
+    CHECK_ERR(n.close_rc, -EBUSY);
+    CHECK_ERR(n.free_rc, -EBUSY);
+    CHECK(cio_loop_is_closed(loop));
+    CHECK_OK(cio_loop_free(loop));
+}
+
+static int free_inside_rc;
+
+static void free_own_loop(cio_loop *loop, void *arg) {
+    (void)arg;
+    free_inside_rc = cio_loop_free(loop);
+    CHECK_OK(cio_loop_stop(loop));
+}
+
+TEST(loop_free_inside_its_running_loop_is_refused) {
+    cio_loop *loop = test_loop();
+    free_inside_rc = 0;
+    CHECK_OK(cio_call_soon(loop, free_own_loop, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_ERR(free_inside_rc, -CIO_ELOOPRUNNING);
+    /* The loop was left intact: it still runs callbacks. */
+    rec.len = 0;
+    rec.log[0] = '\0';
+    CHECK_OK(cio_call_soon(loop, append_a, NULL, NULL));
+    CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(rec.log, "a");
+    CHECK_OK(cio_loop_free(loop));
+    CHECK_OK(cio_loop_free(NULL));
+}
+
+TEST(strerror_of_int_min) {
+    /* -INT_MIN does not exist: the code must not be negated. */
+    CHECK_STR(cio_strerror(INT_MIN), "Unknown error");
+    CHECK_STR(cio_strerror(-CIO_EFORKED), "Event loop belongs to the parent process (used after fork)");
+    CHECK(strlen(cio_strerror(INT_MIN + 1)) > 0);
+    CHECK(strlen(cio_strerror(INT_MAX)) > 0);
+}
+
+/* ---- fork ------------------------------------------------------------------ */
+
+static void *child_main(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_sleep(0.001));
+    return IPTR(7);
+}
+
+static void nothing(cio_loop *loop, void *arg) { (void)loop; (void)arg; }
+
+typedef struct fork_ctx {
+    cio_loop *parent_loop;
+    cio_future *parent_future;
+    cio_event *event;
+} fork_ctx;
+
+/* What the child of a fork made inside a running task checks; any failed
+ * CHECK aborts the child, which the parent sees. */
+static void in_child(fork_ctx *fc) {
+    CHECK(cio_running_loop() == NULL);
+    CHECK(cio_current_task() == NULL);
+    cio_loop *p = fc->parent_loop;
+    CHECK_ERR(cio_spawn(p, return_seven, NULL, NULL), -CIO_EFORKED);
+    CHECK_ERR(cio_call_soon(p, nothing, NULL, NULL), -CIO_EFORKED);
+    CHECK_ERR(cio_run_forever(p), -CIO_EFORKED);
+    CHECK_ERR(cio_run_until_complete(p, fc->parent_future, NULL), -CIO_EFORKED);
+    CHECK_ERR(cio_loop_stop(p), -CIO_EFORKED);
+    CHECK_ERR(cio_loop_close(p), -CIO_EFORKED);
+    CHECK_ERR(cio_loop_free(p), -CIO_EFORKED);
+    CHECK_ERR(cio_future_set_result(fc->parent_future, NULL), -CIO_EFORKED);
+    CHECK_ERR(cio_future_cancel(fc->parent_future, NULL), -CIO_EFORKED);
+    CHECK_ERR(cio_event_set(fc->event), -CIO_EFORKED);
+    /* Suspending calls see no current task. */
+    CHECK_ERR(cio_sleep(0), -EPERM);
+    /* The child runs a loop of its own. */
+    void *r = NULL;
+    CHECK_OK(cio_run(child_main, NULL, &r));
+    CHECK_EQ(PTRI(r), 7);
+}
+
+static void *fork_in_task(void *arg) {
+    fork_ctx *fc = arg;
+    CHECK_OK(cio_event_wait(fc->event)); /* binds the event to this loop */
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        in_child(fc);
+        _exit(0);
+    }
+    int status = 0;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    /* The parent goes on as before. */
+    CHECK(cio_running_loop() == fc->parent_loop);
+    CHECK_OK(cio_sleep(0.001));
+    CHECK_OK(cio_future_set_result(fc->parent_future, IPTR(5)));
+    return IPTR(3);
+}
+
+static void set_event(cio_loop *loop, void *arg) { (void)loop; CHECK_OK(cio_event_set(arg)); }
+
+TEST(fork_child_starts_without_a_loop_and_refuses_the_parents) {
+    cio_loop *loop = test_loop();
+    fork_ctx fc = {.parent_loop = loop};
+    CHECK_OK(cio_future_new(loop, &fc.parent_future));
+    CHECK_OK(cio_event_new(&fc.event));
+    CHECK_OK(cio_call_soon(loop, set_event, fc.event, NULL));
+    void *r = NULL;
+    CHECK_OK(test_run(loop, fork_in_task, &fc, &r));
+    CHECK_EQ(PTRI(r), 3);
+    CHECK_OK(cio_future_result(fc.parent_future, &r));
+    CHECK_EQ(PTRI(r), 5);
+    cio_future_release(fc.parent_future);
+    cio_event_free(fc.event);
+    CHECK_OK(cio_loop_free(loop));
 }

@@ -247,6 +247,176 @@ TEST(shield_passes_results_errors_and_cancellation_through) {
     cio_loop_free(loop);
 }
 
+/* ---- timeout scopes misused (issue 7) --------------------------------- */
+
+static void *enter_twice(void *arg) {
+    (void)arg;
+    cio_timeout scope;
+    CHECK_OK(cio_timeout_enter(&scope, 10));
+    /* asyncio: RuntimeError "Timeout has already been entered". Arming the
+     * timer twice would put it into the heap twice. */
+    CHECK_ERR(cio_timeout_enter(&scope, 10), -CIO_EINVALSTATE);
+    CHECK_ERR(cio_timeout_enter_at(&scope, cio_loop_time(cio_running_loop()) + 10),
+              -CIO_EINVALSTATE);
+    CHECK(!cio_timeout_expired(&scope));
+    CHECK_OK(cio_sleep(0.001));
+    CHECK_OK(cio_timeout_exit(&scope, 0));
+    CHECK_ERR(cio_timeout_exit(&scope, 0), -CIO_EINVALSTATE);
+    /* Once exited, the same storage may be entered again. */
+    CHECK_OK(cio_timeout_enter(&scope, 0.001));
+    CHECK_ERR(cio_timeout_exit(&scope, cio_sleep(1)), -ETIMEDOUT);
+    CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
+    return IPTR(1);
+}
+
+TEST(timeout_entered_twice_is_refused) {
+    cio_loop *loop = test_loop();
+    void *r = NULL;
+    CHECK_OK(test_run(loop, enter_twice, NULL, &r));
+    CHECK_EQ(PTRI(r), 1);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+static void *copy_of_an_entered_scope(void *arg) {
+    (void)arg;
+    cio_timeout a, b;
+    CHECK_OK(cio_timeout_enter(&a, 10));
+    /* A byte copy of an entered scope (or stale stack memory that looks like
+     * one) is not entered: it names a node that does not point back at it. */
+    memcpy(&b, &a, sizeof a);
+    CHECK_ERR(cio_timeout_exit(&b, 0), -CIO_EINVALSTATE);
+    CHECK_OK(cio_timeout_enter(&b, 10));
+    CHECK_OK(cio_timeout_exit(&b, 0));
+    CHECK_OK(cio_timeout_exit(&a, 0));
+    /* Garbage is not entered either. */
+    memset(&b, 0xa5, sizeof b);
+    CHECK_ERR(cio_timeout_exit(&b, 0), -CIO_EINVALSTATE);
+    CHECK_ERR(cio_timeout_reschedule(&b, 1), -CIO_EINVALSTATE);
+    CHECK(!cio_timeout_expired(&b));
+    CHECK(isnan(cio_timeout_when(&b)));
+    CHECK_OK(cio_timeout_enter(&b, 10));
+    CHECK_OK(cio_timeout_exit(&b, 0));
+    return NULL;
+}
+
+TEST(timeout_copies_and_garbage_are_not_entered) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, copy_of_an_entered_scope, NULL, NULL));
+    CHECK_OK(cio_loop_free(loop));
+}
+
+static cio_timeout shared_scope;
+static int shared_entered;
+
+static void *enter_shared_and_wait(void *arg) {
+    CHECK_OK(cio_timeout_enter(&shared_scope, 10));
+    shared_entered = 1;
+    CHECK_OK(cio_event_wait(arg));
+    CHECK_OK(cio_timeout_exit(&shared_scope, 0));
+    return NULL;
+}
+
+static void *enter_shared_from_another_task(void *arg) {
+    while (!shared_entered) CHECK_OK(cio_sleep(0));
+    CHECK_ERR(cio_timeout_enter(&shared_scope, 10), -CIO_EINVALSTATE);
+    CHECK_ERR(cio_timeout_exit(&shared_scope, 0), -CIO_EINVALSTATE); /* not this task's */
+    CHECK_OK(cio_event_set(arg));
+    return NULL;
+}
+
+TEST(timeout_entered_in_another_task_is_refused) {
+    cio_loop *loop = test_loop();
+    cio_event *e;
+    CHECK_OK(cio_event_new(&e));
+    cio_task *a, *b;
+    shared_entered = 0;
+    CHECK_OK(cio_spawn(loop, enter_shared_and_wait, e, &a));
+    CHECK_OK(cio_spawn(loop, enter_shared_from_another_task, e, &b));
+    CHECK_OK(cio_run_until_complete(loop, a, NULL));
+    CHECK_OK(cio_run_until_complete(loop, b, NULL));
+    cio_future_release(a);
+    cio_future_release(b);
+    cio_event_free(e);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+static int scope_leaks;
+static char scope_leak_task[32];
+
+static void record_scope_leak(cio_loop *loop, const cio_error_context *ctx, void *arg) {
+    (void)loop;
+    (void)arg;
+    CHECK_STR(ctx->message, "task returned inside a timeout scope it never exited");
+    CHECK(ctx->future != NULL);
+    snprintf(scope_leak_task, sizeof scope_leak_task, "%s", cio_task_name(ctx->future));
+    scope_leaks++;
+}
+
+static void *return_inside_scopes(void *arg) {
+    (void)arg;
+    cio_timeout outer, inner;
+    CHECK_OK(cio_timeout_enter(&outer, CIO_NO_TIMEOUT));
+    CHECK_OK(cio_timeout_enter(&inner, 0.005));
+    return IPTR(1); /* neither scope exited */
+}
+
+/* Runs on the stack the leaky task gave back, past the leaked deadline. */
+static void *neighbour(void *arg) {
+    (void)arg;
+    char scribble[512];
+    memset(scribble, 0x5a, sizeof scribble);
+    CHECK_OK(cio_sleep(0.02));
+    CHECK(scribble[0] == 0x5a && scribble[sizeof scribble - 1] == 0x5a);
+    return IPTR(2);
+}
+
+TEST(task_returning_inside_a_timeout_scope_is_reported_by_name) {
+    cio_loop *loop = test_loop();
+    scope_leaks = 0;
+    scope_leak_task[0] = '\0';
+    CHECK_OK(cio_loop_set_exception_handler(loop, record_scope_leak, NULL));
+    cio_task_options opts = {.name = "leaky"};
+    cio_task *t;
+    CHECK_OK(cio_spawn_with(loop, return_inside_scopes, NULL, &opts, &t));
+    void *r = NULL;
+    CHECK_OK(cio_run_until_complete(loop, t, &r));
+    CHECK_EQ(PTRI(r), 1);
+    cio_future_release(t);
+    CHECK_EQ(scope_leaks, 1);
+    CHECK_STR(scope_leak_task, "leaky");
+    /* The leaked deadline must not reach whoever uses that stack next. */
+    CHECK_OK(test_run(loop, neighbour, NULL, &r));
+    CHECK_EQ(PTRI(r), 2);
+    CHECK_EQ(scope_leaks, 1);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+static void *enter_shared_and_return(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_timeout_enter(&shared_scope, 10));
+    return NULL;
+}
+
+static void *enter_shared_after_it_was_dropped(void *arg) {
+    (void)arg;
+    /* The scope's memory still says "entered", but its node was dropped
+     * when the first task returned: entering it is a fresh start. */
+    CHECK_OK(cio_timeout_enter(&shared_scope, 10));
+    CHECK_OK(cio_timeout_exit(&shared_scope, 0));
+    return NULL;
+}
+
+TEST(scope_dropped_at_task_end_can_be_entered_again) {
+    cio_loop *loop = test_loop();
+    scope_leaks = 0;
+    CHECK_OK(cio_loop_set_exception_handler(loop, record_scope_leak, NULL));
+    CHECK_OK(test_run(loop, enter_shared_and_return, NULL, NULL));
+    CHECK_EQ(scope_leaks, 1);
+    CHECK_OK(test_run(loop, enter_shared_after_it_was_dropped, NULL, NULL));
+    CHECK_EQ(scope_leaks, 1);
+    CHECK_OK(cio_loop_free(loop));
+}
+
 /* ---- as_completed ----------------------------------------------------- */
 
 static void *sleep_ms(void *arg) {
@@ -317,6 +487,58 @@ TEST(as_completed_timeout) {
     CHECK_ERR(cio_as_completed_next(ac, &done), -EPERM);
     cio_as_completed_free(ac);
     cio_loop_free(loop);
+}
+
+static int ac_free_reports;
+
+static void count_ac_free_report(cio_loop *loop, const cio_error_context *ctx, void *arg) {
+    (void)loop;
+    (void)arg;
+    CHECK_STR(ctx->message, "cio_as_completed_free: a task still waits in next(); not freed");
+    ac_free_reports++;
+}
+
+static void *next_of(void *arg) {
+    cio_future *done = NULL;
+    CHECK_EQ(cio_as_completed_next(arg, &done), 1);
+    CHECK(done != NULL);
+    return done;
+}
+
+static void *free_while_next_waits(void *arg) {
+    cio_future *f = arg;
+    cio_loop *loop = cio_running_loop();
+    cio_as_completed *ac;
+    CHECK_OK(cio_as_completed_new(loop, &f, 1, CIO_NO_TIMEOUT, &ac));
+    cio_task *waiter;
+    CHECK_OK(cio_spawn(loop, next_of, ac, &waiter));
+    CHECK_OK(cio_sleep(0)); /* the waiter now waits in next() */
+    CHECK_ERR(cio_as_completed_free(ac), -EBUSY);
+    CHECK_EQ(ac_free_reports, 1);
+    /* Woken but not run yet: it will still read the iterator. */
+    CHECK_OK(cio_future_set_result(f, IPTR(9)));
+    CHECK_OK(cio_sleep(0)); /* the done callback wakes the waiter */
+    CHECK(!cio_future_done(waiter));
+    CHECK_ERR(cio_as_completed_free(ac), -EBUSY);
+    CHECK_EQ(ac_free_reports, 2);
+    void *r = NULL;
+    CHECK_OK(cio_await(waiter, &r));
+    CHECK(r == f);
+    CHECK_OK(cio_as_completed_free(ac));
+    CHECK_OK(cio_as_completed_free(NULL));
+    cio_future_release(waiter);
+    return NULL;
+}
+
+TEST(as_completed_free_while_a_task_waits_in_next_is_refused) {
+    cio_loop *loop = test_loop();
+    ac_free_reports = 0;
+    CHECK_OK(cio_loop_set_exception_handler(loop, count_ac_free_report, NULL));
+    cio_future *f;
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(test_run(loop, free_while_next_waits, f, NULL));
+    cio_future_release(f);
+    CHECK_OK(cio_loop_free(loop));
 }
 
 /* ---- task groups ------------------------------------------------------ */

@@ -5,6 +5,7 @@
 
 static void append_a(cio_loop *loop, void *arg) { (void)loop; (void)arg; }
 static void *return_seven(void *arg) { (void)arg; return IPTR(7); }
+static void stop_cb(cio_loop *loop, void *arg) { (void)arg; CHECK_OK(cio_loop_stop(loop)); }
 
 static void *foreign_thread(void *arg) {
     cio_loop *loop = arg;
@@ -58,4 +59,129 @@ TEST(one_loop_per_thread) {
         CHECK_OK(pthread_join(th[i], &r));
         CHECK_EQ(PTRI(r), 7);
     }
+}
+
+/*
+ * Debug mode: a thread that runs no loop may not change anything bound to a
+ * loop that belongs to another thread, whether that loop is running at the
+ * moment (in its own thread) or not.
+ */
+typedef struct foreign_targets {
+    cio_event *event;
+    cio_lock *lock;
+    cio_queue *queue;
+    cio_semaphore *sem;
+    cio_task *task;
+    cio_future *future;
+    cio_handle handle;
+    cio_timeout *scope;
+} foreign_targets;
+
+static foreign_targets targets;
+
+static void *try_everything_from_a_foreign_thread(void *arg) {
+    foreign_targets *t = arg;
+    intptr_t refused = 0, calls = 0;
+#define EXPECT_WRONG_THREAD(call) (calls++, refused += (call) == -CIO_EWRONGTHREAD)
+    EXPECT_WRONG_THREAD(cio_event_set(t->event));
+    EXPECT_WRONG_THREAD(cio_event_clear(t->event));
+    EXPECT_WRONG_THREAD(cio_lock_release(t->lock));
+    EXPECT_WRONG_THREAD(cio_queue_put_nowait(t->queue, IPTR(1)));
+    void *item;
+    EXPECT_WRONG_THREAD(cio_queue_get_nowait(t->queue, &item));
+    EXPECT_WRONG_THREAD(cio_semaphore_release(t->sem));
+    EXPECT_WRONG_THREAD(cio_task_cancel(t->task, NULL));
+    EXPECT_WRONG_THREAD(cio_task_uncancel(t->task));
+    EXPECT_WRONG_THREAD(cio_task_set_name(t->task, "stolen"));
+    EXPECT_WRONG_THREAD(cio_future_cancel(t->future, NULL));
+    EXPECT_WRONG_THREAD(cio_future_set_result(t->future, NULL));
+    EXPECT_WRONG_THREAD(cio_handle_cancel(&t->handle));
+    EXPECT_WRONG_THREAD(cio_call_soon(cio_future_loop(t->future), append_a, NULL, NULL));
+    if (t->scope) EXPECT_WRONG_THREAD(cio_timeout_reschedule(t->scope, 0));
+#undef EXPECT_WRONG_THREAD
+    return (void *)(refused == calls ? (intptr_t)1 : -refused);
+}
+
+static void check_from_foreign_thread(foreign_targets *t) {
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, try_everything_from_a_foreign_thread, t));
+    void *ok = NULL;
+    CHECK_OK(pthread_join(th, &ok));
+    CHECK_EQ(PTRI(ok), 1);
+    /* Nothing changed. */
+    CHECK(cio_event_is_set(t->event));
+    CHECK(cio_lock_locked(t->lock));
+    CHECK_EQ(cio_queue_size(t->queue), 1);
+    CHECK_EQ(cio_semaphore_value(t->sem), 0);
+    CHECK(!cio_future_done(t->task));
+    CHECK_EQ(cio_task_cancelling(t->task), 0);
+    CHECK_STR(cio_task_name(t->task), "sleeper");
+    CHECK(!cio_future_done(t->future));
+    CHECK(!cio_handle_cancelled(&t->handle));
+}
+
+static void *sleeper(void *arg) {
+    (void)arg;
+    cio_timeout scope;
+    CHECK_OK(cio_timeout_enter(&scope, CIO_NO_TIMEOUT));
+    targets.scope = &scope;
+    int rc = cio_sleep(30); /* cancelled by the test */
+    targets.scope = NULL;
+    return IPTR(cio_timeout_exit(&scope, rc));
+}
+
+/* Binds every primitive to this loop and leaves each in a state the
+ * foreign thread would change. */
+static void *bind_primitives(void *arg) {
+    foreign_targets *t = arg;
+    CHECK_OK(cio_event_wait(t->event)); /* set already: binds and returns */
+    CHECK_OK(cio_lock_acquire(t->lock));
+    CHECK_OK(cio_queue_put(t->queue, IPTR(1)));
+    CHECK_OK(cio_semaphore_acquire(t->sem));
+    return NULL;
+}
+
+static void check_while_running(cio_loop *loop, void *arg) {
+    (void)loop;
+    check_from_foreign_thread(arg);
+}
+
+TEST(debug_mode_refuses_state_changes_from_a_thread_running_no_loop) {
+    cio_loop_options opts = {.debug = 1};
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new_with(&loop, &opts));
+    foreign_targets *t = &targets;
+    memset(t, 0, sizeof *t);
+    CHECK_OK(cio_event_new(&t->event));
+    CHECK_OK(cio_lock_new(&t->lock));
+    CHECK_OK(cio_queue_new(&t->queue, 0));
+    CHECK_OK(cio_semaphore_new(&t->sem, 1));
+    CHECK_OK(cio_future_new(loop, &t->future));
+    CHECK_OK(cio_event_set(t->event)); /* not bound yet: anyone may */
+    cio_task_options topts = {.name = "sleeper"};
+    CHECK_OK(cio_spawn_with(loop, sleeper, NULL, &topts, &t->task));
+    CHECK_OK(cio_call_later(loop, 60, append_a, NULL, &t->handle));
+    CHECK_OK(test_run(loop, bind_primitives, t, NULL));
+    CHECK(t->scope != NULL);
+    /* The loop runs in this thread while the foreign thread tries. */
+    CHECK_OK(cio_call_soon(loop, check_while_running, t, NULL));
+    CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    /* And while the loop is not running: it still belongs to this thread,
+     * the one that last ran it. */
+    check_from_foreign_thread(t);
+    /* This thread may do all of it. */
+    CHECK_OK(cio_lock_release(t->lock));
+    CHECK_OK(cio_semaphore_release(t->sem));
+    CHECK_EQ(cio_handle_cancel(&t->handle), 1);
+    CHECK_EQ(cio_future_cancel(t->future, NULL), 1);
+    CHECK_EQ(cio_task_cancel(t->task, NULL), 1);
+    CHECK_ERR(cio_run_until_complete(loop, t->task, NULL), -ECANCELED);
+    cio_future_release(t->task);
+    cio_future_release(t->future);
+    cio_event_free(t->event);
+    cio_lock_free(t->lock);
+    cio_queue_free(t->queue);
+    cio_semaphore_free(t->sem);
+    CHECK_OK(cio_loop_free(loop));
 }

@@ -1,9 +1,12 @@
 /* Error codes as text (cio_strerror). */
+#include <limits.h>
 #include <string.h>
 
 #include "base.h"
 
 const char *cio_strerror(int err) {
+    /* INT_MIN has no positive counterpart: negating it is undefined. */
+    if (err == INT_MIN) return "Unknown error";
     if (err < 0) err = -err;
     switch (err) {
     case 0: return "Success";
@@ -18,6 +21,7 @@ const char *cio_strerror(int err) {
     case CIO_EGROUPABORTING: return "TaskGroup is shutting down";
     case CIO_EBROKEN: return "Barrier is broken";
     case CIO_ESHUTDOWN: return "Queue is shut down";
+    case CIO_EFORKED: return "Event loop belongs to the parent process (used after fork)";
     default: break;
     }
     if (err > CIO_EBASE && err < CIO_ELAST) return "Unknown cio error";

@@ -116,6 +116,8 @@ static void store_message(cio_future *fut, const char *msg) {
 
 int cio_future_cancel(cio_future *fut, const char *msg) {
     if (!fut) return -EINVAL;
+    int rc = cio__loop_check_thread(fut->loop);
+    if (rc < 0) return rc;
     if (fut->state != CIO__PENDING) return 0;
     if (fut->ops) return fut->ops->cancel(fut, msg);
     store_message(fut, msg);
@@ -213,6 +215,8 @@ int cio_future_add_done_callback(cio_future *fut, cio_done_fn fn, void *arg) {
 
 int cio_future_remove_done_callback(cio_future *fut, cio_done_fn fn, void *arg) {
     if (!fut) return -EINVAL;
+    int rc = cio__loop_check_thread(fut->loop);
+    if (rc < 0) return rc;
     int removed = 0;
     cio__link *link = fut->callbacks.next;
     while (link != &fut->callbacks) {

@@ -40,6 +40,16 @@ cio__node *cio__node_alloc(cio_loop *loop) {
     return node;
 }
 
+bool cio__node_of_loop(const cio_loop *loop, const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    for (size_t i = 0; i < loop->node_block_count; i++) {
+        uintptr_t lo = (uintptr_t)loop->node_blocks[i];
+        if (a >= lo && a < lo + NODES_PER_BLOCK * sizeof(cio__node))
+            return (a - lo) % sizeof(cio__node) == 0;
+    }
+    return false;
+}
+
 void cio__node_free(cio_loop *loop, cio__node *node) {
     node->id = 0;
     node->state = CIO__NODE_FREE;
@@ -139,6 +149,8 @@ static cio__node *live_node(const cio_handle *handle) {
 int cio_handle_cancel(cio_handle *handle) {
     cio__node *node = live_node(handle);
     if (!node) return 0;
+    int rc = cio__loop_check_thread(node->loop);
+    if (rc < 0) return rc;
     int cancelled = 0;
     switch (node->state) {
     case CIO__NODE_TIMER:

@@ -12,7 +12,12 @@ enum cio__node_state {
     CIO__NODE_TIMER,     /* armed in the timer heap */
     CIO__NODE_READY,     /* in the ready queue */
     CIO__NODE_WAITING,   /* a done callback registered on a pending future */
-    CIO__NODE_CANCELLED  /* cancelled while in the ready queue; freed when popped */
+    CIO__NODE_CANCELLED, /* cancelled while in the ready queue; freed when popped */
+    /* An entered timeout scope (flow/timeout.c): the node holds its timer,
+     * future is its task, arg the caller's cio_timeout, and free_next
+     * links the task's entered scopes. */
+    CIO__NODE_SCOPE,
+    CIO__NODE_SCOPE_EXPIRING /* the same, once its deadline passed */
 };
 
 typedef struct cio__node {
@@ -29,6 +34,9 @@ typedef struct cio__node {
 } cio__node;
 
 cio__node *cio__node_alloc(cio_loop *loop);
+/* Whether p points at a node of loop's pool (in use or not), without
+ * reading *p. */
+bool cio__node_of_loop(const cio_loop *loop, const void *p);
 void cio__node_free(cio_loop *loop, cio__node *node);
 void cio__node_pool_destroy(cio_loop *loop);
 

@@ -47,11 +47,47 @@ cio_loop *cio_running_loop(void) {
     return running_loop;
 }
 
+/*
+ * fork(). The child of a fork is a copy of the parent's memory made by one
+ * thread: it inherits the forking thread's running loop and current task
+ * (thread-locals), and every loop of the parent with its epoll instance,
+ * which the kernel shares between the two processes, so a child that ran
+ * such a loop would steal the parent's events. As in asyncio, the child
+ * starts with no running loop and no current task, and the parent's loops
+ * refuse to be used in it (-CIO_EFORKED); the child makes loops of its own.
+ *
+ * A fork handler (registered once, when the first loop is made) counts one
+ * more generation in the child and resets the thread-locals. Each loop
+ * records the generation it was made in. The generation is written only in
+ * a child that has a single thread, so it needs no atomics, and checking it
+ * costs one compare where getpid() would cost a system call.
+ */
+unsigned cio__fork_generation;
+
+void cio__loop_forked(void) {
+    cio__fork_generation++;
+    running_loop = NULL;
+}
+
 int cio__loop_check_slow(const cio_loop *loop) {
+    if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
+    return cio__loop_check_thread_slow(loop);
+}
+
+/*
+ * Debug mode's thread check. A loop belongs to one thread at a time: the
+ * thread running it while it runs, otherwise the thread that last ran it
+ * (or made it, if it never ran). In debug mode every call that changes the
+ * state of the loop or of an object bound to it is refused from any other
+ * thread, whether or not the loop is running at that moment, as asyncio's
+ * _check_thread refuses call_soon from a foreign thread.
+ */
+int cio__loop_check_thread_slow(const cio_loop *loop) {
+    if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
     if (loop->debug) {
-        uintptr_t owner = atomic_load_explicit(&loop->thread, memory_order_relaxed);
-        if (owner && owner != (uintptr_t)pthread_self()) return -CIO_EWRONGTHREAD;
+        uintptr_t owner = atomic_load_explicit(&loop->owner, memory_order_relaxed);
+        if (owner != (uintptr_t)pthread_self()) return -CIO_EWRONGTHREAD;
     }
     return 0;
 }
@@ -158,10 +194,14 @@ static void disable_altstack(void *mem) {
 
 int cio_run_forever(cio_loop *loop) {
     if (!loop) return -EINVAL;
+    if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
     if (loop->running || running_loop) return -CIO_ELOOPRUNNING;
     loop->running = 1;
     atomic_store_explicit(&loop->thread, (uintptr_t)pthread_self(), memory_order_relaxed);
+    /* The loop now belongs to this thread, and stays this thread's after
+     * the run until another thread runs it. */
+    atomic_store_explicit(&loop->owner, (uintptr_t)pthread_self(), memory_order_relaxed);
     running_loop = loop;
     cio__stack_install_overflow_handler();
     void *altstack = enable_altstack();

@@ -42,9 +42,14 @@ struct cio_loop {
     uint8_t closed;
     uint8_t closing;
     uint8_t debug;
+    unsigned generation;      /* cio__fork_generation when the loop was made */
     /* The thread running the loop while it runs, else 0. Atomic because
-     * debug mode reads it from other threads to refuse them. */
+     * other threads read it (cio__loop_each_local). */
     _Atomic uintptr_t thread;
+    /* The thread the loop belongs to: the one running it while it runs,
+     * else the one that last ran it (or created it). Atomic because debug
+     * mode reads it from other threads to refuse them. */
+    _Atomic uintptr_t owner;
 };
 
 static inline void cio__ready_push(cio_loop *loop, cio__job *job) {
@@ -57,9 +62,28 @@ void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut
 /* Returns 0 if the loop accepts new work, else the error. The common case
  * (open, not in debug mode) is decided inline. */
 int cio__loop_check_slow(const cio_loop *loop);
+/* How many forks separate this process from the one that loaded cio: a
+ * loop made in an older generation belongs to an ancestor (see loop.c). */
+extern unsigned cio__fork_generation;
 static inline int cio__loop_check(const cio_loop *loop) {
-    if (!loop->closed && !loop->closing && !loop->debug) return 0;
+    if (!loop->closed && !loop->closing && !loop->debug &&
+        loop->generation == cio__fork_generation)
+        return 0;
     return cio__loop_check_slow(loop);
 }
+/* The check for calls that change an object bound to the loop without
+ * adding work to it (cancelling, waking waiters, setting an event):
+ * -CIO_EFORKED in a forked child, -CIO_EWRONGTHREAD in debug mode from a
+ * thread the loop does not belong to, else 0. A closed loop is not refused
+ * here. */
+int cio__loop_check_thread_slow(const cio_loop *loop);
+static inline int cio__loop_check_thread(const cio_loop *loop) {
+    if (!loop->debug && loop->generation == cio__fork_generation) return 0;
+    return cio__loop_check_thread_slow(loop);
+}
+/* In a forked child: counts the new generation and forgets the running
+ * loop, which belongs to the parent (called by the fork handler that
+ * loop_lifecycle.c registers). */
+void cio__loop_forked(void);
 
 #endif

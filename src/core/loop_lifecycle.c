@@ -30,6 +30,21 @@ void cio__loop_each_local(void (*fn)(cio_loop *loop, void *arg), void *arg) {
     pthread_mutex_unlock(&registry_lock);
 }
 
+/* The child of a fork has no running loop and no current task, and the
+ * parent's loops are not its own (see loop.c). */
+static void in_forked_child(void) {
+    cio__loop_forked();
+    cio__task_forget_current();
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void register_atfork(void) {
+    /* Without the handler (out of memory) a child is not protected; there
+     * is nothing better to do about it than to carry on. */
+    (void)pthread_atfork(NULL, NULL, in_forked_child);
+}
+
 int cio_loop_new(cio_loop **loopp) {
     return cio_loop_new_with(loopp, NULL);
 }
@@ -42,8 +57,11 @@ int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts) {
     if (opts->default_stack_size && opts->default_stack_size < CIO_MIN_STACK_SIZE) return -EINVAL;
     /* CIO_BACKEND lets a test run choose the backend without code changes. */
     const char *backend = opts->backend ? opts->backend : getenv("CIO_BACKEND");
+    pthread_once(&atfork_once, register_atfork);
     cio_loop *loop = cio__calloc(1, sizeof *loop);
     if (!loop) return -ENOMEM;
+    loop->generation = cio__fork_generation;
+    atomic_init(&loop->owner, (uintptr_t)pthread_self());
     cio__list_init(&loop->ready);
     cio__list_init(&loop->futures);
     cio__fd_table_init(&loop->watchers, sizeof(void *), NULL);
@@ -73,8 +91,15 @@ int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts) {
 
 int cio_loop_close(cio_loop *loop) {
     if (!loop) return -EINVAL;
+    /* In a forked child the loop's stacks may hold the very stack the child
+     * runs on, and its descriptors are shared with the parent: leave it. */
+    if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
     if (loop->running) return -CIO_ELOOPRUNNING;
     if (loop->closed) return 0;
+    /* Close reports pending tasks through the exception handler; a handler
+     * that closed (or freed) the loop again would free what this close is
+     * still walking. */
+    if (loop->closing) return -EBUSY;
     loop->closing = 1;
     /* Operations in flight end first, each with its final completion,
      * while the stacks that hold their records still exist. Their
@@ -109,9 +134,12 @@ int cio_loop_close(cio_loop *loop) {
     return 0;
 }
 
-void cio_loop_free(cio_loop *loop) {
-    if (!loop) return;
-    if (loop->running) return; /* refusing is better than freeing under our feet */
-    cio_loop_close(loop);
+int cio_loop_free(cio_loop *loop) {
+    if (!loop) return 0;
+    /* Each refusal leaves the loop intact: freeing it would pull it from
+     * under the code that runs or closes it. */
+    int rc = cio_loop_close(loop);
+    if (rc < 0) return rc;
     cio__free(loop);
+    return 0;
 }

@@ -19,6 +19,7 @@ static void stop_loop(cio__job *job) {
 
 int cio_run_until_complete(cio_loop *loop, cio_future *fut, void **result) {
     if (!loop || !fut) return -EINVAL;
+    if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
     if (loop->running || cio_running_loop()) return -CIO_ELOOPRUNNING;
     if (fut->loop != loop) return -CIO_EWRONGLOOP;

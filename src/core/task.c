@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "handle.h"
 #include "task.h"
 
 static CIO__TLS cio__task *current;
@@ -30,6 +31,10 @@ static CIO__TLS cio__task *current;
 
 cio_task *cio_current_task(void) {
     return current ? &current->fut : NULL;
+}
+
+void cio__task_forget_current(void) {
+    current = NULL;
 }
 
 cio__task *cio__current(int *err) {
@@ -83,6 +88,8 @@ const cio__stack *cio__running_stack(char *name, size_t cap) {
 
 int cio_task_set_name(cio_task *fut, const char *name) {
     if (!fut || !name || fut->kind != CIO__KIND_TASK) return -EINVAL;
+    int rc = cio__loop_check_thread(fut->loop);
+    if (rc < 0) return rc;
     cio__task *t = cio__task_of(fut);
     char *copy = cio__strdup(name);
     if (!copy) return -ENOMEM;
@@ -98,9 +105,27 @@ size_t cio_task_stack_size(const cio_task *fut) {
 
 static void resume(cio__task *t);
 
+/*
+ * A task returned inside timeout scopes it never exited. The scopes' own
+ * memory went with the frames that held it, but their timers live in pool
+ * nodes (flow/timeout.c) and would fire into whatever uses this stack
+ * next: disarm and free them, and report the mistake with the task's name.
+ */
+static void drop_scopes(cio__task *t) {
+    cio_loop *loop = t->fut.loop;
+    while (t->scopes) {
+        cio__node *node = t->scopes;
+        t->scopes = node->free_next;
+        cio__loop_disarm_timer(loop, &node->timer);
+        cio__node_free(loop, node);
+    }
+    cio__report(loop, "task returned inside a timeout scope it never exited", 0, &t->fut);
+}
+
 static void finish(cio__task *t, void *result) {
     if (!cio__stack_intact(&t->stack))
         cio__stack_overflow_abort(cio__task_name(t), t->stack.size);
+    if (t->scopes) drop_scopes(t);
     if (t->has_raised && t->raised == -ECANCELED)
         cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
     else if (t->has_raised)
@@ -246,6 +271,8 @@ int cio__task_cancel(cio__task *t, const char *msg) {
 
 int cio_task_cancel(cio_task *task, const char *msg) {
     if (!task || task->kind != CIO__KIND_TASK) return -EINVAL;
+    int rc = cio__loop_check_thread(task->loop);
+    if (rc < 0) return rc;
     return cio__task_cancel(cio__task_of(task), msg);
 }
 
@@ -256,6 +283,8 @@ int cio_task_cancelling(const cio_task *task) {
 
 int cio_task_uncancel(cio_task *task) {
     if (!task || task->kind != CIO__KIND_TASK) return -EINVAL;
+    int rc = cio__loop_check_thread(task->loop);
+    if (rc < 0) return rc;
     cio__task *t = cio__task_of(task);
     if (t->cancel_requests > 0) t->cancel_requests--;
     /* 3.13: once no request is left, a pending delivery is dropped too. */
@@ -338,6 +367,7 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
     t->arg = arg;
     t->wait = NULL;
     t->resumer = NULL;
+    t->scopes = NULL;
     t->cancel_requests = 0;
     t->must_cancel = 0;
     t->started = 0;

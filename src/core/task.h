@@ -44,6 +44,9 @@ typedef struct cio__task {
     char *name;             /* NULL until named: "Task-N" is formatted on demand */
     char name_buf[32];      /* where the default name is formatted */
     struct cio__task *free_next; /* in loop->free_tasks */
+    /* The nodes of the timeout scopes the task entered and has not exited,
+     * innermost first (see flow/timeout.c); dropped when it returns. */
+    struct cio__node *scopes;
     uint64_t number;        /* N in "Task-N" */
     int cancel_requests;    /* asyncio's num_cancels_requested */
     uint8_t must_cancel;    /* deliver -ECANCELED at the next resumption */
@@ -76,6 +79,8 @@ void cio__task_resume(cio__task *task, int status);
 const char *cio__task_name(cio__task *task);
 /* The current task, or NULL with *err set to -EPERM. */
 cio__task *cio__current(int *err);
+/* Forgets the current task (in a forked child, which has none). */
+void cio__task_forget_current(void);
 /* The stack of the task running in this thread, for the overflow handler
  * (see cio__stack_set_running_hook). */
 const cio__stack *cio__running_stack(char *name, size_t cap);

@@ -5,6 +5,12 @@
  * future's index in a FIFO of finished ones and wakes the task blocked in
  * cio_as_completed_next, if any. next() pops that FIFO; when it is empty it
  * waits on a one-task wait queue with the iterator's deadline.
+ *
+ * Lifetime. `users` counts the tasks inside the waiting part of next(),
+ * woken ones that have not run yet included: they still read the
+ * iterator. cio_as_completed_free refuses to free it while any exist,
+ * reports the refusal as the synchronisation primitives do and returns
+ * -EBUSY, leaving the iterator intact.
  */
 #include <math.h>
 
@@ -24,6 +30,7 @@ struct cio_as_completed {
     entry *entries;
     size_t *order;       /* indices in completion order; [yielded, finished) pending */
     cio__waitq waiting;  /* the task blocked in next(), if any */
+    unsigned users;      /* tasks inside the waiting part of next() */
 };
 
 static void on_done(cio__job *job) {
@@ -55,6 +62,7 @@ int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double
     ac->fs = (cio_future **)(ac->entries + slots);
     ac->order = (size_t *)(ac->fs + slots);
     cio__waitq_init(&ac->waiting);
+    ac->users = 0;
     ac->deadline = INT64_MAX;
     if (!(isinf(timeout) && timeout > 0)) ac->deadline = cio__deadline_after(timeout);
     for (size_t i = 0; i < n; i++) {
@@ -78,19 +86,30 @@ int cio_as_completed_next(cio_as_completed *ac, cio_future **donep) {
     while (ac->yielded == ac->finished) {
         if (ac->deadline != INT64_MAX && cio__clock_ns() >= ac->deadline) return -ETIMEDOUT;
         cio__waiter w;
+        ac->users++;
         int rc = cio__waitq_wait(&ac->waiting, &w, "as_completed", ac->deadline);
+        ac->users--;
         if (rc < 0) return rc;
     }
     *donep = ac->fs[ac->order[ac->yielded++]];
     return 1;
 }
 
-void cio_as_completed_free(cio_as_completed *ac) {
-    if (!ac) return;
+int cio_as_completed_free(cio_as_completed *ac) {
+    if (!ac) return 0;
+    /* A task blocked in next() holds a waiter linked into ac, and a woken
+     * one reads ac when it runs: freeing ac would leave either pointing at
+     * freed memory. */
+    if (ac->users > 0) {
+        cio__waitq_refuse_free(&ac->waiting,
+                               "cio_as_completed_free: a task still waits in next(); not freed");
+        return -EBUSY;
+    }
     for (size_t i = 0; i < ac->n; i++) {
         cio__job *job = &ac->entries[i].job;
         if (cio__link_linked(&job->link)) cio__list_unlink(&job->link);
         cio_future_release(ac->fs[i]);
     }
     cio__free(ac);
+    return 0;
 }

@@ -12,18 +12,42 @@
  * -ECANCELED passes through. This is asyncio's rule, and it is what makes
  * scopes nest.
  *
- * The scope lives in the caller's cio_timeout (on the task's stack), so
- * entering one allocates nothing.
+ * Where the state lives. The caller's cio_timeout (on the task's stack)
+ * holds only what the caller may read back (the deadline, whether it
+ * expired) and a reference to a node of the loop's callback pool, which
+ * holds the timer, the task and the expiring flag while the scope is
+ * entered. The loop's structures (its timer heap, its ready queue) thus
+ * never point into a task's stack, so a scope its task never exited (the
+ * function holding it returned, or the whole task did) cannot make the
+ * loop write into stack memory that now belongs to something else. Each
+ * task keeps the nodes of its entered scopes on a list (innermost first);
+ * when the task returns with scopes still entered, their timers are
+ * disarmed, the nodes freed and the mistake reported with the task's name.
+ * Taking a node from the pool allocates only while the pool grows, as
+ * call_soon does.
+ *
+ * Entering twice. A scope that is entered (in any task of the loop) is
+ * refused: arming its timer twice would corrupt the heap. The cio_timeout
+ * is the caller's uninitialised memory, so "entered" must be recognised
+ * without trusting it: entering writes a magic word derived from the
+ * scope's address, and the scope counts as entered only if that word
+ * matches and it names a live scope node of this loop's pool that points
+ * back at it. Exiting clears the state, so a cio_timeout variable may be
+ * entered again once exited (asyncio's Timeout objects are single-use, but
+ * C storage is reused, typically in a loop).
  */
 #include <math.h>
 
 #include "flow.h"
 
-enum scope_state { CREATED = 0, ENTERED, EXPIRING, EXPIRED, EXITED };
+enum scope_state { CREATED = 0, ENTERED, EXPIRED, EXITED };
+
+#define SCOPE_MAGIC ((uintptr_t)0x5c09e7a1c1057ed5ULL)
 
 typedef struct scope {
-    cio__timer timer;
-    cio__task *task;
+    uintptr_t magic;          /* SCOPE_MAGIC ^ the scope's address once entered */
+    cio__node *node;          /* while entered: the node holding the timer */
+    uint64_t id;              /* the node's id when it was taken */
     int64_t when;             /* INT64_MAX: no deadline */
     int cancelling_at_entry;
     int state;
@@ -35,24 +59,56 @@ static scope *scope_of(cio_timeout *t) {
     return (scope *)(void *)t;
 }
 
-static void on_scope_expiry(cio__timer *timer) {
-    scope *s = CIO__CONTAINER_OF(timer, scope, timer);
-    if (s->state != ENTERED) return;
-    s->state = EXPIRING;
-    cio__task_cancel(s->task, NULL);
+static bool has_magic(const scope *s) {
+    return s->magic == (SCOPE_MAGIC ^ (uintptr_t)s);
 }
 
-static int arm(scope *s, int64_t when) {
-    cio_loop *loop = s->task->fut.loop;
-    cio__loop_disarm_timer(loop, &s->timer);
+/* The node of an entered scope, or NULL. Only for a scope whose memory is
+ * the caller's live cio_timeout: the node pointer is then one that enter
+ * wrote, into the pool of the loop the scope was entered in. */
+static cio__node *entered_node(const scope *s) {
+    if (!has_magic(s) || s->state != ENTERED) return NULL;
+    cio__node *node = s->node;
+    if (node->id != s->id || node->arg != (const void *)s) return NULL;
+    if (node->state != CIO__NODE_SCOPE && node->state != CIO__NODE_SCOPE_EXPIRING) return NULL;
+    return node;
+}
+
+static cio__task *task_of_node(const cio__node *node) {
+    return cio__task_of(node->future);
+}
+
+static void on_scope_expiry(cio__timer *timer) {
+    cio__node *node = CIO__CONTAINER_OF(timer, cio__node, timer);
+    if (node->state != CIO__NODE_SCOPE) return;
+    node->state = CIO__NODE_SCOPE_EXPIRING;
+    cio__task_cancel(task_of_node(node), NULL);
+}
+
+static int arm(scope *s, cio__node *node, int64_t when) {
+    cio_loop *loop = node->loop;
+    cio__loop_disarm_timer(loop, &node->timer);
     s->when = when;
     if (when == INT64_MAX) return 0;
     int rc = cio__timer_heap_reserve(&loop->timers, 1);
     if (rc < 0) return rc;
     /* A deadline already passed fires on the next iteration, as asyncio's
      * call_soon(on_timeout). */
-    cio__loop_arm_timer(loop, &s->timer, when);
+    cio__loop_arm_timer(loop, &node->timer, when);
     return 0;
+}
+
+/* Takes node off its task's list of entered scopes, disarms its timer and
+ * gives it back to the pool. */
+static void drop_node(cio__task *task, cio__node *node) {
+    for (cio__node **p = &task->scopes; *p; p = &(*p)->free_next) {
+        if (*p == node) {
+            *p = node->free_next;
+            break;
+        }
+    }
+    cio__loop_disarm_timer(node->loop, &node->timer);
+    cio__node_free(node->loop, node);
 }
 
 static int enter_at(cio_timeout *t, int64_t when) {
@@ -60,17 +116,34 @@ static int enter_at(cio_timeout *t, int64_t when) {
     int rc;
     cio__task *task = cio__current(&rc);
     if (!task) return rc;
+    cio_loop *loop = task->fut.loop;
     scope *s = scope_of(t);
-    s->timer.index = CIO__TIMER_UNARMED;
-    s->timer.fire = on_scope_expiry;
-    s->timer.job.run = NULL;
-    cio__list_init(&s->timer.job.link);
-    s->task = task;
+    /* asyncio: "Timeout has already been entered". The node pointer is
+     * checked against the pool before it is read: here the memory may be
+     * anything. */
+    if (has_magic(s) && s->state == ENTERED && cio__node_of_loop(loop, s->node) &&
+        entered_node(s))
+        return -CIO_EINVALSTATE;
+    cio__node *node = cio__node_alloc(loop);
+    if (!node) return -ENOMEM;
+    node->state = CIO__NODE_SCOPE;
+    node->future = &task->fut;
+    node->arg = s;
+    node->timer.fire = on_scope_expiry;
+    rc = arm(s, node, when);
+    if (rc < 0) {
+        cio__node_free(loop, node);
+        s->state = EXITED;
+        return rc;
+    }
+    s->magic = SCOPE_MAGIC ^ (uintptr_t)s;
+    s->node = node;
+    s->id = node->id;
     s->cancelling_at_entry = task->cancel_requests;
     s->state = ENTERED;
-    rc = arm(s, when);
-    if (rc < 0) s->state = EXITED;
-    return rc;
+    node->free_next = task->scopes;
+    task->scopes = node;
+    return 0;
 }
 
 int cio_timeout_enter(cio_timeout *t, double delay) {
@@ -89,36 +162,47 @@ int cio_timeout_enter_at(cio_timeout *t, double when) {
 int cio_timeout_reschedule(cio_timeout *t, double when) {
     if (!t) return -EINVAL;
     scope *s = scope_of(t);
+    cio__node *node = entered_node(s);
     /* asyncio: "Timeout has not been entered" / "Cannot change state of
      * expiring Timeout". */
-    if (s->state != ENTERED) return -CIO_EINVALSTATE;
-    int64_t deadline;
-    int rc = cio__deadline(when, &deadline);
+    if (!node || node->state != CIO__NODE_SCOPE) return -CIO_EINVALSTATE;
+    int rc = cio__loop_check_thread(node->loop);
     if (rc < 0) return rc;
-    return arm(s, deadline);
+    int64_t deadline;
+    rc = cio__deadline(when, &deadline);
+    if (rc < 0) return rc;
+    return arm(s, node, deadline);
 }
 
 double cio_timeout_when(const cio_timeout *t) {
     if (!t) return NAN;
     const scope *s = (const scope *)(const void *)t;
+    if (!has_magic(s)) return NAN; /* never entered */
     return s->when == INT64_MAX ? CIO_NO_TIMEOUT : (double)s->when / 1e9;
 }
 
 int cio_timeout_expired(const cio_timeout *t) {
     if (!t) return 0;
     const scope *s = (const scope *)(const void *)t;
-    return s->state == EXPIRING || s->state == EXPIRED;
+    if (!has_magic(s)) return 0;
+    if (s->state == EXPIRED) return 1;
+    const cio__node *node = entered_node(s);
+    return node && node->state == CIO__NODE_SCOPE_EXPIRING;
 }
 
 int cio_timeout_exit(cio_timeout *t, int rc) {
     if (!t) return -EINVAL;
     scope *s = scope_of(t);
-    if (s->state != ENTERED && s->state != EXPIRING) return -CIO_EINVALSTATE;
-    if (cio_current_task() != &s->task->fut) return -CIO_EINVALSTATE;
-    cio__loop_disarm_timer(s->task->fut.loop, &s->timer);
-    if (s->state == EXPIRING) {
+    cio__node *node = entered_node(s);
+    if (!node) return -CIO_EINVALSTATE;
+    if (cio_current_task() != node->future) return -CIO_EINVALSTATE;
+    cio__task *task = task_of_node(node);
+    bool expiring = node->state == CIO__NODE_SCOPE_EXPIRING;
+    drop_node(task, node);
+    s->node = NULL;
+    if (expiring) {
         s->state = EXPIRED;
-        int left = cio_task_uncancel(&s->task->fut);
+        int left = cio_task_uncancel(&task->fut);
         if (left <= s->cancelling_at_entry && rc == -ECANCELED) return -ETIMEDOUT;
     } else {
         s->state = EXITED;

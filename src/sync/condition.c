@@ -159,8 +159,8 @@ int cio_condition_wait_for(cio_condition *c, int (*pred)(void *arg), void *arg) 
 /* A call that wakes tasks must come from the condition's loop, or from
  * outside any running loop; and the lock must be held. */
 static int check_notifier(const cio_condition *c) {
-    cio_loop *running = cio_running_loop();
-    if (c->waiters.loop && running && running != c->waiters.loop) return -CIO_EWRONGLOOP;
+    int rc = cio__waitq_check_waker(&c->waiters);
+    if (rc < 0) return rc;
     /* asyncio: "cannot notify on un-acquired lock" */
     return cio_lock_locked(c->lock) ? 0 : -CIO_EINVALSTATE;
 }

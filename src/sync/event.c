@@ -65,8 +65,8 @@ int cio_event_wait_until(cio_event *e, double when) {
 int cio_event_set(cio_event *e) {
     if (!e) return -EINVAL;
     /* Waking tasks of another loop from here would corrupt its ready queue. */
-    cio_loop *running = cio_running_loop();
-    if (e->waiters.loop && running && running != e->waiters.loop) return -CIO_EWRONGLOOP;
+    int rc = cio__waitq_check_waker(&e->waiters);
+    if (rc < 0) return rc;
     if (!e->set) {
         e->set = 1;
         cio__waitq_wake_all(&e->waiters, NULL);
@@ -76,6 +76,10 @@ int cio_event_set(cio_event *e) {
 
 int cio_event_clear(cio_event *e) {
     if (!e) return -EINVAL;
+    /* Clearing wakes nobody, so another loop may do it (as asyncio's
+     * clear(), which checks no loop); a foreign thread may not. */
+    int rc = cio__waitq_check_thread(&e->waiters);
+    if (rc < 0) return rc;
     e->set = 0;
     return 0;
 }

@@ -292,16 +292,19 @@ static int bind_queue(cio_queue *q) {
     if (!current) return -EPERM;
     cio_loop *loop = cio_future_loop(current);
     if (q->loop && q->loop != loop) return -CIO_EWRONGLOOP;
-    q->loop = loop;
-    q->getters.loop = q->putters.loop = q->joiners.loop = loop;
+    if (!q->loop) {
+        q->loop = loop;
+        cio__waitq_bind(&q->getters, loop);
+        cio__waitq_bind(&q->putters, loop);
+        cio__waitq_bind(&q->joiners, loop);
+    }
     return 0;
 }
 
 /* A call that may wake tasks must come from the queue's loop, or from
- * outside any running loop. */
+ * outside any running loop (the three wait queues are bound together). */
 static int check_waker(const cio_queue *q) {
-    cio_loop *running = cio_running_loop();
-    return q->loop && running && running != q->loop ? -CIO_EWRONGLOOP : 0;
+    return cio__waitq_check_waker(&q->getters);
 }
 
 /* Puts an item there is room for; on failure nothing changed. */

@@ -124,8 +124,8 @@ int cio_semaphore_acquire_until(cio_semaphore *s, double when) {
 int cio_semaphore_release(cio_semaphore *s) {
     if (!s) return -EINVAL;
     /* Waking tasks of another loop from here would corrupt its ready queue. */
-    cio_loop *running = cio_running_loop();
-    if (s->waiters.loop && running && running != s->waiters.loop) return -CIO_EWRONGLOOP;
+    int rc = cio__waitq_check_waker(&s->waiters);
+    if (rc < 0) return rc;
     if (s->bounded && s->value >= s->initial - s->pending)
         return -CIO_EINVALSTATE; /* asyncio: "BoundedSemaphore released too many times" */
     if (s->value >= INT_MAX - s->pending) return -EOVERFLOW;

@@ -25,9 +25,15 @@ typedef struct cio__waitq {
     cio__link waiters;
     size_t count;
     cio_loop *loop;       /* the loop of the first task that waited */
+    /* Copied from the loop when binding, so that the checks of a call made
+     * from outside any loop need not read a loop that may be gone. */
+    unsigned generation;
+    uint8_t debug;
 } cio__waitq;
 
 void cio__waitq_init(cio__waitq *q);
+/* Binds q to loop (the loop of the first task that waits on it). */
+void cio__waitq_bind(cio__waitq *q, cio_loop *loop);
 /* Suspends the current task at the back of q until a wake-up, the
  * deadline (INT64_MAX: none) or a cancellation. Returns 0 when woken, else
  * -ETIMEDOUT, -ECANCELED, -EPERM (outside a task) or -CIO_EWRONGLOOP. A
@@ -44,9 +50,15 @@ static inline bool cio__waitq_empty(const cio__waitq *q) {
 /* Checks that the current task may use an object bound through q: -EPERM
  * outside a task, -CIO_EWRONGLOOP for a task of another loop. */
 int cio__waitq_check(cio__waitq *q);
-/* A call that wakes tasks must come from the object's loop, or from outside
- * any running loop: -CIO_EWRONGLOOP otherwise. */
+/* A call that changes an object bound through q (waking its tasks, or
+ * changing what they will see) must come from the object's loop, or from
+ * outside any running loop: -CIO_EWRONGLOOP otherwise. In a forked child
+ * it is -CIO_EFORKED, and in debug mode a thread the loop does not belong
+ * to gets -CIO_EWRONGTHREAD (see cio__loop_check_thread). An object bound
+ * to no loop yet has nothing to check. */
 int cio__waitq_check_waker(const cio__waitq *q);
+/* The same without the loop check, for calls that wake nobody. */
+int cio__waitq_check_thread(const cio__waitq *q);
 /* Reports that an object still in use was not freed: through the exception
  * handler of its loop while that loop runs in this thread, else through the
  * default handler, since a loop that is not running may already be freed. */

@@ -17,6 +17,14 @@ void cio__waitq_init(cio__waitq *q) {
     cio__list_init(&q->waiters);
     q->count = 0;
     q->loop = NULL;
+    q->generation = 0;
+    q->debug = 0;
+}
+
+void cio__waitq_bind(cio__waitq *q, cio_loop *loop) {
+    q->loop = loop;
+    q->generation = loop->generation;
+    q->debug = loop->debug;
 }
 
 int cio__waitq_check(cio__waitq *q) {
@@ -24,7 +32,7 @@ int cio__waitq_check(cio__waitq *q) {
     if (!current) return -EPERM;
     cio_loop *loop = cio_future_loop(current);
     if (q->loop && q->loop != loop) return -CIO_EWRONGLOOP;
-    q->loop = loop;
+    if (!q->loop) cio__waitq_bind(q, loop);
     return 0;
 }
 
@@ -85,8 +93,19 @@ size_t cio__waitq_wake_all(cio__waitq *q, void *value) {
 }
 
 int cio__waitq_check_waker(const cio__waitq *q) {
+    if (!q->loop) return 0;
+    if (q->generation != cio__fork_generation) return -CIO_EFORKED;
     cio_loop *running = cio_running_loop();
-    return q->loop && running && running != q->loop ? -CIO_EWRONGLOOP : 0;
+    if (running && running != q->loop) return -CIO_EWRONGLOOP;
+    return cio__waitq_check_thread(q);
+}
+
+int cio__waitq_check_thread(const cio__waitq *q) {
+    if (!q->loop) return 0;
+    if (q->generation != cio__fork_generation) return -CIO_EFORKED;
+    /* Only debug mode reads the loop itself: outside it, an object may be
+     * used from outside any loop after its loop was freed. */
+    return q->debug ? cio__loop_check_thread(q->loop) : 0;
 }
 
 void cio__waitq_refuse_free(const cio__waitq *q, const char *message) {
