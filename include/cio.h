@@ -12,6 +12,14 @@
  * any of them into text. A call that takes a callback and fails never calls
  * that callback.
  *
+ * Every call that allocates can fail with -ENOMEM; each says so below
+ * ("-ENOMEM" in its returns), and then nothing changed. Every call that
+ * changes a loop or an object bound to one (a future, task, handle, timeout
+ * scope, or a primitive or queue once a task waited on it) returns
+ * -CIO_EFORKED in the child of a fork() for a loop of the parent, and in
+ * debug mode -CIO_EWRONGTHREAD from a thread the loop does not belong to
+ * (see cio_loop_options.debug).
+ *
  * The behaviour follows Python 3.13's asyncio; docs/asyncio-mapping.md maps
  * each asyncio name to its cio name and lists every difference.
  */
@@ -118,7 +126,13 @@ typedef void (*cio_exception_handler_fn)(cio_loop *loop, const cio_error_context
 
 typedef struct cio_loop_options {
     size_t default_stack_size; /* bytes per task stack; 0 = CIO_DEFAULT_STACK_SIZE */
-    int debug;                 /* asyncio debug mode: wrong-thread checks, slow callbacks */
+    /* asyncio debug mode: wrong-thread checks and slow-callback reports. A
+     * loop belongs to the thread running it, else to the one that last ran
+     * it (or created it); every call that changes the loop or an object
+     * bound to it from any other thread returns -CIO_EWRONGTHREAD. Not
+     * checked: close and free, and a primitive or queue no task waited on
+     * yet (it is bound to no loop). */
+    int debug;
     double slow_callback_duration; /* seconds; 0 = 0.1 as asyncio */
     const char *backend;       /* "epoll" or NULL for the best available one */
 } cio_loop_options;
@@ -126,17 +140,27 @@ typedef struct cio_loop_options {
 #define CIO_DEFAULT_STACK_SIZE ((size_t)64 * 1024)
 #define CIO_MIN_STACK_SIZE ((size_t)16 * 1024)
 
-/* Creates a loop. On failure *loopp is NULL and the error is returned. */
+/* Creates a loop. On failure *loopp is NULL and the error is returned:
+ * -EINVAL, -ENOTSUP (unknown backend), -ENOMEM, or the backend's error
+ * (-EMFILE...).
+ *
+ * fork(): as in asyncio, the child of a fork starts with no running loop
+ * and no current task, even if it forked inside one, and the parent's
+ * loops (with everything bound to them) refuse to be used in it with
+ * -CIO_EFORKED, close and free included: their memory is the parent's
+ * copy, and their epoll instance is shared with the parent, whose events
+ * the child would steal. The child makes loops of its own (cio_run works). */
 int cio_loop_new(cio_loop **loopp);
 int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts);
 
 /* Runs until fut is done and returns its outcome: 0 with *result set (result
  * may be NULL), the future's error, or -ECANCELED. If the loop is stopped
- * before fut is done, returns -CIO_ESTOPPED and fut goes on existing. */
+ * before fut is done, returns -CIO_ESTOPPED and fut goes on existing. Also
+ * -CIO_ELOOPCLOSED, -CIO_ELOOPRUNNING, -CIO_EWRONGLOOP, -CIO_EFORKED. */
 int cio_run_until_complete(cio_loop *loop, cio_future *fut, void **result);
 
 /* Runs until cio_loop_stop() is called. Returns 0, or an error if the loop
- * is closed or already running. */
+ * is closed or already running, or -CIO_EFORKED. */
 int cio_run_forever(cio_loop *loop);
 
 /* Asks the loop to stop once the callbacks of the current iteration have
@@ -151,7 +175,9 @@ int cio_loop_is_closed(const cio_loop *loop);
  * tasks and futures the loop still holds (a pending task is reported as
  * destroyed while pending) and releases the stacks. Calling it twice is
  * harmless. The loop object itself stays valid (every call on it then
- * returns -CIO_ELOOPCLOSED) until cio_loop_free(). */
+ * returns -CIO_ELOOPCLOSED) until cio_loop_free(). An exception handler
+ * that calls it (or cio_loop_free) while close reports is refused with
+ * -EBUSY: the close under way finishes the job. */
 int cio_loop_close(cio_loop *loop);
 
 /* Closes the loop if needed and frees it; returns 0 (NULL is accepted).
@@ -171,7 +197,8 @@ int64_t cio_loop_time_ns(const cio_loop *loop);
  * get_running_loop, without the exception). */
 cio_loop *cio_running_loop(void);
 
-/* Schedules fn(loop, arg) for the next iteration, FIFO, never inline. */
+/* Schedules fn(loop, arg) for the next iteration, FIFO, never inline.
+ * These return 0, -EINVAL, -CIO_ELOOPCLOSED or -ENOMEM. */
 int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *handle);
 /* Same, after delay seconds (>= 0) or at an absolute loop time. Callbacks
  * with the same deadline run in the order they were scheduled. */
@@ -205,7 +232,8 @@ const char *cio_loop_backend(const cio_loop *loop);
  * Futures
  * ------------------------------------------------------------------------ */
 
-/* Creates a pending future on loop. The caller holds one reference. */
+/* Creates a pending future on loop. The caller holds one reference.
+ * -EINVAL, -CIO_ELOOPCLOSED or -ENOMEM. */
 int cio_future_new(cio_loop *loop, cio_future **futp);
 
 /* Releases the caller's reference. The future (or task) is freed once it is
@@ -245,7 +273,7 @@ const char *cio_future_error_message(const cio_future *fut);
 int cio_future_set_error_msg(cio_future *fut, int err, const char *msg);
 
 /* Registers fn(fut, arg) to run (through call_soon, in registration order)
- * once fut is done; at once-scheduled if it is already done. */
+ * once fut is done; at once-scheduled if it is already done. -ENOMEM. */
 int cio_future_add_done_callback(cio_future *fut, cio_done_fn fn, void *arg);
 /* Removes every registration of (fn, arg); returns how many were removed. */
 int cio_future_remove_done_callback(cio_future *fut, cio_done_fn fn, void *arg);
@@ -266,7 +294,8 @@ typedef struct cio_task_options {
 /* Wraps fn(arg) in a task scheduled to start on the next iteration
  * (asyncio.create_task). If taskp is not NULL the caller holds one
  * reference to the task (release it with cio_future_release); if it is
- * NULL the task is detached and frees itself when done. */
+ * NULL the task is detached and frees itself when done. Returns 0,
+ * -EINVAL, -CIO_ELOOPCLOSED, or -ENOMEM (the task, its stack or its name). */
 int cio_spawn(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp);
 int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
                    cio_task **taskp);
@@ -283,6 +312,7 @@ int cio_task_cancelling(const cio_task *task);
 int cio_task_uncancel(cio_task *task);
 
 const char *cio_task_name(const cio_task *task);
+/* Renames the task (name is copied): 0, -EINVAL or -ENOMEM. */
 int cio_task_set_name(cio_task *task, const char *name);
 size_t cio_task_stack_size(const cio_task *task);
 
@@ -310,7 +340,7 @@ void *cio_raise_msg(int err, const char *msg);
 int cio_await(cio_future *fut, void **result);
 
 /* asyncio.sleep: delay <= 0 yields for exactly one loop iteration; > 0 waits
- * on a timer. Returns 0, or -ECANCELED. */
+ * on a timer. Returns 0, -ECANCELED, or -ENOMEM (no room for the timer). */
 int cio_sleep(double delay);
 /* Sleeps until an absolute loop time. */
 int cio_sleep_until(double when);
@@ -318,14 +348,15 @@ int cio_sleep_until(double when);
 /* asyncio.wait_for: waits for fut at most timeout seconds. On timeout fut is
  * cancelled and awaited, then -ETIMEDOUT is returned, unless fut produced an
  * outcome meanwhile, which is then returned. Cancelling the caller cancels
- * fut. timeout may be CIO_NO_TIMEOUT. */
+ * fut. timeout may be CIO_NO_TIMEOUT. -ENOMEM if the timer cannot be armed. */
 int cio_wait_for(cio_future *fut, double timeout, void **result);
 
 /* Deadline forms: each waits at most until an absolute loop time `when`
  * (CIO_NO_TIMEOUT for never) and then returns -ETIMEDOUT. cio_await_until
  * leaves fut running (asyncio.wait on one future); cio_wait_for_at cancels
  * it as cio_wait_for does. Deadlines compose: pass the same `when` down a
- * chain of calls. */
+ * chain of calls. Every deadline form (here and below) can return -ENOMEM
+ * when the timer cannot be armed. */
 int cio_await_until(cio_future *fut, double when, void **result);
 int cio_wait_for_at(cio_future *fut, double when, void **result);
 
@@ -342,23 +373,34 @@ int cio_wait_for_at(cio_future *fut, double when, void **result);
  * cio_timeout_exit turns that -ECANCELED into -ETIMEDOUT only when the
  * cancellation was the scope's own: an outer cancellation or an outer
  * scope's timeout passes through as -ECANCELED. Scopes nest. The scope is a
- * small struct on the task's stack (so entering one allocates nothing); it
- * must be exited in the task that entered it, before it goes out of scope.
+ * small struct on the task's stack, whose timer lives in a node of the
+ * loop's callback pool (so entering one allocates only while that pool
+ * grows); it must be exited in the task that entered it, before it goes out
+ * of scope. A task that returns with scopes still entered has them dropped
+ * (their deadlines can no longer strike whatever uses its stack next) and
+ * is reported through the exception handler, with its name. Entering a
+ * scope that is entered (in any task) is -CIO_EINVALSTATE; once exited, the
+ * same cio_timeout may be entered again.
  * ------------------------------------------------------------------------ */
 typedef struct cio_timeout {
     uint64_t cio_private[12];
 } cio_timeout;
 
 /* Enters a scope expiring after delay seconds (CIO_NO_TIMEOUT: never; <= 0:
- * on the next iteration), or at an absolute loop time. Inside a task only. */
+ * on the next iteration), or at an absolute loop time. Inside a task only.
+ * Returns 0, -EINVAL (NaN), -EPERM (outside a task), -CIO_EINVALSTATE (the
+ * scope is entered already) or -ENOMEM. */
 int cio_timeout_enter(cio_timeout *scope, double delay);
 int cio_timeout_enter_at(cio_timeout *scope, double when);
 /* Leaves the scope; rc is the outcome of the code inside it. Returns rc,
- * with -ECANCELED turned into -ETIMEDOUT if the scope expired. */
+ * with -ECANCELED turned into -ETIMEDOUT if the scope expired;
+ * -CIO_EINVALSTATE if the scope is not entered, or not by this task. */
 int cio_timeout_exit(cio_timeout *scope, int rc);
-/* Moves the deadline (absolute loop time, CIO_NO_TIMEOUT: never). */
+/* Moves the deadline (absolute loop time, CIO_NO_TIMEOUT: never): 0,
+ * -EINVAL, -CIO_EINVALSTATE (not entered, or expiring) or -ENOMEM. */
 int cio_timeout_reschedule(cio_timeout *scope, double when);
-/* The deadline (CIO_NO_TIMEOUT if none), and whether it passed. */
+/* The deadline (CIO_NO_TIMEOUT if none; NaN if never entered), and whether
+ * it passed. */
 double cio_timeout_when(const cio_timeout *scope);
 int cio_timeout_expired(const cio_timeout *scope);
 
@@ -368,14 +410,16 @@ int cio_timeout_expired(const cio_timeout *scope);
 
 /* asyncio.shield: returns (one reference) an outer future that follows
  * inner. Cancelling the outer future leaves inner running; inner's outcome
- * is then marked retrieved. If inner is cancelled the outer is too. */
+ * is then marked retrieved. If inner is cancelled the outer is too.
+ * -EINVAL, -CIO_ELOOPCLOSED or -ENOMEM. */
 int cio_shield(cio_future *inner, cio_future **outerp);
 
 /* asyncio.as_completed: yields the futures in the order they finish.
  * cio_as_completed_next suspends until the next one is done and returns 1
  * with *donep set (the original future, as 3.13's async for), 0 once all
  * were yielded, -ETIMEDOUT once the timeout (seconds from creation) passed,
- * or -ECANCELED. */
+ * -ECANCELED, or -ENOMEM (no room for the timeout's timer). _new returns 0,
+ * -EINVAL, -CIO_EWRONGLOOP, -CIO_ELOOPCLOSED or -ENOMEM. */
 typedef struct cio_as_completed cio_as_completed;
 int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double timeout,
                          cio_as_completed **acp);
@@ -404,9 +448,11 @@ int cio_as_completed_free(cio_as_completed *ac);
  * task itself was cancelled from outside and nothing failed.
  * ------------------------------------------------------------------------ */
 typedef struct cio_task_group cio_task_group;
+/* Enters a group in the current task: 0, -EINVAL, -EPERM or -ENOMEM. */
 int cio_task_group_enter(cio_task_group **gp);
 /* Spawns a child: -CIO_EGROUPDONE once the group finished,
- * -CIO_EGROUPABORTING while it shuts down after an error. taskp may be NULL. */
+ * -CIO_EGROUPABORTING while it shuts down after an error, or what
+ * cio_spawn_with returns (-ENOMEM...). taskp may be NULL. */
 int cio_task_group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg, cio_task **taskp);
 int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
                               const cio_task_options *opts, cio_task **taskp);
@@ -429,7 +475,8 @@ void cio_task_group_free(cio_task_group *g);
  * that are left and waits for them, reports their errors nobody retrieved
  * through the exception handler, and closes and frees the loop. Returns
  * main's outcome like cio_run_until_complete; -CIO_ELOOPRUNNING inside a
- * running loop. opts may be NULL. */
+ * running loop; or what cio_loop_new_with and cio_spawn return (-ENOMEM...).
+ * opts may be NULL. */
 int cio_run(cio_coro_fn main, void *arg, void **result);
 int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void **result);
 
@@ -444,7 +491,11 @@ int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void
  * not thread-safe, and bind to the loop of the first task that waits on
  * them (a task of another loop gets -CIO_EWRONGLOOP). Each has an _until
  * form of its waiting call. Releasing something not held is
- * -CIO_EINVALSTATE (asyncio: RuntimeError).
+ * -CIO_EINVALSTATE (asyncio: RuntimeError). The _new calls return 0,
+ * -EINVAL or -ENOMEM; the _until forms can return -ENOMEM (no room for the
+ * deadline's timer). Calls that wake tasks or change what waiters see
+ * (release, set, clear, notify, reset, abort) are refused as the header's
+ * opening says: -CIO_EFORKED, and -CIO_EWRONGTHREAD in debug mode.
  * ------------------------------------------------------------------------ */
 typedef struct cio_lock cio_lock;
 int cio_lock_new(cio_lock **lockp);
@@ -517,6 +568,9 @@ int cio_barrier_broken(const cio_barrier *barrier);
  * what is left, then fail with -CIO_ESHUTDOWN; an immediate shutdown also
  * discards the items left, passing each to the dispose callback if one is
  * set (so nothing is lost silently), and counts them as done for join.
+ * The _new calls return 0, -EINVAL or -ENOMEM; a put (any form) returns
+ * -ENOMEM, changing nothing, when the buffer cannot grow, and the _until
+ * forms also when the deadline's timer cannot be armed.
  * ------------------------------------------------------------------------ */
 typedef struct cio_queue cio_queue;
 typedef int (*cio_compare_fn)(const void *a, const void *b);
@@ -563,7 +617,8 @@ typedef struct cio_outcome {
  * CIO_RETURN_EXCEPTIONS the first child error completes the gather future
  * with that error at once, and the other children go on. Cancelling the
  * gather future cancels every child. The caller's references to the
- * children are not taken; gather holds its own. */
+ * children are not taken; gather holds its own. -EINVAL, -CIO_EWRONGLOOP,
+ * -CIO_ELOOPCLOSED or -ENOMEM. */
 int cio_gather(cio_loop *loop, cio_future *const *children, size_t n, unsigned flags,
                cio_future **outp);
 /* The outcome array of a gather future (n entries), or NULL if fut is not a
@@ -581,7 +636,8 @@ typedef enum cio_wait_mode {
  * passes; never cancels the futures and never fails on timeout. On return,
  * done[0..*ndone) and pending[0..*npending) hold the two sets in argument
  * order; either array may be NULL when not wanted (each needs room for n).
- * Returns 0, -EINVAL for n == 0 or a NULL future, or -ECANCELED. */
+ * Returns 0, -EINVAL for n == 0 or a NULL future, -ECANCELED, or -ENOMEM
+ * (its waiter records, or the timeout's timer). */
 int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout,
              cio_future **done, size_t *ndone, cio_future **pending, size_t *npending);
 
@@ -599,7 +655,9 @@ int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout
  * is done with it and its buffer: -ECANCELED (-ETIMEDOUT for a deadline).
  * If the operation completed first, its result is returned instead, so no
  * received byte is ever lost, and the cancellation arrives at the task's
- * next suspension.
+ * next suspension. Every one of these calls can also return -ENOMEM: the
+ * loop's table of descriptors may have to grow, and a deadline needs a
+ * timer.
  * ------------------------------------------------------------------------ */
 
 struct sockaddr;
