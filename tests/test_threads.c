@@ -2,6 +2,8 @@
 #include "test.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 
 static void append_a(cio_loop *loop, void *arg) { (void)loop; (void)arg; }
 static void *return_seven(void *arg) { (void)arg; return IPTR(7); }
@@ -183,5 +185,91 @@ TEST(debug_mode_refuses_state_changes_from_a_thread_running_no_loop) {
     cio_lock_free(t->lock);
     cio_queue_free(t->queue);
     cio_semaphore_free(t->sem);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/*
+ * The same refusals while the loop is busy in its own thread at the same
+ * moment, churning callback nodes: the refusal itself must read nothing
+ * the loop's thread is changing (ThreadSanitizer checks this).
+ */
+static _Atomic int hammer_done, churn_started;
+
+static void nop_cb(cio_loop *loop, void *arg) { (void)loop; (void)arg; }
+
+static void *churn_until_hammer_done(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    atomic_store(&churn_started, 1);
+    while (!atomic_load(&hammer_done)) {
+        CHECK_OK(cio_call_soon(loop, nop_cb, NULL, NULL));
+        CHECK_OK(cio_sleep(0));
+    }
+    return NULL;
+}
+
+typedef struct hammer_targets {
+    cio_event *event;
+    cio_lock *lock;
+    cio_queue *queue;
+    cio_semaphore *sem;
+    cio_task *task;
+    cio_future *future;
+    cio_handle stale; /* its callback ran: its node is recycled meanwhile */
+} hammer_targets;
+
+static void *hammer(void *arg) {
+    hammer_targets *t = arg;
+    intptr_t accepted = 0;
+    while (!atomic_load(&churn_started)) sched_yield();
+    for (int i = 0; i < 2000; i++) {
+        accepted += cio_event_set(t->event) != -CIO_EWRONGTHREAD;
+        accepted += cio_lock_release(t->lock) != -CIO_EWRONGTHREAD;
+        accepted += cio_queue_put_nowait(t->queue, IPTR(1)) != -CIO_EWRONGTHREAD;
+        accepted += cio_semaphore_release(t->sem) != -CIO_EWRONGTHREAD;
+        accepted += cio_task_cancel(t->task, NULL) != -CIO_EWRONGTHREAD;
+        accepted += cio_future_cancel(t->future, NULL) != -CIO_EWRONGTHREAD;
+        accepted += cio_handle_cancel(&t->stale) != -CIO_EWRONGTHREAD;
+    }
+    atomic_store(&hammer_done, 1);
+    return (void *)accepted;
+}
+
+TEST(debug_mode_refuses_foreign_threads_while_the_loop_is_busy) {
+    cio_loop_options opts = {.debug = 1};
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new_with(&loop, &opts));
+    static hammer_targets t;
+    memset(&t, 0, sizeof t);
+    CHECK_OK(cio_event_new(&t.event));
+    CHECK_OK(cio_lock_new(&t.lock));
+    CHECK_OK(cio_queue_new(&t.queue, 0));
+    CHECK_OK(cio_semaphore_new(&t.sem, 1));
+    CHECK_OK(cio_future_new(loop, &t.future));
+    CHECK_OK(cio_event_set(t.event));
+    foreign_targets bind = {.event = t.event, .lock = t.lock, .queue = t.queue, .sem = t.sem};
+    CHECK_OK(test_run(loop, bind_primitives, &bind, NULL));
+    CHECK_OK(cio_call_soon(loop, nop_cb, NULL, &t.stale));
+    CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_OK(cio_spawn(loop, churn_until_hammer_done, NULL, &t.task));
+    atomic_store(&hammer_done, 0);
+    atomic_store(&churn_started, 0);
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, hammer, &t));
+    CHECK_OK(cio_run_until_complete(loop, t.task, NULL));
+    void *accepted = NULL;
+    CHECK_OK(pthread_join(th, &accepted));
+    CHECK_EQ(PTRI(accepted), 0);
+    CHECK(cio_lock_locked(t.lock));
+    CHECK_EQ(cio_queue_size(t.queue), 1);
+    CHECK(!cio_future_done(t.future));
+    cio_future_release(t.task);
+    cio_future_release(t.future);
+    CHECK_OK(cio_lock_release(t.lock));
+    cio_event_free(t.event);
+    cio_lock_free(t.lock);
+    cio_queue_free(t.queue);
+    cio_semaphore_free(t.sem);
     CHECK_OK(cio_loop_free(loop));
 }

@@ -25,7 +25,12 @@ cio__node *cio__node_alloc(cio_loop *loop) {
         cio__node *block = cio__calloc(NODES_PER_BLOCK, sizeof *block);
         if (!block) return NULL;
         blocks[loop->node_block_count++] = block;
+        /* A node belongs to one loop for good: its loop is written once,
+         * here, so that debug mode can check the thread of a call on a
+         * handle (from any thread) before reading anything the loop's own
+         * thread keeps changing. */
         for (size_t i = NODES_PER_BLOCK; i-- > 0;) {
+            block[i].loop = loop;
             block[i].free_next = loop->free_nodes;
             loop->free_nodes = &block[i];
         }
@@ -33,7 +38,6 @@ cio__node *cio__node_alloc(cio_loop *loop) {
     cio__node *node = loop->free_nodes;
     loop->free_nodes = node->free_next;
     node->id = ++loop->node_ids;
-    node->loop = loop;
     node->timer.index = CIO__TIMER_UNARMED;
     node->timer.job.run = NULL;
     cio__list_init(&node->timer.job.link);
@@ -147,10 +151,12 @@ static cio__node *live_node(const cio_handle *handle) {
 }
 
 int cio_handle_cancel(cio_handle *handle) {
+    if (handle && handle->node) {
+        int rc = cio__loop_check_thread(((const cio__node *)handle->node)->loop);
+        if (rc < 0) return rc;
+    }
     cio__node *node = live_node(handle);
     if (!node) return 0;
-    int rc = cio__loop_check_thread(node->loop);
-    if (rc < 0) return rc;
     int cancelled = 0;
     switch (node->state) {
     case CIO__NODE_TIMER:

@@ -162,12 +162,17 @@ int cio_timeout_enter_at(cio_timeout *t, double when) {
 int cio_timeout_reschedule(cio_timeout *t, double when) {
     if (!t) return -EINVAL;
     scope *s = scope_of(t);
+    /* The thread is checked before the node's state is read: the loop's
+     * own thread may be changing it. */
+    if (has_magic(s) && s->state == ENTERED) {
+        int rc = cio__loop_check_thread(s->node->loop);
+        if (rc < 0) return rc;
+    }
     cio__node *node = entered_node(s);
     /* asyncio: "Timeout has not been entered" / "Cannot change state of
      * expiring Timeout". */
     if (!node || node->state != CIO__NODE_SCOPE) return -CIO_EINVALSTATE;
-    int rc = cio__loop_check_thread(node->loop);
-    if (rc < 0) return rc;
+    int rc;
     int64_t deadline;
     rc = cio__deadline(when, &deadline);
     if (rc < 0) return rc;
