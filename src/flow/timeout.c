@@ -21,8 +21,9 @@
  * function holding it returned, or the whole task did) cannot make the
  * loop write into stack memory that now belongs to something else. Each
  * task keeps the nodes of its entered scopes on a list (innermost first);
- * when the task returns with scopes still entered, their timers are
- * disarmed, the nodes freed and the mistake reported with the task's name.
+ * when the task returns with scopes still entered, the task layer
+ * (core/task.c) disarms their timers, frees the nodes and reports the
+ * mistake with the task's name.
  * Taking a node from the pool allocates only while the pool grows, as
  * call_soon does.
  *
