@@ -379,8 +379,8 @@ int cio_wait_for_at(cio_future *fut, double when, void **result);
  * of scope. A task that returns with scopes still entered has them dropped
  * (their deadlines can no longer strike whatever uses its stack next) and
  * is reported through the exception handler, with its name. Entering a
- * scope that is entered (in any task) is -CIO_EINVALSTATE; once exited, the
- * same cio_timeout may be entered again.
+ * scope the task entered and has not exited is -CIO_EINVALSTATE; once
+ * exited, the same cio_timeout may be entered again.
  * ------------------------------------------------------------------------ */
 typedef struct cio_timeout {
     uint64_t cio_private[12];

@@ -308,38 +308,6 @@ TEST(timeout_copies_and_garbage_are_not_entered) {
 static cio_timeout shared_scope;
 static int shared_entered;
 
-static void *enter_shared_and_wait(void *arg) {
-    CHECK_OK(cio_timeout_enter(&shared_scope, 10));
-    shared_entered = 1;
-    CHECK_OK(cio_event_wait(arg));
-    CHECK_OK(cio_timeout_exit(&shared_scope, 0));
-    return NULL;
-}
-
-static void *enter_shared_from_another_task(void *arg) {
-    while (!shared_entered) CHECK_OK(cio_sleep(0));
-    CHECK_ERR(cio_timeout_enter(&shared_scope, 10), -CIO_EINVALSTATE);
-    CHECK_ERR(cio_timeout_exit(&shared_scope, 0), -CIO_EINVALSTATE); /* not this task's */
-    CHECK_OK(cio_event_set(arg));
-    return NULL;
-}
-
-TEST(timeout_entered_in_another_task_is_refused) {
-    cio_loop *loop = test_loop();
-    cio_event *e;
-    CHECK_OK(cio_event_new(&e));
-    cio_task *a, *b;
-    shared_entered = 0;
-    CHECK_OK(cio_spawn(loop, enter_shared_and_wait, e, &a));
-    CHECK_OK(cio_spawn(loop, enter_shared_from_another_task, e, &b));
-    CHECK_OK(cio_run_until_complete(loop, a, NULL));
-    CHECK_OK(cio_run_until_complete(loop, b, NULL));
-    cio_future_release(a);
-    cio_future_release(b);
-    cio_event_free(e);
-    CHECK_OK(cio_loop_free(loop));
-}
-
 static int scope_leaks;
 static char scope_leak_task[32];
 
@@ -350,6 +318,49 @@ static void record_scope_leak(cio_loop *loop, const cio_error_context *ctx, void
     CHECK(ctx->future != NULL);
     snprintf(scope_leak_task, sizeof scope_leak_task, "%s", cio_task_name(ctx->future));
     scope_leaks++;
+}
+
+static void *enter_shared_and_wait(void *arg) {
+    CHECK_OK(cio_timeout_enter(&shared_scope, 10));
+    shared_entered = 1;
+    CHECK_OK(cio_event_wait(arg));
+    /* The other task entered the same struct meanwhile: it names that
+     * task's entry now, so this exit is refused. */
+    CHECK_ERR(cio_timeout_exit(&shared_scope, 0), -CIO_EINVALSTATE);
+    return NULL; /* its own entry is dropped and reported */
+}
+
+static void *enter_shared_from_another_task(void *arg) {
+    while (!shared_entered) CHECK_OK(cio_sleep(0));
+    CHECK_OK(cio_timeout_enter(&shared_scope, 10));
+    CHECK_OK(cio_sleep(0.001));
+    CHECK_OK(cio_timeout_exit(&shared_scope, 0));
+    CHECK_OK(cio_event_set(arg));
+    return NULL;
+}
+
+/* A struct entered by two tasks (cio cannot tell: it does not read a scope
+ * before entering it) gives each its own entry; nothing is corrupted, and
+ * the entry that was never exited is dropped and reported. */
+TEST(timeout_entered_in_two_tasks_is_harmless) {
+    cio_loop *loop = test_loop();
+    scope_leaks = 0;
+    CHECK_OK(cio_loop_set_exception_handler(loop, record_scope_leak, NULL));
+    cio_event *e;
+    CHECK_OK(cio_event_new(&e));
+    cio_task *a, *b;
+    shared_entered = 0;
+    cio_task_options opts = {.name = "first"};
+    CHECK_OK(cio_spawn_with(loop, enter_shared_and_wait, e, &opts, &a));
+    CHECK_OK(cio_spawn(loop, enter_shared_from_another_task, e, &b));
+    CHECK_OK(cio_run_until_complete(loop, a, NULL));
+    CHECK_OK(cio_run_until_complete(loop, b, NULL));
+    CHECK_EQ(scope_leaks, 1);
+    CHECK_STR(scope_leak_task, "first");
+    cio_future_release(a);
+    cio_future_release(b);
+    cio_event_free(e);
+    CHECK_OK(cio_loop_free(loop));
 }
 
 static void *return_inside_scopes(void *arg) {

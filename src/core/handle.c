@@ -44,16 +44,6 @@ cio__node *cio__node_alloc(cio_loop *loop) {
     return node;
 }
 
-bool cio__node_of_loop(const cio_loop *loop, const void *p) {
-    uintptr_t a = (uintptr_t)p;
-    for (size_t i = 0; i < loop->node_block_count; i++) {
-        uintptr_t lo = (uintptr_t)loop->node_blocks[i];
-        if (a >= lo && a < lo + NODES_PER_BLOCK * sizeof(cio__node))
-            return (a - lo) % sizeof(cio__node) == 0;
-    }
-    return false;
-}
-
 void cio__node_free(cio_loop *loop, cio__node *node) {
     node->id = 0;
     node->state = CIO__NODE_FREE;

@@ -34,9 +34,6 @@ typedef struct cio__node {
 } cio__node;
 
 cio__node *cio__node_alloc(cio_loop *loop);
-/* Whether p points at a node of loop's pool (in use or not), without
- * reading *p. */
-bool cio__node_of_loop(const cio_loop *loop, const void *p);
 void cio__node_free(cio_loop *loop, cio__node *node);
 void cio__node_pool_destroy(cio_loop *loop);
 

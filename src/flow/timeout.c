@@ -27,15 +27,21 @@
  * Taking a node from the pool allocates only while the pool grows, as
  * call_soon does.
  *
- * Entering twice. A scope that is entered (in any task of the loop) is
- * refused: arming its timer twice would corrupt the heap. The cio_timeout
- * is the caller's uninitialised memory, so "entered" must be recognised
- * without trusting it: entering writes a magic word derived from the
- * scope's address, and the scope counts as entered only if that word
- * matches and it names a live scope node of this loop's pool that points
- * back at it. Exiting clears the state, so a cio_timeout variable may be
- * entered again once exited (asyncio's Timeout objects are single-use, but
- * C storage is reused, typically in a loop).
+ * Entering twice. Entering a scope the task entered and has not exited is
+ * refused. The cio_timeout is the caller's memory, uninitialised before the
+ * first entry, so enter does not read it: it looks for a node pointing back
+ * at it on the task's own list of entered scopes. (A scope entered by
+ * another task is not found, but is harmless: each entry has its own node
+ * and timer, the first task's exit is refused since the struct now names
+ * the second's node, and its node is dropped when it returns.) Exiting
+ * clears the state, so a cio_timeout variable may be entered again once
+ * exited (asyncio's Timeout objects are single-use, but C storage is
+ * reused, typically in a loop).
+ *
+ * The other calls trust the struct only once enter wrote it: enter stores a
+ * magic word derived from the scope's address, and a scope counts as
+ * entered only if that word matches and the node it names points back at
+ * it, so a byte copy of a scope, or garbage, is never taken for one.
  */
 #include <math.h>
 
@@ -119,12 +125,9 @@ static int enter_at(cio_timeout *t, int64_t when) {
     if (!task) return rc;
     cio_loop *loop = task->fut.loop;
     scope *s = scope_of(t);
-    /* asyncio: "Timeout has already been entered". The node pointer is
-     * checked against the pool before it is read: here the memory may be
-     * anything. */
-    if (has_magic(s) && s->state == ENTERED && cio__node_of_loop(loop, s->node) &&
-        entered_node(s))
-        return -CIO_EINVALSTATE;
+    /* asyncio: "Timeout has already been entered". */
+    for (const cio__node *n = task->scopes; n; n = n->free_next)
+        if (n->arg == (void *)s) return -CIO_EINVALSTATE;
     cio__node *node = cio__node_alloc(loop);
     if (!node) return -ENOMEM;
     node->state = CIO__NODE_SCOPE;
