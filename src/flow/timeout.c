@@ -23,9 +23,8 @@
  * task keeps the nodes of its entered scopes on a list (innermost first);
  * when the task returns with scopes still entered, the task layer
  * (core/task.c) disarms their timers, frees the nodes and reports the
- * mistake with the task's name.
- * Taking a node from the pool allocates only while the pool grows, as
- * call_soon does.
+ * mistake with the task's name. Taking a node from the pool allocates only
+ * while the pool grows, as call_soon does.
  *
  * Entering twice. Entering a scope the task entered and has not exited is
  * refused. The cio_timeout is the caller's memory, uninitialised before the
@@ -137,7 +136,6 @@ static int enter_at(cio_timeout *t, int64_t when) {
     rc = arm(s, node, when);
     if (rc < 0) {
         cio__node_free(loop, node);
-        s->state = EXITED;
         return rc;
     }
     s->magic = SCOPE_MAGIC ^ (uintptr_t)s;
@@ -176,9 +174,8 @@ int cio_timeout_reschedule(cio_timeout *t, double when) {
     /* asyncio: "Timeout has not been entered" / "Cannot change state of
      * expiring Timeout". */
     if (!node || node->state != CIO__NODE_SCOPE) return -CIO_EINVALSTATE;
-    int rc;
     int64_t deadline;
-    rc = cio__deadline(when, &deadline);
+    int rc = cio__deadline(when, &deadline);
     if (rc < 0) return rc;
     return arm(s, node, deadline);
 }
