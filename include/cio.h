@@ -678,10 +678,11 @@ int cio_sock_accept(int fd, struct sockaddr *addr, unsigned int *addrlen);
 /* Connects a non-blocking socket: 0 or -errno (e.g. -ECONNREFUSED). */
 int cio_sock_connect(int fd, const struct sockaddr *addr, unsigned int addrlen);
 
-/* Closes fd. Every loop this thread runs or that no thread runs forgets it
- * first: operations in flight on fd end with -EBADF and its watchers are
- * removed. Use it for every descriptor cio has seen; a plain close() is
- * harmless only once nothing waits on the descriptor. */
+/* Closes fd. Every loop of this thread (the one it runs, and those it made
+ * or ran last) forgets it first: operations in flight on fd end with -EBADF
+ * and its watchers are removed. Loops of other threads are not touched.
+ * Use it for every descriptor cio has seen; a plain close() is harmless
+ * only once nothing waits on the descriptor. */
 int cio_close(int fd);
 
 /* asyncio's loop.add_reader / add_writer: calls fn(loop, arg) from the loop,

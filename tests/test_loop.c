@@ -499,3 +499,45 @@ TEST(fork_child_starts_without_a_loop_and_refuses_the_parents) {
     cio_event_free(fc.event);
     CHECK_OK(cio_loop_free(loop));
 }
+
+static int fork_sv[2];
+static ssize_t fork_reader_got;
+
+static void *fork_reader(void *arg) {
+    (void)arg;
+    char c;
+    fork_reader_got = cio_sock_recv_until(fork_sv[0], &c, 1, cio_loop_time(cio_running_loop()) + 5.0);
+    return NULL;
+}
+
+static void *fork_and_close_in_the_child(void *arg) {
+    (void)arg;
+    cio_task *r;
+    CHECK_OK(cio_spawn(cio_running_loop(), fork_reader, NULL, &r));
+    CHECK_OK(cio_sleep(0.01)); /* the reader waits now */
+    pid_t pid = fork();
+    CHECK_INT(pid, >=, 0);
+    if (pid == 0) {
+        /* The child drops its copy of the socket the cio way. */
+        _exit(cio_close(fork_sv[0]) == 0 ? 0 : 1);
+    }
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(write(fork_sv[1], "x", 1), 1);
+    CHECK_OK(cio_await(r, NULL));
+    cio_future_release(r);
+    return NULL;
+}
+
+TEST(cio_close_in_a_forked_child_leaves_the_parents_waits_alone) {
+    /* The child shares the parent's epoll instance: its cio_close must not
+     * remove the parent's registration of the (shared) open file. */
+    cio_loop *loop = test_loop();
+    CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fork_sv));
+    CHECK_OK(test_run(loop, fork_and_close_in_the_child, NULL, NULL));
+    CHECK_EQ(fork_reader_got, 1);
+    close(fork_sv[0]);
+    close(fork_sv[1]);
+    cio_loop_free(loop);
+}

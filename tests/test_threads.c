@@ -1,7 +1,10 @@
 /* Threads and loops: checks that must also pass under ThreadSanitizer. */
 #include "test.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sched.h>
 #include <stdatomic.h>
 
@@ -272,4 +275,53 @@ TEST(debug_mode_refuses_foreign_threads_while_the_loop_is_busy) {
     cio_queue_free(t.queue);
     cio_semaphore_free(t.sem);
     CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- cio_close and other threads' loops ---------------------------------- */
+
+static void *wait_briefly_on_a_new_pair(void *arg) {
+    (void)arg;
+    int sv[2];
+    CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv));
+    char c;
+    /* Makes the loop's descriptor table grow and change. */
+    cio_sock_recv_until(sv[0], &c, 1, cio_loop_time(cio_running_loop()) + 0.0005);
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+
+static void *run_bursts(void *arg) {
+    (void)arg;
+    cio_loop *loop = test_loop();
+    for (int i = 0; i < 200; i++) {
+        cio_task *t;
+        CHECK_OK(cio_spawn(loop, wait_briefly_on_a_new_pair, NULL, &t));
+        CHECK_OK(cio_run_until_complete(loop, t, NULL));
+        cio_future_release(t);
+    }
+    cio_loop_free(loop);
+    return NULL;
+}
+
+static void *close_own_pipes(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 2000; i++) {
+        int p[2];
+        CHECK_OK(pipe2(p, O_CLOEXEC));
+        CHECK_OK(cio_close(p[0]));
+        CHECK_OK(cio_close(p[1]));
+    }
+    return NULL;
+}
+
+TEST(cio_close_leaves_other_threads_loops_alone) {
+    /* Thread A runs its own loop in bursts (idle in between); thread B
+     * closes its own descriptors with cio_close. B must never reach into
+     * A's loop (TSan saw a race on its descriptor table when it did). */
+    pthread_t a, b;
+    CHECK_OK(pthread_create(&a, NULL, run_bursts, NULL));
+    CHECK_OK(pthread_create(&b, NULL, close_own_pipes, NULL));
+    CHECK_OK(pthread_join(a, NULL));
+    CHECK_OK(pthread_join(b, NULL));
 }

@@ -19,13 +19,19 @@
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static cio__link registry = {&registry, &registry};
 
+/* Only loops that belong to the calling thread (it made them, or ran them
+ * last) and to this process: another thread's loop may be in use at this
+ * very moment, and a loop inherited from the parent of a fork shares the
+ * parent's epoll instance, whose registrations are not the child's to
+ * change. */
 void cio__loop_each_local(void (*fn)(cio_loop *loop, void *arg), void *arg) {
     uintptr_t self = (uintptr_t)pthread_self();
     pthread_mutex_lock(&registry_lock);
     for (cio__link *l = registry.next; l != &registry; l = l->next) {
         cio_loop *loop = CIO__CONTAINER_OF(l, cio_loop, registry_link);
-        uintptr_t owner = atomic_load_explicit(&loop->thread, memory_order_relaxed);
-        if (!loop->closed && !loop->closing && (owner == 0 || owner == self)) fn(loop, arg);
+        if (atomic_load_explicit(&loop->owner, memory_order_relaxed) != self) continue;
+        if (loop->generation != cio__fork_generation) continue;
+        if (!loop->closed && !loop->closing) fn(loop, arg);
     }
     pthread_mutex_unlock(&registry_lock);
 }
@@ -33,6 +39,9 @@ void cio__loop_each_local(void (*fn)(cio_loop *loop, void *arg), void *arg) {
 /* The child of a fork has no running loop and no current task, and the
  * parent's loops are not its own (see loop.c). */
 static void in_forked_child(void) {
+    /* Another thread of the parent may have held the lock when it forked;
+     * in the child that thread does not exist. */
+    pthread_mutex_init(&registry_lock, NULL);
     cio__loop_forked();
     cio__task_forget_current();
 }

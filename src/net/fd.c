@@ -182,9 +182,10 @@ static void forget_fd(cio_loop *loop, void *arg) {
 
 int cio_close(int fd) {
     if (fd < 0) return -EBADF;
-    /* Every loop this thread may touch forgets the descriptor first, the
-     * running one and those that are not running anywhere, so no task stays
-     * waiting on a number that is about to be reused. */
+    /* Every loop of this thread (running or not) forgets the descriptor
+     * first, so no task stays waiting on a number about to be reused.
+     * Loops of other threads, and loops inherited across a fork, are not
+     * touched. */
     cio__loop_each_local(forget_fd, &fd);
     return cio__sys_close(fd) == 0 ? 0 : -errno;
 }
