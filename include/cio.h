@@ -313,7 +313,10 @@ int cio_sleep_until(double when);
 /* asyncio.wait_for: waits for fut at most timeout seconds. On timeout fut is
  * cancelled and awaited, then -ETIMEDOUT is returned, unless fut produced an
  * outcome meanwhile, which is then returned. Cancelling the caller cancels
- * fut. timeout may be CIO_NO_TIMEOUT. */
+ * fut. timeout may be CIO_NO_TIMEOUT. With timeout <= 0 (or a `when`
+ * already passed) a done fut gives its outcome at once; otherwise fut is
+ * cancelled at once and awaited (as asyncio 3.12+), so a task that has not
+ * started never runs its body. */
 int cio_wait_for(cio_future *fut, double timeout, void **result);
 
 /* Deadline forms: each waits at most until an absolute loop time `when`
@@ -344,8 +347,12 @@ typedef struct cio_timeout {
     uint64_t cio_private[12];
 } cio_timeout;
 
-/* Enters a scope expiring after delay seconds (CIO_NO_TIMEOUT: never; <= 0:
- * on the next iteration), or at an absolute loop time. Inside a task only. */
+/* Enters a scope expiring after delay seconds (CIO_NO_TIMEOUT: never), or at
+ * an absolute loop time. Inside a task only. A deadline that has already
+ * passed (delay <= 0, a past `when`, or cio_timeout_reschedule to a past
+ * time) expires before the task's next step, as asyncio's call_soon: the
+ * first suspending call inside the scope returns -ECANCELED and the exit
+ * returns -ETIMEDOUT. */
 int cio_timeout_enter(cio_timeout *scope, double delay);
 int cio_timeout_enter_at(cio_timeout *scope, double when);
 /* Leaves the scope; rc is the outcome of the code inside it. Returns rc,

@@ -272,6 +272,79 @@ TEST(three_outcomes) {
     cio_loop_free(loop);
 }
 
+/* Cancelled with a message, the task survives the cancel and ends with an
+ * error of its own: asyncio reports that error's message (str(exc)), not
+ * the stale cancel message. */
+static void *cancelled_then_fails(void *arg) {
+    int rc = cio_sleep(10.0);
+    CHECK_ERR(rc, -ECANCELED);
+    cio_task_uncancel(cio_current_task());
+    if (arg) return cio_raise_msg(-EPROTO, arg);
+    return cio_raise(-EIO);
+}
+
+static void cancel_with_stop(cio_loop *loop, void *arg) {
+    (void)loop;
+    CHECK_EQ(cio_future_cancel(arg, "stop"), 1);
+}
+
+static void *group_child_cancelled_then_fails(void *arg) {
+    (void)arg;
+    cio_task_group *g;
+    CHECK_OK(cio_task_group_enter(&g));
+    cio_task *c;
+    CHECK_OK(cio_task_group_spawn(g, cancelled_then_fails, NULL, &c));
+    CHECK_OK(cio_call_later(cio_running_loop(), 0.01, cancel_with_stop, c, NULL));
+    CHECK_ERR(cio_task_group_exit(g, 0), -CIO_EGROUP);
+    cio_task *who;
+    const char *msg = "unset";
+    CHECK_ERR(cio_task_group_error(g, 0, &who, &msg), -EIO);
+    CHECK(who == c);
+    CHECK(msg == NULL);
+    cio_future_release(c);
+    cio_task_group_free(g);
+    return NULL;
+}
+
+static void *gather_cancelled_then_fails(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    cio_task *c;
+    CHECK_OK(cio_spawn(loop, cancelled_then_fails, "own words", &c));
+    cio_future *g;
+    CHECK_OK(cio_gather(loop, &c, 1, 0, &g));
+    CHECK_OK(cio_sleep(0));
+    CHECK_EQ(cio_future_cancel(g, "stop"), 1);
+    CHECK_ERR(cio_await(g, NULL), -EPROTO);
+    CHECK_STR(cio_future_error_message(g), "own words");
+    CHECK(cio_future_cancel_message(g) == NULL);
+    CHECK_ERR(cio_future_error(c), -EPROTO);
+    cio_future_release(g);
+    cio_future_release(c);
+    return NULL;
+}
+
+TEST(error_after_cancel_reports_its_own_message) {
+    cio_loop *loop = recording_loop();
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, cancelled_then_fails, NULL, &t));
+    CHECK_OK(cio_call_later(loop, 0.01, cancel_with_stop, t, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -EIO);
+    CHECK(cio_future_error_message(t) == NULL);
+    CHECK(cio_future_cancel_message(t) == NULL);
+    cio_future_release(t);
+    /* With a message of its own, that one. */
+    CHECK_OK(cio_spawn(loop, cancelled_then_fails, "own words", &t));
+    CHECK_OK(cio_call_later(loop, 0.01, cancel_with_stop, t, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -EPROTO);
+    CHECK_STR(cio_future_error_message(t), "own words");
+    cio_future_release(t);
+    CHECK_OK(test_run(loop, group_child_cancelled_then_fails, NULL, NULL));
+    CHECK_OK(test_run(loop, gather_cancelled_then_fails, NULL, NULL));
+    CHECK_EQ(reports, 0);
+    cio_loop_free(loop);
+}
+
 static void *raise_ecanceled(void *arg) {
     (void)arg;
     return cio_raise(-ECANCELED);

@@ -51,6 +51,7 @@ static inline void cio__ready_push(cio_loop *loop, cio__job *job) {
     cio__list_push_back(&loop->ready, &job->link);
 }
 void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when);
+void cio__loop_queue_timer(cio_loop *loop, cio__timer *timer, int64_t when);
 void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer);
 /* Passes an error nobody handled to the loop's exception handler. */
 void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut);

@@ -103,8 +103,16 @@ static void finish(cio__task *t, void *result) {
         cio__stack_overflow_abort(cio__task_name(t), t->stack.size);
     if (t->has_raised && t->raised == -ECANCELED)
         cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
-    else if (t->has_raised)
+    else if (t->has_raised) {
+        /* The error's message is the one cio_raise_msg gave, never a
+         * cancellation message left from a cancel the task survived (the
+         * field holds either). */
+        if (!t->raised_msg) {
+            cio__free(t->fut.cancel_msg);
+            t->fut.cancel_msg = NULL;
+        }
         cio__future_complete(&t->fut, CIO__DONE_ERROR, NULL, t->raised);
+    }
     else if (t->cancel_requests > 0)
         cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
     else
@@ -266,6 +274,7 @@ int cio_task_uncancel(cio_task *task) {
 void *cio_raise(int err) {
     if (current) {
         current->has_raised = 1;
+        current->raised_msg = 0;
         current->raised = err < 0 ? err : -EINVAL;
     }
     return NULL;
@@ -277,6 +286,7 @@ void *cio_raise_msg(int err, const char *msg) {
         cio__free(current->fut.cancel_msg);
         /* Without memory for the copy the error still stands, unexplained. */
         current->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
+        current->raised_msg = 1;
     }
     return NULL;
 }
@@ -342,6 +352,7 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
     t->must_cancel = 0;
     t->started = 0;
     t->has_raised = 0;
+    t->raised_msg = 0;
     t->raised = 0;
     t->wake_status = 0;
     t->step.run = run_step;

@@ -50,6 +50,7 @@ typedef struct cio__task {
     uint8_t run_state;
     uint8_t started;
     uint8_t has_raised;
+    uint8_t raised_msg;     /* cio_raise_msg set the message the error carries */
     int raised;             /* set by cio_raise */
     int wake_status;        /* why the task was woken: 0 or -ECANCELED */
 } cio__task;

@@ -101,6 +101,30 @@ static void on_expiry(cio__timer *timer) {
     cio_future_cancel(e->fut, NULL);
 }
 
+/* A deadline that passed before the wait began (asyncio 3.12+ wait_for
+ * with timeout <= 0): cancel fut now, before anything else runs, and wait
+ * until it is done, as _cancel_and_wait does (also for a future that the
+ * cancel completes at once: the waiter job takes one iteration, as
+ * asyncio's done callback). A task that has not started is thereby
+ * cancelled before its first step. Ended cancelled, fut gives -ETIMEDOUT;
+ * an outcome it produced despite the cancel is returned. */
+static int wait_for_expired(cio__task *t, cio_future *fut, int64_t deadline, void **result) {
+    cio__wait rec = {.cancel = cancel_awaited, .what = "future (wait_for)", .future = fut,
+                     .deadline = deadline};
+    cio__future_ref(fut);
+    cio_future_cancel(fut, NULL);
+    int status = wait_done(t, fut, &rec, INT64_MAX);
+    int rc;
+    if (status < 0)
+        rc = status;
+    else if (fut->state == CIO__CANCELLED)
+        rc = -ETIMEDOUT;
+    else
+        rc = cio__future_outcome(fut, result);
+    cio__future_unref(fut);
+    return rc;
+}
+
 static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
     int rc;
     cio__task *t = cio__current(&rc);
@@ -109,6 +133,7 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
     if (rc < 0) return rc;
     if (deadline == INT64_MAX) return cio_await(fut, result);
     if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
+    if (deadline <= cio__clock_ns()) return wait_for_expired(t, fut, deadline, result);
     cio_loop *loop = t->fut.loop;
     rc = cio__timer_heap_reserve(&loop->timers, 1);
     if (rc < 0) return rc;

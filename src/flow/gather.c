@@ -57,6 +57,11 @@ static void on_child_done(cio__job *job) {
             if (o->error == -ECANCELED && g->cancel_requested) {
                 cio__future_complete(&g->fut, CIO__CANCELLED, NULL, -ECANCELED);
             } else {
+                /* The error carries the child's message, never one left
+                 * from a cancel of the gather that a child survived. */
+                const char *msg = cio_future_error_message(child);
+                cio__free(g->fut.cancel_msg);
+                g->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
                 cio__future_complete(&g->fut, CIO__DONE_ERROR, NULL, o->error);
                 /* An error set here is delivered to whoever awaits the
                  * gather; a cancelled child is not an error worth a report. */
