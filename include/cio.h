@@ -93,11 +93,16 @@ typedef void (*cio_done_fn)(cio_future *fut, void *arg);
  * small value rather than an opaque pointer so that call_soon and call_later
  * allocate nothing the caller must free: the loop recycles the node behind it,
  * and a handle whose callback already ran or was cancelled is recognised by
- * its id and simply ignored. A zero-initialised handle is valid and inert. */
+ * its id and simply ignored. The handle also names its loop by a slot and a
+ * generation, so cancelling or querying it after the callback ran, after
+ * the loop closed, or after the loop was freed is safe and does nothing
+ * (cio_handle_cancel returns 0). A zero-initialised handle is valid and
+ * inert. */
 typedef struct cio_handle {
-    void *node;      /* the loop's node, valid only while id matches it */
-    uint64_t id;     /* top bit set once this handle was cancelled */
-    int64_t when_ns; /* the deadline of a timer handle, or -1 */
+    void *node;        /* the loop's node, valid only while id matches it */
+    uint64_t id;       /* top bit set once this handle was cancelled */
+    int64_t when_ns;   /* the deadline of a timer handle, or -1 */
+    uint64_t loop_key; /* the loop's slot and generation (see src/handle.c) */
 } cio_handle;
 
 /* What the exception handler receives about an error nobody handled
@@ -175,7 +180,8 @@ int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
 int cio_call_at(cio_loop *loop, double when, cio_callback_fn fn, void *arg, cio_handle *handle);
 
 /* Cancels a scheduled callback. Returns 1 if it was pending and is now
- * cancelled, 0 if it already ran, was already cancelled or is inert.
+ * cancelled, 0 if it already ran, was already cancelled, is inert, or its
+ * loop is closed or freed (never touching freed memory).
  * cio_handle_cancelled() reports cancellation made through this handle. */
 int cio_handle_cancel(cio_handle *handle);
 int cio_handle_cancelled(const cio_handle *handle);

@@ -25,6 +25,7 @@ struct cio_loop {
     uint64_t timer_seq;       /* breaks deadline ties FIFO */
     uint64_t iterations;      /* how many times the loop went round */
     uint64_t node_ids;
+    uint64_t key;             /* slot and generation in the live-loop table */
     uint64_t task_numbers;
     size_t live_tasks;
     struct cio__node *free_nodes;

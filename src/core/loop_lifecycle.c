@@ -56,8 +56,14 @@ int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts) {
     loop->debug = opts->debug != 0;
     loop->slow_callback_duration =
         opts->slow_callback_duration > 0 ? opts->slow_callback_duration : 0.1;
-    int rc = cio__io_init(&loop->io, backend);
+    int rc = cio__loop_slot_acquire(loop);
     if (rc < 0) {
+        cio__free(loop);
+        return rc;
+    }
+    rc = cio__io_init(&loop->io, backend);
+    if (rc < 0) {
+        cio__loop_slot_release(loop);
         cio__free(loop);
         return rc;
     }
@@ -113,5 +119,7 @@ void cio_loop_free(cio_loop *loop) {
     if (!loop) return;
     if (loop->running) return; /* refusing is better than freeing under our feet */
     cio_loop_close(loop);
+    /* From here on, handles of this loop find its slot empty. */
+    cio__loop_slot_release(loop);
     cio__free(loop);
 }
