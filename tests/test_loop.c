@@ -321,6 +321,12 @@ static void count_handler(cio_loop *loop, const cio_error_context *ctx, void *ar
     handler_calls++;
 }
 
+static void never_done(cio_future *fut, void *arg) {
+    (void)fut;
+    (void)arg;
+    FAIL("a done callback ran after close");
+}
+
 TEST(exception_handler_receives_unretrieved_errors) {
     cio_loop *loop = test_loop();
     handler_calls = 0;
@@ -335,8 +341,13 @@ TEST(exception_handler_receives_unretrieved_errors) {
     CHECK_ERR(cio_future_result(f, NULL), -EIO);
     cio_future_release(f); /* retrieved: no report */
     CHECK_EQ(handler_calls, 1);
+    /* Released but still referenced by a callback that never runs: freed,
+     * and reported, at close. */
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_error(f, -EPIPE));
+    CHECK_OK(cio_future_add_done_callback(f, never_done, NULL));
+    cio_future_release(f);
+    CHECK_EQ(handler_calls, 1);
     CHECK_OK(cio_loop_close(loop)); /* reported at close */
     CHECK_EQ(handler_calls, 2);
     cio_loop_free(loop);

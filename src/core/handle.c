@@ -63,8 +63,11 @@ int cio__loop_slot_acquire(cio_loop *loop) {
     } else {
         index = slot_count;
         if (index % SLOT_CHUNK == 0) {
-            /* Never freed: a handle may look a slot up at any later time. */
-            loop_slot *chunk = cio__calloc(SLOT_CHUNK, sizeof *chunk);
+            /* Never freed: a handle may look a slot up at any later time.
+             * Plain calloc: this is process infrastructure, made once, not
+             * an allocation of the loop's that fault injection should
+             * count. */
+            loop_slot *chunk = calloc(SLOT_CHUNK, sizeof *chunk);
             if (!chunk) rc = -ENOMEM;
             else atomic_store_explicit(&slot_chunks[index / SLOT_CHUNK], chunk, memory_order_release);
         }

@@ -21,6 +21,7 @@ int cio_run_until_complete(cio_loop *loop, cio_future *fut, void **result) {
     if (!loop || !fut) return -EINVAL;
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
     if (loop->running || cio_running_loop()) return -CIO_ELOOPRUNNING;
+    if (!fut->loop) return -CIO_ELOOPCLOSED;
     if (fut->loop != loop) return -CIO_EWRONGLOOP;
     stopper s = {.loop = loop};
     s.job.run = stop_loop;

@@ -187,6 +187,7 @@ void cio__task_wake(cio__task *t, int status) {
 int cio__task_suspend(cio__task *t, cio__wait *wait) {
     t->wake_status = 0;
     t->wait = wait;
+    t->frame = wait;
     t->run_state = CIO__TASK_SUSPENDED;
     /* A cancellation requested while the task ran reaches the thing it is
      * about to wait on, as asyncio cancels the future a task yields. */
@@ -196,6 +197,7 @@ int cio__task_suspend(cio__task *t, cio__wait *wait) {
     }
     cio__ctx_jump(&t->ctx, t->resumer, 0);
     t->wait = NULL;
+    t->frame = NULL;
     if (t->must_cancel) {
         t->must_cancel = 0;
         return -ECANCELED;
@@ -347,6 +349,7 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
     t->fn = fn;
     t->arg = arg;
     t->wait = NULL;
+    t->frame = NULL;
     t->resumer = NULL;
     t->cancel_requests = 0;
     t->must_cancel = 0;
@@ -372,21 +375,35 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
     return 0;
 }
 
-static void task_destroy(cio_future *fut) {
-    cio__task *t = cio__task_of(fut);
-    /* A task destroyed while suspended (loop close) may be linked into
-     * something that outlives the loop, such as a lock's wait queue: take
-     * it out before its stack, which holds the link, goes away. */
+void cio__task_detach(cio__task *t) {
+    if (!t->stack.lo) return; /* finished: stack and self-reference already gone */
+    /* A task destroyed while suspended may be linked into something that
+     * outlives the loop, such as a lock's wait queue: take it out before
+     * its stack, which holds the link, goes away. */
     if (t->run_state == CIO__TASK_SUSPENDED && t->wait && t->wait->abandon)
         t->wait->abandon(t->wait);
-    if (t->stack.lo) {
-        cio__ctx_destroy(&t->ctx);
-        t->fut.loop->live_tasks--;
-        cio__stack_put(&t->fut.loop->stacks, &t->stack);
-    }
-    cio__free(t->name);
+    /* The suspending call will never return: give back what it holds. */
+    if (t->frame && t->frame->unwind) t->frame->unwind(t->frame);
+    t->wait = NULL;
+    t->frame = NULL;
     cio_loop *loop = t->fut.loop;
-    if (!loop->closing && loop->free_task_count < CIO__TASK_POOL_MAX) {
+    cio__ctx_destroy(&t->ctx);
+    loop->live_tasks--;
+    cio__stack_put(&loop->stacks, &t->stack);
+    t->stack.lo = NULL;
+    t->run_state = CIO__TASK_FINISHED;
+    cio__future_unref(&t->fut);
+}
+
+static void task_destroy(cio_future *fut) {
+    cio__task *t = cio__task_of(fut);
+    /* Only loop close destroys a task that still has its stack (a running
+     * task holds a reference on itself): detach releases it first. */
+    cio__task_detach(t);
+    cio__free(t->name);
+    t->name = NULL;
+    cio_loop *loop = t->fut.loop;
+    if (loop && !loop->closing && loop->free_task_count < CIO__TASK_POOL_MAX) {
         t->free_next = loop->free_tasks;
         loop->free_tasks = t;
         loop->free_task_count++;

@@ -34,8 +34,15 @@ static int cancel_awaited(cio__wait *wait, const char *msg) {
     return cio_future_cancel(wait->future, msg) == 1;
 }
 
+/* At loop close, a task destroyed in the middle of an await gives back the
+ * reference its frame holds on the awaited future. */
+static void unwind_awaited(cio__wait *wait) {
+    cio__future_unref(wait->future);
+}
+
 static int check_awaitable(cio__task *t, cio_future *fut) {
     if (!fut) return -EINVAL;
+    if (!fut->loop) return -CIO_ELOOPCLOSED;
     if (fut == &t->fut) return -EDEADLK;
     if (fut->loop != t->fut.loop) return -CIO_EWRONGLOOP;
     return 0;
@@ -61,7 +68,7 @@ static int await_deadline(cio_future *fut, int64_t deadline, void **result) {
     if (rc < 0) return rc;
     /* A done future is not waited on: asyncio's await returns at once. */
     if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
-    cio__wait rec = {.cancel = cancel_awaited, .what = "future", .future = fut,
+    cio__wait rec = {.cancel = cancel_awaited, .unwind = unwind_awaited, .what = "future", .future = fut,
                      .deadline = deadline};
     cio__future_ref(fut);
     int status = wait_done(t, fut, &rec, deadline);
@@ -109,7 +116,7 @@ static void on_expiry(cio__timer *timer) {
  * cancelled before its first step. Ended cancelled, fut gives -ETIMEDOUT;
  * an outcome it produced despite the cancel is returned. */
 static int wait_for_expired(cio__task *t, cio_future *fut, int64_t deadline, void **result) {
-    cio__wait rec = {.cancel = cancel_awaited, .what = "future (wait_for)", .future = fut,
+    cio__wait rec = {.cancel = cancel_awaited, .unwind = unwind_awaited, .what = "future (wait_for)", .future = fut,
                      .deadline = deadline};
     cio__future_ref(fut);
     cio_future_cancel(fut, NULL);
@@ -142,7 +149,7 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
     e.timer.fire = on_expiry;
     e.timer.index = CIO__TIMER_UNARMED;
     cio__loop_arm_timer(loop, &e.timer, deadline);
-    cio__wait rec = {.cancel = cancel_awaited, .what = "future (wait_for)", .future = fut,
+    cio__wait rec = {.cancel = cancel_awaited, .unwind = unwind_awaited, .what = "future (wait_for)", .future = fut,
                      .deadline = deadline};
     int cancels_at_entry = t->cancel_requests;
     cio_future_retain(fut);
