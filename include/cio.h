@@ -319,10 +319,9 @@ int cio_sleep_until(double when);
 /* asyncio.wait_for: waits for fut at most timeout seconds. On timeout fut is
  * cancelled and awaited, then -ETIMEDOUT is returned, unless fut produced an
  * outcome meanwhile, which is then returned. Cancelling the caller cancels
- * fut. timeout may be CIO_NO_TIMEOUT. With timeout <= 0 (or a `when`
- * already passed) a done fut gives its outcome at once; otherwise fut is
- * cancelled at once and awaited (as asyncio 3.12+), so a task that has not
- * started never runs its body. */
+ * fut. timeout may be CIO_NO_TIMEOUT. With timeout <= 0 a done fut gives
+ * its outcome at once; otherwise fut is cancelled at once and awaited (as
+ * asyncio 3.12+), so a task that has not started never runs its body. */
 int cio_wait_for(cio_future *fut, double timeout, void **result);
 
 /* Deadline forms: each waits at most until an absolute loop time `when`

@@ -108,8 +108,7 @@ static void on_expiry(cio__timer *timer) {
     cio_future_cancel(e->fut, NULL);
 }
 
-/* A deadline that passed before the wait began (asyncio 3.12+ wait_for
- * with timeout <= 0): cancel fut now, before anything else runs, and wait
+/* No time at all (asyncio 3.12+ wait_for with timeout <= 0): cancel fut now, before anything else runs, and wait
  * until it is done, as _cancel_and_wait does (also for a future that the
  * cancel completes at once: the waiter job takes one iteration, as
  * asyncio's done callback). A task that has not started is thereby
@@ -132,7 +131,8 @@ static int wait_for_expired(cio__task *t, cio_future *fut, int64_t deadline, voi
     return rc;
 }
 
-static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
+/* expired_now: the caller asked for no time at all (timeout <= 0). */
+static int wait_for_deadline(cio_future *fut, int64_t deadline, bool expired_now, void **result) {
     int rc;
     cio__task *t = cio__current(&rc);
     if (!t) return rc;
@@ -140,7 +140,7 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
     if (rc < 0) return rc;
     if (deadline == INT64_MAX) return cio_await(fut, result);
     if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
-    if (deadline <= cio__clock_ns()) return wait_for_expired(t, fut, deadline, result);
+    if (expired_now) return wait_for_expired(t, fut, deadline, result);
     cio_loop *loop = t->fut.loop;
     rc = cio__timer_heap_reserve(&loop->timers, 1);
     if (rc < 0) return rc;
@@ -167,13 +167,16 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
 
 int cio_wait_for(cio_future *fut, double timeout, void **result) {
     if (isnan(timeout)) return -EINVAL;
-    if (isinf(timeout) && timeout > 0) return wait_for_deadline(fut, INT64_MAX, result);
-    return wait_for_deadline(fut, cio__deadline_after(timeout), result);
+    if (isinf(timeout) && timeout > 0) return wait_for_deadline(fut, INT64_MAX, false, result);
+    return wait_for_deadline(fut, cio__deadline_after(timeout), !(timeout > 0), result);
 }
 
 int cio_wait_for_at(cio_future *fut, double when, void **result) {
     int64_t deadline;
     int rc = cio__deadline(when, &deadline);
     if (rc < 0) return rc;
-    return wait_for_deadline(fut, deadline, result);
+    /* An absolute deadline stays a timer even if it has passed: it then
+     * acts on the next iteration in deadline order with other timers, so a
+     * chain of calls sharing one deadline sees it in one consistent order. */
+    return wait_for_deadline(fut, deadline, false, result);
 }
