@@ -151,11 +151,16 @@ int cio_loop_is_running(const cio_loop *loop);
 int cio_loop_is_closed(const cio_loop *loop);
 
 /* Closes the loop: -CIO_ELOOPRUNNING if it is running, otherwise drops every
- * pending callback and timer, reports errors nobody retrieved, frees the
- * tasks and futures the loop still holds (a pending task is reported as
- * destroyed while pending) and releases the stacks. Calling it twice is
- * harmless. The loop object itself stays valid (every call on it then
- * returns -CIO_ELOOPCLOSED) until cio_loop_free(). */
+ * pending callback and timer, reports a pending task as destroyed while
+ * pending (its remaining code never runs) and releases the stacks. Futures
+ * and tasks nobody references any more are freed (errors nobody retrieved
+ * are reported). Those the program still references stay valid, also after
+ * cio_loop_free(): each reads as done, or cancelled if it was pending,
+ * answers every call with its final state or -CIO_ELOOPCLOSED (where the
+ * loop would be needed), has cio_future_loop() NULL, and is freed at its
+ * last release. Calling close twice is harmless. The loop object itself
+ * stays valid (every call on it then returns -CIO_ELOOPCLOSED) until
+ * cio_loop_free(). */
 int cio_loop_close(cio_loop *loop);
 
 /* Closes the loop if needed and frees it. NULL is accepted. */
@@ -210,9 +215,10 @@ const char *cio_loop_backend(const cio_loop *loop);
 int cio_future_new(cio_loop *loop, cio_future **futp);
 
 /* Releases the caller's reference. The future (or task) is freed once it is
- * done and nothing else refers to it; whatever is left is freed by
- * cio_loop_close(). A pending task keeps running after its last reference
- * is released (it is then detached). NULL is accepted. */
+ * done and nothing else refers to it; cio_loop_close() frees what nobody
+ * references and leaves what is still referenced valid until its last
+ * release (see cio_loop_close). A pending task keeps running after its last
+ * reference is released (it is then detached). NULL is accepted. */
 void cio_future_release(cio_future *fut);
 /* Takes one more reference; returns fut. */
 cio_future *cio_future_retain(cio_future *fut);
@@ -251,6 +257,7 @@ int cio_future_add_done_callback(cio_future *fut, cio_done_fn fn, void *arg);
 /* Removes every registration of (fn, arg); returns how many were removed. */
 int cio_future_remove_done_callback(cio_future *fut, cio_done_fn fn, void *arg);
 
+/* The future's loop; NULL once that loop closed while fut was referenced. */
 cio_loop *cio_future_loop(const cio_future *fut);
 int cio_future_is_task(const cio_future *fut);
 
@@ -432,7 +439,8 @@ void cio_task_group_free(cio_task_group *g);
  * that are left and waits for them, reports their errors nobody retrieved
  * through the exception handler, and closes and frees the loop. Returns
  * main's outcome like cio_run_until_complete; -CIO_ELOOPRUNNING inside a
- * running loop. opts may be NULL. */
+ * running loop. opts may be NULL. Futures and tasks the program took a
+ * reference to stay readable after it returns (see cio_loop_close). */
 int cio_run(cio_coro_fn main, void *arg, void **result);
 int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void **result);
 
@@ -562,7 +570,8 @@ typedef struct cio_outcome {
 
 /* asyncio.gather: returns (in *outp, one reference) a future that completes
  * when every child is done. Its result is a cio_outcome array in argument
- * order, owned by the gather future (see cio_gather_outcomes). Without
+ * order, owned by the gather future: the array dies with the gather
+ * future's last release, so hold a reference while reading it. Without
  * CIO_RETURN_EXCEPTIONS the first child error completes the gather future
  * with that error at once, and the other children go on. Cancelling the
  * gather future cancels every child. The caller's references to the
@@ -571,7 +580,8 @@ int cio_gather(cio_loop *loop, cio_future *const *children, size_t n, unsigned f
                cio_future **outp);
 /* The outcome array of a gather future (n entries), or NULL if fut is not a
  * gather future. Entries of children not done yet have error
- * -CIO_EINVALSTATE. */
+ * -CIO_EINVALSTATE. The array is part of the gather future and is freed
+ * with it (at its last release, which may be after its loop closed). */
 const cio_outcome *cio_gather_outcomes(const cio_future *fut, size_t *n);
 
 typedef enum cio_wait_mode {

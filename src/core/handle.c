@@ -96,15 +96,18 @@ void cio__loop_slot_release(cio_loop *loop) {
     pthread_mutex_unlock(&slot_lock);
 }
 
-cio_loop *cio__loop_by_key(uint64_t key) {
+/* A slot's key matches only while the loop that handed it out occupies the
+ * slot: a freed slot's key has moved on to an even generation, and a slot
+ * never used has no loop. */
+static inline cio_loop *loop_by_key(uint64_t key) {
     uint32_t index = (uint32_t)(key & ((1u << SLOT_BITS) - 1));
-    if (index / SLOT_CHUNK >= SLOT_CHUNKS) return NULL;
     loop_slot *slot = slot_at(index);
     if (!slot || atomic_load_explicit(&slot->key, memory_order_acquire) != key) return NULL;
-    /* Generations of a live occupant are odd: a free slot's key (even) was
-     * never handed out. */
-    if (!((key >> SLOT_BITS) & 1)) return NULL;
     return slot->loop;
+}
+
+cio_loop *cio__loop_by_key(uint64_t key) {
+    return loop_by_key(key);
 }
 
 #define NODES_PER_BLOCK 256
@@ -230,7 +233,7 @@ int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
 static cio__node *live_node(const cio_handle *handle) {
     if (!handle || !handle->node || (handle->id & HANDLE_CANCELLED_BIT) || handle->id == 0)
         return NULL;
-    cio_loop *loop = cio__loop_by_key(handle->loop_key);
+    cio_loop *loop = loop_by_key(handle->loop_key);
     if (!loop || loop->closed || loop->closing) return NULL;
     cio__node *node = handle->node;
     return node->id == handle->id ? node : NULL;
