@@ -102,11 +102,16 @@ typedef void (*cio_done_fn)(cio_future *fut, void *arg);
  * small value rather than an opaque pointer so that call_soon and call_later
  * allocate nothing the caller must free: the loop recycles the node behind it,
  * and a handle whose callback already ran or was cancelled is recognised by
- * its id and simply ignored. A zero-initialised handle is valid and inert. */
+ * its id and simply ignored. The handle also names its loop by a slot and a
+ * generation, so cancelling or querying it after the callback ran, after
+ * the loop closed, or after the loop was freed is safe and does nothing
+ * (cio_handle_cancel returns 0). A zero-initialised handle is valid and
+ * inert. */
 typedef struct cio_handle {
-    void *node;      /* the loop's node, valid only while id matches it */
-    uint64_t id;     /* top bit set once this handle was cancelled */
-    int64_t when_ns; /* the deadline of a timer handle, or -1 */
+    void *node;        /* the loop's node, valid only while id matches it */
+    uint64_t id;       /* top bit set once this handle was cancelled */
+    int64_t when_ns;   /* the deadline of a timer handle, or -1 */
+    uint64_t loop_key; /* the loop's slot and generation (see src/handle.c) */
 } cio_handle;
 
 /* What the exception handler receives about an error nobody handled
@@ -171,13 +176,18 @@ int cio_loop_is_running(const cio_loop *loop);
 int cio_loop_is_closed(const cio_loop *loop);
 
 /* Closes the loop: -CIO_ELOOPRUNNING if it is running, otherwise drops every
- * pending callback and timer, reports errors nobody retrieved, frees the
- * tasks and futures the loop still holds (a pending task is reported as
- * destroyed while pending) and releases the stacks. Calling it twice is
- * harmless. The loop object itself stays valid (every call on it then
- * returns -CIO_ELOOPCLOSED) until cio_loop_free(). An exception handler
- * that calls it (or cio_loop_free) while close reports is refused with
- * -EBUSY: the close under way finishes the job. */
+ * pending callback and timer, reports a pending task as destroyed while
+ * pending (its remaining code never runs) and releases the stacks. Futures
+ * and tasks nobody references any more are freed (errors nobody retrieved
+ * are reported). Those the program still references stay valid, also after
+ * cio_loop_free(): each reads as done, or cancelled if it was pending,
+ * answers every call with its final state or -CIO_ELOOPCLOSED (where the
+ * loop would be needed), has cio_future_loop() NULL, and is freed at its
+ * last release. Calling close twice is harmless. The loop object itself
+ * stays valid (every call on it then returns -CIO_ELOOPCLOSED) until
+ * cio_loop_free(). An exception handler that calls it (or cio_loop_free)
+ * while close reports is refused with -EBUSY: the close under way finishes
+ * the job. */
 int cio_loop_close(cio_loop *loop);
 
 /* Closes the loop if needed and frees it; returns 0 (NULL is accepted).
@@ -207,7 +217,8 @@ int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
 int cio_call_at(cio_loop *loop, double when, cio_callback_fn fn, void *arg, cio_handle *handle);
 
 /* Cancels a scheduled callback. Returns 1 if it was pending and is now
- * cancelled, 0 if it already ran, was already cancelled or is inert.
+ * cancelled, 0 if it already ran, was already cancelled, is inert, or its
+ * loop is closed or freed (never touching freed memory).
  * cio_handle_cancelled() reports cancellation made through this handle. */
 int cio_handle_cancel(cio_handle *handle);
 int cio_handle_cancelled(const cio_handle *handle);
@@ -237,9 +248,10 @@ const char *cio_loop_backend(const cio_loop *loop);
 int cio_future_new(cio_loop *loop, cio_future **futp);
 
 /* Releases the caller's reference. The future (or task) is freed once it is
- * done and nothing else refers to it; whatever is left is freed by
- * cio_loop_close(). A pending task keeps running after its last reference
- * is released (it is then detached). NULL is accepted. */
+ * done and nothing else refers to it; cio_loop_close() frees what nobody
+ * references and leaves what is still referenced valid until its last
+ * release (see cio_loop_close). A pending task keeps running after its last
+ * reference is released (it is then detached). NULL is accepted. */
 void cio_future_release(cio_future *fut);
 /* Takes one more reference; returns fut. */
 cio_future *cio_future_retain(cio_future *fut);
@@ -278,6 +290,7 @@ int cio_future_add_done_callback(cio_future *fut, cio_done_fn fn, void *arg);
 /* Removes every registration of (fn, arg); returns how many were removed. */
 int cio_future_remove_done_callback(cio_future *fut, cio_done_fn fn, void *arg);
 
+/* The future's loop; NULL once that loop closed while fut was referenced. */
 cio_loop *cio_future_loop(const cio_future *fut);
 int cio_future_is_task(const cio_future *fut);
 
@@ -348,7 +361,10 @@ int cio_sleep_until(double when);
 /* asyncio.wait_for: waits for fut at most timeout seconds. On timeout fut is
  * cancelled and awaited, then -ETIMEDOUT is returned, unless fut produced an
  * outcome meanwhile, which is then returned. Cancelling the caller cancels
- * fut. timeout may be CIO_NO_TIMEOUT. -ENOMEM if the timer cannot be armed. */
+ * fut. timeout may be CIO_NO_TIMEOUT. With timeout <= 0 a done fut gives
+ * its outcome at once; otherwise fut is cancelled at once and awaited (as
+ * asyncio 3.12+), so a task that has not started never runs its body.
+ * -ENOMEM if the timer cannot be armed. */
 int cio_wait_for(cio_future *fut, double timeout, void **result);
 
 /* Deadline forms: each waits at most until an absolute loop time `when`
@@ -386,10 +402,13 @@ typedef struct cio_timeout {
     uint64_t cio_private[12];
 } cio_timeout;
 
-/* Enters a scope expiring after delay seconds (CIO_NO_TIMEOUT: never; <= 0:
- * on the next iteration), or at an absolute loop time. Inside a task only.
- * Returns 0, -EINVAL (NaN), -EPERM (outside a task), -CIO_EINVALSTATE (the
- * scope is entered already) or -ENOMEM. */
+/* Enters a scope expiring after delay seconds (CIO_NO_TIMEOUT: never), or at
+ * an absolute loop time. Inside a task only. A deadline that has already
+ * passed (delay <= 0, a past `when`, or cio_timeout_reschedule to a past
+ * time) expires before the task's next step, as asyncio's call_soon: the
+ * first suspending call inside the scope returns -ECANCELED and the exit
+ * returns -ETIMEDOUT. Returns 0, -EINVAL (NaN), -EPERM (outside a task),
+ * -CIO_EINVALSTATE (the scope is entered already) or -ENOMEM. */
 int cio_timeout_enter(cio_timeout *scope, double delay);
 int cio_timeout_enter_at(cio_timeout *scope, double when);
 /* Leaves the scope; rc is the outcome of the code inside it. Returns rc,
@@ -476,7 +495,8 @@ void cio_task_group_free(cio_task_group *g);
  * through the exception handler, and closes and frees the loop. Returns
  * main's outcome like cio_run_until_complete; -CIO_ELOOPRUNNING inside a
  * running loop; or what cio_loop_new_with and cio_spawn return (-ENOMEM...).
- * opts may be NULL. */
+ * opts may be NULL. Futures and tasks the program took a reference to stay
+ * readable after it returns (see cio_loop_close). */
 int cio_run(cio_coro_fn main, void *arg, void **result);
 int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void **result);
 
@@ -613,7 +633,8 @@ typedef struct cio_outcome {
 
 /* asyncio.gather: returns (in *outp, one reference) a future that completes
  * when every child is done. Its result is a cio_outcome array in argument
- * order, owned by the gather future (see cio_gather_outcomes). Without
+ * order, owned by the gather future: the array dies with the gather
+ * future's last release, so hold a reference while reading it. Without
  * CIO_RETURN_EXCEPTIONS the first child error completes the gather future
  * with that error at once, and the other children go on. Cancelling the
  * gather future cancels every child. The caller's references to the
@@ -623,7 +644,8 @@ int cio_gather(cio_loop *loop, cio_future *const *children, size_t n, unsigned f
                cio_future **outp);
 /* The outcome array of a gather future (n entries), or NULL if fut is not a
  * gather future. Entries of children not done yet have error
- * -CIO_EINVALSTATE. */
+ * -CIO_EINVALSTATE. The array is part of the gather future and is freed
+ * with it (at its last release, which may be after its loop closed). */
 const cio_outcome *cio_gather_outcomes(const cio_future *fut, size_t *n);
 
 typedef enum cio_wait_mode {

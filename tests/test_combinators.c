@@ -1051,6 +1051,47 @@ TEST(wait_for_zero_timeout) {
     cio_loop_free(loop);
 }
 
+/* asyncio 3.12+ wait_for with timeout <= 0:
+ *
+ *     if fut.done(): return fut.result()
+ *     await _cancel_and_wait(fut)
+ *     try: return fut.result()
+ *     except CancelledError as exc: raise TimeoutError from exc
+ *
+ * The cancel comes before anything else runs, so a task that has not
+ * started never runs its body; one that makes a value of the cancellation
+ * gives that value. */
+static void *wait_for_nonpositive(void *arg) {
+    (void)arg;
+    void *r = NULL;
+    double timeouts[] = {0.0, -1.0};
+    for (int i = 0; i < 2; i++) {
+        spec s = {.delay = 10.0};
+        cio_task *c = spawn_child(&s);
+        CHECK_ERR(cio_wait_for(c, timeouts[i], &r), -ETIMEDOUT);
+        CHECK(cio_future_cancelled(c));
+        CHECK_EQ(s.cleaned, 0); /* the body never ran */
+        cio_future_release(c);
+    }
+    /* A started task that swallows the cancellation gives its value. */
+    spec s = {.delay = 10.0, .swallow = 1, .value = 42, .cleanup = 0.01};
+    cio_task *c = spawn_child(&s);
+    CHECK_OK(cio_sleep(0));
+    CHECK_OK(cio_wait_for(c, 0, &r));
+    CHECK_EQ(PTRI(r), 42);
+    CHECK_EQ(s.cleaned, 1);
+    cio_future_release(c);
+    CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
+    return NULL;
+}
+
+TEST(wait_for_nonpositive_timeout_cancels_before_the_task_starts) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, wait_for_nonpositive, NULL, NULL));
+    check_nothing_left(loop);
+    cio_loop_free(loop);
+}
+
 static spec caller_inner_spec;
 static cio_task *caller_inner;
 

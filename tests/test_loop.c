@@ -134,6 +134,43 @@ TEST(handle_cancel) {
     cio_loop_free(loop);
 }
 
+/* A handle outlives its callback, its loop's close and the loop itself:
+ * cancelling or querying it then does nothing and reads no freed memory
+ * (AddressSanitizer and Valgrind check the latter). */
+TEST(handle_after_close_and_free_is_inert) {
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    cio_handle soon, later, after_close;
+    CHECK_OK(cio_call_soon(loop, append_a, NULL, &soon));
+    CHECK_OK(cio_call_later(loop, 10.0, append_b, NULL, &later));
+    CHECK_OK(cio_call_later(loop, 5.0, append_c, NULL, &after_close));
+    CHECK_OK(cio_loop_close(loop));
+    CHECK_EQ(cio_handle_cancel(&soon), 0);
+    CHECK_EQ(cio_handle_cancel(&later), 0);
+    CHECK(!cio_handle_cancelled(&later));
+    CHECK(cio_handle_when(&later) > 0);
+    cio_loop_free(loop);
+    CHECK_EQ(cio_handle_cancel(&after_close), 0);
+    CHECK_EQ(cio_handle_cancel(&soon), 0);
+    CHECK_STR(rec.log, "");
+    /* A new loop, perhaps at the same address with a node of the same id,
+     * is not touched by a handle of the old one. */
+    for (int i = 0; i < 4; i++) {
+        loop = test_loop();
+        cio_handle old_handle;
+        CHECK_OK(cio_call_soon(loop, append_a, NULL, &old_handle));
+        cio_loop_free(loop);
+        loop = test_loop();
+        memset(&rec, 0, sizeof rec);
+        CHECK_OK(cio_call_soon(loop, append_b, NULL, NULL));
+        CHECK_EQ(cio_handle_cancel(&old_handle), 0);
+        CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+        CHECK_OK(cio_run_forever(loop));
+        CHECK_STR(rec.log, "b");
+        cio_loop_free(loop);
+    }
+}
+
 static cio_handle later_handle;
 static void cancel_other(cio_loop *loop, void *arg) {
     (void)loop; (void)arg;
@@ -288,6 +325,12 @@ static void count_handler(cio_loop *loop, const cio_error_context *ctx, void *ar
     handler_calls++;
 }
 
+static void never_done(cio_future *fut, void *arg) {
+    (void)fut;
+    (void)arg;
+    FAIL("a done callback ran after close");
+}
+
 TEST(exception_handler_receives_unretrieved_errors) {
     cio_loop *loop = test_loop();
     handler_calls = 0;
@@ -302,8 +345,13 @@ TEST(exception_handler_receives_unretrieved_errors) {
     CHECK_ERR(cio_future_result(f, NULL), -EIO);
     cio_future_release(f); /* retrieved: no report */
     CHECK_EQ(handler_calls, 1);
+    /* Released but still referenced by a callback that never runs: freed,
+     * and reported, at close. */
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_error(f, -EPIPE));
+    CHECK_OK(cio_future_add_done_callback(f, never_done, NULL));
+    cio_future_release(f);
+    CHECK_EQ(handler_calls, 1);
     CHECK_OK(cio_loop_close(loop)); /* reported at close */
     CHECK_EQ(handler_calls, 2);
     cio_loop_free(loop);

@@ -139,6 +139,60 @@ TEST(reschedule_when_expired) {
     cio_loop_free(loop);
 }
 
+/* asyncio 3.13: a scope whose deadline has already passed expires through
+ * call_soon(on_timeout), which runs before the task's next step:
+ *
+ *     async with asyncio.timeout(0):
+ *         await asyncio.sleep(0)        # raises CancelledError at once
+ *     # -> TimeoutError
+ *
+ * The same holds for timeout(-1), timeout_at(past) and reschedule(past).
+ * Each case below yields with sleep(0) (whose wake-up is queued behind the
+ * expiry) and must see -ECANCELED there, and the exit -ETIMEDOUT. */
+static void *past_deadline_scopes(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    double delays[] = {0.0, -1.0};
+    for (int i = 0; i < 2; i++) {
+        cio_timeout scope;
+        CHECK_OK(cio_timeout_enter(&scope, delays[i]));
+        int rc = cio_sleep(0);
+        CHECK_ERR(rc, -ECANCELED);
+        CHECK_ERR(cio_timeout_exit(&scope, rc), -ETIMEDOUT);
+        CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
+    }
+    cio_timeout scope;
+    CHECK_OK(cio_timeout_enter_at(&scope, cio_loop_time(loop) - 1.0));
+    int rc = cio_sleep(0);
+    CHECK_ERR(rc, -ECANCELED);
+    CHECK_ERR(cio_timeout_exit(&scope, rc), -ETIMEDOUT);
+    /* reschedule() to a time already passed expires just as soon. */
+    CHECK_OK(cio_timeout_enter(&scope, 10.0));
+    CHECK_OK(cio_timeout_reschedule(&scope, cio_loop_time(loop) - 0.5));
+    rc = cio_sleep(0);
+    CHECK_ERR(rc, -ECANCELED);
+    CHECK_ERR(cio_timeout_exit(&scope, rc), -ETIMEDOUT);
+    /* A wait of its own is cut short the same way. */
+    cio_future *f;
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(cio_timeout_enter(&scope, 0));
+    rc = cio_await(f, NULL);
+    CHECK_ERR(rc, -ECANCELED);
+    CHECK_ERR(cio_timeout_exit(&scope, rc), -ETIMEDOUT);
+    cio_future_release(f);
+    /* Nothing is left armed or queued. */
+    CHECK_EQ(loop->timers.count, 0);
+    CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
+    CHECK_OK(cio_sleep(0));
+    return NULL;
+}
+
+TEST(past_deadline_scope_expires_before_the_next_step) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, past_deadline_scopes, NULL, NULL));
+    cio_loop_free(loop);
+}
+
 static void *scope_at_deadline(void *arg) {
     (void)arg;
     double when = cio_loop_time(cio_running_loop()) + 0.02;

@@ -272,6 +272,79 @@ TEST(three_outcomes) {
     cio_loop_free(loop);
 }
 
+/* Cancelled with a message, the task survives the cancel and ends with an
+ * error of its own: asyncio reports that error's message (str(exc)), not
+ * the stale cancel message. */
+static void *cancelled_then_fails(void *arg) {
+    int rc = cio_sleep(10.0);
+    CHECK_ERR(rc, -ECANCELED);
+    cio_task_uncancel(cio_current_task());
+    if (arg) return cio_raise_msg(-EPROTO, arg);
+    return cio_raise(-EIO);
+}
+
+static void cancel_with_stop(cio_loop *loop, void *arg) {
+    (void)loop;
+    CHECK_EQ(cio_future_cancel(arg, "stop"), 1);
+}
+
+static void *group_child_cancelled_then_fails(void *arg) {
+    (void)arg;
+    cio_task_group *g;
+    CHECK_OK(cio_task_group_enter(&g));
+    cio_task *c;
+    CHECK_OK(cio_task_group_spawn(g, cancelled_then_fails, NULL, &c));
+    CHECK_OK(cio_call_later(cio_running_loop(), 0.01, cancel_with_stop, c, NULL));
+    CHECK_ERR(cio_task_group_exit(g, 0), -CIO_EGROUP);
+    cio_task *who;
+    const char *msg = "unset";
+    CHECK_ERR(cio_task_group_error(g, 0, &who, &msg), -EIO);
+    CHECK(who == c);
+    CHECK(msg == NULL);
+    cio_future_release(c);
+    cio_task_group_free(g);
+    return NULL;
+}
+
+static void *gather_cancelled_then_fails(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    cio_task *c;
+    CHECK_OK(cio_spawn(loop, cancelled_then_fails, "own words", &c));
+    cio_future *g;
+    CHECK_OK(cio_gather(loop, &c, 1, 0, &g));
+    CHECK_OK(cio_sleep(0));
+    CHECK_EQ(cio_future_cancel(g, "stop"), 1);
+    CHECK_ERR(cio_await(g, NULL), -EPROTO);
+    CHECK_STR(cio_future_error_message(g), "own words");
+    CHECK(cio_future_cancel_message(g) == NULL);
+    CHECK_ERR(cio_future_error(c), -EPROTO);
+    cio_future_release(g);
+    cio_future_release(c);
+    return NULL;
+}
+
+TEST(error_after_cancel_reports_its_own_message) {
+    cio_loop *loop = recording_loop();
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, cancelled_then_fails, NULL, &t));
+    CHECK_OK(cio_call_later(loop, 0.01, cancel_with_stop, t, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -EIO);
+    CHECK(cio_future_error_message(t) == NULL);
+    CHECK(cio_future_cancel_message(t) == NULL);
+    cio_future_release(t);
+    /* With a message of its own, that one. */
+    CHECK_OK(cio_spawn(loop, cancelled_then_fails, "own words", &t));
+    CHECK_OK(cio_call_later(loop, 0.01, cancel_with_stop, t, NULL));
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -EPROTO);
+    CHECK_STR(cio_future_error_message(t), "own words");
+    cio_future_release(t);
+    CHECK_OK(test_run(loop, group_child_cancelled_then_fails, NULL, NULL));
+    CHECK_OK(test_run(loop, gather_cancelled_then_fails, NULL, NULL));
+    CHECK_EQ(reports, 0);
+    cio_loop_free(loop);
+}
+
 static void *raise_ecanceled(void *arg) {
     (void)arg;
     return cio_raise(-ECANCELED);
@@ -1086,4 +1159,108 @@ TEST(spawn_bad_arguments) {
     CHECK_ERR(cio_spawn(loop, mark_body, NULL, &t), -CIO_ELOOPCLOSED);
     CHECK(t == NULL);
     cio_loop_free(loop);
+}
+
+/* ---- lifetimes past the loop ------------------------------------------------ */
+
+/* What main leaves behind for the program to read after cio_run returns. */
+static cio_task *kept_done, *kept_pending, *kept_waiting;
+static cio_future *kept_gather, *kept_shield, *kept_future;
+
+static void *return_seven(void *arg) {
+    (void)arg;
+    return IPTR(7);
+}
+
+static void *await_forever(void *arg) {
+    /* Suspended in await (its frame holds a reference on arg) when the
+     * loop closes. */
+    cio_await(arg, NULL);
+    return NULL;
+}
+
+static void *wait_forever(void *arg) {
+    cio_future *fs[10];
+    for (int i = 0; i < 10; i++) fs[i] = arg;
+    size_t nd;
+    cio_wait(fs, 10, CIO_ALL_COMPLETED, CIO_NO_TIMEOUT, NULL, &nd, NULL, NULL);
+    return NULL;
+}
+
+static void *leave_things_behind(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    CHECK_OK(cio_spawn(loop, return_seven, NULL, &kept_done));
+    CHECK_OK(cio_await(kept_done, NULL));
+    CHECK_OK(cio_future_new(loop, &kept_future));
+    /* Pending at the end of main: cio_run cancels it and runs it out. */
+    CHECK_OK(cio_spawn(loop, sleep_long, NULL, &kept_pending));
+    CHECK_OK(cio_spawn(loop, await_forever, kept_future, &kept_waiting));
+    CHECK_OK(cio_spawn(loop, wait_forever, kept_future, NULL));
+    cio_future *kids[2] = {kept_done, kept_pending};
+    CHECK_OK(cio_gather(loop, kids, 2, CIO_RETURN_EXCEPTIONS, &kept_gather));
+    CHECK_OK(cio_shield(kept_future, &kept_shield));
+    CHECK_OK(cio_sleep(0));
+    return IPTR(1);
+}
+
+TEST(held_task_outlives_cio_run) {
+    void *r = NULL;
+    CHECK_OK(cio_run(leave_things_behind, NULL, &r));
+    CHECK_EQ(PTRI(r), 1);
+    /* The loop is closed and freed; what the program holds is still there. */
+    CHECK(cio_future_done(kept_done) && !cio_future_cancelled(kept_done));
+    CHECK_OK(cio_future_result(kept_done, &r));
+    CHECK_EQ(PTRI(r), 7);
+    CHECK_STR(cio_task_name(kept_done), "Task-2");
+    CHECK(cio_future_cancelled(kept_pending));
+    CHECK_ERR(cio_future_error(kept_pending), -ECANCELED);
+    CHECK(cio_future_cancelled(kept_waiting));
+    CHECK_EQ(cio_task_cancel(kept_waiting, NULL), 0);
+    CHECK(cio_future_loop(kept_waiting) == NULL);
+    /* The gather's outcome array lives as long as the gather future. */
+    size_t n = 0;
+    const cio_outcome *o = cio_gather_outcomes(kept_gather, &n);
+    CHECK_EQ(n, 2);
+    CHECK_OK(o[0].error);
+    CHECK_EQ(PTRI(o[0].value), 7);
+    CHECK_ERR(o[1].error, -ECANCELED);
+    CHECK(cio_future_cancelled(kept_future));
+    CHECK(cio_future_cancelled(kept_shield));
+    cio_future_release(kept_done);
+    cio_future_release(kept_pending);
+    cio_future_release(kept_waiting);
+    cio_future_release(kept_gather);
+    cio_future_release(kept_shield);
+    cio_future_release(kept_future);
+}
+
+TEST(held_pending_task_outlives_close_and_free) {
+    cio_loop *loop = recording_loop();
+    cio_future *f;
+    cio_task *t, *w, *never;
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(cio_spawn(loop, await_forever, f, &w));
+    CHECK_OK(cio_spawn(loop, wait_forever, f, &t));
+    run_once(loop);
+    CHECK_OK(cio_spawn(loop, return_seven, NULL, &never));
+    cio_future_release(f); /* only the suspended tasks hold it now */
+    CHECK_OK(cio_loop_close(loop));
+    CHECK_EQ(reports, 3); /* three tasks destroyed while pending */
+    CHECK(cio_future_cancelled(w) && cio_future_cancelled(t) && cio_future_cancelled(never));
+    cio_loop_free(loop);
+    /* After the loop is freed: still readable, and every call answers. */
+    CHECK(cio_future_cancelled(w));
+    CHECK_ERR(cio_future_result(never, NULL), -ECANCELED);
+    CHECK_EQ(cio_future_cancel(t, "late"), 0);
+    CHECK_EQ(cio_task_cancelling(t), 0);
+    CHECK_ERR(cio_future_add_done_callback(w, NULL, NULL), -EINVAL);
+    CHECK_OK(cio_task_set_name(w, "renamed"));
+    CHECK_STR(cio_task_name(w), "renamed");
+    loop = test_loop();
+    CHECK_ERR(cio_gather(loop, &w, 1, 0, &f), -CIO_ELOOPCLOSED);
+    cio_loop_free(loop);
+    cio_future_release(w);
+    cio_future_release(t);
+    cio_future_release(never);
 }

@@ -12,8 +12,16 @@
  * Lifetime: a future is reference counted. The creator holds one
  * reference, a registered done callback holds one until it has run, and a
  * pending task holds one on itself until it finishes. The loop keeps every
- * live future on a list so that cio_loop_close() can free what is left.
+ * live future on a list so that cio_loop_close() can deal with what is
+ * left: close drops the references held by what it destroys (queued jobs,
+ * registered callbacks, suspended tasks' frames, tasks' references on
+ * themselves), frees the futures nobody else references, and *orphans* the
+ * rest: fut->loop becomes NULL, a pending one reads as cancelled, and it
+ * lives on, inert, until its last release. Every public call that would
+ * reach the loop checks for an orphan first (-CIO_ELOOPCLOSED).
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "future.h"
@@ -49,6 +57,7 @@ int cio_future_new(cio_loop *loop, cio_future **futp) {
 
 void cio__future_destroy(cio_future *fut) {
     if (cio__link_linked(&fut->loop_link)) cio__list_unlink(&fut->loop_link);
+    /* An orphan has no loop: cio__report then uses the default handler. */
     if (fut->state == CIO__DONE_ERROR && !fut->retrieved)
         cio__report(fut->loop,
                     fut->kind == CIO__KIND_TASK ? "Task exception was never retrieved"
@@ -88,6 +97,7 @@ void cio__future_remove_waiter(cio_future *fut, cio__job *job) {
 
 static int check_settable(cio_future *fut) {
     if (!fut) return -EINVAL;
+    if (!fut->loop) return -CIO_ELOOPCLOSED;
     if (fut->kind == CIO__KIND_TASK) return -EINVAL; /* asyncio: Task does not support set_result */
     if (fut->state != CIO__PENDING) return -CIO_EINVALSTATE;
     return cio__loop_check(fut->loop);
@@ -200,6 +210,7 @@ static void run_done_callback(cio__job *job) {
 
 int cio_future_add_done_callback(cio_future *fut, cio_done_fn fn, void *arg) {
     if (!fut || !fn) return -EINVAL;
+    if (!fut->loop) return -CIO_ELOOPCLOSED;
     int rc = cio__loop_check(fut->loop);
     if (rc < 0) return rc;
     cio__node *node = cio__node_alloc(fut->loop);
@@ -235,4 +246,52 @@ int cio_future_remove_done_callback(cio_future *fut, cio_done_fn fn, void *arg) 
     /* The caller holds a reference, so these releases never free fut. */
     fut->refs -= (uint32_t)removed;
     return removed;
+}
+
+/*
+ * At loop close, a job that will never run gives back what it holds. Only a
+ * few kinds of job hold references: done callbacks (here), and jobs of
+ * rooms above the core (a gather's child waiters, a shield's follower),
+ * which register their discard function once, keyed by their run
+ * function, since the core may not call up into them. The other jobs (task
+ * steps, timers, waiters of suspended tasks, task-group and as_completed
+ * records) hold none; every discarded job's link is left unlinked, so
+ * whoever owns it may still unlink it safely.
+ */
+#define DISCARD_KINDS 8
+
+static struct {
+    void (*run)(cio__job *job);
+    void (*discard)(cio__job *job);
+} discard_kinds[DISCARD_KINDS];
+static _Atomic int discard_count;
+static pthread_mutex_t discard_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void cio__job_register_discard(void (*run)(cio__job *job), void (*discard)(cio__job *job)) {
+    pthread_mutex_lock(&discard_lock);
+    int n = atomic_load_explicit(&discard_count, memory_order_relaxed);
+    int known = 0;
+    for (int i = 0; i < n; i++) known |= discard_kinds[i].run == run;
+    if (!known && n < DISCARD_KINDS) {
+        discard_kinds[n].run = run;
+        discard_kinds[n].discard = discard;
+        atomic_store_explicit(&discard_count, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&discard_lock);
+}
+
+void cio__job_discard(cio__job *job) {
+    cio__list_init(&job->link);
+    if (job->run == run_done_callback) {
+        /* The node itself goes with the pool. */
+        cio__future_unref(CIO__CONTAINER_OF(job, cio__node, job)->future);
+        return;
+    }
+    int n = atomic_load_explicit(&discard_count, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        if (discard_kinds[i].run == job->run) {
+            discard_kinds[i].discard(job);
+            return;
+        }
+    }
 }

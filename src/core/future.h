@@ -66,5 +66,10 @@ static inline void cio__future_unref(cio_future *fut) {
 void cio__future_add_waiter(cio_future *fut, cio__job *job);
 void cio__future_remove_waiter(cio_future *fut, cio__job *job);
 int cio__future_outcome(cio_future *fut, void **result);
+/* At loop close: a job that will never run gives back the references it
+ * holds. A room above the core whose jobs hold references registers, once,
+ * how to discard a job with a given run function. */
+void cio__job_discard(cio__job *job);
+void cio__job_register_discard(void (*run)(cio__job *job), void (*discard)(cio__job *job));
 
 #endif

@@ -10,8 +10,105 @@
  * recognised and ignored instead of cancelling a stranger.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "handle.h"
+
+/*
+ * The live-loop table. A handle must stay safe to use after its loop closed
+ * (the node pool is gone) and after the loop was freed (the loop is gone),
+ * without allocating per handle and without a lock on the hot path. So
+ * every loop occupies a slot of a process-wide table for its whole life,
+ * from cio_loop_new to cio_loop_free, and a handle keeps the key of that
+ * slot: its index and the generation of the occupant. Looking a key up is
+ * two loads: the slot's current key (atomic) and, if it is still this
+ * loop's, the loop pointer. The table grows by chunks that are never freed,
+ * so a lookup never reads freed memory, whatever the handle's age. Taking
+ * and giving back slots (loop creation and freeing) is under a mutex.
+ *
+ * A slot's key is generation << SLOT_BITS | index; the generation is odd
+ * while a loop occupies the slot and even while it is free, so the key of a
+ * live loop differs from every key an earlier occupant gave out, and a
+ * zero-initialised handle (key 0) never matches.
+ */
+#define SLOT_BITS 24
+#define SLOT_CHUNK 256
+#define SLOT_CHUNKS ((1u << SLOT_BITS) / SLOT_CHUNK)
+
+typedef struct loop_slot {
+    _Atomic uint64_t key;
+    cio_loop *loop;
+    uint32_t next_free;
+} loop_slot;
+
+static loop_slot *_Atomic slot_chunks[SLOT_CHUNKS];
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t slot_count;
+static uint32_t slot_free = UINT32_MAX;
+
+static loop_slot *slot_at(uint32_t index) {
+    loop_slot *chunk = atomic_load_explicit(&slot_chunks[index / SLOT_CHUNK], memory_order_acquire);
+    return chunk ? &chunk[index % SLOT_CHUNK] : NULL;
+}
+
+int cio__loop_slot_acquire(cio_loop *loop) {
+    int rc = 0;
+    pthread_mutex_lock(&slot_lock);
+    uint32_t index = slot_free;
+    if (index != UINT32_MAX) {
+        slot_free = slot_at(index)->next_free;
+    } else if (slot_count == SLOT_CHUNKS * SLOT_CHUNK) {
+        rc = -ENOMEM;
+    } else {
+        index = slot_count;
+        if (index % SLOT_CHUNK == 0) {
+            /* Never freed: a handle may look a slot up at any later time.
+             * Plain calloc: this is process infrastructure, made once, not
+             * an allocation of the loop's that fault injection should
+             * count. */
+            loop_slot *chunk = calloc(SLOT_CHUNK, sizeof *chunk);
+            if (!chunk) rc = -ENOMEM;
+            else atomic_store_explicit(&slot_chunks[index / SLOT_CHUNK], chunk, memory_order_release);
+        }
+        if (rc == 0) slot_count++;
+    }
+    if (rc == 0) {
+        loop_slot *slot = slot_at(index);
+        uint64_t generation = (atomic_load_explicit(&slot->key, memory_order_relaxed) >> SLOT_BITS) + 1;
+        slot->loop = loop;
+        loop->key = generation << SLOT_BITS | index;
+        atomic_store_explicit(&slot->key, loop->key, memory_order_release);
+    }
+    pthread_mutex_unlock(&slot_lock);
+    return rc;
+}
+
+void cio__loop_slot_release(cio_loop *loop) {
+    uint32_t index = (uint32_t)(loop->key & ((1u << SLOT_BITS) - 1));
+    pthread_mutex_lock(&slot_lock);
+    loop_slot *slot = slot_at(index);
+    uint64_t generation = (loop->key >> SLOT_BITS) + 1;
+    atomic_store_explicit(&slot->key, generation << SLOT_BITS | index, memory_order_release);
+    slot->loop = NULL;
+    slot->next_free = slot_free;
+    slot_free = index;
+    pthread_mutex_unlock(&slot_lock);
+}
+
+/* A slot's key matches only while the loop that handed it out occupies the
+ * slot: a freed slot's key has moved on to an even generation, and a slot
+ * never used has no loop. */
+static inline cio_loop *loop_by_key(uint64_t key) {
+    uint32_t index = (uint32_t)(key & ((1u << SLOT_BITS) - 1));
+    loop_slot *slot = slot_at(index);
+    if (!slot || atomic_load_explicit(&slot->key, memory_order_acquire) != key) return NULL;
+    return slot->loop;
+}
+
+cio_loop *cio__loop_by_key(uint64_t key) {
+    return loop_by_key(key);
+}
 
 #define NODES_PER_BLOCK 256
 #define HANDLE_CANCELLED_BIT (UINT64_C(1) << 63)
@@ -87,6 +184,7 @@ static void fill_handle(cio_handle *handle, cio__node *node, int64_t when) {
     handle->node = node;
     handle->id = node->id;
     handle->when_ns = when;
+    handle->loop_key = node->loop->key;
 }
 
 int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *handle) {
@@ -133,9 +231,14 @@ int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
     return schedule_at_ns(loop, cio__deadline_after(delay), fn, arg, handle);
 }
 
+/* The node behind a handle, if its callback is still scheduled. The loop
+ * is found through the live-loop table first: only a loop that exists and
+ * is open still has its node pool. */
 static cio__node *live_node(const cio_handle *handle) {
     if (!handle || !handle->node || (handle->id & HANDLE_CANCELLED_BIT) || handle->id == 0)
         return NULL;
+    cio_loop *loop = loop_by_key(handle->loop_key);
+    if (!loop || loop->closed || loop->closing) return NULL;
     cio__node *node = handle->node;
     return node->id == handle->id ? node : NULL;
 }

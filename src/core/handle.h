@@ -33,6 +33,14 @@ typedef struct cio__node {
     struct cio__node *free_next;
 } cio__node;
 
+/* The process-wide table of live loops that handles are checked against
+ * (src/core/handle.c): a loop takes a slot at creation and gives it back
+ * when it is freed; a key names the slot and the generation of its
+ * occupant. */
+int cio__loop_slot_acquire(cio_loop *loop);
+void cio__loop_slot_release(cio_loop *loop);
+cio_loop *cio__loop_by_key(uint64_t key);
+
 cio__node *cio__node_alloc(cio_loop *loop);
 void cio__node_free(cio_loop *loop, cio__node *node);
 void cio__node_pool_destroy(cio_loop *loop);

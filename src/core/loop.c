@@ -106,6 +106,18 @@ void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when) {
     (void)cio__timer_heap_push(&loop->timers, timer);
 }
 
+/* Queues a timer's job at the back of the ready queue at once, as
+ * asyncio's call_soon: for a deadline that has already passed when it is set
+ * (a timeout scope's), so that it acts before anything scheduled after it,
+ * such as the task's own next step. Disarming works as for a heap timer. */
+void cio__loop_queue_timer(cio_loop *loop, cio__timer *timer, int64_t when) {
+    timer->when = when;
+    timer->seq = loop->timer_seq++;
+    timer->index = CIO__TIMER_UNARMED;
+    timer->job.run = run_due_timer;
+    cio__ready_push(loop, &timer->job);
+}
+
 /* Disarms a timer whether it still waits in the heap or is already due
  * and queued. */
 void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer) {

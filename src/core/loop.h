@@ -25,6 +25,7 @@ struct cio_loop {
     uint64_t timer_seq;       /* breaks deadline ties FIFO */
     uint64_t iterations;      /* how many times the loop went round */
     uint64_t node_ids;
+    uint64_t key;             /* slot and generation in the live-loop table */
     uint64_t task_numbers;
     size_t live_tasks;
     struct cio__node *free_nodes;
@@ -56,6 +57,7 @@ static inline void cio__ready_push(cio_loop *loop, cio__job *job) {
     cio__list_push_back(&loop->ready, &job->link);
 }
 void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when);
+void cio__loop_queue_timer(cio_loop *loop, cio__timer *timer, int64_t when);
 void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer);
 /* Passes an error nobody handled to the loop's exception handler. */
 void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut);
@@ -75,10 +77,11 @@ static inline int cio__loop_check(const cio_loop *loop) {
  * adding work to it (cancelling, waking waiters, setting an event):
  * -CIO_EFORKED in a forked child, -CIO_EWRONGTHREAD in debug mode from a
  * thread the loop does not belong to, else 0. A closed loop is not refused
- * here. */
+ * here, and neither is a future that outlived its loop (loop NULL): it is
+ * done, and the caller answers with its final state. */
 int cio__loop_check_thread_slow(const cio_loop *loop);
 static inline int cio__loop_check_thread(const cio_loop *loop) {
-    if (!loop->debug && loop->generation == cio__fork_generation) return 0;
+    if (!loop || (!loop->debug && loop->generation == cio__fork_generation)) return 0;
     return cio__loop_check_thread_slow(loop);
 }
 /* In a forked child: counts the new generation and forgets the running

@@ -2,11 +2,28 @@
  * A loop's life: creation, close and free.
  *
  * Close tears down what every room of the core built, so it sits above
- * them all: first every I/O operation in flight is cancelled and reaped
- * (their records live on task stacks, which must outlive them), then
- * callbacks and timers are dropped, then the futures and tasks the loop
- * still holds are reported and freed, and last the pools, stacks and the
- * backend go.
+ * them all. What nobody references is freed; what the program still
+ * references outlives the loop as an orphan (see future.c). Step by step:
+ *
+ *   1. Cancel and reap every I/O operation in flight (their records live
+ *      on task stacks, which must outlive them).
+ *   2. Pin every future of the loop (one extra reference each), so that
+ *      dropping references below frees nothing while the lists are walked.
+ *   3. Discard every job that will never run: the ready queue and every
+ *      future's callback list. Jobs that hold references give them back
+ *      (cio__job_discard); timers go with the heap.
+ *   4. End every task's life on the loop: a pending one is reported ("Task
+ *      was destroyed but it is pending!"), its wait is abandoned and its
+ *      suspended frame unwound (the references the code after the
+ *      suspension would have dropped), its stack released without running
+ *      its remaining code (a C stack cannot be unwound the way Python
+ *      closes a coroutine), and the reference it held on itself dropped.
+ *      Every pending future, task or not, now reads as cancelled.
+ *   5. Unpin: a future whose last reference was the pin is freed (errors
+ *      nobody retrieved are reported through the loop's handler); the
+ *      others are orphaned: detached from the loop, freed at their last
+ *      release.
+ *   6. Free the pools, the stacks and the backend.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -83,8 +100,14 @@ int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts) {
     loop->debug = opts->debug != 0;
     loop->slow_callback_duration =
         opts->slow_callback_duration > 0 ? opts->slow_callback_duration : 0.1;
-    int rc = cio__io_init(&loop->io, backend);
+    int rc = cio__loop_slot_acquire(loop);
     if (rc < 0) {
+        cio__free(loop);
+        return rc;
+    }
+    rc = cio__io_init(&loop->io, backend);
+    if (rc < 0) {
+        cio__loop_slot_release(loop);
         cio__free(loop);
         return rc;
     }
@@ -110,29 +133,56 @@ int cio_loop_close(cio_loop *loop) {
      * still walking. */
     if (loop->closing) return -EBUSY;
     loop->closing = 1;
-    /* Operations in flight end first, each with its final completion,
+    /* 1. Operations in flight end first, each with its final completion,
      * while the stacks that hold their records still exist. Their
      * completions may schedule wake-ups; those are dropped next. */
     pthread_mutex_lock(&registry_lock);
     cio__list_unlink(&loop->registry_link);
     pthread_mutex_unlock(&registry_lock);
     loop->io.backend->drain(&loop->io);
-    /* Pending callbacks and timers are dropped; their nodes go with the
-     * pool. Jobs that live inside futures or on task stacks go with those. */
-    cio__list_init(&loop->ready);
-    cio__timer_heap_destroy(&loop->timers);
-    /* Report and free every future and task the loop still holds. A task
-     * that never finished cannot be run to its end any more: its stack is
-     * released without unwinding, as asyncio reports a pending task that is
-     * destroyed. */
     cio__link *link;
-    while ((link = cio__list_pop_front(&loop->futures)) != NULL) {
+    /* 2. */
+    for (link = loop->futures.next; link != &loop->futures; link = link->next)
+        CIO__CONTAINER_OF(link, cio_future, loop_link)->refs++;
+    /* 3. */
+    cio__timer_heap_destroy(&loop->timers);
+    while ((link = cio__list_pop_front(&loop->ready)) != NULL)
+        cio__job_discard(CIO__CONTAINER_OF(link, cio__job, link));
+    for (link = loop->futures.next; link != &loop->futures; link = link->next) {
         cio_future *fut = CIO__CONTAINER_OF(link, cio_future, loop_link);
-        cio__list_init(&fut->callbacks);
+        cio__link *job;
+        while ((job = cio__list_pop_front(&fut->callbacks)) != NULL)
+            cio__job_discard(CIO__CONTAINER_OF(job, cio__job, link));
+    }
+    /* 4. */
+    for (link = loop->futures.next; link != &loop->futures; link = link->next) {
+        cio_future *fut = CIO__CONTAINER_OF(link, cio_future, loop_link);
         if (fut->kind == CIO__KIND_TASK && fut->state == CIO__PENDING)
             cio__report(loop, "Task was destroyed but it is pending!", 0, fut);
-        cio__future_destroy(fut);
+        if (fut->kind == CIO__KIND_TASK) cio__task_detach(cio__task_of(fut));
+        if (fut->state == CIO__PENDING) {
+            fut->state = CIO__CANCELLED;
+            fut->error = -ECANCELED;
+            fut->result = NULL;
+        }
     }
+    /* 5. Freeing one future may release others (a gather its children),
+     * which are then freed too if that was their last reference. */
+    cio__link survivors;
+    cio__list_init(&survivors);
+    while ((link = cio__list_pop_front(&loop->futures)) != NULL) {
+        cio_future *fut = CIO__CONTAINER_OF(link, cio_future, loop_link);
+        if (fut->refs == 1) {
+            fut->refs = 0;
+            cio__future_destroy(fut);
+        } else {
+            fut->refs--;
+            cio__list_push_back(&survivors, &fut->loop_link);
+        }
+    }
+    while ((link = cio__list_pop_front(&survivors)) != NULL)
+        CIO__CONTAINER_OF(link, cio_future, loop_link)->loop = NULL;
+    /* 6. */
     cio__node_pool_destroy(loop);
     cio__task_pool_destroy(loop);
     cio__stack_pool_destroy(&loop->stacks);
@@ -149,6 +199,8 @@ int cio_loop_free(cio_loop *loop) {
      * under the code that runs or closes it. */
     int rc = cio_loop_close(loop);
     if (rc < 0) return rc;
+    /* From here on, handles of this loop find its slot empty. */
+    cio__loop_slot_release(loop);
     cio__free(loop);
     return 0;
 }

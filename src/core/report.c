@@ -42,5 +42,10 @@ void cio_loop_call_exception_handler(cio_loop *loop, const cio_error_context *ct
 
 void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut) {
     cio_error_context ctx = {.message = message, .error = error, .future = fut};
-    cio_loop_call_exception_handler(loop, &ctx);
+    /* An orphaned future (its loop closed) reports through the default
+     * handler: its loop may be freed already. */
+    if (!loop)
+        cio_loop_default_exception_handler(NULL, &ctx);
+    else
+        cio_loop_call_exception_handler(loop, &ctx);
 }

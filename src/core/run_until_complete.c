@@ -22,6 +22,7 @@ int cio_run_until_complete(cio_loop *loop, cio_future *fut, void **result) {
     if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
     if (loop->running || cio_running_loop()) return -CIO_ELOOPRUNNING;
+    if (!fut->loop) return -CIO_ELOOPCLOSED;
     if (fut->loop != loop) return -CIO_EWRONGLOOP;
     stopper s = {.loop = loop};
     s.job.run = stop_loop;

@@ -128,8 +128,16 @@ static void finish(cio__task *t, void *result) {
     if (t->scopes) drop_scopes(t);
     if (t->has_raised && t->raised == -ECANCELED)
         cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
-    else if (t->has_raised)
+    else if (t->has_raised) {
+        /* The error's message is the one cio_raise_msg gave, never a
+         * cancellation message left from a cancel the task survived (the
+         * field holds either). */
+        if (!t->raised_msg) {
+            cio__free(t->fut.cancel_msg);
+            t->fut.cancel_msg = NULL;
+        }
         cio__future_complete(&t->fut, CIO__DONE_ERROR, NULL, t->raised);
+    }
     else if (t->cancel_requests > 0)
         cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
     else
@@ -204,6 +212,7 @@ void cio__task_wake(cio__task *t, int status) {
 int cio__task_suspend(cio__task *t, cio__wait *wait) {
     t->wake_status = 0;
     t->wait = wait;
+    t->frame = wait;
     t->run_state = CIO__TASK_SUSPENDED;
     /* A cancellation requested while the task ran reaches the thing it is
      * about to wait on, as asyncio cancels the future a task yields. */
@@ -213,6 +222,7 @@ int cio__task_suspend(cio__task *t, cio__wait *wait) {
     }
     cio__ctx_jump(&t->ctx, t->resumer, 0);
     t->wait = NULL;
+    t->frame = NULL;
     if (t->must_cancel) {
         t->must_cancel = 0;
         return -ECANCELED;
@@ -295,6 +305,7 @@ int cio_task_uncancel(cio_task *task) {
 void *cio_raise(int err) {
     if (current) {
         current->has_raised = 1;
+        current->raised_msg = 0;
         current->raised = err < 0 ? err : -EINVAL;
     }
     return NULL;
@@ -306,6 +317,7 @@ void *cio_raise_msg(int err, const char *msg) {
         cio__free(current->fut.cancel_msg);
         /* Without memory for the copy the error still stands, unexplained. */
         current->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
+        current->raised_msg = 1;
     }
     return NULL;
 }
@@ -366,12 +378,14 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
     t->fn = fn;
     t->arg = arg;
     t->wait = NULL;
+    t->frame = NULL;
     t->resumer = NULL;
     t->scopes = NULL;
     t->cancel_requests = 0;
     t->must_cancel = 0;
     t->started = 0;
     t->has_raised = 0;
+    t->raised_msg = 0;
     t->raised = 0;
     t->wake_status = 0;
     t->step.run = run_step;
@@ -391,21 +405,35 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
     return 0;
 }
 
-static void task_destroy(cio_future *fut) {
-    cio__task *t = cio__task_of(fut);
-    /* A task destroyed while suspended (loop close) may be linked into
-     * something that outlives the loop, such as a lock's wait queue: take
-     * it out before its stack, which holds the link, goes away. */
+void cio__task_detach(cio__task *t) {
+    if (!t->stack.lo) return; /* finished: stack and self-reference already gone */
+    /* A task destroyed while suspended may be linked into something that
+     * outlives the loop, such as a lock's wait queue: take it out before
+     * its stack, which holds the link, goes away. */
     if (t->run_state == CIO__TASK_SUSPENDED && t->wait && t->wait->abandon)
         t->wait->abandon(t->wait);
-    if (t->stack.lo) {
-        cio__ctx_destroy(&t->ctx);
-        t->fut.loop->live_tasks--;
-        cio__stack_put(&t->fut.loop->stacks, &t->stack);
-    }
-    cio__free(t->name);
+    /* The suspending call will never return: give back what it holds. */
+    if (t->frame && t->frame->unwind) t->frame->unwind(t->frame);
+    t->wait = NULL;
+    t->frame = NULL;
     cio_loop *loop = t->fut.loop;
-    if (!loop->closing && loop->free_task_count < CIO__TASK_POOL_MAX) {
+    cio__ctx_destroy(&t->ctx);
+    loop->live_tasks--;
+    cio__stack_put(&loop->stacks, &t->stack);
+    t->stack.lo = NULL;
+    t->run_state = CIO__TASK_FINISHED;
+    cio__future_unref(&t->fut);
+}
+
+static void task_destroy(cio_future *fut) {
+    cio__task *t = cio__task_of(fut);
+    /* Only loop close destroys a task that still has its stack (a running
+     * task holds a reference on itself): detach releases it first. */
+    cio__task_detach(t);
+    cio__free(t->name);
+    t->name = NULL;
+    cio_loop *loop = t->fut.loop;
+    if (loop && !loop->closing && loop->free_task_count < CIO__TASK_POOL_MAX) {
         t->free_next = loop->free_tasks;
         loop->free_tasks = t;
         loop->free_task_count++;

@@ -20,6 +20,10 @@ struct cio__wait {
     /* Optional: forget the waiter before a deadline wakes the task (for
      * waits that keep the task in a queue or a slot). */
     void (*abandon)(cio__wait *wait);
+    /* Optional: give back what the suspended frame holds (references on
+     * futures, memory) when its task is destroyed at loop close, since the
+     * code after the suspension will never run. */
+    void (*unwind)(cio__wait *wait);
     const char *what;        /* "sleep", "future", "wait", ... */
     cio_future *future;      /* the awaited future, if any */
     int64_t deadline;        /* loop time in ns, or INT64_MAX */
@@ -41,6 +45,7 @@ typedef struct cio__task {
     cio_coro_fn fn;
     void *arg;
     cio__wait *wait;        /* what it waits on while suspended */
+    cio__wait *frame;       /* the suspending call it is in (also once woken) */
     char *name;             /* NULL until named: "Task-N" is formatted on demand */
     char name_buf[32];      /* where the default name is formatted */
     struct cio__task *free_next; /* in loop->free_tasks */
@@ -53,6 +58,7 @@ typedef struct cio__task {
     uint8_t run_state;
     uint8_t started;
     uint8_t has_raised;
+    uint8_t raised_msg;     /* cio_raise_msg set the message the error carries */
     int raised;             /* set by cio_raise */
     int wake_status;        /* why the task was woken: 0 or -ECANCELED */
 } cio__task;
@@ -60,6 +66,10 @@ typedef struct cio__task {
 static inline cio__task *cio__task_of(const cio_future *fut) {
     return CIO__CONTAINER_OF(fut, cio__task, fut);
 }
+
+/* At loop close: ends a task's life on the loop (abandons and unwinds its
+ * wait, releases its stack, drops the reference it held on itself). */
+void cio__task_detach(cio__task *task);
 
 int cio__task_cancel(cio__task *task, const char *msg);
 

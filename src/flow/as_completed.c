@@ -49,6 +49,7 @@ int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double
     if (rc < 0) return rc;
     for (size_t i = 0; i < n; i++) {
         if (!fs[i]) return -EINVAL;
+        if (!fs[i]->loop) return -CIO_ELOOPCLOSED;
         if (fs[i]->loop != loop) return -CIO_EWRONGLOOP;
     }
     size_t slots = n ? n : 1;

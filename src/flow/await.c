@@ -34,8 +34,15 @@ static int cancel_awaited(cio__wait *wait, const char *msg) {
     return cio_future_cancel(wait->future, msg) == 1;
 }
 
+/* At loop close, a task destroyed in the middle of an await gives back the
+ * reference its frame holds on the awaited future. */
+static void unwind_awaited(cio__wait *wait) {
+    cio__future_unref(wait->future);
+}
+
 static int check_awaitable(cio__task *t, cio_future *fut) {
     if (!fut) return -EINVAL;
+    if (!fut->loop) return -CIO_ELOOPCLOSED;
     if (fut == &t->fut) return -EDEADLK;
     if (fut->loop != t->fut.loop) return -CIO_EWRONGLOOP;
     return 0;
@@ -61,7 +68,7 @@ static int await_deadline(cio_future *fut, int64_t deadline, void **result) {
     if (rc < 0) return rc;
     /* A done future is not waited on: asyncio's await returns at once. */
     if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
-    cio__wait rec = {.cancel = cancel_awaited, .what = "future", .future = fut,
+    cio__wait rec = {.cancel = cancel_awaited, .unwind = unwind_awaited, .what = "future", .future = fut,
                      .deadline = deadline};
     cio__future_ref(fut);
     int status = wait_done(t, fut, &rec, deadline);
@@ -101,7 +108,31 @@ static void on_expiry(cio__timer *timer) {
     cio_future_cancel(e->fut, NULL);
 }
 
-static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
+/* No time at all (asyncio 3.12+ wait_for with timeout <= 0): cancel fut now, before anything else runs, and wait
+ * until it is done, as _cancel_and_wait does (also for a future that the
+ * cancel completes at once: the waiter job takes one iteration, as
+ * asyncio's done callback). A task that has not started is thereby
+ * cancelled before its first step. Ended cancelled, fut gives -ETIMEDOUT;
+ * an outcome it produced despite the cancel is returned. */
+static int wait_for_expired(cio__task *t, cio_future *fut, int64_t deadline, void **result) {
+    cio__wait rec = {.cancel = cancel_awaited, .unwind = unwind_awaited, .what = "future (wait_for)", .future = fut,
+                     .deadline = deadline};
+    cio__future_ref(fut);
+    cio_future_cancel(fut, NULL);
+    int status = wait_done(t, fut, &rec, INT64_MAX);
+    int rc;
+    if (status < 0)
+        rc = status;
+    else if (fut->state == CIO__CANCELLED)
+        rc = -ETIMEDOUT;
+    else
+        rc = cio__future_outcome(fut, result);
+    cio__future_unref(fut);
+    return rc;
+}
+
+/* expired_now: the caller asked for no time at all (timeout <= 0). */
+static int wait_for_deadline(cio_future *fut, int64_t deadline, bool expired_now, void **result) {
     int rc;
     cio__task *t = cio__current(&rc);
     if (!t) return rc;
@@ -109,6 +140,7 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
     if (rc < 0) return rc;
     if (deadline == INT64_MAX) return cio_await(fut, result);
     if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
+    if (expired_now) return wait_for_expired(t, fut, deadline, result);
     cio_loop *loop = t->fut.loop;
     rc = cio__timer_heap_reserve(&loop->timers, 1);
     if (rc < 0) return rc;
@@ -117,7 +149,7 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
     e.timer.fire = on_expiry;
     e.timer.index = CIO__TIMER_UNARMED;
     cio__loop_arm_timer(loop, &e.timer, deadline);
-    cio__wait rec = {.cancel = cancel_awaited, .what = "future (wait_for)", .future = fut,
+    cio__wait rec = {.cancel = cancel_awaited, .unwind = unwind_awaited, .what = "future (wait_for)", .future = fut,
                      .deadline = deadline};
     int cancels_at_entry = t->cancel_requests;
     cio_future_retain(fut);
@@ -135,13 +167,16 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, void **result) {
 
 int cio_wait_for(cio_future *fut, double timeout, void **result) {
     if (isnan(timeout)) return -EINVAL;
-    if (isinf(timeout) && timeout > 0) return wait_for_deadline(fut, INT64_MAX, result);
-    return wait_for_deadline(fut, cio__deadline_after(timeout), result);
+    if (isinf(timeout) && timeout > 0) return wait_for_deadline(fut, INT64_MAX, false, result);
+    return wait_for_deadline(fut, cio__deadline_after(timeout), !(timeout > 0), result);
 }
 
 int cio_wait_for_at(cio_future *fut, double when, void **result) {
     int64_t deadline;
     int rc = cio__deadline(when, &deadline);
     if (rc < 0) return rc;
-    return wait_for_deadline(fut, deadline, result);
+    /* An absolute deadline stays a timer even if it has passed: it then
+     * acts on the next iteration in deadline order with other timers, so a
+     * chain of calls sharing one deadline sees it in one consistent order. */
+    return wait_for_deadline(fut, deadline, false, result);
 }

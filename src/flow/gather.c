@@ -14,6 +14,7 @@
  * first child ends cancelled (the others may still be cleaning up, as in
  * asyncio), with it once every child is done.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "flow.h"
@@ -57,6 +58,11 @@ static void on_child_done(cio__job *job) {
             if (o->error == -ECANCELED && g->cancel_requested) {
                 cio__future_complete(&g->fut, CIO__CANCELLED, NULL, -ECANCELED);
             } else {
+                /* The error carries the child's message, never one left
+                 * from a cancel of the gather that a child survived. */
+                const char *msg = cio_future_error_message(child);
+                cio__free(g->fut.cancel_msg);
+                g->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
                 cio__future_complete(&g->fut, CIO__DONE_ERROR, NULL, o->error);
                 /* An error set here is delivered to whoever awaits the
                  * gather; a cancelled child is not an error worth a report. */
@@ -76,6 +82,19 @@ static int gather_cancel(cio_future *fut, const char *msg);
 static void gather_destroy(cio_future *fut);
 static const cio__future_ops gather_ops = {.destroy = gather_destroy, .cancel = gather_cancel};
 
+/* At loop close: a child's waiter that will never run gives back its
+ * reference on the gather future. */
+static void gather_discard(cio__job *job) {
+    child_waiter *w = CIO__CONTAINER_OF(job, child_waiter, job);
+    cio__future_unref(&w->g->fut);
+}
+
+static pthread_once_t discard_registered = PTHREAD_ONCE_INIT;
+
+static void register_discard(void) {
+    cio__job_register_discard(on_child_done, gather_discard);
+}
+
 int cio_gather(cio_loop *loop, cio_future *const *children, size_t n, unsigned flags,
                cio_future **outp) {
     if (!outp) return -EINVAL;
@@ -85,8 +104,10 @@ int cio_gather(cio_loop *loop, cio_future *const *children, size_t n, unsigned f
     if (rc < 0) return rc;
     for (size_t i = 0; i < n; i++) {
         if (!children[i]) return -EINVAL;
+        if (!children[i]->loop) return -CIO_ELOOPCLOSED;
         if (children[i]->loop != loop) return -CIO_EWRONGLOOP;
     }
+    pthread_once(&discard_registered, register_discard);
     size_t slots = n ? n : 1;
     size_t size = sizeof(gather) + slots * (sizeof(cio_future *) + sizeof(cio_outcome) +
                                             sizeof(child_waiter));
@@ -132,9 +153,9 @@ static int gather_cancel(cio_future *fut, const char *msg) {
 
 static void gather_destroy(cio_future *fut) {
     gather *g = gather_of(fut);
-    /* At loop close every future is being freed anyway, in no set order. */
-    if (!fut->loop->closing)
-        for (size_t i = 0; i < g->n; i++) cio_future_release(g->children[i]);
+    /* Also at loop close: the references are exact there too, so releasing
+     * a child frees it only if nothing else holds it. */
+    for (size_t i = 0; i < g->n; i++) cio_future_release(g->children[i]);
     cio__free(g);
 }
 

@@ -6,6 +6,8 @@
  * waits on the inner future and holds a reference on the outer until it has
  * run. The outer future holds a reference on the inner one until then.
  */
+#include <pthread.h>
+
 #include "flow.h"
 
 typedef struct shield {
@@ -34,10 +36,27 @@ static void follow_inner(cio__job *job) {
     cio_future_release(outer);
 }
 
+/* At loop close: the job will never run; it gives back its reference on the
+ * outer future, and the outer's on the inner one. */
+static void shield_discard(cio__job *job) {
+    shield *sh = CIO__CONTAINER_OF(job, shield, on_inner_done);
+    cio_future *inner = sh->inner;
+    sh->inner = NULL;
+    cio__future_unref(inner);
+    cio__future_unref(&sh->outer);
+}
+
+static pthread_once_t discard_registered = PTHREAD_ONCE_INIT;
+
+static void register_discard(void) {
+    cio__job_register_discard(follow_inner, shield_discard);
+}
+
 int cio_shield(cio_future *inner, cio_future **outerp) {
     if (!outerp) return -EINVAL;
     *outerp = NULL;
     if (!inner) return -EINVAL;
+    if (!inner->loop) return -CIO_ELOOPCLOSED;
     int rc = cio__loop_check(inner->loop);
     if (rc < 0) return rc;
     if (inner->state != CIO__PENDING) {
@@ -45,6 +64,7 @@ int cio_shield(cio_future *inner, cio_future **outerp) {
         *outerp = cio_future_retain(inner);
         return 0;
     }
+    pthread_once(&discard_registered, register_discard);
     shield *sh = cio__malloc(sizeof *sh);
     if (!sh) return -ENOMEM;
     cio__future_init(inner->loop, &sh->outer, CIO__KIND_FUTURE, NULL);

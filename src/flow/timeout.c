@@ -96,10 +96,17 @@ static int arm(scope *s, cio__node *node, int64_t when) {
     cio__loop_disarm_timer(loop, &node->timer);
     s->when = when;
     if (when == INT64_MAX) return 0;
+    /* A deadline already passed expires through the ready queue, as
+     * asyncio's reschedule() does with call_soon(on_timeout): the expiry
+     * then comes before the task's own next step, so the first suspension
+     * in the body returns -ECANCELED. Through the heap it would only be
+     * moved to the ready queue on the next iteration, behind that step. */
+    if (when <= cio__clock_ns()) {
+        cio__loop_queue_timer(loop, &node->timer, when);
+        return 0;
+    }
     int rc = cio__timer_heap_reserve(&loop->timers, 1);
     if (rc < 0) return rc;
-    /* A deadline already passed fires on the next iteration, as asyncio's
-     * call_soon(on_timeout). */
     cio__loop_arm_timer(loop, &node->timer, when);
     return 0;
 }

@@ -17,8 +17,13 @@
 
 #define WAITERS_ON_STACK 8
 
+typedef struct wait_waiter wait_waiter;
+
 typedef struct wait_state {
     cio__task *task;
+    wait_waiter *waiters;   /* for the unwind at loop close */
+    size_t n;
+    int on_heap;
     cio_wait_mode mode;
     size_t remaining;
     int woken;
@@ -26,11 +31,20 @@ typedef struct wait_state {
 } wait_state;
 
 /* One per future: the job its completion schedules. */
-typedef struct wait_waiter {
+struct wait_waiter {
     cio__job job;
     wait_state *state;
     cio_future *fut;
-} wait_waiter;
+};
+
+/* At loop close, a task destroyed inside cio_wait gives back its references
+ * on the futures and the waiters' memory (their jobs were already taken out
+ * of the futures' lists). */
+static void unwind_wait(cio__wait *rec) {
+    wait_state *s = CIO__CONTAINER_OF(rec, wait_state, rec);
+    for (size_t i = 0; i < s->n; i++) cio__future_unref(s->waiters[i].fut);
+    if (s->on_heap) cio__free(s->waiters);
+}
 
 static void on_future_done(cio__job *job) {
     wait_waiter *w = CIO__CONTAINER_OF(job, wait_waiter, job);
@@ -74,6 +88,7 @@ static int wait_deadline(cio_future *const *fs, size_t n, cio_wait_mode mode, in
     cio_loop *loop = t->fut.loop;
     for (size_t i = 0; i < n; i++) {
         if (!fs[i]) return -EINVAL;
+        if (!fs[i]->loop) return -CIO_ELOOPCLOSED;
         if (fs[i]->loop != loop) return -CIO_EWRONGLOOP;
     }
     wait_waiter on_stack[WAITERS_ON_STACK];
@@ -82,8 +97,10 @@ static int wait_deadline(cio_future *const *fs, size_t n, cio_wait_mode mode, in
         waiters = cio__malloc(n * sizeof *waiters);
         if (!waiters) return -ENOMEM;
     }
-    wait_state s = {.task = t, .mode = mode, .remaining = n};
+    wait_state s = {.task = t, .mode = mode, .remaining = n, .waiters = waiters, .n = n,
+                    .on_heap = waiters != on_stack};
     s.rec.cancel = cancel_wait;
+    s.rec.unwind = unwind_wait;
     s.rec.abandon = abandon_wait;
     s.rec.what = "wait";
     s.rec.deadline = deadline;

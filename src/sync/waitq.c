@@ -65,6 +65,7 @@ int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t dea
     w->value = NULL;
     w->rec.cancel = cancel_waiter;
     w->rec.abandon = abandon_waiter;
+    w->rec.unwind = NULL;
     w->rec.what = what;
     w->rec.future = NULL;
     w->rec.deadline = deadline;
