@@ -25,9 +25,11 @@
  * what the task waits on ("future": cio_await on a future nobody resolves
  * until the end; "sleep": cio_sleep(3600), cancelled at the end).
  *
- * Every spawn must succeed, including the 100,000th: past the guard-page
- * budget (vm.max_map_count / 4 stacks) cio carves unguarded stacks with a
- * canary (src/stack.c), so the mapping limit is never reached.
+ * Every spawn must succeed, including the 1,000,000th: with guard regions
+ * (Linux 6.13+) a slab of stacks stays one mapping, and with the guard-page
+ * fallback cio carves unguarded stacks with a canary once the budget
+ * (vm.max_map_count / 4 stacks) is spent (src/stack.c), so the mapping
+ * limit is never reached.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -177,10 +177,13 @@ TEST(overflow_of_unguarded_stack_is_caught_by_canary) {
  * written (as a big buffer of which only the start is used): nothing
  * touches the pages in between, so with a one-page guard the write landed
  * in the neighbouring stack, silently. */
+static volatile size_t lowest; /* 0, but the compiler cannot know it */
+
 __attribute__((noinline)) static int big_frame(void) {
+    /* An opaque index: with buf[0], clang keeps only the byte it uses. */
     volatile char buf[24 * 1024];
-    buf[0] = 1;
-    return buf[0];
+    buf[lowest] = 1;
+    return buf[lowest];
 }
 
 static void *run_big_frame(void *arg) {
@@ -400,14 +403,21 @@ static void *wild_fault(void *arg) {
     FAIL("no fault");
 }
 
+/* How a fault that no handler of the program claims must end: with SIGSEGV,
+ * or with AddressSanitizer's report, whose handler was there before cio's. */
+static void check_plain_segv(const char *out, int status) {
+    CHECK(!strstr(out, "overflowed"));
+    if (strstr(out, "AddressSanitizer: SEGV")) return;
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSEGV) FAIL("child said: %s", out);
+}
+
 TEST(fault_nobody_claims_ends_with_sigsegv) {
     /* Without a handler of the program's: the default action. */
     char out[4096];
     int status;
     child_setup setup = {.guard_budget = (size_t)-1};
     run_in_child(wild_fault, &setup, out, sizeof out, &status);
-    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSEGV) FAIL("child said: %s", out);
-    CHECK(!strstr(out, "overflowed"));
+    check_plain_segv(out, status);
 }
 
 TEST(handlers_passing_faults_to_each_other_end_with_sigsegv) {
@@ -419,8 +429,7 @@ TEST(handlers_passing_faults_to_each_other_end_with_sigsegv) {
     program_chains = true;
     child_setup setup = {.guard_budget = (size_t)-1, .first = install_program_handler_task};
     run_in_child(wild_fault, &setup, out, sizeof out, &status);
-    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSEGV) FAIL("child said: %s", out);
-    CHECK(!strstr(out, "overflowed"));
+    check_plain_segv(out, status);
 }
 
 /* 100,000 concurrent tasks under the default mapping limit, with the
