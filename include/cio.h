@@ -140,10 +140,39 @@ typedef struct cio_loop_options {
     int debug;
     double slow_callback_duration; /* seconds; 0 = 0.1 as asyncio */
     const char *backend;       /* "epoll" or NULL for the best available one */
+    size_t stack_guard_size;   /* bytes of guard below each task stack (rounded up
+                                * to pages); 0 = CIO_DEFAULT_STACK_GUARD_SIZE */
 } cio_loop_options;
 
+/* Stack sizes (per loop or per task) outside [CIO_MIN_STACK_SIZE,
+ * CIO_MAX_STACK_SIZE] are -EINVAL; so is a guard above CIO_MAX_STACK_SIZE. */
 #define CIO_DEFAULT_STACK_SIZE ((size_t)64 * 1024)
 #define CIO_MIN_STACK_SIZE ((size_t)16 * 1024)
+#define CIO_MAX_STACK_SIZE ((size_t)1024 * 1024 * 1024)
+
+/* Overflow protection. Below every task stack lies a guard: memory that
+ * faults when touched, so an overflow stops at once with "cio: task 'NAME'
+ * overflowed its N-byte stack". The guard costs address space, not memory,
+ * and is made larger than a frame is likely to be, so that a big local
+ * array cannot jump over it into the neighbouring stack; a program with
+ * frames larger still should be built with -fstack-clash-protection, which
+ * makes the compiler touch every page of a big frame in order.
+ *
+ * The report comes from a SIGSEGV handler that cio installs when a loop
+ * starts running. Every fault that is not a task's overflow goes on to the
+ * handler that was installed before (or to the default action). A handler
+ * the program installs while cio's is in place is put behind cio's the next
+ * time a loop starts running, and receives the faults that are not cio's. */
+#define CIO_DEFAULT_STACK_GUARD_SIZE ((size_t)64 * 1024)
+
+/* How the loop's task stacks are protected: "guard-region" (Linux 6.13+:
+ * every stack has its guard, installed with MADV_GUARD_INSTALL inside one
+ * mapping per slab of stacks), or "guard-page" (older kernels: each guard
+ * is a PROT_NONE mapping of its own, so only the first vm.max_map_count / 4
+ * stacks of the process get one; later stacks are checked by a canary word
+ * and a stack-pointer check at each switch, which catch an overflow late).
+ * cio_loop_dump_tasks shows each task's protection. NULL for a NULL loop. */
+const char *cio_loop_stack_guard(const cio_loop *loop);
 
 /* Creates a loop. On failure *loopp is NULL and the error is returned:
  * -EINVAL, -ENOTSUP (unknown backend), -ENOMEM, or the backend's error
@@ -736,8 +765,9 @@ int cio_sock_connect_until(int fd, const struct sockaddr *addr, unsigned int add
  * Introspection
  * ------------------------------------------------------------------------ */
 
-/* Writes one line per task of loop that is not done: its name, its state and
- * what it waits on. Returns the number of tasks listed. */
+/* Writes one line per task of loop that is not done: its name, its state,
+ * what it waits on, its stack size and protection ("guard-region",
+ * "guard-page" or "canary"). Returns the number of tasks listed. */
 int cio_loop_dump_tasks(cio_loop *loop, FILE *out);
 
 #if defined(CIO_BUILDING_LIBRARY) && defined(__GNUC__)

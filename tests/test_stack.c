@@ -1,7 +1,10 @@
 /* Task stacks: sizes, pooling, overflow reports, and 100,000 tasks. */
 #include "test.h"
 
+#include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +28,13 @@ TEST(stack_size_per_task) {
     cio_task_options tiny = {.stack_size = 1024};
     CHECK_ERR(cio_spawn_with(loop, report_stack_size, NULL, &tiny, &t), -EINVAL);
     cio_loop_free(loop);
+}
+
+/* The bytes of guard below a task's stack (0: a canary protects it). */
+static size_t guard_of(cio_task *task) {
+    cio__task_stack_info info;
+    CHECK_OK(cio__task_get_stack(task, &info));
+    return info.guard;
 }
 
 static void *record_stack_lo(void *arg) {
@@ -66,15 +76,25 @@ static void *smash_canary(void *arg) {
      * without faulting: the canary at its lowest address is overwritten. */
     cio__task_stack_info info;
     CHECK_OK(cio__task_get_stack(cio_current_task(), &info));
-    CHECK(!info.guarded);
+    CHECK(info.guard == 0);
     memset(info.lo, 0xa5, 8);
     cio_sleep(0);
     return NULL;
 }
 
+/* How run_in_child sets up the child before it runs the task "deep". */
+typedef struct child_setup {
+    size_t guard_budget;  /* (size_t)-1: leave the budget alone */
+    bool no_regions;      /* use the guard-page fallback of older kernels */
+    size_t stack_size;    /* of "deep"; 0: 64 KiB */
+    void (*before)(void); /* runs first in the child (installs handlers) */
+    cio_coro_fn first;    /* if set, run in a task of its own before "deep" */
+} child_setup;
+
 /* Runs fn in a task named "deep" in a child process and returns what the
  * child wrote to stderr; *status gets its wait status. */
-static void run_in_child(cio_coro_fn fn, size_t guard_budget, char *out, size_t cap, int *status) {
+static void run_in_child(cio_coro_fn fn, const child_setup *setup, char *out, size_t cap,
+                         int *status) {
     int fds[2];
     CHECK_OK(pipe(fds));
     fflush(NULL);
@@ -83,12 +103,17 @@ static void run_in_child(cio_coro_fn fn, size_t guard_budget, char *out, size_t 
     if (pid == 0) {
         dup2(fds[1], 2);
         close(fds[0]);
-        if (guard_budget != (size_t)-1) cio__stack_set_guard_budget(guard_budget);
+        if (setup->guard_budget != (size_t)-1) cio__stack_set_guard_budget(setup->guard_budget);
+        if (setup->no_regions) cio__stack_disable_guard_regions(true);
+        if (setup->before) setup->before();
         cio_loop *loop = test_loop();
-        cio_task_options opts = {.name = "deep", .stack_size = 64 * 1024};
+        if (setup->first) CHECK_OK(test_run(loop, setup->first, NULL, NULL));
+        cio_task_options opts = {.name = "deep",
+                                 .stack_size = setup->stack_size ? setup->stack_size : 64 * 1024};
         cio_task *t;
         CHECK_OK(cio_spawn_with(loop, fn, NULL, &opts, &t));
         cio_run_until_complete(loop, t, NULL);
+        fprintf(stderr, "child: the task ended\n");
         _exit(0); /* not reached when the overflow is caught */
     }
     close(fds[1]);
@@ -100,30 +125,318 @@ static void run_in_child(cio_coro_fn fn, size_t guard_budget, char *out, size_t 
     CHECK_EQ(waitpid(pid, status, 0), pid);
 }
 
+static void check_named_report(const char *out, int status, size_t stack_size) {
+    char want[128];
+    snprintf(want, sizeof want, "cio: task 'deep' overflowed its %zu-byte stack", stack_size);
+    if (!strstr(out, want)) FAIL("child said: %s", out);
+    CHECK(WIFSIGNALED(status));
+    CHECK_EQ(WTERMSIG(status), SIGABRT);
+}
+
+static void *check_guard_region(void *arg) {
+    (void)arg;
+    CHECK_STR(cio_loop_stack_guard(cio_running_loop()), "guard-region");
+    CHECK_INT(guard_of(cio_current_task()), >=, CIO_DEFAULT_STACK_GUARD_SIZE);
+    return overflow(NULL);
+}
+
+TEST(overflow_into_guard_region_names_the_task) {
+    if (!cio__stack_guard_regions_available())
+        FAIL("this kernel has no MADV_GUARD_INSTALL (Linux 6.13+); nothing to test");
+    char out[4096];
+    int status;
+    child_setup setup = {.guard_budget = (size_t)-1};
+    run_in_child(check_guard_region, &setup, out, sizeof out, &status);
+    check_named_report(out, status, 65536);
+}
+
+static void *check_guard_page(void *arg) {
+    (void)arg;
+    CHECK_STR(cio_loop_stack_guard(cio_running_loop()), "guard-page");
+    CHECK_INT(guard_of(cio_current_task()), >=, CIO_DEFAULT_STACK_GUARD_SIZE);
+    return overflow(NULL);
+}
+
 TEST(overflow_into_guard_page_names_the_task) {
     char out[4096];
     int status;
-    run_in_child(overflow, (size_t)-1, out, sizeof out, &status);
-    if (!strstr(out, "cio: task 'deep' overflowed its 65536-byte stack"))
-        FAIL("child said: %s", out);
-    CHECK(WIFSIGNALED(status));
-    CHECK_EQ(WTERMSIG(status), SIGABRT);
+    child_setup setup = {.guard_budget = (size_t)-1, .no_regions = true};
+    run_in_child(check_guard_page, &setup, out, sizeof out, &status);
+    check_named_report(out, status, 65536);
 }
 
 TEST(overflow_of_unguarded_stack_is_caught_by_canary) {
     char out[4096];
     int status;
-    run_in_child(smash_canary, 0, out, sizeof out, &status);
-    if (!strstr(out, "cio: task 'deep' overflowed its 65536-byte stack"))
-        FAIL("child said: %s", out);
-    CHECK(WIFSIGNALED(status));
-    CHECK_EQ(WTERMSIG(status), SIGABRT);
+    child_setup setup = {.guard_budget = 0, .no_regions = true};
+    run_in_child(smash_canary, &setup, out, sizeof out, &status);
+    check_named_report(out, status, 65536);
 }
 
-/* 100,000 concurrent tasks under the default mapping limit: the first
- * ones get guard pages, the rest canaries, and every one runs. */
+/* A frame larger than the whole stack, of which only the lowest byte is
+ * written (as a big buffer of which only the start is used): nothing
+ * touches the pages in between, so with a one-page guard the write landed
+ * in the neighbouring stack, silently. */
+static volatile size_t lowest; /* 0, but the compiler cannot know it */
+
+__attribute__((noinline)) static int big_frame(void) {
+    /* An opaque index: with buf[0], clang keeps only the byte it uses. */
+    volatile char buf[24 * 1024];
+    buf[lowest] = 1;
+    return buf[lowest];
+}
+
+static void *run_big_frame(void *arg) {
+    (void)arg;
+    return IPTR(big_frame());
+}
+
+static void *neighbour(void *arg) {
+    (void)arg;
+    return NULL;
+}
+
+static void big_frame_case(bool no_regions) {
+    char out[4096];
+    int status;
+    /* The first task takes the lowest stack of the slab, so "deep" gets the
+     * one above it and has a neighbour below its guard. */
+    child_setup setup = {.guard_budget = (size_t)-1, .no_regions = no_regions,
+                         .stack_size = 16 * 1024, .first = neighbour};
+    run_in_child(run_big_frame, &setup, out, sizeof out, &status);
+    check_named_report(out, status, 16384);
+}
+
+TEST(big_frame_hits_the_guard_region) {
+    if (!cio__stack_guard_regions_available())
+        FAIL("this kernel has no MADV_GUARD_INSTALL (Linux 6.13+); nothing to test");
+    big_frame_case(false);
+}
+
+TEST(big_frame_hits_the_guard_page) {
+    big_frame_case(true);
+}
+
+TEST(loop_says_how_its_stacks_are_guarded) {
+    CHECK(cio_loop_stack_guard(NULL) == NULL);
+    cio_loop *loop = test_loop();
+    CHECK_STR(cio_loop_stack_guard(loop),
+              cio__stack_guard_regions_available() ? "guard-region" : "guard-page");
+    cio_loop_free(loop);
+    cio__stack_disable_guard_regions(true);
+    CHECK(!cio__stack_guard_regions_available());
+    CHECK_OK(cio_loop_new(&loop));
+    CHECK_STR(cio_loop_stack_guard(loop), "guard-page");
+    cio_loop_free(loop);
+    cio__stack_disable_guard_regions(false);
+}
+
+/* The task dump names each task's protection. */
+static char dump_text[1024];
+
+static void *dump_self(void *arg) {
+    (void)arg;
+    FILE *f = fmemopen(dump_text, sizeof dump_text - 1, "w");
+    CHECK(f != NULL);
+    CHECK_EQ(cio_loop_dump_tasks(cio_running_loop(), f), 1);
+    fclose(f);
+    return NULL;
+}
+
+static void check_dump(const char *protection) {
+    memset(dump_text, 0, sizeof dump_text);
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new(&loop));
+    CHECK_OK(test_run(loop, dump_self, NULL, NULL));
+    cio_loop_free(loop);
+    char want[64];
+    snprintf(want, sizeof want, " bytes, %s\n", protection);
+    if (!strstr(dump_text, want)) FAIL("dump says \"%s\", not \"%s\"", dump_text, want);
+}
+
+TEST(dump_shows_each_tasks_protection) {
+    if (cio__stack_guard_regions_available()) check_dump("guard-region");
+    cio__stack_disable_guard_regions(true);
+    check_dump("guard-page");
+    cio__stack_set_guard_budget(0);
+    check_dump("canary");
+    cio__stack_disable_guard_regions(false);
+}
+
+TEST(guard_size_is_configurable) {
+    cio_loop_options o = {.stack_guard_size = 200 * 1024 + 1};
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new_with(&loop, &o));
+    void *lo;
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, record_stack_lo, &lo, &t));
+    /* Rounded up to whole pages; a guard page only while the budget lasts. */
+    size_t guard = guard_of(t);
+    CHECK(guard == 204 * 1024 || guard == 0);
+    if (cio__stack_guard_regions_available()) CHECK_EQ(guard, 204 * 1024);
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_release(t);
+    cio_loop_free(loop);
+    o.stack_guard_size = CIO_MAX_STACK_SIZE + 1;
+    CHECK_ERR(cio_loop_new_with(&loop, &o), -EINVAL);
+    CHECK(loop == NULL);
+}
+
+TEST(stack_size_near_size_max_is_einval) {
+    static const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4095, SIZE_MAX - 4096,
+                                   SIZE_MAX / 2 + 1, CIO_MAX_STACK_SIZE + 1};
+    cio_loop *loop = test_loop();
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        cio_task_options opts = {.stack_size = sizes[i]};
+        cio_task *t = (cio_task *)&opts;
+        CHECK_ERR(cio_spawn_with(loop, report_stack_size, NULL, &opts, &t), -EINVAL);
+        CHECK(t == NULL);
+        cio_loop_options lo = {.default_stack_size = sizes[i]};
+        cio_loop *bad = (cio_loop *)&lo;
+        CHECK_ERR(cio_loop_new_with(&bad, &lo), -EINVAL);
+        CHECK(bad == NULL);
+    }
+    /* The largest size allowed works (it is address space only). */
+    cio_task_options opts = {.stack_size = CIO_MAX_STACK_SIZE};
+    cio_task *t;
+    CHECK_OK(cio_spawn_with(loop, report_stack_size, NULL, &opts, &t));
+    void *r;
+    CHECK_OK(cio_run_until_complete(loop, t, &r));
+    CHECK_EQ((size_t)(intptr_t)r, CIO_MAX_STACK_SIZE);
+    cio_future_release(t);
+    cio_loop_free(loop);
+}
+
+/* ---- SIGSEGV handlers of the program ------------------------------------------ */
+
+/* The program's handler: it recovers from the faults it expects (a touch
+ * of its own PROT_NONE page) with siglongjmp, and for any other fault it
+ * either passes the fault on to the handler it replaced or puts the default
+ * action back (a common way to write one). */
+static sigjmp_buf recover;
+static char *trap_page;
+static int recovered;
+static bool program_chains;
+static struct sigaction program_previous;
+
+static void program_handler(int sig, siginfo_t *info, void *uctx) {
+    if (trap_page && (char *)info->si_addr == trap_page) {
+        recovered++;
+        siglongjmp(recover, 1);
+    }
+    if (program_chains && (program_previous.sa_flags & SA_SIGINFO) &&
+        program_previous.sa_sigaction) {
+        program_previous.sa_sigaction(sig, info, uctx);
+        return;
+    }
+    signal(sig, SIG_DFL);
+}
+
+static void install_program_handler(void) {
+    if (!trap_page) {
+        trap_page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        CHECK(trap_page != MAP_FAILED);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = program_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    CHECK_OK(sigaction(SIGSEGV, &sa, &program_previous));
+}
+
+/* Touches the trap page, which the program's handler recovers from. */
+static void *fault_and_recover(void *arg) {
+    (void)arg;
+    int before = recovered;
+    if (sigsetjmp(recover, 1) == 0) {
+        trap_page[0] = 1;
+        FAIL("the trap page did not fault");
+    }
+    CHECK_EQ(recovered, before + 1);
+    fprintf(stderr, "child: recovered %d\n", recovered);
+    return NULL;
+}
+
+static void *recover_twice_then_overflow(void *arg) {
+    fault_and_recover(arg);
+    fault_and_recover(arg);
+    return overflow(NULL);
+}
+
+TEST(program_handler_installed_before_cio_keeps_cios_report) {
+    /* The program's handler recovers from two faults, passed on by cio's;
+     * a task's overflow afterwards is still reported by name. */
+    char out[4096];
+    int status;
+    child_setup setup = {.guard_budget = (size_t)-1, .before = install_program_handler};
+    run_in_child(recover_twice_then_overflow, &setup, out, sizeof out, &status);
+    if (!strstr(out, "child: recovered 2")) FAIL("child said: %s", out);
+    check_named_report(out, status, 65536);
+}
+
+/* Lets cio install its handler (the first loop run), then installs the
+ * program's on top of it. */
+static void *install_program_handler_task(void *arg) {
+    (void)arg;
+    install_program_handler();
+    return NULL;
+}
+
+TEST(program_handler_installed_after_cio_keeps_cios_report) {
+    /* The next loop run puts cio's handler in front again: the program's
+     * handler still recovers from its faults, and overflows are named. */
+    char out[4096];
+    int status;
+    program_chains = false;
+    child_setup setup = {.guard_budget = (size_t)-1, .first = install_program_handler_task};
+    run_in_child(recover_twice_then_overflow, &setup, out, sizeof out, &status);
+    if (!strstr(out, "child: recovered 2")) FAIL("child said: %s", out);
+    check_named_report(out, status, 65536);
+}
+
+static void *wild_fault(void *arg) {
+    (void)arg;
+    char *unmapped = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(unmapped != MAP_FAILED);
+    *(volatile char *)unmapped = 1;
+    FAIL("no fault");
+}
+
+/* How a fault that no handler of the program claims must end: with SIGSEGV,
+ * or with AddressSanitizer's report, whose handler was there before cio's. */
+static void check_plain_segv(const char *out, int status) {
+    CHECK(!strstr(out, "overflowed"));
+    if (strstr(out, "AddressSanitizer: SEGV")) return;
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSEGV) FAIL("child said: %s", out);
+}
+
+TEST(fault_nobody_claims_ends_with_sigsegv) {
+    /* Without a handler of the program's: the default action. */
+    char out[4096];
+    int status;
+    child_setup setup = {.guard_budget = (size_t)-1};
+    run_in_child(wild_fault, &setup, out, sizeof out, &status);
+    check_plain_segv(out, status);
+}
+
+TEST(handlers_passing_faults_to_each_other_end_with_sigsegv) {
+    /* The program's handler passes what it does not claim to cio's, and cio's
+     * (installed again in front of it) passes it back: the fault must still
+     * end the process with SIGSEGV, not bounce between the two for ever. */
+    char out[4096];
+    int status;
+    program_chains = true;
+    child_setup setup = {.guard_budget = (size_t)-1, .first = install_program_handler_task};
+    run_in_child(wild_fault, &setup, out, sizeof out, &status);
+    check_plain_segv(out, status);
+}
+
+/* 100,000 concurrent tasks under the default mapping limit, with the
+ * guard-page fallback of older kernels: the first ones get guard pages, the
+ * rest canaries, and every one runs. */
 #define MANY 100000
-static int woke;
+static long woke;
 
 static void *sleeper(void *arg) {
     cio_future *gate = arg;
@@ -143,7 +456,9 @@ static void stop_loop(cio_loop *loop, void *arg) {
 }
 
 TEST(hundred_thousand_tasks) {
+    cio__stack_disable_guard_regions(true);
     cio_loop *loop = test_loop();
+    CHECK_STR(cio_loop_stack_guard(loop), "guard-page");
     cio_future *gate;
     CHECK_OK(cio_future_new(loop, &gate));
     cio_task_options opts = {.stack_size = 32 * 1024};
@@ -165,5 +480,60 @@ TEST(hundred_thousand_tasks) {
     CHECK_EQ(woke, MANY);
     CHECK_INT(guarded_before, <, MANY); /* so some really were unguarded */
     cio_future_release(gate);
+    cio_loop_free(loop);
+}
+
+/* A million concurrent tasks, each with its guard region: the slabs stay one
+ * mapping each (or fewer, merged), far from vm.max_map_count. */
+#define MILLION 1000000
+static long guarded, alive;
+static cio_future *million_gate;
+
+static void *guarded_sleeper(void *arg) {
+    (void)arg;
+    if (guard_of(cio_current_task()) >= CIO_DEFAULT_STACK_GUARD_SIZE) guarded++;
+    alive++;
+    CHECK_OK(cio_await(million_gate, NULL));
+    alive--;
+    return NULL;
+}
+
+static long count_mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "re");
+    CHECK(f != NULL);
+    long lines = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF) lines += c == '\n';
+    fclose(f);
+    return lines;
+}
+
+static void *spawn_million(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    cio_task_options opts = {.stack_size = CIO_MIN_STACK_SIZE};
+    for (long i = 0; i < MILLION; i++) {
+        int rc = cio_spawn_with(loop, guarded_sleeper, NULL, &opts, NULL);
+        if (rc < 0) FAIL("spawn %ld failed: %s", i + 1, cio_strerror(rc));
+    }
+    CHECK_OK(cio_sleep(0)); /* they all run to their wait */
+    CHECK_EQ(alive, MILLION);
+    CHECK_EQ(guarded, MILLION);
+    long mappings = count_mappings();
+    if (mappings > MILLION / 64 + 1000) FAIL("%ld mappings for a million stacks", mappings);
+    CHECK_OK(cio_future_set_result(million_gate, NULL));
+    CHECK_OK(cio_sleep(0));
+    CHECK_EQ(alive, 0);
+    return NULL;
+}
+
+TEST(million_tasks_each_with_a_guard) {
+    if (!cio__stack_guard_regions_available())
+        FAIL("this kernel has no MADV_GUARD_INSTALL (Linux 6.13+); nothing to test");
+    cio_loop *loop = test_loop();
+    CHECK_STR(cio_loop_stack_guard(loop), "guard-region");
+    CHECK_OK(cio_future_new(loop, &million_gate));
+    CHECK_OK(test_run(loop, spawn_million, NULL, NULL));
+    cio_future_release(million_gate);
     cio_loop_free(loop);
 }

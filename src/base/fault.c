@@ -71,6 +71,14 @@ int cio__sys_mprotect(void *addr, size_t length, int prot) {
     return mprotect(addr, length, prot);
 }
 
+int cio__sys_madvise(void *addr, size_t length, int advice) {
+    if (cio__fault_hit()) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return madvise(addr, length, advice);
+}
+
 int cio__sys_epoll_create(void) {
     if (cio__fault_hit()) {
         errno = EMFILE;

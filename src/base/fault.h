@@ -34,6 +34,7 @@ void cio__free(void *ptr);
  * (ENOMEM for mmap, EMFILE for descriptors) when a fault is injected. */
 void *cio__sys_mmap(size_t length, int prot, int flags);
 int cio__sys_mprotect(void *addr, size_t length, int prot);
+int cio__sys_madvise(void *addr, size_t length, int advice);
 int cio__sys_epoll_create(void);
 int cio__sys_eventfd(void);
 

@@ -80,7 +80,10 @@ int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts) {
     *loopp = NULL;
     cio_loop_options defaults = {0};
     if (!opts) opts = &defaults;
-    if (opts->default_stack_size && opts->default_stack_size < CIO_MIN_STACK_SIZE) return -EINVAL;
+    if (opts->default_stack_size && (opts->default_stack_size < CIO_MIN_STACK_SIZE ||
+                                     opts->default_stack_size > CIO_MAX_STACK_SIZE))
+        return -EINVAL;
+    if (opts->stack_guard_size > CIO_MAX_STACK_SIZE) return -EINVAL;
     /* CIO_BACKEND lets a test run choose the backend without code changes. */
     const char *backend = opts->backend ? opts->backend : getenv("CIO_BACKEND");
     pthread_once(&atfork_once, register_atfork);
@@ -93,6 +96,8 @@ int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts) {
     cio__fd_table_init(&loop->watchers, sizeof(void *), NULL);
     loop->default_stack_size = opts->default_stack_size ? opts->default_stack_size
                                                         : CIO_DEFAULT_STACK_SIZE;
+    cio__stack_pool_init(&loop->stacks, opts->stack_guard_size ? opts->stack_guard_size
+                                                               : CIO_DEFAULT_STACK_GUARD_SIZE);
 #if defined(CIO__ASAN)
     /* Instrumented code needs several times the stack of plain code. */
     if (!opts->default_stack_size) loop->default_stack_size *= 4;

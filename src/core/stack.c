@@ -5,32 +5,51 @@
  * rounded up to whole pages). An empty class is refilled by mapping one
  * slab that holds several stacks, so creating a task normally costs no
  * system call at all: it pops a stack from the class's free list, and a
- * finished task pushes it back.
+ * finished task pushes it back. Every stack in a slab has a gap of the
+ * pool's guard size below it: [guard][stack][guard][stack]...
  *
- * Guard pages versus the mapping limit. A PROT_NONE page below a stack
- * turns an overflow into a fault at once, but it splits the slab's mapping:
- * every guarded stack costs two of the 65,530 mappings Linux grants a
- * process by default (vm.max_map_count). cio therefore gives guard pages to
- * the first max_map_count / 4 stacks of the process (about 16,000 by
- * default; half the mappings stay free for the rest of the program) and,
- * once that budget is spent or mprotect fails, carves unguarded slabs that
- * cost one mapping per slab. An unguarded stack is checked two ways: each
- * time its task is switched out, the saved stack pointer must lie above a
- * red zone at the bottom; and when the task ends, the canary word at the
- * lowest address must still be zero. An overflow is then caught at the next
- * switch (or the task's end) rather than at the faulting instruction, and
- * the process stops with the same message.
+ * Guards. The gap below a stack is made to fault when touched, so an
+ * overflow stops at the faulting instruction. It is larger than one page
+ * (64 KiB by default, cio_loop_options.stack_guard_size) because a frame
+ * larger than the guard would jump over it into the neighbouring stack; it
+ * costs address space and page-table entries, not memory. Two ways to make
+ * the guard, chosen per loop when it is created:
+ *
+ *   guard-region  Linux 6.13+ installs guard markers in the page tables
+ *                 with madvise(MADV_GUARD_INSTALL) without splitting the
+ *                 mapping, so a slab stays one mapping however many guards
+ *                 it has, and every stack gets one. Whether the kernel has
+ *                 it is probed once per process (older kernels: EINVAL).
+ *                 A stack reused from the pool keeps its guard; unmapping
+ *                 the slab removes them all.
+ *   guard-page    Older kernels: the guard is made PROT_NONE, which splits
+ *                 the slab's mapping, so every guarded stack costs two of
+ *                 the 65,530 mappings Linux grants a process by default
+ *                 (vm.max_map_count). cio therefore guards the first
+ *                 max_map_count / 4 stacks of the process (about 16,000;
+ *                 half the mappings stay free for the rest of the program)
+ *                 and, once that budget is spent or mprotect fails, carves
+ *                 unguarded slabs that cost one mapping per slab.
+ *
+ * An unguarded stack (guard-page after the budget, or a guard that could
+ * not be installed) is checked two ways instead: each time its task is
+ * switched out, the saved stack pointer must lie above a red zone at the
+ * bottom; and when the task ends, the canary word at the lowest address
+ * must still be zero. An overflow is then caught at the next switch (or
+ * the task's end) rather than at the faulting instruction, and the process
+ * stops with the same message. The gap below it still keeps a frame smaller
+ * than the gap off the neighbouring stack.
  *
  * Overflow report. A guarded overflow raises SIGSEGV on a stack that no
  * longer has room, so the handler runs on an alternate signal stack. It
- * compares the fault address with the guard page of the task running in
- * that thread; on a match it writes "cio: task 'NAME' overflowed its
- * N-byte stack" and aborts. Any other fault is handed back to the handler
- * that was installed before cio's.
+ * compares the fault address with the guard of the task running in that
+ * thread; on a match it writes "cio: task 'NAME' overflowed its N-byte
+ * stack" and aborts. Any other fault is passed on (see on_segv).
  */
 #include "stack.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,6 +59,12 @@
 #include <unistd.h>
 
 #include "base/fault.h"
+#include "cio.h"
+
+/* Debian 12's headers predate Linux 6.13. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
 
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
@@ -51,10 +76,10 @@
 #define STACKS_PER_SLAB_TARGET ((size_t)2 * 1024 * 1024)
 #define STACKS_PER_SLAB_MAX 64
 
-/* A free stack keeps its free-list link and flags in its top bytes. */
+/* A free stack keeps its free-list link and its guard in its top bytes. */
 typedef struct free_stack {
     void *next;
-    uint64_t guarded;
+    size_t guard;
     void *lo;
 } free_stack;
 
@@ -113,10 +138,57 @@ void cio__stack_set_guard_budget(size_t budget) {
     atomic_store(&guard_budget, (long)budget);
 }
 
-size_t cio__stack_round(size_t size) {
+/* ---- guard regions ------------------------------------------------------ */
+
+/* 0: not probed yet; 1: the kernel installs guard regions; 2: it does not. */
+static atomic_int regions_probe;
+static atomic_bool regions_disabled;
+
+/* Installs a guard marker on one page of a scratch mapping: old kernels
+ * reject the advice with EINVAL. */
+static bool probe_guard_regions(void) {
     size_t page = page_size();
-    if (size < 16 * 1024) size = 16 * 1024;
+    void *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return false;
+    bool ok = madvise(p, page, MADV_GUARD_INSTALL) == 0;
+    munmap(p, 2 * page);
+    return ok;
+}
+
+bool cio__stack_guard_regions_available(void) {
+    if (atomic_load(&regions_disabled)) return false;
+    int state = atomic_load_explicit(&regions_probe, memory_order_acquire);
+    if (state == 0) {
+        state = probe_guard_regions() ? 1 : 2;
+        atomic_store_explicit(&regions_probe, state, memory_order_release);
+    }
+    return state == 1;
+}
+
+void cio__stack_disable_guard_regions(bool disable) {
+    atomic_store(&regions_disabled, disable);
+}
+
+static size_t round_pages(size_t size) {
+    size_t page = page_size();
     return (size + page - 1) & ~(page - 1);
+}
+
+void cio__stack_pool_init(cio__stack_pool *pool, size_t guard_size) {
+    memset(pool, 0, sizeof *pool);
+    pool->guard_size = round_pages(guard_size ? guard_size : page_size());
+    pool->guard_regions = cio__stack_guard_regions_available();
+}
+
+const char *cio__stack_protection(const cio__stack_pool *pool, const cio__stack *stack) {
+    if (stack->guard == 0) return "canary";
+    return pool->guard_regions ? "guard-region" : "guard-page";
+}
+
+/* The callers bound size by CIO_MAX_STACK_SIZE, so this cannot wrap. */
+size_t cio__stack_round(size_t size) {
+    if (size < CIO_MIN_STACK_SIZE) size = CIO_MIN_STACK_SIZE;
+    return round_pages(size);
 }
 
 static cio__stack_class *find_class(cio__stack_pool *pool, size_t size) {
@@ -136,19 +208,56 @@ static free_stack *header_of(void *lo, size_t size) {
     return (free_stack *)((char *)lo + size - sizeof(free_stack));
 }
 
-static void push_free(cio__stack_class *c, void *lo, bool guarded) {
+static void push_free(cio__stack_class *c, void *lo, size_t guard) {
     free_stack *h = header_of(lo, c->size);
     h->next = c->free_list;
-    h->guarded = guarded;
+    h->guard = guard;
     h->lo = lo;
     c->free_list = h;
 }
 
+/* Makes the guards of a fresh slab (stride bytes per stack, the guard at
+ * the start of each) and says, per stack, how many guard bytes it got. */
+static void install_guards(cio__stack_pool *pool, cio__stack_slab *slab, size_t stride,
+                           size_t count, size_t *guard_of) {
+    size_t guard = pool->guard_size;
+    char *base = slab->base;
+    if (pool->guard_regions) {
+        /* One call per guard, each leaving the mapping whole. A stack whose
+         * guard cannot be installed (out of memory for page tables) falls
+         * back to its canary. */
+        for (size_t i = 0; i < count; i++)
+            guard_of[i] = cio__sys_madvise(base + i * stride, guard, MADV_GUARD_INSTALL) == 0
+                              ? guard
+                              : 0;
+        return;
+    }
+    /* Decide the guard for the whole slab: all of it or none of it, so the
+     * mapping count stays what the budget says. */
+    size_t taken = 0;
+    for (; taken < count; taken++) {
+        if (!take_guard()) break;
+    }
+    bool guarded = taken == count;
+    if (!guarded) give_back_guards(taken);
+    for (size_t i = 0; guarded && i < count; i++) {
+        if (cio__sys_mprotect(base + i * stride, guard, PROT_NONE) != 0) {
+            /* Out of mappings after all: undo and fall back to canaries. */
+            mprotect(base, slab->length, PROT_READ | PROT_WRITE);
+            give_back_guards(count);
+            guarded = false;
+        }
+    }
+    slab->budgeted = guarded ? count : 0;
+    for (size_t i = 0; i < count; i++) guard_of[i] = guarded ? guard : 0;
+}
+
 /* Maps one slab of stacks for class c and puts them on its free list. */
 static int refill(cio__stack_pool *pool, cio__stack_class *c) {
-    size_t page = page_size();
-    size_t stride = c->size + page; /* every stack keeps room for a guard page */
-    size_t count = STACKS_PER_SLAB_TARGET / stride;
+    size_t stride = c->size + pool->guard_size;
+    /* The slab's stack count depends on the stack size only, so a larger
+     * guard does not mean more slabs (and more system calls). */
+    size_t count = STACKS_PER_SLAB_TARGET / c->size;
     if (count < 1) count = 1;
     if (count > STACKS_PER_SLAB_MAX) count = STACKS_PER_SLAB_MAX;
     if (pool->slab_count == pool->slab_cap) {
@@ -162,41 +271,19 @@ static int refill(cio__stack_pool *pool, cio__stack_class *c) {
     void *base = cio__sys_mmap(length, PROT_READ | PROT_WRITE,
                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
     if (base == MAP_FAILED) return -ENOMEM;
-
-    /* Decide the guard for the whole slab: all of it or none of it, so the
-     * mapping count stays what the budget says. */
-    bool guarded = true;
-    size_t taken = 0;
-    for (; taken < count; taken++) {
-        if (!take_guard()) break;
-    }
-    if (taken < count) {
-        give_back_guards(taken);
-        guarded = false;
-    } else {
-        for (size_t i = 0; i < count; i++) {
-            if (cio__sys_mprotect((char *)base + i * stride, page, PROT_NONE) != 0) {
-                /* Out of mappings after all: undo and fall back to canaries. */
-                mprotect(base, length, PROT_READ | PROT_WRITE);
-                give_back_guards(count);
-                guarded = false;
-                break;
-            }
-        }
-    }
     cio__stack_slab *slab = &pool->slabs[pool->slab_count++];
     slab->base = base;
     slab->length = length;
-    slab->stack_count = count;
-    slab->stack_size = c->size;
-    slab->guarded = guarded;
+    slab->budgeted = 0;
+    size_t guard_of[STACKS_PER_SLAB_MAX];
+    install_guards(pool, slab, stride, count, guard_of);
     /* Push in reverse so stacks are handed out from low to high addresses. */
     for (size_t i = count; i-- > 0;) {
-        void *lo = (char *)base + i * stride + page;
+        void *lo = (char *)base + i * stride + pool->guard_size;
 #ifdef CIO__HAVE_VALGRIND
         VALGRIND_STACK_REGISTER(lo, (char *)lo + c->size);
 #endif
-        push_free(c, lo, guarded);
+        push_free(c, lo, guard_of[i]);
     }
     return 0;
 }
@@ -209,6 +296,7 @@ int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out) {
         c = &pool->classes[pool->last_class];
     } else {
         size_t requested = size;
+        if (size > CIO_MAX_STACK_SIZE) return -EINVAL;
         c = find_class(pool, cio__stack_round(size));
         if (!c) return -ENOMEM;
         pool->last_request = requested;
@@ -223,7 +311,7 @@ int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out) {
     c->free_list = h->next;
     out->lo = h->lo;
     out->size = size;
-    out->guarded = h->guarded != 0;
+    out->guard = h->guard;
     /* An unguarded stack's canary (zero) is already in place: fresh memory
      * is zero, and a reused stack's previous task ended with it intact. */
     return 0;
@@ -236,29 +324,31 @@ void cio__stack_put(cio__stack_pool *pool, const cio__stack *stack) {
     for (size_t i = 0; !c && i < pool->class_count; i++)
         if (pool->classes[i].size == stack->size) c = &pool->classes[i];
     if (!c) return; /* cannot happen: the class made the stack */
-    push_free(c, stack->lo, stack->guarded);
+    push_free(c, stack->lo, stack->guard);
 }
 
 void cio__stack_pool_destroy(cio__stack_pool *pool) {
     for (size_t i = 0; i < pool->slab_count; i++) {
         cio__stack_slab *s = &pool->slabs[i];
-        munmap(s->base, s->length);
-        if (s->guarded) give_back_guards(s->stack_count);
+        munmap(s->base, s->length); /* guard regions go with the mapping */
+        give_back_guards(s->budgeted);
     }
     cio__free(pool->slabs);
     cio__free(pool->classes);
+    size_t guard_size = pool->guard_size;
+    bool guard_regions = pool->guard_regions;
     memset(pool, 0, sizeof *pool);
+    pool->guard_size = guard_size;
+    pool->guard_regions = guard_regions;
 }
 
 /* ---- overflow detection ------------------------------------------------ */
 
-static struct sigaction previous_segv;
 static _Atomic(cio__running_stack_fn) running_stack_hook;
 
 void cio__stack_set_running_hook(cio__running_stack_fn fn) {
     atomic_store(&running_stack_hook, fn);
 }
-static atomic_int handler_installed;
 
 /* Formats without stdio: the handler must stay async-signal-safe. */
 static size_t append(char *buf, size_t at, size_t cap, const char *s) {
@@ -290,28 +380,112 @@ void cio__stack_overflow_abort(const char *task_name, size_t size) {
     abort();
 }
 
+/*
+ * Passing faults on. cio's handler keeps the disposition it found when it
+ * was installed and hands it every fault that is not a task's overflow, as
+ * the kernel would have:
+ *
+ *   - a handler (SA_SIGINFO or plain) is called with the same arguments,
+ *     with its own sa_mask blocked. It may return (a fault then repeats) or
+ *     leave by siglongjmp; either way cio's handler stays installed. (It
+ *     used to put the previous disposition back instead, so once a program's
+ *     handler had recovered from one fault, overflows went unreported.)
+ *   - SIG_DFL: the default action is put back and the fault repeats (a
+ *     signal sent with kill() is raised again), so the process ends with
+ *     SIGSEGV as if cio had no handler.
+ *   - SIG_IGN: a sent signal is ignored; a real fault cannot be (the kernel
+ *     would kill the process), so it takes the default action.
+ *
+ * cio installs its handler again each time a loop starts running if the
+ * program replaced it, and then passes faults on to the program's handler.
+ * If that handler in turn passes the faults it does not want to the one it
+ * replaced (cio's), a fault neither claims would bounce between the two for
+ * ever. cio recognises that it is being called back by the handler it
+ * passed the fault to (the same ucontext, on a deeper frame) and takes the
+ * default action then. A handler that left by siglongjmp leaves that record
+ * behind, but a later fault has a ucontext of its own, or the same one at
+ * the same depth, so it is not mistaken for a call back.
+ *
+ * The disposition lives in two slots so that a handler running in another
+ * thread never reads a half-written one: an install fills the slot not in
+ * use, then publishes it.
+ */
+static struct sigaction chained[2];
+static atomic_int chained_slot;
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* While this thread's handler passes a fault on: its ucontext and frame. */
+static CIO__TLS void *passing_uctx;
+static CIO__TLS uintptr_t passing_frame;
+
+static void default_action(int sig, const siginfo_t *info) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    /* A fault repeats when the handler returns; a sent signal stays pending
+     * (it is blocked while the handler runs) and is delivered then. */
+    if (info->si_code <= 0) raise(sig);
+}
+
 static void on_segv(int sig, siginfo_t *info, void *uctx) {
-    (void)uctx;
     char name[64];
     cio__running_stack_fn running = atomic_load(&running_stack_hook);
     const cio__stack *s = running ? running(name, sizeof name) : NULL;
-    if (s && s->guarded) {
-        char *addr = info->si_addr;
-        char *lo = s->lo;
-        if (addr < lo && addr >= lo - page_size()) cio__stack_overflow_abort(name, s->size);
+    if (s && s->guard) {
+        uintptr_t addr = (uintptr_t)info->si_addr, lo = (uintptr_t)s->lo;
+        if (addr < lo && lo - addr <= s->guard) cio__stack_overflow_abort(name, s->size);
     }
-    /* Not ours: restore the previous disposition and let the fault repeat. */
-    sigaction(sig, &previous_segv, NULL);
+    volatile char here = 0;
+    uintptr_t frame = (uintptr_t)&here;
+    if (passing_frame && passing_uctx == uctx && frame < passing_frame) {
+        default_action(sig, info); /* called back by the handler we called */
+        return;
+    }
+    const struct sigaction *next =
+        &chained[atomic_load_explicit(&chained_slot, memory_order_acquire)];
+    if (next->sa_handler == SIG_DFL) {
+        default_action(sig, info);
+        return;
+    }
+    if (next->sa_handler == SIG_IGN) {
+        if (info->si_code > 0) default_action(sig, info);
+        return;
+    }
+    sigset_t mask;
+    pthread_sigmask(SIG_BLOCK, &next->sa_mask, &mask);
+    void *outer_uctx = passing_uctx;
+    uintptr_t outer_frame = passing_frame;
+    passing_uctx = uctx;
+    passing_frame = frame;
+    if (next->sa_flags & SA_SIGINFO)
+        next->sa_sigaction(sig, info, uctx);
+    else
+        next->sa_handler(sig);
+    passing_uctx = outer_uctx;
+    passing_frame = outer_frame;
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
+}
+
+static bool is_ours(const struct sigaction *sa) {
+    return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == on_segv;
 }
 
 void cio__stack_install_overflow_handler(void) {
-    int expected = 0;
-    if (atomic_compare_exchange_strong(&handler_installed, &expected, 1)) {
+    struct sigaction found;
+    if (sigaction(SIGSEGV, NULL, &found) != 0 || is_ours(&found)) return;
+    pthread_mutex_lock(&install_lock);
+    if (sigaction(SIGSEGV, NULL, &found) == 0 && !is_ours(&found)) {
+        int slot = 1 - atomic_load_explicit(&chained_slot, memory_order_relaxed);
+        chained[slot] = found;
+        atomic_store_explicit(&chained_slot, slot, memory_order_release);
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_segv;
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
-        sigaction(SIGSEGV, &sa, &previous_segv);
+        sigaction(SIGSEGV, &sa, NULL);
     }
+    pthread_mutex_unlock(&install_lock);
 }

@@ -1,7 +1,8 @@
 /*
- * Task stacks: pooled, carved from large mappings, with a guard page below
- * each one while the process has mappings to spare and a canary word after
- * that (see stack.c for the policy).
+ * Task stacks: pooled, carved from large mappings, each with a guard region
+ * below it: installed with MADV_GUARD_INSTALL where the kernel has it
+ * (Linux 6.13+), otherwise made PROT_NONE while the process has mappings to
+ * spare, with a canary word after that (see stack.c for the policy).
  */
 #ifndef CIO_STACK_H
 #define CIO_STACK_H
@@ -13,7 +14,8 @@
 typedef struct cio__stack {
     void *lo;          /* lowest usable address */
     size_t size;       /* usable bytes */
-    bool guarded;      /* a PROT_NONE page lies just below lo */
+    size_t guard;      /* bytes just below lo that fault when touched; 0: the
+                        * stack is protected by its canary instead */
 } cio__stack;
 
 typedef struct cio__stack_class {
@@ -24,9 +26,7 @@ typedef struct cio__stack_class {
 typedef struct cio__stack_slab {
     void *base;
     size_t length;
-    size_t stack_count;
-    size_t stack_size;
-    bool guarded;
+    size_t budgeted;   /* guard pages taken from the process's budget */
 } cio__stack_slab;
 
 typedef struct cio__stack_pool {
@@ -36,6 +36,8 @@ typedef struct cio__stack_pool {
     size_t last_class;          /* ... and the index of its class */
     cio__stack_slab *slabs;
     size_t slab_count, slab_cap;
+    size_t guard_size;          /* bytes kept below every stack, whole pages */
+    bool guard_regions;         /* guards are MADV_GUARD_INSTALL regions */
 } cio__stack_pool;
 
 /* The canary of an unguarded stack is its lowest word, and its value is
@@ -48,6 +50,9 @@ typedef struct cio__stack_pool {
  * its stack is treated as overflowing. */
 #define CIO__STACK_RED_ZONE 256
 
+/* Sets up an empty pool whose stacks keep guard_size bytes (rounded up to
+ * pages) below them; guard regions are used when the kernel has them. */
+void cio__stack_pool_init(cio__stack_pool *pool, size_t guard_size);
 size_t cio__stack_round(size_t size);
 int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out);
 void cio__stack_put(cio__stack_pool *pool, const cio__stack *stack);
@@ -56,7 +61,7 @@ void cio__stack_pool_destroy(cio__stack_pool *pool);
 /* False when the canary of an unguarded stack was overwritten (checked
  * when the task ends). */
 static inline bool cio__stack_intact(const cio__stack *stack) {
-    return stack->guarded || *(const uint64_t *)stack->lo == CIO__STACK_CANARY;
+    return stack->guard != 0 || *(const uint64_t *)stack->lo == CIO__STACK_CANARY;
 }
 
 /* False when a task was switched out with its stack pointer in the red
@@ -66,9 +71,13 @@ static inline bool cio__stack_sp_ok(const cio__stack *stack, const void *sp) {
     return (const char *)sp >= (const char *)stack->lo + CIO__STACK_RED_ZONE;
 }
 
-/* Installs (once per process) the SIGSEGV handler that names a task whose
- * stack overflowed into its guard page, and an alternate signal stack for
- * the calling thread. */
+/* The protection of a stack: "guard-region", "guard-page" or "canary". */
+const char *cio__stack_protection(const cio__stack_pool *pool, const cio__stack *stack);
+
+/* Installs the SIGSEGV handler that names a task whose stack overflowed into
+ * its guard, unless it is installed already. Called each time a loop starts
+ * running, so a handler the program installed in between is put behind
+ * cio's (faults that are not a task's overflow are passed on to it). */
 void cio__stack_install_overflow_handler(void);
 
 /* Reports an overflow of the named task and ends the process. */
@@ -86,5 +95,11 @@ void cio__stack_set_running_hook(cio__running_stack_fn fn);
  * to set it (to reach the canary mode without 16,000 tasks). */
 size_t cio__stack_guard_budget(void);
 void cio__stack_set_guard_budget(size_t budget);
+
+/* True when the kernel installs guard regions (probed once per process).
+ * Tests turn them off to exercise the guard-page fallback of older kernels;
+ * loops created afterwards use the fallback. */
+bool cio__stack_guard_regions_available(void);
+void cio__stack_disable_guard_regions(bool disable);
 
 #endif

@@ -349,7 +349,7 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
     cio_task_options defaults = {0};
     if (!opts) opts = &defaults;
     size_t stack_size = opts->stack_size ? opts->stack_size : loop->default_stack_size;
-    if (stack_size < CIO_MIN_STACK_SIZE) return -EINVAL;
+    if (stack_size < CIO_MIN_STACK_SIZE || stack_size > CIO_MAX_STACK_SIZE) return -EINVAL;
 
     /* Finished task objects are recycled: a spawn then costs no malloc. */
     cio__task *t = loop->free_tasks;
@@ -481,7 +481,8 @@ int cio_loop_dump_tasks(cio_loop *loop, FILE *out) {
                         (double)(t->wait->deadline - cio__clock_ns()) / 1e9);
         }
         if (t->cancel_requests) fprintf(out, ", %d cancel request(s)", t->cancel_requests);
-        fprintf(out, ", stack %zu bytes\n", t->stack.size);
+        fprintf(out, ", stack %zu bytes, %s\n", t->stack.size,
+                cio__stack_protection(&loop->stacks, &t->stack));
         n++;
     }
     return n;

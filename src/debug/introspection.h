@@ -20,11 +20,11 @@ typedef struct cio__loop_stats {
 
 int cio__loop_get_stats(const cio_loop *loop, cio__loop_stats *out);
 
-/* Where a task's stack lies, and whether a guard protects it. */
+/* Where a task's stack lies, and the guard that protects it. */
 typedef struct cio__task_stack_info {
     void *lo;
     size_t size;
-    int guarded;
+    size_t guard; /* bytes below lo that fault when touched; 0: a canary instead */
 } cio__task_stack_info;
 
 int cio__task_get_stack(const cio_task *task, cio__task_stack_info *out);

@@ -23,6 +23,6 @@ int cio__task_get_stack(const cio_task *task, cio__task_stack_info *out) {
     const cio__task *t = cio__task_of(task);
     out->lo = t->stack.lo;
     out->size = t->stack.size;
-    out->guarded = t->stack.guarded;
+    out->guard = t->stack.guard;
     return 0;
 }
