@@ -244,8 +244,13 @@ static cio__node *live_node(const cio_handle *handle) {
 }
 
 int cio_handle_cancel(cio_handle *handle) {
+    /* The loop is found through the live-loop table, never through the
+     * node (whose pool may be freed), and checked for the calling thread
+     * before anything the loop's thread writes is read. */
     if (handle && handle->node) {
-        int rc = cio__loop_check_thread(((const cio__node *)handle->node)->loop);
+        cio_loop *loop = loop_by_key(handle->loop_key);
+        if (!loop) return 0;
+        int rc = cio__loop_check_thread(loop);
         if (rc < 0) return rc;
     }
     cio__node *node = live_node(handle);
