@@ -140,8 +140,8 @@ static void run_variant(const variant *v, long tasks) {
     cio_task *main_task;
     BENCH_CHECK(cio_spawn(loop, scene_main, &s, &main_task));
     BENCH_CHECK(cio_run_until_complete(loop, main_task, NULL));
-    cio_future_release(main_task);
-    cio_future_release(s.gate);
+    cio_future_unref(main_task);
+    cio_future_unref(s.gate);
     cio_loop_free(loop);
     if (hwm0 < 0 || s.hwm_kb < 0) {
         printf("# skipped idle_task_rss_%s: /proc/self/status has no VmHWM\n", v->name);

@@ -53,7 +53,7 @@ static void *producer(void *arg) {
 static void *queue_bench(void *arg) {
     (void)arg;
     cio_queue *q;
-    BENCH_CHECK(cio_queue_new(&q, 1)); /* bounded: every item is a hand-off */
+    BENCH_CHECK(cio_queue_new(1, &q)); /* bounded: every item is a hand-off */
     cio_task *p;
     int64_t t0 = bench_now_ns();
     BENCH_CHECK(cio_spawn(cio_running_loop(), producer, q, &p));
@@ -64,7 +64,7 @@ static void *queue_bench(void *arg) {
     }
     BENCH_CHECK(cio_await(p, NULL));
     result_ns = (double)(bench_now_ns() - t0) / (double)iters;
-    cio_future_release(p);
+    cio_future_unref(p);
     cio_queue_free(q);
     return NULL;
 }

@@ -38,7 +38,7 @@ static double run_main(cio_coro_fn fn, void *arg) {
     BENCH_CHECK(cio_spawn(loop, fn, arg, &t));
     void *result = NULL;
     BENCH_CHECK(cio_run_until_complete(loop, t, &result));
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
     return *(double *)arg;
 }
@@ -66,7 +66,7 @@ static void spawn_await_loop(long n, const cio_task_options *opts) {
             fprintf(stderr, "spawn_await: wrong result\n");
             exit(1);
         }
-        cio_future_release(t);
+        cio_future_unref(t);
     }
 }
 
@@ -159,7 +159,7 @@ static void resolve_await_loop(long n) {
         void *r = NULL;
         BENCH_CHECK(cio_await(f, &r));
         BENCH_USE(r);
-        cio_future_release(f);
+        cio_future_unref(f);
     }
 }
 
@@ -201,7 +201,7 @@ static void *player_main(void *arg) {
             BENCH_CHECK(cio_future_set_result(other, NULL));
         }
         BENCH_CHECK(cio_await(mine, NULL));
-        cio_future_release(mine);
+        cio_future_unref(mine);
     }
     if (p->me == 0) pp->t1 = bench_now_ns();
     /* The other player awaits one more future: release it. */
@@ -224,8 +224,8 @@ static double bench_future_await_suspend(long n) {
     BENCH_CHECK(cio_spawn(loop, player_main, &p0, &t0));
     BENCH_CHECK(cio_run_until_complete(loop, t0, NULL));
     BENCH_CHECK(cio_run_until_complete(loop, t1, NULL));
-    cio_future_release(t0);
-    cio_future_release(t1);
+    cio_future_unref(t0);
+    cio_future_unref(t1);
     cio_loop_free(loop);
     /* Each round resolves and awaits two futures. */
     return (double)(pp.t1 - pp.t0) / (2.0 * (double)n);
@@ -256,7 +256,7 @@ static double bench_yielders(int k, long n) {
     for (int i = 0; i < k; i++) BENCH_CHECK(cio_spawn(loop, yielder_main, &y, &tasks[i]));
     for (int i = 0; i < k; i++) {
         BENCH_CHECK(cio_run_until_complete(loop, tasks[i], NULL));
-        cio_future_release(tasks[i]);
+        cio_future_unref(tasks[i]);
     }
     cio_loop_free(loop);
     return (double)(y.t1 - y.t0) / (double)n;

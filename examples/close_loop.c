@@ -52,7 +52,7 @@ static int run_work(int ms) {
     cio_task *task = NULL;
     int rc = cio_spawn(loop, do_some_work, (void *)(intptr_t)ms, &task);
     if (rc == 0) rc = cio_run_until_complete(loop, task, NULL);
-    cio_future_release(task);
+    cio_future_unref(task);
     return rc;
 }
 

@@ -85,7 +85,7 @@ int main(void) {
     status = 0;
 
 out:
-    cio_future_release(task);
+    cio_future_unref(task);
     cio_loop_free(loop); /* loop.close() */
     return status;
 }

@@ -109,7 +109,7 @@ static int run_read(pipe_read *p, int expect_error) {
     if (rc == 0) rc = cio_call_later(loop, 0.3, writer, p, NULL);
     if (rc < 0) {
         fprintf(stderr, "setting up the read: %s\n", cio_strerror(rc));
-        cio_future_release(task);
+        cio_future_unref(task);
         close(p->rfd);
         close(p->wfd);
         return -1;
@@ -135,7 +135,7 @@ static int run_read(pipe_read *p, int expect_error) {
         printf("[%.2f s] after one loop iteration: callbacks run: %d\n", elapsed(), callbacks_run);
         if (callbacks_run != 2) ok = 0;
     }
-    cio_future_release(task);
+    cio_future_unref(task);
     return ok ? 0 : -1;
 }
 

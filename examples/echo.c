@@ -131,9 +131,9 @@ static void *main_task(void *arg) {
      * ends cancelled, because the request is outstanding (docs/design.md §7). */
     printf("[%.3f s] server task ended: %s\n", elapsed(),
            src == -ECANCELED ? "cancelled" : cio_strerror(src));
-    cio_future_release(all);
-    for (int i = 0; i < spawned; i++) cio_future_release(clients[i]);
-    cio_future_release(srv);
+    cio_future_unref(all);
+    for (int i = 0; i < spawned; i++) cio_future_unref(clients[i]);
+    cio_future_unref(srv);
     (void)lfd;
     return rc < 0 ? cio_raise(rc) : NULL;
 }
@@ -157,7 +157,7 @@ int main(void) {
     cio_task *t;
     int rc = cio_spawn(loop, main_task, (void *)(intptr_t)lfd, &t);
     if (rc == 0) rc = cio_run_until_complete(loop, t, NULL);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
     close(lfd);
     printf("echo exchange %s\n", rc == 0 ? "finished" : cio_strerror(rc));

@@ -80,8 +80,8 @@ static int gather_all(const int *delays_ms, size_t n) {
         status = 0;
 
 out:
-    cio_future_release(all);
-    for (size_t i = 0; i < n; i++) cio_future_release(tasks[i]);
+    cio_future_unref(all);
+    for (size_t i = 0; i < n; i++) cio_future_unref(tasks[i]);
     return status;
 }
 

@@ -72,7 +72,7 @@ static int spawn_jobs(const job *jobs, size_t n, cio_task **tasks) {
 
 static void release_all(cio_future **fs, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        cio_future_release(fs[i]);
+        cio_future_unref(fs[i]);
         fs[i] = NULL;
     }
 }
@@ -107,7 +107,7 @@ static int gather_in_order(void) {
     print_outcomes(o, 3);
     ok = o[0].value == (void *)3 && o[1].value == (void *)1 && o[2].value == (void *)2;
 out:
-    cio_future_release(g);
+    cio_future_unref(g);
     release_all(t, 3);
     return ok;
 }
@@ -127,7 +127,7 @@ static int gather_return_exceptions(void) {
     print_outcomes(o, 3);
     ok = o[0].value == (void *)2 && o[1].error == -EIO && o[2].value == (void *)3;
 out:
-    cio_future_release(g);
+    cio_future_unref(g);
     release_all(t, 3);
     return ok;
 }
@@ -149,7 +149,7 @@ static int gather_cancel(void) {
            cio_task_name(t[1]), cio_future_cancelled(t[1]));
     ok = rc == -ECANCELED && cio_future_cancelled(t[0]) && cio_future_cancelled(t[1]);
 out:
-    cio_future_release(g);
+    cio_future_unref(g);
     release_all(t, 2);
     return ok;
 }
@@ -219,7 +219,7 @@ int main(void) {
     rc = cio_spawn(loop, tour, NULL, &main_task);
     if (rc == 0) rc = cio_run_until_complete(loop, main_task, NULL);
     if (rc < 0) fprintf(stderr, "gather_vs_wait: %s\n", cio_strerror(rc));
-    cio_future_release(main_task);
+    cio_future_unref(main_task);
     cio_loop_free(loop);
     return rc < 0 ? 1 : 0;
 }

@@ -96,7 +96,7 @@ static void *main_task(void *arg) {
 }
 
 int main(void) {
-    int rc = cio_queue_new(&queue, QUEUE_SIZE);
+    int rc = cio_queue_new(QUEUE_SIZE, &queue);
     if (rc == 0) rc = cio_run(main_task, NULL, NULL);
     cio_queue_free(queue);
     if (rc < 0) fprintf(stderr, "pipeline: %s\n", cio_strerror(rc));

@@ -152,9 +152,9 @@ static int stop_from_gather_callback(void) {
     if (cio_future_result(futus, NULL) < 0) ok = 0;
 
 out:
-    cio_future_release(futus);
-    cio_future_release(tasks[0]);
-    cio_future_release(tasks[1]);
+    cio_future_unref(futus);
+    cio_future_unref(tasks[0]);
+    cio_future_unref(tasks[1]);
     return ok ? 0 : -1;
 }
 

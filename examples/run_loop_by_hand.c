@@ -92,8 +92,8 @@ int main(void) {
     status = 0;
 
 out:
-    cio_future_release(first);
-    cio_future_release(second);
+    cio_future_unref(first);
+    cio_future_unref(second);
     cio_loop_free(loop);
     return status;
 }

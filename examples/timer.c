@@ -75,7 +75,7 @@ static void *timer(void *arg) {
     printf("  [%.2f s] timer armed for %.1f s\n", elapsed(), ms / 1000.0);
     if (rc == 0) rc = cio_await(futu, NULL); /* await futu */
     printf("  [%.2f s] timer: the await returned\n", elapsed());
-    cio_future_release(futu);
+    cio_future_unref(futu);
     return rc < 0 ? cio_raise(rc) : NULL;
 }
 
@@ -120,7 +120,7 @@ static int run_task(cio_coro_fn fn, void *arg) {
     int rc = cio_spawn(loop, fn, arg, &task);
     if (rc == 0) rc = cio_run_until_complete(loop, task, NULL);
     if (rc < 0) fprintf(stderr, "run: %s\n", cio_strerror(rc));
-    cio_future_release(task);
+    cio_future_unref(task);
     return rc;
 }
 

@@ -185,7 +185,7 @@ const char *cio_loop_stack_guard(const cio_loop *loop);
  * copy, and their epoll instance is shared with the parent, whose events
  * the child would steal. The child makes loops of its own (cio_run works). */
 int cio_loop_new(cio_loop **loopp);
-int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts);
+int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp);
 
 /* Runs until fut is done and returns its outcome: 0 with *result set (result
  * may be NULL), the future's error, or -ECANCELED. If the loop is stopped
@@ -281,9 +281,9 @@ int cio_future_new(cio_loop *loop, cio_future **futp);
  * references and leaves what is still referenced valid until its last
  * release (see cio_loop_close). A pending task keeps running after its last
  * reference is released (it is then detached). NULL is accepted. */
-void cio_future_release(cio_future *fut);
+void cio_future_unref(cio_future *fut);
 /* Takes one more reference; returns fut. */
-cio_future *cio_future_retain(cio_future *fut);
+cio_future *cio_future_ref(cio_future *fut);
 
 /* Completes the future. A second completion returns -CIO_EINVALSTATE.
  * set_error takes a negative code; -ECANCELED is stored as an error (the
@@ -335,7 +335,7 @@ typedef struct cio_task_options {
 
 /* Wraps fn(arg) in a task scheduled to start on the next iteration
  * (asyncio.create_task). If taskp is not NULL the caller holds one
- * reference to the task (release it with cio_future_release); if it is
+ * reference to the task (release it with cio_future_unref); if it is
  * NULL the task is detached and frees itself when done. Returns 0,
  * -EINVAL, -CIO_ELOOPCLOSED, or -ENOMEM (the task, its stack or its name). */
 int cio_spawn(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp);
@@ -398,12 +398,12 @@ int cio_wait_for(cio_future *fut, double timeout, void **result);
 
 /* Deadline forms: each waits at most until an absolute loop time `when`
  * (CIO_NO_TIMEOUT for never) and then returns -ETIMEDOUT. cio_await_until
- * leaves fut running (asyncio.wait on one future); cio_wait_for_at cancels
+ * leaves fut running (asyncio.wait on one future); cio_wait_for_until cancels
  * it as cio_wait_for does. Deadlines compose: pass the same `when` down a
  * chain of calls. Every deadline form (here and below) can return -ENOMEM
  * when the timer cannot be armed. */
 int cio_await_until(cio_future *fut, double when, void **result);
-int cio_wait_for_at(cio_future *fut, double when, void **result);
+int cio_wait_for_until(cio_future *fut, double when, void **result);
 
 /* ------------------------------------------------------------------------
  * Timeout scopes (asyncio.timeout / timeout_at)
@@ -439,7 +439,7 @@ typedef struct cio_timeout {
  * returns -ETIMEDOUT. Returns 0, -EINVAL (NaN), -EPERM (outside a task),
  * -CIO_EINVALSTATE (the scope is entered already) or -ENOMEM. */
 int cio_timeout_enter(cio_timeout *scope, double delay);
-int cio_timeout_enter_at(cio_timeout *scope, double when);
+int cio_timeout_enter_until(cio_timeout *scope, double when);
 /* Leaves the scope; rc is the outcome of the code inside it. Returns rc,
  * with -ECANCELED turned into -ETIMEDOUT if the scope expired;
  * -CIO_EINVALSTATE if the scope is not entered, or not by this task. */
@@ -568,7 +568,7 @@ int cio_event_is_set(const cio_event *event);
  * before returning, also when cancelled or timed out. notify without
  * holding the lock is -CIO_EINVALSTATE. */
 typedef struct cio_condition cio_condition;
-int cio_condition_new(cio_condition **condp, cio_lock *lock);
+int cio_condition_new(cio_lock *lock, cio_condition **condp);
 void cio_condition_free(cio_condition *cond);
 int cio_condition_acquire(cio_condition *cond);
 int cio_condition_release(cio_condition *cond);
@@ -584,8 +584,8 @@ int cio_condition_notify_all(cio_condition *cond);
  * initial value returns -CIO_EINVALSTATE (asyncio: ValueError). locked() is
  * true when acquire would wait: value 0, or waiters queued (no barging). */
 typedef struct cio_semaphore cio_semaphore;
-int cio_semaphore_new(cio_semaphore **semp, int value);
-int cio_bounded_semaphore_new(cio_semaphore **semp, int value);
+int cio_semaphore_new(int value, cio_semaphore **semp);
+int cio_bounded_semaphore_new(int value, cio_semaphore **semp);
 void cio_semaphore_free(cio_semaphore *sem);
 int cio_semaphore_acquire(cio_semaphore *sem);
 int cio_semaphore_acquire_until(cio_semaphore *sem, double when);
@@ -598,7 +598,7 @@ int cio_semaphore_value(const cio_semaphore *sem);
  * while tasks wait), or -ECANCELED. A waiter that is cancelled just leaves,
  * as in asyncio: the barrier is not broken. */
 typedef struct cio_barrier cio_barrier;
-int cio_barrier_new(cio_barrier **barrierp, int parties);
+int cio_barrier_new(int parties, cio_barrier **barrierp);
 void cio_barrier_free(cio_barrier *barrier);
 int cio_barrier_wait(cio_barrier *barrier);
 int cio_barrier_wait_until(cio_barrier *barrier, double when);
@@ -624,10 +624,10 @@ int cio_barrier_broken(const cio_barrier *barrier);
 typedef struct cio_queue cio_queue;
 typedef int (*cio_compare_fn)(const void *a, const void *b);
 
-int cio_queue_new(cio_queue **queuep, size_t maxsize);
-int cio_lifo_queue_new(cio_queue **queuep, size_t maxsize);
+int cio_queue_new(size_t maxsize, cio_queue **queuep);
+int cio_lifo_queue_new(size_t maxsize, cio_queue **queuep);
 /* Smallest item first by cmp; equal items come out in insertion order. */
-int cio_priority_queue_new(cio_queue **queuep, size_t maxsize, cio_compare_fn cmp);
+int cio_priority_queue_new(size_t maxsize, cio_compare_fn cmp, cio_queue **queuep);
 /* Frees the queue; items left are passed to the dispose callback. */
 void cio_queue_free(cio_queue *queue);
 int cio_queue_set_dispose(cio_queue *queue, void (*dispose)(void *item, void *arg), void *arg);

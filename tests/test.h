@@ -126,7 +126,7 @@ static inline int test_run(cio_loop *loop, cio_coro_fn fn, void *arg, void **res
     int rc = cio_spawn(loop, fn, arg, &t);
     if (rc < 0) return rc;
     rc = cio_run_until_complete(loop, t, result);
-    cio_future_release(t);
+    cio_future_unref(t);
     return rc;
 }
 

@@ -35,7 +35,7 @@ TEST(cleanup_after_cancel_can_await) {
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK(cleanup_done);
     CHECK(cio_future_cancelled(t));
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -55,7 +55,7 @@ TEST(uncancel_swallows_a_cancellation) {
     void *r;
     CHECK_OK(cio_run_until_complete(loop, t, &r));
     CHECK_EQ(PTRI(r), 7);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -109,8 +109,8 @@ TEST(cancel_travels_down_a_chain) {
     CHECK(t3 != NULL);
     CHECK(cio_future_cancelled(t2));
     CHECK(cio_future_cancelled(t3));
-    cio_future_release(t3);
-    cio_future_release(t2);
+    cio_future_unref(t3);
+    cio_future_unref(t2);
     CHECK_EQ(loop_stats(loop).timers, 0);
     cio_loop_free(loop);
 }
@@ -147,8 +147,8 @@ TEST(result_and_cancel_in_the_same_iteration) {
     void *r;
     CHECK_OK(cio_run_until_complete(loop, race_task, &r));
     CHECK_EQ(PTRI(r), 11);
-    cio_future_release(race_task);
-    cio_future_release(race_fut);
+    cio_future_unref(race_task);
+    cio_future_unref(race_fut);
     cio_loop_free(loop);
 }
 
@@ -163,7 +163,7 @@ static void *wait_for_race(void *arg) {
     /* The result and the deadline land in the same iteration. */
     CHECK_OK(cio_call_at(cio_running_loop(), when, set_result_cb, f, NULL));
     void *r = NULL;
-    int rc = cio_wait_for_at(f, when, &r);
+    int rc = cio_wait_for_until(f, when, &r);
     /* Either the result won (and is returned) or the timeout did and the
      * future was cancelled: never both, never neither. */
     if (rc == 0) {
@@ -182,7 +182,7 @@ TEST(result_and_timeout_in_the_same_iteration) {
         cio_future *f;
         CHECK_OK(cio_future_new(loop, &f));
         CHECK_OK(test_run(loop, wait_for_race, f, NULL));
-        cio_future_release(f);
+        cio_future_unref(f);
     }
     cio_loop_free(loop);
 }
@@ -225,10 +225,10 @@ static int spawn_and(int how) {
             cio_future *g;
             rc = cio_gather(loop, c, 3, 0, &g);
             if (rc == 0) rc = cio_await(g, NULL);
-            cio_future_release(g);
+            cio_future_unref(g);
         }
     }
-    for (int i = 0; i < n; i++) cio_future_release(c[i]);
+    for (int i = 0; i < n; i++) cio_future_unref(c[i]);
     return rc;
 }
 
@@ -281,7 +281,7 @@ static void *supervisor(void *arg) {
     while (rc == 0) {
         for (int i = 0; i < WORKERS; i++) {
             if (slots[i] && !cio_future_done(slots[i])) continue;
-            cio_future_release(slots[i]);
+            cio_future_unref(slots[i]);
             slots[i] = NULL;
             CHECK_OK(cio_spawn(loop, worker, NULL, &slots[i]));
         }
@@ -294,7 +294,7 @@ static void *supervisor(void *arg) {
         cio_task_cancel(slots[i], NULL);
         int r = cio_await(slots[i], NULL);
         CHECK(r == 0 || r == -ECANCELED);
-        cio_future_release(slots[i]);
+        cio_future_unref(slots[i]);
     }
     return NULL;
 }
@@ -308,8 +308,8 @@ static void *stress_main(void *arg) {
     CHECK_OK(cio_await(canceller_task, NULL));
     cio_task_cancel(supervisor_task, NULL);
     CHECK_OK(cio_await(supervisor_task, NULL));
-    cio_future_release(canceller_task);
-    cio_future_release(supervisor_task);
+    cio_future_unref(canceller_task);
+    cio_future_unref(supervisor_task);
     /* Let the leaves of cancelled workers finish. */
     while (cio_all_tasks(loop, NULL, 0) > 1) CHECK_OK(cio_sleep(0.001));
     return NULL;
@@ -348,7 +348,7 @@ TEST(cancelled_before_its_first_step_never_runs) {
     CHECK(cio_future_cancelled(t));
     CHECK_STR(cio_future_cancel_message(t), "too early");
     CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
-    cio_future_release(t);
+    cio_future_unref(t);
     /* Detached and cancelled at once: frees itself without running. */
     CHECK_OK(cio_spawn(loop, mark_ran, NULL, NULL));
     cio_task *all[1];
@@ -360,7 +360,7 @@ TEST(cancelled_before_its_first_step_never_runs) {
     CHECK_OK(cio_run_until_complete(loop, f, NULL));
     CHECK(!body_ran);
     CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -404,7 +404,7 @@ TEST(closing_a_loop_takes_waiters_out_of_primitives) {
     CHECK_OK(cio_call_later(loop, 0.005, stop_now, NULL, NULL));
     CHECK_ERR(cio_run_until_complete(loop, f, NULL), -CIO_ESTOPPED);
     CHECK(!cio_future_done(t));
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_OK(cio_loop_close(loop)); /* t is destroyed while it waits */
     CHECK_INT(quiet_reports, >=, 1);
     CHECK(cio_future_cancelled(t)); /* held: it outlives the close */

@@ -114,8 +114,8 @@ TEST(sleep_zero_interleaves_tasks) {
     CHECK_OK(cio_run_until_complete(loop, b, NULL));
     CHECK_STR(clog, "ABABABAB");
     CHECK(cio_future_done(a));
-    cio_future_release(a);
-    cio_future_release(b);
+    cio_future_unref(a);
+    cio_future_unref(b);
     cio_loop_free(loop);
 }
 
@@ -154,7 +154,7 @@ TEST(sleep_zero_yields_exactly_one_iteration) {
         cio_task *t;
         CHECK_OK(cio_spawn(loop, count_iterations_per_yield, IPTR(how), &t));
         CHECK_OK(cio_run_until_complete(loop, t, NULL));
-        cio_future_release(t);
+        cio_future_unref(t);
         cio_loop_free(loop);
     }
 }
@@ -201,7 +201,7 @@ TEST(sleepers_wake_in_deadline_order) {
     for (int i = 0; i < 4; i++) CHECK_OK(cio_spawn(loop, log_after_sleep, &s[i], &t[i]));
     CHECK_OK(cio_run_until_complete(loop, t[0], NULL));
     CHECK_STR(clog, "dbca");
-    for (int i = 0; i < 4; i++) cio_future_release(t[i]);
+    for (int i = 0; i < 4; i++) cio_future_unref(t[i]);
     cio_loop_free(loop);
 }
 
@@ -245,7 +245,7 @@ TEST(sleep_is_cancellable) {
         CHECK(cio_future_cancelled(t));
         CHECK(sleep_cancel_seen_at - armed_at >= 0.019);
         CHECK(sleep_cancel_seen_at - armed_at < 0.02 + SLACK);
-        cio_future_release(t);
+        cio_future_unref(t);
     }
     check_nothing_left(loop);
     cio_loop_free(loop);
@@ -260,7 +260,7 @@ static cio_future *gather_of(cio_task **c, size_t n, unsigned flags) {
 }
 
 static void release_all(cio_task **c, size_t n) {
-    for (size_t i = 0; i < n; i++) cio_future_release(c[i]);
+    for (size_t i = 0; i < n; i++) cio_future_unref(c[i]);
 }
 
 static void *gather_in_order(void *arg) {
@@ -288,7 +288,7 @@ static void *gather_in_order(void *arg) {
         CHECK_OK(o[i].error);
         CHECK_EQ(PTRI(o[i].value), i + 1);
     }
-    cio_future_release(g);
+    cio_future_unref(g);
     release_all(c, 3);
     return NULL;
 }
@@ -320,7 +320,7 @@ static void *gather_return_exceptions(void *arg) {
     CHECK_OK(o[3].error);
     CHECK_EQ(PTRI(o[3].value), 4);
     CHECK(!cio_future_cancelled(g));
-    cio_future_release(g);
+    cio_future_unref(g);
     release_all(c, 4);
     return NULL;
 }
@@ -363,7 +363,7 @@ static void *gather_first_error(void *arg) {
     CHECK_EQ(PTRI(o[0].value), 1);
     CHECK_ERR(o[2].error, -EPIPE);
     CHECK_ERR(cio_future_error(g), -EIO); /* the first error stays */
-    cio_future_release(g);
+    cio_future_unref(g);
     release_all(c, 3);
     return NULL;
 }
@@ -399,7 +399,7 @@ static void *gather_cancelled(void *arg) {
     CHECK_OK(cio_future_result(c[2], &r));
     CHECK_EQ(PTRI(r), 3);
     CHECK_EQ(cio_future_cancel(g, NULL), 0); /* done */
-    cio_future_release(g);
+    cio_future_unref(g);
     release_all(c, 3);
     return NULL;
 }
@@ -441,7 +441,7 @@ static void *gather_cancel_timing(void *arg) {
         CHECK_ERR(cio_await(c[1], NULL), -ECANCELED);
         CHECK(s[1].cleaned);
     }
-    cio_future_release(g);
+    cio_future_unref(g);
     release_all(c, 2);
     return NULL;
 }
@@ -470,7 +470,7 @@ static void *await_a_gather(void *arg) {
     int rc = cio_await(g, NULL);
     CHECK_ERR(rc, -ECANCELED);
     CHECK(cio_future_cancelled(g));
-    cio_future_release(g);
+    cio_future_unref(g);
     return cio_raise(rc);
 }
 
@@ -485,9 +485,9 @@ TEST(cancelling_the_task_awaiting_a_gather_cancels_the_children) {
     while (cio_all_tasks(loop, NULL, 0) > 0) run_once(loop);
     for (int i = 0; i < 2; i++) {
         CHECK(cio_future_cancelled(waiter_children[i]));
-        cio_future_release(waiter_children[i]);
+        cio_future_unref(waiter_children[i]);
     }
-    cio_future_release(t);
+    cio_future_unref(t);
     check_nothing_left(loop);
     cio_loop_free(loop);
 }
@@ -512,7 +512,7 @@ static void *gather_child_cancelled_alone(void *arg) {
     void *r;
     CHECK_OK(cio_await(c[1], &r));
     CHECK_EQ(PTRI(r), 2);
-    cio_future_release(g);
+    cio_future_unref(g);
     release_all(c, 2);
     return IPTR(1);
 }
@@ -538,7 +538,7 @@ static void *gather_nothing(void *arg) {
     size_t n = 9;
     CHECK(cio_gather_outcomes(g, &n) != NULL);
     CHECK_EQ(n, 0);
-    cio_future_release(g);
+    cio_future_unref(g);
     return NULL;
 }
 
@@ -549,7 +549,7 @@ TEST(gather_of_nothing) {
     cio_future *g;
     CHECK_OK(cio_gather(loop, NULL, 0, CIO_RETURN_EXCEPTIONS, &g));
     CHECK_OK(cio_run_until_complete(loop, g, NULL));
-    cio_future_release(g);
+    cio_future_unref(g);
     check_nothing_left(loop);
     cio_loop_free(loop);
 }
@@ -569,9 +569,9 @@ static void *gather_same_child(void *arg) {
     CHECK_EQ(PTRI(o[2].value), 7);
     CHECK_EQ(PTRI(o[3].value), 7);
     for (int i = 0; i < 4; i++) CHECK_OK(o[i].error);
-    cio_future_release(g);
-    cio_future_release(a);
-    cio_future_release(b);
+    cio_future_unref(g);
+    cio_future_unref(a);
+    cio_future_unref(b);
     return NULL;
 }
 
@@ -600,16 +600,16 @@ TEST(gather_of_done_futures_and_early_release) {
     CHECK_EQ(PTRI(o[0].value), 10);
     CHECK_ERR(o[1].error, -EIO);
     CHECK_EQ(PTRI(o[2].value), 12);
-    cio_future_release(g);
+    cio_future_unref(g);
     /* A gather released before its children are done frees itself once
      * they are, and keeps its children alive meanwhile. */
     cio_future *p;
     CHECK_OK(cio_future_new(loop, &p));
     CHECK_OK(cio_gather(loop, &p, 1, 0, &g));
-    cio_future_release(g);
-    for (int i = 0; i < 3; i++) cio_future_release(f[i]);
+    cio_future_unref(g);
+    for (int i = 0; i < 3; i++) cio_future_unref(f[i]);
     CHECK_OK(cio_future_set_result(p, NULL));
-    cio_future_release(p);
+    cio_future_unref(p);
     run_once(loop);
     check_nothing_left(loop);
     cio_loop_free(loop);
@@ -632,9 +632,9 @@ TEST(gather_bad_arguments) {
     CHECK_ERR(cio_gather(loop, mixed, 2, 0, &g), -CIO_EWRONGLOOP);
     CHECK(g == NULL);
     /* Refused calls took no reference: f is freed by its one release. */
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK(loop_stats(loop).futures == 0);
-    cio_future_release(foreign);
+    cio_future_unref(foreign);
     cio_loop_free(loop);
     cio_loop_free(other);
 }
@@ -804,7 +804,7 @@ static void *wait_times_out(void *arg) {
     /* No timer is left behind by the waits. */
     CHECK_EQ(cio_running_loop()->timers.count, 1); /* the child's sleep */
     cleanup_children(fs, 1);
-    cio_future_release(plain);
+    cio_future_unref(plain);
     return NULL;
 }
 
@@ -844,7 +844,7 @@ TEST(wait_on_done_futures_returns_after_one_yield) {
         CHECK_OK(cio_future_set_result(fs[i], NULL));
     }
     CHECK_OK(test_run(loop, wait_on_done_futures, fs, NULL));
-    for (int i = 0; i < 2; i++) cio_future_release(fs[i]);
+    for (int i = 0; i < 2; i++) cio_future_unref(fs[i]);
     check_nothing_left(loop);
     cio_loop_free(loop);
 }
@@ -868,7 +868,7 @@ static void *wait_bad_arguments(void *arg) {
     CHECK_ERR(cio_wait(mixed, 2, CIO_ALL_COMPLETED, 1.0, NULL, NULL, NULL, NULL),
               -CIO_EWRONGLOOP);
     CHECK(!cio_future_done(f));
-    cio_future_release(f);
+    cio_future_unref(f);
     return NULL;
 }
 
@@ -877,7 +877,7 @@ TEST(wait_bad_arguments) {
     cio_future *foreign;
     CHECK_OK(cio_future_new(other, &foreign));
     CHECK_OK(test_run(loop, wait_bad_arguments, foreign, NULL));
-    cio_future_release(foreign);
+    cio_future_unref(foreign);
     check_nothing_left(loop);
     cio_loop_free(loop);
     cio_loop_free(other);
@@ -914,9 +914,9 @@ TEST(cancelling_the_waiter_leaves_the_futures_alone) {
     CHECK_OK(cio_future_set_result(waited[0], NULL));
     CHECK_EQ(cio_task_cancel(waited[1], NULL), 1);
     CHECK_ERR(cio_run_until_complete(loop, waited[1], NULL), -ECANCELED);
-    cio_future_release(waited[0]);
-    cio_future_release(waited[1]);
-    cio_future_release(w);
+    cio_future_unref(waited[0]);
+    cio_future_unref(waited[1]);
+    cio_future_unref(w);
     check_nothing_left(loop);
     cio_loop_free(loop);
 }
@@ -932,13 +932,13 @@ static void *wait_for_in_time(void *arg) {
     CHECK_OK(cio_wait_for(c, 5.0, &r));
     CHECK_EQ(PTRI(r), 5);
     CHECK(now() - t0 < 0.02 + SLACK);
-    cio_future_release(c);
+    cio_future_unref(c);
     /* An error in time is returned as it is. */
     spec e = {.delay = 0.01, .error = -EPIPE};
     c = spawn_child(&e);
     CHECK_ERR(cio_wait_for(c, 5.0, &r), -EPIPE);
     CHECK(!cio_future_cancelled(c));
-    cio_future_release(c);
+    cio_future_unref(c);
     /* No timer is left armed by either. */
     CHECK_EQ(cio_running_loop()->timers.count, 0);
     return NULL;
@@ -967,13 +967,13 @@ static void *wait_for_times_out(void *arg) {
     /* The waiting task itself is not left cancelled. */
     CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
     CHECK_OK(cio_sleep(0));
-    cio_future_release(c);
+    cio_future_unref(c);
     /* A plain future is cancelled on timeout, too. */
     cio_future *f;
     CHECK_OK(cio_future_new(cio_running_loop(), &f));
     CHECK_ERR(cio_wait_for(f, 0.01, NULL), -ETIMEDOUT);
     CHECK(cio_future_cancelled(f));
-    cio_future_release(f);
+    cio_future_unref(f);
     return IPTR(1);
 }
 
@@ -996,12 +996,12 @@ static void *wait_for_swallowed(void *arg) {
     CHECK_OK(cio_wait_for(c, 0.02, &r));
     CHECK_EQ(PTRI(r), 42);
     CHECK(!cio_future_cancelled(c));
-    cio_future_release(c);
+    cio_future_unref(c);
     /* The same when the inner ends with an error during its cleanup. */
     spec e = {.delay = 10.0, .cleanup_error = -EIO};
     c = spawn_child(&e);
     CHECK_ERR(cio_wait_for(c, 0.02, &r), -EIO);
-    cio_future_release(c);
+    cio_future_unref(c);
     return NULL;
 }
 
@@ -1024,23 +1024,23 @@ static void *wait_for_zero(void *arg) {
     CHECK_OK(cio_wait_for(f, 0, &r));
     CHECK_EQ(PTRI(r), 3);
     CHECK_OK(cio_wait_for(f, -1.0, &r));
-    CHECK_OK(cio_wait_for_at(f, now() - 1.0, &r));
+    CHECK_OK(cio_wait_for_until(f, now() - 1.0, &r));
     CHECK_EQ(PTRI(r), 3);
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_error(f, -EIO));
     CHECK_ERR(cio_wait_for(f, 0, &r), -EIO);
-    cio_future_release(f);
+    cio_future_unref(f);
     /* A pending one is cancelled, and the result is a timeout. */
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_ERR(cio_wait_for(f, 0, &r), -ETIMEDOUT);
     CHECK(cio_future_cancelled(f));
-    cio_future_release(f);
+    cio_future_unref(f);
     spec s = {.delay = 10.0};
     cio_task *c = spawn_child(&s);
     CHECK_ERR(cio_wait_for(c, -1.0, &r), -ETIMEDOUT);
     CHECK(cio_future_cancelled(c));
-    cio_future_release(c);
+    cio_future_unref(c);
     return NULL;
 }
 
@@ -1120,8 +1120,8 @@ TEST(cancelling_the_caller_of_wait_for_cancels_the_inner) {
     CHECK(cio_loop_time(loop) - t0 >= 0.05); /* it waited for the cleanup */
     CHECK(cio_loop_time(loop) - t0 < 5.0);   /* not for wait_for's timeout */
     CHECK(cio_future_cancelled(t));
-    cio_future_release(caller_inner);
-    cio_future_release(t);
+    cio_future_unref(caller_inner);
+    cio_future_unref(t);
     check_nothing_left(loop);
     cio_loop_free(loop);
 }
@@ -1133,19 +1133,19 @@ static void *wait_for_forever(void *arg) {
     void *r = NULL;
     CHECK_OK(cio_wait_for(c, CIO_NO_TIMEOUT, &r));
     CHECK_EQ(PTRI(r), 6);
-    cio_future_release(c);
+    cio_future_unref(c);
     c = spawn_child(&s);
-    CHECK_OK(cio_wait_for_at(c, CIO_NO_TIMEOUT, &r));
+    CHECK_OK(cio_wait_for_until(c, CIO_NO_TIMEOUT, &r));
     CHECK_EQ(PTRI(r), 6);
-    cio_future_release(c);
+    cio_future_unref(c);
     /* NaN is refused, and refusing touches nothing. */
     c = spawn_child(&s);
     CHECK_ERR(cio_wait_for(c, NAN, &r), -EINVAL);
-    CHECK_ERR(cio_wait_for_at(c, NAN, &r), -EINVAL);
+    CHECK_ERR(cio_wait_for_until(c, NAN, &r), -EINVAL);
     CHECK(!cio_future_done(c));
     CHECK_ERR(cio_wait_for(NULL, 1.0, &r), -EINVAL);
     CHECK_OK(cio_await(c, NULL));
-    cio_future_release(c);
+    cio_future_unref(c);
     return NULL;
 }
 
@@ -1179,7 +1179,7 @@ static void race_setter(cio_loop *loop, void *arg) {
 static void *race_waiter(void *arg) {
     (void)arg;
     void *r = NULL;
-    int rc = cio_wait_for_at(race_future, race_deadline(), &r);
+    int rc = cio_wait_for_until(race_future, race_deadline(), &r);
     /* Exactly one of the two happened, and the caller hears of it. */
     if (rc == 0) {
         CHECK_OK(setter_rc);
@@ -1223,9 +1223,9 @@ TEST(wait_for_result_and_timeout_in_the_same_iteration) {
             CHECK_OK(PTRI(r));
         else
             CHECK_ERR(PTRI(r), -ETIMEDOUT);
-        cio_future_release(first);
-        cio_future_release(second);
-        cio_future_release(race_future);
+        cio_future_unref(first);
+        cio_future_unref(second);
+        cio_future_unref(race_future);
         check_nothing_left(loop);
         cio_loop_free(loop);
     }
@@ -1237,7 +1237,7 @@ static void *race_inner_waiter(void *arg) {
     (void)arg;
     cio_task *inner = race_inner;
     void *r = NULL;
-    int rc = cio_wait_for_at(inner, race_deadline(), &r);
+    int rc = cio_wait_for_until(inner, race_deadline(), &r);
     if (rc == 0) {
         CHECK_EQ(PTRI(r), 9);
         CHECK(!cio_future_cancelled(inner));
@@ -1277,8 +1277,8 @@ TEST(wait_for_inner_task_ending_as_the_timeout_fires) {
             CHECK_OK(PTRI(r));
         else
             CHECK_ERR(PTRI(r), -ETIMEDOUT);
-        cio_future_release(race_inner);
-        cio_future_release(waiter);
+        cio_future_unref(race_inner);
+        cio_future_unref(waiter);
         check_nothing_left(loop);
         cio_loop_free(loop);
     }

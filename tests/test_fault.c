@@ -70,9 +70,9 @@ static void *scenario(void *arg) {
         if (rc == 0) CHECK_EQ(nd, 3);
     }
     if (!allowed(rc)) FAIL("scenario: %s", cio_strerror(rc));
-    cio_future_release(f);
-    cio_future_release(g);
-    for (int i = 0; i < 3; i++) cio_future_release(kids[i]);
+    cio_future_unref(f);
+    cio_future_unref(g);
+    for (int i = 0; i < 3; i++) cio_future_unref(kids[i]);
     return rc < 0 ? cio_raise(rc) : NULL;
 }
 
@@ -93,7 +93,7 @@ static int64_t run_with_fault(int64_t nth) {
     if (rc == 0) {
         rc = cio_run_until_complete(loop, t, NULL);
         CHECK(allowed(rc));
-        cio_future_release(t);
+        cio_future_unref(t);
     }
     int64_t calls = cio__fault_arm(0);
     cio_loop_free(loop);
@@ -145,7 +145,7 @@ TEST(spawn_fails_cleanly) {
         cio__fault_arm(0);
         if (rc == 0) {
             CHECK_OK(cio_run_until_complete(loop, t, NULL));
-            cio_future_release(t);
+            cio_future_unref(t);
             continue;
         }
         CHECK_ERR(rc, -ENOMEM);
@@ -237,7 +237,7 @@ static void *io_scenario(void *arg) {
     /* The server may still wait to accept if the client never connected. */
     cio_task_cancel(server, NULL);
     int srv = cio_await(server, NULL);
-    cio_future_release(server);
+    cio_future_unref(server);
     if (rc >= 0 && srv < 0 && srv != -ECANCELED) rc = srv;
     return rc < 0 ? cio_raise(rc) : NULL;
 }
@@ -277,7 +277,7 @@ static int64_t run_io_with_fault(int64_t nth, int *outcome) {
         rc = cio_spawn(loop, io_scenario, NULL, &t);
         if (rc == 0) {
             rc = cio_run_until_complete(loop, t, NULL);
-            cio_future_release(t);
+            cio_future_unref(t);
         }
     }
     int64_t calls = cio__fault_arm(0);

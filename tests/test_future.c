@@ -87,7 +87,7 @@ TEST(new_future_is_pending) {
     CHECK(cio_future_cancel_message(f) == NULL);
     CHECK(cio_future_error_message(f) == NULL);
     CHECK(cio_gather_outcomes(f, NULL) == NULL);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -113,7 +113,7 @@ TEST(set_result_completes_once) {
     CHECK(cio_future_cancel_message(f) == NULL);
     CHECK_OK(cio_future_result(f, &r));
     CHECK_EQ(PTRI(r), 42);
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_EQ(reports, 0);
     cio_loop_free(loop);
 }
@@ -128,7 +128,7 @@ TEST(null_result_is_a_result) {
     CHECK_OK(cio_future_result(f, &r));
     CHECK(r == NULL);
     CHECK_ERR(cio_future_set_result(f, NULL), -CIO_EINVALSTATE);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -149,7 +149,7 @@ TEST(set_error_completes_with_the_error) {
     CHECK_ERR(cio_future_set_error(f, -EPIPE), -CIO_EINVALSTATE);
     CHECK_EQ(cio_future_cancel(f, NULL), 0);
     CHECK_ERR(cio_future_error(f), -EIO);
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_EQ(reports, 0); /* it was read */
     cio_loop_free(loop);
 }
@@ -163,7 +163,7 @@ TEST(set_error_rejects_non_negative_codes) {
     CHECK_ERR(cio_future_set_error_msg(f, 0, "x"), -EINVAL);
     CHECK(!cio_future_done(f)); /* a refused call changes nothing */
     CHECK_OK(cio_future_set_result(f, IPTR(1)));
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -178,7 +178,7 @@ TEST(set_error_ecanceled_is_an_error_not_a_cancellation) {
     CHECK_ERR(cio_future_error(f), -ECANCELED);
     CHECK_ERR(cio_future_result(f, NULL), -ECANCELED);
     CHECK_EQ(cio_future_cancel(f, NULL), 0);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -192,7 +192,7 @@ TEST(set_error_msg_keeps_a_copy_of_the_message) {
     CHECK_STR(cio_future_error_message(f), "disk on fire");
     CHECK(cio_future_cancel_message(f) == NULL);
     CHECK_ERR(cio_future_error(f), -EIO);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -217,7 +217,7 @@ TEST(cancel_with_message) {
     CHECK_ERR(cio_future_set_result(f, NULL), -CIO_EINVALSTATE);
     CHECK_ERR(cio_future_set_error(f, -EIO), -CIO_EINVALSTATE);
     CHECK(cio_future_cancelled(f));
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_EQ(reports, 0); /* a cancellation is never "unretrieved" */
     cio_loop_free(loop);
 }
@@ -229,7 +229,7 @@ TEST(cancel_without_message) {
     CHECK_EQ(cio_future_cancel(f, NULL), 1);
     CHECK(cio_future_cancelled(f));
     CHECK(cio_future_cancel_message(f) == NULL);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -257,7 +257,7 @@ TEST(set_result_or_error_on_a_task_is_einval) {
     CHECK_ERR(cio_future_set_result(t, IPTR(1)), -EINVAL);
     CHECK_OK(cio_future_result(t, &r));
     CHECK_EQ(PTRI(r), 3);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -275,7 +275,7 @@ TEST(done_callback_is_deferred_to_the_loop) {
     CHECK_STR(cb_log, "a");
     run_once(loop);
     CHECK_STR(cb_log, "a"); /* exactly once */
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -302,9 +302,9 @@ TEST(done_callback_on_a_done_future_is_still_deferred) {
     run_once(loop);
     CHECK_STR(cb_log, "ace");
     CHECK_ERR(cio_future_error(e), -EIO);
-    cio_future_release(f);
-    cio_future_release(c);
-    cio_future_release(e);
+    cio_future_unref(f);
+    cio_future_unref(c);
+    cio_future_unref(e);
     cio_loop_free(loop);
 }
 
@@ -321,7 +321,7 @@ TEST(done_callbacks_run_in_registration_order) {
     CHECK_STR(cb_log, "");
     run_once(loop);
     CHECK_STR(cb_log, "123456781");
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -340,7 +340,7 @@ TEST(done_callbacks_are_scheduled_at_completion_like_call_soon) {
     CHECK_OK(cio_future_add_done_callback(f, log_done, "d2"));
     run_once(loop);
     CHECK_STR(cb_log, "s1d1s2d2");
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -365,7 +365,7 @@ TEST(done_callback_added_from_a_done_callback_runs_next_iteration) {
     CHECK_STR(cb_log, "x");
     run_once(loop);
     CHECK_STR(cb_log, "xy");
-    cio_future_release(chained);
+    cio_future_unref(chained);
     cio_loop_free(loop);
 }
 
@@ -394,7 +394,7 @@ TEST(remove_done_callback_removes_every_equal_registration) {
     CHECK_OK(cio_future_set_result(f, NULL));
     run_once(loop);
     CHECK_STR(cb_log, "bO");
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -411,7 +411,7 @@ TEST(remove_done_callback_after_completion_finds_nothing) {
     run_once(loop);
     CHECK_STR(cb_log, "a");
     CHECK_EQ(cio_future_remove_done_callback(f, log_done, "a"), 0);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -425,7 +425,7 @@ TEST(removing_every_callback_leaves_the_future_releasable) {
     CHECK_OK(cio_future_new(loop, &f));
     for (int i = 0; i < 5; i++) CHECK_OK(cio_future_add_done_callback(f, log_done, "a"));
     CHECK_EQ(cio_future_remove_done_callback(f, log_done, "a"), 5);
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK(loop_stats(loop).futures == 0);
     cio_loop_free(loop);
 }
@@ -447,7 +447,7 @@ TEST(done_callback_keeps_the_future_alive) {
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_add_done_callback(f, read_after_owner_released, NULL));
     CHECK_OK(cio_future_set_result(f, IPTR(17)));
-    cio_future_release(f); /* the owner lets go before the callback ran */
+    cio_future_unref(f); /* the owner lets go before the callback ran */
     CHECK(loop_stats(loop).futures != 0);
     run_once(loop);
     CHECK_EQ(released_reads, 1);
@@ -475,8 +475,8 @@ TEST(waiting_tasks_and_callbacks_wake_in_registration_order) {
     CHECK_OK(cio_future_set_result(f, NULL));
     CHECK_OK(cio_run_until_complete(loop, t, NULL));
     CHECK_STR(cb_log, "atb");
-    cio_future_release(t);
-    cio_future_release(f);
+    cio_future_unref(t);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -489,7 +489,7 @@ TEST(unretrieved_error_is_reported_on_release) {
     CHECK_OK(cio_future_set_error(f, -EIO));
     CHECK_EQ(reports, 0); /* not at completion */
     cio_future *expected = f;
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_EQ(reports, 1);
     CHECK_ERR(last_report_error, -EIO);
     CHECK(last_report_future == expected);
@@ -506,7 +506,7 @@ TEST(unretrieved_error_is_reported_at_loop_close) {
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_error(f, -EPIPE));
     CHECK_OK(cio_future_add_done_callback(f, log_done, "never"));
-    cio_future_release(f);
+    cio_future_unref(f);
     reset_log();
     CHECK_OK(cio_loop_close(loop));
     CHECK_EQ(reports, 1);
@@ -523,7 +523,7 @@ TEST(unretrieved_error_is_reported_at_loop_close) {
     CHECK_EQ(reports, 0);
     cio_loop_free(loop);
     CHECK_ERR(cio_future_error(f), -EPIPE);
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_EQ(reports, 0);
 }
 
@@ -544,18 +544,18 @@ TEST(retrieved_errors_are_not_reported) {
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_error(f, -EIO));
     CHECK_ERR(cio_future_result(f, NULL), -EIO);
-    cio_future_release(f);
+    cio_future_unref(f);
     /* Read with error(). */
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_error(f, -EIO));
     CHECK_ERR(cio_future_error(f), -EIO);
-    cio_future_release(f);
+    cio_future_unref(f);
     /* Read by a done callback. */
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_add_done_callback(f, read_error_cb, NULL));
     CHECK_OK(cio_future_set_error(f, -EIO));
     run_once(loop);
-    cio_future_release(f);
+    cio_future_unref(f);
     /* Read by a task that awaited it. */
     CHECK_OK(cio_future_new(loop, &f));
     cio_task *t;
@@ -563,15 +563,15 @@ TEST(retrieved_errors_are_not_reported) {
     run_once(loop);
     CHECK_OK(cio_future_set_error(f, -EIO));
     CHECK_OK(cio_run_until_complete(loop, t, NULL));
-    cio_future_release(t);
-    cio_future_release(f);
+    cio_future_unref(t);
+    cio_future_unref(f);
     /* Results and cancellations are never reported. */
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_result(f, NULL));
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_EQ(cio_future_cancel(f, NULL), 1);
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_EQ(reports, 0);
     cio_loop_free(loop);
     CHECK_EQ(reports, 0);
@@ -581,12 +581,12 @@ TEST(pending_future_is_not_reported) {
     cio_loop *loop = recording_loop();
     cio_future *f;
     CHECK_OK(cio_future_new(loop, &f));
-    cio_future_release(f); /* a pending plain future is simply freed */
+    cio_future_unref(f); /* a pending plain future is simply freed */
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_loop_close(loop));
     CHECK_EQ(reports, 0);
     CHECK(cio_future_cancelled(f)); /* held: it outlives close, cancelled */
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_EQ(reports, 0);
     cio_loop_free(loop);
 }
@@ -597,20 +597,20 @@ TEST(retain_and_release) {
     cio_loop *loop = recording_loop();
     cio_future *f;
     CHECK_OK(cio_future_new(loop, &f));
-    CHECK(cio_future_retain(f) == f);
-    CHECK(cio_future_retain(f) == f);
+    CHECK(cio_future_ref(f) == f);
+    CHECK(cio_future_ref(f) == f);
     CHECK_OK(cio_future_set_error(f, -EIO));
-    cio_future_release(f);
-    cio_future_release(f);
+    cio_future_unref(f);
+    cio_future_unref(f);
     /* One reference is left: still alive, still reportable, not freed. */
     CHECK(loop_stats(loop).futures != 0);
     CHECK_EQ(reports, 0);
     CHECK(cio_future_done(f));
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK(loop_stats(loop).futures == 0);
     CHECK_EQ(reports, 1); /* freed now, with its error unread */
-    cio_future_release(NULL);
-    CHECK(cio_future_retain(NULL) == NULL);
+    cio_future_unref(NULL);
+    CHECK(cio_future_ref(NULL) == NULL);
     cio_loop_free(loop);
 }
 
@@ -630,8 +630,8 @@ TEST(held_futures_outlive_the_loop) {
     CHECK_OK(cio_future_set_result(b, IPTR(7)));
     CHECK_EQ(cio_future_cancel(c, "x"), 1);
     CHECK_OK(cio_future_add_done_callback(d, log_done, "never"));
-    cio_future_retain(a);
-    cio_future_release(e); /* pending, unreferenced: freed by close */
+    cio_future_ref(a);
+    cio_future_unref(e); /* pending, unreferenced: freed by close */
     reset_log();
     cio_loop_free(loop);
     CHECK_STR(cb_log, "");
@@ -655,11 +655,11 @@ TEST(held_futures_outlive_the_loop) {
     CHECK_ERR(cio_gather(other, &b, 1, 0, &g), -CIO_ELOOPCLOSED);
     CHECK_ERR(cio_run_until_complete(other, b, NULL), -CIO_ELOOPCLOSED);
     cio_loop_free(other);
-    cio_future_release(a);
-    cio_future_release(a);
-    cio_future_release(b);
-    cio_future_release(c);
-    cio_future_release(d);
+    cio_future_unref(a);
+    cio_future_unref(a);
+    cio_future_unref(b);
+    cio_future_unref(c);
+    cio_future_unref(d);
     CHECK_STR(cb_log, "");
 }
 
@@ -708,6 +708,6 @@ TEST(null_arguments_are_einval) {
     CHECK_ERR(cio_future_add_done_callback(f, NULL, NULL), -EINVAL);
     CHECK_OK(cio_future_set_result(f, NULL));
     run_once(loop); /* nothing registered: nothing runs */
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }

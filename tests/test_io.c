@@ -65,7 +65,7 @@ TEST(readers_and_pollers_are_served_in_arrival_order) {
     CHECK_OK(cio_run_until_complete(loop, t[3], &r));
     CHECK_EQ(PTRI(r), 'z');
     CHECK_EQ(loop_stats(loop).io_in_flight, 0);
-    for (int i = 0; i < 4; i++) cio_future_release(t[i]);
+    for (int i = 0; i < 4; i++) cio_future_unref(t[i]);
     CHECK_OK(cio_close(sv[0]));
     CHECK_OK(cio_close(sv[1]));
     cio_loop_free(loop);
@@ -83,7 +83,7 @@ TEST(cancelled_recv_leaves_the_bytes_for_the_next_reader) {
     CHECK_EQ(cio_task_cancel(r, NULL), 1);
     CHECK_ERR(cio_run_until_complete(loop, r, NULL), -ECANCELED);
     CHECK_EQ(loop_stats(loop).io_in_flight, 0);
-    cio_future_release(r);
+    cio_future_unref(r);
     CHECK_EQ(write(sv[1], "k", 1), 1);
     void *c;
     CHECK_OK(test_run(loop, read_a_byte, IPTR(sv[0]), &c));
@@ -134,7 +134,7 @@ TEST(cancel_after_completion_keeps_the_data_and_cancels_at_the_next_await) {
     CHECK_ERR(late_next, -ECANCELED);
     char c;
     CHECK_EQ(recv(sv[0], &c, 1, MSG_DONTWAIT), -1); /* nothing left behind */
-    cio_future_release(late_task);
+    cio_future_unref(late_task);
     close(sv[0]);
     close(sv[1]);
     cio_loop_free(loop);
@@ -291,7 +291,7 @@ TEST(close_ends_every_operation_of_the_descriptor_with_ebadf) {
     CHECK_OK(cio_close(sv[0]));
     for (int i = 0; i < 3; i++) {
         CHECK_ERR(cio_run_until_complete(loop, t[i], NULL), -EBADF);
-        cio_future_release(t[i]);
+        cio_future_unref(t[i]);
     }
     CHECK_EQ(loop_stats(loop).io_in_flight, 0);
     close(sv[1]);
@@ -454,7 +454,7 @@ TEST(readiness_is_seen_on_the_next_iteration_while_callbacks_keep_coming) {
     CHECK_OK(cio_run_until_complete(loop, t, NULL));
     CHECK_INT(woke_after, >=, 0);
     CHECK_INT(woke_after, <=, 2);
-    cio_future_release(t);
+    cio_future_unref(t);
     close(sv[0]);
     close(sv[1]);
     cio_loop_free(loop);
@@ -484,7 +484,7 @@ TEST(peer_half_close_does_not_spin_a_blocked_writer) {
     CHECK(!cio_future_done(t));
     CHECK_EQ(cio_task_cancel(t, NULL), 1);
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
-    cio_future_release(t);
+    cio_future_unref(t);
     close(sv[0]);
     close(sv[1]);
     cio_loop_free(loop);
@@ -510,7 +510,7 @@ static void *wait_low_while_table_grows(void *arg) {
     void *r;
     CHECK_OK(cio_await(other, &r));
     CHECK_ERR(PTRI(r), -EBADF);
-    cio_future_release(other);
+    cio_future_unref(other);
     return NULL;
 }
 
@@ -537,7 +537,7 @@ TEST(a_wait_survives_the_descriptor_table_growing_under_it) {
     CHECK_OK(cio_spawn(loop, wait_low_while_table_grows, IPTR(sv[0]), &t));
     CHECK_OK(cio_call_later(loop, 0.01, write_to, IPTR(sv[1]), NULL));
     CHECK_OK(cio_run_until_complete(loop, t, NULL));
-    cio_future_release(t);
+    cio_future_unref(t);
     close(sv[0]);
     close(sv[1]);
     close(hv[0]);

@@ -250,7 +250,7 @@ TEST(running_loop_refuses_to_run_again) {
     CHECK_OK(cio_call_soon(loop, try_run_inside, f, NULL));
     CHECK_OK(cio_run_forever(loop));
     CHECK(cio_running_loop() == NULL);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -274,7 +274,7 @@ TEST(run_until_complete_stopped_early) {
     void *r;
     CHECK_OK(cio_run_until_complete(loop, f, &r));
     CHECK_EQ(PTRI(r), 3);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -283,7 +283,7 @@ TEST(run_until_complete_wrong_loop) {
     cio_future *f;
     CHECK_OK(cio_future_new(a, &f));
     CHECK_ERR(cio_run_until_complete(b, f, NULL), -CIO_EWRONGLOOP);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(a);
     cio_loop_free(b);
 }
@@ -292,10 +292,10 @@ TEST(bad_arguments) {
     CHECK_ERR(cio_loop_new(NULL), -EINVAL);
     cio_loop_options bad = {.default_stack_size = 100};
     cio_loop *loop = (cio_loop *)1;
-    CHECK_ERR(cio_loop_new_with(&loop, &bad), -EINVAL);
+    CHECK_ERR(cio_loop_new_with(&bad, &loop), -EINVAL);
     CHECK(loop == NULL);
     cio_loop_options unknown = {.backend = "kqueue"};
-    CHECK_ERR(cio_loop_new_with(&loop, &unknown), -ENOTSUP);
+    CHECK_ERR(cio_loop_new_with(&unknown, &loop), -ENOTSUP);
     loop = test_loop();
     CHECK_ERR(cio_call_soon(NULL, append_a, NULL, NULL), -EINVAL);
     CHECK_ERR(cio_call_soon(loop, NULL, NULL, NULL), -EINVAL);
@@ -338,12 +338,12 @@ TEST(exception_handler_receives_unretrieved_errors) {
     cio_future *f;
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_error(f, -EIO));
-    cio_future_release(f); /* freed with an error nobody read */
+    cio_future_unref(f); /* freed with an error nobody read */
     CHECK_EQ(handler_calls, 1);
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_error(f, -EIO));
     CHECK_ERR(cio_future_result(f, NULL), -EIO);
-    cio_future_release(f); /* retrieved: no report */
+    cio_future_unref(f); /* retrieved: no report */
     CHECK_EQ(handler_calls, 1);
     /* Released but still referenced by a callback that never runs: freed,
      * and reported, at close. */
@@ -377,7 +377,7 @@ static void slow_callback(cio_loop *loop, void *arg) {
 TEST(debug_mode_reports_slow_callbacks) {
     cio_loop_options opts = {.debug = 1, .slow_callback_duration = 0.01};
     cio_loop *loop;
-    CHECK_OK(cio_loop_new_with(&loop, &opts));
+    CHECK_OK(cio_loop_new_with(&opts, &loop));
     int fds[2];
     CHECK_OK(pipe(fds));
     fflush(stderr);

@@ -40,7 +40,7 @@ static cio_task *spawn(cio_coro_fn fn, void *arg) {
 /* Awaits a task, releases it and returns its outcome. */
 static int finish(cio_task *t) {
     int rc = cio_await(t, NULL);
-    cio_future_release(t);
+    cio_future_unref(t);
     return rc;
 }
 
@@ -123,9 +123,9 @@ TEST(orders_fifo_lifo_priority) {
     int prio[] = {12, 11, 20, 31, 35}; /* by tens, ties in insertion order */
     int *expect[] = {fifo, lifo, prio};
     for (int kind = 0; kind < 3; kind++) {
-        if (kind == 0) CHECK_OK(cio_queue_new(&q, 0));
-        if (kind == 1) CHECK_OK(cio_lifo_queue_new(&q, 0));
-        if (kind == 2) CHECK_OK(cio_priority_queue_new(&q, 0, cmp_tens));
+        if (kind == 0) CHECK_OK(cio_queue_new(0, &q));
+        if (kind == 1) CHECK_OK(cio_lifo_queue_new(0, &q));
+        if (kind == 2) CHECK_OK(cio_priority_queue_new(0, cmp_tens, &q));
         CHECK(cio_queue_empty(q));
         CHECK(!cio_queue_full(q));
         CHECK_EQ(cio_queue_maxsize(q), 0);
@@ -144,7 +144,7 @@ TEST(orders_fifo_lifo_priority) {
 
 TEST(null_items_are_items) {
     cio_loop *loop = strict_loop();
-    CHECK_OK(cio_queue_new(&q, 1));
+    CHECK_OK(cio_queue_new(1, &q));
     CHECK_OK(cio_queue_put_nowait(q, NULL));
     CHECK(cio_queue_full(q));
     void *item = IPTR(5);
@@ -172,7 +172,7 @@ static int cmp_key(const void *a, const void *b) {
 TEST(priority_heap_matches_a_stable_sort) {
     cio_loop *loop = strict_loop();
     rng_state = 0x9e3779b97f4a7c15u;
-    CHECK_OK(cio_priority_queue_new(&q, 0, cmp_key));
+    CHECK_OK(cio_priority_queue_new(0, cmp_key, &q));
     int serial = 0, last = -1, out = 0;
     /* Mixed puts and gets, so the heap is reshaped at every size. */
     for (int round = 0; round < 200; round++) {
@@ -204,7 +204,7 @@ TEST(priority_heap_matches_a_stable_sort) {
 
 TEST(equal_priorities_come_out_in_insertion_order) {
     cio_loop *loop = strict_loop();
-    CHECK_OK(cio_priority_queue_new(&q, 0, cmp_key));
+    CHECK_OK(cio_priority_queue_new(0, cmp_key, &q));
     /* All the same key: a priority queue then behaves as a FIFO. */
     for (int i = 0; i < 100; i++) CHECK_OK(cio_queue_put_nowait(q, IPTR(70000 + i)));
     for (int i = 0; i < 100; i++) {
@@ -218,7 +218,7 @@ TEST(equal_priorities_come_out_in_insertion_order) {
 
 TEST(ring_wraps_and_grows_in_order) {
     cio_loop *loop = strict_loop();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     /* Interleave puts and gets so the ring wraps while it grows. */
     int next_in = 0, next_out = 0;
     for (int round = 0; round < 60; round++) {
@@ -250,7 +250,7 @@ TEST(ring_wraps_and_grows_in_order) {
 
 TEST(lifo_keeps_stack_order_through_growth) {
     cio_loop *loop = strict_loop();
-    CHECK_OK(cio_lifo_queue_new(&q, 0));
+    CHECK_OK(cio_lifo_queue_new(0, &q));
     for (int i = 0; i < 2000; i++) CHECK_OK(cio_queue_put_nowait(q, IPTR(i)));
     for (int i = 1999; i >= 1000; i--) {
         void *item;
@@ -272,9 +272,9 @@ TEST(lifo_keeps_stack_order_through_growth) {
 TEST(maxsize_bounds_put_nowait) {
     cio_loop *loop = strict_loop();
     for (int kind = 0; kind < 3; kind++) {
-        if (kind == 0) CHECK_OK(cio_queue_new(&q, 3));
-        if (kind == 1) CHECK_OK(cio_lifo_queue_new(&q, 3));
-        if (kind == 2) CHECK_OK(cio_priority_queue_new(&q, 3, cmp_tens));
+        if (kind == 0) CHECK_OK(cio_queue_new(3, &q));
+        if (kind == 1) CHECK_OK(cio_lifo_queue_new(3, &q));
+        if (kind == 2) CHECK_OK(cio_priority_queue_new(3, cmp_tens, &q));
         CHECK_EQ(cio_queue_maxsize(q), 3);
         for (int i = 0; i < 3; i++) {
             CHECK(!cio_queue_full(q));
@@ -291,7 +291,7 @@ TEST(maxsize_bounds_put_nowait) {
         cio_queue_free(q);
     }
     /* A large bound is not allocated up front, and the buffer stops at it. */
-    CHECK_OK(cio_queue_new(&q, 20));
+    CHECK_OK(cio_queue_new(20, &q));
     for (int i = 0; i < 20; i++) CHECK_OK(cio_queue_put_nowait(q, IPTR(i)));
     CHECK_ERR(cio_queue_put_nowait(q, IPTR(20)), -EAGAIN);
     for (int i = 0; i < 40; i++) { /* wrap the full ring around twice */
@@ -321,7 +321,7 @@ static void *getters_fifo(void *arg) {
 TEST(waiting_getters_are_served_in_arrival_order) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, getters_fifo, NULL, NULL));
     CHECK_STR(trace, "a1 b2 c3 ");
     cio_queue_free(q);
@@ -347,7 +347,7 @@ static void *no_barging_get(void *arg) {
 TEST(blocking_get_never_overtakes_a_woken_getter) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, no_barging_get, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -375,7 +375,7 @@ static void *nowait_barges(void *arg) {
 TEST(get_nowait_may_take_a_promised_item_and_the_getter_waits_again) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, nowait_barges, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -408,7 +408,7 @@ static void *putters_fifo(void *arg) {
 TEST(waiting_putters_are_served_in_arrival_order) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 1));
+    CHECK_OK(cio_queue_new(1, &q));
     CHECK_OK(test_run(loop, putters_fifo, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -438,7 +438,7 @@ static void *put_nowait_barges(void *arg) {
 TEST(put_nowait_may_take_a_promised_slot_and_the_putter_waits_again) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 1));
+    CHECK_OK(cio_queue_new(1, &q));
     CHECK_OK(test_run(loop, put_nowait_barges, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -460,12 +460,12 @@ static void *lifo_and_priority_waiters(void *arg) {
 TEST(woken_getter_takes_the_next_item_of_its_kind) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_lifo_queue_new(&q, 0));
+    CHECK_OK(cio_lifo_queue_new(0, &q));
     CHECK_OK(test_run(loop, lifo_and_priority_waiters, NULL, NULL));
     CHECK_STR(trace, "a20 ");
     cio_queue_free(q);
     trace_reset();
-    CHECK_OK(cio_priority_queue_new(&q, 0, cmp_tens));
+    CHECK_OK(cio_priority_queue_new(0, cmp_tens, &q));
     CHECK_OK(test_run(loop, lifo_and_priority_waiters, NULL, NULL));
     CHECK_STR(trace, "a10 ");
     cio_queue_free(q);
@@ -505,7 +505,7 @@ static void *priority_bounded(void *arg) {
 TEST(bounded_priority_queue_with_waiting_putters) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_priority_queue_new(&q, 2, cmp_tens));
+    CHECK_OK(cio_priority_queue_new(2, cmp_tens, &q));
     CHECK_OK(test_run(loop, priority_bounded, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -551,7 +551,7 @@ static void *producers_and_consumers(void *arg) {
 
 TEST(bounded_queue_with_producers_and_consumers) {
     cio_loop *loop = strict_loop();
-    CHECK_OK(cio_queue_new(&q, 2));
+    CHECK_OK(cio_queue_new(2, &q));
     got_count = 0;
     CHECK_OK(test_run(loop, producers_and_consumers, NULL, NULL));
     /* Each producer's items arrive in its own order, none lost or doubled. */
@@ -597,7 +597,7 @@ static void *cancel_woken_getter(void *arg) {
 TEST(cancelled_woken_getter_passes_the_item_on) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, cancel_woken_getter, IPTR(0), NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -606,7 +606,7 @@ TEST(cancelled_woken_getter_passes_the_item_on) {
 TEST(cancelled_woken_getter_leaves_the_item_in_the_queue) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, cancel_woken_getter, IPTR(1), NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -637,7 +637,7 @@ static void *cancel_two_woken_getters(void *arg) {
 TEST(several_cancelled_woken_getters_lose_nothing) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, cancel_two_woken_getters, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -673,7 +673,7 @@ static void *cancel_woken_putter(void *arg) {
 TEST(cancelled_woken_putter_passes_the_slot_on) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 1));
+    CHECK_OK(cio_queue_new(1, &q));
     CHECK_OK(test_run(loop, cancel_woken_putter, IPTR(0), NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -682,7 +682,7 @@ TEST(cancelled_woken_putter_passes_the_slot_on) {
 TEST(cancelled_woken_putter_leaves_the_slot_free) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 1));
+    CHECK_OK(cio_queue_new(1, &q));
     CHECK_OK(test_run(loop, cancel_woken_putter, IPTR(1), NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -706,7 +706,7 @@ static void *cancel_waiting_getter(void *arg) {
 TEST(cancelled_waiting_getter_leaves_the_line) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, cancel_waiting_getter, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -733,7 +733,7 @@ static void *get_with_pending_cancel(void *arg) {
 
 TEST(cancellation_requested_before_get) {
     cio_loop *loop = strict_loop();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, get_with_pending_cancel, NULL, NULL));
     CHECK(cio_queue_empty(q));
     cio_queue_free(q);
@@ -772,7 +772,7 @@ static void *deadlines(void *arg) {
 
 TEST(until_forms_time_out) {
     cio_loop *loop = strict_loop();
-    CHECK_OK(cio_queue_new(&q, 2));
+    CHECK_OK(cio_queue_new(2, &q));
     CHECK_OK(test_run(loop, deadlines, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -814,7 +814,7 @@ static void *timed_out_getter_then_next(void *arg) {
 TEST(timed_out_getter_leaves_and_woken_one_keeps_its_item) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, timed_out_getter_then_next, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -858,7 +858,7 @@ static void *join_round(void *arg) {
 TEST(task_done_and_join) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, join_round, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -883,7 +883,7 @@ static void *cancelled_joiner(void *arg) {
 TEST(cancelled_joiner_leaves_the_others_waiting) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, cancelled_joiner, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -936,7 +936,7 @@ TEST(shutdown_fails_puts_and_drains_gets) {
     cio_loop *loop = strict_loop();
     trace_reset();
     disposed_count = disposed_sum = 0;
-    CHECK_OK(cio_queue_new(&q, 2));
+    CHECK_OK(cio_queue_new(2, &q));
     CHECK_OK(cio_queue_set_dispose(q, count_disposed, &disposed_sum));
     CHECK_OK(test_run(loop, plain_shutdown, NULL, NULL));
     cio_queue_free(q);
@@ -957,7 +957,7 @@ static void *shutdown_wakes_getters(void *arg) {
 TEST(shutdown_wakes_waiting_getters) {
     cio_loop *loop = strict_loop();
     for (int immediate = 0; immediate < 2; immediate++) {
-        CHECK_OK(cio_queue_new(&q, 0));
+        CHECK_OK(cio_queue_new(0, &q));
         CHECK_OK(test_run(loop, shutdown_wakes_getters, IPTR(immediate), NULL));
         cio_queue_free(q);
     }
@@ -982,7 +982,7 @@ static void *drain_then_fail_waiters(void *arg) {
 TEST(getters_waiting_behind_promised_items_fail_once_drained) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, drain_then_fail_waiters, NULL, NULL));
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -1021,7 +1021,7 @@ static void *immediate_shutdown(void *arg) {
 TEST(immediate_shutdown_discards_through_dispose) {
     cio_loop *loop = strict_loop();
     disposed_count = disposed_sum = 0;
-    CHECK_OK(cio_queue_new(&q, 4));
+    CHECK_OK(cio_queue_new(4, &q));
     CHECK_OK(cio_queue_set_dispose(q, count_disposed, &disposed_sum));
     CHECK_OK(test_run(loop, immediate_shutdown, NULL, NULL));
     cio_queue_free(q);
@@ -1051,7 +1051,7 @@ TEST(immediate_shutdown_after_plain_one_releases_joiners) {
     cio_loop *loop = strict_loop();
     trace_reset();
     disposed_count = disposed_sum = 0;
-    CHECK_OK(cio_priority_queue_new(&q, 0, cmp_tens));
+    CHECK_OK(cio_priority_queue_new(0, cmp_tens, &q));
     CHECK_OK(cio_queue_set_dispose(q, count_disposed, &disposed_sum));
     CHECK_OK(test_run(loop, immediate_wakes_joiners, NULL, NULL));
     cio_queue_free(q);
@@ -1060,7 +1060,7 @@ TEST(immediate_shutdown_after_plain_one_releases_joiners) {
 
 TEST(immediate_shutdown_without_dispose_and_outside_a_loop) {
     cio_loop *loop = strict_loop();
-    CHECK_OK(cio_lifo_queue_new(&q, 0));
+    CHECK_OK(cio_lifo_queue_new(0, &q));
     for (int i = 0; i < 3; i++) CHECK_OK(cio_queue_put_nowait(q, IPTR(i)));
     CHECK_OK(cio_queue_shutdown(q, 1)); /* no dispose: items simply dropped */
     CHECK(cio_queue_empty(q));
@@ -1084,7 +1084,7 @@ static void redispose(void *item, void *arg) {
 TEST(dispose_may_call_back_into_the_queue) {
     cio_loop *loop = strict_loop();
     disposed_count = disposed_sum = 0;
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(cio_queue_set_dispose(q, redispose, NULL));
     for (int i = 1; i <= 3; i++) CHECK_OK(cio_queue_put_nowait(q, IPTR(i)));
     CHECK_OK(cio_queue_shutdown(q, 1));
@@ -1093,7 +1093,7 @@ TEST(dispose_may_call_back_into_the_queue) {
     cio_queue_free(q);
     /* The same at free. */
     disposed_count = disposed_sum = 0;
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(cio_queue_set_dispose(q, redispose, NULL));
     for (int i = 1; i <= 3; i++) CHECK_OK(cio_queue_put_nowait(q, IPTR(i)));
     cio_queue_free(q);
@@ -1106,9 +1106,9 @@ TEST(free_hands_items_left_to_dispose) {
     cio_loop *loop = strict_loop();
     for (int kind = 0; kind < 3; kind++) {
         disposed_count = disposed_sum = 0;
-        if (kind == 0) CHECK_OK(cio_queue_new(&q, 0));
-        if (kind == 1) CHECK_OK(cio_lifo_queue_new(&q, 0));
-        if (kind == 2) CHECK_OK(cio_priority_queue_new(&q, 0, cmp_tens));
+        if (kind == 0) CHECK_OK(cio_queue_new(0, &q));
+        if (kind == 1) CHECK_OK(cio_lifo_queue_new(0, &q));
+        if (kind == 2) CHECK_OK(cio_priority_queue_new(0, cmp_tens, &q));
         CHECK_OK(cio_queue_set_dispose(q, count_disposed, &disposed_sum));
         for (int i = 1; i <= 100; i++) CHECK_OK(cio_queue_put_nowait(q, IPTR(i)));
         cio_queue_free(q);
@@ -1116,7 +1116,7 @@ TEST(free_hands_items_left_to_dispose) {
         CHECK_EQ(disposed_sum, 5050);
     }
     /* Without a callback, or with it reset, items are just dropped. */
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(cio_queue_set_dispose(q, count_disposed, &disposed_sum));
     CHECK_OK(cio_queue_set_dispose(q, NULL, NULL));
     CHECK_OK(cio_queue_put_nowait(q, IPTR(1)));
@@ -1164,7 +1164,7 @@ static void *free_while_waited(void *arg) {
 TEST(free_is_refused_while_tasks_wait_or_are_woken) {
     cio_loop *loop = test_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 2));
+    CHECK_OK(cio_queue_new(2, &q));
     CHECK_OK(test_run(loop, free_while_waited, NULL, NULL));
     CHECK(q == NULL);
     cio_loop_free(loop);
@@ -1179,7 +1179,7 @@ static void *leave_a_getter(void *arg) {
 TEST(free_outside_a_loop_is_refused_while_a_task_waits) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     cio_task *g = NULL;
     CHECK_OK(test_run(loop, leave_a_getter, &g, NULL));
     CHECK(!cio_future_done(g));
@@ -1187,7 +1187,7 @@ TEST(free_outside_a_loop_is_refused_while_a_task_waits) {
     cio_queue_free(q);
     CHECK_OK(cio_queue_put_nowait(q, IPTR(4))); /* still usable */
     CHECK_OK(cio_run_until_complete(loop, g, NULL));
-    cio_future_release(g);
+    cio_future_unref(g);
     CHECK_STR(trace, "x4 ");
     cio_queue_free(q);
     cio_loop_free(loop);
@@ -1199,10 +1199,10 @@ TEST(bad_arguments) {
     cio_loop *loop = strict_loop();
     void *item;
     cio_queue *bad = (cio_queue *)1;
-    CHECK_ERR(cio_queue_new(NULL, 0), -EINVAL);
-    CHECK_ERR(cio_lifo_queue_new(NULL, 0), -EINVAL);
-    CHECK_ERR(cio_priority_queue_new(NULL, 0, cmp_tens), -EINVAL);
-    CHECK_ERR(cio_priority_queue_new(&bad, 0, NULL), -EINVAL);
+    CHECK_ERR(cio_queue_new(0, NULL), -EINVAL);
+    CHECK_ERR(cio_lifo_queue_new(0, NULL), -EINVAL);
+    CHECK_ERR(cio_priority_queue_new(0, cmp_tens, NULL), -EINVAL);
+    CHECK_ERR(cio_priority_queue_new(0, NULL, &bad), -EINVAL);
     CHECK(bad == NULL);
     CHECK_ERR(cio_queue_set_dispose(NULL, count_disposed, NULL), -EINVAL);
     CHECK_ERR(cio_queue_put(NULL, NULL), -EINVAL);
@@ -1220,7 +1220,7 @@ TEST(bad_arguments) {
     CHECK(cio_queue_empty(NULL));
     CHECK(!cio_queue_full(NULL));
     cio_queue_free(NULL);
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_ERR(cio_queue_get(q, NULL), -EINVAL);
     CHECK_ERR(cio_queue_get_until(q, NULL, 0), -EINVAL);
     CHECK_ERR(cio_queue_get_nowait(q, NULL), -EINVAL);
@@ -1232,7 +1232,7 @@ TEST(bad_arguments) {
 TEST(waiting_calls_outside_a_task_return_eperm) {
     cio_loop *loop = strict_loop();
     void *item = IPTR(1);
-    CHECK_OK(cio_queue_new(&q, 1));
+    CHECK_OK(cio_queue_new(1, &q));
     CHECK_ERR(cio_queue_get(q, &item), -EPERM);
     CHECK(item == NULL);
     CHECK_ERR(cio_queue_get_until(q, &item, 0), -EPERM);
@@ -1287,7 +1287,7 @@ static void *use_from_own_loop(void *arg) {
 TEST(queue_binds_to_the_loop_of_its_first_waiter) {
     cio_loop *a = strict_loop();
     cio_loop *b = strict_loop();
-    CHECK_OK(cio_queue_new(&q, 0));
+    CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(a, bind_to_loop, NULL, NULL));
     CHECK_OK(cio_queue_put_nowait(q, IPTR(9))); /* outside any loop: fine */
     CHECK_OK(test_run(b, use_from_other_loop, NULL, NULL));
@@ -1303,13 +1303,13 @@ TEST(allocation_failures_change_nothing) {
     cio_loop *loop = strict_loop();
     cio_queue *bad = (cio_queue *)1;
     cio__fault_arm(1);
-    CHECK_ERR(cio_queue_new(&bad, 0), -ENOMEM);
+    CHECK_ERR(cio_queue_new(0, &bad), -ENOMEM);
     cio__fault_arm(0);
     CHECK(bad == NULL);
     for (int kind = 0; kind < 3; kind++) {
-        if (kind == 0) CHECK_OK(cio_queue_new(&q, 0));
-        if (kind == 1) CHECK_OK(cio_lifo_queue_new(&q, 0));
-        if (kind == 2) CHECK_OK(cio_priority_queue_new(&q, 0, cmp_tens));
+        if (kind == 0) CHECK_OK(cio_queue_new(0, &q));
+        if (kind == 1) CHECK_OK(cio_lifo_queue_new(0, &q));
+        if (kind == 2) CHECK_OK(cio_priority_queue_new(0, cmp_tens, &q));
         /* The first put allocates; so does the one that outgrows 8 slots. */
         cio__fault_arm(1);
         CHECK_ERR(cio_queue_put_nowait(q, IPTR(100)), -ENOMEM);
@@ -1362,7 +1362,7 @@ static void *woken_putter_without_memory(void *arg) {
 TEST(woken_putter_that_cannot_allocate_fails_and_passes_the_slot_on) {
     cio_loop *loop = strict_loop();
     trace_reset();
-    CHECK_OK(cio_queue_new(&q, 2000));
+    CHECK_OK(cio_queue_new(2000, &q));
     CHECK_OK(test_run(loop, woken_putter_without_memory, NULL, NULL));
     CHECK_STR(trace, "+-2 ");
     cio_queue_free(q);
@@ -1457,12 +1457,12 @@ static void *stress(void *arg) {
     while (produced_count < ITEMS) {
         for (int i = 0; i < PRODUCERS; i++)
             if (!prod[i] || cio_future_done(prod[i])) {
-                cio_future_release(prod[i]);
+                cio_future_unref(prod[i]);
                 prod[i] = spawn(stress_producer, NULL);
             }
         for (int i = 0; i < CONSUMERS; i++)
             if (!cons[i] || cio_future_done(cons[i])) {
-                cio_future_release(cons[i]);
+                cio_future_unref(cons[i]);
                 cons[i] = spawn(stress_consumer, NULL);
             }
         /* Sometimes take or add an item ourselves, between the others. */
@@ -1484,12 +1484,12 @@ static void *stress(void *arg) {
     for (int i = 0; i < PRODUCERS; i++) {
         cio_task_cancel(prod[i], NULL);
         cio_await(prod[i], NULL);
-        cio_future_release(prod[i]);
+        cio_future_unref(prod[i]);
     }
     for (int i = 0; i < CONSUMERS; i++) {
         cio_task_cancel(cons[i], NULL);
         cio_await(cons[i], NULL);
-        cio_future_release(cons[i]);
+        cio_future_unref(cons[i]);
     }
     void *item;
     while (cio_queue_get_nowait(q, &item) == 0) {
@@ -1520,9 +1520,9 @@ static void run_stress(int kind) {
     memset(never_put, 0, sizeof never_put);
     produced_count = cancels = timeouts = barges = 0;
     trace_reset();
-    if (kind == 0) CHECK_OK(cio_queue_new(&q, 3));
-    if (kind == 1) CHECK_OK(cio_lifo_queue_new(&q, 3));
-    if (kind == 2) CHECK_OK(cio_priority_queue_new(&q, 3, cmp_tens));
+    if (kind == 0) CHECK_OK(cio_queue_new(3, &q));
+    if (kind == 1) CHECK_OK(cio_lifo_queue_new(3, &q));
+    if (kind == 2) CHECK_OK(cio_priority_queue_new(3, cmp_tens, &q));
     CHECK_OK(test_run(loop, stress, NULL, NULL));
     int not_put = 0;
     for (int i = 0; i < ITEMS; i++) {

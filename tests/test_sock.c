@@ -37,8 +37,8 @@ TEST(recv_waits_for_data) {
     CHECK_OK(cio_run_until_complete(loop, r, &n));
     CHECK_EQ(PTRI(n), 5);
     CHECK_OK(cio_run_until_complete(loop, w, NULL));
-    cio_future_release(r);
-    cio_future_release(w);
+    cio_future_unref(r);
+    cio_future_unref(w);
     CHECK_OK(cio_close(sv[0]));
     CHECK_OK(cio_close(sv[1]));
     cio_loop_free(loop);
@@ -71,7 +71,7 @@ TEST(cancel_a_blocked_recv) {
     CHECK_OK(cio_future_new(loop, &never));
     CHECK_OK(cio_call_later(loop, 0.02, stop_soon, NULL, NULL));
     CHECK_ERR(cio_run_until_complete(loop, never, NULL), -CIO_ESTOPPED);
-    cio_future_release(never);
+    cio_future_unref(never);
     CHECK(!cio_future_done(r));
     CHECK_EQ(cio_task_cancel(r, "bye"), 1);
     CHECK_ERR(cio_run_until_complete(loop, r, NULL), -ECANCELED);
@@ -80,7 +80,7 @@ TEST(cancel_a_blocked_recv) {
     void *n;
     CHECK_OK(test_run(loop, reader, IPTR(sv[0]), &n));
     CHECK_EQ(PTRI(n), 1);
-    cio_future_release(r);
+    cio_future_unref(r);
     close(sv[0]);
     close(sv[1]);
     cio_loop_free(loop);
@@ -116,8 +116,8 @@ TEST(readers_of_one_descriptor_are_served_in_order_and_close_wakes_the_rest) {
     CHECK(!cio_future_done(r[2]));
     CHECK_OK(cio_close(sv[0])); /* outside the running loop: still wakes r[2] */
     CHECK_ERR(cio_run_until_complete(loop, r[2], NULL), -EBADF);
-    for (int i = 0; i < 3; i++) cio_future_release(r[i]);
-    cio_future_release(never);
+    for (int i = 0; i < 3; i++) cio_future_unref(r[i]);
+    cio_future_unref(never);
     close(sv[1]);
     cio_loop_free(loop);
 }
@@ -200,8 +200,8 @@ TEST(tcp_echo_a_megabyte) {
     void *total;
     CHECK_OK(cio_run_until_complete(loop, s, &total));
     CHECK_EQ(PTRI(total), BIG);
-    cio_future_release(s);
-    cio_future_release(c);
+    cio_future_unref(s);
+    cio_future_unref(c);
     close(lfd);
     cio_loop_free(loop);
 }
@@ -269,7 +269,7 @@ TEST(descriptor_closed_behind_the_loops_back_can_be_reused) {
         void *n;
         CHECK_OK(cio_run_until_complete(loop, t, &n));
         CHECK_EQ(PTRI(n), 1);
-        cio_future_release(t);
+        cio_future_unref(t);
         close(fds[0]);
         close(fds[1]);
     }

@@ -24,7 +24,7 @@ TEST(stack_size_per_task) {
     CHECK_OK(cio_run_until_complete(loop, t, &r));
     CHECK_INT((size_t)(intptr_t)r, >=, 200 * 1024); /* rounded up to pages */
     CHECK_INT((size_t)(intptr_t)r, <, 200 * 1024 + 4096 * 4);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_task_options tiny = {.stack_size = 1024};
     CHECK_ERR(cio_spawn_with(loop, report_stack_size, NULL, &tiny, &t), -EINVAL);
     cio_loop_free(loop);
@@ -479,7 +479,7 @@ TEST(hundred_thousand_tasks) {
     }
     CHECK_EQ(woke, MANY);
     CHECK_INT(guarded_before, <, MANY); /* so some really were unguarded */
-    cio_future_release(gate);
+    cio_future_unref(gate);
     cio_loop_free(loop);
 }
 

@@ -77,7 +77,7 @@ TEST(outer_cancel_passes_through_a_scope) {
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK_ERR(scope_outcome, -ECANCELED);
     CHECK_STR(cio_future_cancel_message(t), "from outside");
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -99,7 +99,7 @@ TEST(expired_scope_with_outer_cancel_reports_cancel) {
     CHECK_OK(cio_spawn(loop, scope_expires_then_outer_cancel, NULL, &t));
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK_ERR(scope_outcome, -ECANCELED);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -197,7 +197,7 @@ static void *scope_at_deadline(void *arg) {
     (void)arg;
     double when = cio_loop_time(cio_running_loop()) + 0.02;
     cio_timeout scope;
-    CHECK_OK(cio_timeout_enter_at(&scope, when));
+    CHECK_OK(cio_timeout_enter_until(&scope, when));
     int rc = cio_timeout_exit(&scope, cio_sleep(1.0));
     CHECK_ERR(rc, -ETIMEDOUT);
     CHECK(cio_loop_time(cio_running_loop()) >= when);
@@ -229,7 +229,7 @@ static void *await_shielded(void *arg) {
     int rc = cio_await(outer, NULL);
     CHECK(cio_future_cancelled(outer));
     CHECK(!cio_future_done(arg));
-    cio_future_release(outer);
+    cio_future_unref(outer);
     return cio_raise(rc);
 }
 
@@ -245,8 +245,8 @@ TEST(shield_keeps_the_inner_running) {
     void *r;
     CHECK_OK(cio_run_until_complete(loop, inner, &r));
     CHECK_EQ(PTRI(r), 5);
-    cio_future_release(inner);
-    cio_future_release(waiter);
+    cio_future_unref(inner);
+    cio_future_unref(waiter);
     cio_loop_free(loop);
 }
 
@@ -256,7 +256,7 @@ static void *await_shield_result(void *arg) {
     void *r = NULL;
     int rc = cio_await(outer, &r);
     if (rc < 0) cio_raise_msg(rc, cio_future_error_message(outer));
-    cio_future_release(outer);
+    cio_future_unref(outer);
     return rc < 0 ? NULL : r;
 }
 
@@ -278,24 +278,24 @@ TEST(shield_passes_results_errors_and_cancellation_through) {
     cio_future *same;
     CHECK_OK(cio_shield(inner, &same));
     CHECK(same == inner);
-    cio_future_release(same);
-    cio_future_release(inner);
-    cio_future_release(waiter);
+    cio_future_unref(same);
+    cio_future_unref(inner);
+    cio_future_unref(waiter);
 
     CHECK_OK(cio_spawn(loop, fail_later, NULL, &inner));
     CHECK_OK(cio_spawn(loop, await_shield_result, inner, &waiter));
     CHECK_ERR(cio_run_until_complete(loop, waiter, NULL), -EIO);
     CHECK_STR(cio_future_error_message(waiter), "disk on fire");
-    cio_future_release(inner);
-    cio_future_release(waiter);
+    cio_future_unref(inner);
+    cio_future_unref(waiter);
 
     /* The inner cancelled: the outer is cancelled too. */
     CHECK_OK(cio_spawn(loop, slow_value, IPTR(1), &inner));
     CHECK_OK(cio_spawn(loop, await_shield_result, inner, &waiter));
     CHECK_OK(cio_call_later(loop, 0.005, cancel_task, inner, NULL));
     CHECK_ERR(cio_run_until_complete(loop, waiter, NULL), -ECANCELED);
-    cio_future_release(inner);
-    cio_future_release(waiter);
+    cio_future_unref(inner);
+    cio_future_unref(waiter);
 
     CHECK_ERR(cio_shield(NULL, &same), -EINVAL);
     cio_loop_free(loop);
@@ -508,7 +508,7 @@ static void *collect_in_order(void *arg) {
     CHECK_EQ(n, 3);
     CHECK_EQ(cio_as_completed_next(ac, &done), 0);
     cio_as_completed_free(ac);
-    for (int i = 0; i < 3; i++) cio_future_release(t[i]);
+    for (int i = 0; i < 3; i++) cio_future_unref(t[i]);
     return NULL;
 }
 
@@ -538,7 +538,7 @@ static void *as_completed_timeout(void *arg) {
     cio_as_completed_free(ac);
     cio_task_cancel(t[1], NULL);
     CHECK_ERR(cio_await(t[1], NULL), -ECANCELED);
-    for (int i = 0; i < 2; i++) cio_future_release(t[i]);
+    for (int i = 0; i < 2; i++) cio_future_unref(t[i]);
     return NULL;
 }
 
@@ -669,7 +669,7 @@ static void *group_with_failure(void *arg) {
     CHECK_ERR(cio_task_group_error(g, 1, &who, &msg), -EINVAL);
     /* The group's own cancellation of the body was taken back. */
     CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
-    cio_future_release(bad);
+    cio_future_unref(bad);
     cio_task_group_free(g);
     return IPTR(rc);
 }
@@ -754,7 +754,7 @@ TEST(task_group_owner_cancelled) {
     CHECK_EQ(group_errors, 0);
     CHECK_EQ(finished_children, 0); /* the children were cancelled */
     CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -782,7 +782,7 @@ TEST(task_group_owner_cancelled_while_child_fails_reports_both) {
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK_ERR(group_exit_rc, -CIO_EGROUP);
     CHECK_EQ(group_errors, 1);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -818,7 +818,7 @@ TEST(task_group_waits_even_when_cancelled_again) {
     CHECK_ERR(group_exit_rc, -ECANCELED);
     CHECK_EQ(finished_children, 1); /* the child's cleanup ran to its end */
     CHECK_EQ(cio_task_cancelling(t), 3);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 

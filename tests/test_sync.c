@@ -43,7 +43,7 @@ static cio_task *spawn_eager(cio_coro_fn fn, void *arg) {
 /* Awaits a task, drops our reference and returns its outcome. */
 static int finish(cio_task *t) {
     int rc = cio_await(t, NULL);
-    cio_future_release(t);
+    cio_future_unref(t);
     return rc;
 }
 
@@ -375,7 +375,7 @@ static void *cond_fifo(void *arg) {
 }
 
 TEST(condition_notify_wakes_fifo) {
-    CHECK_OK(cio_condition_new(&cond, NULL));
+    CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_fifo);
     CHECK_STR(order, "abcde");
     cio_condition_free(cond);
@@ -402,7 +402,7 @@ static void *cond_cancel_notified(void *arg) {
 }
 
 TEST(condition_notified_then_cancelled_passes_the_notification_on) {
-    CHECK_OK(cio_condition_new(&cond, NULL));
+    CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_cancel_notified);
     CHECK_STR(order, "bc");
     cio_condition_free(cond);
@@ -428,7 +428,7 @@ static void *cond_cancel_while_reacquiring(void *arg) {
 }
 
 TEST(condition_cancelled_while_reacquiring_passes_the_notification_on) {
-    CHECK_OK(cio_condition_new(&cond, NULL));
+    CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_cancel_while_reacquiring);
     CHECK_STR(order, "b");
     cio_condition_free(cond);
@@ -467,7 +467,7 @@ static void *cond_cancel_reacquires(void *arg) {
 }
 
 TEST(condition_wait_reacquires_the_lock_when_cancelled) {
-    CHECK_OK(cio_condition_new(&cond, NULL));
+    CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_cancel_reacquires);
     CHECK_STR(order, "hv");
     cio_condition_free(cond);
@@ -511,7 +511,7 @@ static void *cond_timeouts(void *arg) {
 }
 
 TEST(condition_wait_until_times_out_holding_the_lock) {
-    CHECK_OK(cio_condition_new(&cond, NULL));
+    CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_timeouts);
     CHECK_STR(order, "hb");
     cio_condition_free(cond);
@@ -560,7 +560,7 @@ static void *cond_wait_for(void *arg) {
 }
 
 TEST(condition_wait_for_rechecks_the_predicate) {
-    CHECK_OK(cio_condition_new(&cond, NULL));
+    CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_wait_for);
     CHECK_STR(order, "w");
     cio_condition_free(cond);
@@ -593,7 +593,7 @@ static void *cond_shared_lock(void *arg) {
 
 TEST(condition_with_a_lock_of_the_callers) {
     CHECK_OK(cio_lock_new(&shared));
-    CHECK_OK(cio_condition_new(&cond, shared));
+    CHECK_OK(cio_condition_new(shared, &cond));
     run_main(cond_shared_lock);
     CHECK_STR(order, "s");
     cio_condition_free(cond); /* leaves the caller's lock alone */
@@ -630,11 +630,11 @@ TEST(condition_bad_arguments_and_states) {
     for (int nth = 1; nth <= 2; nth++) {
         cio_condition *c = (cio_condition *)1;
         cio__fault_arm(nth);
-        CHECK_ERR(cio_condition_new(&c, NULL), -ENOMEM);
+        CHECK_ERR(cio_condition_new(NULL, &c), -ENOMEM);
         cio__fault_arm(0);
         CHECK(c == NULL);
     }
-    CHECK_OK(cio_condition_new(&cond, NULL));
+    CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_errors);
     cio_condition_free(cond);
 }
@@ -672,7 +672,7 @@ static void *sem_fifo(void *arg) {
 }
 
 TEST(semaphore_admits_value_tasks_in_fifo_order) {
-    CHECK_OK(cio_semaphore_new(&sem, 2));
+    CHECK_OK(cio_semaphore_new(2, &sem));
     run_main(sem_fifo);
     CHECK_STR(order, "abcdef");
     cio_semaphore_free(sem);
@@ -700,7 +700,7 @@ static void *sem_no_barging(void *arg) {
 }
 
 TEST(semaphore_newcomer_waits_behind_a_woken_waiter) {
-    CHECK_OK(cio_semaphore_new(&sem, 1));
+    CHECK_OK(cio_semaphore_new(1, &sem));
     run_main(sem_no_barging);
     CHECK_STR(order, "WM");
     cio_semaphore_free(sem);
@@ -723,7 +723,7 @@ static void *sem_cancel_woken(void *arg) {
 }
 
 TEST(semaphore_woken_then_cancelled_waiter_passes_the_permit_on) {
-    CHECK_OK(cio_semaphore_new(&sem, 1));
+    CHECK_OK(cio_semaphore_new(1, &sem));
     run_main(sem_cancel_woken);
     CHECK_STR(order, "bc");
     cio_semaphore_free(sem);
@@ -756,7 +756,7 @@ static void *sem_deadlines(void *arg) {
 }
 
 TEST(semaphore_deadlines_give_up_nothing_held) {
-    CHECK_OK(cio_semaphore_new(&sem, 1));
+    CHECK_OK(cio_semaphore_new(1, &sem));
     run_main(sem_deadlines);
     CHECK_STR(order, "ab");
     cio_semaphore_free(sem);
@@ -786,7 +786,7 @@ static void *bounded_round(void *arg) {
 }
 
 TEST(bounded_semaphore_refuses_over_release) {
-    CHECK_OK(cio_bounded_semaphore_new(&sem, 2));
+    CHECK_OK(cio_bounded_semaphore_new(2, &sem));
     run_main(bounded_round);
     CHECK_STR(order, "w");
     cio_semaphore_free(sem);
@@ -794,13 +794,13 @@ TEST(bounded_semaphore_refuses_over_release) {
 
 TEST(semaphore_bad_arguments) {
     cio_semaphore *s = (cio_semaphore *)1;
-    CHECK_ERR(cio_semaphore_new(&s, -1), -EINVAL);
+    CHECK_ERR(cio_semaphore_new(-1, &s), -EINVAL);
     CHECK(s == NULL);
     s = (cio_semaphore *)1;
-    CHECK_ERR(cio_bounded_semaphore_new(&s, -1), -EINVAL);
+    CHECK_ERR(cio_bounded_semaphore_new(-1, &s), -EINVAL);
     CHECK(s == NULL);
-    CHECK_ERR(cio_semaphore_new(NULL, 1), -EINVAL);
-    CHECK_ERR(cio_bounded_semaphore_new(NULL, 1), -EINVAL);
+    CHECK_ERR(cio_semaphore_new(1, NULL), -EINVAL);
+    CHECK_ERR(cio_bounded_semaphore_new(1, NULL), -EINVAL);
     CHECK_ERR(cio_semaphore_acquire(NULL), -EINVAL);
     CHECK_ERR(cio_semaphore_acquire_until(NULL, 0), -EINVAL);
     CHECK_ERR(cio_semaphore_release(NULL), -EINVAL);
@@ -809,11 +809,11 @@ TEST(semaphore_bad_arguments) {
     cio_semaphore_free(NULL);
     s = (cio_semaphore *)1;
     cio__fault_arm(1);
-    CHECK_ERR(cio_semaphore_new(&s, 1), -ENOMEM);
+    CHECK_ERR(cio_semaphore_new(1, &s), -ENOMEM);
     cio__fault_arm(0);
     CHECK(s == NULL);
     /* A semaphore of value 0 is locked from the start. */
-    CHECK_OK(cio_semaphore_new(&s, 0));
+    CHECK_OK(cio_semaphore_new(0, &s));
     CHECK(cio_semaphore_locked(s));
     CHECK_OK(cio_semaphore_release(s));
     CHECK(!cio_semaphore_locked(s));
@@ -854,11 +854,11 @@ static void *barrier_rounds(void *arg) {
 }
 
 TEST(barrier_returns_arrival_indices_round_after_round) {
-    CHECK_OK(cio_barrier_new(&barrier, 3));
+    CHECK_OK(cio_barrier_new(3, &barrier));
     run_main(barrier_rounds);
     cio_barrier_free(barrier);
     /* One party: never waits. */
-    CHECK_OK(cio_barrier_new(&barrier, 1));
+    CHECK_OK(cio_barrier_new(1, &barrier));
     cio_loop *loop = test_loop();
     void *rc;
     CHECK_OK(test_run(loop, barrier_now, IPTR(0), &rc));
@@ -894,7 +894,7 @@ static void *barrier_abort(void *arg) {
 }
 
 TEST(barrier_abort_breaks_waiters_and_later_waits_until_reset) {
-    CHECK_OK(cio_barrier_new(&barrier, 3));
+    CHECK_OK(cio_barrier_new(3, &barrier));
     run_main(barrier_abort);
     cio_barrier_free(barrier);
 }
@@ -928,7 +928,7 @@ static void *barrier_reset(void *arg) {
 }
 
 TEST(barrier_reset_breaks_the_tasks_inside) {
-    CHECK_OK(cio_barrier_new(&barrier, 3));
+    CHECK_OK(cio_barrier_new(3, &barrier));
     run_main(barrier_reset);
     cio_barrier_free(barrier);
 }
@@ -963,7 +963,7 @@ static void *barrier_cancel_filling(void *arg) {
 }
 
 TEST(barrier_cancelled_or_timed_out_waiter_leaves_it_unbroken) {
-    CHECK_OK(cio_barrier_new(&barrier, 3));
+    CHECK_OK(cio_barrier_new(3, &barrier));
     run_main(barrier_cancel_filling);
     cio_barrier_free(barrier);
 }
@@ -1007,17 +1007,17 @@ static void *barrier_cancel_draining(void *arg) {
 }
 
 TEST(barrier_woken_then_cancelled_waiter_still_drains) {
-    CHECK_OK(cio_barrier_new(&barrier, 3));
+    CHECK_OK(cio_barrier_new(3, &barrier));
     run_main(barrier_cancel_draining);
     cio_barrier_free(barrier);
 }
 
 TEST(barrier_bad_arguments) {
     cio_barrier *b = (cio_barrier *)1;
-    CHECK_ERR(cio_barrier_new(&b, 0), -EINVAL);
+    CHECK_ERR(cio_barrier_new(0, &b), -EINVAL);
     CHECK(b == NULL);
-    CHECK_ERR(cio_barrier_new(&b, -3), -EINVAL);
-    CHECK_ERR(cio_barrier_new(NULL, 1), -EINVAL);
+    CHECK_ERR(cio_barrier_new(-3, &b), -EINVAL);
+    CHECK_ERR(cio_barrier_new(1, NULL), -EINVAL);
     CHECK_ERR(cio_barrier_wait(NULL), -EINVAL);
     CHECK_ERR(cio_barrier_wait_until(NULL, 0), -EINVAL);
     CHECK_ERR(cio_barrier_reset(NULL), -EINVAL);
@@ -1028,7 +1028,7 @@ TEST(barrier_bad_arguments) {
     cio_barrier_free(NULL);
     b = (cio_barrier *)1;
     cio__fault_arm(1);
-    CHECK_ERR(cio_barrier_new(&b, 2), -ENOMEM);
+    CHECK_ERR(cio_barrier_new(2, &b), -ENOMEM);
     cio__fault_arm(0);
     CHECK(b == NULL);
     cio_loop *loop = test_loop();
@@ -1046,9 +1046,9 @@ TEST(waiting_calls_outside_a_task_are_eperm) {
     cio_barrier *b;
     CHECK_OK(cio_lock_new(&l));
     CHECK_OK(cio_event_new(&e));
-    CHECK_OK(cio_condition_new(&c, NULL));
-    CHECK_OK(cio_semaphore_new(&s, 1));
-    CHECK_OK(cio_barrier_new(&b, 1));
+    CHECK_OK(cio_condition_new(NULL, &c));
+    CHECK_OK(cio_semaphore_new(1, &s));
+    CHECK_OK(cio_barrier_new(1, &b));
     /* Even calls that would not have to wait. */
     CHECK_ERR(cio_lock_acquire(l), -EPERM);
     CHECK_ERR(cio_lock_acquire_until(l, 0), -EPERM);
@@ -1121,9 +1121,9 @@ TEST(primitives_belong_to_the_loop_that_first_used_them) {
     cio_loop *a = test_loop(), *b = test_loop();
     CHECK_OK(cio_lock_new(&lock));
     CHECK_OK(cio_event_new(&bind_event));
-    CHECK_OK(cio_condition_new(&cond, NULL));
-    CHECK_OK(cio_semaphore_new(&sem, 2));
-    CHECK_OK(cio_barrier_new(&barrier, 1));
+    CHECK_OK(cio_condition_new(NULL, &cond));
+    CHECK_OK(cio_semaphore_new(2, &sem));
+    CHECK_OK(cio_barrier_new(1, &barrier));
     CHECK_OK(test_run(a, bind_all, NULL, NULL));
     CHECK_OK(test_run(b, use_from_other_loop, NULL, NULL));
     /* Outside any running loop, releasing is allowed again. */
@@ -1202,15 +1202,15 @@ static void *free_while_waited(void *arg) {
     void *res;
     CHECK_OK(cio_await(t[4], &res));
     CHECK_OK(PTRI(res));
-    cio_future_release(t[4]);
+    cio_future_unref(t[4]);
     return NULL;
 }
 
 TEST(freeing_a_primitive_tasks_wait_on_is_refused) {
     CHECK_OK(cio_lock_new(&lock));
-    CHECK_OK(cio_semaphore_new(&sem, 1));
-    CHECK_OK(cio_condition_new(&cond, NULL));
-    CHECK_OK(cio_barrier_new(&barrier, 2));
+    CHECK_OK(cio_semaphore_new(1, &sem));
+    CHECK_OK(cio_condition_new(NULL, &cond));
+    CHECK_OK(cio_barrier_new(2, &barrier));
     CHECK_OK(cio_event_new(&event));
     refused = 0;
     run_main(free_while_waited);
@@ -1245,7 +1245,7 @@ TEST(freeing_outside_the_loop_is_refused_too) {
     CHECK(cio_lock_locked(lock));
     CHECK_OK(cio_lock_release(lock));
     CHECK_OK(cio_run_until_complete(loop, waiter, NULL));
-    cio_future_release(waiter);
+    cio_future_unref(waiter);
     CHECK_STR(order, "q");
     cio_lock_free(lock);
     cio_loop_free(loop);
@@ -1373,7 +1373,7 @@ TEST(stress_random_cancels_lose_no_lock_or_permit) {
     next_ticket = 0;
     lock_grants = lock_releases = permit_grants = permit_releases = 0;
     CHECK_OK(cio_lock_new(&lock));
-    CHECK_OK(cio_bounded_semaphore_new(&sem, STRESS_PERMITS));
+    CHECK_OK(cio_bounded_semaphore_new(STRESS_PERMITS, &sem));
     run_main(stress_lock_sem);
     CHECK_INT(targeted, >, 100);
     CHECK_INT(lock_grants, >, 300);
@@ -1463,7 +1463,7 @@ TEST(stress_condition_random_cancels_lose_no_notification) {
     rng = 0x9E3779B97F4A7C15u;
     items = produced = consumed = producers_done = targeted = 0;
     next_ticket = 0;
-    CHECK_OK(cio_condition_new(&cond, NULL));
+    CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(stress_cond);
     CHECK_INT(targeted, >, 5);
     cio_condition_free(cond);

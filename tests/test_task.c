@@ -94,9 +94,9 @@ TEST(spawn_does_not_run_the_coroutine) {
     void *r;
     CHECK_OK(cio_future_result(b, &r));
     CHECK_STR(r, "b");
-    cio_future_release(a);
-    cio_future_release(b);
-    cio_future_release(c);
+    cio_future_unref(a);
+    cio_future_unref(b);
+    cio_future_unref(c);
     cio_loop_free(loop);
 }
 
@@ -109,7 +109,7 @@ static void *parent_of_lazy(void *arg) {
     CHECK_OK(cio_sleep(0));
     log_str("p2");
     CHECK(cio_future_done(child));
-    cio_future_release(child);
+    cio_future_unref(child);
     return NULL;
 }
 
@@ -153,7 +153,7 @@ static void *parent_of_eager(void *arg) {
     CHECK_OK(cio_await(child, &r));
     CHECK_EQ(PTRI(r), 5);
     CHECK_STR(tlog, "c1pc2");
-    cio_future_release(child);
+    cio_future_unref(child);
 
     /* A child that never suspends is done when spawn returns. */
     CHECK_OK(cio_spawn_with(cio_running_loop(), eager_returns_at_once, NULL, &opts, &child));
@@ -161,7 +161,7 @@ static void *parent_of_eager(void *arg) {
     CHECK_OK(cio_future_result(child, &r));
     CHECK_EQ(PTRI(r), 6);
     CHECK(cio_current_task() == self);
-    cio_future_release(child);
+    cio_future_unref(child);
     /* Detached and eager: it finishes and frees itself inside spawn. */
     CHECK_OK(cio_spawn_with(cio_running_loop(), eager_returns_at_once, NULL, &opts, NULL));
     CHECK_STR(tlog, "c1pc2ee");
@@ -196,7 +196,7 @@ TEST(eager_start_from_a_callback) {
     CHECK_OK(cio_run_until_complete(loop, eager_from_callback, &r));
     CHECK_EQ(PTRI(r), 5);
     CHECK_STR(tlog, "c1c2");
-    cio_future_release(eager_from_callback);
+    cio_future_unref(eager_from_callback);
     cio_loop_free(loop);
 }
 
@@ -210,7 +210,7 @@ TEST(eager_start_without_a_running_loop_is_lazy) {
     CHECK(!cio_future_done(t));
     CHECK_OK(cio_run_until_complete(loop, t, NULL));
     CHECK_STR(tlog, "x");
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -243,19 +243,19 @@ TEST(three_outcomes) {
     CHECK_STR(r, "ok");
     CHECK(cio_future_done(t) && !cio_future_cancelled(t));
     CHECK_OK(cio_future_error(t));
-    cio_future_release(t);
+    cio_future_unref(t);
 
     CHECK_OK(cio_spawn(loop, raise_eio, NULL, &t));
     CHECK_ERR(cio_run_until_complete(loop, t, &r), -EIO);
     CHECK(cio_future_done(t) && !cio_future_cancelled(t));
     CHECK_ERR(cio_future_error(t), -EIO);
     CHECK_ERR(cio_future_result(t, NULL), -EIO);
-    cio_future_release(t);
+    cio_future_unref(t);
 
     CHECK_OK(cio_spawn(loop, raise_with_message, NULL, &t));
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -EPROTO);
     CHECK_STR(cio_future_error_message(t), "bad frame");
-    cio_future_release(t);
+    cio_future_unref(t);
 
     CHECK_OK(cio_spawn(loop, sleep_long, NULL, &t));
     CHECK_OK(cio_call_later(loop, 0.01, cancel_cb, t, NULL));
@@ -263,7 +263,7 @@ TEST(three_outcomes) {
     CHECK(cio_future_done(t) && cio_future_cancelled(t));
     CHECK_ERR(cio_future_error(t), -ECANCELED);
     CHECK_STR(cio_future_cancel_message(t), "timer said so");
-    cio_future_release(t);
+    cio_future_unref(t);
 
     CHECK_EQ(reports, 0); /* every error was read */
     /* cio_raise outside a task does nothing. */
@@ -359,7 +359,7 @@ TEST(raising_ecanceled_ends_the_task_cancelled) {
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK(cio_future_cancelled(t));
     CHECK_EQ(cio_task_cancelling(t), 0);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -375,12 +375,12 @@ TEST(unretrieved_task_error_is_reported) {
     CHECK(cio_future_done(t));
     CHECK_EQ(reports, 0);
     cio_future *expected = t;
-    cio_future_release(t);
+    cio_future_unref(t);
     CHECK_EQ(reports, 1);
     CHECK_STR(last_message, "Task exception was never retrieved");
     CHECK_ERR(last_error, -EIO);
     CHECK(last_future == expected);
-    cio_future_release(other);
+    cio_future_unref(other);
     cio_loop_free(loop); /* the sleeper is reported as pending */
     CHECK_EQ(reports, 2);
 }
@@ -403,8 +403,8 @@ TEST(await_a_future_from_a_task) {
     void *r;
     CHECK_OK(cio_run_until_complete(loop, t, &r));
     CHECK_EQ(PTRI(r), 77);
-    cio_future_release(t);
-    cio_future_release(f);
+    cio_future_unref(t);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -421,15 +421,15 @@ TEST(await_a_task_from_a_task) {
     void *r;
     CHECK_OK(cio_run_until_complete(loop, outer, &r));
     CHECK_EQ(PTRI(r), 9);
-    cio_future_release(inner);
-    cio_future_release(outer);
+    cio_future_unref(inner);
+    cio_future_unref(outer);
     /* An awaited error passes on, and counts as retrieved. */
     CHECK_OK(cio_spawn(loop, raise_eio, NULL, &inner));
     CHECK_OK(cio_spawn(loop, await_arg, inner, &outer));
     CHECK_ERR(cio_run_until_complete(loop, outer, NULL), -EIO);
-    cio_future_release(inner);
+    cio_future_unref(inner);
     CHECK_EQ(reports, 0);
-    cio_future_release(outer);
+    cio_future_unref(outer);
     cio_loop_free(loop);
     CHECK_EQ(reports, 0);
 }
@@ -471,7 +471,7 @@ TEST(await_of_a_done_future_does_not_yield) {
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_result(f, IPTR(4)));
     CHECK_OK(test_run(loop, await_done_future, f, NULL));
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -504,7 +504,7 @@ TEST(await_a_future_of_another_loop) {
     cio_future *f;
     CHECK_OK(cio_future_new(b, &f));
     CHECK_OK(test_run(a, await_foreign, f, NULL));
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(a);
     cio_loop_free(b);
 }
@@ -521,7 +521,7 @@ static void check_all_eperm(cio_future *f) {
     CHECK_ERR(cio_sleep_until(0), -EPERM);
     CHECK_ERR(cio_wait_for(f, 1.0, NULL), -EPERM);
     CHECK_ERR(cio_wait_for(f, CIO_NO_TIMEOUT, NULL), -EPERM);
-    CHECK_ERR(cio_wait_for_at(f, 1.0, NULL), -EPERM);
+    CHECK_ERR(cio_wait_for_until(f, 1.0, NULL), -EPERM);
     CHECK_ERR(cio_wait(fs, 1, CIO_ALL_COMPLETED, 1.0, NULL, &nd, NULL, &np), -EPERM);
     CHECK_ERR(cio_wait_until(fs, 1, CIO_FIRST_COMPLETED, 1.0, NULL, NULL, NULL, NULL), -EPERM);
     CHECK(cio_current_task() == NULL);
@@ -545,7 +545,7 @@ TEST(suspending_calls_outside_a_task_are_eperm) {
     CHECK_OK(cio_call_soon(loop, eperm_from_callback, f, NULL));
     run_once(loop); /* loop running, but in a plain callback */
     CHECK_EQ(callback_checked, 1);
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -576,7 +576,7 @@ TEST(cancel_is_delivered_at_the_current_suspension) {
     CHECK(cancel_seen_at - armed_at < 2.0);
     CHECK_STR(cio_future_cancel_message(t), "timer said so");
     CHECK_EQ(loop_stats(loop).timers, 0); /* the sleep's timer went away */
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -601,7 +601,7 @@ TEST(cancel_is_delivered_at_the_next_suspension) {
     CHECK_STR(tlog, "still running;delivered;");
     CHECK(cio_future_cancelled(t));
     CHECK_STR(cio_future_cancel_message(t), "self");
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -619,7 +619,7 @@ TEST(task_returning_with_a_request_outstanding_ends_cancelled) {
     CHECK_OK(cio_spawn(loop, cancel_self_and_return, NULL, &t));
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK(cio_future_cancelled(t));
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -643,8 +643,8 @@ TEST(cancel_cancels_the_awaited_future) {
     CHECK_STR(cio_future_cancel_message(f), "down");
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK(cio_future_cancelled(t));
-    cio_future_release(t);
-    cio_future_release(f);
+    cio_future_unref(t);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -681,7 +681,7 @@ TEST(cancel_propagates_down_a_chain_of_awaits) {
         CHECK_STR(cio_future_cancel_message(chain[i]), "timer said so");
         CHECK_EQ(cio_task_cancelling(chain[i]), 1);
     }
-    for (int i = 0; i < 3; i++) cio_future_release(chain[i]);
+    for (int i = 0; i < 3; i++) cio_future_unref(chain[i]);
     check_nothing_left(loop);
     cio_loop_free(loop);
 }
@@ -709,7 +709,7 @@ TEST(cancel_before_the_first_step) {
     CHECK_EQ(body_ran, 0);
     CHECK(cio_future_cancelled(t));
     CHECK_STR(cio_future_cancel_message(t), "earlier");
-    cio_future_release(t);
+    cio_future_unref(t);
     check_nothing_left(loop);
     cio_loop_free(loop);
 }
@@ -726,7 +726,7 @@ TEST(uncancel_before_the_first_step_lets_it_run) {
     CHECK_OK(cio_run_until_complete(loop, t, &r));
     CHECK_EQ(body_ran, 1);
     CHECK_EQ(PTRI(r), 1);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -769,7 +769,7 @@ TEST(cancelling_counts_and_uncancel_decrements) {
     CHECK_EQ(cio_future_cancel(t, NULL), 0);
     CHECK_EQ(cio_task_cancelling(t), 0);
     CHECK(!cio_future_cancelled(t));
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -784,7 +784,7 @@ TEST(future_cancel_on_a_task_is_task_cancel) {
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK(cio_future_cancelled(t));
     CHECK_STR(cio_future_cancel_message(t), "via future");
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -802,7 +802,7 @@ TEST(task_calls_on_a_plain_future_are_einval) {
     CHECK_ERR(cio_task_uncancel(NULL), -EINVAL);
     CHECK(cio_task_name(NULL) == NULL);
     CHECK(!cio_future_done(f));
-    cio_future_release(f);
+    cio_future_unref(f);
     cio_loop_free(loop);
 }
 
@@ -843,11 +843,11 @@ TEST(default_names_and_set_name) {
     cio_task *d;
     CHECK_OK(cio_spawn(other, check_own_name, "Task-1", &d));
     CHECK_OK(cio_run_until_complete(other, d, NULL));
-    cio_future_release(d);
+    cio_future_unref(d);
     cio_loop_free(other);
-    cio_future_release(a);
-    cio_future_release(b);
-    cio_future_release(c);
+    cio_future_unref(a);
+    cio_future_unref(b);
+    cio_future_unref(c);
     cio_loop_free(loop);
 }
 
@@ -865,9 +865,9 @@ TEST(named_tasks_do_not_use_up_numbers) {
     CHECK_STR(cio_task_name(b), "named");
     CHECK_STR(cio_task_name(c), "Task-2");
     CHECK_OK(cio_run_until_complete(loop, c, NULL));
-    cio_future_release(a);
-    cio_future_release(b);
-    cio_future_release(c);
+    cio_future_unref(a);
+    cio_future_unref(b);
+    cio_future_unref(c);
     cio_loop_free(loop);
 }
 
@@ -901,7 +901,7 @@ TEST(current_task_inside_and_outside) {
     CHECK(seen_current == t);
     CHECK(current_in_callback == NULL); /* callbacks run outside any task */
     CHECK(cio_current_task() == NULL);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -946,10 +946,10 @@ TEST(all_tasks_lists_only_pending_tasks) {
     CHECK_EQ(cio_task_cancel(sleeper, NULL), 1);
     CHECK_ERR(cio_run_until_complete(loop, sleeper, NULL), -ECANCELED);
     CHECK_EQ(cio_all_tasks(loop, all, 4), 0);
-    cio_future_release(done_task);
-    cio_future_release(sleeper);
-    cio_future_release(lister);
-    cio_future_release(plain);
+    cio_future_unref(done_task);
+    cio_future_unref(sleeper);
+    cio_future_unref(lister);
+    cio_future_unref(plain);
     cio_loop_free(loop);
 }
 
@@ -981,7 +981,7 @@ TEST(released_task_keeps_running_and_frees_itself) {
     detached_finished = 0;
     cio_task *t;
     CHECK_OK(cio_spawn(loop, detached_body, IPTR(5), &t));
-    cio_future_release(t); /* pending: now detached */
+    cio_future_unref(t); /* pending: now detached */
     while (cio_all_tasks(loop, NULL, 0) > 0) run_once(loop);
     CHECK_EQ(detached_finished, 1);
     check_nothing_left(loop);
@@ -1078,11 +1078,11 @@ TEST(dump_lists_tasks_and_what_they_await) {
     CHECK_OK(cio_future_set_result(dump_future, NULL));
     CHECK_OK(cio_run_until_complete(loop, f, NULL));
     CHECK_ERR(cio_run_until_complete(loop, a, NULL), -ECANCELED);
-    cio_future_release(s);
-    cio_future_release(a);
-    cio_future_release(f);
-    cio_future_release(d);
-    cio_future_release(dump_future);
+    cio_future_unref(s);
+    cio_future_unref(a);
+    cio_future_unref(f);
+    cio_future_unref(d);
+    cio_future_unref(dump_future);
     check_nothing_left(loop);
     cio_loop_free(loop);
 }
@@ -1095,8 +1095,8 @@ TEST(close_reports_pending_tasks) {
     CHECK_OK(cio_spawn(loop, sleep_long, NULL, &started));
     run_once(loop);
     CHECK_OK(cio_spawn(loop, sleep_long, NULL, &never_started));
-    cio_future_release(never_started); /* now held by the loop only */
-    cio_future_release(started);
+    cio_future_unref(never_started); /* now held by the loop only */
+    cio_future_unref(started);
     CHECK_EQ(reports, 0);
     CHECK_OK(cio_loop_close(loop));
     CHECK_EQ(reports, 2);
@@ -1127,9 +1127,9 @@ TEST(close_names_each_pending_task) {
     CHECK_OK(cio_spawn(loop, sleep_long, NULL, &c));
     run_once(loop); /* b finishes, a and c wait */
     const cio_future *pa = a, *pc = c;
-    cio_future_release(a);
-    cio_future_release(b);
-    cio_future_release(c);
+    cio_future_unref(a);
+    cio_future_unref(b);
+    cio_future_unref(c);
     cio_loop_free(loop);
     CHECK_EQ(pending_seen_count, 2);
     CHECK((pending_seen[0] == pa && pending_seen[1] == pc) ||
@@ -1154,7 +1154,7 @@ TEST(spawn_bad_arguments) {
     CHECK_OK(cio_spawn_with(loop, mark_body, NULL, &big, &t));
     CHECK_INT(cio_task_stack_size(t), >=, 256 * 1024);
     CHECK_OK(cio_run_until_complete(loop, t, NULL));
-    cio_future_release(t);
+    cio_future_unref(t);
     CHECK_OK(cio_loop_close(loop));
     CHECK_ERR(cio_spawn(loop, mark_body, NULL, &t), -CIO_ELOOPCLOSED);
     CHECK(t == NULL);

@@ -35,7 +35,7 @@ static void call_from_other_thread(cio_loop *loop, void *arg) {
 TEST(debug_mode_refuses_foreign_threads) {
     cio_loop_options opts = {.debug = 1};
     cio_loop *loop;
-    CHECK_OK(cio_loop_new_with(&loop, &opts));
+    CHECK_OK(cio_loop_new_with(&opts, &loop));
     CHECK_OK(cio_call_soon(loop, call_from_other_thread, NULL, NULL));
     CHECK_OK(cio_run_forever(loop));
     cio_loop_free(loop);
@@ -50,7 +50,7 @@ static void *run_own_loop(void *arg) {
     cio_task *t;
     if (cio_spawn(loop, return_seven, NULL, &t) == 0) {
         if (cio_run_until_complete(loop, t, &r) < 0) r = NULL;
-        cio_future_release(t);
+        cio_future_unref(t);
     }
     cio_loop_free(loop);
     return r;

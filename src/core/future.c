@@ -71,12 +71,12 @@ void cio__future_destroy(cio_future *fut) {
         cio__free(fut);
 }
 
-cio_future *cio_future_retain(cio_future *fut) {
+cio_future *cio_future_ref(cio_future *fut) {
     if (fut) fut->refs++;
     return fut;
 }
 
-void cio_future_release(cio_future *fut) {
+void cio_future_unref(cio_future *fut) {
     if (!fut) return;
     if (fut->refs == 0) return; /* already released: a caller bug, ignored */
     if (--fut->refs == 0) cio__future_destroy(fut);
@@ -205,7 +205,7 @@ static void run_done_callback(cio__job *job) {
     void *arg = node->arg;
     cio__node_free(fut->loop, node);
     fn(fut, arg);
-    cio_future_release(fut);
+    cio_future_unref(fut);
 }
 
 int cio_future_add_done_callback(cio_future *fut, cio_done_fn fn, void *arg) {
@@ -217,7 +217,7 @@ int cio_future_add_done_callback(cio_future *fut, cio_done_fn fn, void *arg) {
     if (!node) return -ENOMEM;
     node->done = fn;
     node->arg = arg;
-    node->future = cio_future_retain(fut);
+    node->future = cio_future_ref(fut);
     node->job.run = run_done_callback;
     node->state = fut->state == CIO__PENDING ? CIO__NODE_WAITING : CIO__NODE_READY;
     cio__future_add_waiter(fut, &node->job);

@@ -72,10 +72,10 @@ static void register_atfork(void) {
 }
 
 int cio_loop_new(cio_loop **loopp) {
-    return cio_loop_new_with(loopp, NULL);
+    return cio_loop_new_with(NULL, loopp);
 }
 
-int cio_loop_new_with(cio_loop **loopp, const cio_loop_options *opts) {
+int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
     if (!loopp) return -EINVAL;
     *loopp = NULL;
     cio_loop_options defaults = {0};

@@ -27,7 +27,7 @@ int cio_run_until_complete(cio_loop *loop, cio_future *fut, void **result) {
     stopper s = {.loop = loop};
     s.job.run = stop_loop;
     cio__list_init(&s.job.link);
-    cio_future_retain(fut);
+    cio_future_ref(fut);
     cio__future_add_waiter(fut, &s.job);
     int rc = cio_run_forever(loop);
     if (rc == 0 && !cio_future_done(fut)) rc = -CIO_ESTOPPED;
@@ -35,7 +35,7 @@ int cio_run_until_complete(cio_loop *loop, cio_future *fut, void **result) {
      * (or queued): take it out before this frame goes away. */
     if (cio__link_linked(&s.job.link)) cio__list_unlink(&s.job.link);
     if (rc == 0) rc = cio__future_outcome(fut, result);
-    cio_future_release(fut);
+    cio_future_unref(fut);
     return rc;
 }
 

@@ -67,7 +67,7 @@ int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double
     ac->deadline = INT64_MAX;
     if (!(isinf(timeout) && timeout > 0)) ac->deadline = cio__deadline_after(timeout);
     for (size_t i = 0; i < n; i++) {
-        ac->fs[i] = cio_future_retain(fs[i]);
+        ac->fs[i] = cio_future_ref(fs[i]);
         entry *e = &ac->entries[i];
         e->ac = ac;
         e->index = i;
@@ -109,7 +109,7 @@ int cio_as_completed_free(cio_as_completed *ac) {
     for (size_t i = 0; i < ac->n; i++) {
         cio__job *job = &ac->entries[i].job;
         if (cio__link_linked(&job->link)) cio__list_unlink(&job->link);
-        cio_future_release(ac->fs[i]);
+        cio_future_unref(ac->fs[i]);
     }
     cio__free(ac);
     return 0;

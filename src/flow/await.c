@@ -1,6 +1,6 @@
 /*
  * Waiting on a future from a task: cio_await, cio_await_until,
- * cio_wait_for and cio_wait_for_at.
+ * cio_wait_for and cio_wait_for_until.
  *
  * The waiting task registers a waiter job on the future; the job and the
  * wait record both live on the task's stack, so an await allocates
@@ -152,7 +152,7 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, bool expired_now
     cio__wait rec = {.cancel = cancel_awaited, .unwind = unwind_awaited, .what = "future (wait_for)", .future = fut,
                      .deadline = deadline};
     int cancels_at_entry = t->cancel_requests;
-    cio_future_retain(fut);
+    cio_future_ref(fut);
     int status = wait_done(t, fut, &rec, INT64_MAX);
     cio__loop_disarm_timer(loop, &e.timer);
     if (status < 0)
@@ -161,7 +161,7 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, bool expired_now
         rc = -ETIMEDOUT;
     else
         rc = cio__future_outcome(fut, result);
-    cio_future_release(fut);
+    cio_future_unref(fut);
     return rc;
 }
 
@@ -171,7 +171,7 @@ int cio_wait_for(cio_future *fut, double timeout, void **result) {
     return wait_for_deadline(fut, cio__deadline_after(timeout), !(timeout > 0), result);
 }
 
-int cio_wait_for_at(cio_future *fut, double when, void **result) {
+int cio_wait_for_until(cio_future *fut, double when, void **result) {
     int64_t deadline;
     int rc = cio__deadline(when, &deadline);
     if (rc < 0) return rc;

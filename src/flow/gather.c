@@ -75,7 +75,7 @@ static void on_child_done(cio__job *job) {
                 cio__future_complete(&g->fut, CIO__DONE_RESULT, g->outcomes, 0);
         }
     }
-    cio_future_release(&g->fut);
+    cio_future_unref(&g->fut);
 }
 
 static int gather_cancel(cio_future *fut, const char *msg);
@@ -122,7 +122,7 @@ int cio_gather(cio_loop *loop, cio_future *const *children, size_t n, unsigned f
     g->waiters = (child_waiter *)(g->outcomes + slots);
     g->children = (cio_future **)(g->waiters + slots);
     for (size_t i = 0; i < n; i++) {
-        g->children[i] = cio_future_retain(children[i]);
+        g->children[i] = cio_future_ref(children[i]);
         g->outcomes[i].error = -CIO_EINVALSTATE;
         g->outcomes[i].value = NULL;
         child_waiter *w = &g->waiters[i];
@@ -130,7 +130,7 @@ int cio_gather(cio_loop *loop, cio_future *const *children, size_t n, unsigned f
         w->index = i;
         w->job.run = on_child_done;
         cio__list_init(&w->job.link);
-        cio_future_retain(&g->fut);
+        cio_future_ref(&g->fut);
         cio__future_add_waiter(children[i], &w->job);
     }
     if (n == 0) cio__future_complete(&g->fut, CIO__DONE_RESULT, g->outcomes, 0);
@@ -155,7 +155,7 @@ static void gather_destroy(cio_future *fut) {
     gather *g = gather_of(fut);
     /* Also at loop close: the references are exact there too, so releasing
      * a child frees it only if nothing else holds it. */
-    for (size_t i = 0; i < g->n; i++) cio_future_release(g->children[i]);
+    for (size_t i = 0; i < g->n; i++) cio_future_unref(g->children[i]);
     cio__free(g);
 }
 

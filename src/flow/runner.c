@@ -28,7 +28,7 @@ static int cancel_leftovers(cio_loop *loop) {
             if (err < 0)
                 cio__report(loop, "unhandled error during cio_run() shutdown", err, tasks[i]);
         }
-        cio_future_release(all);
+        cio_future_unref(all);
     }
     cio__free(tasks);
     return rc;
@@ -38,13 +38,13 @@ int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void
     if (!main) return -EINVAL;
     if (cio_running_loop()) return -CIO_ELOOPRUNNING;
     cio_loop *loop;
-    int rc = cio_loop_new_with(&loop, opts);
+    int rc = cio_loop_new_with(opts, &loop);
     if (rc < 0) return rc;
     cio_task *task;
     rc = cio_spawn(loop, main, arg, &task);
     if (rc == 0) {
         rc = cio_run_until_complete(loop, task, result);
-        cio_future_release(task);
+        cio_future_unref(task);
     }
     /* Clean-up failing (out of memory) still closes the loop, which frees
      * whatever is left. */

@@ -32,8 +32,8 @@ static void follow_inner(cio__job *job) {
         cio_future_set_result(outer, inner->result);
     }
     sh->inner = NULL;
-    cio_future_release(inner);
-    cio_future_release(outer);
+    cio_future_unref(inner);
+    cio_future_unref(outer);
 }
 
 /* At loop close: the job will never run; it gives back its reference on the
@@ -61,17 +61,17 @@ int cio_shield(cio_future *inner, cio_future **outerp) {
     if (rc < 0) return rc;
     if (inner->state != CIO__PENDING) {
         /* asyncio returns a done inner itself. */
-        *outerp = cio_future_retain(inner);
+        *outerp = cio_future_ref(inner);
         return 0;
     }
     pthread_once(&discard_registered, register_discard);
     shield *sh = cio__malloc(sizeof *sh);
     if (!sh) return -ENOMEM;
     cio__future_init(inner->loop, &sh->outer, CIO__KIND_FUTURE, NULL);
-    sh->inner = cio_future_retain(inner);
+    sh->inner = cio_future_ref(inner);
     sh->on_inner_done.run = follow_inner;
     cio__list_init(&sh->on_inner_done.link);
-    cio_future_retain(&sh->outer); /* held by the job until it runs */
+    cio_future_ref(&sh->outer); /* held by the job until it runs */
     cio__future_add_waiter(inner, &sh->on_inner_done);
     *outerp = &sh->outer;
     return 0;

@@ -97,7 +97,7 @@ int cio_task_group_enter(cio_task_group **gp) {
         return -ENOMEM;
     }
     g->error_cap = 1;
-    cio_future_retain(&parent->fut);
+    cio_future_ref(&parent->fut);
     *gp = g;
     return 0;
 }
@@ -132,7 +132,7 @@ int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
     g->spawned++;
     g->pending++;
     cio__future_add_waiter(task, &c->job);
-    if (taskp) *taskp = cio_future_retain(task);
+    if (taskp) *taskp = cio_future_ref(task);
     return 0;
 }
 
@@ -192,10 +192,10 @@ void cio_task_group_free(cio_task_group *g) {
         next = c->next;
         if (cio__link_linked(&c->job.link)) cio__list_unlink(&c->job.link);
         if (!cio_future_done(c->task)) cio_task_cancel(c->task, NULL);
-        cio_future_release(c->task);
+        cio_future_unref(c->task);
         cio__free(c);
     }
-    cio_future_release(&g->parent->fut);
+    cio_future_unref(&g->parent->fut);
     cio__free(g->errors);
     cio__free(g);
 }

@@ -161,7 +161,7 @@ int cio_timeout_enter(cio_timeout *t, double delay) {
     return enter_at(t, cio__deadline_after(delay));
 }
 
-int cio_timeout_enter_at(cio_timeout *t, double when) {
+int cio_timeout_enter_until(cio_timeout *t, double when) {
     int64_t deadline;
     int rc = cio__deadline(when, &deadline);
     if (rc < 0) return rc;

@@ -106,7 +106,7 @@ static int wait_deadline(cio_future *const *fs, size_t n, cio_wait_mode mode, in
     s.rec.deadline = deadline;
     for (size_t i = 0; i < n; i++) {
         waiters[i].state = &s;
-        waiters[i].fut = cio_future_retain(fs[i]);
+        waiters[i].fut = cio_future_ref(fs[i]);
         waiters[i].job.run = on_future_done;
         cio__list_init(&waiters[i].job.link);
         cio__future_add_waiter(fs[i], &waiters[i].job);
@@ -124,7 +124,7 @@ static int wait_deadline(cio_future *const *fs, size_t n, cio_wait_mode mode, in
             if (pending) pending[np] = fs[i];
             np++;
         }
-        cio_future_release(waiters[i].fut);
+        cio_future_unref(waiters[i].fut);
     }
     if (waiters != on_stack) cio__free(waiters);
     if (ndone) *ndone = nd;

@@ -43,7 +43,7 @@ struct cio_barrier {
     unsigned users; /* tasks inside wait */
 };
 
-int cio_barrier_new(cio_barrier **barrierp, int parties) {
+int cio_barrier_new(int parties, cio_barrier **barrierp) {
     if (!barrierp) return -EINVAL;
     *barrierp = NULL;
     if (parties < 1) return -EINVAL; /* asyncio: ValueError */

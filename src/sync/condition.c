@@ -42,7 +42,7 @@ struct cio_condition {
     uint8_t own_lock; /* the lock was created with the condition */
 };
 
-int cio_condition_new(cio_condition **condp, cio_lock *lock) {
+int cio_condition_new(cio_lock *lock, cio_condition **condp) {
     if (!condp) return -EINVAL;
     *condp = NULL;
     cio_condition *c = cio__malloc(sizeof *c);

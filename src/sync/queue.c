@@ -124,15 +124,15 @@ static int make(cio_queue **qp, size_t maxsize, int kind, cio_compare_fn cmp) {
     return 0;
 }
 
-int cio_queue_new(cio_queue **qp, size_t maxsize) {
+int cio_queue_new(size_t maxsize, cio_queue **qp) {
     return make(qp, maxsize, QUEUE_FIFO, NULL);
 }
 
-int cio_lifo_queue_new(cio_queue **qp, size_t maxsize) {
+int cio_lifo_queue_new(size_t maxsize, cio_queue **qp) {
     return make(qp, maxsize, QUEUE_LIFO, NULL);
 }
 
-int cio_priority_queue_new(cio_queue **qp, size_t maxsize, cio_compare_fn cmp) {
+int cio_priority_queue_new(size_t maxsize, cio_compare_fn cmp, cio_queue **qp) {
     return make(qp, maxsize, QUEUE_PRIORITY, cmp);
 }
 

@@ -58,11 +58,11 @@ static int make(cio_semaphore **semp, int value, int bounded) {
     return 0;
 }
 
-int cio_semaphore_new(cio_semaphore **semp, int value) {
+int cio_semaphore_new(int value, cio_semaphore **semp) {
     return make(semp, value, 0);
 }
 
-int cio_bounded_semaphore_new(cio_semaphore **semp, int value) {
+int cio_bounded_semaphore_new(int value, cio_semaphore **semp) {
     return make(semp, value, 1);
 }
 
