@@ -82,9 +82,10 @@ static int fan_out(double timeout) {
     printf("  cancelled: %d\n", counts[CANCELLED]);
     if (group) {
         for (size_t i = 0; i < cio_task_group_error_count(group); i++) {
+            int err;
             cio_task *who;
             const char *msg;
-            int err = cio_task_group_error(group, i, &who, &msg);
+            if (cio_task_group_error(group, i, &err, &who, &msg) < 0) break;
             printf("  error %zu: %s in %s (%s)\n", i + 1, cio_strerror(err),
                    who ? cio_task_name(who) : "the body", msg ? msg : "no message");
         }

@@ -5,13 +5,6 @@
  * macro CIO_. Long-lived objects (loop, future, task) are opaque and live
  * until their documented release point (docs/design.md, "Ownership").
  *
- * Error convention: every call that can fail returns an int (or ssize_t)
- * that is negative on failure, holding -errno or one of cio's own codes
- * below. Cancellation is -ECANCELED, a timeout -ETIMEDOUT, and a call that
- * must suspend but runs outside a task returns -EPERM. cio_strerror() turns
- * any of them into text. A call that takes a callback and fails never calls
- * that callback.
- *
  * Every call that allocates can fail with -ENOMEM; each says so below
  * ("-ENOMEM" in its returns), and then nothing changed. Every call that
  * changes a loop or an object bound to one (a future, task, handle, timeout
@@ -22,6 +15,47 @@
  *
  * The behaviour follows Python 3.13's asyncio; docs/asyncio-mapping.md maps
  * each asyncio name to its cio name and lists every difference.
+ *
+ * Conventions (every function below follows them; docs/design.md §3 gives
+ * the reasons):
+ *
+ *  1. Errors. Every call that can fail returns an int (or ssize_t) that is
+ *     negative on failure, holding -errno or -CIO_E*. Cancellation is
+ *     -ECANCELED, a timeout -ETIMEDOUT, a call that must suspend but runs
+ *     outside a task -EPERM. cio_strerror() names every code. A call that
+ *     takes a callback and fails never calls that callback. Programs use
+ *     -CIO_EUSER(n) for their own errors: `return cio_raise(-CIO_EUSER(7));`.
+ *  2. Bad arguments never crash. A NULL object or required pointer, a NaN
+ *     time or an unknown flag gives: -EINVAL from a call returning int or
+ *     ssize_t; 0 from a predicate (_is_*, _done, _cancelled, _locked,
+ *     _empty, _full, _broken, _expired, get_debug); NULL from a getter
+ *     returning a pointer; 0 from one returning size_t; NaN from one
+ *     returning double; nothing at all from a void call. Pointers that may
+ *     be NULL are marked so.
+ *  3. Constructors take their inputs first and the out-parameter last:
+ *     cio_queue_new(maxsize, &q). On failure the out-parameter (when it is
+ *     not NULL itself) is set to NULL and nothing is left allocated.
+ *  4. Every _free returns int: 0 once freed (and for NULL), or a negative
+ *     code when it refuses and leaves the object intact and usable: -EBUSY
+ *     while a task is still inside a call on the object (also reported
+ *     through the exception handler), -CIO_ELOOPRUNNING for a loop freed
+ *     while it runs.
+ *  5. "release" means unlocking only (lock, condition, semaphore), as in
+ *     asyncio. Futures and tasks are reference counted with
+ *     cio_future_ref() and cio_future_unref().
+ *  6. Time. Relative timeouts and delays are seconds (double); deadlines
+ *     are absolute loop times (cio_loop_time()), CIO_NO_TIMEOUT for never.
+ *     Every suspending call that accepts a deadline has a twin named
+ *     <call>_until(..., double when). The twin behaves exactly as its base
+ *     call with the timeout given as a deadline. When the base call has a
+ *     timeout of its own (cio_wait_for, cio_wait, cio_timeout_enter), the
+ *     twin does what that timeout does: cio_wait_for_until CANCELS fut as
+ *     cio_wait_for does. When the base call has none (cio_await, cio_sleep,
+ *     acquire, wait, get, put, join, descriptor and socket operations), the
+ *     deadline only gives up the wait with -ETIMEDOUT and cancels nothing
+ *     else: cio_await_until LEAVES fut running. The one exception to the
+ *     name is cio_call_at, which keeps asyncio's name because it schedules
+ *     a callback rather than suspending.
  */
 #ifndef CIO_H
 #define CIO_H
@@ -69,8 +103,26 @@ enum {
     CIO_ELAST
 };
 
-/* Text for a negative (or positive) cio or errno code. Never NULL. */
+/* Codes for the application's own errors: CIO_EUSER(0) to CIO_EUSER(9999),
+ * returned negated like every other code, e.g.
+ *
+ *     enum { E_BAD_REQUEST = 1, E_NO_ROUTE = 2 };
+ *     return cio_raise(-CIO_EUSER(E_BAD_REQUEST));
+ *
+ * cio never returns one of its own accord, so a program can tell its errors
+ * from cio's and errno's by range. cio_strerror() names them "application
+ * error N". */
+#define CIO_EUSER_FIRST 20000
+#define CIO_EUSER_LAST 29999
+#define CIO_EUSER(n) (CIO_EUSER_FIRST + (n))
+
+/* Text for a negative (or positive) cio, errno or application code. Never
+ * NULL; the text stays valid for the life of the process and may be used
+ * from any thread. */
 const char *cio_strerror(int err);
+/* 1 if err (negative or positive) is an application code CIO_EUSER(n),
+ * else 0. Its n is then -err - CIO_EUSER_FIRST (or err - CIO_EUSER_FIRST). */
+int cio_error_is_user(int err);
 
 /* A timeout meaning "no timeout" (asyncio's None). */
 #define CIO_NO_TIMEOUT (__builtin_inf())
@@ -174,9 +226,9 @@ typedef struct cio_loop_options {
  * cio_loop_dump_tasks shows each task's protection. NULL for a NULL loop. */
 const char *cio_loop_stack_guard(const cio_loop *loop);
 
-/* Creates a loop. On failure *loopp is NULL and the error is returned:
- * -EINVAL, -ENOTSUP (unknown backend), -ENOMEM, or the backend's error
- * (-EMFILE...).
+/* Creates a loop; opts may be NULL. On failure *loopp is NULL and the
+ * error is returned: -EINVAL, -ENOTSUP (unknown backend), -ENOMEM, or the
+ * backend's error (-EMFILE...).
  *
  * fork(): as in asyncio, the child of a fork starts with no running loop
  * and no current task, even if it forked inside one, and the parent's
@@ -201,6 +253,7 @@ int cio_run_forever(cio_loop *loop);
  * run. Called before run_forever, the next run does one iteration. */
 int cio_loop_stop(cio_loop *loop);
 
+/* Predicates: 0 for NULL (convention 2). */
 int cio_loop_is_running(const cio_loop *loop);
 int cio_loop_is_closed(const cio_loop *loop);
 
@@ -228,7 +281,7 @@ int cio_loop_free(cio_loop *loop);
 
 /* The loop's monotonic clock in seconds (asyncio loop.time()); and the same
  * in nanoseconds. Read afresh on each call, as asyncio does (the loop keeps
- * its own copy per iteration for timer checks). */
+ * its own copy per iteration for timer checks). NaN and -EINVAL for NULL. */
 double cio_loop_time(const cio_loop *loop);
 int64_t cio_loop_time_ns(const cio_loop *loop);
 
@@ -240,32 +293,38 @@ cio_loop *cio_running_loop(void);
  * These return 0, -EINVAL, -CIO_ELOOPCLOSED or -ENOMEM. */
 int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *handle);
 /* Same, after delay seconds (>= 0) or at an absolute loop time. Callbacks
- * with the same deadline run in the order they were scheduled. */
+ * with the same deadline run in the order they were scheduled. handle may
+ * be NULL. cio_call_at keeps asyncio's name (convention 6): it schedules,
+ * it does not suspend. */
 int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
                    cio_handle *handle);
 int cio_call_at(cio_loop *loop, double when, cio_callback_fn fn, void *arg, cio_handle *handle);
 
 /* Cancels a scheduled callback. Returns 1 if it was pending and is now
- * cancelled, 0 if it already ran, was already cancelled, is inert, or its
- * loop is closed or freed (never touching freed memory).
+ * cancelled, 0 if it already ran, was already cancelled, is inert (a
+ * zero-initialised handle), or its loop is closed or freed (never touching
+ * freed memory); -EINVAL for NULL.
  * cio_handle_cancelled() reports cancellation made through this handle. */
 int cio_handle_cancel(cio_handle *handle);
 int cio_handle_cancelled(const cio_handle *handle);
-/* The deadline of a timer handle in loop time; negative for call_soon. */
+/* The deadline of a timer handle in loop time; -1 for call_soon; NaN for
+ * NULL. */
 double cio_handle_when(const cio_handle *handle);
 
 /* The handler for errors nobody handled; NULL restores the default, which
  * prints the context to stderr. */
 int cio_loop_set_exception_handler(cio_loop *loop, cio_exception_handler_fn fn, void *arg);
-/* Calls the current handler (asyncio call_exception_handler). */
+/* Calls the current handler (asyncio call_exception_handler); does nothing
+ * when loop or ctx is NULL. */
 void cio_loop_call_exception_handler(cio_loop *loop, const cio_error_context *ctx);
-/* The default handler, for custom handlers that want to fall back to it. */
+/* The default handler, for custom handlers that want to fall back to it.
+ * loop may be NULL. */
 void cio_loop_default_exception_handler(cio_loop *loop, const cio_error_context *ctx);
 
 int cio_loop_set_debug(cio_loop *loop, int enabled);
 int cio_loop_get_debug(const cio_loop *loop);
 
-/* The name of the I/O backend the loop uses ("epoll"). */
+/* The name of the I/O backend the loop uses ("epoll"); NULL for NULL. */
 const char *cio_loop_backend(const cio_loop *loop);
 
 /* ------------------------------------------------------------------------
@@ -276,13 +335,14 @@ const char *cio_loop_backend(const cio_loop *loop);
  * -EINVAL, -CIO_ELOOPCLOSED or -ENOMEM. */
 int cio_future_new(cio_loop *loop, cio_future **futp);
 
-/* Releases the caller's reference. The future (or task) is freed once it is
- * done and nothing else refers to it; cio_loop_close() frees what nobody
- * references and leaves what is still referenced valid until its last
- * release (see cio_loop_close). A pending task keeps running after its last
- * reference is released (it is then detached). NULL is accepted. */
+/* Drops the caller's reference (convention 5: "release" is for locks). The
+ * future (or task) is freed once it is done and nothing else refers to it;
+ * cio_loop_close() frees what nobody references and leaves what is still
+ * referenced valid until its last unref (see cio_loop_close). A pending
+ * task keeps running after its last reference is dropped (it is then
+ * detached). NULL is accepted. */
 void cio_future_unref(cio_future *fut);
-/* Takes one more reference; returns fut. */
+/* Takes one more reference; returns fut (NULL for NULL). */
 cio_future *cio_future_ref(cio_future *fut);
 
 /* Completes the future. A second completion returns -CIO_EINVALSTATE.
@@ -335,9 +395,10 @@ typedef struct cio_task_options {
 
 /* Wraps fn(arg) in a task scheduled to start on the next iteration
  * (asyncio.create_task). If taskp is not NULL the caller holds one
- * reference to the task (release it with cio_future_unref); if it is
- * NULL the task is detached and frees itself when done. Returns 0,
- * -EINVAL, -CIO_ELOOPCLOSED, or -ENOMEM (the task, its stack or its name). */
+ * reference to the task (drop it with cio_future_unref); if it is
+ * NULL the task is detached and frees itself when done. opts may be NULL.
+ * Returns 0, -EINVAL, -CIO_ELOOPCLOSED, or -ENOMEM (the task, its stack or
+ * its name). */
 int cio_spawn(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp);
 int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
                    cio_task **taskp);
@@ -348,11 +409,13 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
  * A task that returns while requests are outstanding ends cancelled; a task
  * that means to go on after a cancellation calls cio_task_uncancel(). */
 int cio_task_cancel(cio_task *task, const char *msg);
-/* The number of outstanding cancellation requests. */
+/* The number of outstanding cancellation requests (-EINVAL if task is NULL
+ * or not a task). */
 int cio_task_cancelling(const cio_task *task);
 /* Decrements the count and returns the new value (never below 0). */
 int cio_task_uncancel(cio_task *task);
 
+/* The name (NULL for NULL or a plain future); the stack size (0 likewise). */
 const char *cio_task_name(const cio_task *task);
 /* Renames the task (name is copied): 0, -EINVAL or -ENOMEM. */
 int cio_task_set_name(cio_task *task, const char *name);
@@ -362,12 +425,15 @@ size_t cio_task_stack_size(const cio_task *task);
 cio_task *cio_current_task(void);
 
 /* Fills tasks[] with up to cap tasks of loop that are not done and returns
- * how many there are in all (asyncio.all_tasks). */
+ * how many there are in all (asyncio.all_tasks); tasks may be NULL to count
+ * them. 0 for a NULL loop. */
 size_t cio_all_tasks(cio_loop *loop, cio_task **tasks, size_t cap);
 
-/* Ends the current coroutine with an error: `return cio_raise(-EIO);`.
- * Outside a task it does nothing. Always returns NULL. cio_raise_msg also
- * attaches a message (copied), read back with cio_future_error_message. */
+/* Ends the current coroutine with an error: `return cio_raise(-EIO);`, or
+ * an application code: `return cio_raise(-CIO_EUSER(7));`. An err that is
+ * not negative is stored as -EINVAL. Outside a task it does nothing. Always
+ * returns NULL. cio_raise_msg also attaches a message (copied; msg may be
+ * NULL), read back with cio_future_error_message. */
 void *cio_raise(int err);
 void *cio_raise_msg(int err, const char *msg);
 
@@ -396,12 +462,16 @@ int cio_sleep_until(double when);
  * -ENOMEM if the timer cannot be armed. */
 int cio_wait_for(cio_future *fut, double timeout, void **result);
 
-/* Deadline forms: each waits at most until an absolute loop time `when`
- * (CIO_NO_TIMEOUT for never) and then returns -ETIMEDOUT. cio_await_until
- * leaves fut running (asyncio.wait on one future); cio_wait_for_until cancels
- * it as cio_wait_for does. Deadlines compose: pass the same `when` down a
- * chain of calls. Every deadline form (here and below) can return -ENOMEM
- * when the timer cannot be armed. */
+/* Deadline forms (convention 6): each waits at most until an absolute loop
+ * time `when` (CIO_NO_TIMEOUT for never) and then returns -ETIMEDOUT. They
+ * differ as their base calls do:
+ *   - cio_await_until gives up WAITING and leaves fut running (cio_await has
+ *     no timeout of its own; asyncio.wait on one future);
+ *   - cio_wait_for_until CANCELS fut at the deadline and waits for it to
+ *     end, exactly as cio_wait_for does with a timeout.
+ * Deadlines compose: pass the same `when` down a chain of calls. Every
+ * deadline form (here and below) can return -ENOMEM when the timer cannot
+ * be armed. */
 int cio_await_until(cio_future *fut, double when, void **result);
 int cio_wait_for_until(cio_future *fut, double when, void **result);
 
@@ -432,12 +502,13 @@ typedef struct cio_timeout {
 } cio_timeout;
 
 /* Enters a scope expiring after delay seconds (CIO_NO_TIMEOUT: never), or at
- * an absolute loop time. Inside a task only. A deadline that has already
- * passed (delay <= 0, a past `when`, or cio_timeout_reschedule to a past
- * time) expires before the task's next step, as asyncio's call_soon: the
- * first suspending call inside the scope returns -ECANCELED and the exit
- * returns -ETIMEDOUT. Returns 0, -EINVAL (NaN), -EPERM (outside a task),
- * -CIO_EINVALSTATE (the scope is entered already) or -ENOMEM. */
+ * an absolute loop time (asyncio.timeout_at). Inside a task only. A deadline
+ * that has already passed (delay <= 0, a past `when`, or
+ * cio_timeout_reschedule to a past time) expires before the task's next
+ * step, as asyncio's call_soon: the first suspending call inside the scope
+ * returns -ECANCELED and the exit returns -ETIMEDOUT. Returns 0, -EINVAL
+ * (NULL or NaN), -EPERM (outside a task), -CIO_EINVALSTATE (the scope is
+ * entered already) or -ENOMEM. */
 int cio_timeout_enter(cio_timeout *scope, double delay);
 int cio_timeout_enter_until(cio_timeout *scope, double when);
 /* Leaves the scope; rc is the outcome of the code inside it. Returns rc,
@@ -447,8 +518,8 @@ int cio_timeout_exit(cio_timeout *scope, int rc);
 /* Moves the deadline (absolute loop time, CIO_NO_TIMEOUT: never): 0,
  * -EINVAL, -CIO_EINVALSTATE (not entered, or expiring) or -ENOMEM. */
 int cio_timeout_reschedule(cio_timeout *scope, double when);
-/* The deadline (CIO_NO_TIMEOUT if none; NaN if never entered), and whether
- * it passed. */
+/* The deadline (CIO_NO_TIMEOUT if none; NaN for NULL or a scope never
+ * entered), and whether it passed. */
 double cio_timeout_when(const cio_timeout *scope);
 int cio_timeout_expired(const cio_timeout *scope);
 
@@ -472,10 +543,10 @@ typedef struct cio_as_completed cio_as_completed;
 int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double timeout,
                          cio_as_completed **acp);
 int cio_as_completed_next(cio_as_completed *ac, cio_future **donep);
-/* Frees the iterator (the futures stay the caller's). -EBUSY while a task
- * waits in cio_as_completed_next (also one woken that has not run yet): the
- * refusal is reported as the synchronisation primitives' are and the
- * iterator stays intact. NULL is accepted. */
+/* Frees the iterator (the futures stay the caller's): 0, also for NULL;
+ * -EBUSY while a task waits in cio_as_completed_next (also one woken that
+ * has not run yet): the refusal is reported as the synchronisation
+ * primitives' are and the iterator stays intact (convention 4). */
 int cio_as_completed_free(cio_as_completed *ac);
 
 /* ------------------------------------------------------------------------
@@ -488,6 +559,8 @@ int cio_as_completed_free(cio_as_completed *ac);
  *     rc = cio_task_group_exit(g, rc);               // waits for every child
  *     ... inspect cio_task_group_error() if rc == -CIO_EGROUP ...
  *     cio_task_group_free(g);
+ *
+ * A body that fails says why with cio_task_group_exit_msg(g, rc, "why").
  *
  * The first child that fails cancels the other children and the body (the
  * task that entered the group). Exit waits for every child, also when the
@@ -505,15 +578,24 @@ int cio_task_group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg, cio_task 
 int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
                               const cio_task_options *opts, cio_task **taskp);
 int cio_task_group_exit(cio_task_group *g, int rc);
-/* The errors kept by the group, in the order they happened: returns the
- * error code of entry i and sets *task (NULL for the body's own error) and
- * *message (or NULL); -EINVAL if i is out of range. The task pointer is
- * valid until cio_task_group_free. */
+/* Same, attaching msg (copied; may be NULL) to the body's own error rc, if
+ * rc is an error other than -ECANCELED; cio_task_group_error shows it. */
+int cio_task_group_exit_msg(cio_task_group *g, int rc, const char *msg);
+/* The errors kept by the group, in the order they happened (0 for NULL). */
 size_t cio_task_group_error_count(const cio_task_group *g);
-int cio_task_group_error(const cio_task_group *g, size_t i, cio_task **task, const char **message);
-/* Frees the group (after exit; a group freed before exit first cancels its
- * children and leaves them to finish detached). NULL is accepted. */
-void cio_task_group_free(cio_task_group *g);
+/* Entry i of those errors: returns 0 and sets *err to its (negative) error
+ * code, *task to the child that failed (NULL for the body's own error) and
+ * *message to its message (the child's cio_raise_msg, or the body's
+ * cio_task_group_exit_msg), or NULL. Returns -EINVAL, with *err 0 and
+ * *task and *message NULL, when g is NULL or i is out of range, so a bad
+ * index is never mistaken for a child's error. Any out-pointer may be
+ * NULL. The task and message are valid until cio_task_group_free. */
+int cio_task_group_error(const cio_task_group *g, size_t i, int *err, cio_task **task,
+                         const char **message);
+/* Frees the group: 0 (also for NULL); -EBUSY while the body still waits in
+ * cio_task_group_exit (convention 4). A group freed before exit first
+ * cancels its children and leaves them to finish detached. */
+int cio_task_group_free(cio_task_group *g);
 
 /* ------------------------------------------------------------------------
  * Runner (asyncio.run)
@@ -544,11 +626,14 @@ int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void
  * -EINVAL or -ENOMEM; the _until forms can return -ENOMEM (no room for the
  * deadline's timer). Calls that wake tasks or change what waiters see
  * (release, set, clear, notify, reset, abort) are refused as the header's
- * opening says: -CIO_EFORKED, and -CIO_EWRONGTHREAD in debug mode.
+ * opening says: -CIO_EFORKED, and -CIO_EWRONGTHREAD in debug mode. Each
+ * _free returns 0, or -EBUSY (reported, the object left intact) while a
+ * task is still inside a call on it, woken tasks that have yet to run
+ * included.
  * ------------------------------------------------------------------------ */
 typedef struct cio_lock cio_lock;
 int cio_lock_new(cio_lock **lockp);
-void cio_lock_free(cio_lock *lock);
+int cio_lock_free(cio_lock *lock);
 int cio_lock_acquire(cio_lock *lock);
 int cio_lock_acquire_until(cio_lock *lock, double when);
 int cio_lock_release(cio_lock *lock);
@@ -556,7 +641,7 @@ int cio_lock_locked(const cio_lock *lock);
 
 typedef struct cio_event cio_event;
 int cio_event_new(cio_event **eventp);
-void cio_event_free(cio_event *event);
+int cio_event_free(cio_event *event);
 int cio_event_wait(cio_event *event);
 int cio_event_wait_until(cio_event *event, double when);
 int cio_event_set(cio_event *event);
@@ -569,7 +654,7 @@ int cio_event_is_set(const cio_event *event);
  * holding the lock is -CIO_EINVALSTATE. */
 typedef struct cio_condition cio_condition;
 int cio_condition_new(cio_lock *lock, cio_condition **condp);
-void cio_condition_free(cio_condition *cond);
+int cio_condition_free(cio_condition *cond);
 int cio_condition_acquire(cio_condition *cond);
 int cio_condition_release(cio_condition *cond);
 int cio_condition_locked(const cio_condition *cond);
@@ -582,11 +667,12 @@ int cio_condition_notify_all(cio_condition *cond);
 
 /* Semaphore: value < 0 is -EINVAL. A bounded semaphore released above its
  * initial value returns -CIO_EINVALSTATE (asyncio: ValueError). locked() is
- * true when acquire would wait: value 0, or waiters queued (no barging). */
+ * true when acquire would wait: value 0, or waiters queued (no barging).
+ * value() is -EINVAL for NULL. */
 typedef struct cio_semaphore cio_semaphore;
 int cio_semaphore_new(int value, cio_semaphore **semp);
 int cio_bounded_semaphore_new(int value, cio_semaphore **semp);
-void cio_semaphore_free(cio_semaphore *sem);
+int cio_semaphore_free(cio_semaphore *sem);
 int cio_semaphore_acquire(cio_semaphore *sem);
 int cio_semaphore_acquire_until(cio_semaphore *sem, double when);
 int cio_semaphore_release(cio_semaphore *sem);
@@ -596,10 +682,11 @@ int cio_semaphore_value(const cio_semaphore *sem);
 /* Barrier for `parties` tasks: wait returns this task's arrival index
  * (0..parties-1), -CIO_EBROKEN once the barrier is broken (abort, or reset
  * while tasks wait), or -ECANCELED. A waiter that is cancelled just leaves,
- * as in asyncio: the barrier is not broken. */
+ * as in asyncio: the barrier is not broken. parties() and n_waiting() are
+ * -EINVAL for NULL. */
 typedef struct cio_barrier cio_barrier;
 int cio_barrier_new(int parties, cio_barrier **barrierp);
-void cio_barrier_free(cio_barrier *barrier);
+int cio_barrier_free(cio_barrier *barrier);
 int cio_barrier_wait(cio_barrier *barrier);
 int cio_barrier_wait_until(cio_barrier *barrier, double when);
 int cio_barrier_reset(cio_barrier *barrier);
@@ -628,8 +715,10 @@ int cio_queue_new(size_t maxsize, cio_queue **queuep);
 int cio_lifo_queue_new(size_t maxsize, cio_queue **queuep);
 /* Smallest item first by cmp; equal items come out in insertion order. */
 int cio_priority_queue_new(size_t maxsize, cio_compare_fn cmp, cio_queue **queuep);
-/* Frees the queue; items left are passed to the dispose callback. */
-void cio_queue_free(cio_queue *queue);
+/* Frees the queue; items left are passed to the dispose callback. 0 (also
+ * for NULL), or -EBUSY, the queue left intact, while a task is inside a
+ * blocking put, get or join (convention 4). */
+int cio_queue_free(cio_queue *queue);
 int cio_queue_set_dispose(cio_queue *queue, void (*dispose)(void *item, void *arg), void *arg);
 
 int cio_queue_put(cio_queue *queue, void *item);
@@ -643,6 +732,8 @@ int cio_queue_task_done(cio_queue *queue);
 int cio_queue_join(cio_queue *queue);
 int cio_queue_join_until(cio_queue *queue, double when);
 int cio_queue_shutdown(cio_queue *queue, int immediate);
+/* size and maxsize are 0 for NULL; empty and full are 0 for NULL (a NULL
+ * queue is not a queue, empty or not: convention 2). */
 size_t cio_queue_size(const cio_queue *queue);
 size_t cio_queue_maxsize(const cio_queue *queue);
 int cio_queue_empty(const cio_queue *queue);
@@ -671,10 +762,11 @@ typedef struct cio_outcome {
  * -CIO_ELOOPCLOSED or -ENOMEM. */
 int cio_gather(cio_loop *loop, cio_future *const *children, size_t n, unsigned flags,
                cio_future **outp);
-/* The outcome array of a gather future (n entries), or NULL if fut is not a
- * gather future. Entries of children not done yet have error
- * -CIO_EINVALSTATE. The array is part of the gather future and is freed
- * with it (at its last release, which may be after its loop closed). */
+/* The outcome array of a gather future (n entries; n may be NULL), or NULL
+ * (and *n 0) if fut is not a gather future. Entries of children not done
+ * yet have error -CIO_EINVALSTATE. The array is part of the gather future
+ * and is freed with it (at its last unref, which may be after its loop
+ * closed). */
 const cio_outcome *cio_gather_outcomes(const cio_future *fut, size_t *n);
 
 typedef enum cio_wait_mode {

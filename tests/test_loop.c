@@ -130,7 +130,8 @@ TEST(handle_cancel) {
     CHECK_STR(rec.log, "ca");
     cio_handle zero = {0};
     CHECK_EQ(cio_handle_cancel(&zero), 0);
-    CHECK_EQ(cio_handle_cancel(NULL), 0);
+    CHECK_ERR(cio_handle_cancel(NULL), -EINVAL);
+    CHECK(isnan(cio_handle_when(NULL)));
     cio_loop_free(loop);
 }
 

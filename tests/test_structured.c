@@ -507,7 +507,7 @@ static void *collect_in_order(void *arg) {
     CHECK_EQ(rc, 0);
     CHECK_EQ(n, 3);
     CHECK_EQ(cio_as_completed_next(ac, &done), 0);
-    cio_as_completed_free(ac);
+    CHECK_OK(cio_as_completed_free(ac));
     for (int i = 0; i < 3; i++) cio_future_unref(t[i]);
     return NULL;
 }
@@ -535,7 +535,7 @@ static void *as_completed_timeout(void *arg) {
     CHECK(done == t[0]);
     CHECK_ERR(cio_as_completed_next(ac, &done), -ETIMEDOUT);
     CHECK(!cio_future_done(t[1])); /* nothing was cancelled */
-    cio_as_completed_free(ac);
+    CHECK_OK(cio_as_completed_free(ac));
     cio_task_cancel(t[1], NULL);
     CHECK_ERR(cio_await(t[1], NULL), -ECANCELED);
     for (int i = 0; i < 2; i++) cio_future_unref(t[i]);
@@ -550,7 +550,64 @@ TEST(as_completed_timeout) {
     CHECK_OK(cio_as_completed_new(loop, NULL, 0, 1, &ac));
     cio_future *done;
     CHECK_ERR(cio_as_completed_next(ac, &done), -EPERM);
-    cio_as_completed_free(ac);
+    CHECK_OK(cio_as_completed_free(ac));
+    CHECK_OK(cio_as_completed_free(NULL));
+    cio_loop_free(loop);
+}
+
+/* Freeing an iterator a task waits in is refused (it would wake into freed
+ * memory), reported, and the iterator stays usable. */
+static cio_as_completed *shared_ac;
+static int ac_refusals;
+
+static void count_ac_refusal(cio_loop *loop, const cio_error_context *ctx, void *arg) {
+    (void)loop;
+    (void)arg;
+    CHECK(strstr(ctx->message, "not freed") != NULL);
+    CHECK_ERR(ctx->error, -EBUSY);
+    ac_refusals++;
+}
+
+static void *next_of_shared(void *arg) {
+    (void)arg;
+    cio_future *done;
+    return IPTR(cio_as_completed_next(shared_ac, &done));
+}
+
+static void *free_as_completed_in_use(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    CHECK_OK(cio_loop_set_exception_handler(loop, count_ac_refusal, NULL));
+    cio_future *f;
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(cio_as_completed_new(loop, &f, 1, CIO_NO_TIMEOUT, &shared_ac));
+    cio_task *waiter;
+    CHECK_OK(cio_spawn(loop, next_of_shared, NULL, &waiter));
+    CHECK_OK(cio_sleep(0)); /* the waiter is inside next() now */
+    CHECK_ERR(cio_as_completed_free(shared_ac), -EBUSY);
+    CHECK_EQ(ac_refusals, 1);
+    /* Woken but not yet run: still inside, still refused. */
+    CHECK_OK(cio_future_set_result(f, NULL));
+    /* One iteration: the completion job (queued before this task's wake-up)
+     * wakes the waiter, which runs only in the iteration after. */
+    CHECK_OK(cio_sleep(0));
+    CHECK(!cio_future_done(waiter));
+    CHECK_ERR(cio_as_completed_free(shared_ac), -EBUSY);
+    CHECK_EQ(ac_refusals, 2);
+    void *res;
+    CHECK_OK(cio_await(waiter, &res));
+    CHECK_EQ(PTRI(res), 1);
+    CHECK_OK(cio_as_completed_free(shared_ac));
+    cio_future_unref(waiter);
+    cio_future_unref(f);
+    return NULL;
+}
+
+TEST(as_completed_free_refused_while_a_task_waits_in_next) {
+    cio_loop *loop = test_loop();
+    ac_refusals = 0;
+    CHECK_OK(test_run(loop, free_as_completed_in_use, NULL, NULL));
+    CHECK_EQ(ac_refusals, 2);
     cio_loop_free(loop);
 }
 
@@ -633,7 +690,7 @@ static void *group_all_ok(void *arg) {
     CHECK_EQ(finished_children, 5);
     CHECK_ERR(cio_task_group_spawn(g, child_ok, IPTR(1), NULL), -CIO_EGROUPDONE);
     CHECK_EQ(cio_task_group_error_count(g), 0);
-    cio_task_group_free(g);
+    CHECK_OK(cio_task_group_free(g));
     return NULL;
 }
 
@@ -663,14 +720,21 @@ static void *group_with_failure(void *arg) {
     CHECK_EQ(cio_task_group_error_count(g), 1);
     cio_task *who;
     const char *msg;
-    CHECK_ERR(cio_task_group_error(g, 0, &who, &msg), -EIO);
+    int err;
+    CHECK_OK(cio_task_group_error(g, 0, &err, &who, &msg));
+    CHECK_ERR(err, -EIO);
     CHECK(who == bad);
     CHECK_STR(msg, "child failed");
-    CHECK_ERR(cio_task_group_error(g, 1, &who, &msg), -EINVAL);
+    /* A bad index is told apart from a child's error, and clears the
+     * out-parameters. */
+    CHECK_ERR(cio_task_group_error(g, 1, &err, &who, &msg), -EINVAL);
+    CHECK_EQ(err, 0);
+    CHECK(who == NULL);
+    CHECK(msg == NULL);
     /* The group's own cancellation of the body was taken back. */
     CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
     cio_future_unref(bad);
-    cio_task_group_free(g);
+    CHECK_OK(cio_task_group_free(g));
     return IPTR(rc);
 }
 
@@ -711,11 +775,16 @@ static void *group_body_error(void *arg) {
     CHECK_EQ(cio_task_group_error_count(g), 2);
     cio_task *who = (cio_task *)1;
     /* Children's errors first, in the order they happened, the body's last. */
-    CHECK_ERR(cio_task_group_error(g, 0, &who, NULL), -ENOSPC);
+    int err;
+    const char *msg = "x";
+    CHECK_OK(cio_task_group_error(g, 0, &err, &who, NULL));
+    CHECK_ERR(err, -ENOSPC);
     CHECK(who != NULL);
-    CHECK_ERR(cio_task_group_error(g, 1, &who, NULL), -EPIPE);
+    CHECK_OK(cio_task_group_error(g, 1, &err, &who, &msg));
+    CHECK_ERR(err, -EPIPE);
     CHECK(who == NULL);
-    cio_task_group_free(g);
+    CHECK(msg == NULL); /* plain exit: the body gave no message */
+    CHECK_OK(cio_task_group_free(g));
     return NULL;
 }
 
@@ -739,7 +808,7 @@ static void *group_cancelled_from_outside(void *arg) {
     int rc = cio_sleep(5.0);
     group_exit_rc = cio_task_group_exit(g, rc);
     group_errors = cio_task_group_error_count(g);
-    cio_task_group_free(g);
+    CHECK_OK(cio_task_group_free(g));
     return NULL;
 }
 
@@ -767,10 +836,12 @@ static void *group_cancel_and_failure(void *arg) {
     CHECK_ERR(rc, -ECANCELED);
     group_exit_rc = cio_task_group_exit(g, rc);
     group_errors = cio_task_group_error_count(g);
-    CHECK_ERR(cio_task_group_error(g, 0, NULL, NULL), -ENOSPC);
+    int err;
+    CHECK_OK(cio_task_group_error(g, 0, &err, NULL, NULL));
+    CHECK_ERR(err, -ENOSPC);
     /* The outside cancellation is still outstanding. */
     CHECK_EQ(cio_task_cancelling(cio_current_task()), 1);
-    cio_task_group_free(g);
+    CHECK_OK(cio_task_group_free(g));
     return NULL;
 }
 
@@ -802,7 +873,7 @@ static void *group_cancelled_twice(void *arg) {
     CHECK_OK(cio_task_group_enter(&g));
     CHECK_OK(cio_task_group_spawn(g, stubborn_child, NULL, NULL));
     group_exit_rc = cio_task_group_exit(g, cio_sleep(5.0));
-    cio_task_group_free(g);
+    CHECK_OK(cio_task_group_free(g));
     return NULL;
 }
 
@@ -822,6 +893,97 @@ TEST(task_group_waits_even_when_cancelled_again) {
     cio_loop_free(loop);
 }
 
+/* A failing body says why: the message shows on the body's entry. */
+static void *group_body_message(void *arg) {
+    (void)arg;
+    cio_task_group *g;
+    CHECK_OK(cio_task_group_enter(&g));
+    CHECK_OK(cio_task_group_spawn(g, child_ok, IPTR(300), NULL));
+    char why[32];
+    snprintf(why, sizeof why, "%s", "bad request");
+    int rc = cio_task_group_exit_msg(g, -CIO_EUSER(3), why);
+    why[0] = 'X'; /* the group keeps its own copy */
+    CHECK_ERR(rc, -CIO_EGROUP);
+    CHECK_EQ(cio_task_group_error_count(g), 1);
+    int err;
+    cio_task *who = (cio_task *)1;
+    const char *msg = NULL;
+    CHECK_OK(cio_task_group_error(g, 0, &err, &who, &msg));
+    CHECK_ERR(err, -CIO_EUSER(3));
+    CHECK(who == NULL);
+    CHECK_STR(msg, "bad request");
+    CHECK_OK(cio_task_group_free(g));
+    return NULL;
+}
+
+TEST(task_group_body_attaches_a_message_to_its_error) {
+    cio_loop *loop = test_loop();
+    finished_children = 0;
+    CHECK_OK(test_run(loop, group_body_message, NULL, NULL));
+    CHECK_EQ(finished_children, 0); /* the body's error cancelled the child */
+    cio_loop_free(loop);
+}
+
+/* A message given with a success or a cancellation is ignored: there is no
+ * error entry to attach it to. */
+static void *group_message_without_error(void *arg) {
+    (void)arg;
+    cio_task_group *g;
+    CHECK_OK(cio_task_group_enter(&g));
+    CHECK_OK(cio_task_group_exit_msg(g, 0, "nothing wrong"));
+    CHECK_EQ(cio_task_group_error_count(g), 0);
+    CHECK_ERR(cio_task_group_exit_msg(g, -EIO, "twice"), -CIO_EINVALSTATE);
+    CHECK_OK(cio_task_group_free(g));
+    return NULL;
+}
+
+TEST(task_group_exit_msg_without_error) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, group_message_without_error, NULL, NULL));
+    cio_loop_free(loop);
+}
+
+/* Freeing a group whose body waits in exit would pull the group from under
+ * that wait: refused with -EBUSY, reported, and the group works on. */
+static cio_task_group *shared_group;
+static int group_refusals;
+static int free_rc_seen;
+
+static void count_group_refusal(cio_loop *loop, const cio_error_context *ctx, void *arg) {
+    (void)loop;
+    (void)arg;
+    CHECK(strstr(ctx->message, "not freed") != NULL);
+    CHECK_ERR(ctx->error, -EBUSY);
+    group_refusals++;
+}
+
+static void *child_frees_group(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_sleep(0.01)); /* the body is inside exit by now */
+    free_rc_seen = cio_task_group_free(shared_group);
+    return NULL;
+}
+
+static void *group_freed_during_exit(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_loop_set_exception_handler(cio_running_loop(), count_group_refusal, NULL));
+    CHECK_OK(cio_task_group_enter(&shared_group));
+    CHECK_OK(cio_task_group_spawn(shared_group, child_frees_group, NULL, NULL));
+    CHECK_OK(cio_task_group_exit(shared_group, 0));
+    CHECK_OK(cio_task_group_free(shared_group));
+    return NULL;
+}
+
+TEST(task_group_free_refused_while_the_body_waits_in_exit) {
+    cio_loop *loop = test_loop();
+    group_refusals = 0;
+    free_rc_seen = 1;
+    CHECK_OK(test_run(loop, group_freed_during_exit, NULL, NULL));
+    CHECK_ERR(free_rc_seen, -EBUSY);
+    CHECK_EQ(group_refusals, 1);
+    cio_loop_free(loop);
+}
+
 TEST(task_group_outside_a_task) {
     cio_task_group *g = (cio_task_group *)1;
     CHECK_ERR(cio_task_group_enter(&g), -EPERM);
@@ -829,7 +991,15 @@ TEST(task_group_outside_a_task) {
     CHECK_ERR(cio_task_group_enter(NULL), -EINVAL);
     CHECK_ERR(cio_task_group_spawn(NULL, child_ok, NULL, NULL), -EINVAL);
     CHECK_ERR(cio_task_group_exit(NULL, 0), -EINVAL);
-    cio_task_group_free(NULL);
+    CHECK_ERR(cio_task_group_exit_msg(NULL, -EIO, "x"), -EINVAL);
+    int err = 1;
+    cio_task *who = (cio_task *)1;
+    const char *msg = "x";
+    CHECK_ERR(cio_task_group_error(NULL, 0, &err, &who, &msg), -EINVAL);
+    CHECK_EQ(err, 0);
+    CHECK(who == NULL && msg == NULL);
+    CHECK_EQ(cio_task_group_error_count(NULL), 0);
+    CHECK_OK(cio_task_group_free(NULL));
 }
 
 /* ---- runner ----------------------------------------------------------- */

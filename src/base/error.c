@@ -1,13 +1,54 @@
-/* Error codes as text (cio_strerror). */
+/* Error codes as text (cio_strerror), and the application's range. */
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base.h"
 
+int cio_error_is_user(int err) {
+    if (err == INT_MIN) return 0;
+    if (err < 0) err = -err;
+    return err >= CIO_EUSER_FIRST && err <= CIO_EUSER_LAST;
+}
+
+/*
+ * The text of an application code, "application error N". Each text is
+ * made once, on first use, and kept for the life of the process in a
+ * table with one atomic slot per code: the pointer returned stays valid
+ * forever and is the same in every thread, so two threads (or two calls in
+ * one printf) never overwrite each other's text, as a shared or even a
+ * thread-local buffer would. Two threads that make the same text at once
+ * race on the slot; the loser frees its copy. The table costs one pointer
+ * per code in zero-initialised memory (80 KB of address space, touched only
+ * where codes are used). Plain malloc, not cio__malloc: naming an error must
+ * not consume a fault-injection countdown.
+ */
+static _Atomic(char *) user_texts[CIO_EUSER_LAST - CIO_EUSER_FIRST + 1];
+
+static const char *user_text(int err) {
+    _Atomic(char *) *slot = &user_texts[err - CIO_EUSER_FIRST];
+    char *text = atomic_load_explicit(slot, memory_order_acquire);
+    if (text) return text;
+    char buf[40];
+    int len = snprintf(buf, sizeof buf, "application error %d", err - CIO_EUSER_FIRST);
+    char *made = malloc((size_t)len + 1);
+    if (!made) return "application error";
+    memcpy(made, buf, (size_t)len + 1);
+    char *expected = NULL;
+    if (atomic_compare_exchange_strong_explicit(slot, &expected, made, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return made;
+    free(made);
+    return expected;
+}
+
 const char *cio_strerror(int err) {
-    /* INT_MIN has no positive counterpart: negating it is undefined. */
+    /* INT_MIN has no positive counterpart; it is no code anyway. */
     if (err == INT_MIN) return "Unknown error";
     if (err < 0) err = -err;
+    if (cio_error_is_user(err)) return user_text(err);
     switch (err) {
     case 0: return "Success";
     case CIO_ELOOPCLOSED: return "Event loop is closed";

@@ -244,10 +244,11 @@ static cio__node *live_node(const cio_handle *handle) {
 }
 
 int cio_handle_cancel(cio_handle *handle) {
+    if (!handle) return -EINVAL;
     /* The loop is found through the live-loop table, never through the
      * node (whose pool may be freed), and checked for the calling thread
      * before anything the loop's thread writes is read. */
-    if (handle && handle->node) {
+    if (handle->node) {
         cio_loop *loop = loop_by_key(handle->loop_key);
         if (!loop) return 0;
         int rc = cio__loop_check_thread(loop);
@@ -278,6 +279,7 @@ int cio_handle_cancelled(const cio_handle *handle) {
 }
 
 double cio_handle_when(const cio_handle *handle) {
-    if (!handle || handle->when_ns < 0) return -1.0;
+    if (!handle) return NAN;
+    if (handle->when_ns < 0) return -1.0;
     return (double)handle->when_ns / 1e9;
 }

@@ -250,11 +250,12 @@ int cio_loop_is_closed(const cio_loop *loop) {
 }
 
 double cio_loop_time(const cio_loop *loop) {
+    if (!loop) return NAN;
     return (double)cio_loop_time_ns(loop) / 1e9;
 }
 
 int64_t cio_loop_time_ns(const cio_loop *loop) {
-    (void)loop;
+    if (!loop) return -EINVAL;
     /* Read afresh, as asyncio's loop.time() does: a coroutine that computed
      * for a while must not schedule against a stale clock. The loop itself
      * uses the value it cached at the start of the iteration. */

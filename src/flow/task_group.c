@@ -20,7 +20,14 @@
  *   keeps the count), so it still ends cancelled unless it uncancels.
  *
  * Room for every possible error (one per child plus the body's) is reserved
- * when a child is spawned, so recording an error never needs memory.
+ * when a child is spawned, so recording an error never needs memory. A
+ * child's message is read from the child when asked for (the group holds a
+ * reference to every child until it is freed); the body's message, given
+ * to cio_task_group_exit_msg, is copied into the group.
+ *
+ * Lifetime. While the body waits inside exit, freeing the group would pull
+ * it from under that wait: cio_task_group_free() refuses with -EBUSY and
+ * reports it, as the synchronisation primitives do.
  */
 #include <string.h>
 
@@ -45,6 +52,7 @@ struct cio_task_group {
     size_t spawned, pending;
     group_error *errors;
     size_t nerrors, error_cap;
+    char *body_message;   /* the body's error message (exit_msg), owned */
     cio__waitq exit_wait; /* the parent, while exit waits for children */
     uint8_t exiting;
     uint8_t aborting;
@@ -141,9 +149,18 @@ int cio_task_group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg, cio_task 
 }
 
 int cio_task_group_exit(cio_task_group *g, int rc) {
+    return cio_task_group_exit_msg(g, rc, NULL);
+}
+
+int cio_task_group_exit_msg(cio_task_group *g, int rc, const char *msg) {
     if (!g) return -EINVAL;
     if (g->exiting || g->exited) return -CIO_EINVALSTATE;
     if (cio_current_task() != &g->parent->fut) return -CIO_EINVALSTATE;
+    if (rc < 0 && rc != -ECANCELED && msg) {
+        /* Copied before anything else happens; without memory for the copy
+         * the error still stands, unexplained, as with cio_raise_msg. */
+        g->body_message = cio__strdup(msg);
+    }
     g->exiting = 1;
     int propagate_cancel = rc == -ECANCELED;
     if (rc < 0 && !g->aborting) abort_children(g);
@@ -176,16 +193,24 @@ size_t cio_task_group_error_count(const cio_task_group *g) {
     return g ? g->nerrors : 0;
 }
 
-int cio_task_group_error(const cio_task_group *g, size_t i, cio_task **task, const char **message) {
+int cio_task_group_error(const cio_task_group *g, size_t i, int *err, cio_task **task,
+                         const char **message) {
+    if (err) *err = 0;
+    if (task) *task = NULL;
+    if (message) *message = NULL;
     if (!g || i >= g->nerrors) return -EINVAL;
     const group_error *e = &g->errors[i];
+    if (err) *err = e->error;
     if (task) *task = e->task;
-    if (message) *message = e->task ? cio_future_error_message(e->task) : NULL;
-    return e->error;
+    if (message) *message = e->task ? cio_future_error_message(e->task) : g->body_message;
+    return 0;
 }
 
-void cio_task_group_free(cio_task_group *g) {
-    if (!g) return;
+int cio_task_group_free(cio_task_group *g) {
+    if (!g) return 0;
+    if (g->exiting && !g->exited)
+        return cio__waitq_refuse_free(&g->exit_wait,
+                                      "cio_task_group_free: the body still waits in exit; not freed");
     /* A group freed without exit cancels its children and lets them finish
      * detached; either way every record goes. */
     for (child *c = g->children, *next; c; c = next) {
@@ -196,6 +221,8 @@ void cio_task_group_free(cio_task_group *g) {
         cio__free(c);
     }
     cio_future_unref(&g->parent->fut);
+    cio__free(g->body_message);
     cio__free(g->errors);
     cio__free(g);
+    return 0;
 }

@@ -59,13 +59,13 @@ int cio_barrier_new(int parties, cio_barrier **barrierp) {
 }
 
 
-void cio_barrier_free(cio_barrier *b) {
-    if (!b) return;
-    if (b->users > 0) {
-        cio__waitq_refuse_free(&b->waiters, "cio_barrier_free: tasks still wait on the barrier; not freed");
-        return;
-    }
+int cio_barrier_free(cio_barrier *b) {
+    if (!b) return 0;
+    if (b->users > 0)
+        return cio__waitq_refuse_free(&b->waiters,
+                                      "cio_barrier_free: tasks still wait on the barrier; not freed");
     cio__free(b);
+    return 0;
 }
 
 /* A task leaves the barrier; the last one out of a draining or resetting

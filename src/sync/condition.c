@@ -63,15 +63,15 @@ int cio_condition_new(cio_lock *lock, cio_condition **condp) {
 }
 
 
-void cio_condition_free(cio_condition *c) {
-    if (!c) return;
-    if (c->users > 0 || !cio__waitq_empty(&c->waiters)) {
-        cio__waitq_refuse_free(&c->waiters,
+int cio_condition_free(cio_condition *c) {
+    if (!c) return 0;
+    if (c->users > 0 || !cio__waitq_empty(&c->waiters))
+        return cio__waitq_refuse_free(&c->waiters,
                     "cio_condition_free: tasks still wait on the condition; not freed");
-        return;
-    }
+    /* Nobody is inside the condition, so nobody is inside its own lock. */
     if (c->own_lock) cio_lock_free(c->lock);
     cio__free(c);
+    return 0;
 }
 
 int cio_condition_acquire(cio_condition *c) {

@@ -32,13 +32,13 @@ int cio_event_new(cio_event **eventp) {
 }
 
 
-void cio_event_free(cio_event *e) {
-    if (!e) return;
-    if (!cio__waitq_empty(&e->waiters)) {
-        cio__waitq_refuse_free(&e->waiters, "cio_event_free: tasks still wait on the event; not freed");
-        return;
-    }
+int cio_event_free(cio_event *e) {
+    if (!e) return 0;
+    if (!cio__waitq_empty(&e->waiters))
+        return cio__waitq_refuse_free(&e->waiters,
+                                      "cio_event_free: tasks still wait on the event; not freed");
     cio__free(e);
+    return 0;
 }
 
 static int wait_event(cio_event *e, int64_t deadline) {

@@ -48,13 +48,13 @@ int cio_lock_new(cio_lock **lockp) {
 }
 
 
-void cio_lock_free(cio_lock *lock) {
-    if (!lock) return;
-    if (lock->users > 0) {
-        cio__waitq_refuse_free(&lock->waiters, "cio_lock_free: tasks still wait on the lock; not freed");
-        return;
-    }
+int cio_lock_free(cio_lock *lock) {
+    if (!lock) return 0;
+    if (lock->users > 0)
+        return cio__waitq_refuse_free(&lock->waiters,
+                                      "cio_lock_free: tasks still wait on the lock; not freed");
     cio__free(lock);
+    return 0;
 }
 
 /* The lock is free: wake the first waiter, which takes it when it runs. */

@@ -152,7 +152,7 @@ size_t cio_queue_maxsize(const cio_queue *q) {
 }
 
 int cio_queue_empty(const cio_queue *q) {
-    return !q || q->count == 0;
+    return q && q->count == 0;
 }
 
 int cio_queue_full(const cio_queue *q) {
@@ -481,18 +481,18 @@ int cio_queue_shutdown(cio_queue *q, int immediate) {
     return 0;
 }
 
-void cio_queue_free(cio_queue *q) {
-    if (!q) return;
+int cio_queue_free(cio_queue *q) {
+    if (!q) return 0;
     if (q->users > 0) {
         static const char msg[] = "cio_queue_free: tasks still wait on the queue; not freed";
         cio_loop *running = cio_running_loop();
         if (running && running == q->loop) {
-            cio__report(running, msg, 0, NULL);
+            cio__report(running, msg, -EBUSY, NULL);
         } else {
-            cio_error_context ctx = {.message = msg, .error = 0, .future = NULL};
+            cio_error_context ctx = {.message = msg, .error = -EBUSY, .future = NULL};
             cio_loop_default_exception_handler(NULL, &ctx);
         }
-        return;
+        return -EBUSY;
     }
     q->shutdown = 1; /* a dispose callback that puts is refused */
     while (q->count > 0) {
@@ -501,4 +501,5 @@ void cio_queue_free(cio_queue *q) {
     }
     release_buffer(q);
     cio__free(q);
+    return 0;
 }

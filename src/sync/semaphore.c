@@ -67,14 +67,13 @@ int cio_bounded_semaphore_new(int value, cio_semaphore **semp) {
 }
 
 
-void cio_semaphore_free(cio_semaphore *s) {
-    if (!s) return;
-    if (s->users > 0) {
-        cio__waitq_refuse_free(&s->waiters,
+int cio_semaphore_free(cio_semaphore *s) {
+    if (!s) return 0;
+    if (s->users > 0)
+        return cio__waitq_refuse_free(&s->waiters,
                     "cio_semaphore_free: tasks still wait on the semaphore; not freed");
-        return;
-    }
     cio__free(s);
+    return 0;
 }
 
 /* asyncio's locked(): acquire would have to wait. */

@@ -61,7 +61,8 @@ int cio__waitq_check_waker(const cio__waitq *q);
 int cio__waitq_check_thread(const cio__waitq *q);
 /* Reports that an object still in use was not freed: through the exception
  * handler of its loop while that loop runs in this thread, else through the
- * default handler, since a loop that is not running may already be freed. */
-void cio__waitq_refuse_free(const cio__waitq *q, const char *message);
+ * default handler, since a loop that is not running may already be freed.
+ * Returns -EBUSY, what the refused _free returns. */
+int cio__waitq_refuse_free(const cio__waitq *q, const char *message);
 
 #endif

@@ -109,12 +109,13 @@ int cio__waitq_check_thread(const cio__waitq *q) {
     return q->debug ? cio__loop_check_thread(q->loop) : 0;
 }
 
-void cio__waitq_refuse_free(const cio__waitq *q, const char *message) {
+int cio__waitq_refuse_free(const cio__waitq *q, const char *message) {
     cio_loop *running = cio_running_loop();
     if (running && running == q->loop) {
-        cio__report(running, message, 0, NULL);
-        return;
+        cio__report(running, message, -EBUSY, NULL);
+        return -EBUSY;
     }
-    cio_error_context ctx = {.message = message};
+    cio_error_context ctx = {.message = message, .error = -EBUSY};
     cio_loop_default_exception_handler(NULL, &ctx);
+    return -EBUSY;
 }
