@@ -63,6 +63,7 @@ static void count_refusals(cio_loop *loop, const cio_error_context *ctx, void *a
     (void)loop;
     (void)arg;
     CHECK(strstr(ctx->message, "not freed") != NULL);
+    CHECK_ERR(ctx->error, -EBUSY);
     refused++;
 }
 
@@ -137,7 +138,7 @@ TEST(orders_fifo_lifo_priority) {
         void *item = IPTR(1);
         CHECK_ERR(cio_queue_get_nowait(q, &item), -EAGAIN);
         CHECK(item == NULL);
-        cio_queue_free(q);
+        CHECK_OK(cio_queue_free(q));
     }
     cio_loop_free(loop);
 }
@@ -150,7 +151,7 @@ TEST(null_items_are_items) {
     void *item = IPTR(5);
     CHECK_OK(cio_queue_get_nowait(q, &item));
     CHECK(item == NULL);
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -198,7 +199,7 @@ TEST(priority_heap_matches_a_stable_sort) {
         out++;
     }
     CHECK_EQ(out, serial);
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -212,7 +213,7 @@ TEST(equal_priorities_come_out_in_insertion_order) {
         CHECK_OK(cio_queue_get_nowait(q, &item));
         CHECK_EQ(PTRI(item), 70000 + i);
     }
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -244,7 +245,7 @@ TEST(ring_wraps_and_grows_in_order) {
             CHECK_EQ(PTRI(item), next_out++);
         }
     }
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -265,7 +266,7 @@ TEST(lifo_keeps_stack_order_through_growth) {
         CHECK_OK(cio_queue_get_nowait(q, &item));
         CHECK_EQ(PTRI(item), i);
     }
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -288,7 +289,7 @@ TEST(maxsize_bounds_put_nowait) {
         CHECK(!cio_queue_full(q));
         CHECK_OK(cio_queue_put_nowait(q, IPTR(99)));
         CHECK_ERR(cio_queue_put_nowait(q, IPTR(98)), -EAGAIN);
-        cio_queue_free(q);
+        CHECK_OK(cio_queue_free(q));
     }
     /* A large bound is not allocated up front, and the buffer stops at it. */
     CHECK_OK(cio_queue_new(20, &q));
@@ -300,7 +301,7 @@ TEST(maxsize_bounds_put_nowait) {
         CHECK_EQ(PTRI(item), i);
         CHECK_OK(cio_queue_put_nowait(q, IPTR(i + 20)));
     }
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -324,7 +325,7 @@ TEST(waiting_getters_are_served_in_arrival_order) {
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, getters_fifo, NULL, NULL));
     CHECK_STR(trace, "a1 b2 c3 ");
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -349,7 +350,7 @@ TEST(blocking_get_never_overtakes_a_woken_getter) {
     trace_reset();
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, no_barging_get, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -377,7 +378,7 @@ TEST(get_nowait_may_take_a_promised_item_and_the_getter_waits_again) {
     trace_reset();
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, nowait_barges, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -410,7 +411,7 @@ TEST(waiting_putters_are_served_in_arrival_order) {
     trace_reset();
     CHECK_OK(cio_queue_new(1, &q));
     CHECK_OK(test_run(loop, putters_fifo, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -440,7 +441,7 @@ TEST(put_nowait_may_take_a_promised_slot_and_the_putter_waits_again) {
     trace_reset();
     CHECK_OK(cio_queue_new(1, &q));
     CHECK_OK(test_run(loop, put_nowait_barges, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -463,12 +464,12 @@ TEST(woken_getter_takes_the_next_item_of_its_kind) {
     CHECK_OK(cio_lifo_queue_new(0, &q));
     CHECK_OK(test_run(loop, lifo_and_priority_waiters, NULL, NULL));
     CHECK_STR(trace, "a20 ");
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     trace_reset();
     CHECK_OK(cio_priority_queue_new(0, cmp_tens, &q));
     CHECK_OK(test_run(loop, lifo_and_priority_waiters, NULL, NULL));
     CHECK_STR(trace, "a10 ");
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -507,7 +508,7 @@ TEST(bounded_priority_queue_with_waiting_putters) {
     trace_reset();
     CHECK_OK(cio_priority_queue_new(2, cmp_tens, &q));
     CHECK_OK(test_run(loop, priority_bounded, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -565,7 +566,7 @@ TEST(bounded_queue_with_producers_and_consumers) {
         CHECK_INT(got[i], >, last[who]);
         last[who] = got[i];
     }
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -599,7 +600,7 @@ TEST(cancelled_woken_getter_passes_the_item_on) {
     trace_reset();
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, cancel_woken_getter, IPTR(0), NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -608,7 +609,7 @@ TEST(cancelled_woken_getter_leaves_the_item_in_the_queue) {
     trace_reset();
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, cancel_woken_getter, IPTR(1), NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -639,7 +640,7 @@ TEST(several_cancelled_woken_getters_lose_nothing) {
     trace_reset();
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, cancel_two_woken_getters, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -675,7 +676,7 @@ TEST(cancelled_woken_putter_passes_the_slot_on) {
     trace_reset();
     CHECK_OK(cio_queue_new(1, &q));
     CHECK_OK(test_run(loop, cancel_woken_putter, IPTR(0), NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -684,7 +685,7 @@ TEST(cancelled_woken_putter_leaves_the_slot_free) {
     trace_reset();
     CHECK_OK(cio_queue_new(1, &q));
     CHECK_OK(test_run(loop, cancel_woken_putter, IPTR(1), NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -708,7 +709,7 @@ TEST(cancelled_waiting_getter_leaves_the_line) {
     trace_reset();
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, cancel_waiting_getter, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -736,7 +737,7 @@ TEST(cancellation_requested_before_get) {
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, get_with_pending_cancel, NULL, NULL));
     CHECK(cio_queue_empty(q));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -774,7 +775,7 @@ TEST(until_forms_time_out) {
     cio_loop *loop = strict_loop();
     CHECK_OK(cio_queue_new(2, &q));
     CHECK_OK(test_run(loop, deadlines, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -816,7 +817,7 @@ TEST(timed_out_getter_leaves_and_woken_one_keeps_its_item) {
     trace_reset();
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, timed_out_getter_then_next, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -860,7 +861,7 @@ TEST(task_done_and_join) {
     trace_reset();
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, join_round, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -885,7 +886,7 @@ TEST(cancelled_joiner_leaves_the_others_waiting) {
     trace_reset();
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, cancelled_joiner, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -939,7 +940,7 @@ TEST(shutdown_fails_puts_and_drains_gets) {
     CHECK_OK(cio_queue_new(2, &q));
     CHECK_OK(cio_queue_set_dispose(q, count_disposed, &disposed_sum));
     CHECK_OK(test_run(loop, plain_shutdown, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     CHECK_EQ(disposed_count, 0);
     cio_loop_free(loop);
 }
@@ -959,7 +960,7 @@ TEST(shutdown_wakes_waiting_getters) {
     for (int immediate = 0; immediate < 2; immediate++) {
         CHECK_OK(cio_queue_new(0, &q));
         CHECK_OK(test_run(loop, shutdown_wakes_getters, IPTR(immediate), NULL));
-        cio_queue_free(q);
+        CHECK_OK(cio_queue_free(q));
     }
     cio_loop_free(loop);
 }
@@ -984,7 +985,7 @@ TEST(getters_waiting_behind_promised_items_fail_once_drained) {
     trace_reset();
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(test_run(loop, drain_then_fail_waiters, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -1024,7 +1025,7 @@ TEST(immediate_shutdown_discards_through_dispose) {
     CHECK_OK(cio_queue_new(4, &q));
     CHECK_OK(cio_queue_set_dispose(q, count_disposed, &disposed_sum));
     CHECK_OK(test_run(loop, immediate_shutdown, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     CHECK_EQ(disposed_count, 4);
     cio_loop_free(loop);
 }
@@ -1054,7 +1055,7 @@ TEST(immediate_shutdown_after_plain_one_releases_joiners) {
     CHECK_OK(cio_priority_queue_new(0, cmp_tens, &q));
     CHECK_OK(cio_queue_set_dispose(q, count_disposed, &disposed_sum));
     CHECK_OK(test_run(loop, immediate_wakes_joiners, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -1065,7 +1066,7 @@ TEST(immediate_shutdown_without_dispose_and_outside_a_loop) {
     CHECK_OK(cio_queue_shutdown(q, 1)); /* no dispose: items simply dropped */
     CHECK(cio_queue_empty(q));
     CHECK_ERR(cio_queue_task_done(q), -CIO_EINVALSTATE); /* all counted done */
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -1090,13 +1091,13 @@ TEST(dispose_may_call_back_into_the_queue) {
     CHECK_OK(cio_queue_shutdown(q, 1));
     CHECK_EQ(disposed_count, 2); /* 1 and 3; 2 was taken by the callback */
     CHECK_EQ(disposed_sum, 200);
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     /* The same at free. */
     disposed_count = disposed_sum = 0;
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_OK(cio_queue_set_dispose(q, redispose, NULL));
     for (int i = 1; i <= 3; i++) CHECK_OK(cio_queue_put_nowait(q, IPTR(i)));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     CHECK_EQ(disposed_count, 2);
     CHECK_EQ(disposed_sum, 200);
     cio_loop_free(loop);
@@ -1111,7 +1112,7 @@ TEST(free_hands_items_left_to_dispose) {
         if (kind == 2) CHECK_OK(cio_priority_queue_new(0, cmp_tens, &q));
         CHECK_OK(cio_queue_set_dispose(q, count_disposed, &disposed_sum));
         for (int i = 1; i <= 100; i++) CHECK_OK(cio_queue_put_nowait(q, IPTR(i)));
-        cio_queue_free(q);
+        CHECK_OK(cio_queue_free(q));
         CHECK_EQ(disposed_count, 100);
         CHECK_EQ(disposed_sum, 5050);
     }
@@ -1120,7 +1121,7 @@ TEST(free_hands_items_left_to_dispose) {
     CHECK_OK(cio_queue_set_dispose(q, count_disposed, &disposed_sum));
     CHECK_OK(cio_queue_set_dispose(q, NULL, NULL));
     CHECK_OK(cio_queue_put_nowait(q, IPTR(1)));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     CHECK_EQ(disposed_count, 100);
     cio_loop_free(loop);
 }
@@ -1135,14 +1136,14 @@ static void *free_while_waited(void *arg) {
     settle(1);
     CHECK_OK(cio_queue_put_nowait(q, IPTR(5))); /* wakes g: unfinished 1 */
     cio_task *j = spawn(joiner, IPTR('j'));     /* will wait for that */
-    cio_queue_free(q); /* g is woken but has not run: refused */
+    CHECK_ERR(cio_queue_free(q), -EBUSY); /* g is woken but has not run: refused */
     CHECK_EQ(refused, 1);
     CHECK_OK(finish(g));
     CHECK(!cio_future_done(j));
-    cio_queue_free(q); /* j waits: refused */
+    CHECK_ERR(cio_queue_free(q), -EBUSY); /* j waits: refused */
     CHECK_EQ(refused, 2);
     CHECK_OK(cio_queue_task_done(q)); /* wakes j */
-    cio_queue_free(q);                /* j has not run yet: refused */
+    CHECK_ERR(cio_queue_free(q), -EBUSY); /* j has not run yet: refused */
     CHECK_EQ(refused, 3);
     CHECK_OK(finish(j));
     /* A putter too. */
@@ -1150,12 +1151,12 @@ static void *free_while_waited(void *arg) {
     CHECK_OK(cio_queue_put_nowait(q, IPTR(2))); /* full: maxsize 2 */
     cio_task *p = spawn(putter, IPTR(3));
     settle(1);
-    cio_queue_free(q);
+    CHECK_ERR(cio_queue_free(q), -EBUSY);
     CHECK_EQ(refused, 4);
     CHECK_OK(cio_queue_shutdown(q, 1));
     CHECK_ERR(finish(p), -CIO_ESHUTDOWN);
     CHECK_STR(trace, "g5 Jj ");
-    cio_queue_free(q); /* nobody left: freed */
+    CHECK_OK(cio_queue_free(q)); /* nobody left: freed */
     q = NULL;
     CHECK_EQ(refused, 4);
     return NULL;
@@ -1184,12 +1185,12 @@ TEST(free_outside_a_loop_is_refused_while_a_task_waits) {
     CHECK_OK(test_run(loop, leave_a_getter, &g, NULL));
     CHECK(!cio_future_done(g));
     /* No loop runs: the refusal goes to the default handler (stderr). */
-    cio_queue_free(q);
+    CHECK_ERR(cio_queue_free(q), -EBUSY);
     CHECK_OK(cio_queue_put_nowait(q, IPTR(4))); /* still usable */
     CHECK_OK(cio_run_until_complete(loop, g, NULL));
     cio_future_unref(g);
     CHECK_STR(trace, "x4 ");
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -1219,13 +1220,13 @@ TEST(bad_arguments) {
     CHECK_EQ(cio_queue_maxsize(NULL), 0);
     CHECK(!cio_queue_empty(NULL)); /* a predicate: 0 for NULL */
     CHECK(!cio_queue_full(NULL));
-    cio_queue_free(NULL);
+    CHECK_OK(cio_queue_free(NULL));
     CHECK_OK(cio_queue_new(0, &q));
     CHECK_ERR(cio_queue_get(q, NULL), -EINVAL);
     CHECK_ERR(cio_queue_get_until(q, NULL, 0), -EINVAL);
     CHECK_ERR(cio_queue_get_nowait(q, NULL), -EINVAL);
     CHECK_ERR(cio_queue_task_done(q), -CIO_EINVALSTATE);
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -1248,7 +1249,7 @@ TEST(waiting_calls_outside_a_task_return_eperm) {
     CHECK_OK(cio_queue_get_nowait(q, &item));
     CHECK_OK(cio_queue_task_done(q));
     CHECK_OK(cio_queue_shutdown(q, 0));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -1292,7 +1293,7 @@ TEST(queue_binds_to_the_loop_of_its_first_waiter) {
     CHECK_OK(cio_queue_put_nowait(q, IPTR(9))); /* outside any loop: fine */
     CHECK_OK(test_run(b, use_from_other_loop, NULL, NULL));
     CHECK_OK(test_run(a, use_from_own_loop, NULL, NULL));
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(a);
     cio_loop_free(b);
 }
@@ -1327,7 +1328,7 @@ TEST(allocation_failures_change_nothing) {
         drain_expect(kind == 1 ? lifo : fifo, 9);
         for (int i = 0; i < 9; i++) CHECK_OK(cio_queue_task_done(q));
         CHECK_ERR(cio_queue_task_done(q), -CIO_EINVALSTATE);
-        cio_queue_free(q);
+        CHECK_OK(cio_queue_free(q));
     }
     cio_loop_free(loop);
 }
@@ -1365,7 +1366,7 @@ TEST(woken_putter_that_cannot_allocate_fails_and_passes_the_slot_on) {
     CHECK_OK(cio_queue_new(2000, &q));
     CHECK_OK(test_run(loop, woken_putter_without_memory, NULL, NULL));
     CHECK_STR(trace, "+-2 ");
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 
@@ -1536,7 +1537,7 @@ static void run_stress(int kind) {
     CHECK_INT(cancels, >, 100);
     CHECK_INT(timeouts, >, 0);
     CHECK_INT(barges, >, 0);
-    cio_queue_free(q);
+    CHECK_OK(cio_queue_free(q));
     cio_loop_free(loop);
 }
 

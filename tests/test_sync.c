@@ -117,7 +117,7 @@ TEST(lock_wakes_fifo_and_is_never_barged) {
     CHECK_OK(cio_lock_new(&lock));
     run_main(lock_fifo);
     CHECK_STR(order, "abcdMz");
-    cio_lock_free(lock);
+    CHECK_OK(cio_lock_free(lock));
 }
 
 static void *lock_cancel_woken(void *arg) {
@@ -145,7 +145,7 @@ TEST(lock_woken_then_cancelled_waiter_passes_the_lock_on) {
     CHECK_OK(cio_lock_new(&lock));
     run_main(lock_cancel_woken);
     CHECK_STR(order, "bc");
-    cio_lock_free(lock);
+    CHECK_OK(cio_lock_free(lock));
 }
 
 static void *lock_cancel_queued(void *arg) {
@@ -168,7 +168,7 @@ TEST(lock_queued_waiter_cancelled_is_skipped) {
     CHECK_OK(cio_lock_new(&lock));
     run_main(lock_cancel_queued);
     CHECK_STR(order, "bd");
-    cio_lock_free(lock);
+    CHECK_OK(cio_lock_free(lock));
 }
 
 static void *lock_deadlines(void *arg) {
@@ -199,7 +199,7 @@ TEST(lock_deadlines_give_up_nothing_held) {
     CHECK_OK(cio_lock_new(&lock));
     run_main(lock_deadlines);
     CHECK_STR(order, "ab");
-    cio_lock_free(lock);
+    CHECK_OK(cio_lock_free(lock));
 }
 
 static void *late_runner(void *arg) {
@@ -233,7 +233,7 @@ TEST(lock_waiter_woken_before_its_deadline_keeps_the_lock) {
     CHECK_OK(cio_lock_new(&lock));
     run_main(lock_woken_before_deadline);
     CHECK_STR(order, "w");
-    cio_lock_free(lock);
+    CHECK_OK(cio_lock_free(lock));
 }
 
 TEST(lock_bad_arguments) {
@@ -242,7 +242,7 @@ TEST(lock_bad_arguments) {
     CHECK_ERR(cio_lock_acquire_until(NULL, 0), -EINVAL);
     CHECK_ERR(cio_lock_release(NULL), -EINVAL);
     CHECK(!cio_lock_locked(NULL));
-    cio_lock_free(NULL);
+    CHECK_OK(cio_lock_free(NULL));
     cio_lock *l = (cio_lock *)1;
     cio__fault_arm(1);
     CHECK_ERR(cio_lock_new(&l), -ENOMEM);
@@ -250,7 +250,7 @@ TEST(lock_bad_arguments) {
     CHECK(l == NULL);
     CHECK_OK(cio_lock_new(&l));
     CHECK_ERR(cio_lock_release(l), -CIO_EINVALSTATE); /* asyncio: RuntimeError */
-    cio_lock_free(l);
+    CHECK_OK(cio_lock_free(l));
     cio_loop *loop = test_loop();
     cio_loop_free(loop);
 }
@@ -299,7 +299,7 @@ TEST(event_set_wakes_every_waiter_in_order) {
     CHECK_OK(cio_event_new(&event));
     run_main(event_round);
     CHECK_STR(order, "acx");
-    cio_event_free(event);
+    CHECK_OK(cio_event_free(event));
 }
 
 TEST(event_bad_arguments) {
@@ -309,7 +309,7 @@ TEST(event_bad_arguments) {
     CHECK_ERR(cio_event_set(NULL), -EINVAL);
     CHECK_ERR(cio_event_clear(NULL), -EINVAL);
     CHECK(!cio_event_is_set(NULL));
-    cio_event_free(NULL);
+    CHECK_OK(cio_event_free(NULL));
     cio_event *e = (cio_event *)1;
     cio__fault_arm(1);
     CHECK_ERR(cio_event_new(&e), -ENOMEM);
@@ -378,7 +378,7 @@ TEST(condition_notify_wakes_fifo) {
     CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_fifo);
     CHECK_STR(order, "abcde");
-    cio_condition_free(cond);
+    CHECK_OK(cio_condition_free(cond));
 }
 
 static void *cond_cancel_notified(void *arg) {
@@ -405,7 +405,7 @@ TEST(condition_notified_then_cancelled_passes_the_notification_on) {
     CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_cancel_notified);
     CHECK_STR(order, "bc");
-    cio_condition_free(cond);
+    CHECK_OK(cio_condition_free(cond));
 }
 
 static void *cond_cancel_while_reacquiring(void *arg) {
@@ -431,7 +431,7 @@ TEST(condition_cancelled_while_reacquiring_passes_the_notification_on) {
     CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_cancel_while_reacquiring);
     CHECK_STR(order, "b");
-    cio_condition_free(cond);
+    CHECK_OK(cio_condition_free(cond));
 }
 
 static void *hold_cond_lock(void *arg) {
@@ -470,7 +470,7 @@ TEST(condition_wait_reacquires_the_lock_when_cancelled) {
     CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_cancel_reacquires);
     CHECK_STR(order, "hv");
-    cio_condition_free(cond);
+    CHECK_OK(cio_condition_free(cond));
 }
 
 static void *cond_timeouts(void *arg) {
@@ -514,7 +514,7 @@ TEST(condition_wait_until_times_out_holding_the_lock) {
     CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_timeouts);
     CHECK_STR(order, "hb");
-    cio_condition_free(cond);
+    CHECK_OK(cio_condition_free(cond));
 }
 
 static int counter, pred_calls;
@@ -563,7 +563,7 @@ TEST(condition_wait_for_rechecks_the_predicate) {
     CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_wait_for);
     CHECK_STR(order, "w");
-    cio_condition_free(cond);
+    CHECK_OK(cio_condition_free(cond));
 }
 
 static cio_lock *shared;
@@ -596,9 +596,9 @@ TEST(condition_with_a_lock_of_the_callers) {
     CHECK_OK(cio_condition_new(shared, &cond));
     run_main(cond_shared_lock);
     CHECK_STR(order, "s");
-    cio_condition_free(cond); /* leaves the caller's lock alone */
+    CHECK_OK(cio_condition_free(cond)); /* leaves the caller's lock alone */
     CHECK(!cio_lock_locked(shared));
-    cio_lock_free(shared);
+    CHECK_OK(cio_lock_free(shared));
 }
 
 static void *cond_errors(void *arg) {
@@ -625,7 +625,7 @@ TEST(condition_bad_arguments_and_states) {
     CHECK_ERR(cio_condition_wait_for(NULL, counter_reached_3, &counter), -EINVAL);
     CHECK_ERR(cio_condition_notify(NULL, 1), -EINVAL);
     CHECK_ERR(cio_condition_notify_all(NULL), -EINVAL);
-    cio_condition_free(NULL);
+    CHECK_OK(cio_condition_free(NULL));
     /* Either allocation failing leaves nothing behind. */
     for (int nth = 1; nth <= 2; nth++) {
         cio_condition *c = (cio_condition *)1;
@@ -636,7 +636,7 @@ TEST(condition_bad_arguments_and_states) {
     }
     CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(cond_errors);
-    cio_condition_free(cond);
+    CHECK_OK(cio_condition_free(cond));
 }
 
 /* ---- Semaphore --------------------------------------------------------- */
@@ -675,7 +675,7 @@ TEST(semaphore_admits_value_tasks_in_fifo_order) {
     CHECK_OK(cio_semaphore_new(2, &sem));
     run_main(sem_fifo);
     CHECK_STR(order, "abcdef");
-    cio_semaphore_free(sem);
+    CHECK_OK(cio_semaphore_free(sem));
 }
 
 static void *sem_no_barging(void *arg) {
@@ -703,7 +703,7 @@ TEST(semaphore_newcomer_waits_behind_a_woken_waiter) {
     CHECK_OK(cio_semaphore_new(1, &sem));
     run_main(sem_no_barging);
     CHECK_STR(order, "WM");
-    cio_semaphore_free(sem);
+    CHECK_OK(cio_semaphore_free(sem));
 }
 
 static void *sem_cancel_woken(void *arg) {
@@ -726,7 +726,7 @@ TEST(semaphore_woken_then_cancelled_waiter_passes_the_permit_on) {
     CHECK_OK(cio_semaphore_new(1, &sem));
     run_main(sem_cancel_woken);
     CHECK_STR(order, "bc");
-    cio_semaphore_free(sem);
+    CHECK_OK(cio_semaphore_free(sem));
 }
 
 static void *sem_timed_user(void *arg) {
@@ -759,7 +759,7 @@ TEST(semaphore_deadlines_give_up_nothing_held) {
     CHECK_OK(cio_semaphore_new(1, &sem));
     run_main(sem_deadlines);
     CHECK_STR(order, "ab");
-    cio_semaphore_free(sem);
+    CHECK_OK(cio_semaphore_free(sem));
 }
 
 static void *bounded_round(void *arg) {
@@ -789,7 +789,7 @@ TEST(bounded_semaphore_refuses_over_release) {
     CHECK_OK(cio_bounded_semaphore_new(2, &sem));
     run_main(bounded_round);
     CHECK_STR(order, "w");
-    cio_semaphore_free(sem);
+    CHECK_OK(cio_semaphore_free(sem));
 }
 
 TEST(semaphore_bad_arguments) {
@@ -806,7 +806,7 @@ TEST(semaphore_bad_arguments) {
     CHECK_ERR(cio_semaphore_release(NULL), -EINVAL);
     CHECK(!cio_semaphore_locked(NULL));
     CHECK_ERR(cio_semaphore_value(NULL), -EINVAL);
-    cio_semaphore_free(NULL);
+    CHECK_OK(cio_semaphore_free(NULL));
     s = (cio_semaphore *)1;
     cio__fault_arm(1);
     CHECK_ERR(cio_semaphore_new(1, &s), -ENOMEM);
@@ -817,7 +817,7 @@ TEST(semaphore_bad_arguments) {
     CHECK(cio_semaphore_locked(s));
     CHECK_OK(cio_semaphore_release(s));
     CHECK(!cio_semaphore_locked(s));
-    cio_semaphore_free(s);
+    CHECK_OK(cio_semaphore_free(s));
     cio_loop *loop = test_loop();
     cio_loop_free(loop);
 }
@@ -856,14 +856,14 @@ static void *barrier_rounds(void *arg) {
 TEST(barrier_returns_arrival_indices_round_after_round) {
     CHECK_OK(cio_barrier_new(3, &barrier));
     run_main(barrier_rounds);
-    cio_barrier_free(barrier);
+    CHECK_OK(cio_barrier_free(barrier));
     /* One party: never waits. */
     CHECK_OK(cio_barrier_new(1, &barrier));
     cio_loop *loop = test_loop();
     void *rc;
     CHECK_OK(test_run(loop, barrier_now, IPTR(0), &rc));
     CHECK_EQ(indices[0], 0);
-    cio_barrier_free(barrier);
+    CHECK_OK(cio_barrier_free(barrier));
     cio_loop_free(loop);
 }
 
@@ -896,7 +896,7 @@ static void *barrier_abort(void *arg) {
 TEST(barrier_abort_breaks_waiters_and_later_waits_until_reset) {
     CHECK_OK(cio_barrier_new(3, &barrier));
     run_main(barrier_abort);
-    cio_barrier_free(barrier);
+    CHECK_OK(cio_barrier_free(barrier));
 }
 
 static void *barrier_reset(void *arg) {
@@ -930,7 +930,7 @@ static void *barrier_reset(void *arg) {
 TEST(barrier_reset_breaks_the_tasks_inside) {
     CHECK_OK(cio_barrier_new(3, &barrier));
     run_main(barrier_reset);
-    cio_barrier_free(barrier);
+    CHECK_OK(cio_barrier_free(barrier));
 }
 
 static void *barrier_cancel_filling(void *arg) {
@@ -965,7 +965,7 @@ static void *barrier_cancel_filling(void *arg) {
 TEST(barrier_cancelled_or_timed_out_waiter_leaves_it_unbroken) {
     CHECK_OK(cio_barrier_new(3, &barrier));
     run_main(barrier_cancel_filling);
-    cio_barrier_free(barrier);
+    CHECK_OK(cio_barrier_free(barrier));
 }
 
 static void *barrier_cancel_draining(void *arg) {
@@ -1009,7 +1009,7 @@ static void *barrier_cancel_draining(void *arg) {
 TEST(barrier_woken_then_cancelled_waiter_still_drains) {
     CHECK_OK(cio_barrier_new(3, &barrier));
     run_main(barrier_cancel_draining);
-    cio_barrier_free(barrier);
+    CHECK_OK(cio_barrier_free(barrier));
 }
 
 TEST(barrier_bad_arguments) {
@@ -1025,7 +1025,7 @@ TEST(barrier_bad_arguments) {
     CHECK_ERR(cio_barrier_parties(NULL), -EINVAL);
     CHECK_ERR(cio_barrier_n_waiting(NULL), -EINVAL);
     CHECK(!cio_barrier_broken(NULL));
-    cio_barrier_free(NULL);
+    CHECK_OK(cio_barrier_free(NULL));
     b = (cio_barrier *)1;
     cio__fault_arm(1);
     CHECK_ERR(cio_barrier_new(2, &b), -ENOMEM);
@@ -1066,11 +1066,11 @@ TEST(waiting_calls_outside_a_task_are_eperm) {
     CHECK(!cio_lock_locked(l));
     CHECK_EQ(cio_semaphore_value(s), 1);
     CHECK_EQ(cio_barrier_n_waiting(b), 0);
-    cio_lock_free(l);
-    cio_event_free(e);
-    cio_condition_free(c);
-    cio_semaphore_free(s);
-    cio_barrier_free(b);
+    CHECK_OK(cio_lock_free(l));
+    CHECK_OK(cio_event_free(e));
+    CHECK_OK(cio_condition_free(c));
+    CHECK_OK(cio_semaphore_free(s));
+    CHECK_OK(cio_barrier_free(b));
     cio_loop_free(loop);
 }
 
@@ -1130,11 +1130,11 @@ TEST(primitives_belong_to_the_loop_that_first_used_them) {
     CHECK_OK(cio_lock_release(lock));
     CHECK_OK(cio_semaphore_release(sem));
     CHECK_EQ(cio_semaphore_value(sem), 2);
-    cio_lock_free(lock);
-    cio_event_free(bind_event);
-    cio_condition_free(cond);
-    cio_semaphore_free(sem);
-    cio_barrier_free(barrier);
+    CHECK_OK(cio_lock_free(lock));
+    CHECK_OK(cio_event_free(bind_event));
+    CHECK_OK(cio_condition_free(cond));
+    CHECK_OK(cio_semaphore_free(sem));
+    CHECK_OK(cio_barrier_free(barrier));
     cio_loop_free(a);
     cio_loop_free(b);
 }
@@ -1147,6 +1147,7 @@ static void count_refusals(cio_loop *loop, const cio_error_context *ctx, void *a
     (void)loop;
     (void)arg;
     CHECK(strstr(ctx->message, "not freed") != NULL);
+    CHECK_ERR(ctx->error, -EBUSY);
     refused++;
 }
 
@@ -1169,29 +1170,29 @@ static void *free_while_waited(void *arg) {
     t[4] = spawn(wait_event_once, NULL);
     settle(1);
     /* Every one of them is refused, and stays usable. */
-    cio_lock_free(lock);
-    cio_semaphore_free(sem);
-    cio_condition_free(cond);
-    cio_barrier_free(barrier);
-    cio_event_free(event);
+    CHECK_ERR(cio_lock_free(lock), -EBUSY);
+    CHECK_ERR(cio_semaphore_free(sem), -EBUSY);
+    CHECK_ERR(cio_condition_free(cond), -EBUSY);
+    CHECK_ERR(cio_barrier_free(barrier), -EBUSY);
+    CHECK_ERR(cio_event_free(event), -EBUSY);
     CHECK_EQ(refused, 5);
     /* Woken but not yet run: still refused, the tasks will touch them. */
     CHECK_OK(cio_lock_release(lock));
     CHECK_OK(cio_semaphore_release(sem));
     CHECK_OK(cio_condition_notify(cond, 1));
     CHECK_OK(cio_condition_release(cond));
-    cio_lock_free(lock);
-    cio_semaphore_free(sem);
-    cio_condition_free(cond);
+    CHECK_ERR(cio_lock_free(lock), -EBUSY);
+    CHECK_ERR(cio_semaphore_free(sem), -EBUSY);
+    CHECK_ERR(cio_condition_free(cond), -EBUSY);
     CHECK_EQ(refused, 8);
     /* The barrier trips with us; we are out, the other task is not yet. */
     CHECK_EQ(cio_barrier_wait(barrier), 1);
-    cio_barrier_free(barrier);
+    CHECK_ERR(cio_barrier_free(barrier), -EBUSY);
     CHECK_EQ(refused, 9);
     /* An event whose waiters were all woken can go at once: they never
      * touch it again. */
     CHECK_OK(cio_event_set(event));
-    cio_event_free(event);
+    CHECK_OK(cio_event_free(event));
     event = NULL;
     CHECK_EQ(refused, 9);
     CHECK_OK(finish(t[0]));
@@ -1216,10 +1217,10 @@ TEST(freeing_a_primitive_tasks_wait_on_is_refused) {
     run_main(free_while_waited);
     CHECK_STR(order, "lsc");
     /* Once the tasks are gone, they free normally (LSan checks). */
-    cio_lock_free(lock);
-    cio_semaphore_free(sem);
-    cio_condition_free(cond);
-    cio_barrier_free(barrier);
+    CHECK_OK(cio_lock_free(lock));
+    CHECK_OK(cio_semaphore_free(sem));
+    CHECK_OK(cio_condition_free(cond));
+    CHECK_OK(cio_barrier_free(barrier));
     CHECK_EQ(refused, 9);
 }
 
@@ -1240,14 +1241,14 @@ TEST(freeing_outside_the_loop_is_refused_too) {
     CHECK_OK(test_run(loop, hold_lock_and_queue_a_waiter, &waiter, NULL));
     /* The loop is not running: the refusal goes to the default handler
      * (stderr), and the lock stays usable. */
-    cio_lock_free(lock);
+    CHECK_ERR(cio_lock_free(lock), -EBUSY);
     CHECK_EQ(refused, 0);
     CHECK(cio_lock_locked(lock));
     CHECK_OK(cio_lock_release(lock));
     CHECK_OK(cio_run_until_complete(loop, waiter, NULL));
     cio_future_unref(waiter);
     CHECK_STR(order, "q");
-    cio_lock_free(lock);
+    CHECK_OK(cio_lock_free(lock));
     cio_loop_free(loop);
 }
 
@@ -1378,8 +1379,8 @@ TEST(stress_random_cancels_lose_no_lock_or_permit) {
     CHECK_INT(targeted, >, 100);
     CHECK_INT(lock_grants, >, 300);
     CHECK_INT(permit_grants, >, 300);
-    cio_lock_free(lock);
-    cio_semaphore_free(sem);
+    CHECK_OK(cio_lock_free(lock));
+    CHECK_OK(cio_semaphore_free(sem));
 }
 
 #define CONSUMERS 20
@@ -1466,5 +1467,5 @@ TEST(stress_condition_random_cancels_lose_no_notification) {
     CHECK_OK(cio_condition_new(NULL, &cond));
     run_main(stress_cond);
     CHECK_INT(targeted, >, 5);
-    cio_condition_free(cond);
+    CHECK_OK(cio_condition_free(cond));
 }
