@@ -187,7 +187,14 @@ static void fill_handle(cio_handle *handle, cio__node *node, int64_t when) {
     handle->loop_key = node->loop->key;
 }
 
+/* A call that fails leaves an inert handle, so that cancelling it later is
+ * harmless even if it held garbage before (convention 3 of cio.h). */
+static void clear_handle(cio_handle *handle) {
+    if (handle) *handle = (cio_handle){0};
+}
+
 int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *handle) {
+    clear_handle(handle);
     if (!loop || !fn) return -EINVAL;
     int rc = cio__loop_check(loop);
     if (rc < 0) return rc;
@@ -221,12 +228,14 @@ static int schedule_at_ns(cio_loop *loop, int64_t when, cio_callback_fn fn, void
 }
 
 int cio_call_at(cio_loop *loop, double when, cio_callback_fn fn, void *arg, cio_handle *handle) {
+    clear_handle(handle);
     if (!loop || !fn || isnan(when)) return -EINVAL;
     return schedule_at_ns(loop, cio__seconds_to_ns(when), fn, arg, handle);
 }
 
 int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
                    cio_handle *handle) {
+    clear_handle(handle);
     if (!loop || !fn || isnan(delay)) return -EINVAL;
     return schedule_at_ns(loop, cio__deadline_after(delay), fn, arg, handle);
 }

@@ -61,6 +61,7 @@ static int wait_done(cio__task *t, cio_future *fut, cio__wait *rec, int64_t dead
 }
 
 static int await_deadline(cio_future *fut, int64_t deadline, void **result) {
+    if (!fut) return -EINVAL; /* bad arguments before -EPERM (cio.h, convention 2) */
     int rc;
     cio__task *t = cio__current(&rc);
     if (!t) return rc;
@@ -133,6 +134,7 @@ static int wait_for_expired(cio__task *t, cio_future *fut, int64_t deadline, voi
 
 /* expired_now: the caller asked for no time at all (timeout <= 0). */
 static int wait_for_deadline(cio_future *fut, int64_t deadline, bool expired_now, void **result) {
+    if (!fut) return -EINVAL; /* bad arguments before -EPERM (cio.h, convention 2) */
     int rc;
     cio__task *t = cio__current(&rc);
     if (!t) return rc;

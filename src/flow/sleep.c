@@ -53,19 +53,19 @@ static int sleep_until_ns(cio__task *t, int64_t when) {
 }
 
 int cio_sleep(double delay) {
+    if (isnan(delay)) return -EINVAL; /* bad arguments before -EPERM */
     int rc;
     cio__task *t = cio__current(&rc);
     if (!t) return rc;
-    if (isnan(delay)) return -EINVAL;
     if (delay <= 0) return yield_once(t);
     return sleep_until_ns(t, cio__deadline_after(delay));
 }
 
 int cio_sleep_until(double when) {
+    if (isnan(when)) return -EINVAL;
     int rc;
     cio__task *t = cio__current(&rc);
     if (!t) return rc;
-    if (isnan(when)) return -EINVAL;
     int64_t w = cio__seconds_to_ns(when);
     if (w <= cio__clock_ns()) return yield_once(t);
     return sleep_until_ns(t, w);

@@ -156,12 +156,13 @@ static int enter_at(cio_timeout *t, int64_t when) {
 }
 
 int cio_timeout_enter(cio_timeout *t, double delay) {
-    if (isnan(delay)) return -EINVAL;
+    if (!t || isnan(delay)) return -EINVAL;
     if (isinf(delay) && delay > 0) return enter_at(t, INT64_MAX);
     return enter_at(t, cio__deadline_after(delay));
 }
 
 int cio_timeout_enter_until(cio_timeout *t, double when) {
+    if (!t) return -EINVAL;
     int64_t deadline;
     int rc = cio__deadline(when, &deadline);
     if (rc < 0) return rc;

@@ -77,17 +77,19 @@ static int cancel_wait(cio__wait *rec, const char *msg) {
 static int wait_deadline(cio_future *const *fs, size_t n, cio_wait_mode mode, int64_t deadline,
                          cio_future **done, size_t *ndone, cio_future **pending,
                          size_t *npending) {
-    int rc;
-    cio__task *t = cio__current(&rc);
     if (ndone) *ndone = 0;
     if (npending) *npending = 0;
-    if (!t) return rc;
+    /* Bad arguments before -EPERM (cio.h, convention 2). */
     if (!fs || n == 0) return -EINVAL;
     if (mode != CIO_ALL_COMPLETED && mode != CIO_FIRST_COMPLETED && mode != CIO_FIRST_EXCEPTION)
         return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!fs[i]) return -EINVAL;
+    int rc;
+    cio__task *t = cio__current(&rc);
+    if (!t) return rc;
     cio_loop *loop = t->fut.loop;
     for (size_t i = 0; i < n; i++) {
-        if (!fs[i]) return -EINVAL;
         if (!fs[i]->loop) return -CIO_ELOOPCLOSED;
         if (fs[i]->loop != loop) return -CIO_EWRONGLOOP;
     }
@@ -134,6 +136,8 @@ static int wait_deadline(cio_future *const *fs, size_t n, cio_wait_mode mode, in
 
 int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout,
              cio_future **done, size_t *ndone, cio_future **pending, size_t *npending) {
+    if (ndone) *ndone = 0;
+    if (npending) *npending = 0;
     if (isnan(timeout)) return -EINVAL;
     int64_t deadline = isinf(timeout) && timeout > 0 ? INT64_MAX : cio__deadline_after(timeout);
     return wait_deadline(fs, n, mode, deadline, done, ndone, pending, npending);
@@ -141,6 +145,8 @@ int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout
 
 int cio_wait_until(cio_future *const *fs, size_t n, cio_wait_mode mode, double when,
                    cio_future **done, size_t *ndone, cio_future **pending, size_t *npending) {
+    if (ndone) *ndone = 0;
+    if (npending) *npending = 0;
     int64_t deadline;
     int rc = cio__deadline(when, &deadline);
     if (rc < 0) return rc;
