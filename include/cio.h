@@ -16,7 +16,7 @@
  * The behaviour follows Python 3.13's asyncio; docs/asyncio-mapping.md maps
  * each asyncio name to its cio name and lists every difference.
  *
- * Conventions (every function below follows them; docs/design.md §3 gives
+ * Conventions (every function below follows them; docs/design.md §2 gives
  * the reasons):
  *
  *  1. Errors. Every call that can fail returns an int (or ssize_t) that is
@@ -31,7 +31,8 @@
  *     _empty, _full, _broken, _expired, get_debug); NULL from a getter
  *     returning a pointer; 0 from one returning size_t; NaN from one
  *     returning double; nothing at all from a void call. Pointers that may
- *     be NULL are marked so.
+ *     be NULL are marked so. Arguments are checked first: a bad one is
+ *     -EINVAL even outside a task, where a valid suspending call is -EPERM.
  *  3. Constructors take their inputs first and the out-parameter last:
  *     cio_queue_new(maxsize, &q). On failure the out-parameter (when it is
  *     not NULL itself) is set to NULL and nothing is left allocated.
