@@ -446,9 +446,10 @@ static void *null_inside_a_task(void *arg) {
     CHECK_ERR(cio_wait_until(NULL, 1, CIO_ALL_COMPLETED, 0, NULL, NULL, NULL, NULL), -EINVAL);
     CHECK_ERR(cio_timeout_enter(NULL, 1), -EINVAL);
     CHECK_ERR(cio_timeout_enter_until(NULL, 1), -EINVAL);
-    cio_timeout scope;
+    cio_timeout scope = {{0}}; /* zeroed: a scope never entered */
     CHECK_ERR(cio_timeout_enter_until(&scope, NAN), -EINVAL);
-    CHECK_ERR(cio_timeout_exit(&scope, 0), -CIO_EINVALSTATE); /* never entered */
+    CHECK_ERR(cio_timeout_exit(&scope, 0), -CIO_EINVALSTATE);
+    CHECK_ERR(cio_timeout_reschedule(&scope, 1), -CIO_EINVALSTATE);
     CHECK_ERR(cio_task_group_enter(NULL), -EINVAL);
     CHECK_ERR(cio_lock_acquire(NULL), -EINVAL);
     CHECK_ERR(cio_event_wait(NULL), -EINVAL);
