@@ -3,7 +3,7 @@
  *
  * This is the one public header. Every function is prefixed cio_, every
  * macro CIO_. Long-lived objects (loop, future, task) are opaque and live
- * until their documented release point (docs/design.md, "Ownership").
+ * until the point where docs/design.md ("Ownership") frees them.
  *
  * Every call that allocates can fail with -ENOMEM; each says so below
  * ("-ENOMEM" in its returns), and then nothing changed. Every call that

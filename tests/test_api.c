@@ -429,6 +429,19 @@ TEST(io_calls_fail_cleanly_on_bad_descriptors) {
     CHECK(cio_sock_accept_until(-1, &sa, &len, 0) < 0);
     CHECK(cio_sock_connect_until(-1, &sa, len, 0) < 0);
     CHECK(cio_close(-1) < 0);
+    /* Watchers take a loop: the NULL rule applies in full. */
+    CHECK_ERR(cio_add_reader(NULL, 0, noop_cb, NULL), -EINVAL);
+    CHECK_ERR(cio_add_writer(NULL, 0, noop_cb, NULL), -EINVAL);
+    CHECK_ERR(cio_remove_reader(NULL, 0), -EINVAL);
+    CHECK_ERR(cio_remove_writer(NULL, 0), -EINVAL);
+    cio_loop *loop = test_loop();
+    CHECK_ERR(cio_add_reader(loop, 0, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_add_writer(loop, 0, NULL, NULL), -EINVAL);
+    CHECK(cio_add_reader(loop, -1, noop_cb, NULL) < 0);
+    CHECK(cio_add_writer(loop, -1, noop_cb, NULL) < 0);
+    CHECK_EQ(cio_remove_reader(loop, -1), 0);
+    CHECK_EQ(cio_remove_writer(loop, -1), 0);
+    CHECK_OK(cio_loop_free(loop));
 }
 
 /* ---- the same, inside a task ------------------------------------------- */

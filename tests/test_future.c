@@ -417,7 +417,7 @@ TEST(remove_done_callback_after_completion_finds_nothing) {
 
 TEST(removing_every_callback_leaves_the_future_releasable) {
     /* Each registration holds a reference; removing it must give that
-     * reference back, so the future is freed by the last release (checked
+     * reference back, so the future is freed by the last unref (checked
      * through the loop's list of live futures, which close would
      * otherwise quietly empty). */
     cio_loop *loop = test_loop();
@@ -593,7 +593,7 @@ TEST(pending_future_is_not_reported) {
 
 /* ---- references ------------------------------------------------------------ */
 
-TEST(retain_and_release) {
+TEST(ref_and_unref) {
     cio_loop *loop = recording_loop();
     cio_future *f;
     CHECK_OK(cio_future_new(loop, &f));

@@ -78,7 +78,7 @@ cio_future *cio_future_ref(cio_future *fut) {
 
 void cio_future_unref(cio_future *fut) {
     if (!fut) return;
-    if (fut->refs == 0) return; /* already released: a caller bug, ignored */
+    if (fut->refs == 0) return; /* already unreferenced: a caller bug, ignored */
     if (--fut->refs == 0) cio__future_destroy(fut);
 }
 
@@ -243,7 +243,7 @@ int cio_future_remove_done_callback(cio_future *fut, cio_done_fn fn, void *arg) 
         }
         link = next;
     }
-    /* The caller holds a reference, so these releases never free fut. */
+    /* The caller holds a reference, so these unrefs never free fut. */
     fut->refs -= (uint32_t)removed;
     return removed;
 }

@@ -3,7 +3,7 @@
  *
  * The gather future, its child pointers, the outcome array and one waiter
  * job per child are a single allocation. Each waiter holds a reference on
- * the gather future until it has run, so releasing the gather future early
+ * the gather future until it has run, so dropping the gather future early
  * never frees it under a pending child.
  *
  * Rules (asyncio's _GatheringFuture): outcomes keep argument order; without

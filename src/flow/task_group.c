@@ -48,7 +48,7 @@ typedef struct group_error {
 struct cio_task_group {
     cio_loop *loop;
     cio__task *parent;
-    child *children;      /* every child spawned, for cancel and release */
+    child *children;      /* every child spawned, for cancel and unref */
     size_t spawned, pending;
     group_error *errors;
     size_t nerrors, error_cap;
