@@ -11,7 +11,7 @@
  *   call_soon_batch        a task schedules 1024 callbacks, yields, and they
  *                          run in one iteration; ns per callback
  *   future_resolve_await   inside a task: cio_future_new, set_result, await
- *                          (already done, so no suspension), release
+ *                          (already done, so no suspension), unref
  *   future_await_suspend   two tasks pass the turn through futures: each
  *                          creates a future, resolves the other's, awaits its
  *                          own (a real suspension); ns per future
@@ -204,7 +204,7 @@ static void *player_main(void *arg) {
         cio_future_unref(mine);
     }
     if (p->me == 0) pp->t1 = bench_now_ns();
-    /* The other player awaits one more future: release it. */
+    /* The other player awaits one more future: resolve it. */
     cio_future *other = pp->slot[1 - p->me];
     if (other) {
         pp->slot[1 - p->me] = NULL;
