@@ -69,8 +69,8 @@ static double cio_pingpong(long rounds) {
     BENCH_CHECK(cio_run_until_complete(loop, ta, NULL));
     BENCH_CHECK(cio_run_until_complete(loop, tb, NULL));
     double ns = (double)(bench_now_ns() - t0) / (double)rounds;
-    cio_future_release(ta);
-    cio_future_release(tb);
+    cio_future_unref(ta);
+    cio_future_unref(tb);
     cio_loop_free(loop);
     cio_close(sv[0]);
     cio_close(sv[1]);
@@ -197,12 +197,12 @@ static double sleep0_rounds(long n, int with_io) {
     if (reader) {
         cio_task_cancel(reader, NULL);
         cio_run_until_complete(loop, reader, NULL);
-        cio_future_release(reader);
+        cio_future_unref(reader);
         cio_close(sv[0]);
         cio_close(sv[1]);
     }
-    cio_future_release(a);
-    cio_future_release(b);
+    cio_future_unref(a);
+    cio_future_unref(b);
     cio_loop_free(loop);
     return ns;
 }
