@@ -563,7 +563,7 @@ TEST(a_number_reused_after_a_plain_close_is_watched_afresh) {
     run_for(loop, 0.005);
     CHECK_EQ(cio_task_cancel(t, NULL), 1);
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
-    cio_future_release(t);
+    cio_future_unref(t);
     int old = sv[0];
     close(sv[0]);
     close(sv[1]);
