@@ -213,7 +213,7 @@ TEST(a_cancel_racing_the_deadline_is_not_lost) {
      * before it ran again: the recv reports the cancellation, which a
      * retry-on-timeout loop would otherwise never see. */
     CHECK_ERR(race_result, -ECANCELED);
-    cio_future_release(race_task);
+    cio_future_unref(race_task);
     close(sv[0]);
     close(sv[1]);
     cio_loop_free(loop);
@@ -260,9 +260,9 @@ TEST(two_sendalls_on_one_socket_do_not_interleave) {
     CHECK_EQ(PTRI(n), BIG);
     CHECK_OK(cio_run_until_complete(loop, b, &n));
     CHECK_EQ(PTRI(n), BIG);
-    cio_future_release(a);
-    cio_future_release(b);
-    cio_future_release(r);
+    cio_future_unref(a);
+    cio_future_unref(b);
+    cio_future_unref(r);
     close(sv[0]);
     close(sv[1]);
     cio_loop_free(loop);

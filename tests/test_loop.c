@@ -546,7 +546,7 @@ TEST(fork_child_starts_without_a_loop_and_refuses_the_parents) {
     CHECK_EQ(PTRI(r), 3);
     CHECK_OK(cio_future_result(fc.parent_future, &r));
     CHECK_EQ(PTRI(r), 5);
-    cio_future_release(fc.parent_future);
+    cio_future_unref(fc.parent_future);
     cio_event_free(fc.event);
     CHECK_OK(cio_loop_free(loop));
 }

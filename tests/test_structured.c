@@ -310,7 +310,7 @@ static void *enter_twice(void *arg) {
     /* asyncio: RuntimeError "Timeout has already been entered". Arming the
      * timer twice would put it into the heap twice. */
     CHECK_ERR(cio_timeout_enter(&scope, 10), -CIO_EINVALSTATE);
-    CHECK_ERR(cio_timeout_enter_at(&scope, cio_loop_time(cio_running_loop()) + 10),
+    CHECK_ERR(cio_timeout_enter_until(&scope, cio_loop_time(cio_running_loop()) + 10),
               -CIO_EINVALSTATE);
     CHECK(!cio_timeout_expired(&scope));
     CHECK_OK(cio_sleep(0.001));
@@ -411,8 +411,8 @@ TEST(timeout_entered_in_two_tasks_is_harmless) {
     CHECK_OK(cio_run_until_complete(loop, b, NULL));
     CHECK_EQ(scope_leaks, 1);
     CHECK_STR(scope_leak_task, "first");
-    cio_future_release(a);
-    cio_future_release(b);
+    cio_future_unref(a);
+    cio_future_unref(b);
     cio_event_free(e);
     CHECK_OK(cio_loop_free(loop));
 }
@@ -446,7 +446,7 @@ TEST(task_returning_inside_a_timeout_scope_is_reported_by_name) {
     void *r = NULL;
     CHECK_OK(cio_run_until_complete(loop, t, &r));
     CHECK_EQ(PTRI(r), 1);
-    cio_future_release(t);
+    cio_future_unref(t);
     CHECK_EQ(scope_leaks, 1);
     CHECK_STR(scope_leak_task, "leaky");
     /* The leaked deadline must not reach whoever uses that stack next. */
@@ -648,7 +648,7 @@ static void *free_while_next_waits(void *arg) {
     CHECK(r == f);
     CHECK_OK(cio_as_completed_free(ac));
     CHECK_OK(cio_as_completed_free(NULL));
-    cio_future_release(waiter);
+    cio_future_unref(waiter);
     return NULL;
 }
 
@@ -659,7 +659,7 @@ TEST(as_completed_free_while_a_task_waits_in_next_is_refused) {
     cio_future *f;
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(test_run(loop, free_while_next_waits, f, NULL));
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_OK(cio_loop_free(loop));
 }
 

@@ -154,13 +154,13 @@ static void check_while_running(cio_loop *loop, void *arg) {
 TEST(debug_mode_refuses_state_changes_from_a_thread_running_no_loop) {
     cio_loop_options opts = {.debug = 1};
     cio_loop *loop;
-    CHECK_OK(cio_loop_new_with(&loop, &opts));
+    CHECK_OK(cio_loop_new_with(&opts, &loop));
     foreign_targets *t = &targets;
     memset(t, 0, sizeof *t);
     CHECK_OK(cio_event_new(&t->event));
     CHECK_OK(cio_lock_new(&t->lock));
-    CHECK_OK(cio_queue_new(&t->queue, 0));
-    CHECK_OK(cio_semaphore_new(&t->sem, 1));
+    CHECK_OK(cio_queue_new(0, &t->queue));
+    CHECK_OK(cio_semaphore_new(1, &t->sem));
     CHECK_OK(cio_future_new(loop, &t->future));
     CHECK_OK(cio_event_set(t->event)); /* not bound yet: anyone may */
     cio_task_options topts = {.name = "sleeper"};
@@ -182,8 +182,8 @@ TEST(debug_mode_refuses_state_changes_from_a_thread_running_no_loop) {
     CHECK_EQ(cio_future_cancel(t->future, NULL), 1);
     CHECK_EQ(cio_task_cancel(t->task, NULL), 1);
     CHECK_ERR(cio_run_until_complete(loop, t->task, NULL), -ECANCELED);
-    cio_future_release(t->task);
-    cio_future_release(t->future);
+    cio_future_unref(t->task);
+    cio_future_unref(t->future);
     cio_event_free(t->event);
     cio_lock_free(t->lock);
     cio_queue_free(t->queue);
@@ -241,13 +241,13 @@ static void *hammer(void *arg) {
 TEST(debug_mode_refuses_foreign_threads_while_the_loop_is_busy) {
     cio_loop_options opts = {.debug = 1};
     cio_loop *loop;
-    CHECK_OK(cio_loop_new_with(&loop, &opts));
+    CHECK_OK(cio_loop_new_with(&opts, &loop));
     static hammer_targets t;
     memset(&t, 0, sizeof t);
     CHECK_OK(cio_event_new(&t.event));
     CHECK_OK(cio_lock_new(&t.lock));
-    CHECK_OK(cio_queue_new(&t.queue, 0));
-    CHECK_OK(cio_semaphore_new(&t.sem, 1));
+    CHECK_OK(cio_queue_new(0, &t.queue));
+    CHECK_OK(cio_semaphore_new(1, &t.sem));
     CHECK_OK(cio_future_new(loop, &t.future));
     CHECK_OK(cio_event_set(t.event));
     foreign_targets bind = {.event = t.event, .lock = t.lock, .queue = t.queue, .sem = t.sem};
@@ -267,8 +267,8 @@ TEST(debug_mode_refuses_foreign_threads_while_the_loop_is_busy) {
     CHECK(cio_lock_locked(t.lock));
     CHECK_EQ(cio_queue_size(t.queue), 1);
     CHECK(!cio_future_done(t.future));
-    cio_future_release(t.task);
-    cio_future_release(t.future);
+    cio_future_unref(t.task);
+    cio_future_unref(t.future);
     CHECK_OK(cio_lock_release(t.lock));
     cio_event_free(t.event);
     cio_lock_free(t.lock);
