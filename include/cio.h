@@ -39,8 +39,8 @@
  *  4. Every _free returns int: 0 once freed (and for NULL), or a negative
  *     code when it refuses and leaves the object intact and usable: -EBUSY
  *     while a task is still inside a call on the object (also reported
- *     through the exception handler), -CIO_ELOOPRUNNING for a loop freed
- *     while it runs.
+ *     through the exception handler); for a loop, the refusal of
+ *     cio_loop_close (-CIO_ELOOPRUNNING while it runs, -EBUSY, -CIO_EFORKED).
  *  5. "release" means unlocking only (lock, condition, semaphore), as in
  *     asyncio. Futures and tasks are reference counted with
  *     cio_future_ref() and cio_future_unref().
