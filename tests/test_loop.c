@@ -577,7 +577,7 @@ static void *fork_and_close_in_the_child(void *arg) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     CHECK_EQ(write(fork_sv[1], "x", 1), 1);
     CHECK_OK(cio_await(r, NULL));
-    cio_future_release(r);
+    cio_future_unref(r);
     return NULL;
 }
 

@@ -298,7 +298,7 @@ static void *run_bursts(void *arg) {
         cio_task *t;
         CHECK_OK(cio_spawn(loop, wait_briefly_on_a_new_pair, NULL, &t));
         CHECK_OK(cio_run_until_complete(loop, t, NULL));
-        cio_future_release(t);
+        cio_future_unref(t);
     }
     cio_loop_free(loop);
     return NULL;
