@@ -146,6 +146,7 @@ TEST(loop_and_callbacks_reject_null) {
     CHECK_ERR(cio_loop_set_debug(NULL, 1), -EINVAL);
     CHECK_EQ(cio_loop_get_debug(NULL), 0);
     CHECK(cio_loop_backend(NULL) == NULL);
+    CHECK(cio_loop_stack_guard(NULL) == NULL);
     CHECK_ERR(cio_loop_dump_tasks(NULL, stdout), -EINVAL);
     CHECK(cio_current_task() == NULL);
     CHECK_EQ(cio_all_tasks(NULL, NULL, 0), 0);

@@ -408,7 +408,7 @@ TEST(closing_a_loop_takes_waiters_out_of_primitives) {
     CHECK_OK(cio_loop_close(loop)); /* t is destroyed while it waits */
     CHECK_INT(quiet_reports, >=, 1);
     CHECK(cio_future_cancelled(t)); /* held: it outlives the close */
-    cio_future_release(t);
+    cio_future_unref(t);
     CHECK_OK(cio_lock_release(held_lock)); /* nobody left to wake */
     CHECK(!cio_lock_locked(held_lock));
     /* The lock still counts the destroyed task as inside (a C stack cannot

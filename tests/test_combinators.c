@@ -1071,7 +1071,7 @@ static void *wait_for_nonpositive(void *arg) {
         CHECK_ERR(cio_wait_for(c, timeouts[i], &r), -ETIMEDOUT);
         CHECK(cio_future_cancelled(c));
         CHECK_EQ(s.cleaned, 0); /* the body never ran */
-        cio_future_release(c);
+        cio_future_unref(c);
     }
     /* A started task that swallows the cancellation gives its value. */
     spec s = {.delay = 10.0, .swallow = 1, .value = 42, .cleanup = 0.01};
@@ -1080,7 +1080,7 @@ static void *wait_for_nonpositive(void *arg) {
     CHECK_OK(cio_wait_for(c, 0, &r));
     CHECK_EQ(PTRI(r), 42);
     CHECK_EQ(s.cleaned, 1);
-    cio_future_release(c);
+    cio_future_unref(c);
     CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
     return NULL;
 }

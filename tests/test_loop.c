@@ -351,7 +351,7 @@ TEST(exception_handler_receives_unretrieved_errors) {
     CHECK_OK(cio_future_new(loop, &f));
     CHECK_OK(cio_future_set_error(f, -EPIPE));
     CHECK_OK(cio_future_add_done_callback(f, never_done, NULL));
-    cio_future_release(f);
+    cio_future_unref(f);
     CHECK_EQ(handler_calls, 1);
     CHECK_OK(cio_loop_close(loop)); /* reported at close */
     CHECK_EQ(handler_calls, 2);
@@ -435,8 +435,8 @@ TEST(close_from_the_exception_handler_during_close_is_refused) {
     CHECK_ERR(n.free_rc, -EBUSY);
     CHECK(cio_loop_is_closed(loop));
     CHECK_OK(cio_loop_free(loop));
-    /* The future the test still holds outlived the loop: release it. */
-    cio_future_release(f);
+    /* The future the test still holds outlived the loop: drop it. */
+    cio_future_unref(f);
 }
 
 static int free_inside_rc;

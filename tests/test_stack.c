@@ -266,7 +266,7 @@ TEST(dump_shows_each_tasks_protection) {
 TEST(guard_size_is_configurable) {
     cio_loop_options o = {.stack_guard_size = 200 * 1024 + 1};
     cio_loop *loop;
-    CHECK_OK(cio_loop_new_with(&loop, &o));
+    CHECK_OK(cio_loop_new_with(&o, &loop));
     void *lo;
     cio_task *t;
     CHECK_OK(cio_spawn(loop, record_stack_lo, &lo, &t));
@@ -275,10 +275,10 @@ TEST(guard_size_is_configurable) {
     CHECK(guard == 204 * 1024 || guard == 0);
     if (cio__stack_guard_regions_available()) CHECK_EQ(guard, 204 * 1024);
     CHECK_OK(cio_run_until_complete(loop, t, NULL));
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
     o.stack_guard_size = CIO_MAX_STACK_SIZE + 1;
-    CHECK_ERR(cio_loop_new_with(&loop, &o), -EINVAL);
+    CHECK_ERR(cio_loop_new_with(&o, &loop), -EINVAL);
     CHECK(loop == NULL);
 }
 
@@ -293,7 +293,7 @@ TEST(stack_size_near_size_max_is_einval) {
         CHECK(t == NULL);
         cio_loop_options lo = {.default_stack_size = sizes[i]};
         cio_loop *bad = (cio_loop *)&lo;
-        CHECK_ERR(cio_loop_new_with(&bad, &lo), -EINVAL);
+        CHECK_ERR(cio_loop_new_with(&lo, &bad), -EINVAL);
         CHECK(bad == NULL);
     }
     /* The largest size allowed works (it is address space only). */
@@ -303,7 +303,7 @@ TEST(stack_size_near_size_max_is_einval) {
     void *r;
     CHECK_OK(cio_run_until_complete(loop, t, &r));
     CHECK_EQ((size_t)(intptr_t)r, CIO_MAX_STACK_SIZE);
-    cio_future_release(t);
+    cio_future_unref(t);
     cio_loop_free(loop);
 }
 
@@ -534,6 +534,6 @@ TEST(million_tasks_each_with_a_guard) {
     CHECK_STR(cio_loop_stack_guard(loop), "guard-region");
     CHECK_OK(cio_future_new(loop, &million_gate));
     CHECK_OK(test_run(loop, spawn_million, NULL, NULL));
-    cio_future_release(million_gate);
+    cio_future_unref(million_gate);
     cio_loop_free(loop);
 }

@@ -162,7 +162,7 @@ static void *past_deadline_scopes(void *arg) {
         CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);
     }
     cio_timeout scope;
-    CHECK_OK(cio_timeout_enter_at(&scope, cio_loop_time(loop) - 1.0));
+    CHECK_OK(cio_timeout_enter_until(&scope, cio_loop_time(loop) - 1.0));
     int rc = cio_sleep(0);
     CHECK_ERR(rc, -ECANCELED);
     CHECK_ERR(cio_timeout_exit(&scope, rc), -ETIMEDOUT);
@@ -179,7 +179,7 @@ static void *past_deadline_scopes(void *arg) {
     rc = cio_await(f, NULL);
     CHECK_ERR(rc, -ECANCELED);
     CHECK_ERR(cio_timeout_exit(&scope, rc), -ETIMEDOUT);
-    cio_future_release(f);
+    cio_future_unref(f);
     /* Nothing is left armed or queued. */
     CHECK_EQ(loop->timers.count, 0);
     CHECK_EQ(cio_task_cancelling(cio_current_task()), 0);

@@ -298,10 +298,12 @@ static void *group_child_cancelled_then_fails(void *arg) {
     CHECK_ERR(cio_task_group_exit(g, 0), -CIO_EGROUP);
     cio_task *who;
     const char *msg = "unset";
-    CHECK_ERR(cio_task_group_error(g, 0, &who, &msg), -EIO);
+    int err;
+    CHECK_OK(cio_task_group_error(g, 0, &err, &who, &msg));
+    CHECK_ERR(err, -EIO);
     CHECK(who == c);
     CHECK(msg == NULL);
-    cio_future_release(c);
+    cio_future_unref(c);
     cio_task_group_free(g);
     return NULL;
 }
@@ -319,8 +321,8 @@ static void *gather_cancelled_then_fails(void *arg) {
     CHECK_STR(cio_future_error_message(g), "own words");
     CHECK(cio_future_cancel_message(g) == NULL);
     CHECK_ERR(cio_future_error(c), -EPROTO);
-    cio_future_release(g);
-    cio_future_release(c);
+    cio_future_unref(g);
+    cio_future_unref(c);
     return NULL;
 }
 
@@ -332,13 +334,13 @@ TEST(error_after_cancel_reports_its_own_message) {
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -EIO);
     CHECK(cio_future_error_message(t) == NULL);
     CHECK(cio_future_cancel_message(t) == NULL);
-    cio_future_release(t);
+    cio_future_unref(t);
     /* With a message of its own, that one. */
     CHECK_OK(cio_spawn(loop, cancelled_then_fails, "own words", &t));
     CHECK_OK(cio_call_later(loop, 0.01, cancel_with_stop, t, NULL));
     CHECK_ERR(cio_run_until_complete(loop, t, NULL), -EPROTO);
     CHECK_STR(cio_future_error_message(t), "own words");
-    cio_future_release(t);
+    cio_future_unref(t);
     CHECK_OK(test_run(loop, group_child_cancelled_then_fails, NULL, NULL));
     CHECK_OK(test_run(loop, gather_cancelled_then_fails, NULL, NULL));
     CHECK_EQ(reports, 0);
@@ -1227,12 +1229,12 @@ TEST(held_task_outlives_cio_run) {
     CHECK_ERR(o[1].error, -ECANCELED);
     CHECK(cio_future_cancelled(kept_future));
     CHECK(cio_future_cancelled(kept_shield));
-    cio_future_release(kept_done);
-    cio_future_release(kept_pending);
-    cio_future_release(kept_waiting);
-    cio_future_release(kept_gather);
-    cio_future_release(kept_shield);
-    cio_future_release(kept_future);
+    cio_future_unref(kept_done);
+    cio_future_unref(kept_pending);
+    cio_future_unref(kept_waiting);
+    cio_future_unref(kept_gather);
+    cio_future_unref(kept_shield);
+    cio_future_unref(kept_future);
 }
 
 TEST(held_pending_task_outlives_close_and_free) {
@@ -1244,7 +1246,7 @@ TEST(held_pending_task_outlives_close_and_free) {
     CHECK_OK(cio_spawn(loop, wait_forever, f, &t));
     run_once(loop);
     CHECK_OK(cio_spawn(loop, return_seven, NULL, &never));
-    cio_future_release(f); /* only the suspended tasks hold it now */
+    cio_future_unref(f); /* only the suspended tasks hold it now */
     CHECK_OK(cio_loop_close(loop));
     CHECK_EQ(reports, 3); /* three tasks destroyed while pending */
     CHECK(cio_future_cancelled(w) && cio_future_cancelled(t) && cio_future_cancelled(never));
@@ -1260,7 +1262,7 @@ TEST(held_pending_task_outlives_close_and_free) {
     loop = test_loop();
     CHECK_ERR(cio_gather(loop, &w, 1, 0, &f), -CIO_ELOOPCLOSED);
     cio_loop_free(loop);
-    cio_future_release(w);
-    cio_future_release(t);
-    cio_future_release(never);
+    cio_future_unref(w);
+    cio_future_unref(t);
+    cio_future_unref(never);
 }
