@@ -414,22 +414,30 @@ TEST(io_calls_fail_cleanly_on_bad_descriptors) {
     char buf[4];
     struct sockaddr sa = {0};
     unsigned int len = sizeof sa;
-    CHECK(cio_wait_readable(-1) < 0);
-    CHECK(cio_wait_writable(-1) < 0);
-    CHECK(cio_wait_readable_until(-1, 0) < 0);
-    CHECK(cio_wait_writable_until(-1, 0) < 0);
-    CHECK(cio_sock_recv(-1, NULL, 1) < 0);
-    CHECK(cio_sock_recv(-1, buf, sizeof buf) < 0);
-    CHECK(cio_sock_send(-1, NULL, 1) < 0);
-    CHECK(cio_sock_sendall(-1, NULL, 1) < 0);
-    CHECK(cio_sock_accept(-1, NULL, NULL) < 0);
-    CHECK(cio_sock_connect(-1, NULL, 0) < 0);
-    CHECK(cio_sock_recv_until(-1, NULL, 1, 0) < 0);
-    CHECK(cio_sock_send_until(-1, NULL, 1, 0) < 0);
-    CHECK(cio_sock_sendall_until(-1, NULL, 1, 0) < 0);
-    CHECK(cio_sock_accept_until(-1, &sa, &len, 0) < 0);
-    CHECK(cio_sock_connect_until(-1, &sa, len, 0) < 0);
-    CHECK(cio_close(-1) < 0);
+    /* Outside a task: bad arguments first (-EINVAL, then -EBADF for a
+     * negative descriptor), and only then -EPERM. */
+    CHECK_ERR(cio_wait_readable(-1), -EBADF);
+    CHECK_ERR(cio_wait_writable(-1), -EBADF);
+    CHECK_ERR(cio_wait_readable_until(-1, 0), -EBADF);
+    CHECK_ERR(cio_wait_writable_until(0, NAN), -EINVAL);
+    CHECK_ERR(cio_wait_readable(0), -EPERM);
+    CHECK_ERR(cio_sock_recv(-1, NULL, 1), -EINVAL);
+    CHECK_ERR(cio_sock_recv(-1, buf, sizeof buf), -EBADF);
+    CHECK_ERR(cio_sock_recv(0, buf, sizeof buf), -EPERM);
+    CHECK_ERR(cio_sock_send(-1, NULL, 1), -EINVAL);
+    CHECK_ERR(cio_sock_sendall(-1, NULL, 1), -EINVAL);
+    CHECK_ERR(cio_sock_sendall(1, buf, 0), -EPERM);
+    CHECK_ERR(cio_sock_accept(-1, NULL, NULL), -EBADF);
+    CHECK_ERR(cio_sock_accept(0, &sa, NULL), -EINVAL);
+    CHECK_ERR(cio_sock_connect(-1, NULL, 0), -EINVAL);
+    CHECK_ERR(cio_sock_recv_until(-1, NULL, 1, 0), -EINVAL);
+    CHECK_ERR(cio_sock_recv_until(0, buf, 1, NAN), -EINVAL);
+    CHECK_ERR(cio_sock_send_until(-1, NULL, 1, 0), -EINVAL);
+    CHECK_ERR(cio_sock_sendall_until(-1, NULL, 1, 0), -EINVAL);
+    CHECK_ERR(cio_sock_accept_until(-1, &sa, &len, 0), -EBADF);
+    CHECK_ERR(cio_sock_connect_until(-1, &sa, len, 0), -EBADF);
+    CHECK_ERR(cio_sock_connect_until(0, &sa, len, NAN), -EINVAL);
+    CHECK_ERR(cio_close(-1), -EBADF);
     /* Watchers take a loop: the NULL rule applies in full. */
     CHECK_ERR(cio_add_reader(NULL, 0, noop_cb, NULL), -EINVAL);
     CHECK_ERR(cio_add_writer(NULL, 0, noop_cb, NULL), -EINVAL);

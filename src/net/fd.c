@@ -29,6 +29,9 @@ typedef struct watcher_slot {
 } watcher_slot;
 
 static ssize_t wait_fd(int fd, uint32_t events, int64_t deadline) {
+    /* Arguments first (convention 2), then the task. */
+    if (fd < 0) return -EBADF;
+    if (!cio_current_task()) return -EPERM;
     cio__op op;
     cio__op_init(&op, CIO__OP_POLL, fd);
     op.u.poll.events = events;

@@ -9,19 +9,23 @@
 #include "net.h"
 
 /* Every operation here may suspend, so each refuses to run outside a task
- * even when the kernel could complete it at once, and each checks its
- * deadline argument before doing anything. */
-static int prologue(double when, int64_t *deadline) {
-    if (!cio_current_task()) return -EPERM;
-    return cio__deadline(when, deadline);
+ * even when the kernel could complete it at once. As everywhere in cio
+ * (convention 2), bad arguments are reported first: a NaN deadline or a
+ * missing buffer is -EINVAL, a negative descriptor -EBADF, and only then
+ * is a call outside a task -EPERM. */
+static int prologue(int fd, double when, int64_t *deadline) {
+    int rc = cio__deadline(when, deadline);
+    if (rc < 0) return rc;
+    if (fd < 0) return -EBADF;
+    return cio_current_task() ? 0 : -EPERM;
 }
 
 /* recv and send: one buffer, one operation. */
 static ssize_t transfer(uint8_t kind, int fd, void *buf, size_t len, double when) {
-    int64_t deadline;
-    int rc = prologue(when, &deadline);
-    if (rc < 0) return rc;
     if (!buf && len) return -EINVAL;
+    int64_t deadline;
+    int rc = prologue(fd, when, &deadline);
+    if (rc < 0) return rc;
     cio__op op;
     cio__op_init(&op, kind, fd);
     op.u.rw.buf = buf;
@@ -41,10 +45,10 @@ ssize_t cio_sock_send_until(int fd, const void *buf, size_t len, double when) {
 }
 
 ssize_t cio_sock_sendall_until(int fd, const void *buf, size_t len, double when) {
-    int64_t deadline;
-    int rc = prologue(when, &deadline);
-    if (rc < 0) return rc;
     if (!buf && len) return -EINVAL;
+    int64_t deadline;
+    int rc = prologue(fd, when, &deadline);
+    if (rc < 0) return rc;
     /* One operation for the whole buffer, so that it keeps its place in
      * the descriptor's queue: two tasks' sendall calls never interleave. */
     cio__op op;
@@ -57,10 +61,10 @@ ssize_t cio_sock_sendall_until(int fd, const void *buf, size_t len, double when)
 }
 
 int cio_sock_accept_until(int fd, struct sockaddr *addr, unsigned int *addrlen, double when) {
-    int64_t deadline;
-    int rc = prologue(when, &deadline);
-    if (rc < 0) return rc;
     if (addr && !addrlen) return -EINVAL;
+    int64_t deadline;
+    int rc = prologue(fd, when, &deadline);
+    if (rc < 0) return rc;
     cio__op op;
     cio__op_init(&op, CIO__OP_ACCEPT, fd);
     op.u.accept.addr = addr;
@@ -70,10 +74,10 @@ int cio_sock_accept_until(int fd, struct sockaddr *addr, unsigned int *addrlen, 
 
 int cio_sock_connect_until(int fd, const struct sockaddr *addr, unsigned int addrlen,
                            double when) {
-    int64_t deadline;
-    int rc = prologue(when, &deadline);
-    if (rc < 0) return rc;
     if (!addr) return -EINVAL;
+    int64_t deadline;
+    int rc = prologue(fd, when, &deadline);
+    if (rc < 0) return rc;
     cio__op op;
     cio__op_init(&op, CIO__OP_CONNECT, fd);
     op.u.connect.addr = addr;
