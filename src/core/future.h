@@ -66,6 +66,10 @@ static inline void cio__future_unref(cio_future *fut) {
 void cio__future_add_waiter(cio_future *fut, cio__job *job);
 void cio__future_remove_waiter(cio_future *fut, cio__job *job);
 int cio__future_outcome(cio_future *fut, void **result);
+
+/* Passes an error nobody handled to the loop's exception handler
+ * (report.c, which names a future through its kind's table). */
+void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut);
 /* At loop close: a job that will never run gives back the references it
  * holds. A room above the core whose jobs hold references registers, once,
  * how to discard a job with a given run function. */

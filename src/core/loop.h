@@ -59,8 +59,6 @@ static inline void cio__ready_push(cio_loop *loop, cio__job *job) {
 void cio__loop_arm_timer(cio_loop *loop, cio__timer *timer, int64_t when);
 void cio__loop_queue_timer(cio_loop *loop, cio__timer *timer, int64_t when);
 void cio__loop_disarm_timer(cio_loop *loop, cio__timer *timer);
-/* Passes an error nobody handled to the loop's exception handler. */
-void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut);
 /* Returns 0 if the loop accepts new work, else the error. The common case
  * (open, not in debug mode) is decided inline. */
 int cio__loop_check_slow(const cio_loop *loop);
