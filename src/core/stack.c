@@ -49,6 +49,7 @@
 #include "stack.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -146,11 +147,25 @@ static atomic_bool regions_disabled;
 
 /* Installs a guard marker on one page of a scratch mapping: old kernels
  * reject the advice with EINVAL. */
+/*
+ * Success of madvise is not proof: an emulator (qemu-user) accepts advice
+ * it does not know and does nothing. So the probe also checks that the
+ * kernel refuses to read the guarded page: write(2) from it into a pipe
+ * must fail with EFAULT, which tests the guard without touching it.
+ */
 static bool probe_guard_regions(void) {
     size_t page = page_size();
     void *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return false;
     bool ok = madvise(p, page, MADV_GUARD_INSTALL) == 0;
+    int fds[2];
+    if (ok && pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
+        ok = write(fds[1], p, 1) < 0 && errno == EFAULT;
+        close(fds[0]);
+        close(fds[1]);
+    } else {
+        ok = false;
+    }
     munmap(p, 2 * page);
     return ok;
 }
