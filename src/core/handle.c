@@ -240,31 +240,20 @@ int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
     return schedule_at_ns(loop, cio__deadline_after(delay), fn, arg, handle);
 }
 
-/* The node behind a handle, if its callback is still scheduled. The loop
- * is found through the live-loop table first: only a loop that exists and
- * is open still has its node pool. */
-static cio__node *live_node(const cio_handle *handle) {
-    if (!handle || !handle->node || (handle->id & HANDLE_CANCELLED_BIT) || handle->id == 0)
-        return NULL;
-    cio_loop *loop = loop_by_key(handle->loop_key);
-    if (!loop || loop->closed || loop->closing) return NULL;
-    cio__node *node = handle->node;
-    return node->id == handle->id ? node : NULL;
-}
-
+/* The loop of a handle is found through the live-loop table, never through
+ * its node (whose pool may be freed), and checked for the calling thread
+ * before anything the loop's thread writes is read; only an open loop
+ * still has its node pool. One lookup serves both. */
 int cio_handle_cancel(cio_handle *handle) {
     if (!handle) return -EINVAL;
-    /* The loop is found through the live-loop table, never through the
-     * node (whose pool may be freed), and checked for the calling thread
-     * before anything the loop's thread writes is read. */
-    if (handle->node) {
-        cio_loop *loop = loop_by_key(handle->loop_key);
-        if (!loop) return 0;
-        int rc = cio__loop_check_thread(loop);
-        if (rc < 0) return rc;
-    }
-    cio__node *node = live_node(handle);
-    if (!node) return 0;
+    if (!handle->node || (handle->id & HANDLE_CANCELLED_BIT) || handle->id == 0) return 0;
+    cio_loop *loop = loop_by_key(handle->loop_key);
+    if (!loop) return 0;
+    int rc = cio__loop_check_thread(loop);
+    if (rc < 0) return rc;
+    if (loop->closed || loop->closing) return 0;
+    cio__node *node = handle->node;
+    if (node->id != handle->id) return 0;
     int cancelled = 0;
     switch (node->state) {
     case CIO__NODE_TIMER:
