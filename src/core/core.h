@@ -11,8 +11,4 @@
 #include "loop.h"
 #include "task.h"
 
-/* Calls fn(loop, arg) for every open loop of this process that belongs to
- * the calling thread (made or last run by it). */
-void cio__loop_each_local(void (*fn)(cio_loop *loop, void *arg), void *arg);
-
 #endif

@@ -52,6 +52,30 @@ static loop_slot *slot_at(uint32_t index) {
     return chunk ? &chunk[index % SLOT_CHUNK] : NULL;
 }
 
+/* Every open loop of the process is in the table, so cio_close() walks it
+ * to make each loop that knows a descriptor forget it. Only loops that
+ * belong to the calling thread (it made them, or ran them last) and to this
+ * process: another thread's loop may be in use at this very moment, and a
+ * loop inherited from the parent of a fork shares the parent's epoll
+ * instance, whose registrations are not the child's to change. */
+void cio__loop_each_local(void (*fn)(cio_loop *loop, void *arg), void *arg) {
+    uintptr_t self = (uintptr_t)pthread_self();
+    pthread_mutex_lock(&slot_lock);
+    for (uint32_t i = 0; i < slot_count; i++) {
+        cio_loop *loop = slot_at(i)->loop;
+        if (!loop || atomic_load_explicit(&loop->owner, memory_order_relaxed) != self) continue;
+        if (loop->generation != cio__fork_generation) continue;
+        if (!loop->closed && !loop->closing) fn(loop, arg);
+    }
+    pthread_mutex_unlock(&slot_lock);
+}
+
+/* In a forked child: another thread of the parent may have held the lock
+ * when it forked, and that thread does not exist in the child. */
+void cio__loop_slots_after_fork(void) {
+    pthread_mutex_init(&slot_lock, NULL);
+}
+
 int cio__loop_slot_acquire(cio_loop *loop) {
     int rc = 0;
     pthread_mutex_lock(&slot_lock);
@@ -104,10 +128,6 @@ static inline cio_loop *loop_by_key(uint64_t key) {
     loop_slot *slot = slot_at(index);
     if (!slot || atomic_load_explicit(&slot->key, memory_order_acquire) != key) return NULL;
     return slot->loop;
-}
-
-cio_loop *cio__loop_by_key(uint64_t key) {
-    return loop_by_key(key);
 }
 
 #define NODES_PER_BLOCK 256

@@ -39,7 +39,10 @@ typedef struct cio__node {
  * occupant. */
 int cio__loop_slot_acquire(cio_loop *loop);
 void cio__loop_slot_release(cio_loop *loop);
-cio_loop *cio__loop_by_key(uint64_t key);
+void cio__loop_slots_after_fork(void);
+/* Calls fn(loop, arg) for every open loop of this process that belongs to
+ * the calling thread (made or last run by it): cio_close's walk. */
+void cio__loop_each_local(void (*fn)(cio_loop *loop, void *arg), void *arg);
 
 cio__node *cio__node_alloc(cio_loop *loop);
 void cio__node_free(cio_loop *loop, cio__node *node);

@@ -214,7 +214,6 @@ int cio_run_forever(cio_loop *loop) {
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
     if (loop->running || running_loop) return -CIO_ELOOPRUNNING;
     loop->running = 1;
-    atomic_store_explicit(&loop->thread, (uintptr_t)pthread_self(), memory_order_relaxed);
     /* The loop now belongs to this thread, and stays this thread's after
      * the run until another thread runs it. */
     atomic_store_explicit(&loop->owner, (uintptr_t)pthread_self(), memory_order_relaxed);
@@ -228,7 +227,6 @@ int cio_run_forever(cio_loop *loop) {
     disable_altstack(altstack);
     loop->stopping = 0;
     loop->running = 0;
-    atomic_store_explicit(&loop->thread, 0, memory_order_relaxed);
     running_loop = NULL;
     return 0;
 }

@@ -19,7 +19,6 @@ struct cio_loop {
     cio__timer_heap timers;
     cio__link futures;        /* every live future and task of this loop */
     cio__io io;               /* the backend and the operations in flight */
-    cio__link registry_link;  /* in the process's list of open loops */
     struct cio__task *free_tasks; /* finished task objects kept for reuse */
     size_t free_task_count;
     uint64_t timer_seq;       /* breaks deadline ties FIFO */
@@ -44,9 +43,6 @@ struct cio_loop {
     uint8_t closing;
     uint8_t debug;
     unsigned generation;      /* cio__fork_generation when the loop was made */
-    /* The thread running the loop while it runs, else 0. Atomic because
-     * other threads read it (cio__loop_each_local). */
-    _Atomic uintptr_t thread;
     /* The thread the loop belongs to: the one running it while it runs,
      * else the one that last ran it (or created it). Atomic because debug
      * mode reads it from other threads to refuse them. */

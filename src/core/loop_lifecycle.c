@@ -31,34 +31,10 @@
 
 #include "core.h"
 
-/* Every open loop of the process, so that cio_close() can make each loop
- * that knows a descriptor forget it, not only the running one. */
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static cio__link registry = {&registry, &registry};
-
-/* Only loops that belong to the calling thread (it made them, or ran them
- * last) and to this process: another thread's loop may be in use at this
- * very moment, and a loop inherited from the parent of a fork shares the
- * parent's epoll instance, whose registrations are not the child's to
- * change. */
-void cio__loop_each_local(void (*fn)(cio_loop *loop, void *arg), void *arg) {
-    uintptr_t self = (uintptr_t)pthread_self();
-    pthread_mutex_lock(&registry_lock);
-    for (cio__link *l = registry.next; l != &registry; l = l->next) {
-        cio_loop *loop = CIO__CONTAINER_OF(l, cio_loop, registry_link);
-        if (atomic_load_explicit(&loop->owner, memory_order_relaxed) != self) continue;
-        if (loop->generation != cio__fork_generation) continue;
-        if (!loop->closed && !loop->closing) fn(loop, arg);
-    }
-    pthread_mutex_unlock(&registry_lock);
-}
-
 /* The child of a fork has no running loop and no current task, and the
  * parent's loops are not its own (see loop.c). */
 static void in_forked_child(void) {
-    /* Another thread of the parent may have held the lock when it forked;
-     * in the child that thread does not exist. */
-    pthread_mutex_init(&registry_lock, NULL);
+    cio__loop_slots_after_fork();
     cio__loop_forked();
     cio__task_forget_current();
 }
@@ -119,9 +95,6 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
     /* The overflow handler (stack layer) learns from the task layer which
      * stack is running. */
     cio__stack_set_running_hook(cio__running_stack);
-    pthread_mutex_lock(&registry_lock);
-    cio__list_push_back(&registry, &loop->registry_link);
-    pthread_mutex_unlock(&registry_lock);
     *loopp = loop;
     return 0;
 }
@@ -141,9 +114,6 @@ int cio_loop_close(cio_loop *loop) {
     /* 1. Operations in flight end first, each with its final completion,
      * while the stacks that hold their records still exist. Their
      * completions may schedule wake-ups; those are dropped next. */
-    pthread_mutex_lock(&registry_lock);
-    cio__list_unlink(&loop->registry_link);
-    pthread_mutex_unlock(&registry_lock);
     loop->io.backend->drain(&loop->io);
     cio__link *link;
     /* 2. */

@@ -251,6 +251,10 @@ static void on_deadline(cio__timer *timer) {
     deadline_timer *d = CIO__CONTAINER_OF(timer, deadline_timer, timer);
     cio__task *t = d->task;
     if (t->run_state != CIO__TASK_SUSPENDED || t->wait != d->wait) return;
+    if (d->wait->expire) {
+        d->wait->expire(d->wait);
+        return;
+    }
     if (d->wait->abandon) d->wait->abandon(d->wait);
     cio__task_resume(t, -ETIMEDOUT);
 }

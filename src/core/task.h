@@ -24,6 +24,12 @@ struct cio__wait {
      * futures, memory) when its task is destroyed at loop close, since the
      * code after the suspension will never run. */
     void (*unwind)(cio__wait *wait);
+    /* Optional: what a deadline does to a wait that cannot end at once (an
+     * I/O operation the kernel may still be writing into). Instead of
+     * abandoning the wait and resuming the task, the deadline calls expire,
+     * which asks the wait to end; the wait wakes its task itself once it
+     * has. */
+    void (*expire)(cio__wait *wait);
     const char *what;        /* "sleep", "future", "wait", ... */
     cio_future *future;      /* the awaited future, if any */
     int64_t deadline;        /* loop time in ns, or INT64_MAX */
@@ -78,8 +84,10 @@ int cio__task_cancel(cio__task *task, const char *msg);
  * -ECANCELED if a cancellation was pending. */
 int cio__task_suspend(cio__task *task, cio__wait *wait);
 /* Like cio__task_suspend, but a deadline (loop time in ns; INT64_MAX for
- * none) wakes the task with -ETIMEDOUT after abandoning the wait. Returns
- * -ENOMEM if the timer cannot be armed. */
+ * none) wakes the task with -ETIMEDOUT after abandoning the wait, or, for a
+ * wait with an expire hook, calls that hook and lets the wait wake the
+ * task. Returns -ENOMEM if the timer cannot be armed (never once the caller
+ * reserved room in the timer heap). */
 int cio__task_suspend_until(cio__task *task, cio__wait *wait, int64_t deadline);
 /* Schedules a suspended task to resume with the given status. */
 void cio__task_wake(cio__task *task, int status);

@@ -40,6 +40,13 @@ static void unwind_awaited(cio__wait *wait) {
     cio__future_unref(wait->future);
 }
 
+/* The wait record of a task awaiting fut: cancelling the task cancels fut,
+ * and a task destroyed meanwhile gives back its reference on fut. */
+static cio__wait awaiting(cio_future *fut, const char *what, int64_t deadline) {
+    return (cio__wait){.cancel = cancel_awaited, .unwind = unwind_awaited, .what = what,
+                       .future = fut, .deadline = deadline};
+}
+
 static int check_awaitable(cio__task *t, cio_future *fut) {
     if (!fut) return -EINVAL;
     if (!fut->loop) return -CIO_ELOOPCLOSED;
@@ -69,8 +76,7 @@ static int await_deadline(cio_future *fut, int64_t deadline, void **result) {
     if (rc < 0) return rc;
     /* A done future is not waited on: asyncio's await returns at once. */
     if (fut->state != CIO__PENDING) return cio__future_outcome(fut, result);
-    cio__wait rec = {.cancel = cancel_awaited, .unwind = unwind_awaited, .what = "future", .future = fut,
-                     .deadline = deadline};
+    cio__wait rec = awaiting(fut, "future", deadline);
     cio__future_ref(fut);
     int status = wait_done(t, fut, &rec, deadline);
     rc = status < 0 ? status : cio__future_outcome(fut, result);
@@ -116,8 +122,7 @@ static void on_expiry(cio__timer *timer) {
  * cancelled before its first step. Ended cancelled, fut gives -ETIMEDOUT;
  * an outcome it produced despite the cancel is returned. */
 static int wait_for_expired(cio__task *t, cio_future *fut, int64_t deadline, void **result) {
-    cio__wait rec = {.cancel = cancel_awaited, .unwind = unwind_awaited, .what = "future (wait_for)", .future = fut,
-                     .deadline = deadline};
+    cio__wait rec = awaiting(fut, "future (wait_for)", deadline);
     cio__future_ref(fut);
     cio_future_cancel(fut, NULL);
     int status = wait_done(t, fut, &rec, INT64_MAX);
@@ -151,8 +156,7 @@ static int wait_for_deadline(cio_future *fut, int64_t deadline, bool expired_now
     e.timer.fire = on_expiry;
     e.timer.index = CIO__TIMER_UNARMED;
     cio__loop_arm_timer(loop, &e.timer, deadline);
-    cio__wait rec = {.cancel = cancel_awaited, .unwind = unwind_awaited, .what = "future (wait_for)", .future = fut,
-                     .deadline = deadline};
+    cio__wait rec = awaiting(fut, "future (wait_for)", deadline);
     int cancels_at_entry = t->cancel_requests;
     cio_future_ref(fut);
     int status = wait_done(t, fut, &rec, INT64_MAX);

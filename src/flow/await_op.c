@@ -8,7 +8,7 @@
  *
  * Cancelling is two-phase. A cancellation of the task, or the deadline,
  * does not wake the task: it asks the backend to cancel the operation
- * (wait_cancel, on_deadline). The task wakes when the backend reports the
+ * (wait_cancel, wait_expire). The task wakes when the backend reports the
  * final completion, which on epoll comes at once and on io_uring from a
  * later poll. Until then the operation's record and buffers, which live on
  * this task's stack, stay in use by the backend; afterwards nothing touches
@@ -20,7 +20,6 @@
 
 typedef struct op_wait {
     cio__wait rec;
-    cio__timer timer;      /* the deadline, if any */
     cio__op *op;
     cio__task *task;
     cio__io *io;
@@ -42,9 +41,10 @@ static int wait_cancel(cio__wait *rec, const char *msg) {
     return 1;
 }
 
-static void on_deadline(cio__timer *timer) {
-    op_wait *w = CIO__CONTAINER_OF(timer, op_wait, timer);
-    if (w->op->state != CIO__OP_IN_FLIGHT) return;
+/* The deadline (cio__task_suspend_until) asks the operation to end; the
+ * final completion wakes the task, as for a cancellation. */
+static void wait_expire(cio__wait *rec) {
+    op_wait *w = CIO__CONTAINER_OF(rec, op_wait, rec);
     w->timed_out = 1;
     cio__io_cancel(w->io, w->op, -ECANCELED);
 }
@@ -79,22 +79,14 @@ ssize_t cio__op_await(cio__op *op, int64_t deadline) {
     if (op->state == CIO__OP_DONE) return op->result;
 
     w.rec.cancel = wait_cancel;
-    w.rec.abandon = NULL;
+    w.rec.expire = wait_expire;
     w.rec.what = describe(op);
-    w.rec.future = NULL;
-    w.rec.deadline = deadline;
-    if (deadline != INT64_MAX) {
-        w.timer.fire = on_deadline;
-        w.timer.index = CIO__TIMER_UNARMED;
-        cio__loop_arm_timer(loop, &w.timer, deadline);
-    }
     /* Only the final completion wakes the task, but a cancellation that
      * arrives after it (while the task waits in the ready queue) makes the
      * suspension report -ECANCELED: the loop below tells the cases apart by
      * the operation's own state. */
     int woke = 0;
-    while (op->state != CIO__OP_DONE) woke = cio__task_suspend(t, &w.rec);
-    if (deadline != INT64_MAX) cio__loop_disarm_timer(loop, &w.timer);
+    while (op->state != CIO__OP_DONE) woke = cio__task_suspend_until(t, &w.rec, deadline);
     ssize_t result = op->result;
     if (result == -ECANCELED && (w.cancelled || w.timed_out)) {
         /* The deadline cancelled the operation, and a cancellation of the

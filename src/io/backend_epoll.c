@@ -118,12 +118,26 @@ static int is_blocking(int fd) {
  * said "not now" (the operation keeps waiting), true with op->result set
  * otherwise. Socket calls pass MSG_DONTWAIT, so a descriptor left in
  * blocking mode cannot stall the loop; accept, connect, read and write have
- * no such flag, and refuse a blocking descriptor with -EINVAL, as asyncio
- * refuses a socket that is not non-blocking.
+ * no such flag, and refuse a blocking descriptor with -EINVAL (asyncio
+ * refuses one in debug mode; here it would stall the whole loop).
  */
+static bool refuses_blocking(uint8_t kind) {
+    return kind == CIO__OP_READ || kind == CIO__OP_WRITE || kind == CIO__OP_ACCEPT ||
+           kind == CIO__OP_CONNECT;
+}
+
 static bool attempt(cio__op *op, uint32_t revents) {
     ssize_t n;
-    int blocking = 0;
+    /* Stage 0: not tried yet. The blocking check runs once per operation;
+     * stage 1 means it passed (and, for connect, that connect() is due). */
+    if (op->stage == 0 && refuses_blocking(op->kind)) {
+        int blocking = is_blocking(op->fd);
+        if (blocking != 0) {
+            op->result = blocking < 0 ? blocking : -EINVAL;
+            return true;
+        }
+        op->stage = 1;
+    }
     for (;;) {
         switch (op->kind) {
         case CIO__OP_POLL:
@@ -152,18 +166,12 @@ static bool attempt(cio__op *op, uint32_t revents) {
             n = cio__sys_sendmsg(op->fd, op->u.msg.msg, op->u.msg.flags | MSG_DONTWAIT | MSG_NOSIGNAL);
             break;
         case CIO__OP_READ:
-            if (op->stage == 0 && (blocking = is_blocking(op->fd)) != 0) goto refuse_blocking;
-            op->stage = 1;
             n = cio__sys_read(op->fd, op->u.rw.buf, op->u.rw.len);
             break;
         case CIO__OP_WRITE:
-            if (op->stage == 0 && (blocking = is_blocking(op->fd)) != 0) goto refuse_blocking;
-            op->stage = 1;
             n = cio__sys_write(op->fd, op->u.rw.buf, op->u.rw.len);
             break;
         case CIO__OP_ACCEPT:
-            if (op->stage == 0 && (blocking = is_blocking(op->fd)) != 0) goto refuse_blocking;
-            op->stage = 1;
             n = cio__sys_accept4(op->fd, op->u.accept.addr, op->u.accept.addrlen,
                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
             /* A connection that went away before it was accepted is not
@@ -171,9 +179,7 @@ static bool attempt(cio__op *op, uint32_t revents) {
             if (n < 0 && errno == ECONNABORTED) continue;
             break;
         case CIO__OP_CONNECT:
-            if (op->stage == 0) {
-                if ((blocking = is_blocking(op->fd)) != 0) goto refuse_blocking;
-                op->stage = 1;
+            if (op->stage == 1) {
                 n = cio__sys_connect(op->fd, op->u.connect.addr, op->u.connect.addrlen);
                 /* In progress: the outcome is known once writable. */
                 if (n < 0 && (errno == EINPROGRESS || errno == EINTR)) {
@@ -182,10 +188,7 @@ static bool attempt(cio__op *op, uint32_t revents) {
                 }
                 /* A Unix socket whose listener's backlog is full: try the
                  * connect again once writable. */
-                if (n < 0 && errno == EAGAIN) {
-                    op->stage = 0;
-                    return false;
-                }
+                if (n < 0 && errno == EAGAIN) return false;
             } else {
                 if (!revents) return false;
                 int err = 0;
@@ -208,9 +211,13 @@ static bool attempt(cio__op *op, uint32_t revents) {
         op->result = -errno;
         return true;
     }
-refuse_blocking:
-    op->result = blocking < 0 ? blocking : -EINVAL;
-    return true;
+}
+
+/* Completes an operation inside submit: no done() call, the caller reads
+ * the result on return. */
+static void complete_now(cio__op *op, ssize_t result) {
+    op->result = result;
+    op->state = CIO__OP_DONE;
 }
 
 static void finish(cio__io *io, cio__op *op, ssize_t result) {
@@ -307,25 +314,25 @@ static void epoll_submit(cio__io *io, cio__op *op) {
         return;
     }
     if (op->kind >= CIO__OP_FSYNC) {
-        op->result = -EOPNOTSUPP;
-        op->state = CIO__OP_DONE;
+        complete_now(op, -EOPNOTSUPP);
+        return;
+    }
+    /* The loop's own descriptors are not the program's to wait on. */
+    if (op->fd < 0 || op->fd == st->epoll_fd || op->fd == st->wake_fd) {
+        complete_now(op, -EBADF);
         return;
     }
     int err = 0;
-    /* The loop's own descriptors are not the program's to wait on. */
-    if (op->fd == st->epoll_fd || op->fd == st->wake_fd) op->fd = -1;
-    fd_entry *e = op->fd >= 0 ? cio__fd_table_get(&st->fds, op->fd, &err) : NULL;
+    fd_entry *e = cio__fd_table_get(&st->fds, op->fd, &err);
     if (!e) {
-        op->result = op->fd < 0 ? -EBADF : err;
-        op->state = CIO__OP_DONE;
+        complete_now(op, err);
         return;
     }
     int dir = direction(op);
     bool multishot = (op->flags & CIO__OP_MULTISHOT) != 0;
     if (multishot) {
         if (e->watch[dir]) {
-            op->result = -EBUSY;
-            op->state = CIO__OP_DONE;
+            complete_now(op, -EBUSY);
             return;
         }
         e->watch[dir] = op;
@@ -333,7 +340,7 @@ static void epoll_submit(cio__io *io, cio__op *op) {
         /* Try at once, unless that would overtake operations already
          * waiting in this direction. */
         if (op->kind != CIO__OP_POLL && cio__list_empty(&e->queue[dir]) && attempt(op, 0)) {
-            op->state = CIO__OP_DONE;
+            complete_now(op, op->result);
             return;
         }
         cio__list_push_back(&e->queue[dir], &op->link);
@@ -347,8 +354,7 @@ static void epoll_submit(cio__io *io, cio__op *op) {
         else
             cio__list_unlink(&op->link);
         io->in_flight--;
-        op->result = rc;
-        op->state = CIO__OP_DONE;
+        complete_now(op, rc);
     }
 }
 
@@ -383,10 +389,9 @@ static void close_fd(cio__io *io, cio__op *op) {
         e->registered = 0;
     }
     if (op->u.close.keep_fd)
-        op->result = 0;
+        complete_now(op, 0);
     else
-        op->result = op->fd < 0 ? -EBADF : cio__sys_close(op->fd) == 0 ? 0 : -errno;
-    op->state = CIO__OP_DONE;
+        complete_now(op, op->fd < 0 ? -EBADF : cio__sys_close(op->fd) == 0 ? 0 : -errno);
 }
 
 static void handle_event(cio__io *io, int fd, uint32_t events) {
@@ -399,16 +404,15 @@ static void handle_event(cio__io *io, int fd, uint32_t events) {
     uint32_t failed = events & (EPOLLERR | EPOLLHUP);
     uint32_t in = (events & EPOLLIN) || failed ? CIO__POLL_IN | failed : 0;
     uint32_t out = (events & EPOLLOUT) || failed ? CIO__POLL_OUT | failed : 0;
-    if (in) serve(io, e, DIR_IN, in);
-    if (out) serve(io, e, DIR_OUT, out);
-    /* A watcher completes once per readiness and stays in flight. */
-    if (in && e->watch[DIR_IN]) {
-        e->watch[DIR_IN]->result = in;
-        e->watch[DIR_IN]->done(e->watch[DIR_IN]);
-    }
-    if (out && e->watch[DIR_OUT]) {
-        e->watch[DIR_OUT]->result = out;
-        e->watch[DIR_OUT]->done(e->watch[DIR_OUT]);
+    uint32_t ready[2] = {in, out};
+    for (int d = 0; d < 2; d++) {
+        if (!ready[d]) continue;
+        serve(io, e, d, ready[d]);
+        /* A watcher completes once per readiness and stays in flight. */
+        if (e->watch[d]) {
+            e->watch[d]->result = ready[d];
+            e->watch[d]->done(e->watch[d]);
+        }
     }
     rearm(io, fd, e);
 }

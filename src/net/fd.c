@@ -21,42 +21,42 @@ typedef struct watcher {
     cio_loop *loop;
     cio_callback_fn fn;
     void *arg;
-    int dir;
 } watcher;
+
+/* 0 for a reader, 1 for a writer: what its readiness operation polls. */
+static int direction_of(const watcher *w) {
+    return (w->op.u.poll.events & CIO__POLL_OUT) ? 1 : 0;
+}
 
 typedef struct watcher_slot {
     watcher *dir[2];        /* reader, writer */
 } watcher_slot;
 
-static ssize_t wait_fd(int fd, uint32_t events, int64_t deadline) {
-    /* Arguments first (convention 2), then the task. */
-    if (fd < 0) return -EBADF;
-    if (!cio_current_task()) return -EPERM;
+static int wait_fd(int fd, uint32_t events, double when) {
+    int64_t deadline;
+    int rc = cio__io_call_check(fd, when, &deadline);
+    if (rc < 0) return rc;
     cio__op op;
     cio__op_init(&op, CIO__OP_POLL, fd);
     op.u.poll.events = events;
-    ssize_t rc = cio__op_await(&op, deadline);
-    return rc < 0 ? rc : 0;
+    ssize_t n = cio__op_await(&op, deadline);
+    return n < 0 ? (int)n : 0;
 }
 
 int cio_wait_readable(int fd) {
-    return (int)wait_fd(fd, CIO__POLL_IN, INT64_MAX);
+    return wait_fd(fd, CIO__POLL_IN, CIO_NO_TIMEOUT);
 }
 
 int cio_wait_writable(int fd) {
-    return (int)wait_fd(fd, CIO__POLL_OUT, INT64_MAX);
+    return wait_fd(fd, CIO__POLL_OUT, CIO_NO_TIMEOUT);
 }
 
 int cio_wait_readable_until(int fd, double when) {
-    int64_t deadline;
-    int rc = cio__deadline(when, &deadline);
-    return rc < 0 ? rc : (int)wait_fd(fd, CIO__POLL_IN, deadline);
+    return wait_fd(fd, CIO__POLL_IN, when);
 }
 
 int cio_wait_writable_until(int fd, double when) {
-    int64_t deadline;
-    int rc = cio__deadline(when, &deadline);
-    return rc < 0 ? rc : (int)wait_fd(fd, CIO__POLL_OUT, deadline);
+    return wait_fd(fd, CIO__POLL_OUT, when);
 }
 
 /* ---- watchers ----------------------------------------------------------- */
@@ -92,7 +92,7 @@ static void on_watcher_event(cio__op *op) {
     cio_loop *loop = w->loop;
     int lost = w->fn && op->result != -ECANCELED && op->result != -EBADF ? (int)op->result : 0;
     watcher_slot *s = slot_of(loop, op->fd);
-    if (s && s->dir[w->dir] == w) s->dir[w->dir] = NULL;
+    if (s && s->dir[direction_of(w)] == w) s->dir[direction_of(w)] = NULL;
     cio__free(w);
     /* The report runs the program's handler, which may well add the
      * watcher again: it must not run inside the backend, so it waits for
@@ -129,7 +129,6 @@ static int add_watcher(cio_loop *loop, int fd, int dir, cio_callback_fn fn, void
     w->loop = loop;
     w->fn = fn;
     w->arg = arg;
-    w->dir = dir;
     cio__io_submit(&loop->io, &w->op);
     if (w->op.state == CIO__OP_DONE) {
         rc = (int)w->op.result;

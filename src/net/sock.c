@@ -8,62 +8,42 @@
  */
 #include "net.h"
 
-/* Every operation here may suspend, so each refuses to run outside a task
- * even when the kernel could complete it at once. As everywhere in cio
- * (convention 2), bad arguments are reported first: a NaN deadline or a
- * missing buffer is -EINVAL, a negative descriptor -EBADF, and only then
- * is a call outside a task -EPERM. */
-static int prologue(int fd, double when, int64_t *deadline) {
-    int rc = cio__deadline(when, deadline);
-    if (rc < 0) return rc;
-    if (fd < 0) return -EBADF;
-    return cio_current_task() ? 0 : -EPERM;
-}
-
-/* recv and send: one buffer, one operation. */
-static ssize_t transfer(uint8_t kind, int fd, void *buf, size_t len, double when) {
+/* recv, send and sendall: one buffer, one operation. A sendall is a send
+ * with CIO__OP_ALL, one operation for the whole buffer, so that it keeps
+ * its place in the descriptor's queue: two tasks' sendall calls never
+ * interleave. */
+static ssize_t transfer(uint8_t kind, uint8_t flags, int fd, const void *buf, size_t len,
+                        double when) {
     if (!buf && len) return -EINVAL;
     int64_t deadline;
-    int rc = prologue(fd, when, &deadline);
+    int rc = cio__io_call_check(fd, when, &deadline);
     if (rc < 0) return rc;
     cio__op op;
     cio__op_init(&op, kind, fd);
-    op.u.rw.buf = buf;
-    op.u.rw.len = len;
-    op.u.rw.flags = 0;
-    return cio__op_await(&op, deadline);
-}
-
-ssize_t cio_sock_recv_until(int fd, void *buf, size_t len, double when) {
-    return transfer(CIO__OP_RECV, fd, buf, len, when);
-}
-
-ssize_t cio_sock_send_until(int fd, const void *buf, size_t len, double when) {
-    /* The operation only reads the buffer; the record has one field for
-     * both directions. */
-    return transfer(CIO__OP_SEND, fd, (void *)buf, len, when);
-}
-
-ssize_t cio_sock_sendall_until(int fd, const void *buf, size_t len, double when) {
-    if (!buf && len) return -EINVAL;
-    int64_t deadline;
-    int rc = prologue(fd, when, &deadline);
-    if (rc < 0) return rc;
-    /* One operation for the whole buffer, so that it keeps its place in
-     * the descriptor's queue: two tasks' sendall calls never interleave. */
-    cio__op op;
-    cio__op_init(&op, CIO__OP_SEND, fd);
-    op.flags = CIO__OP_ALL;
+    op.flags = flags;
+    /* A send only reads the buffer; the record has one field for both. */
     op.u.rw.buf = (void *)buf;
     op.u.rw.len = len;
     op.u.rw.flags = 0;
     return cio__op_await(&op, deadline);
 }
 
+ssize_t cio_sock_recv_until(int fd, void *buf, size_t len, double when) {
+    return transfer(CIO__OP_RECV, 0, fd, buf, len, when);
+}
+
+ssize_t cio_sock_send_until(int fd, const void *buf, size_t len, double when) {
+    return transfer(CIO__OP_SEND, 0, fd, buf, len, when);
+}
+
+ssize_t cio_sock_sendall_until(int fd, const void *buf, size_t len, double when) {
+    return transfer(CIO__OP_SEND, CIO__OP_ALL, fd, buf, len, when);
+}
+
 int cio_sock_accept_until(int fd, struct sockaddr *addr, unsigned int *addrlen, double when) {
     if (addr && !addrlen) return -EINVAL;
     int64_t deadline;
-    int rc = prologue(fd, when, &deadline);
+    int rc = cio__io_call_check(fd, when, &deadline);
     if (rc < 0) return rc;
     cio__op op;
     cio__op_init(&op, CIO__OP_ACCEPT, fd);
@@ -76,7 +56,7 @@ int cio_sock_connect_until(int fd, const struct sockaddr *addr, unsigned int add
                            double when) {
     if (!addr) return -EINVAL;
     int64_t deadline;
-    int rc = prologue(fd, when, &deadline);
+    int rc = cio__io_call_check(fd, when, &deadline);
     if (rc < 0) return rc;
     cio__op op;
     cio__op_init(&op, CIO__OP_CONNECT, fd);

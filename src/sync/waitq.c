@@ -63,12 +63,9 @@ int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t dea
     w->queue = q;
     w->woken = 0;
     w->value = NULL;
-    w->rec.cancel = cancel_waiter;
-    w->rec.abandon = abandon_waiter;
-    w->rec.unwind = NULL;
-    w->rec.what = what;
-    w->rec.future = NULL;
-    w->rec.deadline = deadline;
+    /* Whole, so that every hook the waiter does not use is NULL. */
+    w->rec = (cio__wait){.cancel = cancel_waiter, .abandon = abandon_waiter, .what = what,
+                         .deadline = deadline};
     cio__list_push_back(&q->waiters, &w->link);
     q->count++;
     rc = cio__task_suspend_until(t, &w->rec, deadline);
