@@ -2,32 +2,56 @@
  * The epoll backend: completion emulated on readiness.
  *
  * An operation is first tried at once (unless others of its direction
- * already wait on the descriptor, which would be overtaken). If the kernel
- * says EAGAIN, the operation joins its descriptor's FIFO queue for that
- * direction and the descriptor is armed in epoll. When readiness arrives,
- * the queue is served in order: each operation retries its system call,
- * and the first that meets EAGAIN again stops the round. So the operation
- * completes inside the backend, and the loop above sees only completions.
+ * already wait on the descriptor, which would be overtaken, or the
+ * descriptor is known to have nothing for it). If the kernel says EAGAIN,
+ * the operation joins its descriptor's FIFO queue for that direction and
+ * the descriptor is armed in epoll. When readiness arrives, the queue is
+ * served in order: each operation retries its system call, and the first
+ * that meets EAGAIN again stops the round. So the operation completes
+ * inside the backend, and the loop above sees only completions.
  *
- * Registrations. A descriptor that only has operations waiting is armed
- * one-shot (EPOLLONESHOT), for the directions that have waiters: one
- * epoll_ctl per blocking wait, as asyncio's add_reader costs, and a
- * descriptor closed behind the loop's back can never leave a stale
- * registration that swallows the events of a new descriptor with the same
- * number (re-arming a registration that the kernel dropped fails with
- * ENOENT and is added afresh). A descriptor with a persistent watcher
- * (loop.add_reader / add_writer) is registered level-triggered for as long
- * as the watcher lives, as asyncio's selector does. EPOLLRDHUP is never
- * asked for: a peer's half-close shows up as readable (recv returns 0), and
- * a task that only writes is not woken, again and again, by a hang-up of
- * the other direction.
+ * Registrations come in three kinds.
+ *  - A descriptor that only has operations waiting is armed one-shot
+ *    (EPOLLONESHOT, level-triggered), for the directions that have
+ *    waiters: a descriptor closed behind the loop's back can never leave a
+ *    stale registration that swallows the events of a new descriptor with
+ *    the same number (re-arming a registration that the kernel dropped
+ *    fails with ENOENT and is added afresh).
+ *  - A descriptor with a persistent watcher (loop.add_reader / add_writer)
+ *    is registered level-triggered for as long as the watcher lives, as
+ *    asyncio's selector does.
+ *  - A descriptor the loop owns (a transport's or a server's socket, which
+ *    the program never sees, so nobody closes it behind the loop's back) is
+ *    registered once, edge-triggered for both directions, and stays so
+ *    until it is closed through the loop: no epoll_ctl per wait. Its owner
+ *    gets every edge (a multishot CIO__OP_POLL with CIO__OP_OWN). Because
+ *    an edge comes only when something changes, the entry remembers which
+ *    directions may still be ready (`ready`): an operation is tried only
+ *    while its direction may be ready, and a short read or an EAGAIN
+ *    clears it, so the common "read, answer, wait" costs no read that is
+ *    bound to fail.
+ * Registration changes of waiting operations are not made at once: the
+ * entry is marked and the changes are made just before the next
+ * epoll_wait, so an operation that completes or is cancelled within the
+ * iteration costs none, and several changes to one descriptor cost one.
+ * EPOLLRDHUP is never asked for: a peer's half-close shows up as readable
+ * (recv returns 0), and a task that only writes is not woken, again and
+ * again, by a hang-up of the other direction.
+ *
+ * A recv on a one-shot descriptor that returned less than it asked for has
+ * likely emptied the socket: the next recv is not tried but armed at once
+ * (a level-triggered arm reports data that is already there, so nothing is
+ * missed), which saves the failing recv before each wait.
  *
  * Cancellation is immediate: an operation waiting in a queue has no system
  * call in progress, so it is unlinked and completed with the reason at once.
  *
- * The descriptor table (src/base/fd_table.h) never moves its entries, and
- * an event's data is the descriptor number plus one, so 0 can mean the
- * loop's own wake-up eventfd.
+ * The descriptor table (src/base/fd_table.h) never moves its entries. An
+ * event's data is the descriptor number plus one (so 0 can mean the loop's
+ * own wake-up eventfd) and, in the upper half, the entry's generation,
+ * which a close through the loop advances: an event of a descriptor that
+ * a callback closed earlier in the same batch is ignored, even if the
+ * number was already reused.
  */
 #include <fcntl.h>
 #include <stdbool.h>
@@ -43,15 +67,22 @@ enum { DIR_IN = 0, DIR_OUT = 1 };
 typedef struct fd_entry {
     cio__link queue[2];    /* operations waiting for in / out, FIFO */
     cio__op *watch[2];     /* persistent (multishot) readiness watchers */
+    cio__op *owner;        /* the owner's edge watch, for an owned descriptor */
+    cio__link dirty;       /* in the state's list while its registration is due */
+    int fd;
     uint32_t registered;   /* the events last given to epoll_ctl */
+    uint32_t generation;   /* advanced by a close through the loop */
     uint8_t in_epoll;      /* the descriptor is in the epoll set */
     uint8_t armed;         /* ... and its registration can still fire */
+    uint8_t ready;         /* owned: the directions (1 << DIR_x) that may be ready */
+    uint8_t drained;       /* one-shot: the last recv was short */
 } fd_entry;
 
 typedef struct epoll_state {
     int epoll_fd;
     int wake_fd;
     cio__fd_table fds;
+    cio__link dirty;       /* entries whose registration is due before the next wait */
 } epoll_state;
 
 static void init_entry(void *p) {
@@ -59,6 +90,8 @@ static void init_entry(void *p) {
     memset(e, 0, sizeof *e);
     cio__list_init(&e->queue[DIR_IN]);
     cio__list_init(&e->queue[DIR_OUT]);
+    cio__list_init(&e->dirty);
+    e->fd = -1;
 }
 
 static int epoll_init(cio__io *io) {
@@ -80,6 +113,7 @@ static int epoll_init(cio__io *io) {
         return err;
     }
     cio__fd_table_init(&st->fds, sizeof(fd_entry), init_entry);
+    cio__list_init(&st->dirty);
     io->state = st;
     return 0;
 }
@@ -231,7 +265,14 @@ static void finish(cio__io *io, cio__op *op, ssize_t result) {
  * Brings the kernel's registration of fd in line with what waits on it (see
  * the opening comment). Returns 0 or the error of epoll_ctl.
  */
+static uint64_t event_key(int fd, const fd_entry *e) {
+    return (uint64_t)e->generation << 32 | (uint64_t)(fd + 1);
+}
+
 static int sync_registration(epoll_state *st, int fd, fd_entry *e) {
+    /* An owned descriptor keeps the registration it got when it was
+     * adopted; nothing that waits on it changes that. */
+    if (e->owner) return 0;
     bool persistent = e->watch[DIR_IN] || e->watch[DIR_OUT];
     uint32_t want = 0;
     if (e->watch[DIR_IN] || !cio__list_empty(&e->queue[DIR_IN])) want |= EPOLLIN;
@@ -257,7 +298,7 @@ static int sync_registration(epoll_state *st, int fd, fd_entry *e) {
         return 0;
     }
     if (e->in_epoll && e->armed && e->registered == want) return 0;
-    struct epoll_event ev = {.events = want, .data.u64 = (uint64_t)fd + 1};
+    struct epoll_event ev = {.events = want, .data.u64 = event_key(fd, e)};
     int rc = cio__sys_epoll_ctl(st->epoll_fd, e->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
     if (rc != 0 && errno == ENOENT)
         rc = cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
@@ -285,27 +326,74 @@ static void fail_all(cio__io *io, fd_entry *e, int err) {
         e->watch[d] = NULL;
         if (w) finish(io, w, err);
     }
+    cio__op *owner = e->owner;
+    e->owner = NULL;
+    if (owner) finish(io, owner, err);
 }
 
-static void rearm(cio__io *io, int fd, fd_entry *e) {
+/* Registration changes wait for the next poll (see the opening comment). */
+static void mark_due(epoll_state *st, int fd, fd_entry *e) {
+    e->fd = fd;
+    if (!cio__link_linked(&e->dirty)) cio__list_push_back(&st->dirty, &e->dirty);
+}
+
+/* Returns how many descriptors failed to arm: their operations completed
+ * with the error, so the wait that follows must not block. */
+static int flush_registrations(cio__io *io) {
     epoll_state *st = io->state;
-    int rc = sync_registration(st, fd, e);
-    if (rc < 0) fail_all(io, e, rc);
+    cio__link *l;
+    int failed = 0;
+    while ((l = cio__list_pop_front(&st->dirty)) != NULL) {
+        fd_entry *e = CIO__CONTAINER_OF(l, fd_entry, dirty);
+        int rc = sync_registration(st, e->fd, e);
+        if (rc < 0) {
+            fail_all(io, e, rc);
+            failed++;
+        }
+    }
+    return failed;
 }
 
 /* Serves fd's queue for one direction in order, until an operation meets
  * EAGAIN again. */
+/* What a finished attempt says about the descriptor: a recv that got less
+ * than it asked for has probably emptied it. */
+static void note_result(fd_entry *e, const cio__op *op) {
+    if (op->kind == CIO__OP_RECV && op->result >= 0 && (size_t)op->result < op->u.rw.len) {
+        e->drained = 1;
+        e->ready &= (uint8_t)~(1u << DIR_IN);
+    }
+}
+
 static void serve(cio__io *io, fd_entry *e, int dir, uint32_t revents) {
     cio__link *l;
     while ((l = e->queue[dir].next) != &e->queue[dir]) {
         cio__op *op = CIO__CONTAINER_OF(l, cio__op, link);
-        if (!attempt(op, revents)) break;
+        if (!attempt(op, revents)) {
+            e->ready &= (uint8_t)~(1u << dir);
+            break;
+        }
         cio__list_unlink(l);
+        note_result(e, op);
         finish(io, op, op->result);
     }
 }
 
+/* Whether a new operation should try its call before waiting: not if it
+ * would overtake others, and not if the descriptor is known to have
+ * nothing for it (see the opening comment). A readiness wait never tries:
+ * on a descriptor with an edge registration it completes at once if the
+ * direction may be ready. */
+static bool worth_trying(const fd_entry *e, const cio__op *op, int dir) {
+    if (!cio__list_empty(&e->queue[dir])) return false;
+    if (e->owner) return (e->ready >> dir) & 1u;
+    if (op->kind == CIO__OP_POLL) return false;
+    return !(op->kind == CIO__OP_RECV && e->drained);
+}
+
 static void close_fd(cio__io *io, cio__op *op);
+
+static int adopt(epoll_state *st, int fd, fd_entry *e, cio__op *op);
 
 static void epoll_submit(cio__io *io, cio__op *op) {
     epoll_state *st = io->state;
@@ -329,33 +417,73 @@ static void epoll_submit(cio__io *io, cio__op *op) {
         return;
     }
     int dir = direction(op);
-    bool multishot = (op->flags & CIO__OP_MULTISHOT) != 0;
-    if (multishot) {
-        if (e->watch[dir]) {
+    if (op->flags & CIO__OP_OWN) {
+        int rc = adopt(st, op->fd, e, op);
+        if (rc < 0) {
+            complete_now(op, rc);
+            return;
+        }
+    } else if (op->flags & CIO__OP_MULTISHOT) {
+        /* A level-triggered watcher cannot share an owned descriptor's
+         * edge registration (asyncio: "File descriptor is used by
+         * transport"). */
+        if (e->watch[dir] || e->owner) {
             complete_now(op, -EBUSY);
             return;
         }
         e->watch[dir] = op;
-    } else {
-        /* Try at once, unless that would overtake operations already
-         * waiting in this direction. */
-        if (op->kind != CIO__OP_POLL && cio__list_empty(&e->queue[dir]) && attempt(op, 0)) {
-            complete_now(op, op->result);
+        /* Registered at once, so that a descriptor epoll refuses (a
+         * regular file) is refused to the caller of add_reader. */
+        int rc = sync_registration(st, op->fd, e);
+        if (rc < 0) {
+            e->watch[dir] = NULL;
+            sync_registration(st, op->fd, e);
+            complete_now(op, rc);
             return;
         }
+    } else {
+        if (worth_trying(e, op, dir)) {
+            if (op->kind == CIO__OP_POLL || attempt(op, 0)) {
+                /* A readiness wait on an owned descriptor that may be
+                 * ready answers with the direction. */
+                if (op->kind == CIO__OP_POLL) op->result = dir == DIR_OUT ? CIO__POLL_OUT : CIO__POLL_IN;
+                note_result(e, op);
+                complete_now(op, op->result);
+                return;
+            }
+            e->ready &= (uint8_t)~(1u << dir);
+        }
         cio__list_push_back(&e->queue[dir], &op->link);
+        if (!e->owner) mark_due(st, op->fd, e);
     }
     op->state = CIO__OP_IN_FLIGHT;
     io->in_flight++;
-    int rc = sync_registration(st, op->fd, e);
-    if (rc < 0) {
-        if (multishot)
-            e->watch[dir] = NULL;
-        else
-            cio__list_unlink(&op->link);
-        io->in_flight--;
-        complete_now(op, rc);
-    }
+}
+
+/*
+ * Makes fd an owned descriptor (see the opening comment): one edge-
+ * triggered registration for both directions, the owner's watch op told of
+ * every edge. Operations already waiting on fd stay queued and are served
+ * by the edges from now on. Returns 0, -EBUSY if fd already has an owner or
+ * a level-triggered watcher, or the error of epoll_ctl.
+ */
+static int adopt(epoll_state *st, int fd, fd_entry *e, cio__op *op) {
+    if (e->owner || e->watch[DIR_IN] || e->watch[DIR_OUT]) return -EBUSY;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u64 = event_key(fd, e)};
+    int rc = cio__sys_epoll_ctl(st->epoll_fd, e->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    if (rc != 0 && errno == ENOENT)
+        rc = cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+    else if (rc != 0 && errno == EEXIST)
+        rc = cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+    if (rc != 0) return errno == EPERM ? -EPERM : -errno;
+    if (cio__link_linked(&e->dirty)) cio__list_unlink(&e->dirty);
+    e->fd = fd;
+    e->owner = op;
+    e->registered = ev.events;
+    e->in_epoll = e->armed = 1;
+    /* Nothing is known yet: both directions may be ready. */
+    e->ready = (1u << DIR_IN) | (1u << DIR_OUT);
+    return 0;
 }
 
 static void epoll_cancel(cio__io *io, cio__op *op, int reason) {
@@ -363,14 +491,36 @@ static void epoll_cancel(cio__io *io, cio__op *op, int reason) {
     if (op->state != CIO__OP_IN_FLIGHT) return;
     fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
     int dir = direction(op);
-    if (op->flags & CIO__OP_MULTISHOT) {
+    bool disowned = false;
+    if (op->flags & CIO__OP_OWN) {
+        /* The owner lets go: the descriptor goes back to registrations
+         * made per wait (one-shot), which nothing has asked for yet. */
+        if (e && e->owner == op) {
+            e->owner = NULL;
+            e->ready = 0;
+            disowned = true;
+        }
+    } else if (op->flags & CIO__OP_MULTISHOT) {
         if (e && e->watch[dir] == op) e->watch[dir] = NULL;
     } else {
         cio__list_unlink(&op->link);
+        /* Nothing may wait on the descriptor until the next poll, and in
+         * that gap the program may close it behind the loop's back: a
+         * later wait must arm afresh (see sync_registration). */
+        if (e && !e->owner && cio__list_empty(&e->queue[DIR_IN]) &&
+            cio__list_empty(&e->queue[DIR_OUT]) && !e->watch[DIR_IN] && !e->watch[DIR_OUT])
+            e->armed = 0;
     }
     int fd = op->fd; /* the record may be gone once finished */
     finish(io, op, reason);
-    if (e) rearm(io, fd, e);
+    if (!e) return;
+    if (disowned) {
+        if (cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, fd, NULL) == 0 || errno == ENOENT ||
+            errno == EBADF)
+            e->in_epoll = e->armed = 0;
+        e->registered = 0;
+    }
+    if (!e->owner) mark_due(st, fd, e);
 }
 
 /* CIO__OP_CLOSE: every operation of the descriptor ends with -EBADF, its
@@ -387,6 +537,11 @@ static void close_fd(cio__io *io, cio__op *op) {
         if (e->in_epoll) cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, op->fd, NULL);
         e->in_epoll = e->armed = 0;
         e->registered = 0;
+        e->ready = e->drained = 0;
+        /* Events of this descriptor still in the current batch are now
+         * stale (see the opening comment). */
+        e->generation++;
+        if (cio__link_linked(&e->dirty)) cio__list_unlink(&e->dirty);
     }
     if (op->u.close.keep_fd)
         complete_now(op, 0);
@@ -394,10 +549,10 @@ static void close_fd(cio__io *io, cio__op *op) {
         complete_now(op, op->fd < 0 ? -EBADF : cio__sys_close(op->fd) == 0 ? 0 : -errno);
 }
 
-static void handle_event(cio__io *io, int fd, uint32_t events) {
+static void handle_event(cio__io *io, int fd, uint32_t generation, uint32_t events) {
     epoll_state *st = io->state;
     fd_entry *e = cio__fd_table_find(&st->fds, fd);
-    if (!e) return;
+    if (!e || e->generation != generation) return;
     if (e->registered & EPOLLONESHOT) e->armed = 0;
     /* Errors and hang-ups concern both directions: the retried calls
      * report them. */
@@ -405,8 +560,10 @@ static void handle_event(cio__io *io, int fd, uint32_t events) {
     uint32_t in = (events & EPOLLIN) || failed ? CIO__POLL_IN | failed : 0;
     uint32_t out = (events & EPOLLOUT) || failed ? CIO__POLL_OUT | failed : 0;
     uint32_t ready[2] = {in, out};
+    if (in) e->drained = 0;
     for (int d = 0; d < 2; d++) {
         if (!ready[d]) continue;
+        e->ready |= (uint8_t)(1u << d);
         serve(io, e, d, ready[d]);
         /* A watcher completes once per readiness and stays in flight. */
         if (e->watch[d]) {
@@ -414,15 +571,23 @@ static void handle_event(cio__io *io, int fd, uint32_t events) {
             e->watch[d]->done(e->watch[d]);
         }
     }
-    rearm(io, fd, e);
+    /* The owner hears of every edge, with both directions at once. */
+    if (e->owner) {
+        e->owner->result = in | out;
+        e->owner->done(e->owner);
+        return;
+    }
+    mark_due(st, fd, e);
 }
 
 static int epoll_poll(cio__io *io, int64_t timeout_ns) {
     epoll_state *st = io->state;
     struct epoll_event events[64];
+    int failed = flush_registrations(io);
+    if (failed) timeout_ns = 0;
     struct timespec ts = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
     int n = cio__sys_epoll_wait(st->epoll_fd, events, 64, timeout_ns < 0 ? NULL : &ts);
-    if (n < 0) return -errno;
+    if (n < 0) return failed ? failed : -errno;
     for (int i = 0; i < n; i++) {
         uint64_t key = events[i].data.u64;
         if (key == 0) {
@@ -431,9 +596,9 @@ static int epoll_poll(cio__io *io, int64_t timeout_ns) {
             (void)ignored;
             continue;
         }
-        handle_event(io, (int)(key - 1), events[i].events);
+        handle_event(io, (int)(uint32_t)(key - 1), (uint32_t)(key >> 32), events[i].events);
     }
-    return n;
+    return n + failed;
 }
 
 static void epoll_wake(cio__io *io) {

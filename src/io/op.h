@@ -58,6 +58,13 @@ enum cio__op_state {
  * sendall calls on one socket never interleave. */
 #define CIO__OP_ALL 0x02u
 
+/* With CIO__OP_MULTISHOT on a CIO__OP_POLL: the submitter takes the
+ * descriptor over (a transport or server socket that only the loop sees).
+ * The backend may then keep one registration for the descriptor's whole
+ * life and report every change of readiness (both directions, in result)
+ * through this op, until a CLOSE of the descriptor or a cancel of the op.
+ * Readiness watchers on an owned descriptor are refused (-EBUSY). */
+#define CIO__OP_OWN 0x04u
 typedef struct cio__op cio__op;
 
 /* Called by the backend, from the loop's thread, for every completion of
