@@ -805,6 +805,7 @@ int cio_wait(cio_future *const *fs, size_t n, cio_wait_mode mode, double timeout
  * ------------------------------------------------------------------------ */
 
 struct sockaddr;
+struct iovec;
 
 /* Waits until fd is readable (or writable). Returns 0 or -ECANCELED. */
 int cio_wait_readable(int fd);
@@ -853,6 +854,127 @@ ssize_t cio_sock_sendall_until(int fd, const void *buf, size_t len, double when)
 int cio_sock_accept_until(int fd, struct sockaddr *addr, unsigned int *addrlen, double when);
 int cio_sock_connect_until(int fd, const struct sockaddr *addr, unsigned int addrlen,
                            double when);
+
+/* ------------------------------------------------------------------------
+ * Transports and protocols (asyncio's loop.create_connection,
+ * create_server, create_unix_connection, create_unix_server)
+ *
+ * The callback path: no task per connection. A protocol is a table of
+ * callbacks the loop calls; a transport is the connection they act on.
+ * Every callback gets the transport and its context pointer (the ctx given
+ * when the transport or server was made, which connection_made may replace
+ * with cio_transport_set_context). Callbacks run from the loop and must not
+ * suspend; they may call any transport function, including close.
+ *
+ * Lifetime: a transport is valid from connection_made until
+ * connection_lost returns; the loop frees it then (asyncio has no free
+ * call either). connection_lost runs exactly once per transport that saw
+ * connection_made, with 0 for a clean close or a negative errno. A
+ * transport still open when its loop closes is closed and freed by the
+ * close, without callbacks.
+ * ------------------------------------------------------------------------ */
+
+typedef struct cio_transport cio_transport;
+typedef struct cio_server cio_server;
+
+typedef struct cio_protocol {
+    void (*connection_made)(cio_transport *t, void *ctx);
+    /* data is valid only during the call. */
+    void (*data_received)(cio_transport *t, const void *data, size_t len, void *ctx);
+    /* The peer shut down its sending side. Return nonzero to keep the
+     * transport open for writing (half-close), 0 to close it; NULL closes. */
+    int (*eof_received)(cio_transport *t, void *ctx);
+    void (*connection_lost)(cio_transport *t, int error, void *ctx);
+    /* The write buffer went over the high-water mark / back to the low one.
+     * Either may be NULL. */
+    void (*pause_writing)(cio_transport *t, void *ctx);
+    void (*resume_writing)(cio_transport *t, void *ctx);
+} cio_protocol;
+
+/* Options of a server; NULL means every default. */
+typedef struct cio_server_options {
+    int backlog;              /* listen() backlog; 0: 100, as asyncio */
+    int reuse_port;           /* SO_REUSEPORT */
+    int no_start_serving;     /* do not accept until cio_server_start_serving */
+} cio_server_options;
+
+/* Connects to host:port (numeric or a name: every address is tried in
+ * turn) and makes a transport driven by proto. connection_made has run
+ * when the call returns. Must run in a task. Returns 0, -EINVAL, the
+ * connect error of the last address tried (e.g. -ECONNREFUSED),
+ * -ETIMEDOUT for the _until form's deadline, -ECANCELED, a resolver error,
+ * or -ENOMEM. */
+int cio_create_connection(cio_loop *loop, const cio_protocol *proto, void *ctx, const char *host,
+                          const char *port, cio_transport **out);
+int cio_create_connection_until(cio_loop *loop, const cio_protocol *proto, void *ctx,
+                                const char *host, const char *port, double when,
+                                cio_transport **out);
+int cio_create_unix_connection(cio_loop *loop, const cio_protocol *proto, void *ctx,
+                               const char *path, cio_transport **out);
+
+/* Listens on host:port (NULL host: every interface, IPv4 and IPv6; port
+ * "0": a free port, see cio_server_sockets) and makes a transport driven
+ * by proto for each connection, with ctx as its first context. Callable
+ * outside a task. Returns 0, -EINVAL, -EADDRINUSE and the other errors of
+ * socket/bind/listen, a resolver error, -ENOMEM or -CIO_ELOOPCLOSED. */
+int cio_create_server(cio_loop *loop, const cio_protocol *proto, void *ctx, const char *host,
+                      const char *port, const cio_server_options *opts, cio_server **out);
+/* The same on a Unix socket path (a leading '@' names an abstract socket).
+ * An existing socket file at path is replaced, as asyncio does. */
+int cio_create_unix_server(cio_loop *loop, const cio_protocol *proto, void *ctx,
+                           const char *path, const cio_server_options *opts, cio_server **out);
+
+/* Writes data: sends what the socket takes at once and buffers the rest
+ * (never blocks). Returns 0, -EINVAL, -CIO_EINVALSTATE after write_eof or
+ * close, or -EPIPE once the connection is lost; an error of the socket
+ * closes the transport and reaches connection_lost. */
+int cio_transport_write(cio_transport *t, const void *data, size_t len);
+int cio_transport_writelines(cio_transport *t, const struct iovec *iov, int iovcnt);
+/* Shuts down the sending side once the buffer is flushed. */
+int cio_transport_write_eof(cio_transport *t);
+int cio_transport_can_write_eof(cio_transport *t);
+/* Closes once the buffer is flushed; connection_lost(0) follows from the
+ * loop. A second close does nothing. */
+int cio_transport_close(cio_transport *t);
+/* Closes at once, dropping the buffer; connection_lost(0) follows. */
+int cio_transport_abort(cio_transport *t);
+int cio_transport_is_closing(cio_transport *t);
+int cio_transport_pause_reading(cio_transport *t);
+int cio_transport_resume_reading(cio_transport *t);
+int cio_transport_is_reading(cio_transport *t);
+/* high 0: 64 KiB; low -1 (as (size_t)-1): high / 4. -EINVAL if low > high. */
+int cio_transport_set_write_buffer_limits(cio_transport *t, size_t high, size_t low);
+int cio_transport_get_write_buffer_limits(cio_transport *t, size_t *low, size_t *high);
+size_t cio_transport_get_write_buffer_size(cio_transport *t);
+/* get_extra_info: the socket's own and its peer's address (*len in: room,
+ * out: size), and the descriptor (owned by the transport: do not close). */
+int cio_transport_sockname(cio_transport *t, struct sockaddr *addr, unsigned int *len);
+int cio_transport_peername(cio_transport *t, struct sockaddr *addr, unsigned int *len);
+int cio_transport_socket(cio_transport *t);
+void *cio_transport_context(cio_transport *t);
+int cio_transport_set_context(cio_transport *t, void *ctx);
+cio_loop *cio_transport_loop(cio_transport *t);
+
+/* Stops accepting and closes the listening sockets; connections stay
+ * (asyncio 3.13). Returns 0; a second close does nothing. */
+int cio_server_close(cio_server *s);
+/* Closes every connection of the server (close, or abort). */
+int cio_server_close_clients(cio_server *s);
+int cio_server_abort_clients(cio_server *s);
+/* In a task: waits until the server is closed and its last connection is
+ * gone. Returns 0 or -ECANCELED. */
+int cio_server_wait_closed(cio_server *s);
+int cio_server_start_serving(cio_server *s);
+int cio_server_is_serving(cio_server *s);
+/* In a task: serves until cancelled; then closes the server and returns
+ * -ECANCELED. -CIO_EINVALSTATE if already serving forever or closed. */
+int cio_server_serve_forever(cio_server *s);
+/* Copies up to n listening descriptors into fds; returns how many the
+ * server has (0 once closed). */
+int cio_server_sockets(cio_server *s, int *fds, size_t n);
+/* Frees a server: closes it first if needed. -EBUSY while a task waits in
+ * wait_closed or serve_forever. */
+int cio_server_free(cio_server *s);
 
 /* ------------------------------------------------------------------------
  * Introspection

@@ -546,3 +546,79 @@ TEST(constructors_clear_their_out_parameter_on_failure) {
     CHECK_EQ(handler_calls, 0);
     CHECK_OK(cio_loop_free(loop));
 }
+
+/* ---- transports, protocols and servers ---------------------------------- */
+
+static void noop_data(cio_transport *t, const void *data, size_t len, void *ctx) {
+    (void)t;
+    (void)data;
+    (void)len;
+    (void)ctx;
+}
+
+static const cio_protocol noop_protocol = {.data_received = noop_data};
+
+static void *transport_calls_in_a_task(void *arg) {
+    cio_loop *loop = arg;
+    cio_transport *t = NULL;
+    CHECK_ERR(cio_create_connection(NULL, &noop_protocol, NULL, "127.0.0.1", "1", &t), -EINVAL);
+    CHECK_ERR(cio_create_connection(loop, NULL, NULL, "127.0.0.1", "1", &t), -EINVAL);
+    CHECK_ERR(cio_create_connection(loop, &noop_protocol, NULL, NULL, "1", &t), -EINVAL);
+    CHECK_ERR(cio_create_connection(loop, &noop_protocol, NULL, "127.0.0.1", NULL, &t), -EINVAL);
+    CHECK_ERR(cio_create_connection(loop, &noop_protocol, NULL, "127.0.0.1", "1", NULL), -EINVAL);
+    CHECK_ERR(cio_create_connection_until(loop, &noop_protocol, NULL, "127.0.0.1", "1", NAN, &t),
+              -EINVAL);
+    CHECK_ERR(cio_create_unix_connection(loop, &noop_protocol, NULL, NULL, &t), -EINVAL);
+    CHECK_ERR(cio_create_unix_connection(loop, &noop_protocol, NULL, "", &t), -EINVAL);
+    return NULL;
+}
+
+TEST(transports_and_servers_reject_null) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, transport_calls_in_a_task, loop, NULL));
+    cio_transport *t = NULL;
+    CHECK_ERR(cio_create_connection(loop, &noop_protocol, NULL, "127.0.0.1", "1", &t), -EPERM);
+    cio_server *s = NULL;
+    CHECK_ERR(cio_create_server(NULL, &noop_protocol, NULL, NULL, "0", NULL, &s), -EINVAL);
+    CHECK_ERR(cio_create_server(loop, NULL, NULL, NULL, "0", NULL, &s), -EINVAL);
+    CHECK_ERR(cio_create_server(loop, &noop_protocol, NULL, NULL, NULL, NULL, &s), -EINVAL);
+    CHECK_ERR(cio_create_server(loop, &noop_protocol, NULL, NULL, "0", NULL, NULL), -EINVAL);
+    cio_server_options bad = {.backlog = -1};
+    CHECK_ERR(cio_create_server(loop, &noop_protocol, NULL, NULL, "0", &bad, &s), -EINVAL);
+    CHECK_ERR(cio_create_unix_server(loop, &noop_protocol, NULL, NULL, NULL, &s), -EINVAL);
+    CHECK_ERR(cio_transport_write(NULL, "x", 1), -EINVAL);
+    CHECK_ERR(cio_transport_writelines(NULL, NULL, 0), -EINVAL);
+    CHECK_ERR(cio_transport_write_eof(NULL), -EINVAL);
+    CHECK_ERR(cio_transport_can_write_eof(NULL), -EINVAL);
+    CHECK_ERR(cio_transport_close(NULL), -EINVAL);
+    CHECK_ERR(cio_transport_abort(NULL), -EINVAL);
+    CHECK_ERR(cio_transport_is_closing(NULL), -EINVAL);
+    CHECK_ERR(cio_transport_pause_reading(NULL), -EINVAL);
+    CHECK_ERR(cio_transport_resume_reading(NULL), -EINVAL);
+    CHECK_ERR(cio_transport_is_reading(NULL), -EINVAL);
+    CHECK_ERR(cio_transport_set_write_buffer_limits(NULL, 0, 0), -EINVAL);
+    CHECK_ERR(cio_transport_get_write_buffer_limits(NULL, NULL, NULL), -EINVAL);
+    CHECK_EQ(cio_transport_get_write_buffer_size(NULL), 0);
+    CHECK_ERR(cio_transport_sockname(NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_transport_peername(NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_transport_socket(NULL), -EINVAL);
+    CHECK(cio_transport_context(NULL) == NULL);
+    CHECK_ERR(cio_transport_set_context(NULL, NULL), -EINVAL);
+    CHECK(cio_transport_loop(NULL) == NULL);
+    CHECK_ERR(cio_server_close(NULL), -EINVAL);
+    CHECK_ERR(cio_server_close_clients(NULL), -EINVAL);
+    CHECK_ERR(cio_server_abort_clients(NULL), -EINVAL);
+    CHECK_ERR(cio_server_wait_closed(NULL), -EINVAL);
+    CHECK_ERR(cio_server_start_serving(NULL), -EINVAL);
+    CHECK_ERR(cio_server_is_serving(NULL), -EINVAL);
+    CHECK_ERR(cio_server_serve_forever(NULL), -EINVAL);
+    CHECK_ERR(cio_server_sockets(NULL, NULL, 0), -EINVAL);
+    CHECK_OK(cio_server_free(NULL));
+    /* A real server, and the calls that need a task refused outside one. */
+    CHECK_OK(cio_create_server(loop, &noop_protocol, NULL, "127.0.0.1", "0", NULL, &s));
+    CHECK_ERR(cio_server_wait_closed(s), -EPERM);
+    CHECK_ERR(cio_server_serve_forever(s), -EPERM);
+    CHECK_ERR(cio_server_sockets(s, NULL, 1), -EINVAL);
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}

@@ -33,6 +33,7 @@ struct cio_loop {
     cio__stack_pool stacks;
     cio__ctx main_ctx;        /* the context that runs the loop */
     cio__fd_table watchers;   /* add_reader/add_writer: fd -> the watcher (src/net) */
+    void *read_buffer;        /* the transports' shared receive buffer (src/net) */
     size_t default_stack_size;
     cio_exception_handler_fn exception_handler;
     void *exception_handler_arg;

@@ -162,6 +162,8 @@ int cio_loop_close(cio_loop *loop) {
     cio__task_pool_destroy(loop);
     cio__stack_pool_destroy(&loop->stacks);
     cio__fd_table_destroy(&loop->watchers);
+    cio__free(loop->read_buffer);
+    loop->read_buffer = NULL;
     cio__io_fini(&loop->io);
     loop->closed = 1;
     loop->closing = 0;

@@ -34,9 +34,11 @@
  * entry is marked and the changes are made just before the next
  * epoll_wait, so an operation that completes or is cancelled within the
  * iteration costs none, and several changes to one descriptor cost one.
- * EPOLLRDHUP is never asked for: a peer's half-close shows up as readable
- * (recv returns 0), and a task that only writes is not woken, again and
- * again, by a hang-up of the other direction.
+ * EPOLLRDHUP is asked for only on owned descriptors, where it fires once
+ * (an edge) and tells that a short read did not reach the end of stream.
+ * Elsewhere a peer's half-close shows up as readable (recv returns 0), and
+ * a task that only writes is not woken, again and again, by a hang-up of
+ * the other direction.
  *
  * A recv on a one-shot descriptor that returned less than it asked for has
  * likely emptied the socket: the next recv is not tried but armed at once
@@ -76,6 +78,7 @@ typedef struct fd_entry {
     uint8_t armed;         /* ... and its registration can still fire */
     uint8_t ready;         /* owned: the directions (1 << DIR_x) that may be ready */
     uint8_t drained;       /* one-shot: the last recv was short */
+    uint8_t hung_up;       /* owned: the peer shut down (sticky until close) */
 } fd_entry;
 
 typedef struct epoll_state {
@@ -359,6 +362,9 @@ static int flush_registrations(cio__io *io) {
 /* What a finished attempt says about the descriptor: a recv that got less
  * than it asked for has probably emptied it. */
 static void note_result(fd_entry *e, const cio__op *op) {
+    /* Once the peer shut down, the end of stream is still to be read, and
+     * no further edge will say so. */
+    if (e->hung_up) return;
     if (op->kind == CIO__OP_RECV && op->result >= 0 && (size_t)op->result < op->u.rw.len) {
         e->drained = 1;
         e->ready &= (uint8_t)~(1u << DIR_IN);
@@ -469,7 +475,11 @@ static void epoll_submit(cio__io *io, cio__op *op) {
  */
 static int adopt(epoll_state *st, int fd, fd_entry *e, cio__op *op) {
     if (e->owner || e->watch[DIR_IN] || e->watch[DIR_OUT]) return -EBUSY;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u64 = event_key(fd, e)};
+    /* EPOLLRDHUP: a short read cannot tell that the peer's end of stream
+     * came with the data (see note_result). With edges it fires once, so
+     * the level-triggered spin it causes elsewhere cannot happen. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP,
+                             .data.u64 = event_key(fd, e)};
     int rc = cio__sys_epoll_ctl(st->epoll_fd, e->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
     if (rc != 0 && errno == ENOENT)
         rc = cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
@@ -483,6 +493,7 @@ static int adopt(epoll_state *st, int fd, fd_entry *e, cio__op *op) {
     e->in_epoll = e->armed = 1;
     /* Nothing is known yet: both directions may be ready. */
     e->ready = (1u << DIR_IN) | (1u << DIR_OUT);
+    e->hung_up = 0;
     return 0;
 }
 
@@ -537,7 +548,7 @@ static void close_fd(cio__io *io, cio__op *op) {
         if (e->in_epoll) cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, op->fd, NULL);
         e->in_epoll = e->armed = 0;
         e->registered = 0;
-        e->ready = e->drained = 0;
+        e->ready = e->drained = e->hung_up = 0;
         /* Events of this descriptor still in the current batch are now
          * stale (see the opening comment). */
         e->generation++;
@@ -561,6 +572,7 @@ static void handle_event(cio__io *io, int fd, uint32_t generation, uint32_t even
     uint32_t out = (events & EPOLLOUT) || failed ? CIO__POLL_OUT | failed : 0;
     uint32_t ready[2] = {in, out};
     if (in) e->drained = 0;
+    if (e->owner && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) e->hung_up = 1;
     for (int d = 0; d < 2; d++) {
         if (!ready[d]) continue;
         e->ready |= (uint8_t)(1u << d);
@@ -573,7 +585,7 @@ static void handle_event(cio__io *io, int fd, uint32_t generation, uint32_t even
     }
     /* The owner hears of every edge, with both directions at once. */
     if (e->owner) {
-        e->owner->result = in | out;
+        e->owner->result = in | out | (e->hung_up ? CIO__POLL_RDHUP : 0);
         e->owner->done(e->owner);
         return;
     }

@@ -42,6 +42,10 @@ typedef enum cio__op_kind {
  * POLLOUT, so they also read as poll(2) events). */
 #define CIO__POLL_IN 0x001u
 #define CIO__POLL_OUT 0x004u
+/* Reported to an owner (CIO__OP_OWN): the peer shut down its side, or the
+ * descriptor hung up. After it, a short read no longer means the socket is
+ * empty: the end of stream is still to be read. (POLLRDHUP's value.) */
+#define CIO__POLL_RDHUP 0x2000u
 
 enum cio__op_state {
     CIO__OP_IDLE = 0,

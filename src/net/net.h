@@ -7,6 +7,8 @@
 #define CIO_NET_H
 
 #include "flow/flow.h"
+#include "sync/sync.h"
+#include <sys/socket.h>
 
 /* What every I/O call checks before it builds its operation. Each may
  * suspend, so each refuses to run outside a task even when the kernel
@@ -19,5 +21,69 @@ static inline int cio__io_call_check(int fd, double when, int64_t *deadline) {
     if (fd < 0) return -EBADF;
     return cio_current_task() ? 0 : -EPERM;
 }
+
+
+/* ---- transports (transport.c) ------------------------------------------- */
+
+/* The size of the loop's shared receive buffer: one read of a transport
+ * takes at most this much. */
+#define CIO__READ_BUFFER_SIZE 65536u
+/* asyncio's default write-buffer high-water mark (low: a quarter). */
+#define CIO__WRITE_HIGH_DEFAULT 65536u
+
+enum cio__transport_state {
+    CIO__T_OPEN = 0,
+    CIO__T_CLOSING,  /* close asked: flushing, then connection_lost */
+    CIO__T_LOST      /* connection_lost is scheduled or ran */
+};
+
+struct cio_transport {
+    cio__op watch;           /* the owner's edge watch on fd (CIO__OP_OWN) */
+    cio__job read_job;       /* queued while readable and reading */
+    cio__job write_job;      /* queued while writable and data is buffered */
+    cio__job lost_job;       /* connection_lost, once */
+    cio__link server_link;   /* in the server's list of connections */
+    cio_loop *loop;
+    const cio_protocol *proto;
+    void *ctx;
+    struct cio_server *server;
+    char *wbuf;              /* unsent bytes: wbuf[woff, wlen) */
+    size_t woff, wlen, wcap;
+    size_t high, low;
+    int fd;
+    int error;               /* what connection_lost will get */
+    uint8_t state;
+    uint8_t reading;         /* not paused by the program */
+    uint8_t readable;        /* an edge came and no read has drained it yet */
+    uint8_t writable;
+    uint8_t eof_pending;     /* write_eof asked: shut down once flushed */
+    uint8_t eof_written;
+    uint8_t write_paused;    /* pause_writing was called, resume not yet */
+    uint8_t made;            /* connection_made ran */
+    uint8_t closing_fd;      /* the lost job closes the descriptor */
+    uint8_t peer_closed;     /* the peer shut down: read until end of stream */
+    uint8_t fd_gone;         /* the program closed the descriptor (cio_close) */
+};
+
+/* Makes a transport for the connected socket fd (non-blocking), owned
+ * from now on: the loop closes it. connection_made is called at once if
+ * call_made, else left to the caller. On failure fd is closed. */
+int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
+                       struct cio_server *server, cio_transport **out);
+/* Calls connection_made and starts reading (after connect or accept). */
+void cio__transport_start(cio_transport *t);
+/* Called by the transport when it is gone (server.c keeps count). */
+void cio__server_connection_gone(struct cio_server *s, cio_transport *t);
+
+/* ---- addresses (address.c) ---------------------------------------------- */
+
+struct addrinfo;
+/* Resolves host:port for a stream socket (passive: for bind, host may be
+ * NULL). Numeric addresses need no lookup. Returns 0 or a negative
+ * cio code for a resolver error. */
+int cio__resolve(const char *host, const char *port, int passive, struct addrinfo **res);
+/* Fills a sockaddr_un for path ('@' first: abstract). -EINVAL if too long. */
+struct sockaddr_un;
+int cio__unix_address(const char *path, struct sockaddr_un *addr, unsigned int *len);
 
 #endif

@@ -1,0 +1,408 @@
+/*
+ * Servers: asyncio's loop.create_server / create_unix_server and the
+ * Server object.
+ *
+ * A server has one listening socket per address (for a NULL host: IPv4 and
+ * IPv6), each owned by the loop like a transport's socket (CIO__OP_OWN:
+ * one edge-triggered registration). An edge queues the listener's accept
+ * job, which accepts until the backlog is empty (or a round's worth, then
+ * it queues itself again) and makes a transport for each connection.
+ *
+ * Running out of descriptors (EMFILE, ENFILE) or memory at accept must
+ * neither spin nor stop the server for good: as asyncio does, the error is
+ * reported through the exception handler and accepting pauses for a second
+ * (ACCEPT_RETRY_DELAY), then resumes by itself. The pending connections
+ * stay in the kernel's backlog meanwhile.
+ *
+ * Closing stops accepting and closes the listening sockets; connections
+ * already made go on (asyncio 3.13) and are counted: wait_closed returns
+ * once the server is closed and the last of them is gone.
+ */
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+
+#include "net.h"
+
+enum { ACCEPTS_PER_RUN = 64 };
+#define ACCEPT_RETRY_DELAY 1.0
+
+typedef struct listener {
+    cio__op watch;
+    cio__job accept_job;
+    struct cio_server *server;
+    int fd;
+    uint8_t readable;
+    uint8_t in_flight;     /* the watch has not had its final completion */
+} listener;
+
+struct cio_server {
+    cio_loop *loop;
+    const cio_protocol *proto;
+    void *ctx;
+    listener *listeners;
+    size_t nlisteners;
+    cio__link connections;
+    size_t active;
+    cio_handle retry;
+    cio__waitq closed_waiters;   /* wait_closed */
+    cio__waitq forever_waiters;  /* serve_forever */
+    char *unix_path;             /* unlinked at close */
+    uint8_t serving;
+    uint8_t paused;              /* accept failed: waiting for the retry */
+    uint8_t closed;
+    uint8_t serving_forever;
+    uint8_t loop_gone;           /* the loop closed: never touch it again */
+    uint8_t free_pending;        /* freed once the last watch completes */
+};
+
+static void schedule_accept(listener *l) {
+    cio_server *s = l->server;
+    if (s->serving && !s->paused && l->readable && !cio__link_linked(&l->accept_job.link))
+        cio__ready_push(s->loop, &l->accept_job);
+}
+
+static void retry_accept(cio_loop *loop, void *arg) {
+    (void)loop;
+    cio_server *s = arg;
+    s->paused = 0;
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        s->listeners[i].readable = 1;
+        schedule_accept(&s->listeners[i]);
+    }
+}
+
+static bool out_of_resources(int err) {
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+static void accept_job(cio__job *job) {
+    listener *l = CIO__CONTAINER_OF(job, listener, accept_job);
+    cio_server *s = l->server;
+    for (int i = 0; i < ACCEPTS_PER_RUN; i++) {
+        if (!s->serving || s->paused || l->fd < 0) return;
+        int fd = cio__sys_accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int err = errno;
+            if (err == EINTR || err == ECONNABORTED) continue;
+            if (err == EAGAIN || err == EWOULDBLOCK) {
+                l->readable = 0;
+                return;
+            }
+            /* Out of descriptors or memory, or a stranger error: report
+             * it, pause, and try again after the delay. */
+            cio__report(s->loop, out_of_resources(err)
+                                     ? "accept failed: out of resources; retrying in 1 second"
+                                     : "accept failed; retrying in 1 second",
+                        -err, NULL);
+            s->paused = 1;
+            if (cio_call_later(s->loop, ACCEPT_RETRY_DELAY, retry_accept, s, &s->retry) < 0)
+                s->paused = 0; /* no timer: the next edge retries */
+            return;
+        }
+        cio_transport *t;
+        int rc = cio__transport_new(s->loop, fd, s->proto, s->ctx, s, &t);
+        if (rc < 0) {
+            cio__report(s->loop, "a connection was dropped: its transport could not be made", rc,
+                        NULL);
+            continue;
+        }
+        cio__list_push_back(&s->connections, &t->server_link);
+        s->active++;
+        cio__transport_start(t);
+    }
+    schedule_accept(l);
+}
+
+static void maybe_free(cio_server *s);
+
+static void on_listener_edge(cio__op *op) {
+    listener *l = op->owner;
+    if (op->state == CIO__OP_IN_FLIGHT) {
+        if (op->result & CIO__POLL_IN) {
+            l->readable = 1;
+            schedule_accept(l);
+        }
+        return;
+    }
+    /* Final completion: the server closed it, or the loop closes. */
+    cio_server *s = l->server;
+    if (cio__link_linked(&l->accept_job.link)) cio__list_unlink(&l->accept_job.link);
+    if (op->result == -ECANCELED) {
+        /* The loop closes (drain): the descriptor is still open. */
+        cio__sys_close(l->fd);
+        s->loop_gone = 1;
+        s->closed = 1;
+        s->serving = 0;
+    }
+    l->fd = -1;
+    l->in_flight = 0;
+    maybe_free(s);
+}
+
+void cio__server_connection_gone(cio_server *s, cio_transport *t) {
+    cio__list_unlink(&t->server_link);
+    s->active--;
+    if (s->closed && s->active == 0 && !s->loop_gone) cio__waitq_wake_all(&s->closed_waiters, NULL);
+    maybe_free(s);
+}
+
+/* ---- making a server ---------------------------------------------------- */
+
+static int listen_on(cio_server *s, const struct sockaddr *addr, socklen_t len, int backlog,
+                     int reuse_port) {
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (addr->sa_family != AF_UNIX) {
+        /* As asyncio on Unix: SO_REUSEADDR always; an IPv6 socket only
+         * for IPv6, so that the IPv4 one of the same port can bind. */
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (addr->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    if (bind(fd, addr, len) != 0 || listen(fd, backlog) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    listener *l = &s->listeners[s->nlisteners];
+    memset(l, 0, sizeof *l);
+    l->server = s;
+    l->fd = fd;
+    l->readable = 1;
+    l->accept_job.run = accept_job;
+    cio__list_init(&l->accept_job.link);
+    cio__op_init(&l->watch, CIO__OP_POLL, fd);
+    l->watch.u.poll.events = CIO__POLL_IN;
+    l->watch.flags = CIO__OP_MULTISHOT | CIO__OP_OWN;
+    l->watch.owner = l;
+    l->watch.done = on_listener_edge;
+    cio__io_submit(&s->loop->io, &l->watch);
+    if (l->watch.state == CIO__OP_DONE) {
+        int err = (int)l->watch.result;
+        close(fd);
+        return err;
+    }
+    l->in_flight = 1;
+    s->nlisteners++;
+    return 0;
+}
+
+static int server_new(cio_loop *loop, const cio_protocol *proto, void *ctx, size_t max_listeners,
+                      cio_server **out) {
+    cio_server *s = cio__calloc(1, sizeof *s);
+    listener *ls = cio__calloc(max_listeners, sizeof *ls);
+    if (!s || !ls) {
+        cio__free(s);
+        cio__free(ls);
+        return -ENOMEM;
+    }
+    s->loop = loop;
+    s->proto = proto;
+    s->ctx = ctx;
+    s->listeners = ls;
+    cio__list_init(&s->connections);
+    cio__waitq_init(&s->closed_waiters);
+    cio__waitq_init(&s->forever_waiters);
+    *out = s;
+    return 0;
+}
+
+static int check_make(cio_loop *loop, const cio_protocol *proto, const cio_server_options *opts,
+                      cio_server **out) {
+    /* Convention 3: an out parameter is cleared on failure. */
+    if (out) *out = NULL;
+    if (!loop || !proto || !proto->data_received || !out) return -EINVAL;
+    if (opts && opts->backlog < 0) return -EINVAL;
+    return cio__loop_check(loop);
+}
+
+static void start_serving(cio_server *s) {
+    s->serving = 1;
+    for (size_t i = 0; i < s->nlisteners; i++) schedule_accept(&s->listeners[i]);
+}
+
+int cio_create_server(cio_loop *loop, const cio_protocol *proto, void *ctx, const char *host,
+                      const char *port, const cio_server_options *opts, cio_server **out) {
+    int rc = check_make(loop, proto, opts, out);
+    if (rc < 0) return rc;
+    if (!port) return -EINVAL;
+    struct addrinfo *res;
+    if ((rc = cio__resolve(host, port, 1, &res)) < 0) return rc;
+    size_t n = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) n++;
+    cio_server *s;
+    if ((rc = server_new(loop, proto, ctx, n, &s)) < 0) {
+        freeaddrinfo(res);
+        return rc;
+    }
+    int backlog = opts && opts->backlog ? opts->backlog : 100;
+    for (struct addrinfo *ai = res; ai && rc == 0; ai = ai->ai_next)
+        rc = listen_on(s, ai->ai_addr, ai->ai_addrlen, backlog, opts && opts->reuse_port);
+    freeaddrinfo(res);
+    if (rc < 0) {
+        cio_server_free(s);
+        return rc;
+    }
+    if (!opts || !opts->no_start_serving) start_serving(s);
+    *out = s;
+    return 0;
+}
+
+int cio_create_unix_server(cio_loop *loop, const cio_protocol *proto, void *ctx,
+                           const char *path, const cio_server_options *opts, cio_server **out) {
+    int rc = check_make(loop, proto, opts, out);
+    if (rc < 0) return rc;
+    struct sockaddr_un addr;
+    unsigned int len;
+    if ((rc = cio__unix_address(path, &addr, &len)) < 0) return rc;
+    cio_server *s;
+    if ((rc = server_new(loop, proto, ctx, 1, &s)) < 0) return rc;
+    if (path[0] != '@') {
+        /* A stale socket file from an earlier run is replaced, as asyncio
+         * does; any other kind of file is left alone (bind then fails). */
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+        s->unix_path = cio__malloc(strlen(path) + 1);
+        if (s->unix_path) memcpy(s->unix_path, path, strlen(path) + 1);
+        if (!s->unix_path) {
+            cio_server_free(s);
+            return -ENOMEM;
+        }
+    }
+    int backlog = opts && opts->backlog ? opts->backlog : 100;
+    rc = listen_on(s, (struct sockaddr *)&addr, len, backlog, 0);
+    if (rc < 0) {
+        /* The file was not ours to remove. */
+        cio__free(s->unix_path);
+        s->unix_path = NULL;
+        cio_server_free(s);
+        return rc;
+    }
+    if (!opts || !opts->no_start_serving) start_serving(s);
+    *out = s;
+    return 0;
+}
+
+/* ---- the server's calls ------------------------------------------------- */
+
+int cio_server_start_serving(cio_server *s) {
+    if (!s) return -EINVAL;
+    if (s->closed) return -CIO_EINVALSTATE;
+    if (!s->serving) start_serving(s);
+    return 0;
+}
+
+int cio_server_is_serving(cio_server *s) {
+    if (!s) return -EINVAL;
+    return s->serving && !s->closed;
+}
+
+int cio_server_close(cio_server *s) {
+    if (!s) return -EINVAL;
+    if (s->closed) return 0;
+    s->closed = 1;
+    s->serving = 0;
+    cio_handle_cancel(&s->retry);
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        listener *l = &s->listeners[i];
+        if (!l->in_flight) continue;
+        cio__op close_op;
+        cio__op_init(&close_op, CIO__OP_CLOSE, l->fd);
+        close_op.u.close.keep_fd = 0;
+        cio__io_submit(&s->loop->io, &close_op);
+    }
+    if (s->unix_path) {
+        unlink(s->unix_path);
+        cio__free(s->unix_path);
+        s->unix_path = NULL;
+    }
+    /* serve_forever ends when the server closes (asyncio cancels it). */
+    cio__waitq_wake_all(&s->forever_waiters, NULL);
+    if (s->active == 0) cio__waitq_wake_all(&s->closed_waiters, NULL);
+    return 0;
+}
+
+static int close_each(cio_server *s, int (*fn)(cio_transport *)) {
+    if (!s) return -EINVAL;
+    /* The transports leave the list only from their lost job, later, so
+     * walking it while closing them is safe. */
+    for (cio__link *l = s->connections.next; l != &s->connections; l = l->next)
+        fn(CIO__CONTAINER_OF(l, cio_transport, server_link));
+    return 0;
+}
+
+int cio_server_close_clients(cio_server *s) {
+    return close_each(s, cio_transport_close);
+}
+
+int cio_server_abort_clients(cio_server *s) {
+    return close_each(s, cio_transport_abort);
+}
+
+int cio_server_wait_closed(cio_server *s) {
+    if (!s) return -EINVAL;
+    int rc = cio__waitq_check(&s->closed_waiters);
+    if (rc < 0) return rc;
+    if (s->closed && s->active == 0) return 0;
+    cio__waiter w;
+    return cio__waitq_wait(&s->closed_waiters, &w, "server closed", INT64_MAX);
+}
+
+int cio_server_serve_forever(cio_server *s) {
+    if (!s) return -EINVAL;
+    int rc = cio__waitq_check(&s->forever_waiters);
+    if (rc < 0) return rc;
+    if (s->closed || s->serving_forever) return -CIO_EINVALSTATE;
+    s->serving_forever = 1;
+    if (!s->serving) start_serving(s);
+    cio__waiter w;
+    cio__waitq_wait(&s->forever_waiters, &w, "serve_forever", INT64_MAX);
+    s->serving_forever = 0;
+    /* Cancelled, or the server was closed: either way it ends closed, and
+     * the call reports the cancellation asyncio raises. */
+    cio_server_close(s);
+    return -ECANCELED;
+}
+
+int cio_server_sockets(cio_server *s, int *fds, size_t n) {
+    if (!s || (n && !fds)) return -EINVAL;
+    int count = 0;
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        if (s->listeners[i].fd < 0) continue;
+        if ((size_t)count < n) fds[count] = s->listeners[i].fd;
+        count++;
+    }
+    return count;
+}
+
+static void maybe_free(cio_server *s) {
+    if (!s->free_pending) return;
+    for (size_t i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].in_flight) return;
+    cio__free(s->listeners);
+    cio__free(s);
+}
+
+int cio_server_free(cio_server *s) {
+    if (!s) return 0;
+    if (!cio__waitq_empty(&s->closed_waiters) || !cio__waitq_empty(&s->forever_waiters))
+        return -EBUSY;
+    if (!s->loop_gone) cio_server_close(s);
+    /* Connections outlive the server (asyncio's do too): they forget it. */
+    cio__link *l;
+    while ((l = cio__list_pop_front(&s->connections)) != NULL)
+        CIO__CONTAINER_OF(l, cio_transport, server_link)->server = NULL;
+    s->active = 0;
+    s->free_pending = 1;
+    maybe_free(s);
+    return 0;
+}

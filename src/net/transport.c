@@ -1,0 +1,482 @@
+/*
+ * Stream transports: asyncio's _SelectorSocketTransport, on an owned
+ * descriptor.
+ *
+ * A transport owns its socket, which only the loop sees, so the backend
+ * keeps one edge-triggered registration for it (CIO__OP_OWN) and tells the
+ * transport of every edge through `watch`. An edge only marks a direction
+ * ready and queues a job; the jobs run among the loop's other callbacks,
+ * where the protocol may do anything (write, close, pause).
+ *
+ * Reading. The read job receives into the loop's shared buffer (a
+ * transport that is idle holds no receive buffer at all) and hands each
+ * chunk to data_received. Because the registration is edge-triggered, the
+ * transport must read until the socket is empty, or remember that it is
+ * not: a read that returns less than the buffer's size has emptied it (the
+ * next edge says when more comes); one that fills the buffer leaves
+ * `readable` set, and after a few such reads the job queues itself again
+ * so that one busy connection cannot hold the loop.
+ *
+ * Writing. A write to an empty buffer is sent at once; whatever the socket
+ * does not take is copied into the transport's buffer, which is sent by the
+ * write job on the next writable edge. Over the high-water mark the
+ * protocol's pause_writing is called, and resume_writing once the buffer
+ * drains to the low-water mark, as asyncio does. An emptied buffer is
+ * freed, so an idle connection keeps none.
+ *
+ * Closing. close() stops reading and waits for the buffer to drain; abort()
+ * drops it. Either way the lost job calls connection_lost once and then
+ * closes the descriptor through the backend, whose final completion of the
+ * watch frees the transport. When the loop closes first, the backend's
+ * drain gives that final completion, and the transport closes its
+ * descriptor and frees itself without callbacks.
+ */
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "net.h"
+
+/* Reads per job run before the job yields to the rest of the loop. */
+enum { READS_PER_RUN = 4 };
+
+static void schedule(cio_transport *t, cio__job *job) {
+    if (!cio__link_linked(&job->link)) cio__ready_push(t->loop, job);
+}
+
+static void unschedule(cio__job *job) {
+    if (cio__link_linked(&job->link)) cio__list_unlink(&job->link);
+}
+
+/* Ends the connection with error (0: a clean close): nothing more is read
+ * or written, and connection_lost is scheduled. */
+static void lose(cio_transport *t, int error) {
+    if (t->state == CIO__T_LOST) return;
+    t->state = CIO__T_LOST;
+    t->error = error;
+    unschedule(&t->read_job);
+    unschedule(&t->write_job);
+    schedule(t, &t->lost_job);
+}
+
+static void free_buffer(cio_transport *t) {
+    cio__free(t->wbuf);
+    t->wbuf = NULL;
+    t->woff = t->wlen = t->wcap = 0;
+}
+
+static size_t buffered(const cio_transport *t) {
+    return t->wlen - t->woff;
+}
+
+static void maybe_pause_writing(cio_transport *t) {
+    if (!t->write_paused && buffered(t) > t->high && t->state != CIO__T_LOST) {
+        t->write_paused = 1;
+        if (t->proto->pause_writing) t->proto->pause_writing(t, t->ctx);
+    }
+}
+
+static void maybe_resume_writing(cio_transport *t) {
+    if (t->write_paused && buffered(t) <= t->low) {
+        t->write_paused = 0;
+        if (t->proto->resume_writing && t->state != CIO__T_LOST)
+            t->proto->resume_writing(t, t->ctx);
+    }
+}
+
+/* The buffer is empty: a pending write_eof or close can now happen. */
+static void flushed(cio_transport *t) {
+    free_buffer(t);
+    if (t->eof_pending && !t->eof_written) {
+        t->eof_written = 1;
+        if (shutdown(t->fd, SHUT_WR) != 0 && errno != ENOTCONN) {
+            lose(t, -errno);
+            return;
+        }
+    }
+    if (t->state == CIO__T_CLOSING) lose(t, 0);
+}
+
+/* Sends from the buffer until it is empty or the socket is full. */
+static void write_job(cio__job *job) {
+    cio_transport *t = CIO__CONTAINER_OF(job, cio_transport, write_job);
+    while (buffered(t) > 0) {
+        ssize_t n = cio__sys_send(t->fd, t->wbuf + t->woff, buffered(t),
+                                  MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                t->writable = 0;
+                return;
+            }
+            lose(t, -errno);
+            return;
+        }
+        t->woff += (size_t)n;
+    }
+    maybe_resume_writing(t);
+    if (t->state != CIO__T_LOST && buffered(t) == 0) flushed(t);
+}
+
+static void read_job(cio__job *job) {
+    cio_transport *t = CIO__CONTAINER_OF(job, cio_transport, read_job);
+    char *buf = t->loop->read_buffer;
+    for (int i = 0; i < READS_PER_RUN; i++) {
+        if (!t->reading || t->state != CIO__T_OPEN || !t->readable) return;
+        ssize_t n = cio__sys_recv(t->fd, buf, CIO__READ_BUFFER_SIZE, MSG_DONTWAIT);
+        if (n > 0) {
+            /* A short read emptied the socket, unless the peer's end of
+             * stream came with it: that must still be read. */
+            if ((size_t)n < CIO__READ_BUFFER_SIZE && !t->peer_closed) t->readable = 0;
+            t->proto->data_received(t, buf, (size_t)n, t->ctx);
+            continue;
+        }
+        if (n == 0) {
+            /* End of stream: asyncio stops reading and asks the protocol
+             * whether to keep the writing side open. */
+            t->readable = 0;
+            t->reading = 0;
+            int keep = t->proto->eof_received ? t->proto->eof_received(t, t->ctx) : 0;
+            if (!keep && t->state == CIO__T_OPEN) cio_transport_close(t);
+            return;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            t->readable = 0;
+            return;
+        }
+        lose(t, -errno);
+        return;
+    }
+    /* Still readable after a full round: the rest waits its turn. */
+    if (t->reading && t->state == CIO__T_OPEN && t->readable) schedule(t, &t->read_job);
+}
+
+static void release(cio_transport *t);
+
+static void lost_job(cio__job *job) {
+    cio_transport *t = CIO__CONTAINER_OF(job, cio_transport, lost_job);
+    if (t->made && t->proto->connection_lost) t->proto->connection_lost(t, t->error, t->ctx);
+    if (t->fd_gone) {
+        release(t);
+        return;
+    }
+    /* Closing through the backend ends the watch, whose final completion
+     * (on_edge) frees t: nothing may touch t after this. */
+    t->closing_fd = 1;
+    cio__op close_op;
+    cio__op_init(&close_op, CIO__OP_CLOSE, t->fd);
+    close_op.u.close.keep_fd = 0;
+    cio__io_submit(&t->loop->io, &close_op);
+}
+
+/* The backend reports an edge (the watch stays in flight), or the final
+ * completion of the watch. That comes from the lost job's own close, from
+ * the loop's close (drain: -ECANCELED, the descriptor still open), or from
+ * a cio_close() of the descriptor by the program (-EBADF): then the number
+ * is no longer the transport's, and connection_lost reports -EBADF. */
+static void on_edge(cio__op *op) {
+    cio_transport *t = op->owner;
+    if (op->state == CIO__OP_IN_FLIGHT) {
+        uint32_t ev = (uint32_t)op->result;
+        if (ev & CIO__POLL_RDHUP) t->peer_closed = 1;
+        if (ev & CIO__POLL_IN) {
+            t->readable = 1;
+            if (t->reading && t->state == CIO__T_OPEN) schedule(t, &t->read_job);
+        }
+        if (ev & CIO__POLL_OUT) {
+            t->writable = 1;
+            if (buffered(t) > 0 && t->state != CIO__T_LOST) schedule(t, &t->write_job);
+        }
+        return;
+    }
+    if (t->closing_fd) {
+        release(t);
+    } else if (op->result == -ECANCELED) {
+        cio__sys_close(t->fd);
+        release(t);
+    } else {
+        t->fd_gone = 1;
+        t->state = CIO__T_OPEN; /* so that lose() records the error */
+        lose(t, -EBADF);
+    }
+}
+
+static void release(cio_transport *t) {
+    unschedule(&t->read_job);
+    unschedule(&t->write_job);
+    unschedule(&t->lost_job);
+    free_buffer(t);
+    if (t->server) cio__server_connection_gone(t->server, t);
+    cio__free(t);
+}
+
+int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
+                       struct cio_server *server, cio_transport **out) {
+    if (!loop->read_buffer) {
+        loop->read_buffer = cio__malloc(CIO__READ_BUFFER_SIZE);
+        if (!loop->read_buffer) {
+            cio__sys_close(fd);
+            return -ENOMEM;
+        }
+    }
+    cio_transport *t = cio__calloc(1, sizeof *t);
+    if (!t) {
+        cio__sys_close(fd);
+        return -ENOMEM;
+    }
+    t->loop = loop;
+    t->proto = proto;
+    t->ctx = ctx;
+    t->fd = fd;
+    t->high = CIO__WRITE_HIGH_DEFAULT;
+    t->low = CIO__WRITE_HIGH_DEFAULT / 4;
+    t->reading = 1;
+    t->writable = 1;
+    t->read_job.run = read_job;
+    t->write_job.run = write_job;
+    t->lost_job.run = lost_job;
+    cio__list_init(&t->read_job.link);
+    cio__list_init(&t->write_job.link);
+    cio__list_init(&t->lost_job.link);
+    cio__list_init(&t->server_link);
+    cio__op_init(&t->watch, CIO__OP_POLL, fd);
+    t->watch.u.poll.events = CIO__POLL_IN | CIO__POLL_OUT;
+    t->watch.flags = CIO__OP_MULTISHOT | CIO__OP_OWN;
+    t->watch.owner = t;
+    t->watch.done = on_edge;
+    cio__io_submit(&loop->io, &t->watch);
+    if (t->watch.state == CIO__OP_DONE) {
+        int rc = (int)t->watch.result;
+        cio__sys_close(fd);
+        cio__free(t);
+        return rc;
+    }
+    /* Nothing is known of the socket yet: the first read is tried. */
+    t->readable = 1;
+    t->server = server;
+    *out = t;
+    return 0;
+}
+
+void cio__transport_start(cio_transport *t) {
+    t->made = 1;
+    if (t->proto->connection_made) t->proto->connection_made(t, t->ctx);
+    if (t->reading && t->state == CIO__T_OPEN && t->readable) schedule(t, &t->read_job);
+}
+
+/* ---- the program's calls ------------------------------------------------ */
+
+/* Checks common to the calls that change a transport. */
+static int check(cio_transport *t) {
+    if (!t) return -EINVAL;
+    return cio__loop_check_thread(t->loop);
+}
+
+/* Appends len bytes to the buffer, growing it geometrically; an emptied
+ * prefix is reclaimed first. */
+static int buffer_append(cio_transport *t, const void *data, size_t len) {
+    if (t->woff > 0 && t->woff == t->wlen) t->woff = t->wlen = 0;
+    if (t->wcap - t->wlen < len) {
+        if (t->woff > 0) {
+            memmove(t->wbuf, t->wbuf + t->woff, buffered(t));
+            t->wlen -= t->woff;
+            t->woff = 0;
+        }
+        if (t->wcap - t->wlen < len) {
+            size_t need = t->wlen + len;
+            if (need < t->wlen) return -ENOMEM;
+            size_t cap = t->wcap ? t->wcap : 4096;
+            while (cap < need) cap = cap * 2 > cap ? cap * 2 : need;
+            char *nb = cio__realloc(t->wbuf, cap);
+            if (!nb) return -ENOMEM;
+            t->wbuf = nb;
+            t->wcap = cap;
+        }
+    }
+    memcpy(t->wbuf + t->wlen, data, len);
+    t->wlen += len;
+    return 0;
+}
+
+static int write_state(cio_transport *t) {
+    if (t->state == CIO__T_LOST) return -EPIPE;
+    if (t->state == CIO__T_CLOSING || t->eof_pending) return -CIO_EINVALSTATE;
+    return 0;
+}
+
+int cio_transport_writelines(cio_transport *t, const struct iovec *iov, int iovcnt) {
+    int rc = check(t);
+    if (rc < 0) return rc;
+    if (iovcnt < 0 || (iovcnt > 0 && !iov)) return -EINVAL;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_base && iov[i].iov_len) return -EINVAL;
+        total += iov[i].iov_len;
+    }
+    if ((rc = write_state(t)) < 0) return rc;
+    if (total == 0) return 0;
+    int first = 0;
+    size_t skip = 0;
+    /* Nothing buffered and the socket may take it: send at once, as
+     * asyncio does, and buffer only what is left. */
+    if (buffered(t) == 0 && t->writable) {
+        for (;;) {
+            struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+            ssize_t n = iovcnt == 1 ? cio__sys_send(t->fd, iov[0].iov_base, iov[0].iov_len,
+                                                    MSG_DONTWAIT | MSG_NOSIGNAL)
+                                    : cio__sys_sendmsg(t->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                rc = -errno;
+                lose(t, rc);
+                return rc;
+            }
+            if (n < 0) {
+                t->writable = 0;
+                break;
+            }
+            if ((size_t)n == total) return 0;
+            /* Partial: find where the unsent part starts. */
+            size_t left = (size_t)n;
+            while (first < iovcnt && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+            skip = left;
+            t->writable = 0;
+            break;
+        }
+    }
+    for (int i = first; i < iovcnt; i++) {
+        size_t off = i == first ? skip : 0;
+        if ((rc = buffer_append(t, (const char *)iov[i].iov_base + off, iov[i].iov_len - off)) < 0)
+            return rc;
+    }
+    if (t->writable) schedule(t, &t->write_job);
+    maybe_pause_writing(t);
+    return 0;
+}
+
+int cio_transport_write(cio_transport *t, const void *data, size_t len) {
+    if (!data && len) return -EINVAL;
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    return cio_transport_writelines(t, &iov, 1);
+}
+
+int cio_transport_can_write_eof(cio_transport *t) {
+    return t ? 1 : -EINVAL;
+}
+
+int cio_transport_write_eof(cio_transport *t) {
+    int rc = check(t);
+    if (rc < 0) return rc;
+    if (t->state == CIO__T_LOST) return -EPIPE;
+    if (t->state == CIO__T_CLOSING || t->eof_pending) return 0;
+    t->eof_pending = 1;
+    if (buffered(t) == 0) flushed(t);
+    return 0;
+}
+
+int cio_transport_close(cio_transport *t) {
+    int rc = check(t);
+    if (rc < 0) return rc;
+    if (t->state != CIO__T_OPEN) return 0;
+    t->state = CIO__T_CLOSING;
+    unschedule(&t->read_job);
+    if (buffered(t) == 0) lose(t, 0);
+    return 0;
+}
+
+int cio_transport_abort(cio_transport *t) {
+    int rc = check(t);
+    if (rc < 0) return rc;
+    if (t->state == CIO__T_LOST) return 0;
+    free_buffer(t);
+    lose(t, 0);
+    return 0;
+}
+
+int cio_transport_is_closing(cio_transport *t) {
+    if (!t) return -EINVAL;
+    return t->state != CIO__T_OPEN;
+}
+
+int cio_transport_pause_reading(cio_transport *t) {
+    int rc = check(t);
+    if (rc < 0) return rc;
+    t->reading = 0;
+    unschedule(&t->read_job);
+    return 0;
+}
+
+int cio_transport_resume_reading(cio_transport *t) {
+    int rc = check(t);
+    if (rc < 0) return rc;
+    if (t->state != CIO__T_OPEN || t->reading) return 0;
+    t->reading = 1;
+    /* Edges that came while paused were only remembered: the socket may
+     * hold data no new edge will announce. */
+    if (t->readable) schedule(t, &t->read_job);
+    return 0;
+}
+
+int cio_transport_is_reading(cio_transport *t) {
+    if (!t) return -EINVAL;
+    return t->reading && t->state == CIO__T_OPEN;
+}
+
+int cio_transport_set_write_buffer_limits(cio_transport *t, size_t high, size_t low) {
+    int rc = check(t);
+    if (rc < 0) return rc;
+    if (high == 0) high = low != (size_t)-1 && low > CIO__WRITE_HIGH_DEFAULT ? low * 4 : CIO__WRITE_HIGH_DEFAULT;
+    if (low == (size_t)-1) low = high / 4;
+    if (low > high) return -EINVAL;
+    t->high = high;
+    t->low = low;
+    maybe_pause_writing(t);
+    maybe_resume_writing(t);
+    return 0;
+}
+
+int cio_transport_get_write_buffer_limits(cio_transport *t, size_t *low, size_t *high) {
+    if (!t) return -EINVAL;
+    if (low) *low = t->low;
+    if (high) *high = t->high;
+    return 0;
+}
+
+size_t cio_transport_get_write_buffer_size(cio_transport *t) {
+    return t ? buffered(t) : 0;
+}
+
+int cio_transport_sockname(cio_transport *t, struct sockaddr *addr, unsigned int *len) {
+    if (!t || !addr || !len) return -EINVAL;
+    socklen_t l = *len;
+    if (getsockname(t->fd, addr, &l) != 0) return -errno;
+    *len = l;
+    return 0;
+}
+
+int cio_transport_peername(cio_transport *t, struct sockaddr *addr, unsigned int *len) {
+    if (!t || !addr || !len) return -EINVAL;
+    socklen_t l = *len;
+    if (getpeername(t->fd, addr, &l) != 0) return -errno;
+    *len = l;
+    return 0;
+}
+
+int cio_transport_socket(cio_transport *t) {
+    return t ? t->fd : -EINVAL;
+}
+
+void *cio_transport_context(cio_transport *t) {
+    return t ? t->ctx : NULL;
+}
+
+int cio_transport_set_context(cio_transport *t, void *ctx) {
+    if (!t) return -EINVAL;
+    t->ctx = ctx;
+    return 0;
+}
+
+cio_loop *cio_transport_loop(cio_transport *t) {
+    return t ? t->loop : NULL;
+}
