@@ -101,6 +101,9 @@ enum {
     CIO_EBROKEN,       /* asyncio.BrokenBarrierError */
     CIO_ESHUTDOWN,     /* asyncio.QueueShutDown */
     CIO_EFORKED,       /* the loop was created by the parent of this (forked) process */
+    CIO_ELIMITOVERRUN, /* asyncio.LimitOverrunError: no separator within the stream's limit */
+    CIO_EINCOMPLETE,   /* asyncio.IncompleteReadError: end of stream before the data asked for */
+    CIO_ECLOSED,       /* the stream was closed by this program (a read cannot go on) */
     CIO_ELAST
 };
 
@@ -975,6 +978,98 @@ int cio_server_sockets(cio_server *s, int *fds, size_t n);
 /* Frees a server: closes it first if needed. -EBUSY while a task waits in
  * wait_closed or serve_forever. */
 int cio_server_free(cio_server *s);
+
+/* ------------------------------------------------------------------------
+ * Streams (asyncio's open_connection, start_server and their Unix forms,
+ * StreamReader and StreamWriter)
+ *
+ * A stream is asyncio's reader and writer pair in one object, built on a
+ * transport as asyncio builds them. The reading calls suspend the calling
+ * task until data is there (one reading task at a time: a second gets
+ * -EBUSY, as asyncio raises RuntimeError); the writing calls buffer and
+ * never suspend, and cio_stream_drain waits for the buffer to go below
+ * its low-water mark. Reading pauses the connection while more than twice
+ * the limit (default 64 KiB) is buffered and unread.
+ *
+ * Outcomes of reading: a count of bytes; 0 at end of stream (read) ;
+ * -CIO_EINCOMPLETE when the stream ended before what readexactly or
+ * readuntil needed (the partial data stays readable, nothing is lost);
+ * -CIO_ELIMITOVERRUN when readuntil finds no separator within the limit
+ * (the data stays readable); -CIO_ECLOSED once this program closed the
+ * stream (a task blocked in a read is woken with it); the connection's
+ * error (-ECONNRESET, ...) once it failed; -ECANCELED, -ETIMEDOUT for the
+ * _until forms.
+ *
+ * Lifetime: a stream from cio_open_connection is freed by cio_stream_free
+ * (which closes it first if needed). The stream a server hands to its
+ * handler belongs to the server: it is closed and freed when the handler
+ * returns.
+ * ------------------------------------------------------------------------ */
+
+typedef struct cio_stream cio_stream;
+/* A connection handler of cio_start_server: runs as a task per connection. */
+typedef void *(*cio_stream_handler_fn)(cio_stream *stream, void *arg);
+
+/* In a task: connects to host:port (every resolved address in turn) or to
+ * a Unix socket path. Returns 0 or the errors of cio_create_connection. */
+int cio_open_connection(const char *host, const char *port, cio_stream **out);
+int cio_open_connection_until(const char *host, const char *port, double when,
+                              cio_stream **out);
+int cio_open_unix_connection(const char *path, cio_stream **out);
+/* Starts a server whose every connection runs handler(stream, arg) in a
+ * task of its own. Returns as cio_create_server. */
+int cio_start_server(cio_loop *loop, cio_stream_handler_fn handler, void *arg, const char *host,
+                     const char *port, const cio_server_options *opts, cio_server **out);
+int cio_start_unix_server(cio_loop *loop, cio_stream_handler_fn handler, void *arg,
+                          const char *path, const cio_server_options *opts, cio_server **out);
+
+/* Reads up to n bytes (at least 1 unless at end of stream: then 0). */
+ssize_t cio_stream_read(cio_stream *s, void *buf, size_t n);
+/* Reads everything to the end of stream into a buffer the call allocates
+ * (*data, to free with free(); NULL and 0 for an empty stream). Returns
+ * the length. */
+ssize_t cio_stream_read_to_eof(cio_stream *s, void **data);
+/* Reads exactly n bytes: n, or -CIO_EINCOMPLETE (the bytes that came stay
+ * readable). */
+ssize_t cio_stream_readexactly(cio_stream *s, void *buf, size_t n);
+/* Reads up to and including the separator into buf (cap bytes): the
+ * length. -CIO_ELIMITOVERRUN if no separator within the limit, -ENOBUFS if
+ * the data up to it does not fit in cap; in both cases nothing is
+ * consumed. -EINVAL for an empty separator. */
+ssize_t cio_stream_readuntil(cio_stream *s, const void *sep, size_t seplen, void *buf,
+                             size_t cap);
+/* asyncio's readline: a line with its '\n'; at end of stream the last
+ * partial line (or 0). On a limit overrun the line is discarded (as
+ * asyncio does) and -CIO_ELIMITOVERRUN returned. */
+ssize_t cio_stream_readline(cio_stream *s, void *buf, size_t cap);
+/* 1 once the end of stream was reached and everything buffered was read. */
+int cio_stream_at_eof(cio_stream *s);
+/* The limit (asyncio's limit argument); 0 is refused. */
+int cio_stream_set_limit(cio_stream *s, size_t limit);
+
+/* Buffers data to send (never suspends). Returns 0, -CIO_ECLOSED after
+ * close, -CIO_EINVALSTATE after write_eof, or the connection's error. */
+int cio_stream_write(cio_stream *s, const void *data, size_t len);
+/* In a task: waits until the write buffer is at its low-water mark.
+ * Returns 0, the connection's error (-ECONNRESET once it is lost), or
+ * -ECANCELED. */
+int cio_stream_drain(cio_stream *s);
+int cio_stream_write_eof(cio_stream *s);
+int cio_stream_can_write_eof(cio_stream *s);
+/* Closes the stream (buffered data is still sent). */
+int cio_stream_close(cio_stream *s);
+int cio_stream_is_closing(cio_stream *s);
+/* In a task: waits until the connection is gone. Returns 0, or the
+ * connection's error. */
+int cio_stream_wait_closed(cio_stream *s);
+int cio_stream_sockname(cio_stream *s, struct sockaddr *addr, unsigned int *len);
+int cio_stream_peername(cio_stream *s, struct sockaddr *addr, unsigned int *len);
+/* The transport under the stream (NULL once the connection is gone). */
+cio_transport *cio_stream_transport(cio_stream *s);
+/* Frees a stream from cio_open_connection, closing it at once (abort) if
+ * it is still open. -EBUSY while a task waits on it; -CIO_EINVALSTATE for a
+ * stream a server handed to its handler. */
+int cio_stream_free(cio_stream *s);
 
 /* ------------------------------------------------------------------------
  * Introspection

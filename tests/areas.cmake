@@ -8,6 +8,7 @@ cio_test_file(stack NO_VALGRIND overflow_into_guard_region_names_the_task overfl
 cio_test_file(fault)
 cio_test_file(sock)
 cio_test_file(io)
+cio_test_file(stream)
 cio_test_file(transport NO_VALGRIND out_of_descriptors_at_accept_neither_spins_nor_stops_the_server)
 cio_test_file(threads LABELS threads)
 cio_test_file(structured)

@@ -622,3 +622,54 @@ TEST(transports_and_servers_reject_null) {
     CHECK_OK(cio_server_free(s));
     cio_loop_free(loop);
 }
+
+/* ---- streams ------------------------------------------------------------ */
+
+static void *noop_handler(cio_stream *s, void *arg) {
+    (void)s;
+    return arg;
+}
+
+static void *stream_calls_in_a_task(void *arg) {
+    (void)arg;
+    cio_stream *s = NULL;
+    char buf[4];
+    void *data;
+    CHECK_ERR(cio_open_connection(NULL, "1", &s), -EINVAL);
+    CHECK_ERR(cio_open_connection("127.0.0.1", NULL, &s), -EINVAL);
+    CHECK_ERR(cio_open_connection("127.0.0.1", "1", NULL), -EINVAL);
+    CHECK_ERR(cio_open_connection_until("127.0.0.1", "1", NAN, &s), -EINVAL);
+    CHECK_ERR(cio_open_unix_connection(NULL, &s), -EINVAL);
+    CHECK_ERR(cio_stream_read(NULL, buf, 1), -EINVAL);
+    CHECK_ERR(cio_stream_read_to_eof(NULL, &data), -EINVAL);
+    CHECK_ERR(cio_stream_readexactly(NULL, buf, 1), -EINVAL);
+    CHECK_ERR(cio_stream_readuntil(NULL, "\n", 1, buf, 4), -EINVAL);
+    CHECK_ERR(cio_stream_readline(NULL, buf, 4), -EINVAL);
+    CHECK_ERR(cio_stream_drain(NULL), -EINVAL);
+    CHECK_ERR(cio_stream_wait_closed(NULL), -EINVAL);
+    return NULL;
+}
+
+TEST(streams_reject_null) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, stream_calls_in_a_task, NULL, NULL));
+    cio_stream *s = NULL;
+    CHECK_ERR(cio_open_connection("127.0.0.1", "1", &s), -EPERM);
+    cio_server *srv = NULL;
+    CHECK_ERR(cio_start_server(loop, NULL, NULL, NULL, "0", NULL, &srv), -EINVAL);
+    CHECK_ERR(cio_start_server(NULL, noop_handler, NULL, NULL, "0", NULL, &srv), -EINVAL);
+    CHECK_ERR(cio_start_unix_server(loop, noop_handler, NULL, NULL, NULL, &srv), -EINVAL);
+    CHECK(srv == NULL);
+    CHECK_ERR(cio_stream_at_eof(NULL), -EINVAL);
+    CHECK_ERR(cio_stream_set_limit(NULL, 1), -EINVAL);
+    CHECK_ERR(cio_stream_write(NULL, "x", 1), -EINVAL);
+    CHECK_ERR(cio_stream_write_eof(NULL), -EINVAL);
+    CHECK_ERR(cio_stream_can_write_eof(NULL), -EINVAL);
+    CHECK_ERR(cio_stream_close(NULL), -EINVAL);
+    CHECK_ERR(cio_stream_is_closing(NULL), -EINVAL);
+    CHECK_ERR(cio_stream_sockname(NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_stream_peername(NULL, NULL, NULL), -EINVAL);
+    CHECK(cio_stream_transport(NULL) == NULL);
+    CHECK_OK(cio_stream_free(NULL));
+    cio_loop_free(loop);
+}

@@ -61,6 +61,9 @@ struct cio_transport {
     uint8_t write_paused;    /* pause_writing was called, resume not yet */
     uint8_t made;            /* connection_made ran */
     uint8_t closing_fd;      /* the lost job closes the descriptor */
+    /* Internal: called when the loop's close frees the transport without
+     * connection_lost (streams use it). */
+    void (*on_release)(cio_transport *t, void *ctx);
     uint8_t peer_closed;     /* the peer shut down: read until end of stream */
     uint8_t fd_gone;         /* the program closed the descriptor (cio_close) */
 };
@@ -72,6 +75,8 @@ int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *
                        struct cio_server *server, cio_transport **out);
 /* Calls connection_made and starts reading (after connect or accept). */
 void cio__transport_start(cio_transport *t);
+/* Runs fn(arg) when the server is freed (a stream server's handler record). */
+void cio__server_set_cleanup(struct cio_server *s, void (*fn)(void *), void *arg);
 /* Called by the transport when it is gone (server.c keeps count). */
 void cio__server_connection_gone(struct cio_server *s, cio_transport *t);
 

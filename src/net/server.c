@@ -57,7 +57,14 @@ struct cio_server {
     uint8_t serving_forever;
     uint8_t loop_gone;           /* the loop closed: never touch it again */
     uint8_t free_pending;        /* freed once the last watch completes */
+    void (*cleanup)(void *);
+    void *cleanup_arg;
 };
+
+void cio__server_set_cleanup(cio_server *s, void (*fn)(void *), void *arg) {
+    s->cleanup = fn;
+    s->cleanup_arg = arg;
+}
 
 static void schedule_accept(listener *l) {
     cio_server *s = l->server;
@@ -388,6 +395,7 @@ static void maybe_free(cio_server *s) {
     if (!s->free_pending) return;
     for (size_t i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].in_flight) return;
+    if (s->cleanup) s->cleanup(s->cleanup_arg);
     cio__free(s->listeners);
     cio__free(s);
 }

@@ -194,6 +194,7 @@ static void on_edge(cio__op *op) {
         release(t);
     } else if (op->result == -ECANCELED) {
         cio__sys_close(t->fd);
+        if (t->on_release) t->on_release(t, t->ctx);
         release(t);
     } else {
         t->fd_gone = 1;

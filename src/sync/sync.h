@@ -44,6 +44,10 @@ int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t dea
 cio__waiter *cio__waitq_wake_one(cio__waitq *q, void *value);
 /* Wakes every waiter (handing each value); returns how many. */
 size_t cio__waitq_wake_all(cio__waitq *q, void *value);
+/* Takes every waiter out of q without waking it: for an object freed at
+ * loop close, whose waiting tasks will never run again (their abandon
+ * hooks then find nothing to unlink). */
+void cio__waitq_forget_all(cio__waitq *q);
 static inline bool cio__waitq_empty(const cio__waitq *q) {
     return q->count == 0;
 }

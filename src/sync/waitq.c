@@ -73,6 +73,10 @@ int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t dea
     return rc;
 }
 
+void cio__waitq_forget_all(cio__waitq *q) {
+    while (cio__list_pop_front(&q->waiters) != NULL) q->count--;
+}
+
 cio__waiter *cio__waitq_wake_one(cio__waitq *q, void *value) {
     cio__link *link = cio__list_pop_front(&q->waiters);
     if (!link) return NULL;

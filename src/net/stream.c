@@ -1,0 +1,584 @@
+/*
+ * Streams: asyncio's StreamReader and StreamWriter in one object, on a
+ * transport, as asyncio builds them (StreamReaderProtocol).
+ *
+ * The stream is the transport's protocol. Arriving data is appended to the
+ * stream's buffer and wakes the reading task; the reading calls take from
+ * the buffer and wait (cio__waitq) only when it cannot satisfy them. The
+ * buffer is freed whenever it is emptied, so an idle connection holds no
+ * receive memory. Reading pauses the transport while more than twice the
+ * limit waits unread, and resumes once the reader takes it down to the
+ * limit (asyncio's _maybe_resume_transport).
+ *
+ * Writing goes straight to the transport, which sends at once or buffers;
+ * drain waits while the transport has paused writing (over its high-water
+ * mark) and wakes at resume_writing, or with the error once the connection
+ * is lost.
+ *
+ * Nothing is dropped on the way: data that came before an error or an end
+ * of stream is returned first, and the readers that cannot complete
+ * (readexactly, readuntil) leave what they saw in the buffer.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "net.h"
+
+#define DEFAULT_LIMIT 65536u
+
+struct cio_stream {
+    cio_transport *t;        /* NULL once the connection is gone */
+    cio_loop *loop;
+    char *buf;               /* unread data: buf[off, len) */
+    size_t off, len, cap;
+    size_t limit;
+    int error;               /* the connection's error, once lost */
+    uint8_t eof;             /* no more data will come */
+    uint8_t lost;            /* connection_lost ran (or the loop closed) */
+    uint8_t closed;          /* this program closed the stream */
+    uint8_t eof_written;
+    uint8_t paused;          /* we paused the transport's reading */
+    uint8_t write_paused;    /* the transport asked us to stop writing */
+    uint8_t reading;         /* a task is inside a reading call */
+    uint8_t from_server;     /* handed to a handler: the server frees it */
+    cio__waitq readers;
+    cio__waitq drainers;
+    cio__waitq closers;
+    /* A server's stream: its handler. */
+    cio_stream_handler_fn handler;
+    void *handler_arg;
+};
+
+typedef struct stream_server {
+    cio_stream_handler_fn handler;
+    void *arg;
+} stream_server;
+
+static size_t avail(const cio_stream *s) {
+    return s->len - s->off;
+}
+
+static void maybe_resume(cio_stream *s) {
+    if (s->paused && s->t && avail(s) <= s->limit) {
+        s->paused = 0;
+        cio_transport_resume_reading(s->t);
+    }
+}
+
+static void consume(cio_stream *s, size_t n) {
+    s->off += n;
+    if (s->off == s->len) {
+        cio__free(s->buf);
+        s->buf = NULL;
+        s->off = s->len = s->cap = 0;
+    }
+    maybe_resume(s);
+}
+
+/* ---- the protocol ------------------------------------------------------- */
+
+static void on_data(cio_transport *t, const void *data, size_t n, void *ctx) {
+    cio_stream *s = ctx;
+    if (!s) return;
+    if (s->cap - s->len < n) {
+        if (s->off > 0) {
+            memmove(s->buf, s->buf + s->off, avail(s));
+            s->len -= s->off;
+            s->off = 0;
+        }
+        if (s->cap - s->len < n) {
+            size_t cap = s->cap ? s->cap : 1024;
+            while (cap - s->len < n) cap *= 2;
+            char *nb = cio__realloc(s->buf, cap);
+            if (!nb) {
+                /* Nothing can be dropped silently: the connection fails. */
+                s->error = -ENOMEM;
+                cio_transport_abort(t);
+                return;
+            }
+            s->buf = nb;
+            s->cap = cap;
+        }
+    }
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
+    if (!s->paused && avail(s) > 2 * s->limit) {
+        s->paused = 1;
+        cio_transport_pause_reading(t);
+    }
+    cio__waitq_wake_all(&s->readers, NULL);
+}
+
+static int on_eof(cio_transport *t, void *ctx) {
+    (void)t;
+    cio_stream *s = ctx;
+    if (!s) return 0;
+    s->eof = 1;
+    cio__waitq_wake_all(&s->readers, NULL);
+    /* Keep the transport open: the program may still write (half-close). */
+    return 1;
+}
+
+static void stream_free_now(cio_stream *s) {
+    cio__free(s->buf);
+    cio__free(s);
+}
+
+static void on_lost(cio_transport *t, int error, void *ctx) {
+    (void)t;
+    cio_stream *s = ctx;
+    if (!s) return;
+    s->t = NULL;
+    s->lost = 1;
+    s->eof = 1;
+    if (!s->error) s->error = error;
+    cio__waitq_wake_all(&s->readers, NULL);
+    cio__waitq_wake_all(&s->drainers, NULL);
+    cio__waitq_wake_all(&s->closers, NULL);
+}
+
+/* The loop closed under the transport: no more callbacks will come. */
+static void on_release(cio_transport *t, void *ctx) {
+    (void)t;
+    cio_stream *s = ctx;
+    if (!s) return;
+    s->t = NULL;
+    s->lost = s->eof = 1;
+    /* A server's stream would have been freed by its handler's task,
+     * which the closing loop will never resume. */
+    if (s->from_server) {
+        cio__waitq_forget_all(&s->readers);
+        cio__waitq_forget_all(&s->drainers);
+        cio__waitq_forget_all(&s->closers);
+        stream_free_now(s);
+    }
+}
+
+static void on_pause(cio_transport *t, void *ctx) {
+    (void)t;
+    cio_stream *s = ctx;
+    if (s) s->write_paused = 1;
+}
+
+static void on_resume(cio_transport *t, void *ctx) {
+    (void)t;
+    cio_stream *s = ctx;
+    if (!s) return;
+    s->write_paused = 0;
+    cio__waitq_wake_all(&s->drainers, NULL);
+}
+
+static const cio_protocol stream_protocol = {
+    .data_received = on_data,
+    .eof_received = on_eof,
+    .connection_lost = on_lost,
+    .pause_writing = on_pause,
+    .resume_writing = on_resume,
+};
+
+static cio_stream *stream_new(cio_loop *loop) {
+    cio_stream *s = cio__calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->loop = loop;
+    s->limit = DEFAULT_LIMIT;
+    cio__waitq_init(&s->readers);
+    cio__waitq_init(&s->drainers);
+    cio__waitq_init(&s->closers);
+    return s;
+}
+
+static void attach(cio_stream *s, cio_transport *t) {
+    s->t = t;
+    t->on_release = on_release;
+}
+
+/* ---- servers ------------------------------------------------------------ */
+
+static void *run_handler(void *arg) {
+    cio_stream *s = arg;
+    void *result = s->handler(s, s->handler_arg);
+    /* The stream was the handler's; the connection ends with it. A read
+     * or drain the handler left behind cannot be waiting any more: it ran
+     * in this very task. */
+    if (s->t) {
+        cio_transport_close(s->t);
+        cio_transport_set_context(s->t, NULL);
+        s->t->on_release = NULL;
+    }
+    stream_free_now(s);
+    return result;
+}
+
+static void on_connection(cio_transport *t, void *ctx) {
+    stream_server *srv = ctx;
+    cio_stream *s = stream_new(cio_transport_loop(t));
+    cio_task *task = NULL;
+    if (s) {
+        s->from_server = 1;
+        s->handler = srv->handler;
+        s->handler_arg = srv->arg;
+        attach(s, t);
+        cio_transport_set_context(t, s);
+        if (cio_spawn(s->loop, run_handler, s, &task) == 0) {
+            cio_future_unref(task);
+            return;
+        }
+        cio_transport_set_context(t, NULL);
+        t->on_release = NULL;
+        stream_free_now(s);
+    }
+    cio__report(cio_transport_loop(t), "a connection was dropped: its handler could not start",
+                -ENOMEM, NULL);
+    cio_transport_abort(t);
+}
+
+static const cio_protocol server_protocol = {
+    .connection_made = on_connection,
+    .data_received = on_data,
+    .eof_received = on_eof,
+    .connection_lost = on_lost,
+    .pause_writing = on_pause,
+    .resume_writing = on_resume,
+};
+
+/* The handler and its argument live as long as the server: they are kept
+ * in a record freed with it (cio__server_set_cleanup). */
+static int start(cio_loop *loop, cio_stream_handler_fn handler, void *arg, const char *host,
+                 const char *port, const char *path, const cio_server_options *opts,
+                 cio_server **out) {
+    if (out) *out = NULL;
+    if (!handler) return -EINVAL;
+    stream_server *srv = cio__malloc(sizeof *srv);
+    if (!srv) return -ENOMEM;
+    srv->handler = handler;
+    srv->arg = arg;
+    int rc = path ? cio_create_unix_server(loop, &server_protocol, srv, path, opts, out)
+                  : cio_create_server(loop, &server_protocol, srv, host, port, opts, out);
+    if (rc < 0) {
+        cio__free(srv);
+        return rc;
+    }
+    cio__server_set_cleanup(*out, cio__free, srv);
+    return 0;
+}
+
+int cio_start_server(cio_loop *loop, cio_stream_handler_fn handler, void *arg, const char *host,
+                     const char *port, const cio_server_options *opts, cio_server **out) {
+    return start(loop, handler, arg, host, port, NULL, opts, out);
+}
+
+int cio_start_unix_server(cio_loop *loop, cio_stream_handler_fn handler, void *arg,
+                          const char *path, const cio_server_options *opts, cio_server **out) {
+    if (!path) {
+        if (out) *out = NULL;
+        return -EINVAL;
+    }
+    return start(loop, handler, arg, NULL, NULL, path, opts, out);
+}
+
+/* ---- opening connections ------------------------------------------------ */
+
+static int open_stream(const char *host, const char *port, const char *path, double when,
+                       cio_stream **out) {
+    if (out) *out = NULL;
+    if (!out) return -EINVAL;
+    cio_loop *loop = cio_running_loop();
+    if (!loop) return (path ? !*path : !host || !port) ? -EINVAL : -EPERM;
+    cio_stream *s = stream_new(loop);
+    if (!s) return -ENOMEM;
+    cio_transport *t;
+    int rc = path ? cio_create_unix_connection(loop, &stream_protocol, s, path, &t)
+                  : cio_create_connection_until(loop, &stream_protocol, s, host, port, when, &t);
+    if (rc < 0) {
+        stream_free_now(s);
+        return rc;
+    }
+    attach(s, t);
+    *out = s;
+    return 0;
+}
+
+int cio_open_connection_until(const char *host, const char *port, double when,
+                              cio_stream **out) {
+    return open_stream(host, port, NULL, when, out);
+}
+
+int cio_open_connection(const char *host, const char *port, cio_stream **out) {
+    return open_stream(host, port, NULL, CIO_NO_TIMEOUT, out);
+}
+
+int cio_open_unix_connection(const char *path, cio_stream **out) {
+    return open_stream(NULL, NULL, path ? path : "", CIO_NO_TIMEOUT, out);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* What a read that needs more data gets when none can come. */
+static int no_more(const cio_stream *s) {
+    if (s->closed) return -CIO_ECLOSED;
+    if (s->error < 0) return s->error;
+    return 0;
+}
+
+/* Waits for more data, the end of stream, or the stream's closing. */
+static int wait_more(cio_stream *s) {
+    maybe_resume(s);
+    cio__waiter w;
+    return cio__waitq_wait(&s->readers, &w, "stream read", INT64_MAX);
+}
+
+/* Opens a reading call: checks, and claims the stream for this task. */
+static int begin_read(cio_stream *s) {
+    if (!s) return -EINVAL;
+    int rc = cio__waitq_check(&s->readers);
+    if (rc < 0) return rc;
+    if (s->reading) return -EBUSY;
+    s->reading = 1;
+    return 0;
+}
+
+static ssize_t end_read(cio_stream *s, ssize_t rc) {
+    s->reading = 0;
+    return rc;
+}
+
+ssize_t cio_stream_read(cio_stream *s, void *buf, size_t n) {
+    if (s && !buf && n) return -EINVAL;
+    int rc = begin_read(s);
+    if (rc < 0) return rc;
+    if (n == 0) return end_read(s, 0);
+    for (;;) {
+        if (avail(s) > 0) {
+            size_t k = avail(s) < n ? avail(s) : n;
+            memcpy(buf, s->buf + s->off, k);
+            consume(s, k);
+            return end_read(s, (ssize_t)k);
+        }
+        if (s->closed || s->eof) return end_read(s, no_more(s));
+        if ((rc = wait_more(s)) < 0) return end_read(s, rc);
+    }
+}
+
+ssize_t cio_stream_readexactly(cio_stream *s, void *buf, size_t n) {
+    if (s && !buf && n) return -EINVAL;
+    int rc = begin_read(s);
+    if (rc < 0) return rc;
+    for (;;) {
+        if (avail(s) >= n) {
+            if (n) memcpy(buf, s->buf + s->off, n);
+            if (n) consume(s, n);
+            return end_read(s, (ssize_t)n);
+        }
+        if (s->closed || s->eof) {
+            rc = no_more(s);
+            return end_read(s, rc < 0 ? rc : -CIO_EINCOMPLETE);
+        }
+        if ((rc = wait_more(s)) < 0) return end_read(s, rc);
+    }
+}
+
+/* Where sep starts in the unread data at or after from, or -1. */
+static ssize_t find(const cio_stream *s, const void *sep, size_t seplen, size_t from) {
+    if (avail(s) < seplen) return -1;
+    const char *base = s->buf + s->off;
+    for (size_t i = from; i + seplen <= avail(s); i++)
+        if (base[i] == *(const char *)sep && memcmp(base + i, sep, seplen) == 0) return (ssize_t)i;
+    return -1;
+}
+
+/*
+ * readuntil's search, shared with readline. Returns the length up to and
+ * including the separator once it is found, and leaves the data in the
+ * buffer; or an outcome < 0. As asyncio, a separator that ends beyond the
+ * limit, or a buffer past the limit without one, is a limit overrun.
+ */
+static ssize_t search(cio_stream *s, const void *sep, size_t seplen) {
+    size_t from = 0;
+    for (;;) {
+        ssize_t at = find(s, sep, seplen, from);
+        if (at >= 0) {
+            size_t len = (size_t)at + seplen;
+            return len > s->limit ? -CIO_ELIMITOVERRUN : (ssize_t)len;
+        }
+        if (avail(s) + 1 > s->limit + seplen) return -CIO_ELIMITOVERRUN;
+        if (s->closed || s->eof) {
+            int rc = no_more(s);
+            return rc < 0 ? rc : -CIO_EINCOMPLETE;
+        }
+        /* The separator may straddle what is here and what comes next. */
+        from = avail(s) >= seplen ? avail(s) - seplen + 1 : 0;
+        int rc = wait_more(s);
+        if (rc < 0) return rc;
+    }
+}
+
+ssize_t cio_stream_readuntil(cio_stream *s, const void *sep, size_t seplen, void *buf,
+                             size_t cap) {
+    if (s && (!sep || seplen == 0 || (!buf && cap))) return -EINVAL;
+    int rc = begin_read(s);
+    if (rc < 0) return rc;
+    ssize_t len = search(s, sep, seplen);
+    if (len < 0) return end_read(s, len);
+    if ((size_t)len > cap) return end_read(s, -ENOBUFS);
+    memcpy(buf, s->buf + s->off, (size_t)len);
+    consume(s, (size_t)len);
+    return end_read(s, len);
+}
+
+ssize_t cio_stream_readline(cio_stream *s, void *buf, size_t cap) {
+    if (s && !buf && cap) return -EINVAL;
+    int rc = begin_read(s);
+    if (rc < 0) return rc;
+    ssize_t len = search(s, "\n", 1);
+    if (len == -CIO_EINCOMPLETE) {
+        /* The last line has no newline: it is returned as it is. */
+        len = (ssize_t)avail(s);
+    } else if (len == -CIO_ELIMITOVERRUN) {
+        /* As asyncio: the overlong line is discarded, through its newline
+         * if it is here, else everything buffered. */
+        ssize_t at = find(s, "\n", 1, 0);
+        consume(s, at >= 0 ? (size_t)at + 1 : avail(s));
+        return end_read(s, len);
+    }
+    if (len < 0) return end_read(s, len);
+    if ((size_t)len > cap) return end_read(s, -ENOBUFS);
+    if (len) {
+        memcpy(buf, s->buf + s->off, (size_t)len);
+        consume(s, (size_t)len);
+    }
+    return end_read(s, len);
+}
+
+ssize_t cio_stream_read_to_eof(cio_stream *s, void **data) {
+    if (data) *data = NULL;
+    if (s && !data) return -EINVAL;
+    int rc = begin_read(s);
+    if (rc < 0) return rc;
+    while (!s->eof && !s->closed) {
+        /* Everything is wanted: the limit does not pause this reader. */
+        if (s->paused && s->t) {
+            s->paused = 0;
+            cio_transport_resume_reading(s->t);
+        }
+        cio__waiter w;
+        if ((rc = cio__waitq_wait(&s->readers, &w, "stream read", INT64_MAX)) < 0)
+            return end_read(s, rc);
+    }
+    if ((rc = no_more(s)) < 0) return end_read(s, rc);
+    size_t n = avail(s);
+    if (n == 0) return end_read(s, 0);
+    void *out = malloc(n);
+    if (!out) return end_read(s, -ENOMEM);
+    memcpy(out, s->buf + s->off, n);
+    consume(s, n);
+    *data = out;
+    return end_read(s, (ssize_t)n);
+}
+
+int cio_stream_at_eof(cio_stream *s) {
+    if (!s) return -EINVAL;
+    return s->eof && avail(s) == 0;
+}
+
+int cio_stream_set_limit(cio_stream *s, size_t limit) {
+    if (!s || limit == 0) return -EINVAL;
+    s->limit = limit;
+    maybe_resume(s);
+    return 0;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static int write_check(cio_stream *s) {
+    if (!s) return -EINVAL;
+    if (s->closed) return -CIO_ECLOSED;
+    if (!s->t) return s->error < 0 ? s->error : -ECONNRESET;
+    return 0;
+}
+
+int cio_stream_write(cio_stream *s, const void *data, size_t len) {
+    if (s && !data && len) return -EINVAL;
+    int rc = write_check(s);
+    if (rc < 0) return rc;
+    return cio_transport_write(s->t, data, len);
+}
+
+int cio_stream_drain(cio_stream *s) {
+    if (!s) return -EINVAL;
+    int rc = cio__waitq_check(&s->drainers);
+    if (rc < 0) return rc;
+    while (s->write_paused && s->t) {
+        cio__waiter w;
+        if ((rc = cio__waitq_wait(&s->drainers, &w, "stream drain", INT64_MAX)) < 0) return rc;
+    }
+    /* As asyncio: a connection lost (even cleanly) is an error to a writer
+     * that waits for its data to go out. */
+    if (s->lost) return s->error < 0 ? s->error : -ECONNRESET;
+    return 0;
+}
+
+int cio_stream_write_eof(cio_stream *s) {
+    int rc = write_check(s);
+    if (rc < 0) return rc;
+    s->eof_written = 1;
+    return cio_transport_write_eof(s->t);
+}
+
+int cio_stream_can_write_eof(cio_stream *s) {
+    return s ? 1 : -EINVAL;
+}
+
+int cio_stream_close(cio_stream *s) {
+    if (!s) return -EINVAL;
+    if (s->closed) return 0;
+    s->closed = 1;
+    if (s->t) cio_transport_close(s->t);
+    /* A task blocked reading learns at once that no more will come. */
+    cio__waitq_wake_all(&s->readers, NULL);
+    return 0;
+}
+
+int cio_stream_is_closing(cio_stream *s) {
+    if (!s) return -EINVAL;
+    return s->closed || s->lost;
+}
+
+int cio_stream_wait_closed(cio_stream *s) {
+    if (!s) return -EINVAL;
+    int rc = cio__waitq_check(&s->closers);
+    if (rc < 0) return rc;
+    while (!s->lost) {
+        cio__waiter w;
+        if ((rc = cio__waitq_wait(&s->closers, &w, "stream closed", INT64_MAX)) < 0) return rc;
+    }
+    return s->error < 0 ? s->error : 0;
+}
+
+int cio_stream_sockname(cio_stream *s, struct sockaddr *addr, unsigned int *len) {
+    if (!s) return -EINVAL;
+    return s->t ? cio_transport_sockname(s->t, addr, len) : -ENOTCONN;
+}
+
+int cio_stream_peername(cio_stream *s, struct sockaddr *addr, unsigned int *len) {
+    if (!s) return -EINVAL;
+    return s->t ? cio_transport_peername(s->t, addr, len) : -ENOTCONN;
+}
+
+cio_transport *cio_stream_transport(cio_stream *s) {
+    return s ? s->t : NULL;
+}
+
+int cio_stream_free(cio_stream *s) {
+    if (!s) return 0;
+    if (s->from_server) return -CIO_EINVALSTATE;
+    if (!cio__waitq_empty(&s->readers) || !cio__waitq_empty(&s->drainers) ||
+        !cio__waitq_empty(&s->closers))
+        return -EBUSY;
+    if (s->t) {
+        cio_transport_set_context(s->t, NULL);
+        s->t->on_release = NULL;
+        cio_transport_abort(s->t);
+    }
+    stream_free_now(s);
+    return 0;
+}

@@ -1,0 +1,486 @@
+/*
+ * Streams (asyncio's open_connection, start_server, StreamReader and
+ * StreamWriter): the reading calls and their outcomes, flow control both
+ * ways, half-close, closing under a reader, cancellation without loss, and
+ * what loop close leaves behind.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "test.h"
+
+static char port_str[16];
+
+static void remember_port(cio_server *s) {
+    int fd;
+    CHECK_EQ(cio_server_sockets(s, &fd, 1), 1);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    CHECK_OK(getsockname(fd, (struct sockaddr *)&sa, &len));
+    snprintf(port_str, sizeof port_str, "%d", ntohs(sa.sin_port));
+}
+
+static cio_server *serve(cio_loop *loop, cio_stream_handler_fn fn, void *arg) {
+    cio_server *s;
+    CHECK_OK(cio_start_server(loop, fn, arg, "127.0.0.1", "0", NULL, &s));
+    remember_port(s);
+    return s;
+}
+
+/* Handler: echoes lines until end of stream. */
+static void *echo_lines(cio_stream *s, void *arg) {
+    (void)arg;
+    char line[256];
+    ssize_t n;
+    while ((n = cio_stream_readline(s, line, sizeof line)) > 0) {
+        CHECK_OK(cio_stream_write(s, line, (size_t)n));
+        CHECK_OK(cio_stream_drain(s));
+    }
+    CHECK_EQ(n, 0);
+    CHECK_EQ(cio_stream_at_eof(s), 1);
+    return NULL;
+}
+
+static void *echo_client(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    struct sockaddr_storage ss;
+    unsigned int len = sizeof ss;
+    CHECK_OK(cio_stream_peername(c, (struct sockaddr *)&ss, &len));
+    len = sizeof ss;
+    CHECK_OK(cio_stream_sockname(c, (struct sockaddr *)&ss, &len));
+    CHECK(cio_stream_transport(c) != NULL);
+    CHECK_OK(cio_stream_write(c, "one\ntwo\n", 8));
+    CHECK_OK(cio_stream_drain(c));
+    char buf[64];
+    CHECK_EQ(cio_stream_readline(c, buf, sizeof buf), 4);
+    CHECK(memcmp(buf, "one\n", 4) == 0);
+    CHECK_EQ(cio_stream_readuntil(c, "o\n", 2, buf, sizeof buf), 4);
+    CHECK(memcmp(buf, "two\n", 4) == 0);
+    CHECK_EQ(cio_stream_can_write_eof(c), 1);
+    CHECK_OK(cio_stream_write_eof(c));
+    /* The server's handler returns at our end of stream and closes. */
+    CHECK_EQ(cio_stream_read(c, buf, sizeof buf), 0);
+    CHECK_EQ(cio_stream_at_eof(c), 1);
+    CHECK_OK(cio_stream_close(c));
+    CHECK_EQ(cio_stream_is_closing(c), 1);
+    CHECK_OK(cio_stream_wait_closed(c));
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(echo_lines_through_start_server_and_open_connection) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, echo_lines, NULL);
+    CHECK_OK(test_run(loop, echo_client, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static void *echo_unix_client(void *arg) {
+    cio_stream *c;
+    CHECK_OK(cio_open_unix_connection(arg, &c));
+    CHECK_OK(cio_stream_write(c, "unix\n", 5));
+    char buf[16];
+    CHECK_EQ(cio_stream_readline(c, buf, sizeof buf), 5);
+    CHECK(memcmp(buf, "unix\n", 5) == 0);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(echo_over_a_unix_stream_server) {
+    cio_loop *loop = test_loop();
+    char path[64];
+    snprintf(path, sizeof path, "@cio-stream-test-%d", (int)getpid());
+    cio_server *s;
+    CHECK_OK(cio_start_unix_server(loop, echo_lines, NULL, path, NULL, &s));
+    CHECK_OK(test_run(loop, echo_unix_client, path, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+/* Handler: writes its argument, then returns (the stream closes). */
+static void *say_and_close(cio_stream *s, void *arg) {
+    CHECK_OK(cio_stream_write(s, arg, strlen(arg)));
+    return NULL;
+}
+
+static void *incomplete_reads_leave_the_data(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    char buf[64];
+    CHECK_ERR(cio_stream_readexactly(c, buf, 5), -CIO_EINCOMPLETE);
+    CHECK_ERR(cio_stream_readuntil(c, "!", 1, buf, sizeof buf), -CIO_EINCOMPLETE);
+    CHECK_EQ(cio_stream_readexactly(c, buf, 3), 3);
+    CHECK(memcmp(buf, "abc", 3) == 0);
+    CHECK_EQ(cio_stream_read(c, buf, sizeof buf), 0);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(readexactly_and_readuntil_at_end_of_stream_lose_nothing) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, say_and_close, "abc");
+    CHECK_OK(test_run(loop, incomplete_reads_leave_the_data, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static void *limit_overruns(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_ERR(cio_stream_set_limit(c, 0), -EINVAL);
+    CHECK_OK(cio_stream_set_limit(c, 8));
+    char buf[64];
+    /* readuntil past the limit: an overrun, and the data stays. */
+    CHECK_ERR(cio_stream_readuntil(c, "\n", 1, buf, sizeof buf), -CIO_ELIMITOVERRUN);
+    CHECK_EQ(cio_stream_readexactly(c, buf, 4), 4);
+    CHECK(memcmp(buf, "0123", 4) == 0);
+    /* readline past the limit: the line is discarded, as asyncio does. */
+    CHECK_ERR(cio_stream_readline(c, buf, sizeof buf), -CIO_ELIMITOVERRUN);
+    CHECK_EQ(cio_stream_readline(c, buf, sizeof buf), 3);
+    CHECK(memcmp(buf, "ok\n", 3) == 0);
+    /* A line longer than the caller's buffer: -ENOBUFS, nothing taken. */
+    CHECK_ERR(cio_stream_readline(c, buf, 2), -ENOBUFS);
+    /* The last line has no newline: returned as it is at the end. */
+    CHECK_EQ(cio_stream_readline(c, buf, sizeof buf), 4);
+    CHECK(memcmp(buf, "tail", 4) == 0);
+    CHECK_EQ(cio_stream_readline(c, buf, sizeof buf), 0);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(limit_overruns_as_asyncio) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, say_and_close, "0123456789abcdef\nok\ntail");
+    CHECK_OK(test_run(loop, limit_overruns, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+/* Handler: sends arg (a size) bytes of a pattern, then closes. */
+static void *send_pattern(cio_stream *s, void *arg) {
+    size_t total = (size_t)(uintptr_t)arg;
+    char chunk[4096];
+    for (size_t sent = 0; sent < total; sent += sizeof chunk) {
+        for (size_t i = 0; i < sizeof chunk; i++) chunk[i] = (char)((sent + i) % 251);
+        CHECK_OK(cio_stream_write(s, chunk, sizeof chunk));
+        CHECK_OK(cio_stream_drain(s));
+    }
+    return NULL;
+}
+
+static void *read_everything(void *arg) {
+    size_t total = (size_t)(uintptr_t)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    void *data;
+    CHECK_EQ(cio_stream_read_to_eof(c, &data), (ssize_t)total);
+    for (size_t i = 0; i < total; i++) CHECK_EQ(((unsigned char *)data)[i], (i % 251));
+    free(data);
+    CHECK_EQ(cio_stream_read_to_eof(c, &data), 0);
+    CHECK(data == NULL);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(read_to_eof_gets_every_byte) {
+    cio_loop *loop = test_loop();
+    size_t total = 2u << 20;
+    cio_server *s = serve(loop, send_pattern, (void *)(uintptr_t)total);
+    CHECK_OK(test_run(loop, read_everything, (void *)(uintptr_t)total, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+/* A slow reader: 1 KiB every 10 ms. A writer that writes and drains must
+ * keep its buffer near the high-water mark, however much it wants to send. */
+typedef struct slow {
+    size_t received;
+    size_t max_buffered;
+    size_t written;
+    int stop;
+} slow;
+
+static void *slow_reader(cio_stream *s, void *arg) {
+    slow *st = arg;
+    char buf[1024];
+    while (!st->stop) {
+        ssize_t n = cio_stream_read(s, buf, sizeof buf);
+        if (n <= 0) break;
+        st->received += (size_t)n;
+        CHECK_OK(cio_sleep(0.01));
+    }
+    return NULL;
+}
+
+static void *fast_writer(void *arg) {
+    slow *st = arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    static char chunk[65536];
+    double end = cio_loop_time(cio_running_loop()) + 1.0;
+    /* It would write 256 MiB; the drain holds it back. */
+    while (st->written < (256u << 20) && cio_loop_time(cio_running_loop()) < end) {
+        CHECK_OK(cio_stream_write(c, chunk, sizeof chunk));
+        st->written += sizeof chunk;
+        size_t b = cio_transport_get_write_buffer_size(cio_stream_transport(c));
+        if (b > st->max_buffered) st->max_buffered = b;
+        CHECK_OK(cio_stream_drain(c));
+    }
+    st->stop = 1;
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(a_writer_to_a_slow_reader_stays_within_the_high_water_mark) {
+    cio_loop *loop = test_loop();
+    slow st = {0};
+    cio_server *s = serve(loop, slow_reader, &st);
+    CHECK_OK(test_run(loop, fast_writer, &st, NULL));
+    /* The buffer never held more than the high-water mark plus one write,
+     * and far less than 256 MiB went anywhere. */
+    CHECK(st.max_buffered <= 65536 + sizeof(char[65536]));
+    CHECK(st.written < (64u << 20));
+    CHECK(st.received > 0);
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static cio_stream *shared_stream;
+
+static void *blocked_reader(void *arg) {
+    (void)arg;
+    char buf[16];
+    return IPTR(cio_stream_read(shared_stream, buf, sizeof buf));
+}
+
+static void *hold_open(cio_stream *s, void *arg) {
+    (void)arg;
+    char buf[16];
+    while (cio_stream_read(s, buf, sizeof buf) > 0) {
+    }
+    return NULL;
+}
+
+static void *close_under_a_reader(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &shared_stream));
+    cio_task *r1, *r2;
+    CHECK_OK(cio_spawn(cio_running_loop(), blocked_reader, NULL, &r1));
+    CHECK_OK(cio_spawn(cio_running_loop(), blocked_reader, NULL, &r2));
+    CHECK_OK(cio_sleep(0.01));
+    /* One reader at a time, as asyncio. */
+    void *second;
+    CHECK_ERR(cio_await(r2, &second), 0);
+    CHECK_ERR(PTRI(second), -EBUSY);
+    CHECK_ERR(cio_stream_free(shared_stream), -EBUSY);
+    CHECK_OK(cio_stream_close(shared_stream));
+    void *first;
+    CHECK_OK(cio_await(r1, &first));
+    CHECK_ERR(PTRI(first), -CIO_ECLOSED);
+    char buf[4];
+    CHECK_ERR(cio_stream_read(shared_stream, buf, sizeof buf), -CIO_ECLOSED);
+    CHECK_ERR(cio_stream_write(shared_stream, "x", 1), -CIO_ECLOSED);
+    cio_future_unref(r1);
+    cio_future_unref(r2);
+    CHECK_OK(cio_stream_wait_closed(shared_stream));
+    CHECK_OK(cio_stream_free(shared_stream));
+    return NULL;
+}
+
+TEST(closing_a_stream_wakes_its_reader_with_a_clear_error) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, hold_open, NULL);
+    CHECK_OK(test_run(loop, close_under_a_reader, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static void *send_late(cio_stream *s, void *arg) {
+    (void)arg;
+    CHECK_OK(cio_sleep(0.05));
+    CHECK_OK(cio_stream_write(s, "late", 4));
+    char buf[4];
+    cio_stream_read(s, buf, sizeof buf);
+    return NULL;
+}
+
+static void *cancelled_read_loses_nothing(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &shared_stream));
+    cio_task *r;
+    CHECK_OK(cio_spawn(cio_running_loop(), blocked_reader, NULL, &r));
+    CHECK_OK(cio_sleep(0.01));
+    CHECK_EQ(cio_task_cancel(r, NULL), 1);
+    CHECK_ERR(cio_await(r, NULL), -ECANCELED);
+    cio_future_unref(r);
+    char buf[8];
+    CHECK_EQ(cio_stream_readexactly(shared_stream, buf, 4), 4);
+    CHECK(memcmp(buf, "late", 4) == 0);
+    CHECK_OK(cio_stream_free(shared_stream));
+    return NULL;
+}
+
+TEST(a_cancelled_read_loses_no_byte) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, send_late, NULL);
+    CHECK_OK(test_run(loop, cancelled_read_loses_nothing, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static void *reply_after_eof(cio_stream *s, void *arg) {
+    (void)arg;
+    void *data;
+    ssize_t n = cio_stream_read_to_eof(s, &data);
+    CHECK_EQ(n, 5);
+    free(data);
+    CHECK_OK(cio_stream_write(s, "reply", 5));
+    return NULL;
+}
+
+static void *half_close_client(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_OK(cio_stream_write(c, "hello", 5));
+    CHECK_OK(cio_stream_write_eof(c));
+    CHECK_ERR(cio_stream_write(c, "more", 4), -CIO_EINVALSTATE);
+    char buf[16];
+    CHECK_EQ(cio_stream_readexactly(c, buf, 5), 5);
+    CHECK(memcmp(buf, "reply", 5) == 0);
+    CHECK_EQ(cio_stream_read(c, buf, sizeof buf), 0);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(half_close_works_both_ways) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, reply_after_eof, NULL);
+    CHECK_OK(test_run(loop, half_close_client, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static void *reset_connection(cio_stream *s, void *arg) {
+    (void)arg;
+    /* Unread data plus SO_LINGER 0: the close resets the connection. */
+    char buf[1];
+    CHECK_EQ(cio_stream_readexactly(s, buf, 1), 1);
+    struct linger lg = {1, 0};
+    int fd = cio_transport_socket(cio_stream_transport(s));
+    CHECK_OK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg));
+    CHECK_OK(cio_sleep(0.02));
+    CHECK_OK(cio_transport_abort(cio_stream_transport(s)));
+    return NULL;
+}
+
+static void *reset_client(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_OK(cio_stream_write(c, "xy", 2));
+    char buf[4];
+    ssize_t n = cio_stream_read(c, buf, sizeof buf);
+    CHECK_ERR(n, -ECONNRESET);
+    CHECK_ERR(cio_stream_wait_closed(c), -ECONNRESET);
+    int w = cio_stream_write(c, "z", 1);
+    CHECK(w == -ECONNRESET || w == -EPIPE);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(a_peer_reset_gives_econnreset) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, reset_connection, NULL);
+    CHECK_OK(test_run(loop, reset_client, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static void *flood(cio_stream *s, void *arg) {
+    (void)arg;
+    static char chunk[16384];
+    for (int i = 0; i < 64; i++) {
+        if (cio_stream_write(s, chunk, sizeof chunk) < 0) break;
+        if (cio_stream_drain(s) < 0) break;
+    }
+    return NULL;
+}
+
+static void *reading_pauses_over_twice_the_limit(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_OK(cio_stream_set_limit(c, 4096));
+    CHECK_OK(cio_sleep(0.1));
+    /* Nobody reads: the transport stops reading past 2 x 4096. */
+    CHECK_EQ(cio_transport_is_reading(cio_stream_transport(c)), 0);
+    char buf[16384];
+    ssize_t n;
+    size_t total = 0;
+    /* Reading resumes it, and every byte arrives. */
+    while ((n = cio_stream_read(c, buf, sizeof buf)) > 0) total += (size_t)n;
+    CHECK_EQ(n, 0);
+    CHECK_EQ(total, 64 * 16384);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(reading_pauses_while_over_twice_the_limit) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, flood, NULL);
+    CHECK_OK(test_run(loop, reading_pauses_over_twice_the_limit, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static void *connect_errors(void *arg) {
+    (void)arg;
+    cio_stream *c = (cio_stream *)1;
+    CHECK_ERR(cio_open_connection("127.0.0.1", port_str, &c), -ECONNREFUSED);
+    CHECK(c == NULL);
+    CHECK_ERR(cio_open_connection(NULL, port_str, &c), -EINVAL);
+    CHECK_ERR(cio_open_unix_connection("@cio-nobody-listens-here", &c), -ECONNREFUSED);
+    return NULL;
+}
+
+TEST(connection_errors) {
+    cio_loop *loop = test_loop();
+    /* A port that was just free. */
+    cio_server *s = serve(loop, hold_open, NULL);
+    CHECK_OK(cio_server_free(s));
+    CHECK_OK(test_run(loop, connect_errors, NULL, NULL));
+    cio_stream *c;
+    CHECK_ERR(cio_open_connection("127.0.0.1", "1", &c), -EPERM);
+    cio_loop_free(loop);
+}
+
+static void *connect_and_leave(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_OK(cio_stream_write(c, "partial", 7));
+    CHECK_OK(cio_sleep(0.01));
+    return c;
+}
+
+TEST(loop_close_with_handlers_waiting_leaves_nothing_behind) {
+    /* The handler waits in a read when the loop closes: its stream and
+     * transport are freed by the close (ASan and Valgrind check). */
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, hold_open, NULL);
+    void *c;
+    CHECK_OK(test_run(loop, connect_and_leave, NULL, &c));
+    cio_loop_free(loop);
+    CHECK_OK(cio_stream_free(c));
+    CHECK_OK(cio_server_free(s));
+}
