@@ -31,6 +31,8 @@
  * drain gives that final completion, and the transport closes its
  * descriptor and frees itself without callbacks.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -253,6 +255,10 @@ int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *
         cio__free(t);
         return rc;
     }
+    /* As asyncio, TCP transports send small writes at once (no Nagle);
+     * on other sockets the call fails harmlessly. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* Nothing is known of the socket yet: the first read is tried. */
     t->readable = 1;
     t->server = server;
