@@ -233,10 +233,17 @@ static void *handle(cio_stream *s, void *arg) {
         int trc = cio_timeout_exit(&idle, n < 0 ? (int)n : 0);
         if (trc < 0) n = trc;
         if (n == -CIO_ELIMITOVERRUN || n == -ENOBUFS) {
+            if (verbose) printf("connection %d: request head over %d bytes -> 431\n", conn, HEAD_LIMIT);
             rc = answer(s, S_431, 0);
             break;
         }
-        if (n < 0) break; /* the client closed (-CIO_EINCOMPLETE), idle timeout, or an error */
+        if (n < 0) {
+            /* The client closed (-CIO_EINCOMPLETE), stayed idle too long
+             * (-ETIMEDOUT), or the connection failed. */
+            if (verbose) printf("connection %d: closed (%s)\n", conn,
+                                n == -CIO_EINCOMPLETE ? "by the client" : cio_strerror((int)n));
+            break;
+        }
 
         request rq;
         if (parse_request(head, (size_t)n, &rq) < 0) {
