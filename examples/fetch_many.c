@@ -2,18 +2,21 @@
  * Fetches from five servers at once, each request under its own timeout.
  *
  * The program first starts its own small HTTP/1.0 servers in the same loop
- * (stream servers on free ports of 127.0.0.1): three answer after 0.1, 0.2
- * and 0.3 s; one is slow and would answer after 2 s, longer than the 0.5 s
+ * (stream servers on free ports of 127.0.0.1): three answer after 0.2, 0.3
+ * and 0.4 s; one is slow and would answer after 3 s, longer than the 1 s
  * timeout; and at the fifth address nothing listens (a port bound but not
  * listening, so the connection is refused). Then a task per request, in a
  * task group, fetches from all five at once, each inside a timeout scope
- * of 0.5 s, and records its outcome: the body, "timed out", or "connection
+ * of 1 s, and records its outcome: the body, "timed out", or "connection
  * refused". A request that fails does not fail the group (its task returns
  * the outcome instead of raising), so one bad server cancels nothing else.
  *
- * The total time is that of the slowest request (the 0.5 s timeout), not
- * the sum of them all (1.1 s at least): the requests ran concurrently. The
- * servers count the requests they hold at once, which shows the same.
+ * The total time is that of the slowest request (the 1 s timeout), not the
+ * sum of them all (1.9 s at least): the requests ran concurrently. The
+ * servers count the requests they hold at once, which shows the same. The
+ * delays leave wide margins (0.6 s between the slowest answer and the
+ * timeout, 0.2 s before the first answer) so that a loaded machine, whose
+ * loop may wake late, still sees the same outcomes.
  *
  * The slow server's handler waits for its delay with a read on the
  * connection under a timeout scope, so it notices the client giving up
@@ -24,7 +27,7 @@
  *
  *     async def fetch(port):
  *         try:
- *             async with asyncio.timeout(0.5):
+ *             async with asyncio.timeout(1):
  *                 reader, writer = await asyncio.open_connection('127.0.0.1', port)
  *                 writer.write(b'GET / HTTP/1.0\r\n\r\n')
  *                 answer = await reader.read()
@@ -51,8 +54,8 @@
 #include <cio.h>
 
 #define SERVERS 5
-#define TIMEOUT 0.5     /* per request */
-#define SLOW_DELAY 2.0  /* the slow server's delay, longer than TIMEOUT */
+#define TIMEOUT 1.0     /* per request */
+#define SLOW_DELAY 3.0  /* the slow server's delay, longer than TIMEOUT */
 
 enum kind { FAST, SLOW, REFUSING };
 
@@ -265,7 +268,7 @@ int main(void) {
     for (int i = 0; i < SERVERS; i++) {
         targets[i].id = i + 1;
         targets[i].kind = i < 3 ? FAST : i == 3 ? SLOW : REFUSING;
-        targets[i].delay = i < 3 ? 0.1 * (i + 1) : SLOW_DELAY;
+        targets[i].delay = i < 3 ? 0.1 * (i + 2) : SLOW_DELAY;
         targets[i].refusing_fd = -1;
     }
     cio_loop *loop;
