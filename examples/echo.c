@@ -1,22 +1,44 @@
 /*
- * An echo client/server exchange on loopback, all in one loop.
+ * An echo client/server exchange on loopback, all in one loop, on streams.
  *
- * The server task accepts connections and gives each its own task, in a
- * task group, that echoes whatever it receives; three client tasks connect
- * at once, each sends a few lines and checks and prints the echoes. When
- * the clients are done the server is cancelled: the accept call returns
- * -ECANCELED, and leaving the task group cancels and waits for whatever
- * connection is still open.
+ * cio_start_server listens on 127.0.0.1, port 0 (the system picks a free
+ * port, read back from the server's socket), and runs the handler in a task
+ * of its own for each connection: the handler echoes lines until the client
+ * ends its side. Three client tasks connect at once with
+ * cio_open_connection, each sends a few lines and checks and prints the
+ * echoes. The server itself runs serve_forever in a task; when the clients
+ * are done that task is cancelled, which closes the server, and
+ * cio_server_wait_closed waits until the last connection is gone, as
+ * leaving `async with server:` does.
  *
- * The Python it mirrors, with asyncio's low-level socket API:
+ * examples/echo_sock.c is the same exchange one level down, on sockets.
  *
- *     async def handle(conn):
- *         while data := await loop.sock_recv(conn, 4096):
- *             await loop.sock_sendall(conn, data)
- *     async def server(lsock):
- *         while True:
- *             conn, _ = await loop.sock_accept(lsock)
- *             asyncio.create_task(handle(conn))
+ * The Python it mirrors (the streams echo of asyncio's documentation, with
+ * the clients in the same program):
+ *
+ *     async def handle_echo(reader, writer):
+ *         while line := await reader.readline():
+ *             writer.write(line)
+ *             await writer.drain()
+ *         writer.close()
+ *         await writer.wait_closed()
+ *
+ *     async def client(i):
+ *         reader, writer = await asyncio.open_connection('127.0.0.1', port)
+ *         for n in range(1, 4):
+ *             writer.write(f'hello {n} from client {i}\n'.encode())
+ *             await writer.drain()
+ *             assert await reader.readline() == ...
+ *         writer.close()
+ *         await writer.wait_closed()
+ *
+ *     async def main():
+ *         server = await asyncio.start_server(handle_echo, '127.0.0.1', 0)
+ *         port = server.sockets[0].getsockname()[1]
+ *         async with server:
+ *             serving = asyncio.create_task(server.serve_forever())
+ *             await asyncio.gather(*(client(i) for i in (1, 2, 3)))
+ *             serving.cancel()
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -24,97 +46,84 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <cio.h>
 
 #define CLIENTS 3
 #define LINES 3
 
-static struct sockaddr_in server_addr;
+static char port[16];
 static double start;
+static int connections; /* handlers started */
+static int echoed;      /* lines echoed by every handler together */
 
 static double elapsed(void) {
     return cio_loop_time(cio_running_loop()) - start;
 }
 
-static void *serve_connection(void *arg) {
-    int conn = (int)(intptr_t)arg;
-    char buf[4096];
+/* The connection handler: a task per connection. The stream belongs to the
+ * server, which closes and frees it when the handler returns. */
+static void *handle_echo(cio_stream *s, void *arg) {
+    (void)arg;
+    int id = ++connections;
+    printf("[%.3f s] server: connection %d opened\n", elapsed(), id);
+    char line[256];
     ssize_t n;
-    while ((n = cio_sock_recv(conn, buf, sizeof buf)) > 0) {
-        if (cio_sock_sendall(conn, buf, (size_t)n) < 0) break;
+    int lines = 0;
+    while ((n = cio_stream_readline(s, line, sizeof line)) > 0) {
+        int rc = cio_stream_write(s, line, (size_t)n);
+        if (rc == 0) rc = cio_stream_drain(s);
+        if (rc < 0) return cio_raise(rc);
+        lines++;
+        echoed++;
     }
-    cio_close(conn);
-    return NULL;
-}
-
-static void *server(void *arg) {
-    int lfd = (int)(intptr_t)arg;
-    int served = 0;
-    /* Connections are children of a task group: when the server is
-     * cancelled, leaving the group cancels the connections still open and
-     * waits for them, so no task outlives the server. */
-    cio_task_group *connections;
-    int rc = cio_task_group_enter(&connections);
-    if (rc < 0) return cio_raise(rc);
-    for (;;) {
-        int conn = cio_sock_accept(lfd, NULL, NULL);
-        if (conn < 0) {
-            rc = conn;
-            break;
-        }
-        served++;
-        printf("[%.3f s] server: connection %d accepted\n", elapsed(), served);
-        rc = cio_task_group_spawn(connections, serve_connection, (void *)(intptr_t)conn, NULL);
-        if (rc < 0) {
-            cio_close(conn);
-            break;
-        }
-    }
-    rc = cio_task_group_exit(connections, rc);
-    cio_task_group_free(connections);
-    printf("[%.3f s] server: %s after %d connections\n", elapsed(),
-           rc == -ECANCELED ? "cancelled" : cio_strerror(rc), served);
-    return rc == -ECANCELED ? (void *)(intptr_t)served : cio_raise(rc);
+    /* 0 is the client's end of stream; anything else is an error. */
+    printf("[%.3f s] server: connection %d ended after %d lines (%s)\n", elapsed(), id, lines,
+           n == 0 ? "end of stream" : cio_strerror((int)n));
+    return n < 0 ? cio_raise((int)n) : NULL;
 }
 
 static void *client(void *arg) {
     int id = (int)(intptr_t)arg;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return cio_raise(-errno);
-    int rc = cio_sock_connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr);
-    if (rc < 0) {
-        cio_close(fd);
-        return cio_raise(rc);
-    }
+    cio_stream *c;
+    int rc = cio_open_connection("127.0.0.1", port, &c);
+    if (rc < 0) return cio_raise(rc);
     for (int i = 1; i <= LINES && rc == 0; i++) {
         char line[64], echo[64];
-        int len = snprintf(line, sizeof line, "hello %d from client %d", i, id);
-        if (cio_sock_sendall(fd, line, (size_t)len) < 0) rc = -EIO;
-        ssize_t got = 0;
-        while (rc == 0 && got < len) {
-            ssize_t n = cio_sock_recv(fd, echo + got, (size_t)(len - got));
-            if (n <= 0) rc = n < 0 ? (int)n : -ECONNRESET;
-            else got += n;
-        }
-        if (rc == 0 && memcmp(echo, line, (size_t)len) != 0) rc = -EPROTO;
+        int len = snprintf(line, sizeof line, "hello %d from client %d\n", i, id);
+        rc = cio_stream_write(c, line, (size_t)len);
+        if (rc == 0) rc = cio_stream_drain(c);
+        ssize_t got = rc == 0 ? cio_stream_readline(c, echo, sizeof echo - 1) : rc;
+        if (got < 0) rc = (int)got;
+        else if (got != len || memcmp(echo, line, (size_t)len) != 0) rc = -EPROTO;
         if (rc == 0) {
-            echo[got] = '\0';
+            line[len - 1] = echo[len - 1] = '\0'; /* drop the '\n' to print */
             printf("[%.3f s] client %d: sent \"%s\", got back \"%s\"\n", elapsed(), id, line,
                    echo);
+            rc = cio_sleep(0.05 * id); /* the clients interleave */
         }
-        if (rc == 0) rc = cio_sleep(0.05 * id); /* clients interleave */
     }
-    cio_close(fd);
+    /* writer.close(); await writer.wait_closed() */
+    int crc = cio_stream_close(c);
+    if (crc == 0) crc = cio_stream_wait_closed(c);
+    if (rc == 0) rc = crc;
+    cio_stream_free(c);
     return rc < 0 ? cio_raise(rc) : NULL;
 }
 
+static void *serve_forever(void *arg) {
+    return cio_raise(cio_server_serve_forever(arg));
+}
+
 static void *main_task(void *arg) {
-    int lfd = (int)(intptr_t)arg;
+    cio_server *server = arg;
     cio_loop *loop = cio_running_loop();
-    cio_task *srv, *clients[CLIENTS];
-    if (cio_spawn(loop, server, arg, &srv) < 0) return cio_raise(-ENOMEM);
+
+    /* async with server: serving = create_task(server.serve_forever()) */
+    cio_task *serving;
+    if (cio_spawn(loop, serve_forever, server, &serving) < 0) return cio_raise(-ENOMEM);
+
+    cio_task *clients[CLIENTS];
     int spawned = 0;
     for (; spawned < CLIENTS; spawned++)
         if (cio_spawn(loop, client, (void *)(intptr_t)(spawned + 1), &clients[spawned]) < 0)
@@ -122,44 +131,63 @@ static void *main_task(void *arg) {
     cio_future *all = NULL;
     int rc = spawned == CLIENTS ? cio_gather(loop, clients, CLIENTS, 0, &all) : -ENOMEM;
     if (rc == 0) rc = cio_await(all, NULL);
-    printf("[%.3f s] all clients done (%s); cancelling the server\n", elapsed(),
+    printf("[%.3f s] all clients done (%s); cancelling serve_forever\n", elapsed(),
            rc == 0 ? "ok" : cio_strerror(rc));
-    cio_task_cancel(srv, "shutting down");
-    void *served = NULL;
-    int src = cio_await(srv, &served);
-    /* The server caught the cancellation and returned its count; it still
-     * ends cancelled, because the request is outstanding (docs/design.md §7). */
-    printf("[%.3f s] server task ended: %s\n", elapsed(),
-           src == -ECANCELED ? "cancelled" : cio_strerror(src));
+
+    /* serving.cancel(): serve_forever closes the server and ends cancelled;
+     * leaving `async with server:` then waits for the last connection. */
+    cio_task_cancel(serving, "shutting down");
+    int src = cio_await(serving, NULL);
+    printf("[%.3f s] serve_forever ended: %s; server serving: %s\n", elapsed(),
+           src == -ECANCELED ? "cancelled" : cio_strerror(src),
+           cio_server_is_serving(server) ? "yes" : "no");
+    int wrc = cio_server_wait_closed(server);
+    printf("[%.3f s] server closed after %d connections, %d lines echoed (%s)\n", elapsed(),
+           connections, echoed, wrc == 0 ? "ok" : cio_strerror(wrc));
+    if (rc == 0 && src != -ECANCELED) rc = src < 0 ? src : -EPROTO;
+    if (rc == 0) rc = wrc;
+    if (rc == 0 && (connections != CLIENTS || echoed != CLIENTS * LINES)) rc = -EPROTO;
+
     cio_future_unref(all);
     for (int i = 0; i < spawned; i++) cio_future_unref(clients[i]);
-    cio_future_unref(srv);
-    (void)lfd;
+    cio_future_unref(serving);
     return rc < 0 ? cio_raise(rc) : NULL;
 }
 
 int main(void) {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    memset(&server_addr, 0, sizeof server_addr);
-    server_addr.sin_family = AF_INET;
-    server_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof server_addr;
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&server_addr, sizeof server_addr) != 0 ||
-        getsockname(lfd, (struct sockaddr *)&server_addr, &len) != 0 || listen(lfd, 16) != 0) {
-        perror("listen");
-        return 1;
-    }
-    printf("echo server listening on 127.0.0.1:%d\n", ntohs(server_addr.sin_port));
-
     cio_loop *loop;
     if (cio_loop_new(&loop) < 0) return 1;
+
+    /* server = await asyncio.start_server(handle_echo, '127.0.0.1', 0)
+     * (callable outside a task, as asyncio's is before the loop runs). */
+    cio_server *server;
+    int rc = cio_start_server(loop, handle_echo, NULL, "127.0.0.1", "0", NULL, &server);
+    if (rc < 0) {
+        fprintf(stderr, "start_server: %s\n", cio_strerror(rc));
+        cio_loop_free(loop);
+        return 1;
+    }
+    /* port = server.sockets[0].getsockname()[1] */
+    int fd;
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    if (cio_server_sockets(server, &fd, 1) != 1 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        fprintf(stderr, "echo: no listening socket\n");
+        cio_server_free(server);
+        cio_loop_free(loop);
+        return 1;
+    }
+    snprintf(port, sizeof port, "%d", ntohs(sa.sin_port));
+    printf("echo server listening on 127.0.0.1:%s\n", port);
+
     start = cio_loop_time(loop);
-    cio_task *t;
-    int rc = cio_spawn(loop, main_task, (void *)(intptr_t)lfd, &t);
+    cio_task *t = NULL;
+    rc = cio_spawn(loop, main_task, server, &t);
     if (rc == 0) rc = cio_run_until_complete(loop, t, NULL);
-    cio_future_unref(t);
+    if (t) cio_future_unref(t);
+    cio_server_free(server);
     cio_loop_free(loop);
-    close(lfd);
     printf("echo exchange %s\n", rc == 0 ? "finished" : cio_strerror(rc));
     return rc == 0 ? 0 : 1;
 }

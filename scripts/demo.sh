@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: builds cio and runs its main demo, the C twins
-# of the seed's asyncio programs followed by an echo client/server exchange.
+# of the seed's asyncio programs followed by network demos on streams (echo,
+# an HTTP/1.1 hello server, concurrent fetches with timeouts) and more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

@@ -50,7 +50,10 @@ run gather_vs_wait   "gather versus wait"
 run timer            "timers from sleep and from call_later"
 
 # Beyond the seed: real sockets, and structured concurrency.
-run echo             "an echo client/server exchange on loopback"
+run echo             "an echo server and three clients on streams (start_server, open_connection)"
+run echo_sock        "the same echo exchange one level down, on sockets (sock_accept, sock_recv)"
+run http_hello       "an HTTP/1.1 server answering hello with keep-alive, tried by its own client"
+run fetch_many       "fetching from five servers at once, each request under its own timeout"
 run fanout           "1,000 tasks in a task group under one timeout scope"
 run pipeline         "a producer and three consumers on a bounded queue, shut down gracefully"
 
