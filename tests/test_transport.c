@@ -667,3 +667,38 @@ TEST(connection_errors) {
     CHECK_OK(cio_server_free(s));
     cio_loop_free(loop);
 }
+
+TEST(writelines_with_more_pieces_than_sendmsg_takes) {
+    cio_loop *loop = test_loop();
+    pool p = {0};
+    cio_server *s;
+    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", NULL, &s));
+    rec client = {0};
+    connect_args a = {.host = "127.0.0.1", .r = &client};
+    snprintf(a.port, sizeof a.port, "%d", server_port(s));
+    connect_client(loop, &a);
+    enum { PIECES = 3000 };
+    static char bytes[PIECES];
+    static struct iovec iov[PIECES];
+    for (int i = 0; i < PIECES; i++) {
+        bytes[i] = (char)(i % 127);
+        iov[i].iov_base = &bytes[i];
+        iov[i].iov_len = 1;
+    }
+    CHECK_OK(cio_transport_writelines(client.t, iov, PIECES));
+    struct iovec bad[2] = {{bytes, SIZE_MAX}, {bytes, 2}};
+    CHECK_ERR(cio_transport_writelines(client.t, bad, 2), -EINVAL);
+    CHECK_ERR(cio_transport_writelines(client.t, NULL, 1), -EINVAL);
+    CHECK_ERR(cio_transport_writelines(client.t, iov, -1), -EINVAL);
+    run_for(loop, 0.01);
+    rec *srv = &p.conns[0];
+    srv->want = PIECES;
+    run_until(loop, got_n, srv);
+    CHECK_EQ(srv->len, PIECES);
+    CHECK(memcmp(srv->data, bytes, PIECES) == 0);
+    CHECK_OK(cio_transport_abort(client.t));
+    run_until(loop, lost_cond, &client);
+    CHECK_OK(cio_server_free(s));
+    pool_free(&p);
+    cio_loop_free(loop);
+}

@@ -35,6 +35,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "net.h"
@@ -319,6 +320,7 @@ int cio_transport_writelines(cio_transport *t, const struct iovec *iov, int iovc
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++) {
         if (!iov[i].iov_base && iov[i].iov_len) return -EINVAL;
+        if (total + iov[i].iov_len < total) return -EINVAL; /* more than memory holds */
         total += iov[i].iov_len;
     }
     if ((rc = write_state(t)) < 0) return rc;
@@ -327,7 +329,9 @@ int cio_transport_writelines(cio_transport *t, const struct iovec *iov, int iovc
     size_t skip = 0;
     /* Nothing buffered and the socket may take it: send at once, as
      * asyncio does, and buffer only what is left. */
-    if (buffered(t) == 0 && t->writable) {
+    /* More pieces than one sendmsg takes: all of it goes through the
+     * buffer instead. */
+    if (buffered(t) == 0 && t->writable && iovcnt <= IOV_MAX) {
         for (;;) {
             struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
             ssize_t n = iovcnt == 1 ? cio__sys_send(t->fd, iov[0].iov_base, iov[0].iov_len,
