@@ -37,6 +37,12 @@ enum cio__transport_state {
     CIO__T_LOST      /* connection_lost is scheduled or ran */
 };
 
+/* A transport's write buffer: data[off, len) is still to be sent. */
+struct cio__wbuf {
+    size_t off, len, cap;
+    char data[];
+};
+
 struct cio_transport {
     cio__op watch;           /* the owner's edge watch on fd (CIO__OP_OWN) */
     cio__job read_job;       /* queued while readable and reading */
@@ -47,8 +53,7 @@ struct cio_transport {
     const cio_protocol *proto;
     void *ctx;
     struct cio_server *server;
-    char *wbuf;              /* unsent bytes: wbuf[woff, wlen) */
-    size_t woff, wlen, wcap;
+    struct cio__wbuf *wbuf;  /* unsent bytes; allocated only while there are any */
     size_t high, low;
     int fd;
     int error;               /* what connection_lost will get */

@@ -65,11 +65,10 @@ static void lose(cio_transport *t, int error) {
 static void free_buffer(cio_transport *t) {
     cio__free(t->wbuf);
     t->wbuf = NULL;
-    t->woff = t->wlen = t->wcap = 0;
 }
 
 static size_t buffered(const cio_transport *t) {
-    return t->wlen - t->woff;
+    return t->wbuf ? t->wbuf->len - t->wbuf->off : 0;
 }
 
 static void maybe_pause_writing(cio_transport *t) {
@@ -104,7 +103,7 @@ static void flushed(cio_transport *t) {
 static void write_job(cio__job *job) {
     cio_transport *t = CIO__CONTAINER_OF(job, cio_transport, write_job);
     while (buffered(t) > 0) {
-        ssize_t n = cio__sys_send(t->fd, t->wbuf + t->woff, buffered(t),
+        ssize_t n = cio__sys_send(t->fd, t->wbuf->data + t->wbuf->off, buffered(t),
                                   MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -115,7 +114,7 @@ static void write_job(cio__job *job) {
             lose(t, -errno);
             return;
         }
-        t->woff += (size_t)n;
+        t->wbuf->off += (size_t)n;
     }
     maybe_resume_writing(t);
     if (t->state != CIO__T_LOST && buffered(t) == 0) flushed(t);
@@ -284,26 +283,27 @@ static int check(cio_transport *t) {
 /* Appends len bytes to the buffer, growing it geometrically; an emptied
  * prefix is reclaimed first. */
 static int buffer_append(cio_transport *t, const void *data, size_t len) {
-    if (t->woff > 0 && t->woff == t->wlen) t->woff = t->wlen = 0;
-    if (t->wcap - t->wlen < len) {
-        if (t->woff > 0) {
-            memmove(t->wbuf, t->wbuf + t->woff, buffered(t));
-            t->wlen -= t->woff;
-            t->woff = 0;
-        }
-        if (t->wcap - t->wlen < len) {
-            size_t need = t->wlen + len;
-            if (need < t->wlen) return -ENOMEM;
-            size_t cap = t->wcap ? t->wcap : 4096;
-            while (cap < need) cap = cap * 2 > cap ? cap * 2 : need;
-            char *nb = cio__realloc(t->wbuf, cap);
-            if (!nb) return -ENOMEM;
-            t->wbuf = nb;
-            t->wcap = cap;
-        }
+    struct cio__wbuf *w = t->wbuf;
+    if (w && w->off > 0 && w->cap - w->len < len) {
+        memmove(w->data, w->data + w->off, w->len - w->off);
+        w->len -= w->off;
+        w->off = 0;
     }
-    memcpy(t->wbuf + t->wlen, data, len);
-    t->wlen += len;
+    size_t used = w ? w->len : 0;
+    size_t cap = w ? w->cap : 0;
+    if (cap - used < len) {
+        size_t need = used + len;
+        if (need < used || need > SIZE_MAX / 2 - sizeof *w) return -ENOMEM;
+        size_t ncap = cap ? cap : 4096 - sizeof *w;
+        while (ncap < need) ncap *= 2;
+        struct cio__wbuf *nw = cio__realloc(w, sizeof *w + ncap);
+        if (!nw) return -ENOMEM;
+        if (!w) nw->off = nw->len = 0;
+        nw->cap = ncap;
+        t->wbuf = w = nw;
+    }
+    memcpy(w->data + w->len, data, len);
+    w->len += len;
     return 0;
 }
 
