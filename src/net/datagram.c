@@ -247,10 +247,6 @@ static void free_transport(cio_datagram_transport *t) {
 
 static void run_endpoint(cio__job *job) {
     cio_datagram_transport *t = CIO__CONTAINER_OF(job, cio_datagram_transport, job);
-    if (t->lost) {
-        free_transport(t);
-        return;
-    }
     if (t->fatal) force_close(t, t->fatal);
     if (!t->made) {
         t->made = 1;
@@ -274,8 +270,10 @@ static void run_endpoint(cio__job *job) {
     t->lost = 1;
     if (t->proto.connection_lost) t->proto.connection_lost(t, t->lost_error, t->ctx);
     if (!t->fd_gone) cio_close(t->fd);
-    t->fd = -1;
-    if (!cio__link_linked(&t->job.link)) free_transport(t);
+    /* Ending the operations queued this job again; after connection_lost
+     * every transport call is a no-op, so nothing is left for it to do. */
+    if (cio__link_linked(&t->job.link)) cio__list_unlink(&t->job.link);
+    free_transport(t);
 }
 
 /* Loop close: the job will never run. Both operations have ended already
