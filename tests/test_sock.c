@@ -844,7 +844,7 @@ static void *bad_input(void *arg) {
     (void)arg;
     int sv[2];
     CHECK_OK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv));
-    char buf[4];
+    char buf[4] = {0};
     struct sockaddr_storage ss;
     unsigned int len = sizeof ss;
     struct iovec iov = {buf, sizeof buf};
