@@ -1235,8 +1235,10 @@ int cio_datagram_transport_set_write_buffer_limits(cio_datagram_transport *t, ss
                                                    ssize_t low);
 /* get_extra_info: "sockname" and "peername" as getsockname(2) (addr gets at
  * most *addrlen bytes, *addrlen the real length; -ENOTCONN for the peer of
- * an unconnected endpoint), "socket" as the descriptor (the transport's:
- * read from it or write to it and the transport's view is wrong). */
+ * an unconnected endpoint), "socket" as the descriptor, which stays the
+ * transport's: a datagram read from it behind the transport's back never
+ * reaches the protocol, and closing it (cio_close) ends the endpoint with
+ * connection_lost(-EBADF). -EINVAL for NULL. */
 int cio_datagram_transport_sockname(const cio_datagram_transport *t, struct sockaddr *addr,
                                     unsigned int *addrlen);
 int cio_datagram_transport_peername(const cio_datagram_transport *t, struct sockaddr *addr,
