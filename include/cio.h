@@ -1237,8 +1237,9 @@ int cio_datagram_transport_set_write_buffer_limits(cio_datagram_transport *t, ss
  * most *addrlen bytes, *addrlen the real length; -ENOTCONN for the peer of
  * an unconnected endpoint), "socket" as the descriptor, which stays the
  * transport's: a datagram read from it behind the transport's back never
- * reaches the protocol, and closing it (cio_close) ends the endpoint with
- * connection_lost(-EBADF). -EINVAL for NULL. */
+ * reaches the protocol, a watcher on it (cio_add_reader) is -EBUSY, and
+ * closing it (cio_close) ends the endpoint with connection_lost(-EBADF).
+ * -EINVAL for NULL. */
 int cio_datagram_transport_sockname(const cio_datagram_transport *t, struct sockaddr *addr,
                                     unsigned int *addrlen);
 int cio_datagram_transport_peername(const cio_datagram_transport *t, struct sockaddr *addr,

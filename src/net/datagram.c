@@ -3,25 +3,30 @@
  * DatagramProtocol (a struct of callbacks) and DatagramTransport.
  *
  * A transport is one record the loop allocates: the socket, a copy of the
- * protocol, two multishot readiness operations of its own (reading, and
- * writing while datagrams wait in the send buffer), one job, and the send
- * buffer. The backend's completions never call the program: they only
- * note what happened and queue the job (once), and the job, run by the
- * loop among the other callbacks of the iteration, does the work and calls
- * the protocol. So every callback runs from the loop, never from inside the
+ * protocol, one readiness operation of its own, one job, and the send
+ * buffer. The transport owns its socket, so the operation is the backend's
+ * owned-descriptor watch (CIO__OP_POLL with CIO__OP_MULTISHOT and
+ * CIO__OP_OWN): one edge-triggered registration for the socket's whole
+ * life, every edge of either direction reported, no epoll_ctl per wait.
+ * The backend's completions never call the program: they only note what
+ * happened and queue the job (once), and the job, run by the loop among
+ * the other callbacks of the iteration, does the work and calls the
+ * protocol. So every callback runs from the loop, never from inside the
  * backend, and a callback may call any transport function.
  *
  * The job, each time it runs:
- *   1. calls connection_made the first time, then starts reading (as
- *      asyncio: connection_made, then the reader, both via call_soon);
- *   2. on readiness to read, receives at most READ_BATCH datagrams (so one
- *      busy endpoint cannot starve the rest of the loop; the registration
- *      is level-triggered, so what is left is seen on the next iteration),
- *      each through one 64 KiB buffer on the loop's stack;
- *   3. on readiness to write, sends the buffered datagrams in order until
- *      the kernel says "not now" again;
- *   4. once connection_lost is due and both operations have ended, calls
- *      it, closes the socket and frees the record.
+ *   1. calls connection_made the first time, then starts watching (as
+ *      asyncio: connection_made, then the reader, both via call_soon),
+ *      taking both directions as possibly ready;
+ *   2. if readable, receives at most READ_BATCH datagrams, each through
+ *      one 64 KiB buffer on the loop's stack. Edges come only on a change,
+ *      so a batch that ended before the socket said EAGAIN leaves the
+ *      direction marked readable and queues the job again, at the back of
+ *      the ready queue: one busy endpoint cannot starve the loop;
+ *   3. if writable, sends the buffered datagrams in order until the kernel
+ *      says "not now" (the next edge says when to go on);
+ *   4. once connection_lost is due, ends the watch, calls connection_lost,
+ *      closes the socket and frees the record.
  *
  * Lifetime. The record lives from the create call until connection_lost
  * has returned; the program must not use the pointer afterwards (asyncio
@@ -34,8 +39,8 @@
  * drains the backend, which ends both operations and queues the job, then
  * discards the ready queue, which hands the job to discard_endpoint.
  * Invariant: while the record is alive and connection_lost has not run,
- * either the job is queued or one of its operations is in flight, so loop
- * close always finds it.
+ * either the job is queued or its watch is in flight, so loop close always
+ * finds it.
  */
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -69,8 +74,7 @@ typedef struct pending {
 } pending;
 
 struct cio_datagram_transport {
-    cio__op rop;                /* multishot: readable */
-    cio__op wop;                /* multishot: writable, while the buffer holds datagrams */
+    cio__op watch;              /* the owned descriptor's edges */
     cio__job job;
     cio_loop *loop;
     cio_datagram_protocol proto; /* the program's, copied */
@@ -102,14 +106,12 @@ static void schedule(cio_datagram_transport *t) {
     if (!cio__link_linked(&t->job.link)) cio__ready_push(t->loop, &t->job);
 }
 
-/* The backend's completion of either operation: note it, queue the job. */
+/* The backend's completion of the watch: note it, queue the job. */
 static void on_ready(cio__op *op) {
     cio_datagram_transport *t = op->owner;
     if (op->state == CIO__OP_IN_FLIGHT) {
-        if (op == &t->rop)
-            t->readable = 1;
-        else
-            t->writable = 1;
+        if (op->result & CIO__POLL_IN) t->readable = 1;
+        if (op->result & CIO__POLL_OUT) t->writable = 1;
     } else if (op->result != -ECANCELED && !t->fatal) {
         /* Not ended by the transport itself: cio_close of its socket
          * (-EBADF) or a registration the backend could not keep. */
@@ -119,20 +121,17 @@ static void on_ready(cio__op *op) {
     schedule(t);
 }
 
-/* Starts a multishot readiness operation: 0 or the backend's error. */
-static int watch(cio_datagram_transport *t, cio__op *op, uint32_t events) {
-    if (in_flight(op)) return 0;
+/* Takes the socket over in the backend: 0 or the backend's error (-EBUSY
+ * when a watcher of the program, cio_add_reader, has it). */
+static int start_watch(cio_datagram_transport *t) {
+    cio__op *op = &t->watch;
     cio__op_init(op, CIO__OP_POLL, t->fd);
-    op->u.poll.events = events;
-    op->flags = CIO__OP_MULTISHOT;
+    op->u.poll.events = CIO__POLL_IN;
+    op->flags = CIO__OP_MULTISHOT | CIO__OP_OWN;
     op->owner = t;
     op->done = on_ready;
     cio__io_submit(&t->loop->io, op);
     return op->state == CIO__OP_DONE ? (int)op->result : 0;
-}
-
-static void unwatch(cio_datagram_transport *t, cio__op *op) {
-    cio__io_cancel(&t->loop->io, op, -ECANCELED);
 }
 
 static void drop_buffer(cio_datagram_transport *t) {
@@ -149,8 +148,6 @@ static void force_close(cio_datagram_transport *t, int err) {
     t->closing = 1;
     t->lost_due = 1;
     t->lost_error = err;
-    unwatch(t, &t->rop);
-    unwatch(t, &t->wop);
     schedule(t);
 }
 
@@ -185,12 +182,14 @@ static void maybe_resume(cio_datagram_transport *t) {
     if (t->proto.resume_writing) t->proto.resume_writing(t, t->ctx);
 }
 
-/* Receives up to READ_BATCH datagrams. The buffer lives here, on the
- * loop's stack, only while reading. A callback may close the transport:
- * reading stops then, as asyncio removes its reader. */
-static void read_datagrams(cio_datagram_transport *t) {
+/* Receives up to READ_BATCH datagrams; returns false once the socket said
+ * EAGAIN (or the transport closes), true if it may hold more. The buffer
+ * lives here, on the loop's stack, only while reading. A callback may
+ * close the transport: reading stops then, as asyncio removes its reader. */
+static bool read_datagrams(cio_datagram_transport *t) {
     unsigned char buf[MAX_DATAGRAM];
-    for (int i = 0; i < READ_BATCH && !t->closing; i++) {
+    for (int i = 0; i < READ_BATCH; i++) {
+        if (t->closing) return false;
         struct sockaddr_storage from;
         struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
         struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_name = &from,
@@ -198,7 +197,7 @@ static void read_datagrams(cio_datagram_transport *t) {
         ssize_t n = cio__sys_recvmsg(t->fd, &msg, MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
             /* An error of the socket (an ICMP port unreachable on a
              * connected socket: -ECONNREFUSED) is news for the protocol,
              * not the end of the endpoint. */
@@ -214,6 +213,7 @@ static void read_datagrams(cio_datagram_transport *t) {
                                        msg.msg_namelen ? (struct sockaddr *)&from : NULL,
                                        msg.msg_namelen, t->ctx);
     }
+    return true;
 }
 
 /* Sends the buffered datagrams in order until the socket is full. A
@@ -233,7 +233,6 @@ static void flush(cio_datagram_transport *t) {
     }
     maybe_resume(t);
     if (!cio__list_empty(&t->queue)) return; /* resume_writing sent more */
-    unwatch(t, &t->wop);
     if (t->closing && !t->lost_due) {
         t->lost_due = 1;
         t->lost_error = 0;
@@ -251,27 +250,36 @@ static void run_endpoint(cio__job *job) {
     if (!t->made) {
         t->made = 1;
         if (t->proto.connection_made) t->proto.connection_made(t, t->ctx);
-        if (!t->closing) {
-            int rc = watch(t, &t->rop, CIO__POLL_IN);
-            if (rc < 0) force_close(t, rc);
+        if (!t->lost_due) {
+            int rc = start_watch(t);
+            if (rc < 0)
+                force_close(t, rc);
+            else
+                /* Nothing is known yet: datagrams may wait already, and
+                 * sendto may have buffered some. */
+                t->readable = t->writable = 1;
         }
     }
-    if (t->readable) {
-        t->readable = 0;
-        if (!t->closing) read_datagrams(t);
+    if (t->readable && !t->closing) {
+        t->readable = read_datagrams(t);
+        /* More may wait: go on after the other callbacks of the loop. */
+        if (t->readable && !t->closing) schedule(t);
     }
-    if (t->writable) {
+    if (t->writable && !t->lost_due) {
         t->writable = 0;
         flush(t);
     }
-    if (!t->lost_due || t->lost || in_flight(&t->rop) || in_flight(&t->wop)) return;
-    /* As asyncio: connection_lost first, with the socket still open (its
+    if (!t->lost_due) return;
+    /* The end: the watch goes first (the backend lets go of the socket),
+     * then, as asyncio, connection_lost with the socket still open (its
      * name can still be read), then the socket is closed. */
+    cio__io_cancel(&t->loop->io, &t->watch, -ECANCELED);
+    if (in_flight(&t->watch)) return; /* a backend that cancels later */
     t->lost = 1;
     if (t->proto.connection_lost) t->proto.connection_lost(t, t->lost_error, t->ctx);
     if (!t->fd_gone) cio_close(t->fd);
-    /* Ending the operations queued this job again; after connection_lost
-     * every transport call is a no-op, so nothing is left for it to do. */
+    /* Ending the watch queued this job again; after connection_lost every
+     * transport call is a no-op, so nothing is left for it to do. */
     if (cio__link_linked(&t->job.link)) cio__list_unlink(&t->job.link);
     free_transport(t);
 }
@@ -310,8 +318,7 @@ static int make_transport(cio_loop *loop, const cio_datagram_protocol *proto, vo
     cio_datagram_transport *t = cio__calloc(1, sizeof *t);
     if (!t) return -ENOMEM;
     pthread_once(&discard_registered, register_discard);
-    cio__op_init(&t->rop, CIO__OP_POLL, fd);
-    cio__op_init(&t->wop, CIO__OP_POLL, fd);
+    cio__op_init(&t->watch, CIO__OP_POLL, fd);
     t->job.run = run_endpoint;
     cio__list_init(&t->job.link);
     cio__list_init(&t->queue);
@@ -447,11 +454,7 @@ int cio_datagram_transport_sendto(cio_datagram_transport *t, const void *data, s
     d->addrlen = addrlen;
     if (addrlen) memcpy(&d->addr, addr, addrlen);
     if (len) memcpy(d->data, data, len);
-    rc = watch(t, &t->wop, CIO__POLL_OUT);
-    if (rc < 0) {
-        cio__free(d);
-        return rc;
-    }
+    /* The watch reports the socket's next edge to writable. */
     cio__list_push_back(&t->queue, &d->link);
     t->buffered += len + HEADER_SIZE;
     maybe_pause(t);
@@ -463,8 +466,8 @@ int cio_datagram_transport_close(cio_datagram_transport *t) {
     int rc = cio__loop_check_thread(t->loop);
     if (rc < 0) return rc;
     if (t->closing) return 0;
+    /* Reading stops: the job reads no more once closing. */
     t->closing = 1;
-    unwatch(t, &t->rop);
     if (cio__list_empty(&t->queue)) {
         t->lost_due = 1;
         t->lost_error = 0;
