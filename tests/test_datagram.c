@@ -677,3 +677,29 @@ TEST(bad_input_is_an_error_never_a_crash) {
               -CIO_ELOOPCLOSED);
     CHECK_OK(cio_loop_free(loop));
 }
+
+static void never_cb(cio_loop *loop, void *arg) {
+    (void)loop;
+    (void)arg;
+}
+
+TEST(a_socket_the_program_watches_ends_the_endpoint_with_ebusy) {
+    /* The transport takes its socket over; a watcher of the program on it
+     * (asyncio: "File descriptor is used by transport") makes the
+     * endpoint end at once, after connection_made, with -EBUSY. */
+    cio_loop *loop = test_loop();
+    int sv[2];
+    CHECK_OK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv));
+    CHECK_OK(cio_add_reader(loop, sv[0], never_cb, NULL));
+    rec r = {0};
+    cio_datagram_transport *t;
+    CHECK_OK(cio_create_datagram_endpoint_from_socket(loop, &proto, &r, sv[0], &t));
+    run_until_lost(loop, &r, NULL);
+    CHECK_STR(r.log, "ml");
+    CHECK_ERR(r.lost_error, -EBUSY);
+    /* The endpoint closed the socket (cio_close, which also removed the
+     * watcher). */
+    CHECK_EQ(cio_remove_reader(loop, sv[0]), 0);
+    close(sv[1]);
+    CHECK_OK(cio_loop_free(loop));
+}

@@ -82,12 +82,12 @@ struct cio_datagram_transport {
     int fd;
     uint8_t made;               /* connection_made ran */
     uint8_t closing;            /* close or abort was called, or a fatal error came */
-    uint8_t lost_due;           /* connection_lost is to run once the operations end */
+    uint8_t lost_due;           /* connection_lost is to run (once the watch ended) */
     uint8_t lost;               /* connection_lost ran (or runs right now) */
     uint8_t paused;             /* pause_writing was called, resume_writing not yet */
     uint8_t readable, writable; /* readiness seen, for the job */
     uint8_t fd_gone;            /* the socket was closed behind the transport's back */
-    int fatal;                  /* the error that ended an operation, or 0 */
+    int fatal;                  /* the error that ended the watch, or 0 */
     int lost_error;
     cio__link queue;            /* of pending, oldest first */
     size_t buffered;            /* the write buffer size, asyncio's way */
@@ -252,12 +252,16 @@ static void run_endpoint(cio__job *job) {
         if (t->proto.connection_made) t->proto.connection_made(t, t->ctx);
         if (!t->lost_due) {
             int rc = start_watch(t);
-            if (rc < 0)
+            if (rc < 0) {
+                /* A socket closed behind the transport's back: its number
+                 * may be another file's by now, never to be closed here. */
+                if (rc == -EBADF) t->fd_gone = 1;
                 force_close(t, rc);
-            else
+            } else {
                 /* Nothing is known yet: datagrams may wait already, and
                  * sendto may have buffered some. */
                 t->readable = t->writable = 1;
+            }
         }
     }
     if (t->readable && !t->closing) {
@@ -284,8 +288,8 @@ static void run_endpoint(cio__job *job) {
     free_transport(t);
 }
 
-/* Loop close: the job will never run. Both operations have ended already
- * (the backend was drained first). The protocol still hears of the end. */
+/* Loop close: the job will never run. The watch has ended already (the
+ * backend was drained first). The protocol still hears of the end. */
 static void discard_endpoint(cio__job *job) {
     cio_datagram_transport *t = CIO__CONTAINER_OF(job, cio_datagram_transport, job);
     if (!t->lost) {
