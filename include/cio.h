@@ -1145,27 +1145,26 @@ ssize_t cio_sock_sendmsg_until(int fd, const struct msghdr *msg, int flags, doub
  *
  *  - connection_made: soon after creation, once, before anything else.
  *  - datagram_received: once per datagram, with the sender's address (NULL
- *    and 0 when the kernel gives none). data is valid during the call only.
+ *    and 0 when the kernel gives none). data is valid during the call only
+ *    (it is the loop's shared receive buffer).
  *  - error_received: an error of a send or receive that does not end the
  *    endpoint: -ECONNREFUSED (an ICMP port unreachable, on a connected
  *    socket), -EMSGSIZE (a datagram too long to send, or a received one
  *    longer than 65,536 bytes, which is dropped), ...
  *  - connection_lost: once, last: error 0 after close (once the buffered
  *    datagrams are sent) or abort; the error that ended the endpoint
- *    otherwise (-EBADF: its socket was closed with cio_close); or
- *    -CIO_ELOOPCLOSED when the loop closes with the endpoint still open
- *    (then from inside cio_loop_close, and connection_made may not have
- *    run before it).
+ *    otherwise (-EBADF: its socket was closed with cio_close).
  *  - pause_writing, resume_writing: the write buffer went above the
  *    high-water mark, and back to the low-water mark or below.
  *
  * Lifetime (asyncio has no free; this is the C rule): a transport belongs
  * to its loop and is valid from its creation until its connection_lost
  * callback returns. The loop frees it right after, and closes its socket;
- * the program must not use the pointer afterwards. connection_lost runs
- * exactly once for every endpoint created, so it is the place to release
- * the context. Between close (or abort) and connection_lost the transport
- * still answers: sendto is -CIO_EINVALSTATE, close and abort are 0 and do
+ * the program must not use the pointer afterwards. An endpoint still open
+ * when its loop closes is closed and freed by cio_loop_close without
+ * callbacks (as stream transports are), its buffered datagrams dropped.
+ * Between close (or abort) and connection_lost the transport still
+ * answers: sendto is -CIO_EINVALSTATE, close and abort are 0 and do
  * nothing more, the getters work.
  * ------------------------------------------------------------------------ */
 

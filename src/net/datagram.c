@@ -19,7 +19,8 @@
  *      asyncio: connection_made, then the reader, both via call_soon),
  *      taking both directions as possibly ready;
  *   2. if readable, receives at most READ_BATCH datagrams, each through
- *      one 64 KiB buffer on the loop's stack. Edges come only on a change,
+ *      the loop's shared 64 KiB receive buffer (the one stream transports
+ *      use: an idle endpoint holds none). Edges come only on a change,
  *      so a batch that ended before the socket said EAGAIN leaves the
  *      direction marked readable and queues the job again, at the back of
  *      the ready queue: one busy endpoint cannot starve the loop;
@@ -30,15 +31,15 @@
  *
  * Lifetime. The record lives from the create call until connection_lost
  * has returned; the program must not use the pointer afterwards (asyncio
- * has no free; a C program needs one rule, and this one lets the protocol
- * release its context in connection_lost). connection_lost runs exactly
- * once per endpoint: after close (once the buffer is sent), abort or a
- * fatal error, or, when the loop closes with the endpoint still open, from
- * inside cio_loop_close. For the last case the job is registered with the
- * core's discard machinery (cio__job_register_discard): loop close first
- * drains the backend, which ends both operations and queues the job, then
- * discards the ready queue, which hands the job to discard_endpoint.
- * Invariant: while the record is alive and connection_lost has not run,
+ * has no free; a C program needs one rule, the same as stream transports
+ * follow). connection_lost runs exactly once per endpoint: after close
+ * (once the buffer is sent), abort or a fatal error. When the loop closes
+ * with the endpoint still open, cio_loop_close closes the socket and frees
+ * the record without callbacks, as it does stream transports: either the
+ * backend's drain gives the watch its final completion (on_ready releases
+ * the record there, calling nothing), or, before the watch started, the
+ * job waits in the ready queue, whose discard (cio__job_register_discard)
+ * hands it to discard_endpoint. Invariant: while the record is alive,
  * either the job is queued or its watch is in flight, so loop close always
  * finds it.
  */
@@ -97,6 +98,7 @@ struct cio_datagram_transport {
 };
 
 static void run_endpoint(cio__job *job);
+static void release(cio_datagram_transport *t);
 
 static bool in_flight(const cio__op *op) {
     return op->state == CIO__OP_IN_FLIGHT;
@@ -112,6 +114,11 @@ static void on_ready(cio__op *op) {
     if (op->state == CIO__OP_IN_FLIGHT) {
         if (op->result & CIO__POLL_IN) t->readable = 1;
         if (op->result & CIO__POLL_OUT) t->writable = 1;
+    } else if (t->loop->closing) {
+        /* The loop closes (the backend's drain): no callback runs now, and
+         * the job, if queued, must not outlive the record. */
+        release(t);
+        return;
     } else if (op->result != -ECANCELED && !t->fatal) {
         /* Not ended by the transport itself: cio_close of its socket
          * (-EBADF) or a registration the backend could not keep. */
@@ -187,11 +194,11 @@ static void maybe_resume(cio_datagram_transport *t) {
  * lives here, on the loop's stack, only while reading. A callback may
  * close the transport: reading stops then, as asyncio removes its reader. */
 static bool read_datagrams(cio_datagram_transport *t) {
-    unsigned char buf[MAX_DATAGRAM];
+    unsigned char *buf = t->loop->read_buffer;
     for (int i = 0; i < READ_BATCH; i++) {
         if (t->closing) return false;
         struct sockaddr_storage from;
-        struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+        struct iovec iov = {.iov_base = buf, .iov_len = MAX_DATAGRAM};
         struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_name = &from,
                              .msg_namelen = sizeof from};
         ssize_t n = cio__sys_recvmsg(t->fd, &msg, MSG_DONTWAIT);
@@ -288,19 +295,17 @@ static void run_endpoint(cio__job *job) {
     free_transport(t);
 }
 
-/* Loop close: the job will never run. The watch has ended already (the
- * backend was drained first). The protocol still hears of the end. */
-static void discard_endpoint(cio__job *job) {
-    cio_datagram_transport *t = CIO__CONTAINER_OF(job, cio_datagram_transport, job);
-    if (!t->lost) {
-        drop_buffer(t);
-        t->closing = 1;
-        t->lost_due = 1;
-        t->lost = 1;
-        if (t->proto.connection_lost) t->proto.connection_lost(t, -CIO_ELOOPCLOSED, t->ctx);
-        if (!t->fd_gone && t->fd >= 0) cio_close(t->fd);
-    }
+/* Loop close: closes the socket (unless the program did) and frees the
+ * record, calling nothing: the loop is going away under the endpoint. */
+static void release(cio_datagram_transport *t) {
+    if (cio__link_linked(&t->job.link)) cio__list_unlink(&t->job.link);
+    if (!t->fd_gone && t->fd >= 0) cio__sys_close(t->fd);
     free_transport(t);
+}
+
+/* Loop close before the watch started: the job will never run. */
+static void discard_endpoint(cio__job *job) {
+    release(CIO__CONTAINER_OF(job, cio_datagram_transport, job));
 }
 
 static pthread_once_t discard_registered = PTHREAD_ONCE_INIT;
@@ -319,6 +324,11 @@ static bool bad_addr(const struct sockaddr *addr, unsigned int len) {
 /* Takes fd (non-blocking already) into a new transport. */
 static int make_transport(cio_loop *loop, const cio_datagram_protocol *proto, void *ctx, int fd,
                           cio_datagram_transport **transportp) {
+    /* The loop's shared receive buffer, made by the first transport or
+     * endpoint of the loop and freed with the loop. */
+    _Static_assert(CIO__READ_BUFFER_SIZE == MAX_DATAGRAM, "one datagram fits the shared buffer");
+    if (!loop->read_buffer && !(loop->read_buffer = cio__malloc(CIO__READ_BUFFER_SIZE)))
+        return -ENOMEM;
     cio_datagram_transport *t = cio__calloc(1, sizeof *t);
     if (!t) return -ENOMEM;
     pthread_once(&discard_registered, register_discard);
