@@ -1153,7 +1153,8 @@ ssize_t cio_sock_sendmsg_until(int fd, const struct msghdr *msg, int flags, doub
  *    longer than 65,536 bytes, which is dropped), ...
  *  - connection_lost: once, last: error 0 after close (once the buffered
  *    datagrams are sent) or abort; the error that ended the endpoint
- *    otherwise (-EBADF: its socket was closed with cio_close).
+ *    otherwise (-EBADF: its socket was closed with cio_close; -EBUSY: the
+ *    program watches the socket with cio_add_reader or cio_add_writer).
  *  - pause_writing, resume_writing: the write buffer went above the
  *    high-water mark, and back to the low-water mark or below.
  *
@@ -1162,7 +1163,8 @@ ssize_t cio_sock_sendmsg_until(int fd, const struct msghdr *msg, int flags, doub
  * callback returns. The loop frees it right after, and closes its socket;
  * the program must not use the pointer afterwards. An endpoint still open
  * when its loop closes is closed and freed by cio_loop_close without
- * callbacks (as stream transports are), its buffered datagrams dropped.
+ * callbacks (as stream transports are), its buffered datagrams dropped;
+ * the pointer is then invalid too.
  * Between close (or abort) and connection_lost the transport still
  * answers: sendto is -CIO_EINVALSTATE, close and abort are 0 and do
  * nothing more, the getters work.
