@@ -703,3 +703,54 @@ TEST(a_socket_the_program_watches_ends_the_endpoint_with_ebusy) {
     close(sv[1]);
     CHECK_OK(cio_loop_free(loop));
 }
+
+#include "base/fault.h"
+
+TEST(allocation_failures_are_enomem_and_change_nothing) {
+    cio_loop *loop = test_loop();
+    struct sockaddr_storage ss;
+    unsigned int len = loopback(V4, &ss);
+    /* Create: each fallible step in turn fails, until none does. */
+    int failures = 0;
+    for (int64_t nth = 1;; nth++) {
+        rec r = {0};
+        cio_datagram_transport *t = (cio_datagram_transport *)&r;
+        cio__fault_arm(nth);
+        int rc = cio_create_datagram_endpoint(loop, &proto, &r, (struct sockaddr *)&ss, len, NULL,
+                                              0, 0, &t);
+        cio__fault_arm(0);
+        if (rc == 0) {
+            CHECK_OK(cio_datagram_transport_close(t));
+            run_until_lost(loop, &r, NULL);
+            break;
+        }
+        failures++;
+        CHECK(rc == -ENOMEM || rc == -EMFILE);
+        CHECK(t == NULL);
+        CHECK_INT(nth, <, 50);
+        spin(loop, 1);
+        CHECK_EQ(r.n, 0); /* no callback of a create that failed */
+    }
+    CHECK_INT(failures, >, 0);
+    /* sendto: with datagrams buffered, a copy that cannot be made is
+     * -ENOMEM and buffers nothing. */
+    bufcase b = {.loop = loop};
+    fill_until_buffered(&b, 0);
+    size_t before = cio_datagram_transport_get_write_buffer_size(b.t);
+    cio__fault_arm(1);
+    int seq = -1;
+    CHECK_ERR(cio_datagram_transport_sendto(b.t, &seq, sizeof seq, NULL, 0), -ENOMEM);
+    cio__fault_arm(0);
+    CHECK_EQ(cio_datagram_transport_get_write_buffer_size(b.t), before);
+    /* Everything else still arrives, in order, and nothing leaks. */
+    CHECK_OK(cio_datagram_transport_close(b.t));
+    int next = 0;
+    while (!strchr(b.r.log, 'l')) {
+        drain_peer(b.peer, &next);
+        spin(loop, 1);
+    }
+    drain_peer(b.peer, &next);
+    CHECK_EQ(next, b.total);
+    close(b.peer);
+    CHECK_OK(cio_loop_free(loop));
+}
