@@ -1080,6 +1080,176 @@ int cio_stream_free(cio_stream *s);
  * "guard-page" or "canary"). Returns the number of tasks listed. */
 int cio_loop_dump_tasks(cio_loop *loop, FILE *out);
 
+/* ------------------------------------------------------------------------
+ * Datagrams and messages on sockets (asyncio's loop.sock_recvfrom,
+ * sock_recvfrom_into, sock_sendto; and recvmsg/sendmsg, which asyncio
+ * lacks)
+ *
+ * The rules of the socket calls above hold: non-blocking descriptors, any
+ * number of tasks per descriptor served in order per direction, -EPERM
+ * outside a task, -EBADF for a negative descriptor, -ENOMEM, and the
+ * two-phase cancel. A receive that was cancelled or timed out took no
+ * datagram: the next receive gets it. A send that was cancelled or timed
+ * out sent nothing (a datagram goes out whole or not at all). No send
+ * raises SIGPIPE: a peer that went away gives -EPIPE (or -ECONNRESET).
+ * ------------------------------------------------------------------------ */
+
+struct msghdr;
+
+/* Receives one datagram (or, on a stream, up to len bytes) into buf: the
+ * count, or -errno. The sender's address goes to addr (at most *addrlen
+ * bytes; addr may be NULL, then addrlen is ignored) and its real length to
+ * *addrlen, as recvfrom(2); neither is written when the call fails. A
+ * datagram longer than len is cut to len bytes, the rest lost, as in
+ * recvfrom(2): use recvmsg for MSG_TRUNC in msg_flags. asyncio's
+ * sock_recvfrom_into is this call. addr without addrlen is -EINVAL. */
+ssize_t cio_sock_recvfrom(int fd, void *buf, size_t len, struct sockaddr *addr,
+                          unsigned int *addrlen);
+/* Sends buf as one datagram to addr (addrlen bytes), or to the connected
+ * peer when addr is NULL and addrlen 0: the count, or -errno (-EMSGSIZE,
+ * -ECONNREFUSED on a connected socket after an ICMP port unreachable...).
+ * A NULL addr with a non-zero addrlen, or an addr with addrlen 0, is
+ * -EINVAL. */
+ssize_t cio_sock_sendto(int fd, const void *buf, size_t len, const struct sockaddr *addr,
+                        unsigned int addrlen);
+/* recvmsg(2) and sendmsg(2) for tasks: the count, or -errno; msg_flags and
+ * msg_namelen and msg_controllen are updated as the kernel does. flags may
+ * hold MSG_PEEK, MSG_TRUNC, MSG_WAITALL, MSG_OOB, MSG_CMSG_CLOEXEC and
+ * MSG_ERRQUEUE (recvmsg), MSG_CONFIRM, MSG_DONTROUTE, MSG_EOR, MSG_MORE and
+ * MSG_OOB (sendmsg); MSG_DONTWAIT and MSG_NOSIGNAL are accepted and implied.
+ * Any other flag, a NULL msg, or a NULL iov, name or control buffer with a
+ * non-zero length is -EINVAL. */
+ssize_t cio_sock_recvmsg(int fd, struct msghdr *msg, int flags);
+ssize_t cio_sock_sendmsg(int fd, const struct msghdr *msg, int flags);
+
+/* Deadline forms (see cio_await_until). */
+ssize_t cio_sock_recvfrom_until(int fd, void *buf, size_t len, struct sockaddr *addr,
+                                unsigned int *addrlen, double when);
+ssize_t cio_sock_sendto_until(int fd, const void *buf, size_t len, const struct sockaddr *addr,
+                              unsigned int addrlen, double when);
+ssize_t cio_sock_recvmsg_until(int fd, struct msghdr *msg, int flags, double when);
+ssize_t cio_sock_sendmsg_until(int fd, const struct msghdr *msg, int flags, double when);
+
+/* ------------------------------------------------------------------------
+ * Datagram endpoints (asyncio's loop.create_datagram_endpoint,
+ * DatagramProtocol and DatagramTransport)
+ *
+ * A protocol is a struct of callbacks; each gets the transport and the
+ * endpoint's context (the ctx given at creation, changed with
+ * cio_datagram_transport_set_context). Every callback may be NULL (the
+ * default of asyncio's DatagramProtocol: do nothing), and every one is
+ * called from the loop, never from inside the create call, except
+ * error_received and pause_writing, which asyncio (and cio) may call from
+ * inside cio_datagram_transport_sendto. Callbacks may call any transport
+ * function.
+ *
+ *  - connection_made: soon after creation, once, before anything else.
+ *  - datagram_received: once per datagram, with the sender's address (NULL
+ *    and 0 when the kernel gives none). data is valid during the call only
+ *    (it is the loop's shared receive buffer).
+ *  - error_received: an error of a send or receive that does not end the
+ *    endpoint: -ECONNREFUSED (an ICMP port unreachable, on a connected
+ *    socket), -EMSGSIZE (a datagram too long to send, or a received one
+ *    longer than 65,536 bytes, which is dropped), ...
+ *  - connection_lost: once, last: error 0 after close (once the buffered
+ *    datagrams are sent) or abort; the error that ended the endpoint
+ *    otherwise (-EBADF: its socket was closed with cio_close; -EBUSY: the
+ *    program watches the socket with cio_add_reader or cio_add_writer).
+ *  - pause_writing, resume_writing: the write buffer went above the
+ *    high-water mark, and back to the low-water mark or below.
+ *
+ * Lifetime (asyncio has no free; this is the C rule): a transport belongs
+ * to its loop and is valid from its creation until its connection_lost
+ * callback returns. The loop frees it right after, and closes its socket;
+ * the program must not use the pointer afterwards. An endpoint still open
+ * when its loop closes is closed and freed by cio_loop_close without
+ * callbacks (as stream transports are), its buffered datagrams dropped;
+ * the pointer is then invalid too.
+ * Between close (or abort) and connection_lost the transport still
+ * answers: sendto is -CIO_EINVALSTATE, close and abort are 0 and do
+ * nothing more, the getters work.
+ * ------------------------------------------------------------------------ */
+
+typedef struct cio_datagram_transport cio_datagram_transport;
+
+typedef struct cio_datagram_protocol {
+    void (*connection_made)(cio_datagram_transport *t, void *ctx);
+    void (*datagram_received)(cio_datagram_transport *t, const void *data, size_t len,
+                              const struct sockaddr *addr, unsigned int addrlen, void *ctx);
+    void (*error_received)(cio_datagram_transport *t, int error, void *ctx);
+    void (*connection_lost)(cio_datagram_transport *t, int error, void *ctx);
+    void (*pause_writing)(cio_datagram_transport *t, void *ctx);
+    void (*resume_writing)(cio_datagram_transport *t, void *ctx);
+} cio_datagram_protocol;
+
+/* Flags of cio_create_datagram_endpoint (asyncio's reuse_port and
+ * allow_broadcast): SO_REUSEPORT, SO_BROADCAST. */
+#define CIO_DATAGRAM_REUSE_PORT 0x1u
+#define CIO_DATAGRAM_ALLOW_BROADCAST 0x2u
+
+/* Creates a datagram socket of the family of local (or remote; both given
+ * must agree): AF_INET, AF_INET6 or AF_UNIX, else -EAFNOSUPPORT. Binds it
+ * to local if given (for a Unix path, a stale socket file there is removed
+ * first, as asyncio does), connects it to remote if given (then sendto
+ * takes no address, and the kernel delivers only the peer's datagrams),
+ * and wraps it in a transport running proto (copied; ctx is passed to its
+ * callbacks). One of local and remote is required. Returns 0, -EINVAL,
+ * the socket's, bind's or connect's error (-EADDRINUSE, -ECONNREFUSED,
+ * -ENOENT...), -ENOMEM, or -CIO_ELOOPCLOSED. */
+int cio_create_datagram_endpoint(cio_loop *loop, const cio_datagram_protocol *proto, void *ctx,
+                                 const struct sockaddr *local, unsigned int local_len,
+                                 const struct sockaddr *remote, unsigned int remote_len,
+                                 unsigned flags, cio_datagram_transport **transportp);
+/* The same over a datagram socket the program made (asyncio's sock=): the
+ * transport takes fd over, makes it non-blocking and closes it at the end.
+ * A socket that is not SOCK_DGRAM is -EINVAL; on failure fd stays the
+ * program's. */
+int cio_create_datagram_endpoint_from_socket(cio_loop *loop, const cio_datagram_protocol *proto,
+                                             void *ctx, int fd,
+                                             cio_datagram_transport **transportp);
+
+/* Sends data (len bytes, 0 allowed) as one datagram to addr, or to the
+ * remote peer when addr is NULL (a connected endpoint accepts only NULL or
+ * the peer's address: -EINVAL otherwise; an unconnected one needs an
+ * address: -EDESTADDRREQ). Sent at once when nothing is buffered, else
+ * copied into the write buffer and sent in order from the loop. Returns 0
+ * once sent or buffered; an error of the send itself goes to
+ * error_received (asyncio's rule), also from inside this call.
+ * -CIO_EINVALSTATE once closing; -ENOMEM (nothing buffered). */
+int cio_datagram_transport_sendto(cio_datagram_transport *t, const void *data, size_t len,
+                                  const struct sockaddr *addr, unsigned int addrlen);
+/* close: stops receiving; connection_lost(0) follows from the loop once
+ * the write buffer is sent. abort: drops the buffer; connection_lost(0)
+ * follows from the loop. Both return 0 (also when called again). */
+int cio_datagram_transport_close(cio_datagram_transport *t);
+int cio_datagram_transport_abort(cio_datagram_transport *t);
+/* 1 once close or abort was called or a fatal error came (asyncio's
+ * is_closing). */
+int cio_datagram_transport_is_closing(const cio_datagram_transport *t);
+/* Bytes waiting in the write buffer, each datagram counting 8 bytes more
+ * (asyncio's get_write_buffer_size). */
+size_t cio_datagram_transport_get_write_buffer_size(const cio_datagram_transport *t);
+/* asyncio's set_write_buffer_limits(high, low): a negative value means
+ * asyncio's None (high: 64 KiB, or 4 * low if low is given; low: high / 4).
+ * low > high is -EINVAL. */
+int cio_datagram_transport_set_write_buffer_limits(cio_datagram_transport *t, ssize_t high,
+                                                   ssize_t low);
+/* get_extra_info: "sockname" and "peername" as getsockname(2) (addr gets at
+ * most *addrlen bytes, *addrlen the real length; -ENOTCONN for the peer of
+ * an unconnected endpoint), "socket" as the descriptor, which stays the
+ * transport's: a datagram read from it behind the transport's back never
+ * reaches the protocol, a watcher on it (cio_add_reader) is -EBUSY, and
+ * closing it (cio_close) ends the endpoint with connection_lost(-EBADF).
+ * -EINVAL for NULL. */
+int cio_datagram_transport_sockname(const cio_datagram_transport *t, struct sockaddr *addr,
+                                    unsigned int *addrlen);
+int cio_datagram_transport_peername(const cio_datagram_transport *t, struct sockaddr *addr,
+                                    unsigned int *addrlen);
+int cio_datagram_transport_socket(const cio_datagram_transport *t);
+/* The context the callbacks get (NULL for NULL), and changing it. */
+void *cio_datagram_transport_context(const cio_datagram_transport *t);
+int cio_datagram_transport_set_context(cio_datagram_transport *t, void *ctx);
+
 #if defined(CIO_BUILDING_LIBRARY) && defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

@@ -673,3 +673,58 @@ TEST(streams_reject_null) {
     CHECK_OK(cio_stream_free(NULL));
     cio_loop_free(loop);
 }
+
+/* ---- datagrams and messages on sockets, datagram endpoints --------------- */
+
+static void *message_calls_reject_bad_input(void *arg) {
+    (void)arg;
+    char buf[1];
+    CHECK_ERR(cio_sock_recvfrom(0, NULL, 1, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_sock_recvfrom_until(0, buf, 1, NULL, NULL, NAN), -EINVAL);
+    CHECK_ERR(cio_sock_sendto(0, NULL, 1, NULL, 0), -EINVAL);
+    CHECK_ERR(cio_sock_sendto_until(0, buf, 1, NULL, 0, NAN), -EINVAL);
+    CHECK_ERR(cio_sock_recvmsg(0, NULL, 0), -EINVAL);
+    CHECK_ERR(cio_sock_recvmsg_until(0, NULL, 0, 0), -EINVAL);
+    CHECK_ERR(cio_sock_sendmsg(0, NULL, 0), -EINVAL);
+    CHECK_ERR(cio_sock_sendmsg_until(0, NULL, 0, 0), -EINVAL);
+    CHECK_ERR(cio_sock_recvfrom(-1, buf, 1, NULL, NULL), -EBADF);
+    return IPTR(1);
+}
+
+TEST(message_calls_reject_bad_input) {
+    char buf[1];
+    /* Outside a task: bad arguments first, then -EPERM. */
+    CHECK_ERR(cio_sock_sendto(0, NULL, 1, NULL, 0), -EINVAL);
+    CHECK_ERR(cio_sock_recvfrom(0, buf, 1, NULL, NULL), -EPERM);
+    cio_loop *loop = test_loop();
+    void *res;
+    CHECK_OK(test_run(loop, message_calls_reject_bad_input, NULL, &res));
+    CHECK_EQ(PTRI(res), 1);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+TEST(datagram_endpoints_reject_null) {
+    cio_loop *loop = test_loop();
+    cio_datagram_protocol proto = {0};
+    cio_datagram_transport *t = GARBAGE;
+    struct sockaddr sa = {.sa_family = AF_INET};
+    CHECK_ERR(cio_create_datagram_endpoint(NULL, &proto, NULL, &sa, sizeof sa, NULL, 0, 0, &t),
+              -EINVAL);
+    CHECK(t == NULL);
+    t = GARBAGE;
+    CHECK_ERR(cio_create_datagram_endpoint_from_socket(loop, NULL, NULL, 0, &t), -EINVAL);
+    CHECK(t == NULL);
+    CHECK_ERR(cio_datagram_transport_sendto(NULL, "x", 1, NULL, 0), -EINVAL);
+    CHECK_ERR(cio_datagram_transport_close(NULL), -EINVAL);
+    CHECK_ERR(cio_datagram_transport_abort(NULL), -EINVAL);
+    CHECK_EQ(cio_datagram_transport_is_closing(NULL), 0);
+    CHECK_EQ(cio_datagram_transport_get_write_buffer_size(NULL), 0);
+    CHECK_ERR(cio_datagram_transport_set_write_buffer_limits(NULL, -1, -1), -EINVAL);
+    unsigned int len = sizeof sa;
+    CHECK_ERR(cio_datagram_transport_sockname(NULL, &sa, &len), -EINVAL);
+    CHECK_ERR(cio_datagram_transport_peername(NULL, &sa, &len), -EINVAL);
+    CHECK_ERR(cio_datagram_transport_socket(NULL), -EINVAL);
+    CHECK(cio_datagram_transport_context(NULL) == NULL);
+    CHECK_ERR(cio_datagram_transport_set_context(NULL, NULL), -EINVAL);
+    CHECK_OK(cio_loop_free(loop));
+}

@@ -4,8 +4,13 @@
  * task's stack and awaits it (cio__op_await): the backend tries the call,
  * waits for readiness or the kernel's completion as it must, and hands back
  * the result. Every operation has an _until form taking an absolute
- * deadline in loop time.
+ * deadline in loop time. recvfrom, sendto, recvmsg and sendmsg go through
+ * the backend's message operations (recvfrom and sendto with a message on
+ * the task's stack).
  */
+#include <limits.h>
+#include <sys/uio.h>
+
 #include "net.h"
 
 /* recv, send and sendall: one buffer, one operation. A sendall is a send
@@ -62,7 +67,19 @@ int cio_sock_connect_until(int fd, const struct sockaddr *addr, unsigned int add
     cio__op_init(&op, CIO__OP_CONNECT, fd);
     op.u.connect.addr = addr;
     op.u.connect.addrlen = addrlen;
-    return (int)cio__op_await(&op, deadline);
+    rc = (int)cio__op_await(&op, deadline);
+    if (rc != -EALREADY) return rc;
+    /* An earlier connect that was cancelled or timed out left its attempt
+     * going on in the kernel: connecting again waits for that attempt's
+     * outcome, so a timed-out connect can simply be retried. */
+    cio__op_init(&op, CIO__OP_POLL, fd);
+    op.u.poll.events = CIO__POLL_OUT;
+    ssize_t n = cio__op_await(&op, deadline);
+    if (n < 0) return (int)n;
+    int err = 0;
+    unsigned int len = sizeof err;
+    if (cio__sys_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -errno;
+    return -err;
 }
 
 ssize_t cio_sock_recv(int fd, void *buf, size_t len) {
@@ -83,4 +100,101 @@ int cio_sock_accept(int fd, struct sockaddr *addr, unsigned int *addrlen) {
 
 int cio_sock_connect(int fd, const struct sockaddr *addr, unsigned int addrlen) {
     return cio_sock_connect_until(fd, addr, addrlen, CIO_NO_TIMEOUT);
+}
+
+/* ---- datagrams and messages ---------------------------------------------- */
+
+/* The flags a caller may pass to recvmsg and sendmsg. MSG_DONTWAIT (and,
+ * for sends, MSG_NOSIGNAL) are accepted and change nothing: the backend
+ * always adds them, so a full socket never stalls the loop and a peer that
+ * went away gives -EPIPE instead of killing the process with SIGPIPE. Any
+ * other flag is -EINVAL (convention 2), as its meaning for a non-blocking
+ * operation served by the loop is not defined here. */
+#define RECV_FLAGS (MSG_PEEK | MSG_TRUNC | MSG_WAITALL | MSG_OOB | MSG_CMSG_CLOEXEC | \
+                    MSG_ERRQUEUE | MSG_DONTWAIT)
+#define SEND_FLAGS (MSG_CONFIRM | MSG_DONTROUTE | MSG_EOR | MSG_MORE | MSG_OOB | MSG_NOSIGNAL | \
+                    MSG_DONTWAIT)
+
+/* A message's own fields are checked as far as they could make the kernel
+ * read through a NULL pointer with a non-zero length; the kernel checks the
+ * rest (it answers -EFAULT, never a crash, for the other bad pointers). */
+static bool bad_msg(const struct msghdr *msg) {
+    return !msg || (!msg->msg_iov && msg->msg_iovlen) || (!msg->msg_name && msg->msg_namelen) ||
+           (!msg->msg_control && msg->msg_controllen);
+}
+
+/* recvmsg and sendmsg: one operation of the backend's kind, the message
+ * being the caller's (for recvfrom and sendto, one on this task's stack).
+ * The backend adds MSG_DONTWAIT, and MSG_NOSIGNAL to a send. */
+static ssize_t message(uint8_t kind, int fd, struct msghdr *msg, int flags, double when) {
+    int64_t deadline;
+    int rc = cio__io_call_check(fd, when, &deadline);
+    if (rc < 0) return rc;
+    cio__op op;
+    cio__op_init(&op, kind, fd);
+    op.u.msg.msg = msg;
+    op.u.msg.flags = flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL);
+    return cio__op_await(&op, deadline);
+}
+
+ssize_t cio_sock_recvmsg_until(int fd, struct msghdr *msg, int flags, double when) {
+    if (bad_msg(msg) || (flags & ~RECV_FLAGS)) return -EINVAL;
+    return message(CIO__OP_RECVMSG, fd, msg, flags, when);
+}
+
+ssize_t cio_sock_sendmsg_until(int fd, const struct msghdr *msg, int flags, double when) {
+    if (bad_msg(msg) || (flags & ~SEND_FLAGS)) return -EINVAL;
+    /* A send only reads the message; the record has one field for both. */
+    return message(CIO__OP_SENDMSG, fd, (struct msghdr *)msg, flags, when);
+}
+
+/*
+ * recvfrom is a recvmsg of one buffer. The sender's address is written to
+ * addr (at most *addrlen bytes) and its real length to *addrlen, as
+ * recvfrom(2) does; both are left alone when the call fails. A datagram
+ * longer than len is cut to len bytes and the rest is lost, also as
+ * recvfrom(2) does: the count returned is then len.
+ */
+ssize_t cio_sock_recvfrom_until(int fd, void *buf, size_t len, struct sockaddr *addr,
+                                unsigned int *addrlen, double when) {
+    if ((!buf && len) || (addr && !addrlen) || (addrlen && *addrlen > INT_MAX)) return -EINVAL;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (addr) {
+        msg.msg_name = addr;
+        msg.msg_namelen = *addrlen;
+    }
+    ssize_t n = message(CIO__OP_RECVMSG, fd, &msg, 0, when);
+    if (n >= 0 && addr) *addrlen = msg.msg_namelen;
+    return n;
+}
+
+/* sendto is a sendmsg of one buffer; a NULL addr (with addrlen 0) sends to
+ * the socket's peer, as send(2). */
+ssize_t cio_sock_sendto_until(int fd, const void *buf, size_t len, const struct sockaddr *addr,
+                              unsigned int addrlen, double when) {
+    if ((!buf && len) || (!addr && addrlen) || (addr && (addrlen == 0 || addrlen > INT_MAX)))
+        return -EINVAL;
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_name = (void *)addr,
+                         .msg_namelen = addrlen};
+    return message(CIO__OP_SENDMSG, fd, &msg, 0, when);
+}
+
+ssize_t cio_sock_recvfrom(int fd, void *buf, size_t len, struct sockaddr *addr,
+                          unsigned int *addrlen) {
+    return cio_sock_recvfrom_until(fd, buf, len, addr, addrlen, CIO_NO_TIMEOUT);
+}
+
+ssize_t cio_sock_sendto(int fd, const void *buf, size_t len, const struct sockaddr *addr,
+                        unsigned int addrlen) {
+    return cio_sock_sendto_until(fd, buf, len, addr, addrlen, CIO_NO_TIMEOUT);
+}
+
+ssize_t cio_sock_recvmsg(int fd, struct msghdr *msg, int flags) {
+    return cio_sock_recvmsg_until(fd, msg, flags, CIO_NO_TIMEOUT);
+}
+
+ssize_t cio_sock_sendmsg(int fd, const struct msghdr *msg, int flags) {
+    return cio_sock_sendmsg_until(fd, msg, flags, CIO_NO_TIMEOUT);
 }
