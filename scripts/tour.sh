@@ -56,6 +56,7 @@ run http_hello       "an HTTP/1.1 server answering hello with keep-alive, tried 
 run fetch_many       "fetching from five servers at once, each request under its own timeout"
 run fanout           "1,000 tasks in a task group under one timeout scope"
 run pipeline         "a producer and three consumers on a bounded queue, shut down gracefully"
+run to_thread        "blocking calls on the thread pool while the loop runs; DNS; a foreign thread"
 
 
 echo
