@@ -1250,6 +1250,130 @@ int cio_datagram_transport_socket(const cio_datagram_transport *t);
 void *cio_datagram_transport_context(const cio_datagram_transport *t);
 int cio_datagram_transport_set_context(cio_datagram_transport *t, void *ctx);
 
+/* ------------------------------------------------------------------------
+ * Threads: cross-thread calls, the thread pool, name resolution
+ *
+ * A loop and its objects belong to one thread (see cio_loop_options.debug);
+ * the calls of this section are the ways other threads reach it, and the
+ * ways a task runs blocking C code without stalling its loop. Each loop
+ * has its own pool; nothing is shared between loops, so one loop per
+ * thread works. docs/design.md ("Threads: the inbox and the pool") gives
+ * the reasons.
+ * ------------------------------------------------------------------------ */
+
+/* The loop's thread pool was shut down (asyncio's RuntimeError "Executor
+ * shutdown has been called"). */
+#define CIO_EPOOLSHUTDOWN 10400
+/* A resolver error: getaddrinfo/getnameinfo's EAI_* code eai is returned
+ * as -CIO_EAI(eai), one distinct code per EAI value, named by cio_strerror
+ * with gai_strerror's text (rc == -CIO_EAI(EAI_NONAME) tests for one).
+ * EAI_SYSTEM is returned as its -errno and EAI_MEMORY as -ENOMEM. */
+#define CIO_EAI_BASE 10500
+#define CIO_EAI_LAST 10699
+#define CIO_EAI(eai) (CIO_EAI_BASE - (eai))
+/* The largest cio_pool_set_max_workers accepts. */
+#define CIO_POOL_MAX_WORKERS 1024
+
+/* Schedules fn(loop, arg) on loop from any thread, the loop's own included
+ * (asyncio call_soon_threadsafe). It runs in the loop's thread, in the
+ * batch of the iteration that follows the call, after callbacks already
+ * scheduled; a sleeping loop is woken. Returns 0, -EINVAL, -ENOMEM,
+ * -CIO_ELOOPCLOSED once cio_loop_close has begun, or -CIO_EFORKED. Calls
+ * accepted but not run when the loop closes are dropped without running
+ * (and their memory freed), as asyncio drops them; a call racing close is
+ * either refused or accepted and dropped. Debug mode's thread rule does
+ * not apply to it. Calling it with a loop already freed is the caller's
+ * bug, as for any freed object. */
+int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg);
+
+/* A thread-safe future (asyncio's concurrent.futures.Future): the outcome
+ * of cio_run_coroutine_threadsafe, waited on from any thread. */
+typedef struct cio_tsfuture cio_tsfuture;
+
+/* From any thread but the loop's: starts fn(arg) as a task of loop (from
+ * the loop's thread, through call_soon_threadsafe's inbox) and gives a
+ * thread-safe future for its outcome in *out (asyncio
+ * run_coroutine_threadsafe). Returns 0, -EINVAL, -ENOMEM, -CIO_ELOOPCLOSED,
+ * -CIO_EFORKED. If the task cannot be spawned, or the loop closes before
+ * it starts, the future completes with that error (-CIO_ELOOPCLOSED); a
+ * task destroyed pending by loop close leaves it cancelled. Free it with
+ * cio_tsfuture_free. */
+int cio_run_coroutine_threadsafe(cio_loop *loop, cio_coro_fn fn, void *arg, cio_tsfuture **out);
+/* Blocks the calling thread until f is done or timeout seconds passed
+ * (CIO_NO_TIMEOUT: no limit; <= 0: just look). 0 once done, -ETIMEDOUT,
+ * -EINVAL (NULL, NaN), or -EDEADLK when called from the thread running f's
+ * loop while f is pending (it could never complete). */
+int cio_tsfuture_wait(cio_tsfuture *f, double timeout);
+/* concurrent.futures.Future.result(timeout): waits as cio_tsfuture_wait,
+ * then returns 0 and the task's result in *result (result may be NULL),
+ * the task's error, -ECANCELED if f or the task was cancelled, or the
+ * errors of cio_tsfuture_wait. */
+int cio_tsfuture_result(cio_tsfuture *f, double timeout, void **result);
+/* Cancels f at once (waiters wake with -ECANCELED) and asks the loop to
+ * cancel the task; a task that has not started never starts. 1 if f was
+ * pending, 0 if it was already done, -EINVAL. Any thread. */
+int cio_tsfuture_cancel(cio_tsfuture *f);
+/* Predicates: 0 for NULL. */
+int cio_tsfuture_done(const cio_tsfuture *f);
+int cio_tsfuture_cancelled(const cio_tsfuture *f);
+/* Drops the caller's reference; the loop keeps its own until it is done
+ * with the task. Returns 0 (also for NULL). Do not free f while another
+ * thread waits on it. */
+int cio_tsfuture_free(cio_tsfuture *f);
+
+/* From a task: runs fn(arg) in a worker thread of the task's loop's pool
+ * and suspends the task until it returns (asyncio to_thread /
+ * run_in_executor(None, ...)); *result (result may be NULL) gets fn's
+ * return value. Workers start on demand up to the pool's bound (default
+ * min(32, CPUs + 4)); calls beyond it wait their turn, first come first
+ * served. Cancelling the task while fn waits in the queue removes it (fn
+ * never runs); while fn runs, the task gets -ECANCELED at once and fn runs
+ * to its end in its thread, its result dropped: arg must stay valid until
+ * fn returns, which may be after cio_to_thread returned -ECANCELED, so it
+ * must not live on the task's stack if the task can be cancelled. Closing
+ * the loop waits for functions already running. Returns 0, -ECANCELED,
+ * -EINVAL, -EPERM outside a task, -ENOMEM, -CIO_ELOOPCLOSED,
+ * -CIO_EPOOLSHUTDOWN after cio_pool_shutdown, or -EAGAIN when the pool has
+ * no worker and none could be started (pthread_create failed). */
+typedef void *(*cio_thread_fn)(void *arg);
+int cio_to_thread(cio_thread_fn fn, void *arg, void **result);
+/* Sets the bound of loop's pool to max_workers (1 to
+ * CIO_POOL_MAX_WORKERS); name lookups may use at most half of them (at
+ * least one). Workers already started stay. From the loop's thread.
+ * Returns 0, -EINVAL, -ENOMEM, -CIO_ELOOPCLOSED. */
+int cio_pool_set_max_workers(cio_loop *loop, size_t max_workers);
+/* From a task: shuts the pool of its loop down (asyncio
+ * shutdown_default_executor): later cio_to_thread and lookups that need a
+ * thread get -CIO_EPOOLSHUTDOWN, work already queued still runs, and the
+ * task waits until every worker has finished and been joined, at most
+ * timeout seconds (CIO_NO_TIMEOUT: no limit) or until the loop time when.
+ * Returns 0, -ETIMEDOUT (the workers go on; loop close waits for them),
+ * -ECANCELED, -EINVAL, -EPERM, -ENOMEM, -CIO_ELOOPCLOSED. */
+int cio_pool_shutdown(double timeout);
+int cio_pool_shutdown_until(double when);
+
+/* From a task: getaddrinfo(3) without blocking the loop (asyncio
+ * loop.getaddrinfo). A numeric host (or none) with a numeric port (or
+ * none), and no AI_CANONNAME, is answered at once in the loop's thread;
+ * any other runs on the pool, where at most half the workers resolve at a
+ * time so slow lookups cannot starve other work. On 0, *res holds the
+ * list: free it with freeaddrinfo(3). Cancelling the task returns
+ * -ECANCELED at once (a lookup already running finishes on its worker and
+ * its list is freed). Returns 0, -CIO_EAI(code), -errno (EAI_SYSTEM),
+ * -ENOMEM, -ECANCELED, -EINVAL (res NULL), -EPERM, -CIO_ELOOPCLOSED,
+ * -CIO_EPOOLSHUTDOWN, -EAGAIN (as cio_to_thread). */
+struct addrinfo;
+int cio_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                    struct addrinfo **res);
+/* From a task: getnameinfo(3) (asyncio loop.getnameinfo) into host and
+ * serv (either may be NULL, not both). With NI_NUMERICHOST and
+ * NI_NUMERICSERV (or the other buffer NULL) it is answered at once; any
+ * other runs on the pool as cio_getaddrinfo. The buffers are written only
+ * on success, and never after the call returned. Returns as
+ * cio_getaddrinfo; -EINVAL for a NULL or oversized address. */
+int cio_getnameinfo(const struct sockaddr *addr, unsigned int addrlen, int flags, char *host,
+                    size_t hostlen, char *serv, size_t servlen);
+
 #if defined(CIO_BUILDING_LIBRARY) && defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

@@ -57,6 +57,7 @@ run fetch_many       "fetching from five servers at once, each request under its
 run fanout           "1,000 tasks in a task group under one timeout scope"
 run pipeline         "a producer and three consumers on a bounded queue, shut down gracefully"
 run udp_echo         "a UDP echo server and client with datagram endpoints"
+run to_thread        "blocking calls on the thread pool while the loop runs; DNS; a foreign thread"
 
 
 echo

@@ -623,6 +623,40 @@ TEST(transports_and_servers_reject_null) {
     cio_loop_free(loop);
 }
 
+/* ---- Threads: cross-thread calls, the thread pool, name resolution ---- */
+
+TEST(thread_calls_refuse_bad_arguments) {
+    cio_loop *loop = test_loop();
+    CHECK_ERR(cio_call_soon_threadsafe(NULL, noop_cb, NULL), -EINVAL);
+    CHECK_ERR(cio_call_soon_threadsafe(loop, NULL, NULL), -EINVAL);
+    cio_tsfuture *f = (cio_tsfuture *)1;
+    CHECK_ERR(cio_run_coroutine_threadsafe(NULL, noop_coro, NULL, &f), -EINVAL);
+    CHECK(f == NULL);
+    CHECK_ERR(cio_run_coroutine_threadsafe(loop, NULL, NULL, &f), -EINVAL);
+    CHECK_ERR(cio_run_coroutine_threadsafe(loop, noop_coro, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_tsfuture_wait(NULL, 0), -EINVAL);
+    CHECK_ERR(cio_tsfuture_result(NULL, 0, NULL), -EINVAL);
+    CHECK_ERR(cio_tsfuture_cancel(NULL), -EINVAL);
+    CHECK_EQ(cio_tsfuture_done(NULL), 0);
+    CHECK_EQ(cio_tsfuture_cancelled(NULL), 0);
+    CHECK_OK(cio_tsfuture_free(NULL));
+    CHECK_ERR(cio_to_thread(NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_to_thread(noop_coro, NULL, NULL), -EPERM);
+    CHECK_ERR(cio_pool_set_max_workers(NULL, 1), -EINVAL);
+    CHECK_ERR(cio_pool_set_max_workers(loop, 0), -EINVAL);
+    CHECK_ERR(cio_pool_shutdown(NAN), -EINVAL);
+    CHECK_ERR(cio_pool_shutdown(1), -EPERM);
+    CHECK_ERR(cio_pool_shutdown_until(NAN), -EINVAL);
+    CHECK_ERR(cio_pool_shutdown_until(0), -EPERM);
+    CHECK_ERR(cio_getaddrinfo("localhost", NULL, NULL, NULL), -EINVAL);
+    struct addrinfo *res = (struct addrinfo *)1;
+    CHECK_ERR(cio_getaddrinfo("localhost", NULL, NULL, &res), -EPERM);
+    CHECK(res == NULL);
+    char host[16];
+    CHECK_ERR(cio_getnameinfo(NULL, 16, 0, host, sizeof host, NULL, 0), -EINVAL);
+    CHECK_OK(cio_loop_free(loop));
+}
+
 /* ---- streams ------------------------------------------------------------ */
 
 static void *noop_handler(cio_stream *s, void *arg) {

@@ -1,5 +1,6 @@
 /* Error codes as text (cio_strerror), and the application's range. */
 #include <limits.h>
+#include <netdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,9 @@ const char *cio_strerror(int err) {
     if (err == INT_MIN) return "Unknown error";
     if (err < 0) err = -err;
     if (cio_error_is_user(err)) return user_text(err);
+    /* A resolver's code (net/dns.c): gai_strerror's text is static. */
+    if (err > CIO_EAI_BASE && err <= CIO_EAI_LAST) return gai_strerror(CIO_EAI_BASE - err);
+    if (err == CIO_EPOOLSHUTDOWN) return "Thread pool is shut down (Executor shutdown has been called)";
     switch (err) {
     case 0: return "Success";
     case CIO_ELOOPCLOSED: return "Event loop is closed";

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -180,4 +181,9 @@ int cio__sys_close(int fd) {
         return -1;
     }
     return close(fd);
+}
+
+int cio__sys_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg) {
+    if (cio__fault_hit()) return EAGAIN;
+    return pthread_create(thread, NULL, fn, arg);
 }

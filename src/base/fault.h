@@ -14,6 +14,7 @@
  * independent, and the default model would call __tls_get_addr on every
  * access, several times per task switch. */
 #define CIO__TLS _Thread_local __attribute__((tls_model("initial-exec")))
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -58,5 +59,9 @@ int cio__sys_getsockopt(int fd, int level, int name, void *val, unsigned int *le
 int cio__sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 int cio__sys_epoll_wait(int epfd, struct epoll_event *events, int max, const struct timespec *timeout);
 int cio__sys_close(int fd);
+
+/* Starting a thread (the thread pool): returns 0 or the error number, as
+ * pthread_create does (EAGAIN when a fault is injected). */
+int cio__sys_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 #endif

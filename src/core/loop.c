@@ -171,9 +171,18 @@ static void run_once(cio_loop *loop) {
             now = cio__clock_ns();
             timeout = next->when > now ? next->when - now : 0;
         }
+        /* About to block: tell senders of cross-thread calls to wake us,
+         * then look once more for what they posted (inbox.c). */
+        if (timeout != 0) {
+            atomic_store(&loop->inbox_sleeping, 1);
+            if (atomic_load(&loop->inbox_posted)) timeout = 0;
+        }
         /* An interrupted wait (-EINTR) just ends this iteration early. */
         loop->io.backend->poll(&loop->io, timeout);
+        atomic_store_explicit(&loop->inbox_sleeping, 0, memory_order_relaxed);
     }
+    /* Work posted from other threads joins this iteration's batch. */
+    if (atomic_load_explicit(&loop->inbox_posted, memory_order_relaxed)) cio__inbox_drain(loop);
     if (next) {
         now = cio__clock_ns();
         while ((next = cio__timer_heap_top(&loop->timers)) != NULL && next->when <= now) {

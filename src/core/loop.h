@@ -6,6 +6,9 @@
 #ifndef CIO_CORE_LOOP_H
 #define CIO_CORE_LOOP_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "base/base.h"
 #include "io/io.h"
 #include "stack.h"
@@ -48,7 +51,48 @@ struct cio_loop {
      * else the one that last ran it (or created it). Atomic because debug
      * mode reads it from other threads to refuse them. */
     _Atomic uintptr_t owner;
+    /* Cross-thread calls (inbox.c): jobs posted from any thread, moved to
+     * the ready queue by the loop's iteration. The list and the closed flag
+     * are under inbox_lock; the two flags let a busy loop skip the lock and
+     * a sender skip the wake-up of a loop that is not about to sleep. */
+    pthread_mutex_t inbox_lock;
+    cio__link inbox;
+    _Atomic int inbox_posted;   /* set with the first job, cleared by the drain */
+    _Atomic int inbox_sleeping; /* the loop is in (or about to enter) a blocking poll */
+    _Atomic uint64_t inbox_wakes; /* wake-ups written, for tests */
+    uint8_t inbox_closed;
+    /* The thread pool (flow/pool.c), made on first use, and how close
+     * stops it (phase 0: no new work, drop what is queued, join every
+     * worker; phase 1: free it), since the core may not call up. */
+    void *pool;
+    void (*pool_close)(cio_loop *loop, int phase);
 };
+
+/*
+ * A job that may be posted to the inbox from another thread. Every kind
+ * shares one run function, so loop close knows how to discard any of them
+ * (cio__job_register_discard has room for few kinds): run does the work in
+ * the loop's thread; discard, at close, gives back what the job holds
+ * without doing it.
+ */
+typedef struct cio__xjob {
+    cio__job job;
+    void (*run)(struct cio__xjob *x);
+    void (*discard)(struct cio__xjob *x);
+} cio__xjob;
+
+/* Prepares x to be posted (its run and discard functions set by the caller). */
+void cio__xjob_init(cio__xjob *x, void (*run)(cio__xjob *), void (*discard)(cio__xjob *));
+/* Posts x to the loop's inbox from any thread and wakes the loop if it
+ * sleeps: 0, -CIO_ELOOPCLOSED once close has begun, or -CIO_EFORKED. On
+ * success the loop owns x until it runs or discards it. */
+int cio__inbox_post(cio_loop *loop, cio__xjob *x);
+void cio__inbox_init(cio_loop *loop);
+/* Close: refuse new posts and discard what waits (from cio_loop_close). */
+void cio__inbox_close(cio_loop *loop);
+void cio__inbox_destroy(cio_loop *loop);
+/* Moves the posted jobs to the back of the ready queue (loop thread). */
+void cio__inbox_drain(cio_loop *loop);
 
 static inline void cio__ready_push(cio_loop *loop, cio__job *job) {
     cio__list_push_back(&loop->ready, &job->link);

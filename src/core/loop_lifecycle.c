@@ -5,6 +5,10 @@
  * them all. What nobody references is freed; what the program still
  * references outlives the loop as an orphan (see future.c). Step by step:
  *
+ *   0. Stop the thread pool (no new work, queued work dropped, every
+ *      worker joined: close waits for functions already running), then
+ *      close the inbox: later cross-thread calls get -CIO_ELOOPCLOSED and
+ *      what was posted but never ran is discarded (see inbox.c).
  *   1. Cancel and reap every I/O operation in flight (their records live
  *      on task stacks, which must outlive them).
  *   2. Pin every future of the loop (one extra reference each), so that
@@ -23,7 +27,7 @@
  *      nobody retrieved are reported through the loop's handler); the
  *      others are orphaned: detached from the loop, freed at their last
  *      release.
- *   6. Free the pools, the stacks and the backend.
+ *   6. Free the pools (the thread pool's too), the stacks and the backend.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -92,6 +96,7 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
         cio__free(loop);
         return rc;
     }
+    cio__inbox_init(loop);
     /* The overflow handler (stack layer) learns from the task layer which
      * stack is running. */
     cio__stack_set_running_hook(cio__running_stack);
@@ -111,6 +116,11 @@ int cio_loop_close(cio_loop *loop) {
      * still walking. */
     if (loop->closing) return -EBUSY;
     loop->closing = 1;
+    /* 0. The thread pool stops first (its workers post their completions
+     * to the inbox), then the inbox refuses new work and discards what
+     * was posted but never ran. */
+    if (loop->pool_close) loop->pool_close(loop, 0);
+    cio__inbox_close(loop);
     /* 1. Operations in flight end first, each with its final completion,
      * while the stacks that hold their records still exist. Their
      * completions may schedule wake-ups; those are dropped next. */
@@ -158,6 +168,9 @@ int cio_loop_close(cio_loop *loop) {
     while ((link = cio__list_pop_front(&survivors)) != NULL)
         CIO__CONTAINER_OF(link, cio_future, loop_link)->loop = NULL;
     /* 6. */
+    if (loop->pool_close) loop->pool_close(loop, 1);
+    loop->pool_close = NULL;
+    loop->pool = NULL;
     cio__node_pool_destroy(loop);
     cio__task_pool_destroy(loop);
     cio__stack_pool_destroy(&loop->stacks);
@@ -178,6 +191,7 @@ int cio_loop_free(cio_loop *loop) {
     if (rc < 0) return rc;
     /* From here on, handles of this loop find its slot empty. */
     cio__loop_slot_release(loop);
+    cio__inbox_destroy(loop);
     cio__free(loop);
     return 0;
 }

@@ -20,6 +20,16 @@ typedef struct cio__loop_stats {
 
 int cio__loop_get_stats(const cio_loop *loop, cio__loop_stats *out);
 
+/* The loop's thread pool and inbox (flow/pool.c, core/inbox.c). */
+typedef struct cio__pool_stats {
+    size_t workers;       /* worker threads started and not yet left */
+    size_t queued;        /* items waiting for a worker */
+    size_t lookups;       /* name lookups running */
+    uint64_t inbox_wakes; /* wake-ups cross-thread calls wrote to the loop */
+} cio__pool_stats;
+
+int cio__loop_get_pool_stats(const cio_loop *loop, cio__pool_stats *out);
+
 /* Where a task's stack lies, and the guard that protects it. */
 typedef struct cio__task_stack_info {
     void *lo;

@@ -26,3 +26,9 @@ int cio__task_get_stack(const cio_task *task, cio__task_stack_info *out) {
     out->guard = t->stack.guard;
     return 0;
 }
+
+int cio__loop_get_pool_stats(const cio_loop *loop, cio__pool_stats *out) {
+    if (!loop || !out) return -EINVAL;
+    out->inbox_wakes = atomic_load_explicit(&((cio_loop *)loop)->inbox_wakes, memory_order_relaxed);
+    return cio__pool_get_stats(loop, &out->workers, &out->queued, &out->lookups);
+}

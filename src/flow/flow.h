@@ -24,4 +24,21 @@
  */
 ssize_t cio__op_await(cio__op *op, int64_t deadline);
 
+/*
+ * Runs fn(arg) on a worker of the current task's loop's thread pool and
+ * suspends the task until it returns (pool.c). lookup: a name lookup,
+ * which counts against the pool's bound on lookups running at once. drop,
+ * if not NULL, is called in the loop's thread with fn's result (NULL if fn
+ * never ran) and arg whenever the call will not hand them back: it was
+ * cancelled, or the loop closed. Returns 0, -ECANCELED, -EPERM outside a
+ * task, -CIO_ELOOPCLOSED, -CIO_EPOOLSHUTDOWN, -ENOMEM, or -EAGAIN when no
+ * worker exists and none could be started. On any error but -ECANCELED
+ * drop is NOT called: arg is the caller's again.
+ */
+int cio__pool_run(void *(*fn)(void *), void *arg, int lookup,
+                  void (*drop)(void *result, void *arg), void **result);
+/* The pool's counters, for tests (debug layer): workers started and not
+ * yet left, items queued, lookups running. */
+int cio__pool_get_stats(const cio_loop *loop, size_t *workers, size_t *queued, size_t *lookups);
+
 #endif

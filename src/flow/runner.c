@@ -6,8 +6,10 @@
  * cancelled and the loop runs until all of them are done (a gather with
  * return_exceptions); a task that then ended with an error (not a
  * cancellation) is reported through the exception handler, since nobody
- * else will read it. There is no thread pool yet to shut down; when there
- * is, it is shut down here, with a deadline, before the loop closes.
+ * else will read it. Then the loop's thread pool, if one was made, is shut
+ * down with asyncio's deadline (THREAD_JOIN_TIMEOUT, 300 s): queued work
+ * runs, workers are joined. A pool still busy at the deadline is reported;
+ * closing the loop then still waits for it (flow/pool.c says why).
  */
 #include "flow.h"
 
@@ -34,6 +36,26 @@ static int cancel_leftovers(cio_loop *loop) {
     return rc;
 }
 
+#define THREAD_JOIN_TIMEOUT 300.0
+
+static void *shut_pool_down(void *arg) {
+    (void)arg;
+    int rc = cio_pool_shutdown(THREAD_JOIN_TIMEOUT);
+    if (rc == -ETIMEDOUT)
+        cio__report(cio_running_loop(),
+                    "the thread pool did not finish joining its threads within 300 seconds", rc,
+                    NULL);
+    return NULL;
+}
+
+static void shutdown_pool(cio_loop *loop) {
+    if (!loop->pool) return;
+    cio_task *t;
+    if (cio_spawn(loop, shut_pool_down, NULL, &t) < 0) return;
+    (void)cio_run_until_complete(loop, t, NULL);
+    cio_future_unref(t);
+}
+
 int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void **result) {
     if (!main) return -EINVAL;
     if (cio_running_loop()) return -CIO_ELOOPRUNNING;
@@ -49,6 +71,7 @@ int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void
     /* Clean-up failing (out of memory) still closes the loop, which frees
      * whatever is left. */
     cancel_leftovers(loop);
+    shutdown_pool(loop);
     cio_loop_free(loop);
     return rc;
 }

@@ -96,4 +96,8 @@ int cio__resolve(const char *host, const char *port, int passive, struct addrinf
 struct sockaddr_un;
 int cio__unix_address(const char *path, struct sockaddr_un *addr, unsigned int *len);
 
+/* The cio code for a resolver's EAI_* result (dns.c): 0, -CIO_EAI(eai),
+ * -ENOMEM for EAI_MEMORY, or -saved_errno for EAI_SYSTEM. */
+int cio__eai_error(int eai, int saved_errno);
+
 #endif
