@@ -122,7 +122,8 @@ class Server:
         pending = list(self.ports)
         while pending:
             if self.proc.poll() is not None:
-                raise RuntimeError("server exited: %s" % self.stderr())
+                raise RuntimeError("server exited with status %d: %s" % (
+                    self.proc.returncode, self.stderr()))
             try:
                 socket.create_connection(("127.0.0.1", pending[0]), timeout=1).close()
                 pending.pop(0)
