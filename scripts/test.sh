@@ -6,7 +6,8 @@
 #   3. gcc under Valgrind memcheck
 #   4. clang, plain
 #   5. aarch64 (cross gcc), every test under qemu-user
-#   6. gcc, plain, with the examples and the benchmark smoke tests
+#   6. gcc, plain, with the examples and the benchmark smoke tests (among
+#      them bench.echo: bench/echo/run.py --quick, a few seconds)
 # Each run is a separate CTest invocation; the script stops at the first
 # failing one, and the last line it prints is CTest's summary of run 6.
 set -euo pipefail
@@ -16,7 +17,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 packages=(cmake make gcc g++ clang libclang-rt-14-dev valgrind
           gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-          libboost-context-dev libuv1-dev python3 pkg-config binutils)
+          libboost-context-dev libuv1-dev python3 pkg-config binutils
+          python3-uvloop gnuplot-nox linux-perf)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
