@@ -5,6 +5,7 @@
  * out of descriptors at accept, a descriptor closed under a transport).
  */
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -641,7 +642,10 @@ static void *connect_refused(void *arg) {
     close(fd);
     CHECK_ERR(cio_create_connection(loop, &recorder, &r, "127.0.0.1", NULL, &t), -EINVAL);
     CHECK_ERR(cio_create_connection(loop, NULL, &r, "127.0.0.1", port, &t), -EINVAL);
-    CHECK_ERR(cio_create_connection(loop, &recorder, &r, "not an address", port, &t), -EINVAL);
+    /* A name nobody has (.invalid, RFC 2606): a resolver error, one of
+     * EAI_NONAME or, with no resolver reachable, EAI_AGAIN or EAI_FAIL. */
+    int rc = cio_create_connection(loop, &recorder, &r, "no-such-host.invalid", port, &t);
+    CHECK(rc == -CIO_EAI(EAI_NONAME) || rc == -CIO_EAI(EAI_AGAIN) || rc == -CIO_EAI(EAI_FAIL));
     CHECK_ERR(cio_create_unix_connection(loop, &recorder, &r, "/nonexistent/cio.sock", &t),
               -ENOENT);
     CHECK_STR(r.log, "");
@@ -696,6 +700,37 @@ TEST(writelines_with_more_pieces_than_sendmsg_takes) {
     run_until(loop, got_n, srv);
     CHECK_EQ(srv->len, PIECES);
     CHECK(memcmp(srv->data, bytes, PIECES) == 0);
+    CHECK_OK(cio_transport_abort(client.t));
+    run_until(loop, lost_cond, &client);
+    CHECK_OK(cio_server_free(s));
+    pool_free(&p);
+    cio_loop_free(loop);
+}
+
+static void *connect_by_name(void *arg) {
+    connect_args *a = arg;
+    cio_transport *t;
+    a->rc = cio_create_connection(cio_running_loop(), &recorder, a->r, "localhost", a->port, &t);
+    return NULL;
+}
+
+TEST(a_name_is_resolved_and_every_address_tried) {
+    /* "localhost" resolves (on the thread pool) to ::1 and 127.0.0.1; the
+     * server listens on 127.0.0.1 only, so an IPv6-first answer is refused
+     * and the next address must be tried. */
+    cio_loop *loop = test_loop();
+    pool p = {0};
+    cio_server *s;
+    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", NULL, &s));
+    rec client = {0};
+    connect_args a = {.r = &client};
+    snprintf(a.port, sizeof a.port, "%d", server_port(s));
+    CHECK_OK(test_run(loop, connect_by_name, &a, NULL));
+    CHECK_OK(a.rc);
+    CHECK_STR(client.log, "m");
+    /* Outside a task a name cannot be awaited. */
+    cio_server *s2;
+    CHECK_ERR(cio_create_server(loop, &server_recorder, &p, "localhost", "0", NULL, &s2), -EPERM);
     CHECK_OK(cio_transport_abort(client.t));
     run_until(loop, lost_cond, &client);
     CHECK_OK(cio_server_free(s));

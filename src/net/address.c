@@ -3,7 +3,7 @@
  * addresses, and Unix socket paths.
  *
  * A numeric host needs no lookup (asyncio's _ipaddr_info does the same);
- * only a name goes to the resolver.
+ * only a name goes to the resolver, on the thread pool (cio_getaddrinfo).
  */
 #include <netdb.h>
 #include <string.h>
@@ -17,10 +17,18 @@ int cio__resolve(const char *host, const char *port, int passive, struct addrinf
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-    int rc = getaddrinfo(host, port, &hints, res);
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    /* A numeric address is answered here, in any context (a server may be
+     * made outside a task). A name goes to the thread pool, which needs
+     * a task to await it. */
+    struct addrinfo numeric = hints;
+    numeric.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+    int rc = getaddrinfo(host, port, &numeric, res);
     if (rc == 0) return 0;
-    return rc == EAI_MEMORY ? -ENOMEM : rc == EAI_SYSTEM ? -errno : -EINVAL;
+    if (rc == EAI_MEMORY) return -ENOMEM;
+    if (rc != EAI_NONAME) return -CIO_EAI(rc);
+    if (!cio_current_task()) return -EPERM;
+    return cio_getaddrinfo(host, port, &hints, res);
 }
 
 int cio__unix_address(const char *path, struct sockaddr_un *addr, unsigned int *len) {
