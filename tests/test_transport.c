@@ -192,6 +192,17 @@ static void connect_client(cio_loop *loop, connect_args *a) {
     CHECK_OK(test_run(loop, do_connect, a, NULL));
 }
 
+/* A server on a free loopback port, and a client connected to it. */
+static cio_server *serve_and_connect(cio_loop *loop, pool *p, rec *client) {
+    cio_server *s;
+    CHECK_OK(cio_create_server(loop, &server_recorder, p, "127.0.0.1", "0", NULL, &s));
+    connect_args a = {.host = "127.0.0.1", .r = client};
+    snprintf(a.port, sizeof a.port, "%d", server_port(s));
+    connect_client(loop, &a);
+    CHECK_OK(a.rc);
+    return s;
+}
+
 static int all_received(void *arg) {
     rec *r = arg;
     return r->len >= 5;
@@ -282,12 +293,8 @@ static int got_n(void *arg) {
 TEST(eight_mebibytes_arrive_intact_in_order) {
     cio_loop *loop = test_loop();
     pool p = {.proto = {.echo = 1}};
-    cio_server *s;
-    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", NULL, &s));
     rec client = {0};
-    connect_args a = {.host = "127.0.0.1", .r = &client};
-    snprintf(a.port, sizeof a.port, "%d", server_port(s));
-    connect_client(loop, &a);
+    cio_server *s = serve_and_connect(loop, &p, &client);
     size_t total = 8u << 20;
     unsigned char *buf = malloc(total);
     for (size_t i = 0; i < total; i++) buf[i] = (unsigned char)(i * 7 + i / 251);
@@ -319,12 +326,8 @@ TEST(half_close_keeps_the_other_direction_open) {
      * answer and then end of stream. */
     cio_loop *loop = test_loop();
     pool p = {.proto = {.keep_open = 1, .reply_on_eof = "bye", .close_on_eof = 1}};
-    cio_server *s;
-    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", NULL, &s));
     rec client = {.keep_open = 1};
-    connect_args a = {.host = "127.0.0.1", .r = &client};
-    snprintf(a.port, sizeof a.port, "%d", server_port(s));
-    connect_client(loop, &a);
+    cio_server *s = serve_and_connect(loop, &p, &client);
     CHECK_EQ(cio_transport_can_write_eof(client.t), 1);
     CHECK_OK(cio_transport_write(client.t, "hi", 2));
     CHECK_OK(cio_transport_write_eof(client.t));
@@ -358,12 +361,8 @@ TEST(flow_control_pauses_and_resumes_writing) {
      * the high-water mark, resume_writing once the peer reads it down. */
     cio_loop *loop = test_loop();
     pool p = {0};
-    cio_server *s;
-    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", NULL, &s));
     rec client = {0};
-    connect_args a = {.host = "127.0.0.1", .r = &client};
-    snprintf(a.port, sizeof a.port, "%d", server_port(s));
-    connect_client(loop, &a);
+    cio_server *s = serve_and_connect(loop, &p, &client);
     run_for(loop, 0.01);
     CHECK_EQ(p.n, 1);
     CHECK_OK(cio_transport_pause_reading(p.conns[0].t));
@@ -465,12 +464,8 @@ TEST(a_peer_reset_reaches_connection_lost) {
 TEST(closing_the_descriptor_under_a_transport_reports_ebadf) {
     cio_loop *loop = test_loop();
     pool p = {0};
-    cio_server *s;
-    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", NULL, &s));
     rec client = {0};
-    connect_args a = {.host = "127.0.0.1", .r = &client};
-    snprintf(a.port, sizeof a.port, "%d", server_port(s));
-    connect_client(loop, &a);
+    cio_server *s = serve_and_connect(loop, &p, &client);
     CHECK_OK(cio_close(cio_transport_socket(client.t)));
     run_until(loop, lost_cond, &client);
     CHECK_ERR(client.lost_error, -EBADF);
@@ -491,12 +486,8 @@ static void *wait_closed_task(void *arg) {
 TEST(wait_closed_waits_for_the_last_connection) {
     cio_loop *loop = test_loop();
     pool p = {0};
-    cio_server *s;
-    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", NULL, &s));
     rec client = {0};
-    connect_args a = {.host = "127.0.0.1", .r = &client};
-    snprintf(a.port, sizeof a.port, "%d", server_port(s));
-    connect_client(loop, &a);
+    cio_server *s = serve_and_connect(loop, &p, &client);
     run_for(loop, 0.01);
     CHECK_EQ(p.n, 1);
     server_closed_flag = 0;
@@ -607,12 +598,8 @@ TEST(loop_close_frees_open_transports_and_servers) {
      * the leaks); the server can still be freed after the loop is. */
     cio_loop *loop = test_loop();
     pool p = {0};
-    cio_server *s;
-    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", NULL, &s));
     rec client = {0};
-    connect_args a = {.host = "127.0.0.1", .r = &client};
-    snprintf(a.port, sizeof a.port, "%d", server_port(s));
-    connect_client(loop, &a);
+    cio_server *s = serve_and_connect(loop, &p, &client);
     CHECK_OK(cio_transport_write(client.t, "pending", 7));
     run_for(loop, 0.01);
     CHECK_EQ(p.n, 1);
@@ -675,12 +662,8 @@ TEST(connection_errors) {
 TEST(writelines_with_more_pieces_than_sendmsg_takes) {
     cio_loop *loop = test_loop();
     pool p = {0};
-    cio_server *s;
-    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", NULL, &s));
     rec client = {0};
-    connect_args a = {.host = "127.0.0.1", .r = &client};
-    snprintf(a.port, sizeof a.port, "%d", server_port(s));
-    connect_client(loop, &a);
+    cio_server *s = serve_and_connect(loop, &p, &client);
     enum { PIECES = 3000 };
     static char bytes[PIECES];
     static struct iovec iov[PIECES];
