@@ -70,10 +70,8 @@ int cio__future_outcome(cio_future *fut, void **result);
 /* Passes an error nobody handled to the loop's exception handler
  * (report.c, which names a future through its kind's table). */
 void cio__report(cio_loop *loop, const char *message, int error, cio_future *fut);
-/* At loop close: a job that will never run gives back the references it
- * holds. A room above the core whose jobs hold references registers, once,
- * how to discard a job with a given run function. */
-void cio__job_discard(cio__job *job);
-void cio__job_register_discard(void (*run)(cio__job *job), void (*discard)(cio__job *job));
+/* Registers how a done callback that never ran is discarded (job.c);
+ * called once per loop created. */
+void cio__future_register_discards(void);
 
 #endif

@@ -94,6 +94,12 @@ void cio__inbox_destroy(cio_loop *loop);
 /* Moves the posted jobs to the back of the ready queue (loop thread). */
 void cio__inbox_drain(cio_loop *loop);
 
+/* At loop close: a job that will never run gives back the references it
+ * holds (job.c). A room whose jobs hold references registers, once, how to
+ * discard a job with a given run function. */
+void cio__job_discard(cio__job *job);
+void cio__job_register_discard(void (*run)(cio__job *job), void (*discard)(cio__job *job));
+
 static inline void cio__ready_push(cio_loop *loop, cio__job *job) {
     cio__list_push_back(&loop->ready, &job->link);
 }

@@ -37,7 +37,7 @@ static int connect_one(const struct sockaddr *addr, socklen_t len, int64_t deadl
 static int make_transport(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
                           cio_transport **out) {
     cio_transport *t;
-    int rc = cio__transport_new(loop, fd, proto, ctx, NULL, &t);
+    int rc = cio__transport_new(loop, fd, proto, ctx, &t);
     if (rc < 0) return rc;
     cio__transport_start(t);
     *out = t;

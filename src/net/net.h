@@ -48,11 +48,14 @@ struct cio_transport {
     cio__job read_job;       /* queued while readable and reading */
     cio__job write_job;      /* queued while writable and data is buffered */
     cio__job lost_job;       /* connection_lost, once */
-    cio__link server_link;   /* in the server's list of connections */
+    cio__link server_link;   /* in its server's list of connections */
     cio_loop *loop;
     const cio_protocol *proto;
     void *ctx;
-    struct cio_server *server;
+    /* Set by the server that accepted the connection: told when the
+     * transport is freed (the server counts its connections). */
+    void *server;
+    void (*on_gone)(cio_transport *t);
     struct cio__wbuf *wbuf;  /* unsent bytes; allocated only while there are any */
     size_t high, low;
     int fd;
@@ -77,13 +80,11 @@ struct cio_transport {
  * from now on: the loop closes it. connection_made is called at once if
  * call_made, else left to the caller. On failure fd is closed. */
 int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
-                       struct cio_server *server, cio_transport **out);
+                       cio_transport **out);
 /* Calls connection_made and starts reading (after connect or accept). */
 void cio__transport_start(cio_transport *t);
 /* Runs fn(arg) when the server is freed (a stream server's handler record). */
 void cio__server_set_cleanup(struct cio_server *s, void (*fn)(void *), void *arg);
-/* Called by the transport when it is gone (server.c keeps count). */
-void cio__server_connection_gone(struct cio_server *s, cio_transport *t);
 
 /* ---- addresses (address.c) ---------------------------------------------- */
 

@@ -66,6 +66,8 @@ void cio__server_set_cleanup(cio_server *s, void (*fn)(void *), void *arg) {
     s->cleanup_arg = arg;
 }
 
+static void connection_gone(cio_transport *t);
+
 static void schedule_accept(listener *l) {
     cio_server *s = l->server;
     if (s->serving && !s->paused && l->readable && !cio__link_linked(&l->accept_job.link))
@@ -111,12 +113,14 @@ static void accept_job(cio__job *job) {
             return;
         }
         cio_transport *t;
-        int rc = cio__transport_new(s->loop, fd, s->proto, s->ctx, s, &t);
+        int rc = cio__transport_new(s->loop, fd, s->proto, s->ctx, &t);
         if (rc < 0) {
             cio__report(s->loop, "a connection was dropped: its transport could not be made", rc,
                         NULL);
             continue;
         }
+        t->server = s;
+        t->on_gone = connection_gone;
         cio__list_push_back(&s->connections, &t->server_link);
         s->active++;
         cio__transport_start(t);
@@ -150,7 +154,8 @@ static void on_listener_edge(cio__op *op) {
     maybe_free(s);
 }
 
-void cio__server_connection_gone(cio_server *s, cio_transport *t) {
+static void connection_gone(cio_transport *t) {
+    cio_server *s = t->server;
     cio__list_unlink(&t->server_link);
     s->active--;
     if (s->closed && s->active == 0 && !s->loop_gone) cio__waitq_wake_all(&s->closed_waiters, NULL);
@@ -407,8 +412,11 @@ int cio_server_free(cio_server *s) {
     if (!s->loop_gone) cio_server_close(s);
     /* Connections outlive the server (asyncio's do too): they forget it. */
     cio__link *l;
-    while ((l = cio__list_pop_front(&s->connections)) != NULL)
-        CIO__CONTAINER_OF(l, cio_transport, server_link)->server = NULL;
+    while ((l = cio__list_pop_front(&s->connections)) != NULL) {
+        cio_transport *t = CIO__CONTAINER_OF(l, cio_transport, server_link);
+        t->server = NULL;
+        t->on_gone = NULL;
+    }
     s->active = 0;
     s->free_pending = 1;
     maybe_free(s);

@@ -210,12 +210,12 @@ static void release(cio_transport *t) {
     unschedule(&t->write_job);
     unschedule(&t->lost_job);
     free_buffer(t);
-    if (t->server) cio__server_connection_gone(t->server, t);
+    if (t->on_gone) t->on_gone(t);
     cio__free(t);
 }
 
 int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
-                       struct cio_server *server, cio_transport **out) {
+                       cio_transport **out) {
     if (!loop->read_buffer) {
         loop->read_buffer = cio__malloc(CIO__READ_BUFFER_SIZE);
         if (!loop->read_buffer) {
@@ -261,7 +261,6 @@ int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* Nothing is known of the socket yet: the first read is tried. */
     t->readable = 1;
-    t->server = server;
     *out = t;
     return 0;
 }
