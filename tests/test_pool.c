@@ -508,12 +508,15 @@ TEST(close_frees_completions_never_delivered) {
 /* One loop per thread, each with its own pool, at the same time. */
 static void *use_pool(void *arg) {
     (void)arg;
+    /* The bound comes first: lowering it later does not stop workers that
+     * already started (a sequential call may start one more worker while
+     * the last one is still on its way back to idle). */
+    CHECK_OK(cio_pool_set_max_workers(cio_running_loop(), 3));
     for (int i = 0; i < 20; i++) {
         void *r = NULL;
         CHECK_OK(cio_to_thread(mark, IPTR(i), &r));
         CHECK_EQ(PTRI(r), i);
     }
-    CHECK_OK(cio_pool_set_max_workers(cio_running_loop(), 3));
     cio_task *t[5];
     for (int i = 0; i < 5; i++) CHECK_OK(cio_spawn(cio_running_loop(), mark_task, NULL, &t[i]));
     for (int i = 0; i < 5; i++) {
