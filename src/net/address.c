@@ -12,7 +12,7 @@
 #include "net.h"
 
 int cio__resolve(const char *host, const char *port, int passive, struct addrinfo **res) {
-    if (!port || (!host && !passive)) return -EINVAL;
+    if (!port || !*port || (!host && !passive) || (host && !*host)) return -EINVAL;
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
