@@ -97,6 +97,13 @@ void cio__task_resume(cio__task *task, int status);
 const char *cio__task_name(cio__task *task);
 /* The current task, or NULL with *err set to -EPERM. */
 cio__task *cio__current(int *err);
+/* A wait that ends with its result although the task was cancelled
+ * meanwhile (I/O, the pool, a stream read): the result is returned, never
+ * lost, and the cancellation is delivered at the task's next suspension,
+ * unless it was withdrawn meanwhile. */
+static inline void cio__task_defer_cancel(cio__task *t) {
+    if (t->cancel_requests > 0) t->must_cancel = 1;
+}
 /* Forgets the current task (in a forked child, which has none). */
 void cio__task_forget_current(void);
 /* The stack of the task running in this thread, for the overflow handler

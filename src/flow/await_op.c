@@ -97,6 +97,6 @@ ssize_t cio__op_await(cio__op *op, int64_t deadline) {
     }
     /* The operation finished on its own. A cancellation that came too late
      * to stop it is kept for the next suspension. */
-    if ((w.cancelled || woke == -ECANCELED) && t->cancel_requests > 0) t->must_cancel = 1;
+    if (w.cancelled || woke == -ECANCELED) cio__task_defer_cancel(t);
     return result;
 }

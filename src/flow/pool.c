@@ -256,6 +256,18 @@ static int get_pool(cio_loop *loop, pool **out) {
     return 0;
 }
 
+/* The calling task and its loop's pool (made on first use): 0, or -EPERM
+ * outside a task, the loop's refusal, -ENOMEM. */
+static int current_pool(cio__task **tp, pool **pp) {
+    int rc;
+    cio__task *t = cio__current(&rc);
+    if (!t) return rc;
+    if ((rc = cio__loop_check(t->fut.loop)) < 0) return rc;
+    if ((rc = get_pool(t->fut.loop, pp)) < 0) return rc;
+    *tp = t;
+    return 0;
+}
+
 /* The completion, in the loop's thread. */
 static void work_done(cio__xjob *x) {
     work *w = CIO__CONTAINER_OF(x, work, x);
@@ -318,14 +330,9 @@ static void unwind_work(cio__wait *rec) {
 int cio__pool_run(void *(*fn)(void *), void *arg, int lookup,
                   void (*drop)(void *result, void *arg), void **result) {
     int rc;
-    cio__task *t = cio__current(&rc);
-    if (!t) return rc;
-    cio_loop *loop = t->fut.loop;
-    rc = cio__loop_check(loop);
-    if (rc < 0) return rc;
+    cio__task *t;
     pool *p;
-    rc = get_pool(loop, &p);
-    if (rc < 0) return rc;
+    if ((rc = current_pool(&t, &p)) < 0) return rc;
     work *w = cio__calloc(1, sizeof *w);
     if (!w) return -ENOMEM;
     cio__xjob_init(&w->x, work_done, work_discard);
@@ -369,7 +376,7 @@ int cio__pool_run(void *(*fn)(void *), void *arg, int lookup,
         cio__free(w);
         /* A cancellation that arrived with the completion is delivered at
          * the next suspension, as for I/O: the result is not lost. */
-        if (status < 0) t->must_cancel = 1;
+        if (status < 0) cio__task_defer_cancel(t);
         return 0;
     }
     return status < 0 ? status : -ECANCELED;
@@ -397,14 +404,10 @@ int cio_pool_set_max_workers(cio_loop *loop, size_t max_workers) {
 
 static int shutdown_until(double when) {
     int rc;
-    cio__task *t = cio__current(&rc);
-    if (!t) return rc;
-    cio_loop *loop = t->fut.loop;
-    rc = cio__loop_check(loop);
-    if (rc < 0) return rc;
+    cio__task *t;
     pool *p;
-    rc = get_pool(loop, &p);
-    if (rc < 0) return rc;
+    if ((rc = current_pool(&t, &p)) < 0) return rc;
+    cio_loop *loop = t->fut.loop;
     /* A wait cancelled earlier cancelled the shared future: start afresh. */
     if (p->shutdown_fut && cio_future_done(p->shutdown_fut)) {
         cio__future_unref(p->shutdown_fut);

@@ -26,10 +26,10 @@
  *    until it is closed through the loop: no epoll_ctl per wait. Its owner
  *    gets every edge (a multishot CIO__OP_POLL with CIO__OP_OWN). Because
  *    an edge comes only when something changes, the entry remembers which
- *    directions may still be ready (`ready`): an operation is tried only
- *    while its direction may be ready, and a short read or an EAGAIN
- *    clears it, so the common "read, answer, wait" costs no read that is
- *    bound to fail.
+ *    directions are known to have nothing (`quiet`: set by a short read or
+ *    an EAGAIN, cleared by an edge): an operation is tried only while its
+ *    direction is not quiet, so the common "read, answer, wait" costs no
+ *    read that is bound to fail.
  * Registration changes of waiting operations are not made at once: the
  * entry is marked and the changes are made just before the next
  * epoll_wait, so an operation that completes or is cancelled within the
@@ -40,10 +40,11 @@
  * a task that only writes is not woken, again and again, by a hang-up of
  * the other direction.
  *
- * A recv on a one-shot descriptor that returned less than it asked for has
- * likely emptied the socket: the next recv is not tried but armed at once
- * (a level-triggered arm reports data that is already there, so nothing is
- * missed), which saves the failing recv before each wait.
+ * The same `quiet` mark serves one-shot descriptors: a recv on one whose
+ * input is quiet (its last recv was short, or said EAGAIN) is not tried
+ * but armed at once (a level-triggered arm reports data that is already
+ * there, so nothing is missed), which saves the failing recv before each
+ * wait.
  *
  * Cancellation is immediate: an operation waiting in a queue has no system
  * call in progress, so it is unlinked and completed with the reason at once.
@@ -76,8 +77,7 @@ typedef struct fd_entry {
     uint32_t generation;   /* advanced by a close through the loop */
     uint8_t in_epoll;      /* the descriptor is in the epoll set */
     uint8_t armed;         /* ... and its registration can still fire */
-    uint8_t ready;         /* owned: the directions (1 << DIR_x) that may be ready */
-    uint8_t drained;       /* one-shot: the last recv was short */
+    uint8_t quiet;         /* the directions (1 << DIR_x) known to have nothing */
     uint8_t hung_up;       /* owned: the peer shut down (sticky until close) */
 } fd_entry;
 
@@ -218,8 +218,12 @@ static bool attempt(cio__op *op, uint32_t revents) {
         case CIO__OP_CONNECT:
             if (op->stage == 1) {
                 n = cio__sys_connect(op->fd, op->u.connect.addr, op->u.connect.addrlen);
-                /* In progress: the outcome is known once writable. */
-                if (n < 0 && (errno == EINPROGRESS || errno == EINTR)) {
+                /* In progress: the outcome is known once writable. That
+                 * includes an attempt an earlier, cancelled or timed-out
+                 * connect left going in the kernel (EALREADY): connecting
+                 * again waits for its outcome, so a timed-out connect can
+                 * simply be retried. */
+                if (n < 0 && (errno == EINPROGRESS || errno == EINTR || errno == EALREADY)) {
                     op->stage = 2;
                     return false;
                 }
@@ -357,26 +361,24 @@ static int flush_registrations(cio__io *io) {
     return failed;
 }
 
-/* Serves fd's queue for one direction in order, until an operation meets
- * EAGAIN again. */
 /* What a finished attempt says about the descriptor: a recv that got less
  * than it asked for has probably emptied it. */
 static void note_result(fd_entry *e, const cio__op *op) {
     /* Once the peer shut down, the end of stream is still to be read, and
      * no further edge will say so. */
     if (e->hung_up) return;
-    if (op->kind == CIO__OP_RECV && op->result >= 0 && (size_t)op->result < op->u.rw.len) {
-        e->drained = 1;
-        e->ready &= (uint8_t)~(1u << DIR_IN);
-    }
+    if (op->kind == CIO__OP_RECV && op->result >= 0 && (size_t)op->result < op->u.rw.len)
+        e->quiet |= 1u << DIR_IN;
 }
 
+/* Serves fd's queue for one direction in order, until an operation meets
+ * EAGAIN again. */
 static void serve(cio__io *io, fd_entry *e, int dir, uint32_t revents) {
     cio__link *l;
     while ((l = e->queue[dir].next) != &e->queue[dir]) {
         cio__op *op = CIO__CONTAINER_OF(l, cio__op, link);
         if (!attempt(op, revents)) {
-            e->ready &= (uint8_t)~(1u << dir);
+            e->quiet |= (uint8_t)(1u << dir);
             break;
         }
         cio__list_unlink(l);
@@ -387,14 +389,15 @@ static void serve(cio__io *io, fd_entry *e, int dir, uint32_t revents) {
 
 /* Whether a new operation should try its call before waiting: not if it
  * would overtake others, and not if the descriptor is known to have
- * nothing for it (see the opening comment). A readiness wait never tries:
- * on a descriptor with an edge registration it completes at once if the
- * direction may be ready. */
+ * nothing for it (see the opening comment). On a one-shot descriptor a
+ * readiness wait never tries and only a recv heeds `quiet`; on an owned one
+ * a readiness wait completes at once unless its direction is quiet. */
 static bool worth_trying(const fd_entry *e, const cio__op *op, int dir) {
     if (!cio__list_empty(&e->queue[dir])) return false;
-    if (e->owner) return (e->ready >> dir) & 1u;
+    bool quiet = (e->quiet >> dir) & 1u;
+    if (e->owner) return !quiet;
     if (op->kind == CIO__OP_POLL) return false;
-    return !(op->kind == CIO__OP_RECV && e->drained);
+    return !(op->kind == CIO__OP_RECV && quiet);
 }
 
 static void close_fd(cio__io *io, cio__op *op);
@@ -450,14 +453,14 @@ static void epoll_submit(cio__io *io, cio__op *op) {
     } else {
         if (worth_trying(e, op, dir)) {
             if (op->kind == CIO__OP_POLL || attempt(op, 0)) {
-                /* A readiness wait on an owned descriptor that may be
-                 * ready answers with the direction. */
+                /* A readiness wait on an owned descriptor whose direction
+                 * is not quiet answers with the direction. */
                 if (op->kind == CIO__OP_POLL) op->result = dir == DIR_OUT ? CIO__POLL_OUT : CIO__POLL_IN;
                 note_result(e, op);
                 complete_now(op, op->result);
                 return;
             }
-            e->ready &= (uint8_t)~(1u << dir);
+            e->quiet |= (uint8_t)(1u << dir);
         }
         cio__list_push_back(&e->queue[dir], &op->link);
         if (!e->owner) mark_due(st, op->fd, e);
@@ -491,8 +494,8 @@ static int adopt(epoll_state *st, int fd, fd_entry *e, cio__op *op) {
     e->owner = op;
     e->registered = ev.events;
     e->in_epoll = e->armed = 1;
-    /* Nothing is known yet: both directions may be ready. */
-    e->ready = (1u << DIR_IN) | (1u << DIR_OUT);
+    /* Nothing is known yet: no direction is quiet. */
+    e->quiet = 0;
     e->hung_up = 0;
     return 0;
 }
@@ -508,7 +511,7 @@ static void epoll_cancel(cio__io *io, cio__op *op, int reason) {
          * made per wait (one-shot), which nothing has asked for yet. */
         if (e && e->owner == op) {
             e->owner = NULL;
-            e->ready = 0;
+            e->quiet = 0;
             disowned = true;
         }
     } else if (op->flags & CIO__OP_MULTISHOT) {
@@ -548,7 +551,7 @@ static void close_fd(cio__io *io, cio__op *op) {
         if (e->in_epoll) cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, op->fd, NULL);
         e->in_epoll = e->armed = 0;
         e->registered = 0;
-        e->ready = e->drained = e->hung_up = 0;
+        e->quiet = e->hung_up = 0;
         /* Events of this descriptor still in the current batch are now
          * stale (see the opening comment). */
         e->generation++;
@@ -571,11 +574,10 @@ static void handle_event(cio__io *io, int fd, uint32_t generation, uint32_t even
     uint32_t in = (events & EPOLLIN) || failed ? CIO__POLL_IN | failed : 0;
     uint32_t out = (events & EPOLLOUT) || failed ? CIO__POLL_OUT | failed : 0;
     uint32_t ready[2] = {in, out};
-    if (in) e->drained = 0;
     if (e->owner && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) e->hung_up = 1;
     for (int d = 0; d < 2; d++) {
         if (!ready[d]) continue;
-        e->ready |= (uint8_t)(1u << d);
+        e->quiet &= (uint8_t)~(1u << d);
         serve(io, e, d, ready[d]);
         /* A watcher completes once per readiness and stays in flight. */
         if (e->watch[d]) {

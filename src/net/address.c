@@ -7,7 +7,9 @@
  */
 #include <netdb.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "net.h"
 
@@ -18,17 +20,22 @@ int cio__resolve(const char *host, const char *port, int passive, struct addrinf
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = passive ? AI_PASSIVE : 0;
-    /* A numeric address is answered here, in any context (a server may be
-     * made outside a task). A name goes to the thread pool, which needs
-     * a task to await it. */
-    struct addrinfo numeric = hints;
-    numeric.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
-    int rc = getaddrinfo(host, port, &numeric, res);
-    if (rc == 0) return 0;
-    if (rc == EAI_MEMORY) return -ENOMEM;
-    if (rc != EAI_NONAME) return -CIO_EAI(rc);
-    if (!cio_current_task()) return -EPERM;
-    return cio_getaddrinfo(host, port, &hints, res);
+    /* In a task, cio_getaddrinfo answers a numeric address at once and
+     * sends a name to the thread pool. Outside one (a server may be made
+     * before the loop runs) only a numeric address can be answered. */
+    if (cio_current_task()) return cio_getaddrinfo(host, port, &hints, res);
+    hints.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+    int eai = getaddrinfo(host, port, &hints, res);
+    if (eai == EAI_NONAME) return -EPERM;
+    return cio__eai_error(eai, eai == EAI_SYSTEM ? errno : 0);
+}
+
+void cio__remove_stale_socket(const char *path) {
+    /* asyncio removes a stale socket file before binding a Unix socket to
+     * a path, so that a restarted server does not fail with EADDRINUSE.
+     * Only a socket file goes: any other file is left for bind to refuse. */
+    struct stat st;
+    if (path[0] != '\0' && stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
 }
 
 int cio__unix_address(const char *path, struct sockaddr_un *addr, unsigned int *len) {

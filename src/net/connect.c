@@ -25,10 +25,7 @@ static int connect_one(const struct sockaddr *addr, socklen_t len, int64_t deadl
     ssize_t rc = cio__op_await(&op, deadline);
     if (rc < 0) {
         /* The loop forgets the descriptor before it is closed. */
-        cio__op close_op;
-        cio__op_init(&close_op, CIO__OP_CLOSE, fd);
-        close_op.u.close.keep_fd = 0;
-        cio__io_submit(&cio_running_loop()->io, &close_op);
+        cio_close(fd);
         return (int)rc;
     }
     return fd;

@@ -47,7 +47,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -324,11 +323,8 @@ static bool bad_addr(const struct sockaddr *addr, unsigned int len) {
 /* Takes fd (non-blocking already) into a new transport. */
 static int make_transport(cio_loop *loop, const cio_datagram_protocol *proto, void *ctx, int fd,
                           cio_datagram_transport **transportp) {
-    /* The loop's shared receive buffer, made by the first transport or
-     * endpoint of the loop and freed with the loop. */
     _Static_assert(CIO__READ_BUFFER_SIZE == MAX_DATAGRAM, "one datagram fits the shared buffer");
-    if (!loop->read_buffer && !(loop->read_buffer = cio__malloc(CIO__READ_BUFFER_SIZE)))
-        return -ENOMEM;
+    if (!cio__read_buffer(loop)) return -ENOMEM;
     cio_datagram_transport *t = cio__calloc(1, sizeof *t);
     if (!t) return -ENOMEM;
     pthread_once(&discard_registered, register_discard);
@@ -350,19 +346,17 @@ static int make_transport(cio_loop *loop, const cio_datagram_protocol *proto, vo
     return 0;
 }
 
-/* asyncio removes a stale socket file before binding a Unix datagram
- * socket to a path (not an abstract name), so that a restarted server does
- * not fail with EADDRINUSE. Only a socket file is removed. */
+/* The path of a Unix socket address (not an abstract name), for
+ * cio__remove_stale_socket. */
 static void remove_stale_socket(const struct sockaddr *addr, unsigned int len) {
     const struct sockaddr_un *un = (const struct sockaddr_un *)addr;
     size_t max = len - offsetof(struct sockaddr_un, sun_path);
-    if (len <= offsetof(struct sockaddr_un, sun_path) || un->sun_path[0] == '\0') return;
+    if (len <= offsetof(struct sockaddr_un, sun_path)) return;
     char path[sizeof un->sun_path + 1];
     size_t n = strnlen(un->sun_path, max < sizeof un->sun_path ? max : sizeof un->sun_path);
     memcpy(path, un->sun_path, n);
     path[n] = '\0';
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+    cio__remove_stale_socket(path);
 }
 
 static int set_flag(int fd, int name) {

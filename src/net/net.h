@@ -28,6 +28,12 @@ static inline int cio__io_call_check(int fd, double when, int64_t *deadline) {
 /* The size of the loop's shared receive buffer: one read of a transport
  * takes at most this much. */
 #define CIO__READ_BUFFER_SIZE 65536u
+/* The loop's shared receive buffer, made by the first transport or
+ * endpoint that needs it and freed with the loop: NULL if memory ran out. */
+static inline void *cio__read_buffer(cio_loop *loop) {
+    if (!loop->read_buffer) loop->read_buffer = cio__malloc(CIO__READ_BUFFER_SIZE);
+    return loop->read_buffer;
+}
 /* asyncio's default write-buffer high-water mark (low: a quarter). */
 #define CIO__WRITE_HIGH_DEFAULT 65536u
 
@@ -67,7 +73,6 @@ struct cio_transport {
     uint8_t eof_pending;     /* write_eof asked: shut down once flushed */
     uint8_t eof_written;
     uint8_t write_paused;    /* pause_writing was called, resume not yet */
-    uint8_t made;            /* connection_made ran */
     uint8_t closing_fd;      /* the lost job closes the descriptor */
     /* Internal: called when the loop's close frees the transport without
      * connection_lost (streams use it). */
@@ -77,8 +82,9 @@ struct cio_transport {
 };
 
 /* Makes a transport for the connected socket fd (non-blocking), owned
- * from now on: the loop closes it. connection_made is called at once if
- * call_made, else left to the caller. On failure fd is closed. */
+ * from now on: the loop closes it. The caller starts it at once with
+ * cio__transport_start (nothing runs in between, so every transport that
+ * reaches connection_lost saw connection_made). On failure fd is closed. */
 int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
                        cio_transport **out);
 /* Calls connection_made and starts reading (after connect or accept). */
@@ -96,6 +102,8 @@ int cio__resolve(const char *host, const char *port, int passive, struct addrinf
 /* Fills a sockaddr_un for path ('@' first: abstract). -EINVAL if too long. */
 struct sockaddr_un;
 int cio__unix_address(const char *path, struct sockaddr_un *addr, unsigned int *len);
+/* Removes path if it is a socket file (asyncio's cleanup before bind). */
+void cio__remove_stale_socket(const char *path);
 
 /* The cio code for a resolver's EAI_* result (dns.c): 0, -CIO_EAI(eai),
  * -ENOMEM for EAI_MEMORY, or -saved_errno for EAI_SYSTEM. */

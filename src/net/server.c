@@ -19,7 +19,6 @@
  * once the server is closed and the last of them is gone.
  */
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <netdb.h>
@@ -279,10 +278,7 @@ int cio_create_unix_server(cio_loop *loop, const cio_protocol *proto, void *ctx,
     cio_server *s;
     if ((rc = server_new(loop, proto, ctx, 1, &s)) < 0) return rc;
     if (path[0] != '@') {
-        /* A stale socket file from an earlier run is replaced, as asyncio
-         * does; any other kind of file is left alone (bind then fails). */
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
+        cio__remove_stale_socket(path);
         s->unix_path = cio__malloc(strlen(path) + 1);
         if (s->unix_path) memcpy(s->unix_path, path, strlen(path) + 1);
         if (!s->unix_path) {

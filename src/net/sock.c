@@ -67,19 +67,7 @@ int cio_sock_connect_until(int fd, const struct sockaddr *addr, unsigned int add
     cio__op_init(&op, CIO__OP_CONNECT, fd);
     op.u.connect.addr = addr;
     op.u.connect.addrlen = addrlen;
-    rc = (int)cio__op_await(&op, deadline);
-    if (rc != -EALREADY) return rc;
-    /* An earlier connect that was cancelled or timed out left its attempt
-     * going on in the kernel: connecting again waits for that attempt's
-     * outcome, so a timed-out connect can simply be retried. */
-    cio__op_init(&op, CIO__OP_POLL, fd);
-    op.u.poll.events = CIO__POLL_OUT;
-    ssize_t n = cio__op_await(&op, deadline);
-    if (n < 0) return (int)n;
-    int err = 0;
-    unsigned int len = sizeof err;
-    if (cio__sys_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -errno;
-    return -err;
+    return (int)cio__op_await(&op, deadline);
 }
 
 ssize_t cio_sock_recv(int fd, void *buf, size_t len) {

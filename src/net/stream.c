@@ -32,16 +32,14 @@
 #define DEFAULT_LIMIT 65536u
 
 struct cio_stream {
-    cio_transport *t;        /* NULL once the connection is gone */
+    cio_transport *t;        /* NULL once the connection is gone (lost, or the loop closed) */
     cio_loop *loop;
     char *buf;               /* unread data: buf[off, len) */
     size_t off, len, cap;
     size_t limit;
     int error;               /* the connection's error, once lost */
     uint8_t eof;             /* no more data will come */
-    uint8_t lost;            /* connection_lost ran (or the loop closed) */
     uint8_t closed;          /* this program closed the stream */
-    uint8_t eof_written;
     uint8_t paused;          /* we paused the transport's reading */
     uint8_t write_paused;    /* the transport asked us to stop writing */
     uint8_t reading;         /* a task is inside a reading call */
@@ -149,7 +147,6 @@ static void on_lost(cio_transport *t, int error, void *ctx) {
     cio_stream *s = ctx;
     if (!s) return;
     s->t = NULL;
-    s->lost = 1;
     s->eof = 1;
     if (!s->error) s->error = error;
     cio__waitq_wake_all(&s->readers, NULL);
@@ -163,7 +160,7 @@ static void on_release(cio_transport *t, void *ctx) {
     cio_stream *s = ctx;
     if (!s) return;
     s->t = NULL;
-    s->lost = s->eof = 1;
+    s->eof = 1;
     /* A server's stream would have been freed by its handler's task,
      * which the closing loop will never resume. */
     if (s->from_server) {
@@ -379,7 +376,7 @@ static ssize_t wait_direct(cio_stream *s, void *buf, size_t n) {
     s->direct_len = 0;
     if (got > 0) {
         cio__task *t = cio__current(&(int){0});
-        if (rc == -ECANCELED && t && t->cancel_requests > 0) t->must_cancel = 1;
+        if (rc == -ECANCELED && t) cio__task_defer_cancel(t);
         return (ssize_t)got;
     }
     return rc;
@@ -557,14 +554,13 @@ int cio_stream_drain(cio_stream *s) {
     }
     /* As asyncio: a connection lost (even cleanly) is an error to a writer
      * that waits for its data to go out. */
-    if (s->lost) return s->error < 0 ? s->error : -ECONNRESET;
+    if (!s->t) return s->error < 0 ? s->error : -ECONNRESET;
     return 0;
 }
 
 int cio_stream_write_eof(cio_stream *s) {
     int rc = write_check(s);
     if (rc < 0) return rc;
-    s->eof_written = 1;
     return cio_transport_write_eof(s->t);
 }
 
@@ -584,14 +580,14 @@ int cio_stream_close(cio_stream *s) {
 
 int cio_stream_is_closing(cio_stream *s) {
     if (!s) return -EINVAL;
-    return s->closed || s->lost;
+    return s->closed || !s->t;
 }
 
 int cio_stream_wait_closed(cio_stream *s) {
     if (!s) return -EINVAL;
     int rc = cio__waitq_check(&s->closers);
     if (rc < 0) return rc;
-    while (!s->lost) {
+    while (s->t) {
         cio__waiter w;
         if ((rc = cio__waitq_wait(&s->closers, &w, "stream closed", INT64_MAX)) < 0) return rc;
     }

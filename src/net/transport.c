@@ -158,7 +158,7 @@ static void release(cio_transport *t);
 
 static void lost_job(cio__job *job) {
     cio_transport *t = CIO__CONTAINER_OF(job, cio_transport, lost_job);
-    if (t->made && t->proto->connection_lost) t->proto->connection_lost(t, t->error, t->ctx);
+    if (t->proto->connection_lost) t->proto->connection_lost(t, t->error, t->ctx);
     if (t->fd_gone) {
         release(t);
         return;
@@ -216,12 +216,9 @@ static void release(cio_transport *t) {
 
 int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
                        cio_transport **out) {
-    if (!loop->read_buffer) {
-        loop->read_buffer = cio__malloc(CIO__READ_BUFFER_SIZE);
-        if (!loop->read_buffer) {
-            cio__sys_close(fd);
-            return -ENOMEM;
-        }
+    if (!cio__read_buffer(loop)) {
+        cio__sys_close(fd);
+        return -ENOMEM;
     }
     cio_transport *t = cio__calloc(1, sizeof *t);
     if (!t) {
@@ -266,7 +263,6 @@ int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *
 }
 
 void cio__transport_start(cio_transport *t) {
-    t->made = 1;
     if (t->proto->connection_made) t->proto->connection_made(t, t->ctx);
     if (t->reading && t->state == CIO__T_OPEN && t->readable) schedule(t, &t->read_job);
 }
