@@ -1072,6 +1072,162 @@ cio_transport *cio_stream_transport(cio_stream *s);
 int cio_stream_free(cio_stream *s);
 
 /* ------------------------------------------------------------------------
+ * Pipes (asyncio's loop.connect_read_pipe and connect_write_pipe)
+ *
+ * A pipe transport works on one end of a pipe, a character device (a
+ * terminal) or a socket: it reads with read(2) or writes with write(2),
+ * never both. It takes the descriptor over, as asyncio's does: the call
+ * makes it non-blocking (also when it then fails), and the transport closes
+ * it when it is done; on failure the descriptor stays the caller's. A
+ * regular file is -EINVAL (it is always ready: use a thread, cio_to_thread);
+ * a device that epoll cannot watch (/dev/null) gives -EPERM.
+ *
+ * Reading side: at the end of stream eof_received is called and the
+ * transport closes (its return value does not keep a pipe open);
+ * connection_lost(0) follows. Writing side: write_eof closes the pipe once
+ * the buffer is flushed; when the reader goes away, connection_lost gets 0,
+ * or -EPIPE if data was still unsent. No write raises SIGPIPE. The calls
+ * of the other direction are -ENOTSUP (write on a read pipe, pause_reading
+ * on a write pipe); can_write_eof says 0 for a read pipe.
+ * ------------------------------------------------------------------------ */
+
+/* Callable outside a task; connection_made has run when they return.
+ * Return 0, -EINVAL (NULL loop, protocol or out; a read pipe's protocol
+ * without data_received; a regular file), -EBADF, -EPERM, -ENOMEM,
+ * -CIO_ELOOPCLOSED or -CIO_EWRONGTHREAD. */
+int cio_connect_read_pipe(cio_loop *loop, const cio_protocol *proto, void *ctx, int fd,
+                          cio_transport **out);
+int cio_connect_write_pipe(cio_loop *loop, const cio_protocol *proto, void *ctx, int fd,
+                           cio_transport **out);
+/* The same as a stream (asyncio builds one with StreamReaderProtocol): a
+ * read pipe's stream only reads and a write pipe's only writes (the other
+ * calls are -ENOTSUP). Freed by cio_stream_free. */
+int cio_open_read_pipe(cio_loop *loop, int fd, cio_stream **out);
+int cio_open_write_pipe(cio_loop *loop, int fd, cio_stream **out);
+
+/* ------------------------------------------------------------------------
+ * Subprocesses (asyncio's create_subprocess_exec, create_subprocess_shell,
+ * asyncio.subprocess.Process, and loop.subprocess_exec / subprocess_shell
+ * with a SubprocessProtocol)
+ *
+ * A child is started with posix_spawn (no copy of the parent's memory)
+ * and watched through a pidfd: cio reaps only the children it started and
+ * never installs a SIGCHLD handler. (Where pidfd_open is missing, a thread
+ * per child waits for its exit, as asyncio's ThreadedChildWatcher.) A
+ * program that sets SIGCHLD to SIG_IGN makes the kernel reap its children
+ * itself: their status is lost, and their returncode reads 255 (asyncio's
+ * answer too), with a report.
+ *
+ * The calls that start a child are callable outside a task; the program
+ * file is searched in the parent's PATH when it has no '/'. argv is
+ * NULL-terminated (NULL: just the file). A returncode is the exit status,
+ * or minus the signal that ended the child (-9 for SIGKILL), as asyncio's.
+ *
+ * Lifetime: a process is freed by cio_process_free. A child still running
+ * then is killed (asyncio's transport kills it on close) and reaped by the
+ * loop in the background. Closing the loop kills and reaps the children
+ * still running; a process object stays valid after the close, reading as
+ * exited, until it is freed.
+ * ------------------------------------------------------------------------ */
+
+typedef struct cio_process cio_process;
+
+/* Where a child's stdin, stdout or stderr goes. */
+enum {
+    CIO_STDIO_INHERIT = 0, /* the parent's own (asyncio's None) */
+    CIO_STDIO_PIPE,        /* a pipe to the parent: a stream (or a pipe transport) */
+    CIO_STDIO_DEVNULL,     /* /dev/null */
+    CIO_STDIO_STDOUT,      /* stderr only: wherever stdout goes */
+    CIO_STDIO_FD           /* the descriptor in stdio_fd (duplicated; still the caller's) */
+};
+
+/* Options of a child; NULL (or zeroed) means asyncio's defaults: every
+ * standard descriptor inherited, the parent's directory and environment,
+ * and every other descriptor closed in the child. */
+typedef struct cio_process_options {
+    int stdio[3];            /* stdin, stdout, stderr: CIO_STDIO_* */
+    int stdio_fd[3];         /* for CIO_STDIO_FD */
+    const char *cwd;         /* NULL: the parent's */
+    char *const *env;        /* NULL-terminated "NAME=value"; NULL: the parent's */
+    const int *pass_fds;     /* descriptors the child keeps, at their numbers */
+    size_t n_pass_fds;
+    int inherit_fds;         /* asyncio's close_fds=False */
+    int start_new_session;   /* setsid() in the child */
+    size_t limit;            /* the stdout and stderr streams' limit; 0: 64 KiB */
+} cio_process_options;
+
+/* asyncio's SubprocessProtocol. fd is 0, 1 or 2. process_exited may come
+ * before the last pipe_data_received (as asyncio documents); connection_lost
+ * comes once the child exited and every pipe is closed. Any may be NULL. */
+typedef struct cio_subprocess_protocol {
+    void (*connection_made)(cio_process *p, void *ctx);
+    void (*pipe_data_received)(cio_process *p, int fd, const void *data, size_t len, void *ctx);
+    void (*pipe_connection_lost)(cio_process *p, int fd, int error, void *ctx);
+    void (*process_exited)(cio_process *p, void *ctx);
+    void (*connection_lost)(cio_process *p, int error, void *ctx);
+    void (*pause_writing)(cio_process *p, void *ctx);
+    void (*resume_writing)(cio_process *p, void *ctx);
+} cio_subprocess_protocol;
+
+/* Starts file with argv (or "/bin/sh -c cmd"); the pipes become streams
+ * (cio_process_stdin/stdout/stderr). Returns 0, -EINVAL (NULL or empty
+ * file, NULL loop or out, a bad CIO_STDIO_* value, CIO_STDIO_STDOUT for
+ * stdin or stdout), -EBADF (a negative descriptor in the options), the
+ * error of starting the program (-ENOENT, -EACCES, ...), -EMFILE, -ENOMEM,
+ * -CIO_ELOOPCLOSED or -CIO_EWRONGTHREAD. */
+int cio_create_subprocess_exec(cio_loop *loop, const char *file, char *const argv[],
+                               const cio_process_options *opts, cio_process **out);
+int cio_create_subprocess_shell(cio_loop *loop, const char *cmd, const cio_process_options *opts,
+                                cio_process **out);
+/* The same with a protocol: the pipes are pipe transports whose data and
+ * closing reach proto (cio_process_pipe_transport gives them; write to
+ * stdin's). connection_made has run when the call returns. */
+int cio_subprocess_exec(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
+                        const char *file, char *const argv[], const cio_process_options *opts,
+                        cio_process **out);
+int cio_subprocess_shell(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
+                         const char *cmd, const cio_process_options *opts, cio_process **out);
+
+int cio_process_pid(cio_process *p);
+/* 1 with *code set once the child exited and was reaped, 0 while it runs
+ * (asyncio's None). code may be NULL. */
+int cio_process_returncode(cio_process *p, int *code);
+/* In a task: waits for the child to exit (code may be NULL). Returns 0,
+ * -ECANCELED (the child runs on; wait again), -EPERM outside a task. */
+int cio_process_wait(cio_process *p, int *code);
+/* In a task (streams only): writes input to stdin and closes it, reads
+ * stdout and stderr to their end and waits for the exit. *out and *err
+ * (either may be NULL) get malloc'd copies of what came (NULL if nothing
+ * did or the stream is no pipe); free them with free(). No deadlock
+ * however large input and output are. Returns 0, -EINVAL, -EBUSY (another
+ * task is in communicate, or reads the streams), -CIO_EINVALSTATE for a
+ * protocol process, -ECANCELED: the child runs on and every byte it wrote
+ * stays in the streams (a later communicate returns it; input is sent
+ * only once). */
+int cio_process_communicate(cio_process *p, const void *input, size_t len, void **out,
+                            size_t *out_len, void **err, size_t *err_len);
+/* Signals the child (through its pidfd: never another process that took
+ * its number). -ESRCH once it exited, -EINVAL for a bad signal number. */
+int cio_process_send_signal(cio_process *p, int sig);
+int cio_process_terminate(cio_process *p);   /* SIGTERM */
+int cio_process_kill(cio_process *p);        /* SIGKILL */
+/* The child's pipes as streams (NULL where there is no pipe, and for a
+ * protocol process). They belong to the process: cio_process_free frees
+ * them. */
+cio_stream *cio_process_stdin(cio_process *p);
+cio_stream *cio_process_stdout(cio_process *p);
+cio_stream *cio_process_stderr(cio_process *p);
+/* asyncio's get_pipe_transport(fd): the transport of pipe fd (0, 1, 2), or
+ * NULL. */
+cio_transport *cio_process_pipe_transport(cio_process *p, int fd);
+/* SubprocessTransport.close: closes the pipes and kills the child if it
+ * still runs. */
+int cio_process_close(cio_process *p);
+/* Frees the process (killing a child still running, see above). -EBUSY
+ * while a task waits on it or on one of its streams. */
+int cio_process_free(cio_process *p);
+
+/* ------------------------------------------------------------------------
  * Introspection
  * ------------------------------------------------------------------------ */
 

@@ -765,3 +765,36 @@ TEST(datagram_endpoints_reject_null) {
     CHECK_ERR(cio_datagram_transport_set_context(NULL, NULL), -EINVAL);
     CHECK_OK(cio_loop_free(loop));
 }
+
+TEST(pipe_and_process_calls_reject_null) {
+    cio_loop *loop = test_loop();
+    cio_protocol proto = {0};
+    cio_transport *t = GARBAGE;
+    cio_stream *s = GARBAGE;
+    CHECK_ERR(cio_connect_read_pipe(NULL, &proto, NULL, 0, &t), -EINVAL);
+    CHECK(t == NULL);
+    CHECK_ERR(cio_connect_write_pipe(loop, NULL, NULL, 0, &t), -EINVAL);
+    CHECK_ERR(cio_open_read_pipe(NULL, 0, &s), -EINVAL);
+    CHECK(s == NULL);
+    CHECK_ERR(cio_open_write_pipe(loop, -1, &s), -EBADF);
+    cio_process *p = GARBAGE;
+    CHECK_ERR(cio_create_subprocess_exec(NULL, "true", NULL, NULL, &p), -EINVAL);
+    CHECK(p == NULL);
+    CHECK_ERR(cio_create_subprocess_shell(loop, NULL, NULL, &p), -EINVAL);
+    CHECK_ERR(cio_subprocess_exec(loop, NULL, NULL, "true", NULL, NULL, &p), -EINVAL);
+    CHECK_ERR(cio_subprocess_shell(loop, NULL, NULL, "true", NULL, &p), -EINVAL);
+    CHECK_ERR(cio_process_pid(NULL), -EINVAL);
+    CHECK_ERR(cio_process_returncode(NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_process_wait(NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_process_communicate(NULL, NULL, 0, NULL, NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_process_send_signal(NULL, 15), -EINVAL);
+    CHECK_ERR(cio_process_terminate(NULL), -EINVAL);
+    CHECK_ERR(cio_process_kill(NULL), -EINVAL);
+    CHECK(cio_process_stdin(NULL) == NULL);
+    CHECK(cio_process_stdout(NULL) == NULL);
+    CHECK(cio_process_stderr(NULL) == NULL);
+    CHECK(cio_process_pipe_transport(NULL, 1) == NULL);
+    CHECK_ERR(cio_process_close(NULL), -EINVAL);
+    CHECK_OK(cio_process_free(NULL));
+    CHECK_OK(cio_loop_free(loop));
+}

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static CIO__TLS int64_t fault_countdown; /* 0: disarmed */
@@ -139,6 +140,11 @@ ssize_t cio__sys_read(int fd, void *buf, size_t len) {
 ssize_t cio__sys_write(int fd, const void *buf, size_t len) {
     FAIL(EIO);
     return write(fd, buf, len);
+}
+
+ssize_t cio__sys_writev(int fd, const struct iovec *iov, int iovcnt) {
+    FAIL(EIO);
+    return writev(fd, iov, iovcnt);
 }
 
 int cio__sys_accept4(int fd, struct sockaddr *addr, unsigned int *addrlen, int flags) {

@@ -9,6 +9,7 @@
 #include "flow/flow.h"
 #include "sync/sync.h"
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 /* What every I/O call checks before it builds its operation. Each may
  * suspend, so each refuses to run outside a task even when the kernel
@@ -79,7 +80,13 @@ struct cio_transport {
     void (*on_release)(cio_transport *t, void *ctx);
     uint8_t peer_closed;     /* the peer shut down: read until end of stream */
     uint8_t fd_gone;         /* the program closed the descriptor (cio_close) */
+    uint8_t kind;            /* enum cio__transport_kind */
 };
+
+/* What a transport's descriptor is: a socket (recv/send), or one end of a
+ * pipe or a character device (read/write), which only reads or only
+ * writes. */
+enum cio__transport_kind { CIO__T_SOCKET = 0, CIO__T_READ_PIPE, CIO__T_WRITE_PIPE };
 
 /* Makes a transport for the connected socket fd (non-blocking), owned
  * from now on: the loop closes it. The caller starts it at once with
@@ -87,6 +94,24 @@ struct cio_transport {
  * reaches connection_lost saw connection_made). On failure fd is closed. */
 int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
                        cio_transport **out);
+/* The same for one end of a pipe (or a character device), reading or
+ * writing: fd is left open on failure (the caller's, until it succeeds). */
+int cio__transport_new_pipe(cio_loop *loop, int fd, int writing, const cio_protocol *proto,
+                            void *ctx, cio_transport **out);
+/* Writes iov to a pipe without the process getting SIGPIPE (the reader's
+ * going away is -1 with EPIPE): the count, or -1 with errno (pipe.c). */
+ssize_t cio__pipe_writev(int fd, const struct iovec *iov, int iovcnt);
+/* Checks that fd may become a pipe transport of loop (a pipe, socket or
+ * character device) and makes it non-blocking: 0 or -errno (pipe.c). */
+int cio__pipe_adopt(cio_loop *loop, int fd);
+/* A stream on one end of a pipe, reading or writing (stream.c): as
+ * cio_open_read_pipe, which the process layer shares. */
+int cio__stream_open_pipe(cio_loop *loop, int fd, int writing, cio_stream **out);
+/* In a task: waits for a stream's end without consuming anything (0, or
+ * the wait's error), then takes all of it at once (the length, *data a
+ * malloc'd copy or NULL). Split so that a cancelled wait loses nothing. */
+int cio__stream_wait_eof(cio_stream *s);
+ssize_t cio__stream_take_all(cio_stream *s, void **data);
 /* Calls connection_made and starts reading (after connect or accept). */
 void cio__transport_start(cio_transport *t);
 /* Runs fn(arg) when the server is freed (a stream server's handler record). */

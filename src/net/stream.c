@@ -44,6 +44,7 @@ struct cio_stream {
     uint8_t write_paused;    /* the transport asked us to stop writing */
     uint8_t reading;         /* a task is inside a reading call */
     uint8_t from_server;     /* handed to a handler: the server frees it */
+    uint8_t kind;            /* its transport's: a socket, or a pipe's end */
     /* A task waiting in cio_stream_read with nothing buffered: data that
      * arrives goes straight into its buffer (see on_data). */
     char *direct;
@@ -206,6 +207,7 @@ static cio_stream *stream_new(cio_loop *loop) {
 
 static void attach(cio_stream *s, cio_transport *t) {
     s->t = t;
+    s->kind = t->kind;
     t->on_release = on_release;
 }
 
@@ -328,6 +330,34 @@ int cio_open_unix_connection(const char *path, cio_stream **out) {
     return open_stream(NULL, NULL, path ? path : "", CIO_NO_TIMEOUT, out);
 }
 
+/* ---- pipes -------------------------------------------------------------- */
+
+int cio__stream_open_pipe(cio_loop *loop, int fd, int writing, cio_stream **out) {
+    if (out) *out = NULL;
+    if (!out) return -EINVAL;
+    int rc = cio__pipe_adopt(loop, fd);
+    if (rc < 0) return rc;
+    cio_stream *s = stream_new(loop);
+    if (!s) return -ENOMEM;
+    cio_transport *t;
+    if ((rc = cio__transport_new_pipe(loop, fd, writing, &stream_protocol, s, &t)) < 0) {
+        stream_free_now(s);
+        return rc;
+    }
+    attach(s, t);
+    cio__transport_start(t);
+    *out = s;
+    return 0;
+}
+
+int cio_open_read_pipe(cio_loop *loop, int fd, cio_stream **out) {
+    return cio__stream_open_pipe(loop, fd, 0, out);
+}
+
+int cio_open_write_pipe(cio_loop *loop, int fd, cio_stream **out) {
+    return cio__stream_open_pipe(loop, fd, 1, out);
+}
+
 /* ---- reading ------------------------------------------------------------ */
 
 /* What a read that needs more data gets when none can come. */
@@ -349,6 +379,7 @@ static int begin_read(cio_stream *s) {
     if (!s) return -EINVAL;
     int rc = cio__waitq_check(&s->readers);
     if (rc < 0) return rc;
+    if (s->kind == CIO__T_WRITE_PIPE) return -ENOTSUP;
     if (s->reading) return -EBUSY;
     s->reading = 1;
     return 0;
@@ -490,30 +521,57 @@ ssize_t cio_stream_readline(cio_stream *s, void *buf, size_t cap) {
     return end_read(s, len);
 }
 
-ssize_t cio_stream_read_to_eof(cio_stream *s, void **data) {
-    if (data) *data = NULL;
-    if (s && !data) return -EINVAL;
-    int rc = begin_read(s);
-    if (rc < 0) return rc;
+/* Waits, consuming nothing, until the end of stream (or the stream's
+ * closing or failure): 0, or the wait's error. Everything is wanted, so
+ * the limit does not pause reading meanwhile. */
+static int wait_eof(cio_stream *s) {
     while (!s->eof && !s->closed) {
-        /* Everything is wanted: the limit does not pause this reader. */
         if (s->paused && s->t) {
             s->paused = 0;
             cio_transport_resume_reading(s->t);
         }
         cio__waiter w;
-        if ((rc = cio__waitq_wait(&s->readers, &w, "stream read", INT64_MAX)) < 0)
-            return end_read(s, rc);
+        int rc = cio__waitq_wait(&s->readers, &w, "stream read", INT64_MAX);
+        if (rc < 0) return rc;
     }
-    if ((rc = no_more(s)) < 0) return end_read(s, rc);
+    return 0;
+}
+
+/* Takes everything buffered at the end of stream: its length (then *data
+ * is a malloc'd copy; NULL for 0), or the stream's error. */
+static ssize_t take_all(cio_stream *s, void **data) {
+    int rc = no_more(s);
+    if (rc < 0) return rc;
     size_t n = avail(s);
-    if (n == 0) return end_read(s, 0);
+    if (n == 0) return 0;
     void *out = malloc(n);
-    if (!out) return end_read(s, -ENOMEM);
+    if (!out) return -ENOMEM;
     memcpy(out, s->buf + s->off, n);
     consume(s, n);
     *data = out;
-    return end_read(s, (ssize_t)n);
+    return (ssize_t)n;
+}
+
+ssize_t cio_stream_read_to_eof(cio_stream *s, void **data) {
+    if (data) *data = NULL;
+    if (s && !data) return -EINVAL;
+    int rc = begin_read(s);
+    if (rc < 0) return rc;
+    if ((rc = wait_eof(s)) < 0) return end_read(s, rc);
+    return end_read(s, take_all(s, data));
+}
+
+int cio__stream_wait_eof(cio_stream *s) {
+    int rc = begin_read(s);
+    if (rc < 0) return rc;
+    return (int)end_read(s, wait_eof(s));
+}
+
+ssize_t cio__stream_take_all(cio_stream *s, void **data) {
+    *data = NULL;
+    int rc = begin_read(s);
+    if (rc < 0) return rc;
+    return end_read(s, take_all(s, data));
 }
 
 int cio_stream_at_eof(cio_stream *s) {
@@ -532,6 +590,7 @@ int cio_stream_set_limit(cio_stream *s, size_t limit) {
 
 static int write_check(cio_stream *s) {
     if (!s) return -EINVAL;
+    if (s->kind == CIO__T_READ_PIPE) return -ENOTSUP;
     if (s->closed) return -CIO_ECLOSED;
     if (!s->t) return s->error < 0 ? s->error : -ECONNRESET;
     return 0;
@@ -565,7 +624,8 @@ int cio_stream_write_eof(cio_stream *s) {
 }
 
 int cio_stream_can_write_eof(cio_stream *s) {
-    return s ? 1 : -EINVAL;
+    if (!s) return -EINVAL;
+    return s->kind != CIO__T_READ_PIPE;
 }
 
 int cio_stream_close(cio_stream *s) {

@@ -91,7 +91,9 @@ static void flushed(cio_transport *t) {
     free_buffer(t);
     if (t->eof_pending && !t->eof_written) {
         t->eof_written = 1;
-        if (shutdown(t->fd, SHUT_WR) != 0 && errno != ENOTCONN) {
+        /* A pipe's end of stream is its close (asyncio's write_eof). */
+        if (t->kind == CIO__T_WRITE_PIPE) t->state = CIO__T_CLOSING;
+        else if (shutdown(t->fd, SHUT_WR) != 0 && errno != ENOTCONN) {
             lose(t, -errno);
             return;
         }
@@ -99,12 +101,23 @@ static void flushed(cio_transport *t) {
     if (t->state == CIO__T_CLOSING) lose(t, 0);
 }
 
+/* Sends what the kernel takes of iov at once: the count, or -1 with errno.
+ * A socket is sent to with MSG_NOSIGNAL; a pipe is written with SIGPIPE
+ * held off (cio__pipe_writev). */
+static ssize_t send_iov(cio_transport *t, const struct iovec *iov, int iovcnt) {
+    if (t->kind != CIO__T_SOCKET) return cio__pipe_writev(t->fd, iov, iovcnt);
+    if (iovcnt == 1)
+        return cio__sys_send(t->fd, iov[0].iov_base, iov[0].iov_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    return cio__sys_sendmsg(t->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 /* Sends from the buffer until it is empty or the socket is full. */
 static void write_job(cio__job *job) {
     cio_transport *t = CIO__CONTAINER_OF(job, cio_transport, write_job);
     while (buffered(t) > 0) {
-        ssize_t n = cio__sys_send(t->fd, t->wbuf->data + t->wbuf->off, buffered(t),
-                                  MSG_DONTWAIT | MSG_NOSIGNAL);
+        struct iovec iov = {t->wbuf->data + t->wbuf->off, buffered(t)};
+        ssize_t n = send_iov(t, &iov, 1);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -125,7 +138,9 @@ static void read_job(cio__job *job) {
     char *buf = t->loop->read_buffer;
     for (int i = 0; i < READS_PER_RUN; i++) {
         if (!t->reading || t->state != CIO__T_OPEN || !t->readable) return;
-        ssize_t n = cio__sys_recv(t->fd, buf, CIO__READ_BUFFER_SIZE, MSG_DONTWAIT);
+        ssize_t n = t->kind == CIO__T_SOCKET
+                        ? cio__sys_recv(t->fd, buf, CIO__READ_BUFFER_SIZE, MSG_DONTWAIT)
+                        : cio__sys_read(t->fd, buf, CIO__READ_BUFFER_SIZE);
         if (n > 0) {
             /* A short read emptied the socket, unless the peer's end of
              * stream came with it: that must still be read. */
@@ -139,7 +154,9 @@ static void read_job(cio__job *job) {
             t->readable = 0;
             t->reading = 0;
             int keep = t->proto->eof_received ? t->proto->eof_received(t, t->ctx) : 0;
-            if (!keep && t->state == CIO__T_OPEN) cio_transport_close(t);
+            /* A read pipe has no other side to keep: it closes (asyncio). */
+            if ((!keep || t->kind != CIO__T_SOCKET) && t->state == CIO__T_OPEN)
+                cio_transport_close(t);
             return;
         }
         if (errno == EINTR) continue;
@@ -182,6 +199,12 @@ static void on_edge(cio__op *op) {
     if (op->state == CIO__OP_IN_FLIGHT) {
         uint32_t ev = (uint32_t)op->result;
         if (ev & CIO__POLL_RDHUP) t->peer_closed = 1;
+        /* A write pipe is never readable: a hang-up says its reader went
+         * away. As asyncio: an error only if data is left unsent. */
+        if (t->kind == CIO__T_WRITE_PIPE && (ev & CIO__POLL_RDHUP)) {
+            lose(t, buffered(t) > 0 ? -EPIPE : 0);
+            return;
+        }
         if (ev & CIO__POLL_IN) {
             t->readable = 1;
             if (t->reading && t->state == CIO__T_OPEN) schedule(t, &t->read_job);
@@ -214,24 +237,20 @@ static void release(cio_transport *t) {
     cio__free(t);
 }
 
-int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
-                       cio_transport **out) {
-    if (!cio__read_buffer(loop)) {
-        cio__sys_close(fd);
-        return -ENOMEM;
-    }
+/* Makes a transport of the given kind on fd; leaves fd open on failure. */
+static int make(cio_loop *loop, int fd, uint8_t kind, const cio_protocol *proto, void *ctx,
+                cio_transport **out) {
+    if (kind != CIO__T_WRITE_PIPE && !cio__read_buffer(loop)) return -ENOMEM;
     cio_transport *t = cio__calloc(1, sizeof *t);
-    if (!t) {
-        cio__sys_close(fd);
-        return -ENOMEM;
-    }
+    if (!t) return -ENOMEM;
     t->loop = loop;
     t->proto = proto;
     t->ctx = ctx;
     t->fd = fd;
+    t->kind = kind;
     t->high = CIO__WRITE_HIGH_DEFAULT;
     t->low = CIO__WRITE_HIGH_DEFAULT / 4;
-    t->reading = 1;
+    t->reading = kind != CIO__T_WRITE_PIPE;
     t->writable = 1;
     t->read_job.run = read_job;
     t->write_job.run = write_job;
@@ -248,18 +267,31 @@ int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *
     cio__io_submit(&loop->io, &t->watch);
     if (t->watch.state == CIO__OP_DONE) {
         int rc = (int)t->watch.result;
-        cio__sys_close(fd);
         cio__free(t);
         return rc;
     }
-    /* As asyncio, TCP transports send small writes at once (no Nagle);
-     * on other sockets the call fails harmlessly. */
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    /* Nothing is known of the socket yet: the first read is tried. */
-    t->readable = 1;
+    if (kind == CIO__T_SOCKET) {
+        /* As asyncio, TCP transports send small writes at once (no
+         * Nagle); on other sockets the call fails harmlessly. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    /* Nothing is known of the descriptor yet: the first read is tried. */
+    t->readable = kind != CIO__T_WRITE_PIPE;
     *out = t;
     return 0;
+}
+
+int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
+                       cio_transport **out) {
+    int rc = make(loop, fd, CIO__T_SOCKET, proto, ctx, out);
+    if (rc < 0) cio__sys_close(fd);
+    return rc;
+}
+
+int cio__transport_new_pipe(cio_loop *loop, int fd, int writing, const cio_protocol *proto,
+                            void *ctx, cio_transport **out) {
+    return make(loop, fd, writing ? CIO__T_WRITE_PIPE : CIO__T_READ_PIPE, proto, ctx, out);
 }
 
 void cio__transport_start(cio_transport *t) {
@@ -319,6 +351,7 @@ int cio_transport_writelines(cio_transport *t, const struct iovec *iov, int iovc
         total += iov[i].iov_len;
     }
     if ((rc = write_state(t)) < 0) return rc;
+    if (t->kind == CIO__T_READ_PIPE) return -ENOTSUP;
     if (total == 0) return 0;
     int first = 0;
     size_t skip = 0;
@@ -328,10 +361,7 @@ int cio_transport_writelines(cio_transport *t, const struct iovec *iov, int iovc
      * buffer instead. */
     if (buffered(t) == 0 && t->writable && iovcnt <= IOV_MAX) {
         for (;;) {
-            struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-            ssize_t n = iovcnt == 1 ? cio__sys_send(t->fd, iov[0].iov_base, iov[0].iov_len,
-                                                    MSG_DONTWAIT | MSG_NOSIGNAL)
-                                    : cio__sys_sendmsg(t->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+            ssize_t n = send_iov(t, iov, iovcnt);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
                 rc = -errno;
@@ -368,12 +398,14 @@ int cio_transport_write(cio_transport *t, const void *data, size_t len) {
 }
 
 int cio_transport_can_write_eof(cio_transport *t) {
-    return t ? 1 : -EINVAL;
+    if (!t) return -EINVAL;
+    return t->kind != CIO__T_READ_PIPE;
 }
 
 int cio_transport_write_eof(cio_transport *t) {
     int rc = check(t);
     if (rc < 0) return rc;
+    if (t->kind == CIO__T_READ_PIPE) return -ENOTSUP;
     if (t->state == CIO__T_LOST) return -EPIPE;
     if (t->state == CIO__T_CLOSING || t->eof_pending) return 0;
     t->eof_pending = 1;
@@ -408,6 +440,7 @@ int cio_transport_is_closing(cio_transport *t) {
 int cio_transport_pause_reading(cio_transport *t) {
     int rc = check(t);
     if (rc < 0) return rc;
+    if (t->kind == CIO__T_WRITE_PIPE) return -ENOTSUP;
     t->reading = 0;
     unschedule(&t->read_job);
     return 0;
@@ -416,6 +449,7 @@ int cio_transport_pause_reading(cio_transport *t) {
 int cio_transport_resume_reading(cio_transport *t) {
     int rc = check(t);
     if (rc < 0) return rc;
+    if (t->kind == CIO__T_WRITE_PIPE) return -ENOTSUP;
     if (t->state != CIO__T_OPEN || t->reading) return 0;
     t->reading = 1;
     /* Edges that came while paused were only remembered: the socket may

@@ -1,0 +1,570 @@
+/*
+ * Subprocesses (asyncio's create_subprocess_exec/_shell, Process, and
+ * loop.subprocess_exec with a SubprocessProtocol): exit codes and signal
+ * deaths, every kind of standard descriptor, cwd, env, pass_fds and
+ * close_fds, communicate with large data both ways, cancellation that
+ * leaves the child running and loses no output, a thousand children with
+ * nothing left behind, the thread fallback without pidfd, and lifetimes.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test.h"
+
+extern int cio__process_no_pidfd;
+
+static int count_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+/* No child of this process is left, not even a zombie. */
+static int no_children(void) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1 && errno == ECHILD;
+}
+
+static cio_loop *the_loop;
+
+static int run_sh(const char *cmd, const cio_process_options *o, int *code) {
+    cio_process *p;
+    int rc = cio_create_subprocess_shell(the_loop, cmd, o, &p);
+    if (rc < 0) return rc;
+    rc = cio_process_wait(p, code);
+    CHECK_OK(cio_process_free(p));
+    return rc;
+}
+
+static void *exit_codes(void *arg) {
+    (void)arg;
+    int code = 99;
+    char *const t_argv[] = {"true", NULL};
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "true", t_argv, NULL, &p));
+    CHECK(cio_process_pid(p) > 0);
+    CHECK_OK(cio_process_wait(p, &code));
+    CHECK_EQ(code, 0);
+    CHECK_EQ(cio_process_returncode(p, &code), 1);
+    CHECK_EQ(code, 0);
+    /* A second wait answers at once. */
+    CHECK_OK(cio_process_wait(p, NULL));
+    CHECK_ERR(cio_process_send_signal(p, SIGTERM), -ESRCH);
+    CHECK_OK(cio_process_free(p));
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "/bin/false", NULL, NULL, &p));
+    CHECK_OK(cio_process_wait(p, &code));
+    CHECK_EQ(code, 1);
+    CHECK_OK(cio_process_free(p));
+    CHECK_OK(run_sh("exit 7", NULL, &code));
+    CHECK_EQ(code, 7);
+    /* Killed by a signal: minus the signal, as asyncio. */
+    CHECK_OK(run_sh("kill -TERM $$", NULL, &code));
+    CHECK_EQ(code, -SIGTERM);
+    char *const s_argv[] = {"sleep", "30", NULL};
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "sleep", s_argv, NULL, &p));
+    CHECK_EQ(cio_process_returncode(p, &code), 0);
+    CHECK_OK(cio_process_kill(p));
+    CHECK_OK(cio_process_wait(p, &code));
+    CHECK_EQ(code, -SIGKILL);
+    CHECK_OK(cio_process_free(p));
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "sleep", s_argv, NULL, &p));
+    CHECK_OK(cio_process_terminate(p));
+    CHECK_OK(cio_process_wait(p, &code));
+    CHECK_EQ(code, -SIGTERM);
+    CHECK_OK(cio_process_free(p));
+    return NULL;
+}
+
+static void with_loop(cio_coro_fn fn, void *arg) {
+    the_loop = test_loop();
+    CHECK_OK(test_run(the_loop, fn, arg, NULL));
+    CHECK_OK(cio_loop_close(the_loop));
+    cio_loop_free(the_loop);
+    CHECK(no_children());
+}
+
+TEST(exit_codes_and_signal_deaths) {
+    with_loop(exit_codes, NULL);
+}
+
+TEST(exit_codes_and_signal_deaths_without_pidfd) {
+    /* As on a kernel without pidfd_open: a thread waits for each child. */
+    cio__process_no_pidfd = 1;
+    with_loop(exit_codes, NULL);
+}
+
+/* Runs cmd with stdout (and maybe stderr) piped: returns what came. */
+static char *output_of(const char *cmd, cio_process_options *o, size_t *len, char **err) {
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_shell(the_loop, cmd, o, &p));
+    void *out = NULL, *e = NULL;
+    size_t elen = 0;
+    CHECK_OK(cio_process_communicate(p, NULL, 0, &out, len, &e, &elen));
+    if (err) *err = e;
+    else free(e);
+    CHECK_OK(cio_process_free(p));
+    return out;
+}
+
+static void *stdio_kinds(void *arg) {
+    (void)arg;
+    cio_process_options o = {0};
+    o.stdio[1] = CIO_STDIO_PIPE;
+    o.stdio[2] = CIO_STDIO_PIPE;
+    size_t len;
+    char *err = NULL;
+    char *out = output_of("echo out; echo err >&2", &o, &len, &err);
+    CHECK_EQ(len, 4);
+    CHECK(memcmp(out, "out\n", 4) == 0);
+    CHECK(err && memcmp(err, "err\n", 4) == 0);
+    free(out);
+    free(err);
+    /* stderr merged into stdout. */
+    o.stdio[2] = CIO_STDIO_STDOUT;
+    out = output_of("echo out; echo err >&2", &o, &len, &err);
+    CHECK_EQ(len, 8);
+    CHECK(memcmp(out, "out\nerr\n", 8) == 0);
+    CHECK(err == NULL);
+    free(out);
+    /* /dev/null: the child reads an immediate end and writes into nothing. */
+    o.stdio[0] = CIO_STDIO_DEVNULL;
+    o.stdio[2] = CIO_STDIO_DEVNULL;
+    out = output_of("cat; echo done; echo hidden >&2", &o, &len, NULL);
+    CHECK_EQ(len, 5);
+    CHECK(memcmp(out, "done\n", 5) == 0);
+    free(out);
+    /* A descriptor of the program's: the child writes into our pipe. */
+    int p[2];
+    CHECK_OK(pipe(p));
+    cio_process_options f = {0};
+    f.stdio[1] = CIO_STDIO_FD;
+    f.stdio_fd[1] = p[1];
+    int code;
+    CHECK_OK(run_sh("echo via-fd", &f, &code));
+    CHECK_EQ(code, 0);
+    char buf[16] = {0};
+    CHECK_EQ(read(p[0], buf, sizeof buf), 7);
+    CHECK(memcmp(buf, "via-fd\n", 7) == 0);
+    close(p[0]);
+    close(p[1]);
+    /* stdin as a stream: written, closed, echoed back. */
+    cio_process_options io = {0};
+    io.stdio[0] = CIO_STDIO_PIPE;
+    io.stdio[1] = CIO_STDIO_PIPE;
+    cio_process *proc;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "cat", NULL, &io, &proc));
+    CHECK(cio_process_stdin(proc) && cio_process_stdout(proc) && !cio_process_stderr(proc));
+    CHECK(cio_process_pipe_transport(proc, 0) != NULL);
+    CHECK(cio_process_pipe_transport(proc, 2) == NULL);
+    CHECK(cio_process_pipe_transport(proc, 3) == NULL);
+    CHECK_OK(cio_stream_write(cio_process_stdin(proc), "a line\n", 7));
+    CHECK_OK(cio_stream_drain(cio_process_stdin(proc)));
+    CHECK_EQ(cio_stream_readline(cio_process_stdout(proc), buf, sizeof buf), 7);
+    CHECK(memcmp(buf, "a line\n", 7) == 0);
+    CHECK_OK(cio_stream_close(cio_process_stdin(proc)));
+    CHECK_EQ(cio_stream_read(cio_process_stdout(proc), buf, sizeof buf), 0);
+    CHECK_OK(cio_process_wait(proc, &code));
+    CHECK_EQ(code, 0);
+    CHECK_OK(cio_process_free(proc));
+    return NULL;
+}
+
+TEST(standard_descriptors_inherit_pipe_devnull_stdout_and_fd) {
+    with_loop(stdio_kinds, NULL);
+}
+
+static void *cwd_env_fds(void *arg) {
+    (void)arg;
+    cio_process_options o = {0};
+    o.stdio[1] = CIO_STDIO_PIPE;
+    o.cwd = "/tmp";
+    char *env[] = {"CIO_TEST_VAR=from-env", "PATH=/usr/bin:/bin", NULL};
+    o.env = env;
+    size_t len;
+    char *out = output_of("pwd; echo $CIO_TEST_VAR", &o, &len, NULL);
+    CHECK_EQ(len, 14);
+    CHECK(memcmp(out, "/tmp\nfrom-env\n", 14) == 0);
+    free(out);
+    /* close_fds: a descriptor without close-on-exec is still closed in the
+     * child, unless passed or everything is inherited. */
+    int p[2];
+    CHECK_OK(pipe(p));
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "if [ -e /proc/self/fd/%d ]; then echo open; else echo closed; fi",
+             p[1]);
+    cio_process_options c = {0};
+    c.stdio[1] = CIO_STDIO_PIPE;
+    out = output_of(cmd, &c, &len, NULL);
+    CHECK(len == 7 && memcmp(out, "closed\n", 7) == 0);
+    free(out);
+    c.pass_fds = &p[1];
+    c.n_pass_fds = 1;
+    out = output_of(cmd, &c, &len, NULL);
+    CHECK(len == 5 && memcmp(out, "open\n", 5) == 0);
+    free(out);
+    /* A passed descriptor keeps its number and works. */
+    snprintf(cmd, sizeof cmd, "echo passed >&%d", p[1]);
+    int code;
+    CHECK_OK(run_sh(cmd, &c, &code));
+    CHECK_EQ(code, 0);
+    char buf[16] = {0};
+    CHECK_EQ(read(p[0], buf, sizeof buf), 7);
+    CHECK(memcmp(buf, "passed\n", 7) == 0);
+    cio_process_options inherit = {0};
+    inherit.stdio[1] = CIO_STDIO_PIPE;
+    inherit.inherit_fds = 1;
+    snprintf(cmd, sizeof cmd, "if [ -e /proc/self/fd/%d ]; then echo open; else echo closed; fi",
+             p[1]);
+    out = output_of(cmd, &inherit, &len, NULL);
+    CHECK(len == 5 && memcmp(out, "open\n", 5) == 0);
+    free(out);
+    close(p[0]);
+    close(p[1]);
+    /* A new session: the child leads its own. */
+    cio_process_options sess = {0};
+    sess.stdio[1] = CIO_STDIO_PIPE;
+    sess.start_new_session = 1;
+    out = output_of("ps -o sid= -p $$ 2>/dev/null || cat /proc/$$/stat | cut -d' ' -f6; echo $$",
+                    &sess, &len, NULL);
+    int sid = 0, pid = -1;
+    char text[64] = {0};
+    CHECK(len < sizeof text);
+    memcpy(text, out, len);
+    CHECK_EQ(sscanf(text, "%d %d", &sid, &pid), 2);
+    CHECK_EQ(sid, pid);
+    free(out);
+    return NULL;
+}
+
+TEST(cwd_env_pass_fds_close_fds_and_new_session) {
+    with_loop(cwd_env_fds, NULL);
+}
+
+static void *big_both_ways(void *arg) {
+    (void)arg;
+    size_t n = (size_t)16 << 20;
+    char *in = malloc(n);
+    for (size_t i = 0; i < n; i++) in[i] = (char)(i * 31 + (i >> 12));
+    cio_process_options o = {0};
+    o.stdio[0] = o.stdio[1] = o.stdio[2] = CIO_STDIO_PIPE;
+    cio_process *p;
+    /* tee writes everything to stdout and stderr at once while it reads:
+     * 16 MiB in, 16 MiB out twice, none of it able to wait for the rest. */
+    CHECK_OK(cio_create_subprocess_shell(the_loop, "tee /dev/stderr", &o, &p));
+    void *out = NULL, *err = NULL;
+    size_t olen = 0, elen = 0;
+    CHECK_OK(cio_process_communicate(p, in, n, &out, &olen, &err, &elen));
+    CHECK_EQ(olen, n);
+    CHECK_EQ(elen, n);
+    CHECK(memcmp(out, in, n) == 0);
+    CHECK(memcmp(err, in, n) == 0);
+    int code;
+    CHECK_EQ(cio_process_returncode(p, &code), 1);
+    CHECK_EQ(code, 0);
+    CHECK_OK(cio_process_free(p));
+    free(out);
+    free(err);
+    free(in);
+    return NULL;
+}
+
+TEST(communicate_sixteen_mib_each_way_without_deadlock) {
+    with_loop(big_both_ways, NULL);
+}
+
+static void *cancel_wait_and_communicate(void *arg) {
+    (void)arg;
+    char *const argv[] = {"sleep", "30", NULL};
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "sleep", argv, NULL, &p));
+    cio_timeout scope;
+    CHECK_OK(cio_timeout_enter(&scope, 0.02));
+    int rc = cio_process_wait(p, NULL);
+    CHECK_ERR(cio_timeout_exit(&scope, rc), -ETIMEDOUT);
+    /* The child runs on and the process stays usable. */
+    int code = 123;
+    CHECK_EQ(cio_process_returncode(p, &code), 0);
+    CHECK_EQ(code, 123);
+    CHECK_OK(cio_process_send_signal(p, SIGKILL));
+    CHECK_OK(cio_process_wait(p, &code));
+    CHECK_EQ(code, -SIGKILL);
+    CHECK_OK(cio_process_free(p));
+    /* A cancelled communicate: the output that came stays. */
+    cio_process_options o = {0};
+    o.stdio[0] = o.stdio[1] = CIO_STDIO_PIPE;
+    CHECK_OK(cio_create_subprocess_shell(the_loop, "read x; echo first $x; sleep 0.2; echo second",
+                                         &o, &p));
+    CHECK_OK(cio_timeout_enter(&scope, 0.1));
+    void *out = NULL;
+    size_t len = 0;
+    rc = cio_process_communicate(p, "in\n", 3, &out, &len, NULL, NULL);
+    CHECK_ERR(cio_timeout_exit(&scope, rc), -ETIMEDOUT);
+    CHECK(out == NULL);
+    CHECK_EQ(cio_process_returncode(p, NULL), 0);
+    CHECK_OK(cio_process_communicate(p, "ignored", 7, &out, &len, NULL, NULL));
+    CHECK_EQ(len, 16);
+    CHECK(memcmp(out, "first in\nsecond\n", 16) == 0);
+    free(out);
+    CHECK_OK(cio_process_free(p));
+    return NULL;
+}
+
+TEST(cancelled_wait_and_communicate_leave_the_child_running_and_lose_nothing) {
+    with_loop(cancel_wait_and_communicate, NULL);
+}
+
+static void *many_children(void *arg) {
+    int CHILDREN = PTRI(arg);
+    int before = count_fds();
+    cio_process **ps = calloc(CHILDREN, sizeof *ps);
+    char *const argv[] = {"true", NULL};
+    for (int i = 0; i < CHILDREN; i++) {
+        int rc = cio_create_subprocess_exec(the_loop, "/bin/true", argv, NULL, &ps[i]);
+        CHECK_OK(rc);
+    }
+    for (int i = 0; i < CHILDREN; i++) {
+        int code = -1;
+        CHECK_OK(cio_process_wait(ps[i], &code));
+        CHECK_EQ(code, 0);
+        CHECK_OK(cio_process_free(ps[i]));
+    }
+    free(ps);
+    CHECK_EQ(count_fds(), before);
+    CHECK(no_children());
+    return NULL;
+}
+
+TEST(thousand_children_in_parallel_leave_no_zombie_fd_or_pidfd) {
+    with_loop(many_children, IPTR(1000));
+}
+
+/* The same, smaller, for the Valgrind run (which runs the 1,000 too
+ * slowly: it has no pidfd_open, so each child gets a thread there). */
+TEST(hundred_children_in_parallel_leave_no_zombie_fd_or_pidfd) {
+    with_loop(many_children, IPTR(100));
+}
+
+static void *lifetimes(void *arg) {
+    (void)arg;
+    char *const argv[] = {"sleep", "30", NULL};
+    cio_process *p;
+    /* Freed while running: killed, then reaped by the loop. */
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "sleep", argv, NULL, &p));
+    CHECK_OK(cio_process_free(p));
+    for (int i = 0; i < 200 && !no_children(); i++) CHECK_OK(cio_sleep(0.01));
+    CHECK(no_children());
+    return NULL;
+}
+
+TEST(process_freed_while_running_is_killed_and_reaped) {
+    with_loop(lifetimes, NULL);
+}
+
+TEST(loop_close_kills_and_reaps_running_children_and_processes_stay_readable) {
+    the_loop = test_loop();
+    char *const argv[] = {"sleep", "30", NULL};
+    cio_process_options o = {0};
+    o.stdio[1] = CIO_STDIO_PIPE;
+    cio_process *p, *q;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "sleep", argv, &o, &p));
+    cio__process_no_pidfd = 1;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "sleep", argv, NULL, &q));
+    CHECK_OK(cio_loop_close(the_loop));
+    CHECK(no_children());
+    int code = 0;
+    CHECK_EQ(cio_process_returncode(p, &code), 1);
+    CHECK_EQ(code, -SIGKILL);
+    CHECK_EQ(cio_process_returncode(q, &code), 1);
+    CHECK_ERR(cio_process_wait(p, NULL), -EPERM);
+    CHECK_ERR(cio_process_kill(p), -ESRCH);
+    char buf[4];
+    CHECK(cio_stream_read(cio_process_stdout(p), buf, 4) < 0);
+    CHECK_OK(cio_process_free(p));
+    CHECK_OK(cio_process_free(q));
+    cio_loop_free(the_loop);
+}
+
+/* ---- protocol mode ------------------------------------------------------ */
+
+typedef struct events {
+    char log[256];
+    char out[64], err[64];
+    size_t olen, elen;
+    int made, exited, lost;
+} events;
+
+static void ev_made(cio_process *p, void *ctx) {
+    events *e = ctx;
+    e->made++;
+    cio_transport *in = cio_process_pipe_transport(p, 0);
+    CHECK(in != NULL);
+    CHECK_OK(cio_transport_write(in, "to stdin\n", 9));
+    CHECK_OK(cio_transport_close(in));
+}
+
+static void ev_data(cio_process *p, int fd, const void *data, size_t len, void *ctx) {
+    (void)p;
+    events *e = ctx;
+    CHECK(fd == 1 || fd == 2);
+    char *dst = fd == 1 ? e->out + e->olen : e->err + e->elen;
+    size_t *dlen = fd == 1 ? &e->olen : &e->elen;
+    CHECK(*dlen + len <= sizeof e->out);
+    memcpy(dst, data, len);
+    *dlen += len;
+}
+
+static void ev_pipe_lost(cio_process *p, int fd, int error, void *ctx) {
+    (void)p;
+    events *e = ctx;
+    CHECK_EQ(error, 0);
+    size_t l = strlen(e->log);
+    snprintf(e->log + l, sizeof e->log - l, "pipe%d ", fd);
+}
+
+static void ev_exited(cio_process *p, void *ctx) {
+    events *e = ctx;
+    int code;
+    CHECK_EQ(cio_process_returncode(p, &code), 1);
+    CHECK_EQ(code, 3);
+    e->exited++;
+    size_t l = strlen(e->log);
+    snprintf(e->log + l, sizeof e->log - l, "exited ");
+}
+
+static void ev_lost(cio_process *p, int error, void *ctx) {
+    (void)p;
+    events *e = ctx;
+    CHECK_EQ(error, 0);
+    CHECK_EQ(e->exited, 1);
+    e->lost++;
+    size_t l = strlen(e->log);
+    snprintf(e->log + l, sizeof e->log - l, "lost");
+}
+
+static const cio_subprocess_protocol ev_proto = {
+    .connection_made = ev_made,
+    .pipe_data_received = ev_data,
+    .pipe_connection_lost = ev_pipe_lost,
+    .process_exited = ev_exited,
+    .connection_lost = ev_lost,
+};
+
+static void *protocol_mode(void *arg) {
+    events *e = arg;
+    cio_process_options o = {0};
+    o.stdio[0] = o.stdio[1] = o.stdio[2] = CIO_STDIO_PIPE;
+    cio_process *p;
+    CHECK_OK(cio_subprocess_shell(the_loop, &ev_proto, e,
+                                  "read x; echo got $x; echo on-err >&2; exit 3", &o, &p));
+    CHECK_EQ(e->made, 1);
+    CHECK(cio_process_stdout(p) == NULL);
+    CHECK_ERR(cio_process_communicate(p, NULL, 0, NULL, NULL, NULL, NULL), -CIO_EINVALSTATE);
+    int code;
+    CHECK_OK(cio_process_wait(p, &code));
+    CHECK_EQ(code, 3);
+    for (int i = 0; i < 100 && !e->lost; i++) CHECK_OK(cio_sleep(0.01));
+    CHECK_OK(cio_process_free(p));
+    return NULL;
+}
+
+TEST(protocol_process_gets_pipe_data_pipe_losses_exit_and_then_connection_lost) {
+    events e = {0};
+    with_loop(protocol_mode, &e);
+    CHECK_EQ(e.olen, 13);
+    CHECK(memcmp(e.out, "got to stdin\n", 13) == 0);
+    CHECK_EQ(e.elen, 7);
+    CHECK(memcmp(e.err, "on-err\n", 7) == 0);
+    CHECK_EQ(e.lost, 1);
+    /* Every pipe is lost before connection_lost, which comes last. */
+    CHECK(strstr(e.log, "pipe0 ") && strstr(e.log, "pipe1 ") && strstr(e.log, "pipe2 "));
+    CHECK(strstr(e.log, "exited "));
+    CHECK(strcmp(e.log + strlen(e.log) - 4, "lost") == 0);
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void *errors(void *arg) {
+    (void)arg;
+    cio_process *p = (cio_process *)&p;
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "/no/such/program", NULL, NULL, &p), -ENOENT);
+    CHECK(p == NULL);
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "no-such-program-cio", NULL, NULL, &p),
+              -ENOENT);
+    CHECK_ERR(cio_create_subprocess_exec(NULL, "true", NULL, NULL, &p), -EINVAL);
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, NULL, NULL, NULL, &p), -EINVAL);
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "", NULL, NULL, &p), -EINVAL);
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "true", NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_create_subprocess_shell(the_loop, NULL, NULL, &p), -EINVAL);
+    CHECK_ERR(cio_subprocess_exec(the_loop, NULL, NULL, "true", NULL, NULL, &p), -EINVAL);
+    CHECK_ERR(cio_subprocess_shell(the_loop, NULL, NULL, "true", NULL, &p), -EINVAL);
+    cio_process_options o = {0};
+    o.stdio[0] = CIO_STDIO_STDOUT;
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "true", NULL, &o, &p), -EINVAL);
+    o.stdio[0] = 99;
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "true", NULL, &o, &p), -EINVAL);
+    o.stdio[0] = -1;
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "true", NULL, &o, &p), -EINVAL);
+    o.stdio[0] = CIO_STDIO_FD;
+    o.stdio_fd[0] = -1;
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "true", NULL, &o, &p), -EBADF);
+    cio_process_options q = {0};
+    q.n_pass_fds = 1;
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "true", NULL, &q, &p), -EINVAL);
+    int bad = -5;
+    q.pass_fds = &bad;
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "true", NULL, &q, &p), -EBADF);
+    cio_process_options d = {0};
+    d.cwd = "/no/such/dir";
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, "true", NULL, &d, &p), -ENOENT);
+    CHECK(no_children());
+    /* NULL process. */
+    CHECK_ERR(cio_process_pid(NULL), -EINVAL);
+    CHECK_ERR(cio_process_returncode(NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_process_wait(NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_process_communicate(NULL, NULL, 0, NULL, NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_process_send_signal(NULL, SIGTERM), -EINVAL);
+    CHECK_ERR(cio_process_terminate(NULL), -EINVAL);
+    CHECK_ERR(cio_process_kill(NULL), -EINVAL);
+    CHECK(cio_process_stdin(NULL) == NULL);
+    CHECK(cio_process_stdout(NULL) == NULL);
+    CHECK(cio_process_stderr(NULL) == NULL);
+    CHECK(cio_process_pipe_transport(NULL, 0) == NULL);
+    CHECK_ERR(cio_process_close(NULL), -EINVAL);
+    CHECK_OK(cio_process_free(NULL));
+    /* Bad arguments on a real process. */
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "true", NULL, NULL, &p));
+    CHECK_ERR(cio_process_send_signal(p, -1), -EINVAL);
+    CHECK_ERR(cio_process_send_signal(p, 1000), -EINVAL);
+    CHECK_ERR(cio_process_communicate(p, NULL, 5, NULL, NULL, NULL, NULL), -EINVAL);
+    CHECK_OK(cio_process_close(p));
+    CHECK_OK(cio_process_close(p));
+    CHECK_OK(cio_process_wait(p, NULL));
+    CHECK_OK(cio_process_free(p));
+    return NULL;
+}
+
+TEST(bad_input_gives_clear_errors_and_starts_nothing) {
+    with_loop(errors, NULL);
+}
+
+TEST(wait_outside_a_task_is_eperm) {
+    the_loop = test_loop();
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "true", NULL, NULL, &p));
+    CHECK_ERR(cio_process_wait(p, NULL), -EPERM);
+    CHECK_ERR(cio_process_communicate(p, NULL, 0, NULL, NULL, NULL, NULL), -EPERM);
+    CHECK_OK(cio_process_free(p));
+    CHECK_OK(cio_loop_close(the_loop));
+    cio_loop_free(the_loop);
+    CHECK(no_children());
+}
