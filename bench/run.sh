@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build-bench}
 build=$(cd "$build" && pwd)
 bin=$build/bench
-for b in bench_switch bench_tasks bench_timers bench_io bench_memory bench_structured; do
+for b in bench_switch bench_tasks bench_timers bench_io bench_memory bench_structured bench_spawn; do
   [ -x "$bin/$b" ] || { echo "run.sh: $bin/$b is missing; build first (scripts/bench.sh)" >&2; exit 1; }
 done
 
@@ -57,8 +57,10 @@ run "$bin/bench_timers"
 run "$bin/bench_io"
 run "$bin/bench_memory"
 run "$bin/bench_structured"
+run "$bin/bench_spawn"
 if [ -n "$python" ]; then
   run "$python" "$here/bench_asyncio.py"
+  run "$python" "$here/bench_spawn_asyncio.py"
 else
   echo "# skipped asyncio_*: no python3" | tee -a "$out"
 fi
@@ -81,6 +83,7 @@ awk '
     ratio("call_soon_ratio_asyncio_over_cio", "asyncio_call_soon_chain", "call_soon_chain")
     ratio("future_ratio_asyncio_over_cio", "asyncio_future_resolve_await", "future_resolve_await")
     ratio("future_suspend_ratio_asyncio_over_cio", "asyncio_future_await_suspend", "future_await_suspend")
+    ratio("spawn_wait_ratio_asyncio_over_cio", "asyncio_spawn_wait", "spawn_wait_cio")
     ratio("spawn_await_ratio_uvloop_over_cio", "uvloop_spawn_await", "spawn_await")
     ratio("sleep0_ratio_uvloop_over_cio", "uvloop_sleep0_roundtrip", "sleep0_roundtrip")
     goal("switch no slower than Boost.Context fcontext", "switch_cio", 0, "switch_boost_fcontext")

@@ -58,6 +58,8 @@ run fanout           "1,000 tasks in a task group under one timeout scope"
 run pipeline         "a producer and three consumers on a bounded queue, shut down gracefully"
 run udp_echo         "a UDP echo server and client with datagram endpoints"
 run to_thread        "blocking calls on the thread pool while the loop runs; DNS; a foreign thread"
+run subprocess_ls    "a child process: 'ls -l', its output read from a pipe line by line"
+run subprocess_cat   "10 MiB through 'cat' with communicate, no deadlock"
 
 
 echo

@@ -330,8 +330,8 @@ static void unwind_work(cio__wait *rec) {
 int cio__pool_run(void *(*fn)(void *), void *arg, int lookup,
                   void (*drop)(void *result, void *arg), void **result) {
     int rc;
-    cio__task *t;
-    pool *p;
+    cio__task *t = NULL;
+    pool *p = NULL;
     if ((rc = current_pool(&t, &p)) < 0) return rc;
     work *w = cio__calloc(1, sizeof *w);
     if (!w) return -ENOMEM;
@@ -391,7 +391,7 @@ int cio_pool_set_max_workers(cio_loop *loop, size_t max_workers) {
     if (!loop || max_workers < 1 || max_workers > CIO_POOL_MAX_WORKERS) return -EINVAL;
     int rc = cio__loop_check(loop);
     if (rc < 0) return rc;
-    pool *p;
+    pool *p = NULL;
     rc = get_pool(loop, &p);
     if (rc < 0) return rc;
     pthread_mutex_lock(&p->lock);
@@ -404,8 +404,8 @@ int cio_pool_set_max_workers(cio_loop *loop, size_t max_workers) {
 
 static int shutdown_until(double when) {
     int rc;
-    cio__task *t;
-    pool *p;
+    cio__task *t = NULL;
+    pool *p = NULL;
     if ((rc = current_pool(&t, &p)) < 0) return rc;
     cio_loop *loop = t->fut.loop;
     /* A wait cancelled earlier cancelled the shared future: start afresh. */
