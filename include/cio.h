@@ -1066,9 +1066,10 @@ int cio_stream_sockname(cio_stream *s, struct sockaddr *addr, unsigned int *len)
 int cio_stream_peername(cio_stream *s, struct sockaddr *addr, unsigned int *len);
 /* The transport under the stream (NULL once the connection is gone). */
 cio_transport *cio_stream_transport(cio_stream *s);
-/* Frees a stream from cio_open_connection, closing it at once (abort) if
- * it is still open. -EBUSY while a task waits on it; -CIO_EINVALSTATE for a
- * stream a server handed to its handler. */
+/* Frees a stream from cio_open_connection (or a pipe's), closing it at
+ * once (abort) if it is still open. -EBUSY while a task waits on it;
+ * -CIO_EINVALSTATE for a stream a server handed to its handler or a child
+ * process's pipe (cio_process_free frees those). */
 int cio_stream_free(cio_stream *s);
 
 /* ------------------------------------------------------------------------
@@ -1181,7 +1182,8 @@ int cio_create_subprocess_shell(cio_loop *loop, const char *cmd, const cio_proce
                                 cio_process **out);
 /* The same with a protocol: the pipes are pipe transports whose data and
  * closing reach proto (cio_process_pipe_transport gives them; write to
- * stdin's). connection_made has run when the call returns. */
+ * stdin's). connection_made has run when the call returns. A callback may
+ * free the process: no callback of it comes after that. */
 int cio_subprocess_exec(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
                         const char *file, char *const argv[], const cio_process_options *opts,
                         cio_process **out);

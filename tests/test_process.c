@@ -568,3 +568,63 @@ TEST(wait_outside_a_task_is_eperm) {
     cio_loop_free(the_loop);
     CHECK(no_children());
 }
+
+/* ---- freeing from inside the protocol's callbacks ----------------------- */
+
+static int freed_in_callback;
+
+static void free_on_exit(cio_process *p, void *ctx) {
+    (void)ctx;
+    CHECK_OK(cio_process_free(p));
+    freed_in_callback++;
+}
+
+static void must_not_come(cio_process *p, int error, void *ctx) {
+    (void)p;
+    (void)error;
+    (void)ctx;
+    FAIL("connection_lost after the process was freed in process_exited");
+}
+
+static void must_not_come_exit(cio_process *p, void *ctx) {
+    (void)p;
+    (void)ctx;
+    FAIL("process_exited after the process was freed in pipe_connection_lost");
+}
+
+static void free_on_pipe_lost(cio_process *p, int fd, int error, void *ctx) {
+    (void)fd;
+    (void)error;
+    (void)ctx;
+    CHECK_OK(cio_process_free(p));
+    freed_in_callback++;
+}
+
+static void *free_in_callbacks(void *arg) {
+    (void)arg;
+    cio_subprocess_protocol a = {.process_exited = free_on_exit, .connection_lost = must_not_come};
+    cio_process *p;
+    CHECK_OK(cio_subprocess_exec(the_loop, &a, NULL, "true", NULL, NULL, &p));
+    for (int i = 0; i < 200 && freed_in_callback < 1; i++) CHECK_OK(cio_sleep(0.01));
+    CHECK_EQ(freed_in_callback, 1);
+    cio_subprocess_protocol b = {.pipe_connection_lost = free_on_pipe_lost,
+                                 .process_exited = must_not_come_exit};
+    cio_process_options o = {0};
+    o.stdio[1] = o.stdio[2] = CIO_STDIO_PIPE;
+    CHECK_OK(cio_subprocess_shell(the_loop, &b, NULL, "exec >&-; sleep 0.05", &o, &p));
+    for (int i = 0; i < 200 && no_children() == 0; i++) CHECK_OK(cio_sleep(0.01));
+    CHECK_EQ(freed_in_callback, 2);
+    /* A process's stream is the process's to free. */
+    cio_process_options s = {0};
+    s.stdio[1] = CIO_STDIO_PIPE;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "true", NULL, &s, &p));
+    CHECK_ERR(cio_stream_free(cio_process_stdout(p)), -CIO_EINVALSTATE);
+    CHECK_OK(cio_process_wait(p, NULL));
+    CHECK_OK(cio_process_free(p));
+    return NULL;
+}
+
+TEST(a_protocol_callback_may_free_its_process) {
+    with_loop(free_in_callbacks, NULL);
+    CHECK(no_children());
+}

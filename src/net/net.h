@@ -112,6 +112,11 @@ int cio__stream_open_pipe(cio_loop *loop, int fd, int writing, cio_stream **out)
  * malloc'd copy or NULL). Split so that a cancelled wait loses nothing. */
 int cio__stream_wait_eof(cio_stream *s);
 ssize_t cio__stream_take_all(cio_stream *s, void **data);
+/* Marks a stream as a child process's: cio_stream_free refuses it
+ * (-CIO_EINVALSTATE), and the process frees it with cio__stream_release
+ * (-EBUSY while a task waits on it). */
+void cio__stream_set_owned(cio_stream *s);
+int cio__stream_release(cio_stream *s);
 /* Calls connection_made and starts reading (after connect or accept). */
 void cio__transport_start(cio_transport *t);
 /* Runs fn(arg) when the server is freed (a stream server's handler record). */

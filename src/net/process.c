@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
@@ -74,6 +75,7 @@ struct cio_process {
     uint8_t finished;        /* protocol mode: connection_lost ran */
     uint8_t stdin_fed;       /* communicate wrote stdin and closed it */
     uint8_t communicating;   /* a task is inside communicate */
+    uint8_t in_callback;     /* protocol callbacks running (they may free p) */
     size_t limit;            /* the streams' limit, restored after communicate */
     pipe_end pipes[3];
     cio__op watch;           /* readiness of exit_fd */
@@ -112,8 +114,23 @@ static void release_notice(exit_notice *n) {
 
 static void release(cio_process *p) {
     for (int i = 0; i < 3; i++)
-        if (p->pipes[i].s) cio_stream_free(p->pipes[i].s);
+        if (p->pipes[i].s) cio__stream_release(p->pipes[i].s);
     cio__free(p);
+}
+
+/* Protocol callbacks may free the process. Its release then waits until
+ * the outermost callback returned; leave() says whether the caller may go
+ * on with p (false: it was freed, and maybe released). */
+static void enter(cio_process *p) {
+    p->in_callback++;
+}
+
+static bool leave(cio_process *p) {
+    if (--p->in_callback == 0 && p->freed && p->exited) {
+        release(p);
+        return false;
+    }
+    return !p->freed;
 }
 
 /* The loop forgets the exit descriptor, which is then closed (the pidfd)
@@ -135,7 +152,9 @@ static void try_finish(cio_process *p) {
     for (int i = 0; i < 3; i++)
         if (p->pipes[i].t) return;
     p->finished = 1;
+    enter(p);
     if (p->proto->connection_lost) p->proto->connection_lost(p, 0, p->ctx);
+    leave(p);
 }
 
 static void exited(cio_process *p, int code) {
@@ -143,12 +162,13 @@ static void exited(cio_process *p, int code) {
     p->exited = 1;
     drop_exit_fd(p);
     if (p->freed) {
-        release(p);
+        if (!p->in_callback) release(p);
         return;
     }
     cio__waitq_wake_all(&p->waiters, NULL);
+    enter(p);
     if (p->proto && p->proto->process_exited) p->proto->process_exited(p, p->ctx);
-    try_finish(p);
+    if (leave(p)) try_finish(p);
 }
 
 static void watch_exit(cio_process *p);
@@ -434,7 +454,9 @@ static void pipe_data(cio_transport *t, const void *data, size_t len, void *ctx)
     pipe_end *pe = ctx;
     if (!pe) return; /* the process was freed: its pipes are let go */
     cio_process *p = pe->p;
+    enter(p);
     if (p->proto->pipe_data_received) p->proto->pipe_data_received(p, pe->fd, data, len, p->ctx);
+    leave(p);
 }
 
 static void pipe_lost(cio_transport *t, int error, void *ctx) {
@@ -443,22 +465,27 @@ static void pipe_lost(cio_transport *t, int error, void *ctx) {
     if (!pe) return;
     cio_process *p = pe->p;
     pe->t = NULL;
+    enter(p);
     if (p->proto->pipe_connection_lost) p->proto->pipe_connection_lost(p, pe->fd, error, p->ctx);
-    try_finish(p);
+    if (leave(p)) try_finish(p);
 }
 
 static void pipe_pause(cio_transport *t, void *ctx) {
     (void)t;
     if (!ctx) return;
     cio_process *p = ((pipe_end *)ctx)->p;
+    enter(p);
     if (p->proto->pause_writing) p->proto->pause_writing(p, p->ctx);
+    leave(p);
 }
 
 static void pipe_resume(cio_transport *t, void *ctx) {
     (void)t;
     if (!ctx) return;
     cio_process *p = ((pipe_end *)ctx)->p;
+    enter(p);
     if (p->proto->resume_writing) p->proto->resume_writing(p, p->ctx);
+    leave(p);
 }
 
 /* The loop closed under the pipe: no callback comes any more. */
@@ -496,6 +523,7 @@ static int connect_ends(cio_process *p, int ends[3]) {
                 rc = cio__stream_open_pipe(p->loop, ends[i], i == 0, &pe->s);
                 if (rc == 0) {
                     ends[i] = -1;
+                    cio__stream_set_owned(pe->s);
                     if (i > 0) cio_stream_set_limit(pe->s, p->limit);
                 }
             }
@@ -543,7 +571,7 @@ static int make(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
             cio__sys_close(p->exit_fd);
         }
         for (int i = 0; i < 3; i++) {
-            if (p->pipes[i].s) cio_stream_free(p->pipes[i].s);
+            if (p->pipes[i].s) cio__stream_release(p->pipes[i].s);
             if (p->pipes[i].t) {
                 cio_transport_set_context(p->pipes[i].t, NULL);
                 p->pipes[i].t->on_release = NULL;
@@ -555,7 +583,11 @@ static int make(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
     }
     watch_exit(p);
     *out = p;
-    if (proto && proto->connection_made) proto->connection_made(p, ctx);
+    if (proto && proto->connection_made) {
+        enter(p);
+        proto->connection_made(p, ctx);
+        leave(p);
+    }
     return 0;
 }
 
@@ -741,9 +773,10 @@ int cio_process_free(cio_process *p) {
     if (!p) return 0;
     if (!cio__waitq_empty(&p->waiters) || p->communicating)
         return cio__waitq_refuse_free(&p->waiters, "a process was freed while a task waits on it");
+    if (p->freed) return 0; /* again, from a callback */
     for (int i = 0; i < 3; i++) {
         cio_stream *s = p->pipes[i].s;
-        if (s && cio_stream_free(s) < 0) return -EBUSY;
+        if (s && cio__stream_release(s) < 0) return -EBUSY;
         p->pipes[i].s = NULL;
         if (p->pipes[i].t) {
             cio_transport_set_context(p->pipes[i].t, NULL);
@@ -752,11 +785,9 @@ int cio_process_free(cio_process *p) {
             p->pipes[i].t = NULL;
         }
     }
-    if (p->exited) {
-        release(p);
-        return 0;
-    }
-    kill(p->pid, SIGKILL);
+    if (!p->exited) kill(p->pid, SIGKILL);
     p->freed = 1;
+    /* Inside a callback the release waits for its return (leave). */
+    if (p->exited && !p->in_callback) release(p);
     return 0;
 }

@@ -45,6 +45,7 @@ struct cio_stream {
     uint8_t reading;         /* a task is inside a reading call */
     uint8_t from_server;     /* handed to a handler: the server frees it */
     uint8_t kind;            /* its transport's: a socket, or a pipe's end */
+    uint8_t owned;           /* a child process's pipe: the process frees it */
     /* A task waiting in cio_stream_read with nothing buffered: data that
      * arrives goes straight into its buffer (see on_data). */
     char *direct;
@@ -670,7 +671,7 @@ cio_transport *cio_stream_transport(cio_stream *s) {
 
 int cio_stream_free(cio_stream *s) {
     if (!s) return 0;
-    if (s->from_server) return -CIO_EINVALSTATE;
+    if (s->from_server || s->owned) return -CIO_EINVALSTATE;
     if (!cio__waitq_empty(&s->readers) || !cio__waitq_empty(&s->drainers) ||
         !cio__waitq_empty(&s->closers))
         return -EBUSY;
@@ -681,4 +682,15 @@ int cio_stream_free(cio_stream *s) {
     }
     stream_free_now(s);
     return 0;
+}
+
+void cio__stream_set_owned(cio_stream *s) {
+    s->owned = 1;
+}
+
+int cio__stream_release(cio_stream *s) {
+    s->owned = 0;
+    int rc = cio_stream_free(s);
+    if (rc < 0) s->owned = 1;
+    return rc;
 }
