@@ -27,7 +27,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,13 +44,14 @@ extern char **environ;
  * on a kernel without pidfd_open. */
 int cio__process_no_pidfd;
 
-/* What the fallback's thread and the process share: the eventfd the
- * thread signals, freed by whichever of the two lets go last. */
-typedef struct exit_notice {
-    atomic_int refs;
+/* The fallback's watcher: a thread that waits for the child's exit and
+ * then signals the eventfd. The process joins it once the exit is seen;
+ * by then the thread has nothing left to do but return. */
+typedef struct exit_thread {
+    pthread_t thread;
     int efd;
     pid_t pid;
-} exit_notice;
+} exit_thread;
 
 /* One of the child's standard descriptors, seen through a pipe. */
 typedef struct pipe_end {
@@ -67,7 +67,7 @@ struct cio_process {
     void *ctx;
     pid_t pid;
     int exit_fd;             /* the pidfd, or the fallback's eventfd */
-    exit_notice *notice;     /* the fallback's, else NULL */
+    exit_thread *watcher;    /* the fallback's, else NULL */
     int returncode;
     uint8_t exited;          /* reaped: returncode is valid */
     uint8_t freed;           /* the program let go: free once reaped */
@@ -105,11 +105,12 @@ static int reap(pid_t pid, int block, int *code) {
     return 1;
 }
 
-static void release_notice(exit_notice *n) {
-    if (atomic_fetch_sub(&n->refs, 1) == 1) {
-        cio__sys_close(n->efd);
-        cio__free(n);
-    }
+/* Joins the fallback's thread (the child has exited: it is returning). */
+static void join_watcher(cio_process *p) {
+    if (!p->watcher) return;
+    pthread_join(p->watcher->thread, NULL);
+    cio__free(p->watcher);
+    p->watcher = NULL;
 }
 
 static void release(cio_process *p) {
@@ -133,17 +134,14 @@ static bool leave(cio_process *p) {
     return !p->freed;
 }
 
-/* The loop forgets the exit descriptor, which is then closed (the pidfd)
- * or handed back to the notice. */
+/* The loop forgets the exit descriptor and closes it. */
 static void drop_exit_fd(cio_process *p) {
+    join_watcher(p);
     if (p->exit_fd < 0) return;
     cio__op close_op;
     cio__op_init(&close_op, CIO__OP_CLOSE, p->exit_fd);
-    close_op.u.close.keep_fd = p->notice != NULL;
-    if (!p->loop->closed) cio__io_submit(&p->loop->io, &close_op);
-    else if (!p->notice) cio__sys_close(p->exit_fd);
-    if (p->notice) release_notice(p->notice);
-    p->notice = NULL;
+    close_op.u.close.keep_fd = 0;
+    cio__io_submit(&p->loop->io, &close_op);
     p->exit_fd = -1;
 }
 
@@ -204,12 +202,8 @@ static void on_exit_ready(cio__op *op) {
     cio__waitq_forget_all(&p->waiters);
     p->returncode = code;
     p->exited = 1;
-    if (p->notice) {
-        release_notice(p->notice);
-        p->notice = NULL;
-    } else {
-        cio__sys_close(p->exit_fd);
-    }
+    join_watcher(p);
+    cio__sys_close(p->exit_fd);
     p->exit_fd = -1;
     if (p->freed) release(p);
 }
@@ -225,14 +219,13 @@ static void watch_exit(cio_process *p) {
 }
 
 static void *fallback_thread(void *arg) {
-    exit_notice *n = arg;
+    exit_thread *w = arg;
     siginfo_t si;
-    while (waitid(P_PID, (id_t)n->pid, &si, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+    while (waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
     }
     uint64_t one = 1;
-    ssize_t w = write(n->efd, &one, sizeof one);
-    (void)w;
-    release_notice(n);
+    ssize_t n = write(w->efd, &one, sizeof one);
+    (void)n;
     return NULL;
 }
 
@@ -246,32 +239,29 @@ static int open_exit_fd(cio_process *p) {
         }
         if (errno != ENOSYS) return -errno;
     }
-    exit_notice *n = cio__malloc(sizeof *n);
-    if (!n) return -ENOMEM;
-    n->efd = cio__sys_eventfd();
-    if (n->efd < 0) {
+    exit_thread *w = cio__malloc(sizeof *w);
+    if (!w) return -ENOMEM;
+    w->efd = cio__sys_eventfd();
+    if (w->efd < 0) {
         int rc = -errno;
-        cio__free(n);
+        cio__free(w);
         return rc;
     }
-    n->pid = p->pid;
-    atomic_init(&n->refs, 2);
+    w->pid = p->pid;
     pthread_attr_t attr;
-    pthread_t thread;
     int rc = pthread_attr_init(&attr);
     if (rc == 0) {
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&attr, 64 * 1024);
-        rc = cio__fault_hit() ? EAGAIN : pthread_create(&thread, &attr, fallback_thread, n);
+        rc = cio__fault_hit() ? EAGAIN : pthread_create(&w->thread, &attr, fallback_thread, w);
         pthread_attr_destroy(&attr);
     }
     if (rc != 0) {
-        cio__sys_close(n->efd);
-        cio__free(n);
+        cio__sys_close(w->efd);
+        cio__free(w);
         return -rc;
     }
-    p->notice = n;
-    p->exit_fd = n->efd;
+    p->watcher = w;
+    p->exit_fd = w->efd;
     return 0;
 }
 
@@ -565,11 +555,8 @@ static int make(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
         int code;
         kill(p->pid, SIGKILL);
         reap(p->pid, 1, &code);
-        if (p->notice) {
-            release_notice(p->notice);
-        } else if (p->exit_fd >= 0) {
-            cio__sys_close(p->exit_fd);
-        }
+        join_watcher(p);
+        if (p->exit_fd >= 0) cio__sys_close(p->exit_fd);
         for (int i = 0; i < 3; i++) {
             if (p->pipes[i].s) cio__stream_release(p->pipes[i].s);
             if (p->pipes[i].t) {
@@ -664,7 +651,7 @@ int cio_process_send_signal(cio_process *p, int sig) {
     /* Until it is reaped the child keeps its pid, so the number cannot
      * name another process; once reaped, there is nobody to signal. */
     if (p->exited) return -ESRCH;
-    if (p->notice == NULL && p->exit_fd >= 0)
+    if (p->watcher == NULL && p->exit_fd >= 0)
         rc = (int)syscall(SYS_pidfd_send_signal, p->exit_fd, sig, NULL, 0);
     else
         rc = kill(p->pid, sig);
