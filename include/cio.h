@@ -1230,6 +1230,39 @@ int cio_process_close(cio_process *p);
 int cio_process_free(cio_process *p);
 
 /* ------------------------------------------------------------------------
+ * Files (asyncio has none; these are the calls aiofiles users reach for)
+ *
+ * In a task: each call runs its system call without blocking the loop
+ * (today on the loop's thread pool: a regular file is always "ready", so
+ * readiness cannot help). The buffer may live on the task's stack: a
+ * cancellation never leaves the call running behind the task's back. A
+ * call cancelled before it started returns -ECANCELED and did nothing; one
+ * cancelled while running returns its real result (bytes read or written
+ * are never lost) and the task sees the cancellation at its next
+ * suspension. Errors are the system call's (-ENOENT, -EISDIR, -EBADF...);
+ * -EPERM outside a task; -CIO_EPOOLSHUTDOWN after cio_pool_shutdown;
+ * -EINVAL for a NULL path or buffer. The descriptors are ordinary ones,
+ * opened with O_CLOEXEC.
+ * ------------------------------------------------------------------------ */
+
+struct statx;
+
+/* open(2) / openat(2): the new descriptor, or -errno. */
+int cio_file_open(const char *path, int flags, unsigned int mode);
+int cio_file_openat(int dirfd, const char *path, int flags, unsigned int mode);
+/* pread(2) / pwrite(2) at offset; a negative offset reads or writes at the
+ * file position, as read(2) / write(2). The count (0 at the end of the
+ * file), or -errno. len 0 returns 0 at once. */
+ssize_t cio_file_read(int fd, void *buf, size_t len, int64_t offset);
+ssize_t cio_file_write(int fd, const void *buf, size_t len, int64_t offset);
+/* fsync(2), or fdatasync(2) when datasync is nonzero. */
+int cio_file_fsync(int fd, int datasync);
+/* statx(2) (include <sys/stat.h> with _GNU_SOURCE for struct statx). */
+int cio_file_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *out);
+/* Closes fd (cio_close: the loops of this thread forget it first). */
+int cio_file_close(int fd);
+
+/* ------------------------------------------------------------------------
  * Introspection
  * ------------------------------------------------------------------------ */
 

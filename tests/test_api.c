@@ -798,3 +798,14 @@ TEST(pipe_and_process_calls_reject_null) {
     CHECK_OK(cio_process_free(NULL));
     CHECK_OK(cio_loop_free(loop));
 }
+
+TEST(file_calls_reject_bad_input) {
+    char buf[1];
+    CHECK_ERR(cio_file_open(NULL, 0, 0), -EINVAL);
+    CHECK_ERR(cio_file_openat(-2, "x", 0, 0), -EBADF);
+    CHECK_ERR(cio_file_read(-1, buf, 1, 0), -EBADF);
+    CHECK_ERR(cio_file_write(-1, buf, 1, 0), -EBADF);
+    CHECK_ERR(cio_file_fsync(-1, 0), -EBADF);
+    CHECK_ERR(cio_file_statx(-100, NULL, 0, 0, NULL), -EINVAL);
+    CHECK_ERR(cio_file_close(-1), -EBADF);
+}

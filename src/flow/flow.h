@@ -26,8 +26,12 @@ ssize_t cio__op_await(cio__op *op, int64_t deadline);
 
 /*
  * Runs fn(arg) on a worker of the current task's loop's thread pool and
- * suspends the task until it returns (pool.c). lookup: a name lookup,
- * which counts against the pool's bound on lookups running at once. drop,
+ * suspends the task until it returns (pool.c). Flags: CIO__POOL_LOOKUP, a
+ * name lookup, which counts against the pool's bound on lookups running at
+ * once; CIO__POOL_FINISH, fn works on the caller's memory (a stack
+ * buffer), so a cancellation that comes while fn runs does not end the
+ * wait: the call returns fn's result when it ends, and the cancellation is
+ * delivered at the task's next suspension (as an I/O operation's). drop,
  * if not NULL, is called in the loop's thread with fn's result (NULL if fn
  * never ran) and arg whenever the call will not hand them back: it was
  * cancelled, or the loop closed. Returns 0, -ECANCELED, -EPERM outside a
@@ -35,7 +39,9 @@ ssize_t cio__op_await(cio__op *op, int64_t deadline);
  * worker exists and none could be started. On any error but -ECANCELED
  * drop is NOT called: arg is the caller's again.
  */
-int cio__pool_run(void *(*fn)(void *), void *arg, int lookup,
+#define CIO__POOL_LOOKUP 1
+#define CIO__POOL_FINISH 2
+int cio__pool_run(void *(*fn)(void *), void *arg, int flags,
                   void (*drop)(void *result, void *arg), void **result);
 /* The pool's counters, for tests (debug layer): workers started and not
  * yet left, items queued, lookups running. */

@@ -75,6 +75,8 @@ struct pool_wait {
     pool *p;
     work *item;          /* NULL once the call no longer owns it */
     uint8_t completed;
+    uint8_t finish;      /* CIO__POOL_FINISH: a cancel waits for fn's end */
+    uint8_t cancelled;   /* ... and one came while fn ran */
 };
 
 struct pool {
@@ -297,7 +299,6 @@ static int cancel_work(cio__wait *rec, const char *msg) {
     pool_wait *pw = CIO__CONTAINER_OF(rec, pool_wait, rec);
     work *w = pw->item;
     if (!w || pw->completed) return 0;
-    pw->item = NULL;
     pool *p = pw->p;
     pthread_mutex_lock(&p->lock);
     int queued = w->state == W_QUEUED;
@@ -306,6 +307,13 @@ static int cancel_work(cio__wait *rec, const char *msg) {
         p->queued--;
     }
     pthread_mutex_unlock(&p->lock);
+    if (!queued && pw->finish) {
+        /* fn works on the caller's memory: the call waits for its end and
+         * returns its result; the cancellation is kept for later. */
+        pw->cancelled = 1;
+        return 1;
+    }
+    pw->item = NULL;
     if (queued) {
         if (w->drop) w->drop(NULL, w->arg);
         cio__free(w);
@@ -327,8 +335,9 @@ static void unwind_work(cio__wait *rec) {
     cio__free(w);
 }
 
-int cio__pool_run(void *(*fn)(void *), void *arg, int lookup,
+int cio__pool_run(void *(*fn)(void *), void *arg, int flags,
                   void (*drop)(void *result, void *arg), void **result) {
+    int lookup = flags & CIO__POOL_LOOKUP;
     int rc;
     cio__task *t = NULL;
     pool *p = NULL;
@@ -341,9 +350,10 @@ int cio__pool_run(void *(*fn)(void *), void *arg, int lookup,
     w->drop = drop;
     w->lookup = lookup != 0;
     w->state = W_QUEUED;
-    pool_wait pw = {.task = t, .p = p, .item = w};
+    pool_wait pw = {.task = t, .p = p, .item = w, .finish = (flags & CIO__POOL_FINISH) != 0};
     pw.rec = (cio__wait){.cancel = cancel_work, .unwind = unwind_work,
-                         .what = lookup ? "name lookup (thread pool)" : "to_thread",
+                         .what = lookup ? "name lookup (thread pool)"
+                                 : pw.finish ? "file (thread pool)" : "to_thread",
                          .deadline = INT64_MAX};
     w->waiter = &pw;
 
@@ -376,7 +386,7 @@ int cio__pool_run(void *(*fn)(void *), void *arg, int lookup,
         cio__free(w);
         /* A cancellation that arrived with the completion is delivered at
          * the next suspension, as for I/O: the result is not lost. */
-        if (status < 0) cio__task_defer_cancel(t);
+        if (status < 0 || pw.cancelled) cio__task_defer_cancel(t);
         return 0;
     }
     return status < 0 ? status : -ECANCELED;

@@ -109,7 +109,7 @@ int cio_getaddrinfo(const char *host, const char *service, const struct addrinfo
         r->hints.ai_protocol = hints->ai_protocol;
         r->has_hints = 1;
     }
-    rc = cio__pool_run(gai_run, r, 1, gai_drop, NULL);
+    rc = cio__pool_run(gai_run, r, CIO__POOL_LOOKUP, gai_drop, NULL);
     /* -ECANCELED: the request belongs to the pool, which drops it. */
     if (rc == -ECANCELED) return rc;
     if (rc == 0) {
@@ -172,7 +172,7 @@ int cio_getnameinfo(const struct sockaddr *addr, unsigned int addrlen, int flags
     r->flags = flags;
     r->hostlen = capped(hostlen, sizeof r->host);
     r->servlen = capped(servlen, sizeof r->serv);
-    rc = cio__pool_run(gni_run, r, 1, gni_drop, NULL);
+    rc = cio__pool_run(gni_run, r, CIO__POOL_LOOKUP, gni_drop, NULL);
     if (rc == -ECANCELED) return rc;
     if (rc == 0) {
         rc = cio__eai_error(r->rc, r->saved_errno);
