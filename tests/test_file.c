@@ -122,11 +122,22 @@ static void *read_fifo(void *arg) {
     return NULL;
 }
 
+/* Waits until no item waits for a worker: the calls made so far are all
+ * running (no timing guess, the machine may be slow). */
+static void wait_taken(void) {
+    cio__pool_stats st;
+    for (;;) {
+        CHECK_OK(cio__loop_get_pool_stats(cio_running_loop(), &st));
+        if (st.queued == 0 && st.workers > 0) return;
+        CHECK_OK(cio_sleep(0.001));
+    }
+}
+
 static void *cancel_running(void *arg) {
     (void)arg;
     cio_task *t;
     CHECK_OK(cio_spawn(cio_running_loop(), read_fifo, NULL, &t));
-    CHECK_OK(cio_sleep(0.05)); /* the worker is in read(2) now */
+    wait_taken(); /* the worker is in read(2), or about to be */
     CHECK_EQ(cio_task_cancel(t, NULL), 1);
     CHECK_OK(cio_sleep(0.05));
     /* Still waiting: the read runs, and its buffer is on t's stack. */
@@ -175,9 +186,9 @@ static void *cancel_queued(void *arg) {
     int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
     cio_task *reader, *writer;
     CHECK_OK(cio_spawn(loop, read_fifo, NULL, &reader));
-    CHECK_OK(cio_sleep(0.02)); /* the only worker is blocked in the FIFO read */
+    wait_taken(); /* the only worker is blocked in the FIFO read */
     CHECK_OK(cio_spawn(loop, queued_write, IPTR(fd), &writer));
-    CHECK_OK(cio_sleep(0.02));
+    CHECK_OK(cio_sleep(0.02)); /* the writer queues its call (it cannot run) */
     CHECK_EQ(cio_task_cancel(writer, NULL), 1);
     CHECK_ERR(cio_await(writer, NULL), -ECANCELED);
     CHECK_ERR(queued_result, -ECANCELED);
