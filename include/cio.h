@@ -1226,7 +1226,11 @@ cio_transport *cio_process_pipe_transport(cio_process *p, int fd);
  * still runs. */
 int cio_process_close(cio_process *p);
 /* Frees the process (killing a child still running, see above). -EBUSY
- * while a task waits on it or on one of its streams. */
+ * while a task waits on it or on one of its streams.
+ *
+ * In a process forked after the child started, the child is not the fork's:
+ * cio_process_wait, _send_signal (and terminate, kill), _close and _free
+ * there return -CIO_EFORKED and touch nothing. */
 int cio_process_free(cio_process *p);
 
 /* ------------------------------------------------------------------------

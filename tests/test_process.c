@@ -628,3 +628,48 @@ TEST(a_protocol_callback_may_free_its_process) {
     with_loop(free_in_callbacks, NULL);
     CHECK(no_children());
 }
+
+/* ---- fork ---------------------------------------------------------------- */
+
+static void *forked_child_leaves_the_process_alone(void *arg) {
+    (void)arg;
+    char *const argv[] = {"sleep", "30", NULL};
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "sleep", argv, NULL, &p));
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        /* The fork must not kill or reap its parent's child. */
+        int ok = cio_process_free(p) == -CIO_EFORKED && cio_process_kill(p) == -CIO_EFORKED &&
+                 cio_process_close(p) == -CIO_EFORKED;
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(cio_process_returncode(p, NULL), 0); /* still running */
+    CHECK_OK(cio_process_kill(p));
+    int code;
+    CHECK_OK(cio_process_wait(p, &code));
+    CHECK_EQ(code, -SIGKILL);
+    CHECK_OK(cio_process_free(p));
+    return NULL;
+}
+
+TEST(a_forked_child_neither_kills_nor_reaps_its_parents_child) {
+    with_loop(forked_child_leaves_the_process_alone, NULL);
+}
+
+TEST(calls_after_the_loop_is_freed_read_no_freed_memory) {
+    the_loop = test_loop();
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "true", NULL, NULL, &p));
+    CHECK_OK(cio_loop_close(the_loop));
+    cio_loop_free(the_loop);
+    CHECK_ERR(cio_process_send_signal(p, SIGTERM), -ESRCH);
+    CHECK_EQ(cio_process_returncode(p, NULL), 1);
+    CHECK_ERR(cio_process_wait(p, NULL), -EPERM);
+    CHECK_OK(cio_process_close(p));
+    CHECK_OK(cio_process_free(p));
+    CHECK(no_children());
+}

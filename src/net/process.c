@@ -77,6 +77,7 @@ struct cio_process {
     uint8_t communicating;   /* a task is inside communicate */
     uint8_t in_callback;     /* protocol callbacks running (they may free p) */
     size_t limit;            /* the streams' limit, restored after communicate */
+    unsigned generation;     /* cio__fork_generation at the start */
     pipe_end pipes[3];
     cio__op watch;           /* readiness of exit_fd */
     cio__job exit_job;
@@ -539,6 +540,7 @@ static int make(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
     p->ctx = ctx;
     p->exit_fd = -1;
     p->limit = o->limit ? o->limit : 65536;
+    p->generation = cio__fork_generation;
     p->exit_job.run = exit_job;
     cio__list_init(&p->exit_job.link);
     cio__waitq_init(&p->waiters);
@@ -621,6 +623,14 @@ int cio_subprocess_shell(cio_loop *loop, const cio_subprocess_protocol *proto, v
 
 /* ---- the program's calls ------------------------------------------------ */
 
+/* In a process forked after the child started, the child is not ours: it
+ * must not be signalled or reaped from here (its number may even name
+ * another process of that fork's). */
+static int check_fork(const cio_process *p) {
+    return p->generation == cio__fork_generation ? 0 : -CIO_EFORKED;
+}
+
+
 int cio_process_pid(cio_process *p) {
     return p ? (int)p->pid : -EINVAL;
 }
@@ -634,7 +644,9 @@ int cio_process_returncode(cio_process *p, int *code) {
 
 int cio_process_wait(cio_process *p, int *code) {
     if (!p) return -EINVAL;
-    int rc = cio__waitq_check(&p->waiters);
+    int rc = check_fork(p);
+    if (rc < 0) return rc;
+    rc = cio__waitq_check(&p->waiters);
     if (rc < 0) return rc;
     while (!p->exited) {
         cio__waiter w;
@@ -646,11 +658,13 @@ int cio_process_wait(cio_process *p, int *code) {
 
 int cio_process_send_signal(cio_process *p, int sig) {
     if (!p || sig < 0 || sig >= NSIG) return -EINVAL;
-    int rc = cio__loop_check_thread(p->loop);
+    int rc = check_fork(p);
     if (rc < 0) return rc;
     /* Until it is reaped the child keeps its pid, so the number cannot
-     * name another process; once reaped, there is nobody to signal. */
+     * name another process; once reaped, there is nobody to signal (and
+     * the loop may be gone: it is not read). */
     if (p->exited) return -ESRCH;
+    if ((rc = cio__loop_check_thread(p->loop)) < 0) return rc;
     if (p->watcher == NULL && p->exit_fd >= 0)
         rc = (int)syscall(SYS_pidfd_send_signal, p->exit_fd, sig, NULL, 0);
     else
@@ -746,6 +760,8 @@ int cio_process_communicate(cio_process *p, const void *input, size_t len, void 
 
 int cio_process_close(cio_process *p) {
     if (!p) return -EINVAL;
+    int rc = check_fork(p);
+    if (rc < 0) return rc;
     if (p->closed) return 0;
     p->closed = 1;
     for (int i = 0; i < 3; i++) {
@@ -758,6 +774,8 @@ int cio_process_close(cio_process *p) {
 
 int cio_process_free(cio_process *p) {
     if (!p) return 0;
+    int rc = check_fork(p);
+    if (rc < 0) return rc;
     if (!cio__waitq_empty(&p->waiters) || p->communicating)
         return cio__waitq_refuse_free(&p->waiters, "a process was freed while a task waits on it");
     if (p->freed) return 0; /* again, from a callback */
