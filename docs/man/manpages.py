@@ -312,6 +312,8 @@ def inline(text, functions):
     def bold(m):
         return "\\fB" + m.group(0) + "\\fR"
 
+    # `code` spans of the header's prose are shown in bold, without the quotes.
+    out = re.sub(r"`([^`]+)`", r"\\fB\1\\fR", out)
     out = re.sub(r"\bcio_[a-z0-9_]+(?=\(\))", bold, out)
     out = re.sub(r"\bcio_[a-z0-9_]+\b(?!\()", lambda m: bold(m) if m.group(0) in functions
                  else m.group(0), out)
@@ -735,7 +737,9 @@ def render_group(name, g, funcs, sec, mapping, meanings, types, functions, extra
     shown = set()
     for f, proto in funcs:
         for t in re.findall(r"\bcio_[a-z0-9_]+\b", proto):
-            if t in types and t not in shown and not any(t in " ".join(d) for d in g.decls):
+            own = any(normalize(" ".join(d)).startswith("typedef") and t in " ".join(d)
+                      for d in g.decls)
+            if t in types and t not in shown and not own:
                 shown.add(t)
                 out += synopsis_decl(types[t], functions) + [""]
     first = True
