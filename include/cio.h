@@ -748,8 +748,9 @@ int cio_queue_set_dispose(cio_queue *queue, void (*dispose)(void *item, void *ar
 
 /* put adds item, suspending while the queue is full; get takes the next
  * item into *itemp, suspending while the queue is empty. Both return 0,
- * -CIO_ESHUTDOWN (see shutdown above), -ECANCELED, -ETIMEDOUT for the
- * _until forms, -EPERM outside a task, -EINVAL. The _nowait forms never
+ * -CIO_ESHUTDOWN once the queue is shut down (a get only once no item is
+ * left), -ECANCELED, -ETIMEDOUT for the _until forms, -EPERM outside a
+ * task, -EINVAL. The _nowait forms never
  * suspend and work outside a task: -EAGAIN when full or empty (asyncio's
  * QueueFull and QueueEmpty). A cancelled get takes no item and a cancelled
  * put adds none. */
@@ -1000,8 +1001,9 @@ int cio_server_abort_clients(cio_server *s);
 /* In a task: waits until the server is closed and its last connection is
  * gone. Returns 0 or -ECANCELED. */
 int cio_server_wait_closed(cio_server *s);
-/* Starts accepting (a server made with no_start_serving); is_serving is 1
- * while it accepts. */
+/* Starts accepting (a server made with no_start_serving): 0 (also when it
+ * serves already), -CIO_EINVALSTATE once closed. is_serving is 1 while it
+ * accepts. */
 int cio_server_start_serving(cio_server *s);
 int cio_server_is_serving(cio_server *s);
 /* In a task: serves until cancelled; then closes the server and returns
