@@ -67,7 +67,8 @@ class Group:
         """(name, prototype) for each function declaration of the group."""
         out = []
         for d in self.decls:
-            text = " ".join(d)
+            # A comment at the end of a declaration's line is not part of it.
+            text = re.sub(r"/\*.*?\*/", " ", " ".join(d)).strip()
             if text.startswith("typedef") or text.startswith("#"):
                 continue
             m = FUNC_NAME.search(text)
@@ -136,10 +137,13 @@ def read_header(path):
     while i < len(lines):
         raw = lines[i]
         s = raw.strip()
+        # The line without a comment at its end: "int f(void); /* why */"
+        # ends its declaration as "int f(void);" does.
+        code = re.sub(r"/\*.*?\*/", "", s).strip()
         if decl is not None:
             decl.append(raw.rstrip())
             depth += raw.count("{") - raw.count("}")
-            if depth == 0 and s.endswith(";"):
+            if depth == 0 and code.endswith(";"):
                 group.decls.append(decl)
                 decl = None
             i += 1
@@ -183,15 +187,17 @@ def read_header(path):
             continue
         if s.startswith("#"):
             # Preprocessor lines: #define belongs to the group (it is part of
-            # the API); guards, includes and pragmas end it.
+            # the API); includes and pragmas end it.
             if s.startswith("#define") and not s.startswith("#define CIO_H"):
                 if group is None:
                     group = Group(sections[-1])
                     group.line = i + 1
                     sections[-1].groups.append(group)
                 group.decls.append([raw.rstrip()])
-            else:
+            elif s.startswith("#include") or s.startswith("#pragma"):
                 group = None
+            # Conditionals (#if, #ifdef, #else, #endif) leave the group as
+            # it is: a comment above "#ifdef X" documents what follows it.
             i += 1
             continue
         if s in ("}", 'extern "C" {') or s.startswith("struct ") and s.endswith(";") \
@@ -206,7 +212,7 @@ def read_header(path):
             sections[-1].groups.append(group)
         decl = [raw.rstrip()]
         depth = raw.count("{") - raw.count("}")
-        if depth == 0 and s.endswith(";"):
+        if depth == 0 and code.endswith(";"):
             group.decls.append(decl)
             decl = None
         i += 1
@@ -437,6 +443,8 @@ def synopsis_decl(decl_lines, functions):
     the opening parenthesis when it is longer than a line; a type or macro
     keeps the header's lines."""
     text = normalize(" ".join(decl_lines))
+    if not text.startswith("typedef") and not text.startswith("#"):
+        text = normalize(re.sub(r"/\*.*?\*/", " ", text))
     if text.startswith("typedef") and "(" in text and "{" not in text or \
             text.startswith("typedef") and "{" in text or text.startswith("#") or \
             text.startswith("typedef struct") or text.startswith("typedef enum"):
@@ -962,7 +970,8 @@ def render_overview(opening, index, functions, extra_dir, root):
 
 
 def generate(header, mapping_path, extra_dir, outdir):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(header)))
+    # The source root (examples quoted by "@example" are relative to it).
+    root = os.path.dirname(os.path.dirname(os.path.abspath(mapping_path)))
     pages, links = build_pages(header, mapping_path, extra_dir, root)
     man3 = os.path.join(outdir, "man3")
     os.makedirs(man3, exist_ok=True)
