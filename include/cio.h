@@ -1232,6 +1232,7 @@ int cio_subprocess_exec(cio_loop *loop, const cio_subprocess_protocol *proto, vo
 int cio_subprocess_shell(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
                          const char *cmd, const cio_process_options *opts, cio_process **out);
 
+/* The child's process id (asyncio's Process.pid); -EINVAL for NULL. */
 int cio_process_pid(cio_process *p);
 /* 1 with *code set once the child exited and was reaped, 0 while it runs
  * (asyncio's None). code may be NULL. */
