@@ -325,6 +325,9 @@ void cio_loop_call_exception_handler(cio_loop *loop, const cio_error_context *ct
  * loop may be NULL. */
 void cio_loop_default_exception_handler(cio_loop *loop, const cio_error_context *ctx);
 
+/* Turns the loop's debug mode (see cio_loop_options.debug) on or off
+ * (asyncio loop.set_debug): 0 or -EINVAL. get_debug reads it: 1 or 0, and
+ * 0 for NULL. */
 int cio_loop_set_debug(cio_loop *loop, int enabled);
 int cio_loop_get_debug(const cio_loop *loop);
 
@@ -360,6 +363,8 @@ int cio_future_set_error(cio_future *fut, int err);
  * task see cio_task_cancel. msg may be NULL; it is copied. */
 int cio_future_cancel(cio_future *fut, const char *msg);
 
+/* Predicates (0 for NULL): done is 1 once the future has a result or an
+ * error or was cancelled; cancelled is 1 only in the last case. */
 int cio_future_done(const cio_future *fut);
 int cio_future_cancelled(const cio_future *fut);
 
@@ -581,6 +586,8 @@ int cio_task_group_enter(cio_task_group **gp);
 int cio_task_group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg, cio_task **taskp);
 int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
                               const cio_task_options *opts, cio_task **taskp);
+/* Leaves the group (the end of asyncio's async with): rc is the body's own
+ * outcome; waits for every child and returns as the section above says. */
 int cio_task_group_exit(cio_task_group *g, int rc);
 /* Same, attaching msg (copied; may be NULL) to the body's own error rc, if
  * rc is an error other than -ECANCELED; cio_task_group_error shows it. */
@@ -635,6 +642,12 @@ int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void
  * task is still inside a call on it, woken tasks that have yet to run
  * included.
  * ------------------------------------------------------------------------ */
+/* asyncio.Lock. new makes an unlocked lock. acquire takes it, suspending
+ * while another task holds it (0, -ECANCELED, -ETIMEDOUT for the _until
+ * form, -EPERM outside a task); a lock is not reentrant: a task acquiring
+ * a lock it holds waits forever, as in asyncio. release unlocks it and
+ * hands it to the first waiter (-CIO_EINVALSTATE when it is not locked).
+ * locked is 1 while a task holds it. */
 typedef struct cio_lock cio_lock;
 int cio_lock_new(cio_lock **lockp);
 int cio_lock_free(cio_lock *lock);
@@ -643,6 +656,10 @@ int cio_lock_acquire_until(cio_lock *lock, double when);
 int cio_lock_release(cio_lock *lock);
 int cio_lock_locked(const cio_lock *lock);
 
+/* asyncio.Event. new makes a clear event. wait returns 0 at once when the
+ * event is set, else suspends until set is called (-ECANCELED, -ETIMEDOUT
+ * for the _until form, -EPERM outside a task). set wakes every waiter;
+ * clear makes later waits suspend again; is_set reads the flag. */
 typedef struct cio_event cio_event;
 int cio_event_new(cio_event **eventp);
 int cio_event_free(cio_event *event);
@@ -715,6 +732,8 @@ int cio_barrier_broken(const cio_barrier *barrier);
 typedef struct cio_queue cio_queue;
 typedef int (*cio_compare_fn)(const void *a, const void *b);
 
+/* Makes a FIFO queue (asyncio.Queue) or a LIFO one (asyncio.LifoQueue)
+ * holding at most maxsize items (0: no bound). */
 int cio_queue_new(size_t maxsize, cio_queue **queuep);
 int cio_lifo_queue_new(size_t maxsize, cio_queue **queuep);
 /* Smallest item first by cmp; equal items come out in insertion order. */
@@ -723,8 +742,18 @@ int cio_priority_queue_new(size_t maxsize, cio_compare_fn cmp, cio_queue **queue
  * for NULL), or -EBUSY, the queue left intact, while a task is inside a
  * blocking put, get or join (convention 4). */
 int cio_queue_free(cio_queue *queue);
+/* Sets the callback that receives each item the queue discards (at free,
+ * and at an immediate shutdown): dispose(item, arg). NULL removes it. */
 int cio_queue_set_dispose(cio_queue *queue, void (*dispose)(void *item, void *arg), void *arg);
 
+/* put adds item, suspending while the queue is full; get takes the next
+ * item into *itemp, suspending while the queue is empty. Both return 0,
+ * -CIO_ESHUTDOWN once the queue is shut down (a get only once no item is
+ * left), -ECANCELED, -ETIMEDOUT for the _until forms, -EPERM outside a
+ * task, -EINVAL. The _nowait forms never
+ * suspend and work outside a task: -EAGAIN when full or empty (asyncio's
+ * QueueFull and QueueEmpty). A cancelled get takes no item and a cancelled
+ * put adds none. */
 int cio_queue_put(cio_queue *queue, void *item);
 int cio_queue_put_until(cio_queue *queue, void *item, double when);
 int cio_queue_put_nowait(cio_queue *queue, void *item);
@@ -941,6 +970,9 @@ int cio_transport_can_write_eof(cio_transport *t);
 int cio_transport_close(cio_transport *t);
 /* Closes at once, dropping the buffer; connection_lost(0) follows. */
 int cio_transport_abort(cio_transport *t);
+/* is_closing: 1 once close or abort was called or the connection was
+ * lost. pause_reading and resume_reading stop and restart data_received
+ * (asyncio's flow control); is_reading tells which. */
 int cio_transport_is_closing(cio_transport *t);
 int cio_transport_pause_reading(cio_transport *t);
 int cio_transport_resume_reading(cio_transport *t);
@@ -954,6 +986,8 @@ size_t cio_transport_get_write_buffer_size(cio_transport *t);
 int cio_transport_sockname(cio_transport *t, struct sockaddr *addr, unsigned int *len);
 int cio_transport_peername(cio_transport *t, struct sockaddr *addr, unsigned int *len);
 int cio_transport_socket(cio_transport *t);
+/* The context the callbacks get (NULL for NULL), changing it, and the
+ * transport's loop. */
 void *cio_transport_context(cio_transport *t);
 int cio_transport_set_context(cio_transport *t, void *ctx);
 cio_loop *cio_transport_loop(cio_transport *t);
@@ -967,6 +1001,9 @@ int cio_server_abort_clients(cio_server *s);
 /* In a task: waits until the server is closed and its last connection is
  * gone. Returns 0 or -ECANCELED. */
 int cio_server_wait_closed(cio_server *s);
+/* Starts accepting (a server made with no_start_serving): 0 (also when it
+ * serves already), -CIO_EINVALSTATE once closed. is_serving is 1 while it
+ * accepts. */
 int cio_server_start_serving(cio_server *s);
 int cio_server_is_serving(cio_server *s);
 /* In a task: serves until cancelled; then closes the server and returns
@@ -1054,6 +1091,9 @@ int cio_stream_write(cio_stream *s, const void *data, size_t len);
  * Returns 0, the connection's error (-ECONNRESET once it is lost), or
  * -ECANCELED. */
 int cio_stream_drain(cio_stream *s);
+/* Shuts down the sending side once the buffer is sent (asyncio
+ * write_eof); can_write_eof is 1 when the stream can (every socket
+ * stream can), -EINVAL for NULL. */
 int cio_stream_write_eof(cio_stream *s);
 int cio_stream_can_write_eof(cio_stream *s);
 /* Closes the stream (buffered data is still sent). */
@@ -1062,6 +1102,8 @@ int cio_stream_is_closing(cio_stream *s);
 /* In a task: waits until the connection is gone. Returns 0, or the
  * connection's error. */
 int cio_stream_wait_closed(cio_stream *s);
+/* get_extra_info "sockname" and "peername": the addresses (*len in: room,
+ * out: size). */
 int cio_stream_sockname(cio_stream *s, struct sockaddr *addr, unsigned int *len);
 int cio_stream_peername(cio_stream *s, struct sockaddr *addr, unsigned int *len);
 /* The transport under the stream (NULL once the connection is gone). */
@@ -1190,6 +1232,7 @@ int cio_subprocess_exec(cio_loop *loop, const cio_subprocess_protocol *proto, vo
 int cio_subprocess_shell(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
                          const char *cmd, const cio_process_options *opts, cio_process **out);
 
+/* The child's process id (asyncio's Process.pid); -EINVAL for NULL. */
 int cio_process_pid(cio_process *p);
 /* 1 with *code set once the child exited and was reaped, 0 while it runs
  * (asyncio's None). code may be NULL. */

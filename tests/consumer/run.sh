@@ -54,6 +54,24 @@ cmake -S "$here" -B "$b" -DCIO_SOURCE_DIR="$here/../.." >"$b.log" 2>&1 || { cat 
 cmake --build "$b" -j2 >>"$b.log" 2>&1 || { cat "$b.log"; exit 1; }
 run "add_subdirectory, cio::cio" "$b/consumer"
 
+# The reference pages come with the install: `man cio_sleep` (a link page
+# to its group's page) and the overview cio(3) render from the prefix.
+mandir=$prefix/share/man
+for page in cio_sleep cio_queue_put cio; do
+  [ -f "$mandir/man3/$page.3" ] || { echo "FAILED: $mandir/man3/$page.3 is not installed" >&2; exit 1; }
+done
+if command -v man >/dev/null; then
+  for page in cio_sleep cio_queue_put cio; do
+    out=$(MANWIDTH=80 man -M "$mandir" "$page" 2>&1) || { echo "FAILED: man $page: $out" >&2; exit 1; }
+    echo "$out" | grep -q "^NAME" || { echo "FAILED: man $page renders no NAME: $out" >&2; exit 1; }
+  done
+  echo "$(MANWIDTH=80 man -M "$mandir" cio_sleep 2>&1)" | grep -q "int cio_sleep(double delay);" \
+    || { echo "FAILED: man cio_sleep shows no synopsis" >&2; exit 1; }
+  echo "ok: man -M <prefix>/share/man cio_sleep, cio_queue_put, cio"
+else
+  echo "ok: man pages installed (man is not installed: not rendered)"
+fi
+
 soname=$(objdump -p "$libdir/libcio.so" | awk '/SONAME/ {print $2}')
 [ "$soname" = "libcio.so.0" ] || { echo "FAILED: soname is '$soname'" >&2; exit 1; }
 echo "ok: soname $soname"
