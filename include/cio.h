@@ -198,6 +198,15 @@ typedef struct cio_loop_options {
     const char *backend;       /* "epoll" or NULL for the best available one */
     size_t stack_guard_size;   /* bytes of guard below each task stack (rounded up
                                 * to pages); 0 = CIO_DEFAULT_STACK_GUARD_SIZE */
+    /* A virtual clock, for tests (Trio's MockClock with autojump): the loop
+     * time stands still while callbacks run, and whenever nothing is
+     * runnable, no I/O operation is in flight (a transport, server, watcher
+     * or signal handler keeps one) and no call is out on the thread pool,
+     * it jumps to the next timer's deadline: a sleep of an hour ends at
+     * once, timers fire in deadline order, and cio_loop_time() reads
+     * exactly each deadline. While I/O is in flight the loop waits for
+     * real and the clock moves by the real time waited. */
+    int virtual_clock;
 } cio_loop_options;
 
 /* Stack sizes (per loop or per task) outside [CIO_MIN_STACK_SIZE,

@@ -809,3 +809,12 @@ TEST(file_calls_reject_bad_input) {
     CHECK_ERR(cio_file_statx(-100, NULL, 0, 0, NULL), -EINVAL);
     CHECK_ERR(cio_file_close(-1), -EBADF);
 }
+
+TEST(virtual_clock_option_gives_a_loop) {
+    cio_loop_options o = {0};
+    o.virtual_clock = 1;
+    cio_loop *loop = NULL;
+    CHECK_OK(cio_loop_new_with(&o, &loop));
+    CHECK(cio_loop_time(loop) == cio_loop_time(loop));
+    CHECK_OK(cio_loop_free(loop));
+}

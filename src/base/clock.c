@@ -1,11 +1,19 @@
 /* The monotonic clock and the seconds-to-deadline conversions (clock.h). */
 #include "clock.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <math.h>
 #include <time.h>
 
+CIO__TLS int64_t *cio__clock_virtual;
+
 int64_t cio__clock_ns(void) {
+    if (cio__clock_virtual) return *cio__clock_virtual;
+    return cio__clock_real_ns();
+}
+
+int64_t cio__clock_real_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;

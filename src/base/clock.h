@@ -8,7 +8,13 @@
 
 #include <stdint.h>
 
+/* The loop time: CLOCK_MONOTONIC, or the running loop's virtual clock
+ * while a loop made with the virtual_clock option runs in this thread
+ * (cio__clock_virtual points at it then; core/loop.c sets it). */
 int64_t cio__clock_ns(void);
+extern _Thread_local __attribute__((tls_model("initial-exec"))) int64_t *cio__clock_virtual;
+/* CLOCK_MONOTONIC itself, whatever the loop's clock. */
+int64_t cio__clock_real_ns(void);
 /* Seconds to ns, saturating far outside the int64_t range. */
 int64_t cio__seconds_to_ns(double seconds);
 /* The loop time (ns) delay seconds from now, for a finite delay that is not

@@ -147,12 +147,30 @@ static void run_batch(cio_loop *loop) {
     }
     while ((link = cio__list_pop_front(&batch)) != NULL) {
         cio__job *job = CIO__CONTAINER_OF(link, cio__job, link);
-        int64_t start = cio__clock_ns();
+        int64_t start = cio__clock_real_ns();
         job->run(job);
-        double took = (double)(cio__clock_ns() - start) / 1e9;
+        double took = (double)(cio__clock_real_ns() - start) / 1e9;
         if (took >= loop->slow_callback_duration)
             fprintf(stderr, "cio: executing a callback took %.3f seconds\n", took);
     }
+}
+
+/*
+ * The virtual clock's step, instead of a blocking poll. Nothing is
+ * runnable: if no I/O operation is in flight and no call is out on the
+ * thread pool, nothing but a timer can happen next, so the clock jumps to
+ * the first deadline and the poll does not block. Otherwise the loop waits
+ * for real, as long as the next deadline is away in loop time, and the
+ * clock moves on by the real time the wait took. Returns the poll's
+ * timeout.
+ */
+static int64_t virtual_wait(cio_loop *loop, cio__timer *next, int64_t timeout) {
+    if (timeout == 0) return 0;
+    if (next && !cio__io_busy(&loop->io) && loop->pool_pending == 0) {
+        if (next->when > loop->virtual_now) loop->virtual_now = next->when;
+        return 0;
+    }
+    return timeout;
 }
 
 static void run_once(cio_loop *loop) {
@@ -171,15 +189,18 @@ static void run_once(cio_loop *loop) {
             now = cio__clock_ns();
             timeout = next->when > now ? next->when - now : 0;
         }
+        if (loop->virtual_clock) timeout = virtual_wait(loop, next, timeout);
         /* About to block: tell senders of cross-thread calls to wake us,
          * then look once more for what they posted (inbox.c). */
         if (timeout != 0) {
             atomic_store(&loop->inbox_sleeping, 1);
             if (atomic_load(&loop->inbox_posted)) timeout = 0;
         }
+        int64_t waited_from = loop->virtual_clock && timeout != 0 ? cio__clock_real_ns() : 0;
         /* An interrupted wait (-EINTR) just ends this iteration early. */
         loop->io.backend->poll(&loop->io, timeout);
         atomic_store_explicit(&loop->inbox_sleeping, 0, memory_order_relaxed);
+        if (waited_from) loop->virtual_now += cio__clock_real_ns() - waited_from;
     }
     /* Work posted from other threads joins this iteration's batch. */
     if (atomic_load_explicit(&loop->inbox_posted, memory_order_relaxed)) cio__inbox_drain(loop);
@@ -227,6 +248,8 @@ int cio_run_forever(cio_loop *loop) {
      * the run until another thread runs it. */
     atomic_store_explicit(&loop->owner, (uintptr_t)pthread_self(), memory_order_relaxed);
     running_loop = loop;
+    /* The loop's clock is this thread's clock while it runs. */
+    if (loop->virtual_clock) cio__clock_virtual = &loop->virtual_now;
     cio__stack_install_overflow_handler();
     void *altstack = enable_altstack();
     for (;;) {
@@ -237,6 +260,7 @@ int cio_run_forever(cio_loop *loop) {
     loop->stopping = 0;
     loop->running = 0;
     running_loop = NULL;
+    cio__clock_virtual = NULL;
     return 0;
 }
 
@@ -265,8 +289,10 @@ int64_t cio_loop_time_ns(const cio_loop *loop) {
     if (!loop) return -EINVAL;
     /* Read afresh, as asyncio's loop.time() does: a coroutine that computed
      * for a while must not schedule against a stale clock. The loop itself
-     * uses the value it cached at the start of the iteration. */
-    return cio__clock_ns();
+     * uses the value it cached at the start of the iteration. A virtual
+     * clock reads the same from any thread, running or not. */
+    if (loop->virtual_clock) return loop->virtual_now;
+    return cio__clock_real_ns();
 }
 
 int cio_loop_set_debug(cio_loop *loop, int enabled) {

@@ -66,6 +66,13 @@ struct cio_loop {
      * worker; phase 1: free it), since the core may not call up. */
     void *pool;
     void (*pool_close)(cio_loop *loop, int phase);
+    /* Calls handed to the pool and not yet back in the loop's thread
+     * (flow/pool.c counts them): the virtual clock must not jump over one. */
+    size_t pool_pending;
+    /* The virtual clock (cio_loop_options.virtual_clock): the loop time,
+     * moved only by the loop (run_once), never by the wall. */
+    uint8_t virtual_clock;
+    int64_t virtual_now;
 };
 
 /*

@@ -67,6 +67,7 @@ typedef struct work {
     uint8_t lookup;
     uint8_t state;       /* under the pool lock */
     uint8_t ran;         /* fn returned; written before the post */
+    cio_loop *loop;      /* counts it in pool_pending until it is back */
 } work;
 
 struct pool_wait {
@@ -274,6 +275,7 @@ static int current_pool(cio__task **tp, pool **pp) {
 static void work_done(cio__xjob *x) {
     work *w = CIO__CONTAINER_OF(x, work, x);
     pool_wait *pw = w->waiter;
+    w->loop->pool_pending--;
     if (!pw) {
         /* Abandoned by a cancelled call: nobody will read the result. */
         if (w->drop) w->drop(w->result, w->arg);
@@ -315,6 +317,7 @@ static int cancel_work(cio__wait *rec, const char *msg) {
     }
     pw->item = NULL;
     if (queued) {
+        w->loop->pool_pending--;
         if (w->drop) w->drop(NULL, w->arg);
         cio__free(w);
     } else {
@@ -365,6 +368,8 @@ int cio__pool_run(void *(*fn)(void *), void *arg, int flags,
     }
     cio__list_push_back(&p->queue, &w->link);
     p->queued++;
+    w->loop = p->loop;
+    p->loop->pool_pending++;
     if (p->queued > p->idle && p->workers < p->max_workers) {
         rc = start_worker(p);
         /* Without any worker nothing would ever run the item; with some,
@@ -372,6 +377,7 @@ int cio__pool_run(void *(*fn)(void *), void *arg, int flags,
         if (rc < 0 && p->workers == 0) {
             cio__list_unlink(&w->link);
             p->queued--;
+            p->loop->pool_pending--;
             pthread_mutex_unlock(&p->lock);
             cio__free(w);
             return rc;
