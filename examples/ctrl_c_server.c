@@ -118,6 +118,10 @@ static void *main_task(void *arg) {
 
 int main(int argc, char **argv) {
     self_interrupt = argc > 1 && strcmp(argv[1], "--self-interrupt") == 0;
+    /* cio_run leaves an ignored SIGINT alone, as asyncio does, and a shell
+     * starts background jobs with SIGINT ignored: the run that must end by
+     * itself asks for the default first. */
+    if (self_interrupt) signal(SIGINT, SIG_DFL);
     int rc = cio_run(main_task, NULL, NULL);
     if (rc == -CIO_EINTERRUPTED) {
         /* except KeyboardInterrupt: */

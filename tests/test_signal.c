@@ -561,6 +561,9 @@ static pid_t start_child(int mode, int *rd) {
     if (pid == 0) {
         close(p[0]);
         report_fd = p[1];
+        /* The test may have been started with SIGINT ignored (a shell's
+         * background job): cio_run would rightly leave that alone. */
+        set_disposition(SIGINT, SIG_DFL);
         void *result = NULL;
         int rc = cio_run(sleepy_main, IPTR(mode), &result);
         if (disposition(SIGINT) != (void *)SIG_DFL) _exit(2);
@@ -642,6 +645,7 @@ TEST(sigint_after_the_main_task_ended_is_raised_again) {
     if (pid == 0) {
         close(p[0]);
         report_fd = p[1];
+        set_disposition(SIGINT, SIG_DFL);
         cio_run(interrupt_self_then_return, NULL, NULL);
         _exit(3);
     }
@@ -692,7 +696,7 @@ static void *check_sigint_held(void *arg) {
 }
 
 TEST(cio_run_gives_sigint_back_and_keep_sigint_turns_it_off) {
-    CHECK(disposition(SIGINT) == (void *)SIG_DFL);
+    set_disposition(SIGINT, SIG_DFL); /* whatever the test was started with */
     CHECK_OK(cio_run(check_sigint_held, IPTR(1), NULL));
     CHECK(disposition(SIGINT) == (void *)SIG_DFL);
     cio_loop_options opts = {.keep_sigint = 1};
@@ -707,6 +711,7 @@ static void *run_in_thread(void *arg) {
 }
 
 TEST(cio_run_outside_the_main_thread_leaves_sigint_alone) {
+    set_disposition(SIGINT, SIG_DFL); /* whatever the test was started with */
     pthread_t th;
     CHECK_OK(pthread_create(&th, NULL, run_in_thread, NULL));
     CHECK_OK(pthread_join(th, NULL));
@@ -725,6 +730,7 @@ static void *take_sigint_over(void *arg) {
 }
 
 TEST(program_handler_added_in_cio_run_replaces_the_ctrl_c_handling) {
+    set_disposition(SIGINT, SIG_DFL); /* whatever the test was started with */
     int calls = 0;
     void *r = NULL;
     CHECK_OK(cio_run(take_sigint_over, &calls, &r));

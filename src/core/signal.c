@@ -301,7 +301,6 @@ static void let_go(struct cio__signals *sg, int sig) {
     e->arg = NULL;
     sg->held &= ~bit_of(sig);
     atomic_fetch_and(&slots[sg->slot].interest, ~bit_of(sig));
-    if (sig == SIGINT) atomic_store(&sigint_armed, 0);
     if (--users[sig] == 0) restore(sig);
 }
 
@@ -426,16 +425,14 @@ int cio__signal_hold_sigint(cio_loop *loop, cio_callback_fn fn, void *arg) {
     pthread_mutex_lock(&table_lock);
     struct sigaction cur;
     int rc = sigaction(SIGINT, NULL, &cur) == 0 ? 0 : -errno;
-    if (rc == 0 && ((cur.sa_flags & SA_SIGINFO) || cur.sa_handler != SIG_DFL)) rc = 1;
-    if (rc == 0) {
+    int is_default = rc == 0 && !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL;
+    if (is_default) {
         atomic_store(&sigint_seen, 0);
         rc = add_locked(loop, SIGINT, fn, arg, 1);
         if (rc == 0) {
             atomic_store(&sigint_armed, 1);
             rc = 1;
         }
-    } else if (rc == 1) {
-        rc = 0;
     }
     pthread_mutex_unlock(&table_lock);
     return rc;
@@ -443,14 +440,17 @@ int cio__signal_hold_sigint(cio_loop *loop, cio_callback_fn fn, void *arg) {
 
 int cio__signal_release_sigint(cio_loop *loop, cio_callback_fn fn) {
     pthread_mutex_lock(&table_lock);
-    int armed = atomic_exchange(&sigint_armed, 0);
     struct cio__signals *sg = loop->signals;
     /* Only cio_run's own hold is let go: a handler the program added for
-     * SIGINT meanwhile stays until it removes it or the loop closes. */
+     * SIGINT meanwhile stays until it removes it or the loop closes. The
+     * disposition comes back before the count is read and the hold
+     * disarmed, so a SIGINT arriving in between is counted (and raised
+     * again by cio_run), never lost. */
     if (sg && (sg->held & bit_of(SIGINT)) && sg->e[SIGINT].fn == fn) {
         let_go(sg, SIGINT);
         drop_record_if_empty(loop);
     }
+    int armed = atomic_exchange(&sigint_armed, 0);
     int seen = armed ? atomic_load(&sigint_seen) : 0;
     pthread_mutex_unlock(&table_lock);
     return seen;
