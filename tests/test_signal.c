@@ -259,7 +259,7 @@ TEST(loop_close_with_handlers_restores_dispositions) {
     CHECK_OK(cio_add_signal_handler(loop, SIGUSR1, count_a, &n));
     CHECK_OK(cio_add_signal_handler(loop, SIGUSR2, count_a, &n));
     CHECK_OK(cio_add_signal_handler(loop, SIGRTMIN + 1, count_a, &n));
-    CHECK_OK(cio_add_signal_handler(loop, SIGRTMAX, count_a, &n));
+    CHECK_OK(cio_add_signal_handler(loop, SIGRTMAX - 1, count_a, &n)); /* Valgrind keeps SIGRTMAX */
     CHECK(disposition(SIGUSR1) != (void *)SIG_DFL);
     /* A signal taken but not called back when the loop closes is dropped. */
     CHECK_OK(kill(getpid(), SIGUSR1));
@@ -267,7 +267,7 @@ TEST(loop_close_with_handlers_restores_dispositions) {
     CHECK(disposition(SIGUSR1) == (void *)SIG_DFL);
     CHECK(disposition(SIGUSR2) == (void *)program_handler);
     CHECK(disposition(SIGRTMIN + 1) == (void *)SIG_DFL);
-    CHECK(disposition(SIGRTMAX) == (void *)SIG_DFL);
+    CHECK(disposition(SIGRTMAX - 1) == (void *)SIG_DFL);
     CHECK_EQ(n, 0);
     CHECK_OK(cio_loop_free(loop));
     set_disposition(SIGUSR2, SIG_DFL);
@@ -430,9 +430,14 @@ typedef struct churn {
 
 static void *churn_sender(void *arg) {
     churn *c = arg;
+    /* A short pause between signals keeps them coming through every
+     * round without starving the main thread (under Valgrind, which runs
+     * one thread at a time, especially). */
+    struct timespec pause = {0, 20 * 1000};
     while (!atomic_load(&c->stop)) {
         kill(getpid(), SIGUSR1);
         atomic_fetch_add(&c->sent, 1);
+        nanosleep(&pause, NULL);
     }
     return NULL;
 }
@@ -444,7 +449,7 @@ TEST(loops_freed_while_signals_arrive_are_never_touched) {
     churn c = {0};
     pthread_t th;
     CHECK_OK(pthread_create(&th, NULL, churn_sender, &c));
-    for (int round = 0; round < 200; round++) {
+    for (int round = 0; round < 50; round++) {
         cio_loop *loop = test_loop();
         int n = 0;
         CHECK_OK(cio_add_signal_handler(loop, SIGUSR1, count_a, &n));

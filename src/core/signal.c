@@ -66,6 +66,17 @@
 
 #include "core.h"
 
+/* Valgrind (3.19 at least) keeps delivering SA_ONSTACK signals on an
+ * alternate stack that was disabled (SS_DISABLE) as long as it had a size,
+ * and cio disables and unmaps the one it gives each running loop when the
+ * run ends: under Valgrind the handler runs on the current stack instead. */
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define ON_VALGRIND() RUNNING_ON_VALGRIND
+#else
+#define ON_VALGRIND() 0
+#endif
+
 #define SLOTS 128
 
 /* The pending and interest masks hold one bit per signal: Linux has 64. */
@@ -197,7 +208,7 @@ static int install(int sig) {
     sa.sa_sigaction = on_signal;
     /* SA_RESTART as asyncio (siginterrupt(sig, False)): the program's
      * blocking calls in other threads are not cut short. */
-    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | (ON_VALGRIND() ? 0 : SA_ONSTACK);
     sigemptyset(&sa.sa_mask);
     if (sigaction(sig, &sa, &old) != 0) return -errno;
     if (!is_ours(&old)) saved[sig] = old;
