@@ -743,3 +743,26 @@ TEST(program_handler_added_in_cio_run_replaces_the_ctrl_c_handling) {
     CHECK_EQ(calls, 1);
     CHECK(disposition(SIGINT) == (void *)SIG_DFL);
 }
+
+/* ---- cost ------------------------------------------------------------------------------ */
+
+/* Holding signals puts no operation in flight, so a busy loop still makes
+ * no poll per iteration (docs/design.md §4, §14): cio_run's SIGINT hold
+ * costs a program nothing until Ctrl-C comes. */
+static void *in_flight_under_cio_run(void *arg) {
+    (void)arg;
+    CHECK(disposition(SIGINT) != (void *)SIG_DFL);
+    CHECK_EQ(loop_stats(cio_running_loop()).io_in_flight, 0);
+    return NULL;
+}
+
+TEST(holding_signals_puts_no_operation_in_flight) {
+    cio_loop *loop = test_loop();
+    int n = 0;
+    CHECK_OK(cio_add_signal_handler(loop, SIGUSR1, count_a, &n));
+    CHECK_OK(cio_add_signal_handler(loop, SIGUSR2, count_a, &n));
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    CHECK_OK(cio_loop_free(loop));
+    set_disposition(SIGINT, SIG_DFL); /* whatever the test was started with */
+    CHECK_OK(cio_run(in_flight_under_cio_run, NULL, NULL));
+}
