@@ -766,3 +766,22 @@ TEST(holding_signals_puts_no_operation_in_flight) {
     set_disposition(SIGINT, SIG_DFL); /* whatever the test was started with */
     CHECK_OK(cio_run(in_flight_under_cio_run, NULL, NULL));
 }
+
+/* ---- out of memory ------------------------------------------------------------------------ */
+
+#include "base/fault.h"
+
+/* The loop's first handler allocates its record: failing that changes
+ * nothing (convention 1). */
+TEST(out_of_memory_changes_nothing) {
+    cio_loop *loop = test_loop();
+    int n = 0;
+    cio__fault_arm(1);
+    CHECK_ERR(cio_add_signal_handler(loop, SIGUSR1, count_a, &n), -ENOMEM);
+    cio__fault_arm(0);
+    CHECK(disposition(SIGUSR1) == (void *)SIG_DFL);
+    CHECK_EQ(cio_remove_signal_handler(loop, SIGUSR1), 0);
+    CHECK_OK(cio_add_signal_handler(loop, SIGUSR1, count_a, &n));
+    CHECK_EQ(cio_remove_signal_handler(loop, SIGUSR1), 1);
+    CHECK_OK(cio_loop_free(loop));
+}
