@@ -46,7 +46,8 @@
  *
  * The handler also keeps errno, calls only async-signal-safe functions,
  * and runs on the alternate signal stack when the thread has one (a task's
- * stack may be nearly full when the signal comes).
+ * stack may be nearly full when the signal comes; not under Valgrind, see
+ * ON_VALGRIND).
  *
  * Fork: the child is not the process the table belongs to. A pthread_atfork
  * child handler puts back, in the child, every disposition cio had
