@@ -33,6 +33,11 @@ static void set_disposition(int sig, void (*fn)(int)) {
 
 /* ---- callbacks run from the loop ---------------------------------------- */
 
+static void *sleep_a_bit_first(void *arg) {
+    (void)arg;
+    return cio_sleep(0.001) == 0 ? NULL : cio_raise(-EIO);
+}
+
 typedef struct seen {
     cio_loop *loop;
     int calls;
@@ -76,6 +81,21 @@ TEST(callback_runs_from_the_loop_not_the_handler) {
     CHECK_EQ(s.after_kill, 1);
     CHECK(s.loop == loop);
     CHECK(s.arg == &s);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* A signal that arrives while the loop is not running is called back once
+ * it runs. */
+TEST(signal_before_the_loop_runs_is_called_back_when_it_runs) {
+    cio_loop *loop = test_loop();
+    seen s = {0};
+    CHECK_OK(cio_add_signal_handler(loop, SIGUSR1, on_usr1, &s));
+    CHECK_OK(kill(getpid(), SIGUSR1));
+    CHECK_OK(kill(getpid(), SIGUSR1));
+    CHECK_EQ(s.calls, 0);
+    CHECK_OK(test_run(loop, sleep_a_bit_first, NULL, NULL));
+    CHECK_EQ(s.calls, 1);
+    CHECK(s.loop == loop);
     CHECK_OK(cio_loop_free(loop));
 }
 
