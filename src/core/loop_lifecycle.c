@@ -120,9 +120,10 @@ int cio_loop_close(cio_loop *loop) {
      * still walking. */
     if (loop->closing) return -EBUSY;
     loop->closing = 1;
-    /* 0. The thread pool stops first (its workers post their completions
-     * to the inbox), then the inbox refuses new work and discards what
-     * was posted but never ran. */
+    /* 0. Signals first: after this no signal handler touches the loop
+     * (they post to its inbox). Then the thread pool stops (its workers
+     * post their completions to the inbox), then the inbox refuses new
+     * work and discards what was posted but never ran. */
     cio__signal_loop_close(loop);
     if (loop->pool_close) loop->pool_close(loop, 0);
     cio__inbox_close(loop);
