@@ -11,7 +11,10 @@
  *
  * Run it and press Ctrl-C, or give --self-interrupt: a client task then
  * connects, has one line echoed, and sends the process SIGINT itself, so
- * the whole story runs as one command (scripts/tour.sh does that).
+ * the whole story runs as one command (scripts/tour.sh does that). A
+ * program started with SIGINT ignored (a background job of a
+ * non-interactive shell) is left so by cio_run, as Python leaves it: there
+ * Ctrl-C does nothing; `env --default-signal=INT` gives it the default.
  *
  * The Python it mirrors:
  *
