@@ -200,13 +200,16 @@ typedef struct cio_loop_options {
                                 * to pages); 0 = CIO_DEFAULT_STACK_GUARD_SIZE */
     /* A virtual clock, for tests (Trio's MockClock with autojump): the loop
      * time stands still while callbacks run, and whenever nothing is
-     * runnable, no I/O operation is in flight (a transport, server, watcher
-     * or signal handler keeps one) and no call is out on the thread pool,
+     * runnable, no I/O operation is in flight (a transport, server or
+     * watcher keeps one) and no call is out on the thread pool,
      * it jumps to the next timer's deadline: a sleep of an hour ends at
      * once, timers fire in deadline order, and cio_loop_time() reads
      * exactly each deadline. While I/O is in flight the loop waits for
      * real and the clock moves by the real time waited. */
     int virtual_clock;
+    /* cio_run_with only: nonzero leaves SIGINT to the program (no Ctrl-C
+     * cancellation of the main task, see cio_run). */
+    int keep_sigint;
 } cio_loop_options;
 
 /* Stack sizes (per loop or per task) outside [CIO_MIN_STACK_SIZE,
@@ -627,7 +630,21 @@ int cio_task_group_free(cio_task_group *g);
  * main's outcome like cio_run_until_complete; -CIO_ELOOPRUNNING inside a
  * running loop; or what cio_loop_new_with and cio_spawn return (-ENOMEM...).
  * opts may be NULL. Futures and tasks the program took a reference to stay
- * readable after it returns (see cio_loop_close). */
+ * readable after it returns (see cio_loop_close).
+ *
+ * Ctrl-C, as asyncio.Runner since 3.11: when cio_run is called from the
+ * main thread and SIGINT is at SIG_DFL (and opts->keep_sigint is 0), it
+ * holds SIGINT while the main task runs. The first SIGINT cancels the main
+ * task, which sees -ECANCELED and may clean up; if it then ends cancelled
+ * by that request alone, cio_run returns -CIO_EINTERRUPTED once the
+ * clean-up above is done (a task that calls cio_task_uncancel and returns
+ * normally gets its result returned). A second SIGINT before the main task
+ * has ended kills the process by SIGINT at once, even if the loop is
+ * stuck. A SIGINT that came after the main task had finished is raised
+ * again once cio_run is done, under the restored disposition. The
+ * previous SIGINT disposition is back before the left-over tasks are
+ * cancelled; a program that installed its own SIGINT handler (or
+ * SIG_IGN), or added one with cio_add_signal_handler, keeps it. */
 int cio_run(cio_coro_fn main, void *arg, void **result);
 int cio_run_with(cio_coro_fn main, void *arg, const cio_loop_options *opts, void **result);
 
@@ -1620,6 +1637,45 @@ int cio_getaddrinfo(const char *host, const char *service, const struct addrinfo
  * cio_getaddrinfo; -EINVAL for a NULL or oversized address. */
 int cio_getnameinfo(const struct sockaddr *addr, unsigned int addrlen, int flags, char *host,
                     size_t hostlen, char *serv, size_t servlen);
+
+/* ------------------------------------------------------------------------
+ * Signals (asyncio loop.add_signal_handler / remove_signal_handler) and
+ * Ctrl-C in cio_run
+ *
+ * A signal a loop holds is caught by one process-wide handler that only
+ * marks it pending for every loop holding it and wakes them; each loop
+ * runs the callback in its own thread, as an ordinary callback of an
+ * iteration, never inside the signal handler, so the callback may call
+ * anything. Arrivals between two runs are coalesced into one call, and a
+ * call always follows the last arrival. Any loop in any thread may hold
+ * signals (asyncio allows only the main thread's); a signal Linux delivers
+ * to one thread reaches every loop that holds it. cio never touches a
+ * signal no loop asked for (SIGCHLD included). docs/design.md ("Signals")
+ * gives the reasons.
+ * ------------------------------------------------------------------------ */
+
+/* cio_run's main task was cancelled by Ctrl-C (SIGINT): asyncio's
+ * KeyboardInterrupt out of asyncio.run. */
+#define CIO_EINTERRUPTED 10800
+
+/* Calls fn(loop, arg) from loop whenever sig arrives (asyncio
+ * loop.add_signal_handler). Adding a handler for a signal the loop already
+ * holds replaces it (a call already queued then runs the new one). The
+ * first loop to hold a signal installs cio's handler for it, keeping the
+ * disposition it found; the last to let it go (remove, or loop close) puts
+ * that back, unless the program has installed another since. A forked
+ * child holds no signal: the dispositions cio replaced come back in it.
+ * Returns 0; -EINVAL for a NULL loop or fn, a number outside 1..SIGRTMAX,
+ * one glibc reserves (32, 33), SIGKILL or SIGSTOP (asyncio: RuntimeError
+ * or ValueError), or SIGSEGV, SIGBUS, SIGFPE, SIGILL (a fault cannot wait
+ * for the loop); -CIO_ELOOPCLOSED; -CIO_EFORKED; -ENOMEM; -ENOSPC when 128
+ * loops already hold signals. */
+int cio_add_signal_handler(cio_loop *loop, int sig, cio_callback_fn fn, void *arg);
+/* Removes sig's handler (asyncio loop.remove_signal_handler): 1 if there
+ * was one, 0 if not (also on a closed loop), -EINVAL for a NULL loop or a
+ * number outside 1..SIGRTMAX, -CIO_EFORKED. A call already queued does
+ * not happen (arg may be freed once this returns). */
+int cio_remove_signal_handler(cio_loop *loop, int sig);
 
 #if defined(CIO_BUILDING_LIBRARY) && defined(__GNUC__)
 #pragma GCC visibility pop

@@ -22,16 +22,17 @@ if [ -z "$dir" ] || [ ! -d "$dir" ]; then
   exit 1
 fi
 
-# run <program> <what it shows>
+# run <program> <what it shows> [args...]
 run() {
   local name=$1 title=$2
+  shift 2
   echo
   echo "== $name: $title =="
   if [ ! -x "$dir/$name" ]; then
     echo "tour: $dir/$name is missing" >&2
     exit 1
   fi
-  if ! "$dir/$name"; then
+  if ! "$dir/$name" "$@"; then
     echo "tour: $name failed" >&2
     exit 1
   fi
@@ -60,6 +61,7 @@ run udp_echo         "a UDP echo server and client with datagram endpoints"
 run to_thread        "blocking calls on the thread pool while the loop runs; DNS; a foreign thread"
 run subprocess_ls    "a child process: 'ls -l', its output read from a pipe line by line"
 run subprocess_cat   "10 MiB through 'cat' with communicate, no deadlock"
+run ctrl_c_server    "a server that stops cleanly on Ctrl-C (it sends itself SIGINT)" --self-interrupt
 
 
 echo

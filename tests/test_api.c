@@ -818,3 +818,21 @@ TEST(virtual_clock_option_gives_a_loop) {
     CHECK(cio_loop_time(loop) == cio_loop_time(loop));
     CHECK_OK(cio_loop_free(loop));
 }
+
+/* ---- signals in the loop --------------------------------------------------- */
+
+#include <signal.h>
+
+static void api_signal_cb(cio_loop *loop, void *arg) { (void)loop; (void)arg; }
+
+TEST(signal_calls_reject_bad_input) {
+    cio_loop *loop = test_loop();
+    CHECK_ERR(cio_add_signal_handler(NULL, SIGUSR1, api_signal_cb, NULL), -EINVAL);
+    CHECK_ERR(cio_add_signal_handler(loop, SIGUSR1, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_add_signal_handler(loop, 0, api_signal_cb, NULL), -EINVAL);
+    CHECK_ERR(cio_add_signal_handler(loop, SIGKILL, api_signal_cb, NULL), -EINVAL);
+    CHECK_ERR(cio_remove_signal_handler(NULL, SIGUSR1), -EINVAL);
+    CHECK_ERR(cio_remove_signal_handler(loop, -1), -EINVAL);
+    CHECK_EQ(cio_remove_signal_handler(loop, SIGUSR1), 0);
+    CHECK_OK(cio_loop_free(loop));
+}

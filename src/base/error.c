@@ -53,6 +53,7 @@ const char *cio_strerror(int err) {
     /* A resolver's code (net/dns.c): gai_strerror's text is static. */
     if (err > CIO_EAI_BASE && err <= CIO_EAI_LAST) return gai_strerror(CIO_EAI_BASE - err);
     if (err == CIO_EPOOLSHUTDOWN) return "Thread pool is shut down (Executor shutdown has been called)";
+    if (err == CIO_EINTERRUPTED) return "Interrupted by SIGINT (KeyboardInterrupt)";
     switch (err) {
     case 0: return "Success";
     case CIO_ELOOPCLOSED: return "Event loop is closed";

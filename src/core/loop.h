@@ -73,6 +73,9 @@ struct cio_loop {
      * moved only by the loop (run_once), never by the wall. */
     uint8_t virtual_clock;
     int64_t virtual_now;
+    /* The signals the loop holds (signal.c): NULL until the first
+     * add_signal_handler, and again once it holds none. */
+    struct cio__signals *signals;
 };
 
 /*
@@ -106,6 +109,21 @@ void cio__inbox_drain(cio_loop *loop);
  * discard a job with a given run function. */
 void cio__job_discard(cio__job *job);
 void cio__job_register_discard(void (*run)(cio__job *job), void (*discard)(cio__job *job));
+
+/* Signals (signal.c). A signal handler posts to the inbox without a job;
+ * the drain calls cio__signal_drain, which queues the callbacks of the
+ * signals that arrived. Close lets every signal go (restoring dispositions)
+ * before anything else. */
+void cio__signal_drain(cio_loop *loop);
+void cio__signal_loop_close(cio_loop *loop);
+/* cio_run's Ctrl-C (flow/runner.c). hold: if this is the main thread and
+ * SIGINT is at SIG_DFL, holds SIGINT on loop with fn(arg) as its callback
+ * and arms "a second SIGINT ends the process"; returns 1 if it did, 0 if
+ * it left SIGINT alone, or a negative error. release: disarms, lets SIGINT
+ * go if fn still holds it (the previous disposition comes back), and
+ * returns how many SIGINTs arrived while armed. */
+int cio__signal_hold_sigint(cio_loop *loop, cio_callback_fn fn, void *arg);
+int cio__signal_release_sigint(cio_loop *loop, cio_callback_fn fn);
 
 static inline void cio__ready_push(cio_loop *loop, cio__job *job) {
     cio__list_push_back(&loop->ready, &job->link);

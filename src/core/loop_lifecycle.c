@@ -5,7 +5,9 @@
  * them all. What nobody references is freed; what the program still
  * references outlives the loop as an orphan (see future.c). Step by step:
  *
- *   0. Stop the thread pool (no new work, queued work dropped, every
+ *   0. Let every signal the loop holds go (dispositions come back, and
+ *      no signal handler reaches the loop any more: signal.c). Stop the
+ *      thread pool (no new work, queued work dropped, every
  *      worker joined: close waits for functions already running), then
  *      close the inbox: later cross-thread calls get -CIO_ELOOPCLOSED and
  *      what was posted but never ran is discarded (see inbox.c).
@@ -120,9 +122,11 @@ int cio_loop_close(cio_loop *loop) {
      * still walking. */
     if (loop->closing) return -EBUSY;
     loop->closing = 1;
-    /* 0. The thread pool stops first (its workers post their completions
-     * to the inbox), then the inbox refuses new work and discards what
-     * was posted but never ran. */
+    /* 0. Signals first: after this no signal handler touches the loop
+     * (they post to its inbox). Then the thread pool stops (its workers
+     * post their completions to the inbox), then the inbox refuses new
+     * work and discards what was posted but never ran. */
+    cio__signal_loop_close(loop);
     if (loop->pool_close) loop->pool_close(loop, 0);
     cio__inbox_close(loop);
     /* 1. Operations in flight end first, each with its final completion,

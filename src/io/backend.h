@@ -40,7 +40,8 @@ typedef struct cio__backend {
      * block) and delivers them. Returns how many events it handled, or
      * -errno (the loop goes on after -EINTR). */
     int (*poll)(cio__io *io, int64_t timeout_ns);
-    /* Makes a poll blocked in another thread return. Thread-safe. */
+    /* Makes a poll blocked in another thread return. Thread-safe, and
+     * async-signal-safe: cio's signal handler calls it (core/signal.c). */
     void (*wake)(cio__io *io);
     void (*drain)(cio__io *io);
 } cio__backend;
