@@ -55,6 +55,10 @@ ssize_t cio__sys_read(int fd, void *buf, size_t len);
 ssize_t cio__sys_write(int fd, const void *buf, size_t len);
 struct iovec;
 ssize_t cio__sys_writev(int fd, const struct iovec *iov, int iovcnt);
+/* Writes iov to a pipe without the process getting SIGPIPE (the reader's
+ * going away is -1 with EPIPE): the count, or -1 with errno
+ * (pipe_write.c). */
+ssize_t cio__pipe_writev(int fd, const struct iovec *iov, int iovcnt);
 int cio__sys_accept4(int fd, struct sockaddr *addr, unsigned int *addrlen, int flags);
 int cio__sys_connect(int fd, const struct sockaddr *addr, unsigned int addrlen);
 int cio__sys_getsockopt(int fd, int level, int name, void *val, unsigned int *len);

@@ -84,10 +84,6 @@ void cio__inbox_drain(cio_loop *loop) {
     cio__list_splice_back(&loop->ready, &loop->inbox);
     atomic_store_explicit(&loop->inbox_posted, 0, memory_order_relaxed);
     pthread_mutex_unlock(&loop->inbox_lock);
-    /* A signal handler sets posted without a job (signal.c): take what it
-     * marked pending. This comes after posted was cleared, so a signal
-     * arriving meanwhile sets it again and is taken next time. */
-    if (loop->signals) cio__signal_drain(loop);
 }
 
 void cio__inbox_close(cio_loop *loop) {

@@ -203,7 +203,13 @@ static void run_once(cio_loop *loop) {
         if (waited_from) loop->virtual_now += cio__clock_real_ns() - waited_from;
     }
     /* Work posted from other threads joins this iteration's batch. */
-    if (atomic_load_explicit(&loop->inbox_posted, memory_order_relaxed)) cio__inbox_drain(loop);
+    if (atomic_load_explicit(&loop->inbox_posted, memory_order_relaxed)) {
+        cio__inbox_drain(loop);
+        /* A signal handler sets posted without a job (signal.c): take what
+         * it marked pending. This comes after the drain cleared posted, so
+         * a signal arriving meanwhile sets it again and is taken next time. */
+        if (loop->signals) cio__signal_drain(loop);
+    }
     if (next) {
         now = cio__clock_ns();
         while ((next = cio__timer_heap_top(&loop->timers)) != NULL && next->when <= now) {

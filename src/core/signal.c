@@ -36,11 +36,11 @@
  * wake(), which the backend contract requires to be async-signal-safe (an
  * eventfd write on epoll). A busy loop notices inbox_posted with the
  * relaxed load it makes every iteration anyway, so holding a signal costs
- * a loop nothing until the signal comes, and no descriptor of its own. The
- * inbox's drain then calls cio__signal_drain, which exchanges the pending
- * bits for 0 and queues one job per signal taken. Coalescing follows: any
- * number of arrivals between two drains make one callback. The guarantee
- * kept is asyncio's "at least once after the last signal": the pending bit
+ * a loop nothing until the signal comes, and no descriptor of its own.
+ * The loop's iteration, after draining the inbox, calls cio__signal_drain,
+ * which exchanges the pending bits for 0 and queues one job per signal
+ * taken. Coalescing follows: any number of arrivals between two drains
+ * make one callback. The guarantee kept is asyncio's "at least once after the last signal": the pending bit
  * of the last arrival is set after that arrival, so the exchange that
  * takes it, and the callback it queues, come after it too.
  *

@@ -98,9 +98,6 @@ int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *
  * writing: fd is left open on failure (the caller's, until it succeeds). */
 int cio__transport_new_pipe(cio_loop *loop, int fd, int writing, const cio_protocol *proto,
                             void *ctx, cio_transport **out);
-/* Writes iov to a pipe without the process getting SIGPIPE (the reader's
- * going away is -1 with EPIPE): the count, or -1 with errno (pipe.c). */
-ssize_t cio__pipe_writev(int fd, const struct iovec *iov, int iovcnt);
 /* Checks that fd may become a pipe transport of loop (a pipe, socket or
  * character device) and makes it non-blocking: 0 or -errno (pipe.c). */
 int cio__pipe_adopt(cio_loop *loop, int fd);

@@ -6,39 +6,12 @@
  * writes with write(2). Like asyncio's, it takes the descriptor over: it
  * makes it non-blocking and closes it when the transport is done.
  *
- * Writing to a pipe whose reader has gone raises SIGPIPE, whose default
- * action ends the process; send(2) has MSG_NOSIGNAL for sockets, write(2)
- * has nothing alike. So a pipe write runs with SIGPIPE blocked in the
- * calling thread, and a SIGPIPE it raised is taken off the thread's
- * pending set before the mask is restored: the write reports EPIPE and the
- * program's own SIGPIPE handling (if any) never sees cio's.
+ * A pipe write never raises SIGPIPE (cio__pipe_writev, src/base).
  */
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "net.h"
-
-ssize_t cio__pipe_writev(int fd, const struct iovec *iov, int iovcnt) {
-    sigset_t pipe_only, old, pending;
-    sigemptyset(&pipe_only);
-    sigaddset(&pipe_only, SIGPIPE);
-    /* A SIGPIPE already pending is someone else's: it stays pending. */
-    int was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-    ssize_t n = iovcnt == 1 ? cio__sys_write(fd, iov[0].iov_base, iov[0].iov_len)
-                            : cio__sys_writev(fd, iov, iovcnt);
-    int saved = errno;
-    if (n < 0 && saved == EPIPE && !was_pending) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = saved;
-    return n;
-}
 
 int cio__pipe_adopt(cio_loop *loop, int fd) {
     if (!loop) return -EINVAL;
