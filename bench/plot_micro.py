@@ -144,10 +144,11 @@ def build(path, figs, header, goals, skipped):
     # ---- context switch
     r.text("### Context switch",
            "ns per switch (a round trip is two). `switch_cio_fpu_ctl` is cio's switch "
-           "plus the save and restore of the floating-point control state (MXCSR and "
-           "the x87 control word on x86-64, FPCR on aarch64) that Boost.Context's "
-           "switch also does and cio's does not: the row to compare with Boost for "
-           "equal work.")
+           "plus the save and restore of MXCSR and the x87 control word, which "
+           "Boost.Context's x86-64 switch also does and cio's does not (cio shares the "
+           "floating-point control state among the tasks of a thread): the row to "
+           "compare with Boost for equal work. The variant exists in the benchmark "
+           "only; on aarch64 it saves FPCR.")
     rows = []
     base = v("switch_boost_fcontext")
     for name, what in (("switch_cio", "cio, raw switch"),
