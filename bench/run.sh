@@ -64,6 +64,8 @@ version_of() {
   [ -n "$cc" ] && echo "# compiler $(version_of "$cc")"
   [ -n "$cxx" ] && echo "# c++ compiler $(version_of "$cxx")"
   if [ ${#pin[@]} -gt 0 ]; then echo "# pinned: ${pin[*]}"; else echo "# not pinned"; fi
+  # Other processes on the machine stretch wall-clock times: say how busy it was.
+  echo "# load average at the start $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
   v=$(dpkg-query -W -f='${Version}' libboost-context-dev 2>/dev/null || true); [ -n "$v" ] && echo "# libboost-context-dev $v"
   v=$(dpkg-query -W -f='${Version}' libuv1-dev 2>/dev/null || true); [ -n "$v" ] && echo "# libuv1-dev $v"
   [ -n "$python" ] && echo "# python3 $("$python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
@@ -126,6 +128,7 @@ awk '
     goal("timer start+cancel no slower than libuv (each)", "timer_cio_start_cancel_each", 0, "timer_libuv_start_cancel_each")
   }
 ' "$out" >"$tail"
+echo "# load average at the end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" >>"$tail"
 tee -a "$out" <"$tail"
 
 cp "$out" "$results"
