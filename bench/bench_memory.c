@@ -28,7 +28,7 @@
  * Every spawn must succeed, including the 1,000,000th: with guard regions
  * (Linux 6.13+) a slab of stacks stays one mapping, and with the guard-page
  * fallback cio carves unguarded stacks with a canary once the budget
- * (vm.max_map_count / 4 stacks) is spent (src/stack.c), so the mapping
+ * (vm.max_map_count / 4 stacks) is spent (src/core/stack.c), so the mapping
  * limit is never reached.
  */
 #include <stdint.h>

@@ -2,7 +2,15 @@
  * Context switch: two contexts ping-pong N times; the figure is the time of
  * one switch (a round trip is two), as Boost.Context reports its own.
  *
- *   switch_cio            cio__ctx_switch, the raw register swap (src/arch)
+ *   switch_cio            cio__ctx_switch, the raw register swap (src/core/arch)
+ *   switch_cio_fpu_ctl    the same, plus what Boost's switch also does and
+ *                         cio's does not: save and restore the floating-point
+ *                         control state (x86-64: MXCSR and the x87 control
+ *                         word; aarch64: FPCR) around every switch. This
+ *                         variant exists only here, so that cio and Boost can
+ *                         be compared doing equal work; cio itself shares the
+ *                         control state among the tasks of a thread
+ *                         (src/core/context.h)
  *   switch_cio_jump       cio__ctx_jump, what a task switch uses (adds the
  *                         sanitizer hooks, empty in this build, and a TLS store)
  *   switch_boost_fcontext Boost.Context jump_fcontext/make_fcontext (the
@@ -61,6 +69,55 @@ static double bench_cio_raw(long n) {
     return (double)(t1 - t0) / (2.0 * (double)n);
 }
 
+/* ---- cio raw switch plus the floating-point control state -------------------
+ *
+ * Boost.Context's jump_fcontext stores MXCSR and the x87 control word in the
+ * frame it leaves and loads them from the frame it enters. Wrapping
+ * cio__ctx_switch with the same two stores before and two loads after gives
+ * cio's switch that same work: each side of the ping-pong saves its own
+ * control state and reloads it when it is resumed. */
+
+#if defined(__x86_64__)
+#define BENCH_HAVE_FPU_CTL 1
+static inline void switch_fpu_ctl(void **save_sp, void *load_sp) {
+    uint32_t mxcsr;
+    uint16_t x87cw;
+    __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(x87cw));
+    cio__ctx_switch(save_sp, load_sp);
+    __asm__ volatile("ldmxcsr %0\n\tfldcw %1" : : "m"(mxcsr), "m"(x87cw));
+}
+#elif defined(__aarch64__)
+#define BENCH_HAVE_FPU_CTL 1
+static inline void switch_fpu_ctl(void **save_sp, void *load_sp) {
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    cio__ctx_switch(save_sp, load_sp);
+    __asm__ volatile("msr fpcr, %0" : : "r"(fpcr));
+}
+#endif
+
+#ifdef BENCH_HAVE_FPU_CTL
+static void *fpu_main_sp, *fpu_coro_sp;
+
+static void fpu_entry(void *arg) {
+    (void)arg;
+    for (;;) switch_fpu_ctl(&fpu_coro_sp, fpu_main_sp);
+}
+
+static double bench_cio_fpu_ctl(long n) {
+    void *stack = map_stack();
+    cio__ctx ctx;
+    cio__ctx_make(&ctx, stack, STACK_SIZE, fpu_entry, NULL);
+    fpu_coro_sp = ctx.sp;
+    switch_fpu_ctl(&fpu_main_sp, fpu_coro_sp); /* warm up: enter the loop once */
+    int64_t t0 = bench_now_ns();
+    for (long i = 0; i < n; i++) switch_fpu_ctl(&fpu_main_sp, fpu_coro_sp);
+    int64_t t1 = bench_now_ns();
+    munmap(stack, STACK_SIZE); /* the coroutine stays suspended for good */
+    return (double)(t1 - t0) / (2.0 * (double)n);
+}
+#endif
+
 /* ---- cio__ctx_jump --------------------------------------------------------- */
 
 static cio__ctx jump_main, jump_coro;
@@ -112,6 +169,9 @@ int main(void) {
     int reps = bench_reps();
     bench_stat raw = {.name = "switch_cio", .unit = "ns"};
     bench_stat jump = {.name = "switch_cio_jump", .unit = "ns"};
+#ifdef BENCH_HAVE_FPU_CTL
+    bench_stat fpu = {.name = "switch_cio_fpu_ctl", .unit = "ns"};
+#endif
 #ifdef CIO_BENCH_HAVE_BOOST
     bench_stat fctx = {.name = "switch_boost_fcontext", .unit = "ns"};
     bench_stat fiber = {.name = "switch_boost_fiber", .unit = "ns"};
@@ -120,18 +180,27 @@ int main(void) {
 
     printf("# switch: %ld round trips per repetition (ucontext %ld), %d repetitions\n", n, n_uc,
            reps);
+#ifndef BENCH_HAVE_FPU_CTL
+    printf("# skipped switch_cio_fpu_ctl: no floating-point control save for this CPU\n");
+#endif
 #ifndef CIO_BENCH_HAVE_BOOST
     printf("# skipped switch_boost_fcontext, switch_boost_fiber: Boost.Context was not found "
            "when cio was configured (install libboost-context-dev)\n");
 #endif
     /* One untimed pass warms caches and the branch predictors. */
     bench_cio_raw(n / 10 + 1);
+#ifdef BENCH_HAVE_FPU_CTL
+    bench_cio_fpu_ctl(n / 10 + 1);
+#endif
 #ifdef CIO_BENCH_HAVE_BOOST
     bench_boost_fcontext(n / 10 + 1);
 #endif
     for (int r = 0; r < reps; r++) {
         bench_add(&raw, bench_cio_raw(n));
         bench_add(&jump, bench_cio_jump(n));
+#ifdef BENCH_HAVE_FPU_CTL
+        bench_add(&fpu, bench_cio_fpu_ctl(n));
+#endif
 #ifdef CIO_BENCH_HAVE_BOOST
         bench_add(&fctx, bench_boost_fcontext(n));
         bench_add(&fiber, bench_boost_fiber(n));
@@ -140,6 +209,9 @@ int main(void) {
     }
     bench_report(&raw);
     bench_report(&jump);
+#ifdef BENCH_HAVE_FPU_CTL
+    bench_report(&fpu);
+#endif
 #ifdef CIO_BENCH_HAVE_BOOST
     bench_report(&fctx);
     bench_report(&fiber);
@@ -148,6 +220,9 @@ int main(void) {
 #ifdef CIO_BENCH_HAVE_BOOST
     bench_ratio("switch_ratio_cio_over_boost", &raw, &fctx);
     bench_ratio("switch_ratio_cio_over_boost_fiber", &raw, &fiber);
+#ifdef BENCH_HAVE_FPU_CTL
+    bench_ratio("switch_ratio_cio_fpu_ctl_over_boost", &fpu, &fctx);
+#endif
 #endif
     bench_ratio("switch_ratio_ucontext_over_cio", &uc, &raw);
     return 0;

@@ -19,27 +19,77 @@
  *                          (both tasks yielded once: one loop iteration)
  *   yield_ring10           ten tasks loop on cio_sleep(0); ns per yield
  *
- * Each repetition uses a fresh loop and warms it up (pools, caches) with a
- * tenth of the iterations before the timed part.
+ * Every benchmark runs in three shapes, printed under three names:
+ *
+ *   <name>          warm: each repetition uses a fresh loop and warms it up
+ *                   (stack pool, free lists, caches) with a tenth of the
+ *                   iterations before the timed part
+ *   <name>_cold     cold: the first COLD_OPS operations of a new loop, with
+ *                   no warm-up, so the first spawns take their stacks
+ *                   fresh from mmap (guard included) and touch them for the
+ *                   first time, and the loop's pools start empty; the mean
+ *                   of COLD_LOOPS new loops per repetition
+ *   <name>_server   warm, while the loop watches a descriptor (cio_add_reader
+ *                   on one end of an idle socketpair): a watcher makes
+ *                   every loop iteration poll the backend without blocking,
+ *                   as a server's loop does, so each iteration pays one
+ *                   epoll_wait (or io_uring) system call
+ *
+ * asyncio's loop polls on every iteration whatever it watches, so its
+ * figures (bench_asyncio.py) compare most evenly with the _server ones.
  */
 #include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "bench_util.h"
 #include "cio.h"
 
+/* The shape of the runs under way (see above). */
+enum { SHAPE_WARM, SHAPE_COLD, SHAPE_SERVER };
+static int shape;
+
+#define COLD_OPS 1000
+#define COLD_LOOPS 5
+
 static long warm(long n) {
-    return n / 10 + 1;
+    return shape == SHAPE_COLD ? 0 : n / 10 + 1;
+}
+
+/* The watched descriptor of a server-shaped run: nothing is ever written to
+ * its peer, so the watcher never fires; it only keeps the loop polling. */
+static int server_fds[2] = {-1, -1};
+
+static void never_called(cio_loop *loop, void *arg) {
+    (void)loop;
+    (void)arg;
+    fprintf(stderr, "bench_tasks: the idle descriptor became readable\n");
+    exit(1);
+}
+
+static cio_loop *new_loop(void) {
+    cio_loop *loop;
+    BENCH_CHECK(cio_loop_new(&loop));
+    if (shape == SHAPE_SERVER) {
+        if (server_fds[0] < 0) BENCH_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, server_fds));
+        BENCH_CHECK(cio_add_reader(loop, server_fds[0], never_called, NULL));
+    }
+    return loop;
+}
+
+static void free_loop(cio_loop *loop) {
+    if (shape == SHAPE_SERVER) BENCH_CHECK(cio_remove_reader(loop, server_fds[0]));
+    cio_loop_free(loop);
 }
 
 static double run_main(cio_coro_fn fn, void *arg) {
-    cio_loop *loop;
-    BENCH_CHECK(cio_loop_new(&loop));
+    cio_loop *loop = new_loop();
     cio_task *t;
     BENCH_CHECK(cio_spawn(loop, fn, arg, &t));
     void *result = NULL;
     BENCH_CHECK(cio_run_until_complete(loop, t, &result));
     cio_future_unref(t);
-    cio_loop_free(loop);
+    free_loop(loop);
     return *(double *)arg;
 }
 
@@ -104,17 +154,18 @@ static void chain_step(cio_loop *loop, void *arg) {
 }
 
 static double bench_call_soon_chain(long n) {
-    cio_loop *loop;
-    BENCH_CHECK(cio_loop_new(&loop));
+    cio_loop *loop = new_loop();
     chain c = {.left = warm(n)};
-    BENCH_CHECK(cio_call_soon(loop, chain_step, &c, NULL));
-    BENCH_CHECK(cio_run_forever(loop));
+    if (c.left > 0) {
+        BENCH_CHECK(cio_call_soon(loop, chain_step, &c, NULL));
+        BENCH_CHECK(cio_run_forever(loop));
+    }
     c.left = n;
     int64_t t0 = bench_now_ns();
     BENCH_CHECK(cio_call_soon(loop, chain_step, &c, NULL));
     BENCH_CHECK(cio_run_forever(loop));
     double ns = (double)(bench_now_ns() - t0) / (double)n;
-    cio_loop_free(loop);
+    free_loop(loop);
     return ns;
 }
 
@@ -214,8 +265,7 @@ static void *player_main(void *arg) {
 }
 
 static double bench_future_await_suspend(long n) {
-    cio_loop *loop;
-    BENCH_CHECK(cio_loop_new(&loop));
+    cio_loop *loop = new_loop();
     pingpong pp = {.rounds = n, .warm = warm(n)};
     /* Player 1 starts first and waits; player 0 then drives the rounds. */
     player p1 = {&pp, 1}, p0 = {&pp, 0};
@@ -226,7 +276,7 @@ static double bench_future_await_suspend(long n) {
     BENCH_CHECK(cio_run_until_complete(loop, t1, NULL));
     cio_future_unref(t0);
     cio_future_unref(t1);
-    cio_loop_free(loop);
+    free_loop(loop);
     /* Each round resolves and awaits two futures. */
     return (double)(pp.t1 - pp.t0) / (2.0 * (double)n);
 }
@@ -249,8 +299,7 @@ static void *yielder_main(void *arg) {
 
 /* ns per round: every one of the k tasks yielded once. */
 static double bench_yielders(int k, long n) {
-    cio_loop *loop;
-    BENCH_CHECK(cio_loop_new(&loop));
+    cio_loop *loop = new_loop();
     yielders y = {.n = n, .warm = warm(n)};
     cio_task *tasks[16];
     for (int i = 0; i < k; i++) BENCH_CHECK(cio_spawn(loop, yielder_main, &y, &tasks[i]));
@@ -258,7 +307,7 @@ static double bench_yielders(int k, long n) {
         BENCH_CHECK(cio_run_until_complete(loop, tasks[i], NULL));
         cio_future_unref(tasks[i]);
     }
-    cio_loop_free(loop);
+    free_loop(loop);
     return (double)(y.t1 - y.t0) / (double)n;
 }
 
@@ -276,42 +325,81 @@ static double do_sleep0(long n) { return bench_yielders(2, n); }
 static double do_ring10(long n) { return bench_yielders(10, n / 5) / 10.0; }
 
 typedef struct bench_case {
-    bench_stat stat;
+    const char *name;
     double (*fn)(long n);
     long full;
     int selected;
+    bench_stat stat[3]; /* per shape: warm, cold, server */
+    char names[3][64];
 } bench_case;
 
-/* With arguments, runs only the benchmarks named (for profiling one). */
+static const char *const shape_suffix[3] = {"", "_cold", "_server"};
+
+/* One repetition of one benchmark in one shape: ns per operation. */
+static double run_shape(const bench_case *c, int s) {
+    shape = s;
+    double ns;
+    if (s == SHAPE_COLD) {
+        long ops = bench_quick() ? 100 : COLD_OPS;
+        double sum = 0;
+        for (int i = 0; i < COLD_LOOPS; i++) sum += c->fn(ops);
+        ns = sum / COLD_LOOPS;
+    } else if (s == SHAPE_SERVER) {
+        /* Every iteration makes a system call here: a twentieth of the
+         * iterations keeps the run short and still lasts far longer than
+         * the clock's resolution. */
+        ns = c->fn(bench_iters(c->full / 20, 1000));
+    } else {
+        ns = c->fn(bench_iters(c->full, 1000));
+    }
+    shape = SHAPE_WARM;
+    return ns;
+}
+
+/* With arguments, runs only the benchmarks named (for profiling one); a
+ * name selects its three shapes. */
 int main(int argc, char **argv) {
     int reps = bench_reps();
     bench_case cases[] = {
-        {{.name = "spawn_await", .unit = "ns"}, do_spawn_await, 1000000, 0},
-        {{.name = "spawn_await_eager", .unit = "ns"}, do_spawn_await_eager, 1000000, 0},
-        {{.name = "call_soon_chain", .unit = "ns"}, bench_call_soon_chain, 3000000, 0},
-        {{.name = "call_soon_batch", .unit = "ns"}, do_call_soon_batch, 3000000, 0},
-        {{.name = "future_resolve_await", .unit = "ns"}, do_future_resolve_await, 3000000, 0},
-        {{.name = "future_await_suspend", .unit = "ns"}, do_future_await_suspend, 3000000, 0},
-        {{.name = "sleep0_roundtrip", .unit = "ns"}, do_sleep0, 1000000, 0},
-        {{.name = "yield_ring10", .unit = "ns"}, do_ring10, 1000000, 0},
+        {.name = "spawn_await", .fn = do_spawn_await, .full = 1000000},
+        {.name = "spawn_await_eager", .fn = do_spawn_await_eager, .full = 1000000},
+        {.name = "call_soon_chain", .fn = bench_call_soon_chain, .full = 3000000},
+        {.name = "call_soon_batch", .fn = do_call_soon_batch, .full = 3000000},
+        {.name = "future_resolve_await", .fn = do_future_resolve_await, .full = 3000000},
+        {.name = "future_await_suspend", .fn = do_future_await_suspend, .full = 3000000},
+        {.name = "sleep0_roundtrip", .fn = do_sleep0, .full = 1000000},
+        {.name = "yield_ring10", .fn = do_ring10, .full = 1000000},
     };
     size_t ncases = sizeof cases / sizeof cases[0];
     for (size_t c = 0; c < ncases; c++) {
         cases[c].selected = argc < 2;
         for (int a = 1; a < argc; a++)
-            if (strcmp(argv[a], cases[c].stat.name) == 0) cases[c].selected = 1;
+            if (strcmp(argv[a], cases[c].name) == 0) cases[c].selected = 1;
+        for (int s = 0; s < 3; s++) {
+            snprintf(cases[c].names[s], sizeof cases[c].names[s], "%s%s", cases[c].name,
+                     shape_suffix[s]);
+            cases[c].stat[s].name = cases[c].names[s];
+            cases[c].stat[s].unit = "ns";
+        }
     }
     printf("# tasks: %d repetitions of", reps);
     for (size_t c = 0; c < ncases; c++)
-        if (cases[c].selected) printf(" %s(%ld)", cases[c].stat.name, bench_iters(cases[c].full, 1000));
-    printf("\n");
-    /* Repetitions interleave the benchmarks, so a slow patch of the
-     * machine spreads over all of them. */
+        if (cases[c].selected) printf(" %s(%ld)", cases[c].name, bench_iters(cases[c].full, 1000));
+    printf("\n# tasks: _cold is the first %d operations of a new loop (mean of %d loops), "
+           "_server watches an idle socketpair end and runs a twentieth of the iterations\n",
+           bench_quick() ? 100 : COLD_OPS, COLD_LOOPS);
+    /* Repetitions interleave the benchmarks and their shapes, so a slow
+     * patch of the machine spreads over all of them. */
     for (int r = 0; r < reps; r++)
         for (size_t c = 0; c < ncases; c++)
             if (cases[c].selected)
-                bench_add(&cases[c].stat, cases[c].fn(bench_iters(cases[c].full, 1000)));
-    for (size_t c = 0; c < ncases; c++)
-        if (cases[c].selected) bench_report(&cases[c].stat);
+                for (int s = 0; s < 3; s++) bench_add(&cases[c].stat[s], run_shape(&cases[c], s));
+    for (int s = 0; s < 3; s++)
+        for (size_t c = 0; c < ncases; c++)
+            if (cases[c].selected) bench_report(&cases[c].stat[s]);
+    if (server_fds[0] >= 0) {
+        close(server_fds[0]);
+        close(server_fds[1]);
+    }
     return 0;
 }

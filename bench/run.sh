@@ -7,6 +7,13 @@
 #
 #   bench/run.sh [build-dir]     (default: build-bench beside this folder)
 #
+# Everything printed is also written to a results file, CIO_BENCH_OUT or by
+# default bench/results/micro-<machine>-<commit>.txt (the machine is
+# CIO_BENCH_MACHINE, default the host name), from which bench/plot_micro.py
+# draws the plots and tables of docs/benchmarks.md (scripts/bench.sh runs
+# both). The header comments say when, at which commit, on what kernel,
+# CPU and compiler, and against which versions of the peers.
+#
 # The build directory must hold the bench_* binaries (scripts/bench.sh
 # configures and builds one). Each benchmark is pinned to one CPU with
 # taskset (CIO_BENCH_CPU, default the last CPU; CIO_BENCH_CPU=none turns
@@ -33,17 +40,36 @@ if [ -z "$python" ]; then
   if [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; else python=$(command -v python3 || true); fi
 fi
 
+commit=$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
+machine=${CIO_BENCH_MACHINE:-$(hostname -s 2>/dev/null || echo unknown)}
+results=${CIO_BENCH_OUT:-$here/results/micro-$machine-$commit.txt}
+mkdir -p "$(dirname "$results")"
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+tail=$(mktemp)
+trap 'rm -f "$out" "$tail"' EXIT
+
+# The first line of "<program> --version", or nothing.
+version_of() {
+  "$@" --version 2>/dev/null | head -n1 || true
+}
 
 {
   echo "# cio benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "# commit $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$here/.." diff --quiet HEAD -- src include 2>/dev/null || echo ' (src/include modified)')"
+  echo "# commit $commit$(git -C "$here/.." diff --quiet HEAD -- src include bench 2>/dev/null || echo ' (src/include/bench modified)')"
+  echo "# machine $machine"
   echo "# kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//'), ${cpus} CPUs"
-  echo "# build $(grep -m1 '^CMAKE_BUILD_TYPE' "$build/CMakeCache.txt" 2>/dev/null | cut -d= -f2), $(grep -m1 '^CMAKE_C_COMPILER:' "$build/CMakeCache.txt" 2>/dev/null | cut -d= -f2)"
+  cc=$(grep -m1 '^CMAKE_C_COMPILER:' "$build/CMakeCache.txt" 2>/dev/null | cut -d= -f2)
+  cxx=$(grep -m1 '^CMAKE_CXX_COMPILER:' "$build/CMakeCache.txt" 2>/dev/null | cut -d= -f2)
+  echo "# build $(grep -m1 '^CMAKE_BUILD_TYPE' "$build/CMakeCache.txt" 2>/dev/null | cut -d= -f2), $cc"
+  [ -n "$cc" ] && echo "# compiler $(version_of "$cc")"
+  [ -n "$cxx" ] && echo "# c++ compiler $(version_of "$cxx")"
   if [ ${#pin[@]} -gt 0 ]; then echo "# pinned: ${pin[*]}"; else echo "# not pinned"; fi
+  # Other processes on the machine stretch wall-clock times: say how busy it was.
+  echo "# load average at the start $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
   v=$(dpkg-query -W -f='${Version}' libboost-context-dev 2>/dev/null || true); [ -n "$v" ] && echo "# libboost-context-dev $v"
   v=$(dpkg-query -W -f='${Version}' libuv1-dev 2>/dev/null || true); [ -n "$v" ] && echo "# libuv1-dev $v"
+  [ -n "$python" ] && echo "# python3 $("$python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
+  v=$(dpkg-query -W -f='${Version}' python3-uvloop 2>/dev/null || true); [ -n "$v" ] && echo "# python3-uvloop $v"
   true
 } | tee "$out"
 
@@ -86,7 +112,14 @@ awk '
     ratio("spawn_wait_ratio_asyncio_over_cio", "asyncio_spawn_wait", "spawn_wait_cio")
     ratio("spawn_await_ratio_uvloop_over_cio", "uvloop_spawn_await", "spawn_await")
     ratio("sleep0_ratio_uvloop_over_cio", "uvloop_sleep0_roundtrip", "sleep0_roundtrip")
+    # asyncio polls on every iteration: the server-shaped runs of cio do too.
+    ratio("spawn_await_server_ratio_asyncio_over_cio", "asyncio_spawn_await", "spawn_await_server")
+    ratio("sleep0_server_ratio_asyncio_over_cio", "asyncio_sleep0_roundtrip", "sleep0_roundtrip_server")
+    ratio("call_soon_server_ratio_asyncio_over_cio", "asyncio_call_soon_chain", "call_soon_chain_server")
+    ratio("future_server_ratio_asyncio_over_cio", "asyncio_future_resolve_await", "future_resolve_await_server")
+    ratio("future_suspend_server_ratio_asyncio_over_cio", "asyncio_future_await_suspend", "future_await_suspend_server")
     goal("switch no slower than Boost.Context fcontext", "switch_cio", 0, "switch_boost_fcontext")
+    goal("switch with the same FPU control saves no slower than Boost.Context fcontext", "switch_cio_fpu_ctl", 0, "switch_boost_fcontext")
     goal("spawn+await < 100 ns", "spawn_await", 100, "")
     goal("call_soon < 30 ns (chain)", "call_soon_chain", 30, "")
     goal("call_soon < 30 ns (batch)", "call_soon_batch", 30, "")
@@ -94,4 +127,9 @@ awk '
     goal("timer start+cancel no slower than libuv (1M live)", "timer_cio_start_cancel", 0, "timer_libuv_start_cancel")
     goal("timer start+cancel no slower than libuv (each)", "timer_cio_start_cancel_each", 0, "timer_libuv_start_cancel_each")
   }
-' "$out"
+' "$out" >"$tail"
+echo "# load average at the end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" >>"$tail"
+tee -a "$out" <"$tail"
+
+cp "$out" "$results"
+echo "# results file $results" >&2
