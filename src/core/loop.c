@@ -208,7 +208,7 @@ static void run_once(cio_loop *loop) {
         /* A signal handler sets posted without a job (signal.c): take what
          * it marked pending. This comes after the drain cleared posted, so
          * a signal arriving meanwhile sets it again and is taken next time. */
-        if (loop->signals) cio__signal_drain(loop);
+        if (loop->signal_drain) loop->signal_drain(loop);
     }
     if (next) {
         now = cio__clock_ns();

@@ -76,6 +76,9 @@ struct cio_loop {
     /* The signals the loop holds (signal.c): NULL until the first
      * add_signal_handler, and again once it holds none. */
     struct cio__signals *signals;
+    /* cio__signal_drain while the loop holds signals, else NULL: the
+     * iteration calls it without knowing signal.c. */
+    void (*signal_drain)(cio_loop *loop);
 };
 
 /*
@@ -111,9 +114,9 @@ void cio__job_discard(cio__job *job);
 void cio__job_register_discard(void (*run)(cio__job *job), void (*discard)(cio__job *job));
 
 /* Signals (signal.c). A signal handler posts to the inbox without a job;
- * the drain calls cio__signal_drain, which queues the callbacks of the
- * signals that arrived. Close lets every signal go (restoring dispositions)
- * before anything else. */
+ * the iteration then calls loop->signal_drain (cio__signal_drain), which
+ * queues the callbacks of the signals that arrived. Close lets every
+ * signal go (restoring dispositions) before anything else. */
 void cio__signal_drain(cio_loop *loop);
 void cio__signal_loop_close(cio_loop *loop);
 /* cio_run's Ctrl-C (flow/runner.c). hold: if this is the main thread and

@@ -323,6 +323,7 @@ static void drop_record_if_empty(cio_loop *loop) {
     if (!sg || sg->held) return;
     if (sg->slot >= 0) retire_slot(sg->slot);
     loop->signals = NULL;
+    loop->signal_drain = NULL;
     cio__free(sg);
 }
 
@@ -376,6 +377,7 @@ static int add_locked(cio_loop *loop, int sig, cio_callback_fn fn, void *arg, in
         return rc;
     }
     loop->signals = sg;
+    loop->signal_drain = cio__signal_drain;
     if (!(sg->held & bit_of(sig))) {
         sg->held |= bit_of(sig);
         users[sig]++;
