@@ -196,7 +196,7 @@ typedef struct cio_loop_options {
     int debug;
     double slow_callback_duration; /* seconds; 0 = 0.1 as asyncio */
     /* "epoll", "uring" (or "io_uring"), "auto", or NULL: the environment
-     * variable CIO_BACKEND, else "auto". See cio_loop_backend_fallback_reason. */
+     * variable CIO_BACKEND, else epoll. See "I/O backends" below. */
     const char *backend;
     size_t stack_guard_size;   /* bytes of guard below each task stack (rounded up
                                 * to pages); 0 = CIO_DEFAULT_STACK_GUARD_SIZE */
@@ -1548,7 +1548,8 @@ int cio_getnameinfo(const struct sockaddr *addr, unsigned int addrlen, int flags
  * program. The backend is chosen when the loop is created
  * (cio_loop_options.backend, else the environment variable CIO_BACKEND,
  * read with secure_getenv): "epoll" or "uring" as asked, or "auto", which
- * in this version takes epoll. CIO_URING_DISABLE (multishot, defer_taskrun,
+ * takes io_uring when the kernel lets it and epoll otherwise, quietly.
+ * Naming none gives epoll in this version. CIO_URING_DISABLE (multishot, defer_taskrun,
  * single_issuer) and CIO_URING_ENTRIES ("sq,cq") switch io_uring features
  * off and size its rings, for tests and kernel-bug workarounds.
  * ------------------------------------------------------------------------ */

@@ -138,6 +138,7 @@ typedef struct uring_state {
     uint64_t wake_count;
     cio__fd_table fds;
     size_t in_kernel;      /* the program's requests in the kernel, all descriptors */
+    cio__io *io;           /* whose state this is (for get_sqe) */
     pthread_t issuer;
     uint8_t ring_up;       /* ring set up (io_uring_queue_exit is due) */
     uint8_t enabled;       /* R_DISABLED lifted, issuer set */
@@ -206,9 +207,14 @@ static int own_ring(uring_state *st) {
 }
 
 static struct io_uring_sqe *arm_wake(uring_state *st);
+static int reap(cio__io *io);
 
 /* An SQE for the next batch. A full submission queue is submitted first
- * (the only early submission). */
+ * (the only early submission). The kernel may refuse new submissions while
+ * completions wait in its overflow list (a CQ far smaller than the load):
+ * then the completions are handled first, here, which is why every
+ * handler and every walk over a queue allows for completions handled
+ * inside it (see cancel_all). */
 static struct io_uring_sqe *get_sqe(uring_state *st) {
     for (;;) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
@@ -224,6 +230,7 @@ static struct io_uring_sqe *get_sqe(uring_state *st) {
             fprintf(stderr, "cio: io_uring_submit: %s\n", strerror(-rc));
             abort();
         }
+        if (io_uring_sq_space_left(&st->ring) == 0) reap(st->io);
     }
 }
 
@@ -249,6 +256,7 @@ static int uring_init(cio__io *io) {
         return rc;
     }
     st->config = probe.config;
+    st->io = io;
     st->setup_flags = probe.setup_flags;
     st->wake_fd = cio__sys_eventfd();
     if (st->wake_fd < 0) {
@@ -693,13 +701,17 @@ static void handle_cqe(cio__io *io, uint64_t data, int res, unsigned flags) {
         queued_cqe(io, st, e, op, res);
 }
 
-/* Handles every CQE that is there. Each is consumed before it is handled,
- * so a handler that needs to submit (a full SQ) cannot see it twice. */
+/* Handles the CQEs that are there, at most a CQ's worth: with a CQ far
+ * smaller than the load, handling completions makes more of them (an
+ * owner's multishot poll that the kernel ended for want of CQ room is
+ * submitted again and reports at once), and the loop must get on with its
+ * callbacks meanwhile. Each CQE is consumed before it is handled, so a
+ * handler that needs to submit (a full SQ) cannot see it twice. */
 static int reap(cio__io *io) {
     uring_state *st = io->state;
     int n = 0;
     struct io_uring_cqe *cqe;
-    while (io_uring_peek_cqe(&st->ring, &cqe) == 0) {
+    while ((unsigned)n < st->params.cq_entries && io_uring_peek_cqe(&st->ring, &cqe) == 0) {
         uint64_t data = cqe->user_data;
         int res = cqe->res;
         unsigned flags = cqe->flags;
@@ -775,15 +787,20 @@ static void wait_for_kernel(cio__io *io, const size_t *count, const char *what) 
 static void cancel_all(cio__io *io, fd_entry *e, int reason) {
     uring_state *st = io->state;
     for (int d = 0; d < 2; d++) {
+        /* Preparing a cancel may handle completions (get_sqe), which take
+         * operations off this queue: the walk starts over after each. */
         cio__link *l = e->queue[d].next;
         while (l != &e->queue[d]) {
             cio__op *op = CIO__CONTAINER_OF(l, cio__op, link);
-            l = l->next;
-            if (op->stage & ST_KERNEL) {
-                request_cancel(st, op, reason);
-            } else {
+            if (!(op->stage & ST_KERNEL)) {
                 cio__list_unlink(&op->link);
                 finish(io, op, reason);
+                l = e->queue[d].next;
+            } else if (!(op->stage & ST_CANCEL)) {
+                request_cancel(st, op, reason);
+                l = e->queue[d].next;
+            } else {
+                l = l->next;
             }
         }
         cio__op *w = e->watch[d];
