@@ -12,6 +12,8 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -216,7 +218,9 @@ static void *cancel_the_receiver(void *arg) {
 static void *stack_main(void *arg) {
     (void)arg;
     cio_task *r, *c;
-    CHECK_OK(cio_spawn(cio_running_loop(), stack_receiver, NULL, &r));
+    /* Room for the 64 KiB pattern above the frames (4x under ASan). */
+    cio_task_options big = {.name = "receiver", .stack_size = 1024 * 1024};
+    CHECK_OK(cio_spawn_with(cio_running_loop(), stack_receiver, NULL, &big, &r));
     CHECK_OK(cio_spawn(cio_running_loop(), cancel_the_receiver, r, &c));
     void *res = NULL;
     /* The receiver catches its cancellation (the recv's -ECANCELED) and
@@ -462,5 +466,52 @@ TEST(tiny_rings_carry_512_connections) {
     void *res;
     CHECK_OK(test_run(loop, tiny_main, loop, &res));
     CHECK(res == IPTR(1));
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- A loop that moves between threads ---- */
+
+static atomic_int woken;
+
+static void note_woken(cio_loop *loop, void *arg) {
+    (void)arg;
+    atomic_store(&woken, 1);
+    cio_loop_stop(loop);
+}
+
+static void *wake_me_later(void *arg) {
+    cio_loop *loop = arg;
+    /* The loop is (most likely) asleep in the kernel by now; either way the
+     * call must reach it. */
+    usleep(20000);
+    CHECK_OK(cio_call_soon_threadsafe(loop, note_woken, NULL));
+    return NULL;
+}
+
+static void *run_in_thread(void *arg) {
+    cio_loop *loop = arg;
+    void *res;
+    CHECK_OK(test_run(loop, echo_once, NULL, &res));
+    CHECK(res == IPTR(1));
+    /* A wake-up from another thread while this one waits in the loop. */
+    atomic_store(&woken, 0);
+    pthread_t waker;
+    CHECK_OK(pthread_create(&waker, NULL, wake_me_later, loop));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_OK(pthread_join(waker, NULL));
+    CHECK_EQ(atomic_load(&woken), 1);
+    return NULL;
+}
+
+TEST(a_loop_made_in_one_thread_runs_in_two_others_in_turn) {
+    /* On io_uring the ring belongs to the first thread that enters it
+     * (SINGLE_ISSUER); the second thread gets a ring of its own, with the
+     * wake-up armed again. */
+    cio_loop *loop = test_loop();
+    for (int i = 0; i < 2; i++) {
+        pthread_t th;
+        CHECK_OK(pthread_create(&th, NULL, run_in_thread, loop));
+        CHECK_OK(pthread_join(th, NULL));
+    }
     CHECK_OK(cio_loop_free(loop));
 }

@@ -66,13 +66,15 @@
  * because the kernel may still write into the memory the request names.
  *
  * Thread binding. The ring is set up with SINGLE_ISSUER|DEFER_TASKRUN when
- * the kernel has them (and they are not switched off), and then disabled
- * (IORING_SETUP_R_DISABLED) until the first thread that enters the kernel
- * for it: a loop may be created in one thread and run in another. If a
- * different thread later drives the loop while nothing is in the kernel,
- * the ring is set up again for that thread; with requests in the kernel
- * that is refused (-EEXIST), which a loop that changes threads while it has
- * I/O in flight is not expected to do.
+ * the kernel has them (and they are not switched off), which binds it to
+ * the thread that set it up. A loop may be created in one thread and run
+ * in another: when a different thread drives the loop while nothing of the
+ * program's is in the kernel, the ring is set up again for that thread
+ * (the wake-up poll is armed again, nothing else is lost); with requests in
+ * the kernel that is refused (-EEXIST), which a loop that changes threads
+ * while it has I/O in flight is not expected to do. Threads are told apart
+ * by a number of cio's own (thread_id), never by pthread_t, which a new
+ * thread inherits from one that ended.
  *
  * Cross-thread wake-up is an eventfd under a multishot poll (the kernel's
  * single-issuer rule forbids other threads to submit): wake() only writes
@@ -85,13 +87,12 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,9 +140,8 @@ typedef struct uring_state {
     cio__fd_table fds;
     size_t in_kernel;      /* the program's requests in the kernel, all descriptors */
     cio__io *io;           /* whose state this is (for get_sqe) */
-    pthread_t issuer;
+    uint64_t issuer;       /* the thread that set the ring up (thread_id) */
     uint8_t ring_up;       /* ring set up (io_uring_queue_exit is due) */
-    uint8_t enabled;       /* R_DISABLED lifted, issuer set */
     uint8_t wake_armed;
 } uring_state;
 
@@ -163,16 +163,25 @@ static int direction(const cio__op *op) {
     }
 }
 
+/* A number for the calling thread that no other thread of the process ever
+ * had: a pthread_t (or a kernel tid) of a thread that ended is given to
+ * the next one, and the kernel would then refuse the new thread's
+ * submissions to a SINGLE_ISSUER ring. */
+static uint64_t thread_id(void) {
+    static _Atomic uint64_t next_id;
+    static CIO__TLS uint64_t id;
+    if (!id) id = atomic_fetch_add(&next_id, 1) + 1;
+    return id;
+}
+
 static int setup_ring(uring_state *st) {
     memset(&st->params, 0, sizeof st->params);
     st->params.flags = st->setup_flags | IORING_SETUP_CQSIZE;
-    if (st->setup_flags & IORING_SETUP_SINGLE_ISSUER) st->params.flags |= IORING_SETUP_R_DISABLED;
     st->params.cq_entries = st->config.cq_entries;
     int rc = io_uring_queue_init_params(st->config.sq_entries, &st->ring, &st->params);
     if (rc < 0) return rc;
     st->ring_up = 1;
-    st->enabled = !(st->params.flags & IORING_SETUP_R_DISABLED);
-    if (st->enabled) st->issuer = pthread_self();
+    st->issuer = thread_id();
     st->wake_armed = 0;
     return 0;
 }
@@ -180,22 +189,14 @@ static int setup_ring(uring_state *st) {
 static void teardown_ring(uring_state *st) {
     if (st->ring_up) io_uring_queue_exit(&st->ring);
     st->ring_up = 0;
-    st->enabled = 0;
 }
+
+static struct io_uring_sqe *arm_wake(uring_state *st);
 
 /* Makes the ring usable from the calling thread (see the opening comment).
  * Returns 0 or -errno. */
 static int own_ring(uring_state *st) {
-    if (!st->enabled) {
-        /* liburing 2.3 declares io_uring_enable_rings but does not export
-         * it: the register call itself. */
-        if (syscall(__NR_io_uring_register, st->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
-            return -errno;
-        st->enabled = 1;
-        st->issuer = pthread_self();
-        return 0;
-    }
-    if (!(st->setup_flags & IORING_SETUP_SINGLE_ISSUER) || pthread_equal(st->issuer, pthread_self()))
+    if (!(st->setup_flags & IORING_SETUP_SINGLE_ISSUER) || st->issuer == thread_id())
         return 0;
     if (st->in_kernel) return -EEXIST;
     /* Nothing of the program's is in the kernel: a new ring for this
@@ -203,10 +204,10 @@ static int own_ring(uring_state *st) {
     teardown_ring(st);
     int rc = setup_ring(st);
     if (rc < 0) return rc;
-    return own_ring(st);
+    arm_wake(st);
+    return 0;
 }
 
-static struct io_uring_sqe *arm_wake(uring_state *st);
 static int reap(cio__io *io);
 
 /* An SQE for the next batch. A full submission queue is submitted first
@@ -416,6 +417,13 @@ static void uring_submit(cio__io *io, cio__op *op) {
         complete_now(op, -EBADF);
         return;
     }
+    /* A loop that moved to another thread gets its new ring before
+     * anything is prepared in the old one (see own_ring). */
+    int rc = own_ring(st);
+    if (rc < 0) {
+        complete_now(op, rc);
+        return;
+    }
     if (refuses_blocking(op->kind)) {
         int blocking = is_blocking(op->fd);
         if (blocking != 0) {
@@ -424,7 +432,7 @@ static void uring_submit(cio__io *io, cio__op *op) {
         }
     }
     if (op->kind == CIO__OP_POLL) {
-        int rc = check_pollable(op->fd);
+        rc = check_pollable(op->fd);
         if (rc < 0) {
             complete_now(op, rc);
             return;
