@@ -195,7 +195,9 @@ typedef struct cio_loop_options {
      * yet (it is bound to no loop). */
     int debug;
     double slow_callback_duration; /* seconds; 0 = 0.1 as asyncio */
-    const char *backend;       /* "epoll" or NULL for the best available one */
+    /* "epoll", "uring" (or "io_uring"), "auto", or NULL: the environment
+     * variable CIO_BACKEND, else epoll. See "I/O backends" below. */
+    const char *backend;
     size_t stack_guard_size;   /* bytes of guard below each task stack (rounded up
                                 * to pages); 0 = CIO_DEFAULT_STACK_GUARD_SIZE */
     /* A virtual clock, for tests (Trio's MockClock with autojump): the loop
@@ -244,7 +246,11 @@ const char *cio_loop_stack_guard(const cio_loop *loop);
 
 /* Creates a loop; opts may be NULL. On failure *loopp is NULL and the
  * error is returned: -EINVAL, -ENOTSUP (unknown backend), -ENOMEM, or the
- * backend's error (-EMFILE...).
+ * backend's error (-EMFILE...). An explicit "uring" that the kernel cannot
+ * serve fails with -ENOSYS, -EPERM or -EACCES (io_uring_setup refused:
+ * no io_uring, kernel.io_uring_disabled, a seccomp filter) or -ENOTSUP (a
+ * needed flag, feature or opcode missing, or cio built without io_uring),
+ * and says why on stderr; "auto" falls back to epoll quietly.
  *
  * fork(): as in asyncio, the child of a fork starts with no running loop
  * and no current task, even if it forked inside one, and the parent's
@@ -343,7 +349,8 @@ void cio_loop_default_exception_handler(cio_loop *loop, const cio_error_context 
 int cio_loop_set_debug(cio_loop *loop, int enabled);
 int cio_loop_get_debug(const cio_loop *loop);
 
-/* The name of the I/O backend the loop uses ("epoll"); NULL for NULL. */
+/* The name of the I/O backend the loop uses ("epoll" or "io_uring");
+ * NULL for NULL. */
 const char *cio_loop_backend(const cio_loop *loop);
 
 /* ------------------------------------------------------------------------
@@ -1676,6 +1683,27 @@ int cio_add_signal_handler(cio_loop *loop, int sig, cio_callback_fn fn, void *ar
  * number outside 1..SIGRTMAX, -CIO_EFORKED. A call already queued does
  * not happen (arg may be freed once this returns). */
 int cio_remove_signal_handler(cio_loop *loop, int sig);
+
+/* ------------------------------------------------------------------------
+ * I/O backends
+ *
+ * Linux has two: "epoll" (readiness; every operation is tried, and waited
+ * for when the kernel says "not now") and "io_uring" (operations submitted
+ * to the kernel and completed by it). They behave the same to the
+ * program. The backend is chosen when the loop is created
+ * (cio_loop_options.backend, else the environment variable CIO_BACKEND,
+ * read with secure_getenv): "epoll" or "uring" as asked, or "auto", which
+ * takes io_uring when the kernel lets it and epoll otherwise, quietly.
+ * Naming none gives epoll in this version. CIO_URING_DISABLE (multishot, defer_taskrun,
+ * single_issuer) and CIO_URING_ENTRIES ("sq,cq") switch io_uring features
+ * off and size its rings, for tests and kernel-bug workarounds.
+ * ------------------------------------------------------------------------ */
+
+/* Why the loop does not run on io_uring, in one line: "" when it does,
+ * else e.g. "epoll was asked for", "io_uring_setup: EPERM (...)", "the
+ * kernel lacks the io_uring opcode ...", "cio was built without io_uring".
+ * The string lives as long as the loop. NULL for NULL. */
+const char *cio_loop_backend_fallback_reason(const cio_loop *loop);
 
 #if defined(CIO_BUILDING_LIBRARY) && defined(__GNUC__)
 #pragma GCC visibility pop

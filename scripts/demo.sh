@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 missing=()
-for p in cmake make gcc; do
+# liburing-dev: the io_uring backend (without it cio builds with epoll only).
+for p in cmake make gcc liburing-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

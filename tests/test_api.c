@@ -836,3 +836,22 @@ TEST(signal_calls_reject_bad_input) {
     CHECK_EQ(cio_remove_signal_handler(loop, SIGUSR1), 0);
     CHECK_OK(cio_loop_free(loop));
 }
+
+/* ---- I/O backends (the io_uring slice) ---- */
+
+TEST(backend_fallback_reason_rejects_null_and_names_the_choice) {
+    CHECK(cio_loop_backend_fallback_reason(NULL) == NULL);
+    cio_loop_options epoll = {.backend = "epoll"};
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new_with(&epoll, &loop));
+    CHECK_STR(cio_loop_backend(loop), "epoll");
+    CHECK_STR(cio_loop_backend_fallback_reason(loop), "epoll was asked for");
+    CHECK_OK(cio_loop_free(loop));
+    /* A loop on io_uring has nothing to explain. */
+    loop = test_loop();
+    if (strcmp(cio_loop_backend(loop), "io_uring") == 0)
+        CHECK_STR(cio_loop_backend_fallback_reason(loop), "");
+    else
+        CHECK(cio_loop_backend_fallback_reason(loop)[0] != '\0');
+    CHECK_OK(cio_loop_free(loop));
+}

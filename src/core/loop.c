@@ -129,6 +129,10 @@ const char *cio_loop_backend(const cio_loop *loop) {
     return loop && loop->io.backend ? loop->io.backend->name : NULL;
 }
 
+const char *cio_loop_backend_fallback_reason(const cio_loop *loop) {
+    return loop ? loop->io.fallback_reason : NULL;
+}
+
 const char *cio_loop_stack_guard(const cio_loop *loop) {
     return !loop ? NULL : loop->stacks.guard_regions ? "guard-region" : "guard-page";
 }

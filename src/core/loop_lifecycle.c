@@ -33,6 +33,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core.h"
@@ -66,8 +67,9 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
                                      opts->default_stack_size > CIO_MAX_STACK_SIZE))
         return -EINVAL;
     if (opts->stack_guard_size > CIO_MAX_STACK_SIZE) return -EINVAL;
-    /* CIO_BACKEND lets a test run choose the backend without code changes. */
-    const char *backend = opts->backend ? opts->backend : getenv("CIO_BACKEND");
+    /* CIO_BACKEND lets a test run (or an operator) choose the backend
+     * without code changes; a set-user-ID program ignores it. */
+    const char *backend = opts->backend ? opts->backend : secure_getenv("CIO_BACKEND");
     pthread_once(&atfork_once, register_atfork);
     cio_loop *loop = cio__calloc(1, sizeof *loop);
     if (!loop) return -ENOMEM;
@@ -96,6 +98,11 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
     }
     rc = cio__io_init(&loop->io, backend);
     if (rc < 0) {
+        /* An explicit choice that cannot be honoured says why: the error
+         * code alone cannot tell a seccomp filter from a sysctl. */
+        if (loop->io.fallback_reason[0] && backend && strcmp(backend, "epoll") != 0)
+            fprintf(stderr, "cio: the %s backend was asked for but cannot be used: %s\n", backend,
+                    loop->io.fallback_reason);
         cio__loop_slot_release(loop);
         cio__free(loop);
         return rc;

@@ -47,5 +47,8 @@ typedef struct cio__backend {
 } cio__backend;
 
 extern const cio__backend cio__backend_epoll;
+#if CIO__HAVE_URING
+extern const cio__backend cio__backend_uring;
+#endif
 
 #endif

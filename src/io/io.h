@@ -10,14 +10,20 @@
 #include "backend.h"
 #include "op.h"
 
+#include <stdbool.h>
+
 struct cio__io {
     const cio__backend *backend;
     void *state;        /* the backend's own */
     size_t in_flight;   /* operations between submit and final completion */
+    /* Why the loop does not run on io_uring ("" when it does). */
+    char fallback_reason[160];
 };
 
-/* Chooses a backend by name (NULL or "" for the best available) and starts
- * it: -ENOTSUP for an unknown or unavailable name. */
+/* Chooses a backend by name ("epoll", "uring"; NULL, "" or "auto" for the
+ * default, see io.c) and starts it: -ENOTSUP for an unknown name, or for
+ * "uring" the probe's error (-ENOSYS, -EPERM, -EACCES: refused by the
+ * kernel; -ENOTSUP: a feature missing; -ENOMEM, -EMFILE...). */
 int cio__io_init(cio__io *io, const char *name);
 void cio__io_fini(cio__io *io);
 

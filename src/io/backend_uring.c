@@ -1,0 +1,867 @@
+/*
+ * The io_uring backend: operations submitted to the kernel.
+ *
+ * Where the epoll backend tries a system call and waits for readiness when
+ * the kernel says "not now", this one hands every operation to the kernel
+ * as a submission queue entry (SQE) whose user_data is the operation record
+ * itself, and completes the operation when its completion queue entry (CQE)
+ * comes back. Nothing is tried at submit: submit() only prepares the SQE,
+ * and the loop's next poll() submits everything prepared during the
+ * iteration and waits for completions in one io_uring_enter (io_uring_
+ * submit_and_wait_timeout with the next timer's deadline).
+ *
+ * Per descriptor (src/base/fd_table.h) the backend keeps what epoll keeps:
+ * a FIFO queue per direction, the persistent watchers and the owner.
+ *  - Order. The kernel does not promise that two receives parked on one
+ *    socket complete in the order they were submitted (io-uring.md §4.6),
+ *    so only the head of each direction's queue is in the kernel; the next
+ *    one is submitted when the head has had its final completion. That
+ *    keeps the contract's FIFO per direction (and a CIO__OP_ALL send, which
+ *    is resubmitted for its rest after a short send, keeps its place).
+ *  - Readiness waits (CIO__OP_POLL) are IORING_OP_POLL_ADD. A one-shot wait
+ *    is one poll. A persistent watcher (add_reader, level-triggered as in
+ *    asyncio) is a one-shot poll that is prepared again after each report;
+ *    it is submitted with the next poll(), after the watcher's callback
+ *    ran, so a descriptor that is still ready reports again, as a level-
+ *    triggered epoll registration does.
+ *  - An owned descriptor (CIO__OP_OWN) gets one multishot poll for both
+ *    directions and POLLRDHUP: the kernel posts a CQE at every wake-up of
+ *    the socket, which are the edges epoll's EPOLLET gives. A multishot
+ *    poll that the kernel ends on its own (no IORING_CQE_F_MORE, e.g. under
+ *    CQ pressure) is submitted again.
+ *  - Sends carry MSG_NOSIGNAL (a peer that went away is -EPIPE, never
+ *    SIGPIPE); MSG_DONTWAIT is dropped from the caller's flags, because it
+ *    would make the kernel answer -EAGAIN instead of waiting.
+ *  - A CQE with -EAGAIN (older kernels, or a socket the kernel did not
+ *    park) turns the operation into a readiness poll for its direction,
+ *    after which the operation is submitted again. A connect that finds an
+ *    attempt already in progress (-EALREADY, left by an earlier cancelled
+ *    connect) waits for writability and reads SO_ERROR, as epoll does.
+ *  - accept, connect, read and write refuse a descriptor in blocking mode
+ *    with -EINVAL, and readiness waits refuse regular files and directories
+ *    with -EPERM, exactly as the epoll backend does: the two backends give
+ *    the same answers.
+ *
+ * Cancelling is two-phase (backend.h). An operation still waiting in its
+ * queue (not in the kernel) completes at once with the reason. One in the
+ * kernel is marked, its reason kept in its result field, and an
+ * IORING_OP_ASYNC_CANCEL naming it is prepared; its own final CQE ends it:
+ * -ECANCELED becomes the reason, anything else (bytes received, a
+ * connection accepted) is the real result, so nothing is lost. If the
+ * operation's SQE was not even submitted yet, the cancel rides behind it in
+ * the same batch and the kernel sees both in order.
+ *
+ * Closing (CIO__OP_CLOSE) is synchronous, as on epoll: the descriptor's
+ * queued operations end with -EBADF at once, those in the kernel are
+ * cancelled with -EBADF as the reason, and close waits (entering the kernel
+ * as often as needed) until the descriptor has no request left in the
+ * kernel; only then is the descriptor closed. So no request can ever run on
+ * a later descriptor that reuses the number, and every operation has had
+ * its final completion before the number is free. The descriptor's count of
+ * requests in the kernel (in_kernel) makes that wait exact.
+ *
+ * Loop close (drain) does the same for every descriptor and waits until no
+ * request is left. A request the kernel never completes is never freed nor
+ * reported done: drain keeps waiting (and says so on stderr every second),
+ * because the kernel may still write into the memory the request names.
+ *
+ * Thread binding. The ring is set up with SINGLE_ISSUER|DEFER_TASKRUN when
+ * the kernel has them (and they are not switched off), which binds it to
+ * the thread that set it up. A loop may be created in one thread and run
+ * in another: when a different thread drives the loop while nothing of the
+ * program's is in the kernel, the ring is set up again for that thread
+ * (the wake-up poll is armed again, nothing else is lost); with requests in
+ * the kernel that is refused (-EEXIST), which a loop that changes threads
+ * while it has I/O in flight is not expected to do. Threads are told apart
+ * by a number of cio's own (thread_id), never by pthread_t, which a new
+ * thread inherits from one that ended.
+ *
+ * Cross-thread wake-up is an eventfd under a multishot poll (the kernel's
+ * single-issuer rule forbids other threads to submit): wake() only writes
+ * the eventfd, which is thread-safe.
+ *
+ * The kernel writes received bytes itself, so Valgrind cannot see those
+ * writes: completed receives mark their bytes defined for it (a no-op
+ * outside Valgrind).
+ */
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#endif
+#endif
+#ifndef VALGRIND_MAKE_MEM_DEFINED
+#define VALGRIND_MAKE_MEM_DEFINED(addr, len) ((void)(addr), (void)(len))
+#endif
+
+#include "io.h"
+#include "uring_probe.h"
+
+enum { DIR_IN = 0, DIR_OUT = 1 };
+
+/* user_data of the backend's own requests; operation records are aligned,
+ * so these small values never name one. */
+#define TAG_WAKE 1u
+#define TAG_CANCEL 2u
+
+/* op->stage bits while the operation is in flight. */
+#define ST_KERNEL 0x01u   /* a request of the operation is in (or bound for) the kernel */
+#define ST_CANCEL 0x02u   /* cancel asked; op->result holds the reason */
+#define ST_WAIT 0x04u     /* the request is a readiness poll before the real call */
+#define ST_CHECK 0x08u    /* connect: after the poll, read SO_ERROR */
+#define ST_FAULT 0x10u    /* an injected failure rides a NOP (see issue) */
+
+typedef struct fd_entry {
+    cio__link queue[2];    /* operations for in / out, FIFO; only the head is in the kernel */
+    cio__op *watch[2];     /* persistent readiness watchers */
+    cio__op *owner;        /* the owner's edge watch, for an owned descriptor */
+    size_t in_kernel;      /* requests of this descriptor in the kernel */
+    uint8_t hung_up;       /* owned: the peer shut down (sticky until close) */
+} fd_entry;
+
+typedef struct uring_state {
+    struct io_uring ring;
+    struct io_uring_params params;
+    cio__uring_config config;
+    unsigned setup_flags;
+    int wake_fd;
+    uint64_t wake_count;
+    cio__fd_table fds;
+    size_t in_kernel;      /* the program's requests in the kernel, all descriptors */
+    cio__io *io;           /* whose state this is (for get_sqe) */
+    uint64_t issuer;       /* the thread that set the ring up (thread_id) */
+    uint8_t ring_up;       /* ring set up (io_uring_queue_exit is due) */
+    uint8_t wake_armed;
+} uring_state;
+
+static void init_entry(void *p) {
+    fd_entry *e = p;
+    memset(e, 0, sizeof *e);
+    cio__list_init(&e->queue[DIR_IN]);
+    cio__list_init(&e->queue[DIR_OUT]);
+}
+
+static int direction(const cio__op *op) {
+    switch (op->kind) {
+    case CIO__OP_POLL: return (op->u.poll.events & CIO__POLL_OUT) ? DIR_OUT : DIR_IN;
+    case CIO__OP_SEND:
+    case CIO__OP_SENDMSG:
+    case CIO__OP_CONNECT:
+    case CIO__OP_WRITE: return DIR_OUT;
+    default: return DIR_IN;
+    }
+}
+
+/* A number for the calling thread that no other thread of the process ever
+ * had: a pthread_t (or a kernel tid) of a thread that ended is given to
+ * the next one, and the kernel would then refuse the new thread's
+ * submissions to a SINGLE_ISSUER ring. */
+static uint64_t thread_id(void) {
+    static _Atomic uint64_t next_id;
+    static CIO__TLS uint64_t id;
+    if (!id) id = atomic_fetch_add(&next_id, 1) + 1;
+    return id;
+}
+
+static int setup_ring(uring_state *st) {
+    memset(&st->params, 0, sizeof st->params);
+    st->params.flags = st->setup_flags | IORING_SETUP_CQSIZE;
+    st->params.cq_entries = st->config.cq_entries;
+    int rc = io_uring_queue_init_params(st->config.sq_entries, &st->ring, &st->params);
+    if (rc < 0) return rc;
+    st->ring_up = 1;
+    st->issuer = thread_id();
+    st->wake_armed = 0;
+    return 0;
+}
+
+static void teardown_ring(uring_state *st) {
+    if (st->ring_up) io_uring_queue_exit(&st->ring);
+    st->ring_up = 0;
+}
+
+static struct io_uring_sqe *arm_wake(uring_state *st);
+
+/* Makes the ring usable from the calling thread (see the opening comment).
+ * Returns 0 or -errno. */
+static int own_ring(uring_state *st) {
+    if (!(st->setup_flags & IORING_SETUP_SINGLE_ISSUER) || st->issuer == thread_id())
+        return 0;
+    if (st->in_kernel) return -EEXIST;
+    /* Nothing of the program's is in the kernel: a new ring for this
+     * thread. Only the wake-up poll is lost, and it is armed again. */
+    teardown_ring(st);
+    int rc = setup_ring(st);
+    if (rc < 0) return rc;
+    arm_wake(st);
+    return 0;
+}
+
+static int reap(cio__io *io);
+
+/* An SQE for the next batch. A full submission queue is submitted first
+ * (the only early submission). The kernel may refuse new submissions while
+ * completions wait in its overflow list (a CQ far smaller than the load):
+ * then the completions are handled first, here, which is why every
+ * handler and every walk over a queue allows for completions handled
+ * inside it (see cancel_all). */
+static struct io_uring_sqe *get_sqe(uring_state *st) {
+    for (;;) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
+        if (sqe) return sqe;
+        if (own_ring(st) < 0) {
+            /* Cannot happen on a loop used from one thread; an SQE that
+             * never comes would lose an operation, so say so loudly. */
+            fprintf(stderr, "cio: io_uring: submission queue full on a foreign thread\n");
+            abort();
+        }
+        int rc = io_uring_submit(&st->ring);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            fprintf(stderr, "cio: io_uring_submit: %s\n", strerror(-rc));
+            abort();
+        }
+        if (io_uring_sq_space_left(&st->ring) == 0) reap(st->io);
+    }
+}
+
+static struct io_uring_sqe *arm_wake(uring_state *st) {
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (st->config.no_multishot)
+        io_uring_prep_poll_add(sqe, st->wake_fd, POLLIN);
+    else
+        io_uring_prep_poll_multishot(sqe, st->wake_fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, TAG_WAKE);
+    st->wake_armed = 1;
+    return sqe;
+}
+
+static int uring_init(cio__io *io) {
+    uring_state *st = cio__calloc(1, sizeof *st);
+    if (!st) return -ENOMEM;
+    cio__uring_probe_result probe;
+    int rc = cio__uring_probe(&probe);
+    if (rc < 0) {
+        snprintf(io->fallback_reason, sizeof io->fallback_reason, "%s", probe.reason);
+        cio__free(st);
+        return rc;
+    }
+    st->config = probe.config;
+    st->io = io;
+    st->setup_flags = probe.setup_flags;
+    st->wake_fd = cio__sys_eventfd();
+    if (st->wake_fd < 0) {
+        rc = -errno;
+        cio__free(st);
+        return rc;
+    }
+    rc = setup_ring(st);
+    if (rc < 0) {
+        snprintf(io->fallback_reason, sizeof io->fallback_reason, "io_uring_setup: %s",
+                 strerror(-rc));
+        close(st->wake_fd);
+        cio__free(st);
+        return rc;
+    }
+    cio__fd_table_init(&st->fds, sizeof(fd_entry), init_entry);
+    arm_wake(st);
+    io->state = st;
+    return 0;
+}
+
+static void uring_fini(cio__io *io) {
+    uring_state *st = io->state;
+    if (!st) return;
+    if (st->in_kernel) {
+        /* drain could not reap everything (see its comment): the kernel may
+         * still write into what those requests name, so the ring and the
+         * state are left as they are, never freed. */
+        io->state = NULL;
+        return;
+    }
+    teardown_ring(st);
+    close(st->wake_fd);
+    cio__fd_table_destroy(&st->fds);
+    cio__free(st);
+    io->state = NULL;
+}
+
+/* 1 if fd is in blocking mode, 0 if not, or -errno (as epoll's). */
+static int is_blocking(int fd) {
+    int fl = cio__sys_fcntl(fd, F_GETFL, 0);
+    if (fl < 0) return -errno;
+    return !(fl & O_NONBLOCK);
+}
+
+static bool refuses_blocking(uint8_t kind) {
+    return kind == CIO__OP_READ || kind == CIO__OP_WRITE || kind == CIO__OP_ACCEPT ||
+           kind == CIO__OP_CONNECT;
+}
+
+/* What epoll refuses to watch, refused here too: files that are always
+ * "ready" (regular files, directories). 0 or -errno. */
+static int check_pollable(int fd) {
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return -errno;
+    if (S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode)) return -EPERM;
+    return 0;
+}
+
+static void complete_now(cio__op *op, ssize_t result) {
+    op->result = result;
+    op->state = CIO__OP_DONE;
+}
+
+static void finish(cio__io *io, cio__op *op, ssize_t result) {
+    op->result = result;
+    op->state = CIO__OP_DONE;
+    op->stage = 0;
+    io->in_flight--;
+    op->done(op);
+}
+
+static int strip_flags(int flags) {
+    return flags & ~MSG_DONTWAIT;
+}
+
+/* Prepares the operation's next request (see the opening comment for what
+ * each kind becomes) and counts it on its descriptor. */
+static void issue(uring_state *st, fd_entry *e, cio__op *op) {
+    struct io_uring_sqe *sqe = get_sqe(st);
+    int fd = op->fd;
+    /* Fault injection (src/base/fault.h): the kernel's calls do not pass
+     * through the wrappers, so the failure the wrapper would inject comes
+     * back through the kernel as a NOP's completion, on the same path as a
+     * real error. */
+    if (cio__fault_hit()) {
+        op->stage |= ST_FAULT;
+        io_uring_prep_nop(sqe);
+    } else if (op->stage & ST_WAIT) {
+        io_uring_prep_poll_add(sqe, fd, direction(op) == DIR_OUT ? POLLOUT : POLLIN);
+    } else if (op->flags & CIO__OP_OWN) {
+        io_uring_prep_poll_multishot(sqe, fd, POLLIN | POLLOUT | POLLRDHUP);
+    } else {
+        switch (op->kind) {
+        case CIO__OP_POLL:
+            io_uring_prep_poll_add(sqe, fd, direction(op) == DIR_OUT ? POLLOUT : POLLIN);
+            break;
+        case CIO__OP_RECV:
+            io_uring_prep_recv(sqe, fd, op->u.rw.buf, op->u.rw.len, strip_flags(op->u.rw.flags));
+            break;
+        case CIO__OP_SEND:
+            io_uring_prep_send(sqe, fd, (char *)op->u.rw.buf + op->progress,
+                               op->u.rw.len - op->progress,
+                               strip_flags(op->u.rw.flags) | MSG_NOSIGNAL);
+            break;
+        case CIO__OP_RECVMSG:
+            io_uring_prep_recvmsg(sqe, fd, op->u.msg.msg, (unsigned)strip_flags(op->u.msg.flags));
+            break;
+        case CIO__OP_SENDMSG:
+            io_uring_prep_sendmsg(sqe, fd, op->u.msg.msg,
+                                  (unsigned)(strip_flags(op->u.msg.flags) | MSG_NOSIGNAL));
+            break;
+        case CIO__OP_ACCEPT:
+            io_uring_prep_accept(sqe, fd, op->u.accept.addr, op->u.accept.addrlen,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+            break;
+        case CIO__OP_CONNECT:
+            io_uring_prep_connect(sqe, fd, op->u.connect.addr, op->u.connect.addrlen);
+            break;
+        case CIO__OP_READ:
+            io_uring_prep_read(sqe, fd, op->u.rw.buf, (unsigned)op->u.rw.len, (uint64_t)-1);
+            break;
+        case CIO__OP_WRITE:
+            io_uring_prep_write(sqe, fd, op->u.rw.buf, (unsigned)op->u.rw.len, (uint64_t)-1);
+            break;
+        default: io_uring_prep_nop(sqe); break;
+        }
+    }
+    io_uring_sqe_set_data(sqe, op);
+    op->stage |= ST_KERNEL;
+    e->in_kernel++;
+    st->in_kernel++;
+}
+
+static void request_cancel(uring_state *st, cio__op *op, int reason) {
+    if (op->stage & ST_CANCEL) return;
+    op->stage |= ST_CANCEL;
+    op->result = reason;
+    struct io_uring_sqe *sqe = get_sqe(st);
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+    io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+}
+
+static void close_fd(cio__io *io, cio__op *op);
+
+static void uring_submit(cio__io *io, cio__op *op) {
+    uring_state *st = io->state;
+    if (op->kind == CIO__OP_CLOSE) {
+        close_fd(io, op);
+        return;
+    }
+    if (op->kind >= CIO__OP_FSYNC) {
+        complete_now(op, -EOPNOTSUPP);
+        return;
+    }
+    if (op->fd < 0 || op->fd == st->ring.ring_fd || op->fd == st->wake_fd) {
+        complete_now(op, -EBADF);
+        return;
+    }
+    /* A loop that moved to another thread gets its new ring before
+     * anything is prepared in the old one (see own_ring). */
+    int rc = own_ring(st);
+    if (rc < 0) {
+        complete_now(op, rc);
+        return;
+    }
+    if (refuses_blocking(op->kind)) {
+        int blocking = is_blocking(op->fd);
+        if (blocking != 0) {
+            complete_now(op, blocking < 0 ? blocking : -EINVAL);
+            return;
+        }
+    }
+    if (op->kind == CIO__OP_POLL) {
+        rc = check_pollable(op->fd);
+        if (rc < 0) {
+            complete_now(op, rc);
+            return;
+        }
+    }
+    int err = 0;
+    fd_entry *e = cio__fd_table_get(&st->fds, op->fd, &err);
+    if (!e) {
+        complete_now(op, err);
+        return;
+    }
+    int dir = direction(op);
+    op->stage = 0;
+    if (op->flags & CIO__OP_OWN) {
+        if (e->owner || e->watch[DIR_IN] || e->watch[DIR_OUT]) {
+            complete_now(op, -EBUSY);
+            return;
+        }
+        e->owner = op;
+        e->hung_up = 0;
+        issue(st, e, op);
+    } else if (op->flags & CIO__OP_MULTISHOT) {
+        if (e->watch[dir] || e->owner) {
+            complete_now(op, -EBUSY);
+            return;
+        }
+        e->watch[dir] = op;
+        issue(st, e, op);
+    } else {
+        bool head = cio__list_empty(&e->queue[dir]);
+        cio__list_push_back(&e->queue[dir], &op->link);
+        if (head) issue(st, e, op);
+    }
+    op->state = CIO__OP_IN_FLIGHT;
+    io->in_flight++;
+}
+
+static void uring_cancel(cio__io *io, cio__op *op, int reason) {
+    uring_state *st = io->state;
+    if (op->state != CIO__OP_IN_FLIGHT) return;
+    fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
+    int dir = direction(op);
+    if (e && (op->flags & CIO__OP_OWN)) {
+        if (e->owner == op) e->owner = NULL;
+    } else if (e && (op->flags & CIO__OP_MULTISHOT)) {
+        if (e->watch[dir] == op) e->watch[dir] = NULL;
+    }
+    if (op->stage & ST_KERNEL) {
+        request_cancel(st, op, reason);
+        return;
+    }
+    /* Waiting behind the head of its queue: nothing of it is in the
+     * kernel. */
+    cio__list_unlink(&op->link);
+    finish(io, op, reason);
+}
+
+/* Readiness as the upper layers read it (epoll's values). */
+static uint32_t readiness(uint32_t revents) {
+    return revents & (CIO__POLL_IN | CIO__POLL_OUT | POLLERR | POLLHUP);
+}
+
+/* Marks what the kernel wrote for a completed receive as defined for
+ * Valgrind (see the opening comment). */
+static void note_written(const cio__op *op, ssize_t res) {
+    if (res < 0) return;
+    switch (op->kind) {
+    case CIO__OP_RECV:
+    case CIO__OP_READ: VALGRIND_MAKE_MEM_DEFINED(op->u.rw.buf, (size_t)res); break;
+    case CIO__OP_RECVMSG: {
+        struct msghdr *m = op->u.msg.msg;
+        size_t left = (size_t)res;
+        for (size_t i = 0; i < (size_t)m->msg_iovlen && left; i++) {
+            size_t n = m->msg_iov[i].iov_len < left ? m->msg_iov[i].iov_len : left;
+            VALGRIND_MAKE_MEM_DEFINED(m->msg_iov[i].iov_base, n);
+            left -= n;
+        }
+        if (m->msg_name && m->msg_namelen) VALGRIND_MAKE_MEM_DEFINED(m->msg_name, m->msg_namelen);
+        if (m->msg_control && m->msg_controllen)
+            VALGRIND_MAKE_MEM_DEFINED(m->msg_control, m->msg_controllen);
+        VALGRIND_MAKE_MEM_DEFINED(&m->msg_flags, sizeof m->msg_flags);
+        break;
+    }
+    case CIO__OP_ACCEPT:
+        if (op->u.accept.addrlen) {
+            VALGRIND_MAKE_MEM_DEFINED(op->u.accept.addrlen, sizeof *op->u.accept.addrlen);
+            if (op->u.accept.addr)
+                VALGRIND_MAKE_MEM_DEFINED(op->u.accept.addr, *op->u.accept.addrlen);
+        }
+        break;
+    default: break;
+    }
+}
+
+/* The owner's multishot poll reported, or ended. */
+static void owner_cqe(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, int res, bool more) {
+    if (!more) {
+        op->stage &= (uint8_t)~ST_KERNEL;
+        e->in_kernel--;
+        st->in_kernel--;
+    }
+    if (op->stage & ST_CANCEL) {
+        if (!more) finish(io, op, op->result);
+        return;
+    }
+    if (res >= 0) {
+        uint32_t ev = (uint32_t)res;
+        uint32_t failed = ev & (POLLERR | POLLHUP);
+        uint32_t in = (ev & POLLIN) || failed ? CIO__POLL_IN | failed : 0;
+        uint32_t out = (ev & POLLOUT) || failed ? CIO__POLL_OUT | failed : 0;
+        if (ev & (POLLRDHUP | POLLHUP | POLLERR)) e->hung_up = 1;
+        op->result = in | out | (e->hung_up ? CIO__POLL_RDHUP : 0);
+        op->done(op);
+        /* The callback may not cancel (op.h), so op is still the owner. */
+        if (!more) issue(st, e, op);
+        return;
+    }
+    if (more) return;
+    if (res == -ECANCELED) {
+        /* Not asked for: the kernel ended it (its issuing thread went
+         * away). The owner still wants its edges. */
+        issue(st, e, op);
+        return;
+    }
+    if (e->owner == op) e->owner = NULL;
+    finish(io, op, res);
+}
+
+/* A persistent watcher's one-shot poll reported, or ended. */
+static void watcher_cqe(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, int res) {
+    int dir = direction(op);
+    if (op->stage & ST_CANCEL) {
+        finish(io, op, op->result);
+        return;
+    }
+    if (res >= 0 || res == -ECANCELED) {
+        if (res >= 0) {
+            uint32_t failed = (uint32_t)res & (POLLERR | POLLHUP);
+            op->result = (dir == DIR_OUT ? CIO__POLL_OUT : CIO__POLL_IN) | failed;
+            op->done(op);
+        }
+        /* Armed again for the next poll(), after the callback ran: level-
+         * triggered, as asyncio's selector. */
+        issue(st, e, op);
+        return;
+    }
+    if (e->watch[dir] == op) e->watch[dir] = NULL;
+    finish(io, op, res);
+}
+
+/* The final completion of a queued operation: it leaves its queue and the
+ * next one goes to the kernel. */
+static void queue_done(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, ssize_t result) {
+    int dir = direction(op);
+    cio__list_unlink(&op->link);
+    finish(io, op, result);
+    cio__link *next = e->queue[dir].next;
+    if (next != &e->queue[dir]) issue(st, e, CIO__CONTAINER_OF(next, cio__op, link));
+}
+
+/* Reads the outcome of a connect whose attempt was already under way. */
+static ssize_t connect_outcome(int fd) {
+    int err = 0;
+    unsigned int len = sizeof err;
+    if (cio__sys_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -errno;
+    return err ? -err : 0;
+}
+
+static void queued_cqe(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, int res) {
+    bool cancelling = (op->stage & ST_CANCEL) != 0;
+    if (op->stage & ST_WAIT) {
+        /* The readiness poll before a retry (or a connect's outcome). */
+        if (res >= 0) {
+            op->stage &= (uint8_t)~ST_WAIT;
+            if (op->stage & ST_CHECK) {
+                queue_done(io, st, e, op, connect_outcome(op->fd));
+                return;
+            }
+            if (cancelling) {
+                queue_done(io, st, e, op, op->result);
+                return;
+            }
+            issue(st, e, op);
+            return;
+        }
+        if (cancelling) {
+            queue_done(io, st, e, op, op->result);
+            return;
+        }
+        if (res == -ECANCELED) {
+            issue(st, e, op);
+            return;
+        }
+        queue_done(io, st, e, op, res);
+        return;
+    }
+    note_written(op, res);
+    if (res == -ECANCELED && cancelling) {
+        queue_done(io, st, e, op, op->result);
+        return;
+    }
+    /* The request did not happen; unless a cancel is waiting, it is made
+     * again (after readiness, for "not now"). */
+    if (res == -EAGAIN || res == -EINTR || res == -ECANCELED ||
+        (op->kind == CIO__OP_ACCEPT && res == -ECONNABORTED) ||
+        (op->kind == CIO__OP_CONNECT && (res == -EALREADY || res == -EINPROGRESS))) {
+        if (cancelling) {
+            queue_done(io, st, e, op, op->result);
+            return;
+        }
+        if (res == -EAGAIN || op->kind == CIO__OP_CONNECT) op->stage |= ST_WAIT;
+        if (op->kind == CIO__OP_CONNECT && res != -EAGAIN && res != -EINTR && res != -ECANCELED)
+            op->stage |= ST_CHECK;
+        issue(st, e, op);
+        return;
+    }
+    if (op->kind == CIO__OP_POLL && res >= 0) res = (int)readiness((uint32_t)res);
+    if (op->kind == CIO__OP_SEND && (op->flags & CIO__OP_ALL) && res >= 0) {
+        op->progress += (size_t)res;
+        if (op->progress < op->u.rw.len) {
+            if (cancelling) {
+                queue_done(io, st, e, op, op->result);
+                return;
+            }
+            issue(st, e, op);
+            return;
+        }
+        queue_done(io, st, e, op, (ssize_t)op->progress);
+        return;
+    }
+    queue_done(io, st, e, op, res);
+}
+
+/* The error the fault wrapper of the same system call injects. */
+static int injected_error(const cio__op *op) {
+    if (op->kind == CIO__OP_POLL || (op->stage & ST_WAIT)) return -ENOMEM; /* as epoll_ctl */
+    switch (op->kind) {
+    case CIO__OP_RECV:
+    case CIO__OP_RECVMSG: return -ENOMEM;
+    case CIO__OP_READ:
+    case CIO__OP_WRITE: return -EIO;
+    case CIO__OP_ACCEPT: return -EMFILE;
+    default: return -ENOBUFS;
+    }
+}
+
+static void handle_cqe(cio__io *io, uint64_t data, int res, unsigned flags) {
+    uring_state *st = io->state;
+    if (data == TAG_CANCEL) return;
+    if (data == TAG_WAKE) {
+        uint64_t count;
+        ssize_t ignored = read(st->wake_fd, &count, sizeof count);
+        (void)ignored;
+        if (!(flags & IORING_CQE_F_MORE)) arm_wake(st);
+        return;
+    }
+    cio__op *op = (cio__op *)(uintptr_t)data;
+    fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
+    bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (op->stage & ST_FAULT) {
+        res = injected_error(op);
+        op->stage &= (uint8_t)~(ST_FAULT | ST_WAIT | ST_CHECK);
+    }
+    if (op->flags & CIO__OP_OWN) {
+        owner_cqe(io, st, e, op, res, more);
+        return;
+    }
+    op->stage &= (uint8_t)~ST_KERNEL;
+    e->in_kernel--;
+    st->in_kernel--;
+    if (op->flags & CIO__OP_MULTISHOT)
+        watcher_cqe(io, st, e, op, res);
+    else
+        queued_cqe(io, st, e, op, res);
+}
+
+/* Handles the CQEs that are there, at most a CQ's worth: with a CQ far
+ * smaller than the load, handling completions makes more of them (an
+ * owner's multishot poll that the kernel ended for want of CQ room is
+ * submitted again and reports at once), and the loop must get on with its
+ * callbacks meanwhile. Each CQE is consumed before it is handled, so a
+ * handler that needs to submit (a full SQ) cannot see it twice. */
+static int reap(cio__io *io) {
+    uring_state *st = io->state;
+    int n = 0;
+    struct io_uring_cqe *cqe;
+    while ((unsigned)n < st->params.cq_entries && io_uring_peek_cqe(&st->ring, &cqe) == 0) {
+        uint64_t data = cqe->user_data;
+        int res = cqe->res;
+        unsigned flags = cqe->flags;
+        io_uring_cqe_seen(&st->ring, cqe);
+        handle_cqe(io, data, res, flags);
+        n++;
+    }
+    return n;
+}
+
+/* One trip to the kernel: submits what is prepared and waits for at least
+ * one completion at most timeout_ns (-1: no limit, 0: do not wait). */
+static int enter(uring_state *st, int64_t timeout_ns) {
+    /* Fault injection: the one failure of a wait a caller can see, as for
+     * epoll_wait. */
+    if (cio__fault_hit()) return -EINTR;
+    int rc = own_ring(st);
+    if (rc < 0) return rc;
+    if (timeout_ns == 0) {
+        rc = io_uring_submit_and_get_events(&st->ring);
+    } else if (timeout_ns < 0) {
+        rc = io_uring_submit_and_wait(&st->ring, 1);
+    } else {
+        struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
+                                       .tv_nsec = timeout_ns % 1000000000};
+        struct io_uring_cqe *cqe;
+        rc = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);
+    }
+    if (rc == -ETIME || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN) return 0;
+    return rc < 0 ? rc : 0;
+}
+
+static int uring_poll(cio__io *io, int64_t timeout_ns) {
+    uring_state *st = io->state;
+    /* Completions that are already there (a close's wait may leave some)
+     * are handled without waiting. */
+    if (io_uring_cq_ready(&st->ring)) timeout_ns = 0;
+    int rc = enter(st, timeout_ns);
+    int n = reap(io);
+    return n ? n : rc;
+}
+
+/* Waits until fd has nothing left in the kernel (see the opening
+ * comment), handling whatever else completes meanwhile. */
+static void wait_for_kernel(cio__io *io, const size_t *count, const char *what) {
+    uring_state *st = io->state;
+    int64_t started = 0;
+    struct timespec now;
+    while (*count) {
+        int rc = enter(st, 1000000000);
+        if (rc == -EINTR) continue;
+        if (rc < 0 && rc != -EEXIST) {
+            fprintf(stderr, "cio: io_uring: %s: io_uring_enter: %s\n", what, strerror(-rc));
+            return;
+        }
+        if (rc == -EEXIST) {
+            fprintf(stderr, "cio: io_uring: %s from a thread that is not the loop's: "
+                            "%zu operations left in the kernel\n", what, *count);
+            return;
+        }
+        if (!reap(io) && *count) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (!started) started = now.tv_sec;
+            else if (now.tv_sec - started >= 1)
+                fprintf(stderr, "cio: io_uring: %s waits for %zu operations the kernel has "
+                                "not completed\n", what, *count);
+        }
+    }
+}
+
+/* Ends every operation of e: queued ones at once, those in the kernel by a
+ * cancel whose final completion comes later. */
+static void cancel_all(cio__io *io, fd_entry *e, int reason) {
+    uring_state *st = io->state;
+    for (int d = 0; d < 2; d++) {
+        /* Preparing a cancel may handle completions (get_sqe), which take
+         * operations off this queue: the walk starts over after each. */
+        cio__link *l = e->queue[d].next;
+        while (l != &e->queue[d]) {
+            cio__op *op = CIO__CONTAINER_OF(l, cio__op, link);
+            if (!(op->stage & ST_KERNEL)) {
+                cio__list_unlink(&op->link);
+                finish(io, op, reason);
+                l = e->queue[d].next;
+            } else if (!(op->stage & ST_CANCEL)) {
+                request_cancel(st, op, reason);
+                l = e->queue[d].next;
+            } else {
+                l = l->next;
+            }
+        }
+        cio__op *w = e->watch[d];
+        e->watch[d] = NULL;
+        if (w) request_cancel(st, w, reason);
+    }
+    cio__op *owner = e->owner;
+    e->owner = NULL;
+    if (owner) request_cancel(st, owner, reason);
+}
+
+/* CIO__OP_CLOSE: see the opening comment. */
+static void close_fd(cio__io *io, cio__op *op) {
+    uring_state *st = io->state;
+    fd_entry *e = op->fd < 0 || op->fd == st->ring.ring_fd || op->fd == st->wake_fd
+                      ? NULL
+                      : cio__fd_table_find(&st->fds, op->fd);
+    if (e) {
+        cancel_all(io, e, -EBADF);
+        wait_for_kernel(io, &e->in_kernel, "close");
+        e->hung_up = 0;
+    }
+    if (op->u.close.keep_fd)
+        complete_now(op, 0);
+    else
+        complete_now(op, op->fd < 0 ? -EBADF : cio__sys_close(op->fd) == 0 ? 0 : -errno);
+}
+
+static void uring_wake(cio__io *io) {
+    uring_state *st = io->state;
+    uint64_t one = 1;
+    ssize_t ignored = write(st->wake_fd, &one, sizeof one);
+    (void)ignored;
+}
+
+static void drain_entry(void *p, int fd, void *arg) {
+    (void)fd;
+    cancel_all(arg, p, -ECANCELED);
+}
+
+static void uring_drain(cio__io *io) {
+    uring_state *st = io->state;
+    cio__fd_table_each(&st->fds, drain_entry, io);
+    wait_for_kernel(io, &st->in_kernel, "loop close");
+}
+
+const cio__backend cio__backend_uring = {
+    .name = "io_uring",
+    .init = uring_init,
+    .fini = uring_fini,
+    .submit = uring_submit,
+    .cancel = uring_cancel,
+    .poll = uring_poll,
+    .wake = uring_wake,
+    .drain = uring_drain,
+};

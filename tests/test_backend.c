@@ -1,0 +1,517 @@
+/*
+ * The I/O backends: choosing one (and falling back when io_uring is
+ * refused), and the cases where a completion backend can go wrong that a
+ * readiness one cannot: cancelling an operation whose buffer is on the
+ * cancelled task's stack, cancelling while data arrives, closing a
+ * descriptor under an operation and reusing its number, closing the loop
+ * with operations in flight, and rings far smaller than the load. Each
+ * runs on every backend (backend.<name> and backend.<name>.uring).
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test.h"
+
+static void nonblocking_pair(int sv[2]) {
+    CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv));
+}
+
+static void raise_fd_limit(rlim_t want) {
+    struct rlimit rl;
+    CHECK_OK(getrlimit(RLIMIT_NOFILE, &rl));
+    if (rl.rlim_cur >= want) return;
+    if (rl.rlim_max < want) SKIP("needs %lu descriptors, the hard limit is %lu", (unsigned long)want,
+                                 (unsigned long)rl.rlim_max);
+    rl.rlim_cur = want;
+    CHECK_OK(setrlimit(RLIMIT_NOFILE, &rl));
+}
+
+/* ---- Choosing the backend ---- */
+
+/* A run registered for io_uring (CIO_BACKEND=uring) gets io_uring or no
+ * loop at all: test_loop() fails loudly otherwise. */
+TEST(the_backend_asked_for_is_the_one_used) {
+    cio_loop *loop = test_loop();
+    const char *asked = getenv("CIO_BACKEND");
+    CHECK_STR(cio_loop_backend(loop), asked && strcmp(asked, "uring") == 0 ? "io_uring" : "epoll");
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* Installs a seccomp filter that answers io_uring_setup with err (the
+ * recipe of io-uring.md §8): what Docker's default profile, or a kernel
+ * with io_uring disabled, does. */
+static void refuse_io_uring_setup(int err) {
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)err),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
+    CHECK_OK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    CHECK_OK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog));
+}
+
+static void *echo_once(void *arg) {
+    (void)arg;
+    int sv[2];
+    nonblocking_pair(sv);
+    char buf[8] = {0};
+    CHECK_EQ(cio_sock_sendall(sv[0], "ping", 4), 4);
+    CHECK_EQ(cio_sock_recv(sv[1], buf, sizeof buf), 4);
+    CHECK_EQ(cio_sock_sendall(sv[1], buf, 4), 4);
+    CHECK_EQ(cio_sock_recv(sv[0], buf, sizeof buf), 4);
+    CHECK(memcmp(buf, "ping", 4) == 0);
+    CHECK_OK(cio_close(sv[0]));
+    CHECK_OK(cio_close(sv[1]));
+    return IPTR(1);
+}
+
+/* In a child: with io_uring_setup refused with err, "auto" gives a working
+ * epoll loop that says why, and "uring" fails with the error. */
+static void fallback_child(int err, const char *errname) {
+    refuse_io_uring_setup(err);
+    cio_loop_options opts = {.backend = "auto"};
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new_with(&opts, &loop));
+    CHECK_STR(cio_loop_backend(loop), "epoll");
+    const char *why = cio_loop_backend_fallback_reason(loop);
+#if CIO__HAVE_URING
+    if (!strstr(why, errname)) FAIL("the reason \"%s\" does not name %s", why, errname);
+#else
+    (void)errname;
+    CHECK(strstr(why, "without io_uring") != NULL);
+#endif
+    void *res;
+    CHECK_OK(test_run(loop, echo_once, NULL, &res));
+    CHECK(res == IPTR(1));
+    CHECK_OK(cio_loop_free(loop));
+    /* The environment chooses the same way. */
+    setenv("CIO_BACKEND", "auto", 1);
+    loop = test_loop();
+    CHECK_STR(cio_loop_backend(loop), "epoll");
+    CHECK_OK(cio_loop_free(loop));
+    opts.backend = "uring";
+    loop = (cio_loop *)1;
+#if CIO__HAVE_URING
+    CHECK_ERR(cio_loop_new_with(&opts, &loop), -err);
+#else
+    CHECK_ERR(cio_loop_new_with(&opts, &loop), -ENOTSUP);
+#endif
+    CHECK(loop == NULL);
+    exit(0);
+}
+
+static void run_in_child(void (*fn)(int, const char *), int err, const char *errname) {
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) fn(err, errname);
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        FAIL("the child failed (status %#x)", status);
+}
+
+TEST(io_uring_refused_with_eperm_falls_back_or_fails_clearly) {
+    run_in_child(fallback_child, EPERM, "EPERM");
+}
+
+TEST(io_uring_refused_with_enosys_falls_back_or_fails_clearly) {
+    run_in_child(fallback_child, ENOSYS, "ENOSYS");
+}
+
+/* The switches: each io_uring feature can be switched off; without
+ * multishot the backend cannot serve, and says so. */
+static void switches_child(int unused, const char *unused_name) {
+    (void)unused;
+    (void)unused_name;
+#if CIO__HAVE_URING
+    cio_loop_options opts = {.backend = "uring"};
+    cio_loop *loop;
+    const char *fewer[] = {"defer_taskrun", "single_issuer"};
+    for (int i = 0; i < 2; i++) {
+        setenv("CIO_URING_DISABLE", fewer[i], 1);
+        CHECK_OK(cio_loop_new_with(&opts, &loop));
+        CHECK_STR(cio_loop_backend(loop), "io_uring");
+        void *res;
+        CHECK_OK(test_run(loop, echo_once, NULL, &res));
+        CHECK(res == IPTR(1));
+        CHECK_OK(cio_loop_free(loop));
+    }
+    setenv("CIO_URING_DISABLE", "multishot", 1);
+    CHECK_ERR(cio_loop_new_with(&opts, &loop), -ENOTSUP);
+    opts.backend = "auto";
+    CHECK_OK(cio_loop_new_with(&opts, &loop));
+    CHECK_STR(cio_loop_backend(loop), "epoll");
+    CHECK(strstr(cio_loop_backend_fallback_reason(loop), "multishot") != NULL);
+    CHECK_OK(cio_loop_free(loop));
+#endif
+    exit(0);
+}
+
+TEST(io_uring_features_can_be_switched_off) {
+    run_in_child(switches_child, 0, NULL);
+}
+
+/* ---- Cancelling an operation whose buffer is on the task's stack ---- */
+
+static int stack_fds[2];
+
+/* Receives into a buffer on this frame's stack; the caller's cancel ends
+ * it. */
+__attribute__((noinline)) static ssize_t recv_on_stack(int fd) {
+    char buf[4096];
+    return cio_sock_recv(fd, buf, sizeof buf);
+}
+
+/* Covers the same stack as recv_on_stack's frame with a pattern, lets the
+ * loop turn while the peer's data arrives, and checks the pattern: a late
+ * write of the kernel into the old buffer would show. */
+__attribute__((noinline)) static void scribble_and_check(void) {
+    volatile unsigned char area[64 * 1024];
+    for (size_t i = 0; i < sizeof area; i++) area[i] = (unsigned char)(i * 7 + 1);
+    CHECK_EQ(send(stack_fds[1], (char[4096]){[0] = 'x', [4095] = 'y'}, 4096, 0), 4096);
+    for (int i = 0; i < 10; i++) CHECK_OK(cio_sleep(0.001));
+    for (size_t i = 0; i < sizeof area; i++)
+        if (area[i] != (unsigned char)(i * 7 + 1)) FAIL("byte %zu of the stack was overwritten", i);
+}
+
+static void *stack_receiver(void *arg) {
+    (void)arg;
+    CHECK_EQ(recv_on_stack(stack_fds[0]), -ECANCELED);
+    /* The cancellation was delivered; the task goes on. */
+    CHECK_EQ(cio_task_uncancel(cio_current_task()), 0);
+    scribble_and_check();
+    char buf[8192];
+    size_t got = 0;
+    while (got < 4096) {
+        ssize_t n = cio_sock_recv(stack_fds[0], buf + got, sizeof buf - got);
+        CHECK_INT(n, >, 0);
+        got += (size_t)n;
+    }
+    CHECK_EQ(got, 4096);
+    CHECK(buf[0] == 'x' && buf[4095] == 'y');
+    return IPTR(1);
+}
+
+static void *cancel_the_receiver(void *arg) {
+    cio_task *t = arg;
+    /* Until the receiver waits in its recv. */
+    for (int i = 0; i < 3; i++) CHECK_OK(cio_sleep(0));
+    CHECK_EQ(cio_task_cancel(t, NULL), 1);
+    return NULL;
+}
+
+static void *stack_main(void *arg) {
+    (void)arg;
+    cio_task *r, *c;
+    /* Room for the 64 KiB pattern above the frames (4x under ASan). */
+    cio_task_options big = {.name = "receiver", .stack_size = 1024 * 1024};
+    CHECK_OK(cio_spawn_with(cio_running_loop(), stack_receiver, NULL, &big, &r));
+    CHECK_OK(cio_spawn(cio_running_loop(), cancel_the_receiver, r, &c));
+    void *res = NULL;
+    /* The receiver catches its cancellation (the recv's -ECANCELED) and
+     * goes on to its end. */
+    CHECK_OK(cio_await(r, &res));
+    CHECK(res == IPTR(1));
+    CHECK_OK(cio_await(c, NULL));
+    cio_future_unref(r);
+    cio_future_unref(c);
+    return IPTR(1);
+}
+
+TEST(cancelled_recv_into_a_stack_buffer_never_writes_it_later) {
+    nonblocking_pair(stack_fds);
+    cio_loop *loop = test_loop();
+    void *res;
+    CHECK_OK(test_run(loop, stack_main, NULL, &res));
+    CHECK(res == IPTR(1));
+    CHECK_OK(cio_loop_free(loop));
+    close(stack_fds[0]);
+    close(stack_fds[1]);
+}
+
+/* ---- Cancelling while data arrives: no byte lost ---- */
+
+enum { RACE_ROUNDS = 10000 };
+static int race_fds[2];
+static size_t race_received;
+
+static void *race_reader(void *arg) {
+    (void)arg;
+    char buf[256];
+    ssize_t n = cio_sock_recv(race_fds[0], buf, sizeof buf);
+    if (n > 0) race_received += (size_t)n;
+    else CHECK_ERR(n, -ECANCELED);
+    return NULL;
+}
+
+static void *race_main(void *arg) {
+    (void)arg;
+    size_t sent = 0;
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        cio_task *r;
+        CHECK_OK(cio_spawn(cio_running_loop(), race_reader, NULL, &r));
+        /* Three interleavings, in turn: the reader has not started, has
+         * just submitted, or has waited a full iteration. */
+        for (int i = 0; i < round % 3; i++) CHECK_OK(cio_sleep(0));
+        size_t k = 1 + (size_t)(round % 97);
+        char data[100];
+        memset(data, 'a' + round % 26, k);
+        /* The data arrives and the cancel is asked in the same iteration. */
+        CHECK_EQ(send(race_fds[1], data, k, 0), (ssize_t)k);
+        sent += k;
+        cio_task_cancel(r, NULL);
+        int rc = cio_await(r, NULL);
+        CHECK(rc == 0 || rc == -ECANCELED);
+        cio_future_unref(r);
+    }
+    /* What no reader took is still in the socket. */
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(race_fds[0], buf, sizeof buf, MSG_DONTWAIT)) > 0) race_received += (size_t)n;
+    CHECK_EQ(race_received, sent);
+    return IPTR(1);
+}
+
+TEST(cancel_as_data_arrives_ten_thousand_times_loses_no_byte) {
+    nonblocking_pair(race_fds);
+    int big = 1 << 20;
+    setsockopt(race_fds[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    setsockopt(race_fds[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    cio_loop *loop = test_loop();
+    void *res;
+    CHECK_OK(test_run(loop, race_main, NULL, &res));
+    CHECK(res == IPTR(1));
+    CHECK_OK(cio_loop_free(loop));
+    close(race_fds[0]);
+    close(race_fds[1]);
+}
+
+/* ---- Closing a descriptor under a recv, and reusing its number ---- */
+
+static int reuse_fd;
+
+static void *old_reader(void *arg) {
+    (void)arg;
+    char buf[64];
+    return IPTR(cio_sock_recv(reuse_fd, buf, sizeof buf));
+}
+
+static void *new_reader(void *arg) {
+    int fd = PTRI(arg);
+    char buf[64] = {0};
+    ssize_t n = cio_sock_recv(fd, buf, sizeof buf);
+    CHECK_EQ(n, 5);
+    CHECK(memcmp(buf, "fresh", 5) == 0);
+    return IPTR(1);
+}
+
+static void *reuse_main(void *arg) {
+    (void)arg;
+    int sv[2];
+    nonblocking_pair(sv);
+    reuse_fd = sv[0];
+    cio_task *old;
+    CHECK_OK(cio_spawn(cio_running_loop(), old_reader, NULL, &old));
+    for (int i = 0; i < 3; i++) CHECK_OK(cio_sleep(0));
+    CHECK(!cio_future_done(old));
+    /* The loop forgets the descriptor (its recv ends with -EBADF) before
+     * the number is free. */
+    CHECK_OK(cio_close(sv[0]));
+    int nv[2];
+    nonblocking_pair(nv);
+    int same = nv[0] == reuse_fd ? nv[0] : nv[1];
+    int peer = same == nv[0] ? nv[1] : nv[0];
+    CHECK_EQ(same, reuse_fd);
+    cio_task *fresh;
+    CHECK_OK(cio_spawn(cio_running_loop(), new_reader, IPTR(same), &fresh));
+    for (int i = 0; i < 3; i++) CHECK_OK(cio_sleep(0));
+    CHECK_EQ(send(peer, "fresh", 5, 0), 5);
+    void *res;
+    CHECK_OK(cio_await(fresh, &res));
+    CHECK(res == IPTR(1));
+    CHECK_OK(cio_await(old, &res));
+    CHECK_ERR(PTRI(res), -EBADF);
+    cio_future_unref(old);
+    cio_future_unref(fresh);
+    /* Nothing more arrives for anyone; the old peer's data goes nowhere. */
+    CHECK_OK(cio_close(sv[1]));
+    CHECK_OK(cio_close(nv[0]));
+    CHECK_OK(cio_close(nv[1]));
+    return IPTR(1);
+}
+
+TEST(close_under_a_recv_then_reuse_the_number) {
+    cio_loop *loop = test_loop();
+    void *res;
+    CHECK_OK(test_run(loop, reuse_main, NULL, &res));
+    CHECK(res == IPTR(1));
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- Loop close with a thousand recvs in flight ---- */
+
+enum { PENDING_RECVS = 1000 };
+static int pending_fds[PENDING_RECVS][2];
+
+static void *pending_reader(void *arg) {
+    int i = PTRI(arg);
+    char buf[512];
+    cio_sock_recv(pending_fds[i][0], buf, sizeof buf);
+    FAIL("a recv with nothing to read returned");
+    return NULL;
+}
+
+static void *settle(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 5; i++) CHECK_OK(cio_sleep(0));
+    return NULL;
+}
+
+TEST(loop_close_with_a_thousand_recvs_in_flight) {
+    raise_fd_limit(2 * PENDING_RECVS + 64);
+    cio_loop *loop = test_loop();
+    for (int i = 0; i < PENDING_RECVS; i++) {
+        nonblocking_pair(pending_fds[i]);
+        CHECK_OK(cio_spawn(loop, pending_reader, IPTR(i), NULL));
+    }
+    CHECK_OK(test_run(loop, settle, NULL, NULL));
+    CHECK_EQ(loop_stats(loop).io_in_flight, PENDING_RECVS);
+    /* Every recv waits in the backend (on io_uring: in the kernel). Close
+     * ends them all before the task stacks go; the pending tasks are
+     * reported, as asyncio reports them. */
+    CHECK_OK(cio_loop_free(loop));
+    for (int i = 0; i < PENDING_RECVS; i++) {
+        close(pending_fds[i][0]);
+        close(pending_fds[i][1]);
+    }
+}
+
+/* ---- Tiny rings under 512 connections ---- */
+
+enum { CONNECTIONS = 512, MESSAGE = 64 };
+static char tiny_port[16];
+static int tiny_done;
+
+static void *tiny_echo(cio_stream *s, void *arg) {
+    (void)arg;
+    char buf[MESSAGE];
+    ssize_t n;
+    while ((n = cio_stream_read(s, buf, sizeof buf)) > 0) {
+        CHECK_OK(cio_stream_write(s, buf, (size_t)n));
+        CHECK_OK(cio_stream_drain(s));
+    }
+    return NULL;
+}
+
+static void *tiny_client(void *arg) {
+    int i = PTRI(arg);
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", tiny_port, &c));
+    char out[MESSAGE], in[MESSAGE];
+    for (int round = 0; round < 4; round++) {
+        memset(out, (char)(i + round), sizeof out);
+        CHECK_OK(cio_stream_write(c, out, sizeof out));
+        CHECK_OK(cio_stream_drain(c));
+        CHECK_EQ(cio_stream_readexactly(c, in, sizeof in), MESSAGE);
+        CHECK(memcmp(in, out, sizeof in) == 0);
+    }
+    CHECK_OK(cio_stream_free(c));
+    tiny_done++;
+    return NULL;
+}
+
+static void *tiny_main(void *arg) {
+    cio_loop *loop = arg;
+    cio_server *srv;
+    CHECK_OK(cio_start_server(loop, tiny_echo, NULL, "127.0.0.1", "0", NULL, &srv));
+    int fd;
+    CHECK_EQ(cio_server_sockets(srv, &fd, 1), 1);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    CHECK_OK(getsockname(fd, (struct sockaddr *)&sa, &len));
+    snprintf(tiny_port, sizeof tiny_port, "%d", ntohs(sa.sin_port));
+    cio_task *clients[CONNECTIONS];
+    for (int i = 0; i < CONNECTIONS; i++)
+        CHECK_OK(cio_spawn(loop, tiny_client, IPTR(i), &clients[i]));
+    for (int i = 0; i < CONNECTIONS; i++) {
+        CHECK_OK(cio_await(clients[i], NULL));
+        cio_future_unref(clients[i]);
+    }
+    CHECK_EQ(tiny_done, CONNECTIONS);
+    CHECK_OK(cio_server_free(srv));
+    return IPTR(1);
+}
+
+TEST(tiny_rings_carry_512_connections) {
+    raise_fd_limit(4 * CONNECTIONS + 64);
+    /* SQ 8, CQ 16: the submission queue fills many times per iteration and
+     * completions overflow the CQ (the kernel keeps them: NODROP). */
+    if (!getenv("CIO_URING_ENTRIES")) setenv("CIO_URING_ENTRIES", "8,16", 1);
+    cio_loop *loop = test_loop();
+    void *res;
+    CHECK_OK(test_run(loop, tiny_main, loop, &res));
+    CHECK(res == IPTR(1));
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- A loop that moves between threads ---- */
+
+static atomic_int woken;
+
+static void note_woken(cio_loop *loop, void *arg) {
+    (void)arg;
+    atomic_store(&woken, 1);
+    cio_loop_stop(loop);
+}
+
+static void *wake_me_later(void *arg) {
+    cio_loop *loop = arg;
+    /* The loop is (most likely) asleep in the kernel by now; either way the
+     * call must reach it. */
+    usleep(20000);
+    CHECK_OK(cio_call_soon_threadsafe(loop, note_woken, NULL));
+    return NULL;
+}
+
+static void *run_in_thread(void *arg) {
+    cio_loop *loop = arg;
+    void *res;
+    CHECK_OK(test_run(loop, echo_once, NULL, &res));
+    CHECK(res == IPTR(1));
+    /* A wake-up from another thread while this one waits in the loop. */
+    atomic_store(&woken, 0);
+    pthread_t waker;
+    CHECK_OK(pthread_create(&waker, NULL, wake_me_later, loop));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_OK(pthread_join(waker, NULL));
+    CHECK_EQ(atomic_load(&woken), 1);
+    return NULL;
+}
+
+TEST(a_loop_made_in_one_thread_runs_in_two_others_in_turn) {
+    /* On io_uring the ring belongs to the first thread that enters it
+     * (SINGLE_ISSUER); the second thread gets a ring of its own, with the
+     * wake-up armed again. */
+    cio_loop *loop = test_loop();
+    for (int i = 0; i < 2; i++) {
+        pthread_t th;
+        CHECK_OK(pthread_create(&th, NULL, run_in_thread, loop));
+        CHECK_OK(pthread_join(th, NULL));
+    }
+    CHECK_OK(cio_loop_free(loop));
+}
