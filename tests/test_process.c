@@ -673,3 +673,19 @@ TEST(calls_after_the_loop_is_freed_read_no_freed_memory) {
     CHECK_OK(cio_process_free(p));
     CHECK(no_children());
 }
+
+TEST(loop_closed_after_the_exit_but_before_the_loop_saw_it_reaps_the_child) {
+    the_loop = test_loop();
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "true", NULL, NULL, &p));
+    /* The child has exited (not reaped) before the loop ever runs: its
+     * pidfd is readable when the close drains the exit watch. */
+    siginfo_t si;
+    CHECK_OK(waitid(P_PID, (id_t)cio_process_pid(p), &si, WEXITED | WNOWAIT));
+    CHECK_OK(cio_loop_close(the_loop));
+    CHECK(no_children());
+    int code = -1;
+    CHECK_EQ(cio_process_returncode(p, &code), 1);
+    CHECK_OK(cio_process_free(p));
+    cio_loop_free(the_loop);
+}

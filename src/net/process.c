@@ -188,15 +188,10 @@ static void exit_job(cio__job *job) {
     exited(p, code);
 }
 
-/* The backend's completion of the exit watch. At loop close (drain: the
- * watch is cancelled) nothing will run again: a child still running is
- * killed and reaped here. */
-static void on_exit_ready(cio__op *op) {
-    cio_process *p = op->owner;
-    if (op->result != -ECANCELED) {
-        if (!cio__link_linked(&p->exit_job.link)) cio__ready_push(p->loop, &p->exit_job);
-        return;
-    }
+/* At loop close nothing will run again: a child still running is killed
+ * and reaped here, so none is left a zombie, and the process reads as
+ * exited from now on. */
+static void reap_at_close(cio_process *p) {
     int code = 0;
     kill(p->pid, SIGKILL);
     if (reap(p->pid, 1, &code) < 0) code = 255;
@@ -207,6 +202,30 @@ static void on_exit_ready(cio__op *op) {
     cio__sys_close(p->exit_fd);
     p->exit_fd = -1;
     if (p->freed) release(p);
+}
+
+/* The backend's completion of the exit watch. During loop close (the
+ * drain cancels the watch, or delivers a last readiness) the exit job
+ * could never run: the child is reaped at once instead. */
+static void on_exit_ready(cio__op *op) {
+    cio_process *p = op->owner;
+    if (op->result == -ECANCELED || p->loop->closing) {
+        reap_at_close(p);
+        return;
+    }
+    if (!cio__link_linked(&p->exit_job.link)) cio__ready_push(p->loop, &p->exit_job);
+}
+
+/* Loop close found the exit job queued (the exit was seen, the job not
+ * run yet): it is done here. */
+static void discard_exit_job(cio__job *job) {
+    reap_at_close(CIO__CONTAINER_OF(job, cio_process, exit_job));
+}
+
+static pthread_once_t discard_registered = PTHREAD_ONCE_INIT;
+
+static void register_discard(void) {
+    cio__job_register_discard(exit_job, discard_exit_job);
 }
 
 static void watch_exit(cio_process *p) {
@@ -533,6 +552,7 @@ static int make(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
     int rc = check_options(o);
     if (rc < 0) return rc;
     if ((rc = cio__loop_check(loop)) < 0) return rc;
+    pthread_once(&discard_registered, register_discard);
     cio_process *p = cio__calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     p->loop = loop;
