@@ -564,8 +564,11 @@ static void *sleepy_main(void *arg) {
     if (rc != -ECANCELED) return cio_raise(-EIO);
     report('c');
     if (mode == CLEANUP_HANGS) {
-        /* Stuck in clean-up, loop and all: only the second SIGINT helps. */
-        for (;;) pause();
+        /* Stuck in clean-up, loop and all: only the second SIGINT helps.
+         * (sleep, not pause: ThreadSanitizer defers a signal to the
+         * thread's next intercepted call, and one that came just before
+         * pause() would wait for ever.) */
+        for (;;) sleep(1);
     }
     if (mode == CLEANUP_UNCANCELS) {
         CHECK_EQ(cio_task_uncancel(cio_current_task()), 0);
