@@ -89,8 +89,8 @@ int cio_file_openat(int dirfd, const char *path, int flags, unsigned int mode) {
 
 ssize_t cio_file_read(int fd, void *buf, size_t len, int64_t offset) {
     if (!buf && len) return -EINVAL;
-    if (fd < 0) return -EBADF;
-    int rc = check_task();
+    int64_t none;
+    int rc = cio__io_call_check(fd, CIO_NO_TIMEOUT, &none);
     if (rc < 0) return rc;
     if (len == 0) return 0;
     file_req r = {.call = F_READ, .fd = fd, .buf = buf, .len = len, .offset = offset};
@@ -99,8 +99,8 @@ ssize_t cio_file_read(int fd, void *buf, size_t len, int64_t offset) {
 
 ssize_t cio_file_write(int fd, const void *buf, size_t len, int64_t offset) {
     if (!buf && len) return -EINVAL;
-    if (fd < 0) return -EBADF;
-    int rc = check_task();
+    int64_t none;
+    int rc = cio__io_call_check(fd, CIO_NO_TIMEOUT, &none);
     if (rc < 0) return rc;
     if (len == 0) return 0;
     file_req r = {.call = F_WRITE, .fd = fd, .buf = (void *)buf, .len = len, .offset = offset};
@@ -108,8 +108,8 @@ ssize_t cio_file_write(int fd, const void *buf, size_t len, int64_t offset) {
 }
 
 int cio_file_fsync(int fd, int datasync) {
-    if (fd < 0) return -EBADF;
-    int rc = check_task();
+    int64_t none;
+    int rc = cio__io_call_check(fd, CIO_NO_TIMEOUT, &none);
     if (rc < 0) return rc;
     file_req r = {.call = datasync ? F_FDATASYNC : F_FSYNC, .fd = fd};
     return (int)submit(&r);

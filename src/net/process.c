@@ -268,13 +268,7 @@ static int open_exit_fd(cio_process *p) {
         return rc;
     }
     w->pid = p->pid;
-    pthread_attr_t attr;
-    int rc = pthread_attr_init(&attr);
-    if (rc == 0) {
-        pthread_attr_setstacksize(&attr, 64 * 1024);
-        rc = cio__fault_hit() ? EAGAIN : pthread_create(&w->thread, &attr, fallback_thread, w);
-        pthread_attr_destroy(&attr);
-    }
+    int rc = cio__sys_thread_start(&w->thread, fallback_thread, w);
     if (rc != 0) {
         cio__sys_close(w->efd);
         cio__free(w);
