@@ -107,6 +107,7 @@
 
 #include "io.h"
 #include "uring_probe.h"
+#include "uring_remap.h"
 
 enum { DIR_IN = 0, DIR_OUT = 1 };
 
@@ -180,6 +181,7 @@ static int setup_ring(uring_state *st) {
     st->params.cq_entries = st->config.cq_entries;
     int rc = io_uring_queue_init_params(st->config.sq_entries, &st->ring, &st->params);
     if (rc < 0) return rc;
+    RING_MAPPED();
     st->ring_up = 1;
     st->issuer = thread_id();
     st->wake_armed = 0;
@@ -187,7 +189,10 @@ static int setup_ring(uring_state *st) {
 }
 
 static void teardown_ring(uring_state *st) {
-    if (st->ring_up) io_uring_queue_exit(&st->ring);
+    if (st->ring_up) {
+        RING_UNMAPPING();
+        io_uring_queue_exit(&st->ring);
+    }
     st->ring_up = 0;
 }
 

@@ -31,6 +31,11 @@
 
 #include "base/base.h"
 #include "uring_probe.h"
+#include "uring_remap.h"
+
+#ifdef RING_TSAN
+char cio__uring_remap_order;
+#endif
 
 static void read_config(cio__uring_config *c) {
     memset(c, 0, sizeof *c);
@@ -69,7 +74,9 @@ static int try_setup(struct io_uring *ring, unsigned flags) {
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
     p.flags = flags;
-    return io_uring_queue_init_params(4, ring, &p);
+    int rc = io_uring_queue_init_params(4, ring, &p);
+    if (rc == 0) RING_MAPPED();
+    return rc;
 }
 
 /* Step 5 on a ring that is set up. 0, or -ENOTSUP with the reason. */
@@ -168,6 +175,7 @@ static int probe(cio__uring_probe_result *r) {
         }
     }
     if (rc == 0) rc = check_multishot_poll(&ring, r);
+    RING_UNMAPPING();
     io_uring_queue_exit(&ring);
     return rc;
 }
