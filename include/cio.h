@@ -81,6 +81,9 @@ extern "C" {
 #define CIO_VERSION_MINOR 2
 #define CIO_VERSION_PATCH 0
 
+#define CIO__STRINGIFY2(x) #x
+#define CIO__STRINGIFY(x) CIO__STRINGIFY2(x)
+
 /* ------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
@@ -430,6 +433,18 @@ typedef struct cio_task_options {
 int cio_spawn(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp);
 int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
                    cio_task **taskp);
+/* cio_spawn_with that names the spawn site the task dump shows: site is a
+ * string that outlives the task, such as CIO_HERE ("file.c:42"), or NULL
+ * for the caller's code address. cio_spawn and cio_spawn_with are macros
+ * that pass CIO_HERE, so every spawn records where it was written; the
+ * functions themselves (called as (cio_spawn)(...) or through a pointer)
+ * record their caller's address instead. */
+int cio_spawn_at(const char *site, cio_loop *loop, cio_coro_fn fn, void *arg,
+                 const cio_task_options *opts, cio_task **taskp);
+#define CIO_HERE __FILE__ ":" CIO__STRINGIFY(__LINE__)
+#define cio_spawn(loop, fn, arg, taskp) cio_spawn_at(CIO_HERE, loop, fn, arg, NULL, taskp)
+#define cio_spawn_with(loop, fn, arg, opts, taskp) \
+    cio_spawn_at(CIO_HERE, loop, fn, arg, opts, taskp)
 
 /* Requests cancellation of a task (asyncio Task.cancel): counts the request,
  * and -ECANCELED is delivered at the task's current or next suspension point;
@@ -448,6 +463,33 @@ const char *cio_task_name(const cio_task *task);
 /* Renames the task (name is copied): 0, -EINVAL or -ENOMEM. */
 int cio_task_set_name(cio_task *task, const char *name);
 size_t cio_task_stack_size(const cio_task *task);
+
+/* What the runtime knows about a task (the task dump prints the same). */
+typedef enum cio_task_state {
+    CIO_TASK_SCHEDULED = 0, /* in the ready queue: created, or woken */
+    CIO_TASK_RUNNING,       /* running now (it is the current task) */
+    CIO_TASK_WAITING,       /* suspended: awaiting something */
+    CIO_TASK_DONE           /* finished, cancelled or failed */
+} cio_task_state;
+
+typedef struct cio_task_info {
+    uint64_t id;             /* unique in its loop, from 1, never reused */
+    uint64_t parent_id;      /* the task that spawned it; 0 if none did */
+    cio_task_state state;
+    const char *name;        /* valid while the task is */
+    const char *spawn_site;  /* "file.c:42" (CIO_HERE), or NULL: see spawn_pc */
+    const void *spawn_pc;    /* the code address that spawned it, if no site */
+    double started;          /* loop time (cio_loop_time) at spawn */
+    uint64_t switches;       /* how many times it was resumed */
+    /* CPU time it ran, in seconds, counted in debug mode only (reading the
+     * thread's CPU clock costs more than a switch); -1 when not counted. */
+    double cpu_time;
+    size_t stack_size;
+} cio_task_info;
+
+/* Fills *out for task (a task of any state): 0, or -EINVAL for NULL or a
+ * plain future. */
+int cio_task_get_info(const cio_task *task, cio_task_info *out);
 
 /* The task running in the calling thread, or NULL. */
 cio_task *cio_current_task(void);
@@ -605,6 +647,14 @@ int cio_task_group_enter(cio_task_group **gp);
 int cio_task_group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg, cio_task **taskp);
 int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
                               const cio_task_options *opts, cio_task **taskp);
+/* cio_task_group_spawn_with with a spawn site, as cio_spawn_at; the two
+ * calls above are macros that pass CIO_HERE. */
+int cio_task_group_spawn_at(const char *site, cio_task_group *g, cio_coro_fn fn, void *arg,
+                            const cio_task_options *opts, cio_task **taskp);
+#define cio_task_group_spawn(g, fn, arg, taskp) \
+    cio_task_group_spawn_at(CIO_HERE, g, fn, arg, NULL, taskp)
+#define cio_task_group_spawn_with(g, fn, arg, opts, taskp) \
+    cio_task_group_spawn_at(CIO_HERE, g, fn, arg, opts, taskp)
 /* Leaves the group (the end of asyncio's async with): rc is the body's own
  * outcome; waits for every child and returns as the section above says. */
 int cio_task_group_exit(cio_task_group *g, int rc);

@@ -855,3 +855,24 @@ TEST(backend_fallback_reason_rejects_null_and_names_the_choice) {
         CHECK(cio_loop_backend_fallback_reason(loop)[0] != '\0');
     CHECK_OK(cio_loop_free(loop));
 }
+
+/* ---- Task metadata ---- */
+
+static void *api_info_noop(void *arg) {
+    return arg;
+}
+
+TEST(task_info_and_spawn_sites_reject_bad_input) {
+    cio_task_info info;
+    CHECK_ERR(cio_task_get_info(NULL, &info), -EINVAL);
+    CHECK_ERR(cio_spawn_at("x", NULL, api_info_noop, NULL, NULL, NULL), -EINVAL);
+    cio_loop *loop = test_loop();
+    CHECK_ERR(cio_spawn_at("x", loop, NULL, NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(cio_task_group_spawn_at("x", NULL, api_info_noop, NULL, NULL, NULL), -EINVAL);
+    cio_task *t;
+    CHECK_OK(cio_spawn_at(NULL, loop, api_info_noop, NULL, NULL, &t));
+    CHECK_ERR(cio_task_get_info(t, NULL), -EINVAL);
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    CHECK_OK(cio_loop_free(loop));
+}

@@ -193,7 +193,12 @@ def read_header(path):
                     group = Group(sections[-1])
                     group.line = i + 1
                     sections[-1].groups.append(group)
-                group.decls.append([raw.rstrip()])
+                define = [raw.rstrip()]
+                # A definition continued with backslashes is one line of C.
+                while define[-1].endswith("\\") and i + 1 < len(lines):
+                    i += 1
+                    define.append(lines[i].rstrip())
+                group.decls.append(define)
             elif s.startswith("#include") or s.startswith("#pragma"):
                 group = None
             # Conditionals (#if, #ifdef, #else, #endif) leave the group as
@@ -238,6 +243,7 @@ def header_prototypes(path):
     with open(path, encoding="utf-8") as f:
         text = f.read()
     text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"\\\n", " ", text)  # continued preprocessor lines are one line
     text = re.sub(r"^\s*#.*$", " ", text, flags=re.M)
     protos = {}
     for stmt in text.split(";"):

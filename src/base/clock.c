@@ -19,6 +19,12 @@ int64_t cio__clock_real_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t cio__thread_cpu_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int64_t cio__seconds_to_ns(double seconds) {
     if (seconds >= 9.2e9) return INT64_MAX;
     if (seconds <= -9.2e9) return INT64_MIN + 1;

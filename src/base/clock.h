@@ -15,6 +15,9 @@ int64_t cio__clock_ns(void);
 extern _Thread_local __attribute__((tls_model("initial-exec"))) int64_t *cio__clock_virtual;
 /* CLOCK_MONOTONIC itself, whatever the loop's clock. */
 int64_t cio__clock_real_ns(void);
+/* CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID), in ns:
+ * a system call, so only debug mode reads it per task step. */
+int64_t cio__thread_cpu_ns(void);
 /* Seconds to ns, saturating far outside the int64_t range. */
 int64_t cio__seconds_to_ns(double seconds);
 /* The loop time (ns) delay seconds from now, for a finite delay that is not

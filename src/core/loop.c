@@ -205,6 +205,7 @@ static void run_once(cio_loop *loop) {
         loop->io.backend->poll(&loop->io, timeout);
         atomic_store_explicit(&loop->inbox_sleeping, 0, memory_order_relaxed);
         if (waited_from) loop->virtual_now += cio__clock_real_ns() - waited_from;
+        if (!next) loop->now_ns = cio__clock_ns(); /* after a wait of any length */
     }
     /* Work posted from other threads joins this iteration's batch. */
     if (atomic_load_explicit(&loop->inbox_posted, memory_order_relaxed)) {
@@ -214,8 +215,9 @@ static void run_once(cio_loop *loop) {
          * a signal arriving meanwhile sets it again and is taken next time. */
         if (loop->signal_drain) loop->signal_drain(loop);
     }
-    if (next) {
+    if (next || (loop->iterations & 63) == 0) {
         now = cio__clock_ns();
+        loop->now_ns = now;
         while ((next = cio__timer_heap_top(&loop->timers)) != NULL && next->when <= now) {
             cio__timer_heap_remove(&loop->timers, next);
             cio__ready_push(loop, &next->job);
@@ -260,6 +262,7 @@ int cio_run_forever(cio_loop *loop) {
     running_loop = loop;
     /* The loop's clock is this thread's clock while it runs. */
     if (loop->virtual_clock) cio__clock_virtual = &loop->virtual_now;
+    loop->now_ns = cio__clock_ns();
     cio__stack_install_overflow_handler();
     void *altstack = enable_altstack();
     for (;;) {

@@ -29,6 +29,11 @@ struct cio_loop {
     uint64_t node_ids;
     uint64_t key;             /* slot and generation in the live-loop table */
     uint64_t task_numbers;
+    uint64_t task_ids;        /* the last task id given (ids start at 1) */
+    /* The clock as the loop last read it (cio__clock_ns): refreshed after
+     * every poll, whenever timers are due-checked, and every 64th iteration
+     * otherwise, so stamping a spawn or a suspension costs no clock read. */
+    int64_t now_ns;
     size_t live_tasks;
     struct cio__node *free_nodes;
     struct cio__node **node_blocks;

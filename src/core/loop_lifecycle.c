@@ -89,6 +89,7 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
     loop->debug = opts->debug != 0;
     loop->virtual_clock = opts->virtual_clock != 0;
     loop->virtual_now = cio__clock_real_ns();
+    loop->now_ns = loop->virtual_now;
     loop->slow_callback_duration =
         opts->slow_callback_duration > 0 ? opts->slow_callback_duration : 0.1;
     int rc = cio__loop_slot_acquire(loop);

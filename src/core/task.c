@@ -103,6 +103,30 @@ size_t cio_task_stack_size(const cio_task *fut) {
     return cio__task_of(fut)->stack.size;
 }
 
+int cio_task_get_info(const cio_task *fut, cio_task_info *out) {
+    if (!fut || !out || fut->kind != CIO__KIND_TASK) return -EINVAL;
+    cio__task *t = cio__task_of(fut);
+    memset(out, 0, sizeof *out);
+    out->id = t->id;
+    out->parent_id = t->parent_id;
+    if (fut->state != CIO__PENDING || t->run_state == CIO__TASK_FINISHED)
+        out->state = CIO_TASK_DONE;
+    else if (t->run_state == CIO__TASK_RUNNING)
+        out->state = CIO_TASK_RUNNING;
+    else if (t->run_state == CIO__TASK_SUSPENDED)
+        out->state = CIO_TASK_WAITING;
+    else
+        out->state = CIO_TASK_SCHEDULED;
+    out->name = cio__task_name(t);
+    out->spawn_site = t->spawn_site;
+    out->spawn_pc = t->spawn_pc;
+    out->started = (double)t->started_ns / 1e9;
+    out->switches = t->switches;
+    out->cpu_time = t->cpu_ns < 0 ? -1.0 : (double)t->cpu_ns / 1e9;
+    out->stack_size = t->stack.size;
+    return 0;
+}
+
 static inline void resume(cio__task *t);
 
 /*
@@ -174,8 +198,16 @@ __attribute__((always_inline)) static inline void resume(cio__task *t) {
     cio__ctx *from = prev ? &prev->ctx : &t->fut.loop->main_ctx;
     t->resumer = from;
     t->run_state = CIO__TASK_RUNNING;
+    t->switches++;
     current = t;
-    cio__ctx_jump(from, &t->ctx, 0);
+    if (__builtin_expect(t->fut.loop->debug, 0)) {
+        /* Debug mode counts each task's CPU time (a system call per step). */
+        int64_t cpu0 = cio__thread_cpu_ns();
+        cio__ctx_jump(from, &t->ctx, 0);
+        t->cpu_ns = (t->cpu_ns > 0 ? t->cpu_ns : 0) + (cio__thread_cpu_ns() - cpu0);
+    } else {
+        cio__ctx_jump(from, &t->ctx, 0);
+    }
     current = prev;
     if (t->run_state == CIO__TASK_FINISHED) {
         release_finished(t);
@@ -343,12 +375,25 @@ static const char *task_name(const cio_future *fut) {
 static const cio__future_ops task_ops = {
     .destroy = task_destroy, .cancel = task_cancel, .name = task_name};
 
-int cio_spawn(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp) {
-    return cio_spawn_with(loop, fn, arg, NULL, taskp);
+/* The public spawns are macros that pass CIO_HERE; the functions behind
+ * the macros' names (called in parentheses or through a pointer) record
+ * their caller's code address instead. */
+int(cio_spawn)(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp) {
+    return cio__spawn(loop, fn, arg, NULL, taskp, NULL, __builtin_return_address(0));
 }
 
-int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
-                   cio_task **taskp) {
+int(cio_spawn_with)(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
+                    cio_task **taskp) {
+    return cio__spawn(loop, fn, arg, opts, taskp, NULL, __builtin_return_address(0));
+}
+
+int cio_spawn_at(const char *site, cio_loop *loop, cio_coro_fn fn, void *arg,
+                 const cio_task_options *opts, cio_task **taskp) {
+    return cio__spawn(loop, fn, arg, opts, taskp, site, site ? NULL : __builtin_return_address(0));
+}
+
+int cio__spawn(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
+               cio_task **taskp, const char *site, const void *pc) {
     if (taskp) *taskp = NULL;
     if (!loop || !fn) return -EINVAL;
     int rc = cio__loop_check(loop);
@@ -395,6 +440,15 @@ int cio_spawn_with(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_opt
     t->raised_msg = 0;
     t->raised = 0;
     t->wake_status = 0;
+    t->id = ++loop->task_ids;
+    t->parent_id = current && current->fut.loop == loop ? current->id : 0;
+    t->spawn_site = site;
+    t->spawn_pc = pc;
+    /* A running loop's last clock reading is recent enough and free; a
+     * loop that does not run has none that is. */
+    t->started_ns = loop->running ? loop->now_ns : cio_loop_time_ns(loop);
+    t->switches = 0;
+    t->cpu_ns = -1;
     t->step.run = run_step;
     cio__list_init(&t->step.link);
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);

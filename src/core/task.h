@@ -59,6 +59,14 @@ typedef struct cio__task {
      * innermost first (see flow/timeout.c); dropped when it returns. */
     struct cio__node *scopes;
     uint64_t number;        /* N in "Task-N" */
+    /* Metadata for the task dump (cio_task_get_info), kept always: */
+    uint64_t id;            /* unique in the loop, never reused */
+    uint64_t parent_id;     /* the task that spawned it, or 0 */
+    const char *spawn_site; /* "file.c:42", or NULL: spawn_pc says where */
+    const void *spawn_pc;
+    int64_t started_ns;     /* loop clock at spawn (loop->now_ns) */
+    uint64_t switches;      /* resumptions */
+    int64_t cpu_ns;         /* CPU time run, counted in debug mode only */
     int cancel_requests;    /* asyncio's num_cancels_requested */
     uint8_t must_cancel;    /* deliver -ECANCELED at the next resumption */
     uint8_t run_state;
@@ -76,6 +84,11 @@ static inline cio__task *cio__task_of(const cio_future *fut) {
 /* At loop close: ends a task's life on the loop (abandons and unwinds its
  * wait, releases its stack, drops the reference it held on itself). */
 void cio__task_detach(cio__task *task);
+
+/* cio_spawn_with, recording the spawn site (a string that outlives the
+ * task, or NULL with the spawning code's address in pc). */
+int cio__spawn(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
+               cio_task **taskp, const char *site, const void *pc);
 
 int cio__task_cancel(cio__task *task, const char *msg);
 

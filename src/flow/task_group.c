@@ -110,8 +110,9 @@ int cio_task_group_enter(cio_task_group **gp) {
     return 0;
 }
 
-int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
-                              const cio_task_options *opts, cio_task **taskp) {
+static int group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg,
+                       const cio_task_options *opts, cio_task **taskp, const char *site,
+                       const void *pc) {
     if (taskp) *taskp = NULL;
     if (!g || !fn) return -EINVAL;
     if (g->exited || (g->exiting && g->pending == 0)) return -CIO_EGROUPDONE;
@@ -126,7 +127,7 @@ int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
     child *c = cio__malloc(sizeof *c);
     if (!c) return -ENOMEM;
     cio_task *task;
-    int rc = cio_spawn_with(g->loop, fn, arg, opts, &task);
+    int rc = cio__spawn(g->loop, fn, arg, opts, &task, site, pc);
     if (rc < 0) {
         cio__free(c);
         return rc;
@@ -144,8 +145,19 @@ int cio_task_group_spawn_with(cio_task_group *g, cio_coro_fn fn, void *arg,
     return 0;
 }
 
-int cio_task_group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg, cio_task **taskp) {
-    return cio_task_group_spawn_with(g, fn, arg, NULL, taskp);
+/* The public spawns are macros that pass CIO_HERE (see cio_spawn). */
+int(cio_task_group_spawn)(cio_task_group *g, cio_coro_fn fn, void *arg, cio_task **taskp) {
+    return group_spawn(g, fn, arg, NULL, taskp, NULL, __builtin_return_address(0));
+}
+
+int(cio_task_group_spawn_with)(cio_task_group *g, cio_coro_fn fn, void *arg,
+                               const cio_task_options *opts, cio_task **taskp) {
+    return group_spawn(g, fn, arg, opts, taskp, NULL, __builtin_return_address(0));
+}
+
+int cio_task_group_spawn_at(const char *site, cio_task_group *g, cio_coro_fn fn, void *arg,
+                            const cio_task_options *opts, cio_task **taskp) {
+    return group_spawn(g, fn, arg, opts, taskp, site, site ? NULL : __builtin_return_address(0));
 }
 
 int cio_task_group_exit(cio_task_group *g, int rc) {
