@@ -106,6 +106,8 @@ TEST(functions_called_directly_record_the_callers_address) {
      * function and within a few KiB of it. */
     uintptr_t fn = (uintptr_t)&test_functions_called_directly_record_the_callers_address;
     CHECK((uintptr_t)ia.spawn_pc > fn && (uintptr_t)ia.spawn_pc < fn + 4096);
+    CHECK_OK(cio_run_until_complete(loop, b, NULL));
+    cio_future_unref(b);
     CHECK_OK(cio_spawn_at(NULL, loop, return_at_once, NULL, NULL, &b));
     CHECK_OK(cio_task_get_info(b, &ib));
     CHECK(ib.spawn_site == NULL && (uintptr_t)ib.spawn_pc > fn &&
