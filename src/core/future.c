@@ -38,7 +38,9 @@ int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind, const cio__f
     fut->kind = kind;
     fut->retrieved = 0;
     cio__list_init(&fut->callbacks);
+    cio__loop_debug_begin(loop);
     cio__list_push_back(&loop->futures, &fut->loop_link);
+    cio__loop_debug_end(loop);
     return 0;
 }
 
@@ -56,7 +58,12 @@ int cio_future_new(cio_loop *loop, cio_future **futp) {
 }
 
 void cio__future_destroy(cio_future *fut) {
-    if (cio__link_linked(&fut->loop_link)) cio__list_unlink(&fut->loop_link);
+    if (cio__link_linked(&fut->loop_link)) {
+        cio_loop *loop = fut->loop;
+        if (loop) cio__loop_debug_begin(loop);
+        cio__list_unlink(&fut->loop_link);
+        if (loop) cio__loop_debug_end(loop);
+    }
     /* An orphan has no loop: cio__report then uses the default handler. */
     if (fut->state == CIO__DONE_ERROR && !fut->retrieved)
         cio__report(fut->loop,

@@ -47,6 +47,17 @@ static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t slot_count;
 static uint32_t slot_free = UINT32_MAX;
 
+/* Where a reader outside the process finds every loop (debug/debug_table.c
+ * puts this in the .cio_debug section). */
+const cio__loop_registry_layout cio__loop_registry = {
+    .chunks = (const void *)slot_chunks,
+    .count = &slot_count,
+    .chunk_slots = SLOT_CHUNK,
+    .max_chunks = SLOT_CHUNKS,
+    .slot_size = sizeof(loop_slot),
+    .slot_loop = offsetof(loop_slot, loop),
+};
+
 static loop_slot *slot_at(uint32_t index) {
     loop_slot *chunk = atomic_load_explicit(&slot_chunks[index / SLOT_CHUNK], memory_order_acquire);
     return chunk ? &chunk[index % SLOT_CHUNK] : NULL;

@@ -33,6 +33,20 @@ typedef struct cio__node {
     struct cio__node *free_next;
 } cio__node;
 
+/* The live-loop table's layout, for readers outside the process: chunks
+ * is an array of max_chunks pointers to arrays of chunk_slots slots of
+ * slot_size bytes, the first *count of them in use, each with its loop
+ * pointer (NULL when free) at offset slot_loop. */
+typedef struct cio__loop_registry {
+    const void *chunks;
+    const uint32_t *count;
+    uint64_t chunk_slots;
+    uint64_t max_chunks;
+    uint64_t slot_size;
+    uint64_t slot_loop;
+} cio__loop_registry_layout;
+extern const cio__loop_registry_layout cio__loop_registry;
+
 /* The process-wide table of live loops that handles are checked against
  * (src/core/handle.c): a loop takes a slot at creation and gives it back
  * when it is freed; a key names the slot and the generation of its

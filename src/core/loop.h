@@ -34,6 +34,13 @@ struct cio_loop {
      * every poll, whenever timers are due-checked, and every 64th iteration
      * otherwise, so stamping a spawn or a suspension costs no clock read. */
     int64_t now_ns;
+    /* Odd while the list of futures changes, even when it is stable (a
+     * seqlock for readers outside the process: tools/cio-ps reads it before
+     * and after a walk and retries a walk it saw change). */
+    _Atomic uint64_t debug_gen;
+    /* The offsets table (debug_table.c): a reader holding a loop pointer
+     * can check it; the reference also keeps the table in static links. */
+    const struct cio__debug_table *debug_table;
     size_t live_tasks;
     struct cio__node *free_nodes;
     struct cio__node **node_blocks;
@@ -132,6 +139,19 @@ void cio__signal_loop_close(cio_loop *loop);
  * returns how many SIGINTs arrived while armed. */
 int cio__signal_hold_sigint(cio_loop *loop, cio_callback_fn fn, void *arg);
 int cio__signal_release_sigint(cio_loop *loop, cio_callback_fn fn);
+
+/* Brackets a change of loop->futures for outside readers (see debug_gen);
+ * a release store is a plain store on x86-64. Nested pairs keep it odd. */
+static inline void cio__loop_debug_begin(cio_loop *loop) {
+    uint64_t g = atomic_load_explicit(&loop->debug_gen, memory_order_relaxed);
+    atomic_store_explicit(&loop->debug_gen, g + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
+static inline void cio__loop_debug_end(cio_loop *loop) {
+    uint64_t g = atomic_load_explicit(&loop->debug_gen, memory_order_relaxed);
+    atomic_store_explicit(&loop->debug_gen, g + 1, memory_order_release);
+}
 
 static inline void cio__ready_push(cio_loop *loop, cio__job *job) {
     cio__list_push_back(&loop->ready, &job->link);

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "debug_table.h"
 
 /* The child of a fork has no running loop and no current task, and the
  * parent's loops are not its own (see loop.c). */
@@ -90,6 +91,7 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
     loop->virtual_clock = opts->virtual_clock != 0;
     loop->virtual_now = cio__clock_real_ns();
     loop->now_ns = loop->virtual_now;
+    loop->debug_table = &cio__debug_table_v1;
     loop->slow_callback_duration =
         opts->slow_callback_duration > 0 ? opts->slow_callback_duration : 0.1;
     int rc = cio__loop_slot_acquire(loop);
@@ -130,6 +132,7 @@ int cio_loop_close(cio_loop *loop) {
      * still walking. */
     if (loop->closing) return -EBUSY;
     loop->closing = 1;
+    cio__loop_debug_begin(loop); /* outside readers keep off until the list is empty */
     /* 0. Signals first: after this no signal handler touches the loop
      * (they post to its inbox). Then the thread pool stops (its workers
      * post their completions to the inbox), then the inbox refuses new
@@ -183,6 +186,7 @@ int cio_loop_close(cio_loop *loop) {
     }
     while ((link = cio__list_pop_front(&survivors)) != NULL)
         CIO__CONTAINER_OF(link, cio_future, loop_link)->loop = NULL;
+    cio__loop_debug_end(loop);
     /* 6. */
     if (loop->pool_close) loop->pool_close(loop, 1);
     loop->pool_close = NULL;
