@@ -25,8 +25,10 @@ static CIO__TLS cio__ctx *switched_from;
 void cio__ctx_make(cio__ctx *ctx, void *lo, size_t size, void (*entry)(void *), void *arg) {
     uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
     memset(ctx, 0, sizeof *ctx);
+#if defined(CIO__ASAN) || defined(CIO__TSAN)
     ctx->stack_lo = lo;
     ctx->stack_size = size;
+#endif
 #ifdef CIO__TSAN
     ctx->tsan_fiber = __tsan_create_fiber(0);
 #endif
@@ -89,6 +91,8 @@ void cio__ctx_jump(cio__ctx *from, cio__ctx *to, int exiting) {
 void cio__ctx_destroy(cio__ctx *ctx) {
 #ifdef CIO__TSAN
     if (ctx->tsan_fiber) __tsan_destroy_fiber(ctx->tsan_fiber);
-#endif
     ctx->tsan_fiber = NULL;
+#else
+    (void)ctx;
+#endif
 }

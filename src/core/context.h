@@ -39,10 +39,14 @@
 
 typedef struct cio__ctx {
     void *sp;              /* saved stack pointer while not running */
+#if defined(CIO__ASAN) || defined(CIO__TSAN)
+    /* What the sanitizers are told at each switch; a plain build keeps
+     * only sp, as every idle task carries a context. */
     const void *stack_lo;  /* stack bounds, for AddressSanitizer */
     size_t stack_size;
     void *asan_fake_stack;
     void *tsan_fiber;      /* ThreadSanitizer's fiber for this context */
+#endif
 } cio__ctx;
 
 void cio__ctx_switch(void **save_sp, void *load_sp);
