@@ -29,3 +29,6 @@ cio_test_file(virtual_clock IO LABELS threads)
 cio_test_file(process IO LABELS threads NO_VALGRIND thousand_children_in_parallel_leave_no_zombie_fd_or_pidfd)
 cio_test_file(signal IO LABELS threads NO_TSAN second_sigint_during_cleanup_ends_the_process)
 cio_test_file(backend IO)
+# The watchdog names the test's functions with dladdr: export them.
+cio_test_file(watchdog LABELS threads)
+set_target_properties(test_watchdog PROPERTIES ENABLE_EXPORTS ON)

@@ -897,3 +897,17 @@ TEST(stack_accounting_calls_reject_bad_input) {
     CHECK_EQ(cio_loop_stack_census(loop, stderr), 0);
     CHECK_OK(cio_loop_free(loop));
 }
+
+/* ---- Stall watchdog ---- */
+
+TEST(watchdog_calls_reject_bad_input) {
+    CHECK_ERR(cio_loop_set_watchdog(NULL, 100, 0), -EINVAL);
+    CHECK_ERR(cio_loop_set_watchdog_with(NULL, NULL), -EINVAL);
+    cio_loop *loop = test_loop();
+    CHECK_ERR(cio_loop_set_watchdog_with(loop, NULL), -EINVAL);
+    cio_watchdog_options o = {.threshold_ms = 100, .fd = -2};
+    CHECK_ERR(cio_loop_set_watchdog_with(loop, &o), -EINVAL);
+    CHECK_OK(cio_loop_set_watchdog(loop, 100, 0));
+    CHECK_OK(cio_loop_set_watchdog(loop, 0, 0));
+    CHECK_OK(cio_loop_free(loop));
+}
