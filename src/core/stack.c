@@ -32,11 +32,12 @@
  *                 unguarded slabs that cost one mapping per slab.
  *
  * An unguarded stack (guard-page after the budget, or a guard that could
- * not be installed) is checked two ways instead: each time its task is
- * switched out, the saved stack pointer must lie above a red zone at the
- * bottom; and when the task ends, the canary word at the lowest address
- * must still be zero. An overflow is then caught at the next switch (or
- * the task's end) rather than at the faulting instruction, and the process
+ * not be installed) is checked two ways instead, each time its task is
+ * switched out and when it ends: the lowest stack pointer must lie above a
+ * red zone at the bottom, and the canary words (the lowest word of the
+ * stack, and two words of the cache line just below it, in the gap) must
+ * still be zero. An overflow is then caught at the next switch (or the
+ * task's end) rather than at the faulting instruction, and the process
  * stops with the same message. The gap below it still keeps a frame smaller
  * than the gap off the neighbouring stack.
  *

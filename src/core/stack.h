@@ -75,8 +75,8 @@ static inline bool cio__stack_intact(const cio__stack *stack) {
 }
 
 /* False when a task was switched out with its stack pointer in the red
- * zone or below: checked at every switch, it costs one compare of values
- * already in cache, where reading the canary would cost a cache miss. */
+ * zone or below: checked whenever that pointer is the task's lowest yet
+ * (task.c), for guarded stacks too, since a frame may skip the guard. */
 static inline bool cio__stack_sp_ok(const cio__stack *stack, const void *sp) {
     return (const char *)sp >= (const char *)stack->lo + CIO__STACK_RED_ZONE;
 }

@@ -405,7 +405,9 @@ static void write_report(watchdog_entry *e, int64_t now, int tid) {
                 } else {
                     say(t, "no task running (a callback, or the loop itself)");
                 }
-                snprintf(e->task, sizeof e->task, "%s", t->text);
+                size_t n = t->len < sizeof e->task - 1 ? t->len : sizeof e->task - 1;
+                memcpy(e->task, t->text, n);
+                e->task[n] = '\0';
                 cio__free(t);
             }
             frames = answer.frames;
