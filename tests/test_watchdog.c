@@ -112,7 +112,7 @@ TEST(blocking_call_reported_once_then_at_twice_the_threshold) {
     cpu_and_wall(first, &cpu, &wall);
     CHECK_INT(wall, >=, 100);
     CHECK_INT(cpu * 4, <, wall);
-    CHECK(strstr(first, "backtrace of the loop thread:") != NULL);
+    CHECK(strstr(first, "backtrace of the loop thread (") != NULL);
     CHECK(strstr(first, "wd_block_in_usleep+") != NULL);
     /* The back-off report, at twice the threshold, names the same task. */
     CHECK(report_n(2, second, sizeof second) != NULL);
@@ -188,7 +188,12 @@ static void *spawn_yielders(void *arg) {
     (void)arg;
     static cio_task *tasks[YIELDERS];
     cio_loop *loop = cio_running_loop();
-    for (int i = 0; i < YIELDERS; i++) CHECK_OK(cio_spawn(loop, work_and_yield, NULL, &tasks[i]));
+    /* The spawner yields too: a thousand spawns in one step would be a
+     * stall of their own on a slow build (AddressSanitizer). */
+    for (int i = 0; i < YIELDERS; i++) {
+        CHECK_OK(cio_spawn(loop, work_and_yield, NULL, &tasks[i]));
+        if (i % 50 == 49) CHECK_OK(cio_sleep(0));
+    }
     for (int i = 0; i < YIELDERS; i++) {
         CHECK_OK(cio_await(tasks[i], NULL));
         cio_future_unref(tasks[i]);

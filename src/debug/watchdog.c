@@ -420,7 +420,6 @@ static void write_report(watchdog_entry *e, int64_t now, int tid) {
     say(r, "  in: %s\n%s", e->task, sys->text);
     cio__free(sys);
     if (frames > 0) {
-        say(r, "  backtrace of the loop thread:\n");
         /* The first frames are the handler's own and the signal return:
          * the thread's own begin at the address the signal interrupted. */
         int first = 0;
@@ -429,6 +428,7 @@ static void write_report(watchdog_entry *e, int64_t now, int tid) {
                 first = i;
                 break;
             }
+        say(r, "  backtrace of the loop thread (%d frames):\n", frames - first);
         for (int i = first; i < frames; i++) {
             say(r, "    #%d ", i - first);
             say_code(r, answer.pcs[i]);
