@@ -23,7 +23,7 @@
  *   - The running task and a backtrace: only the loop thread knows its
  *     current task, and only it can unwind its stack, so on the first
  *     report of a stall the watchdog sends it a real-time signal. The
- *     handler (on the loop thread's alternate signal stack) copies the
+ *     handler (on the stack the thread is on) copies the
  *     task's id, name, function and spawn site and the return addresses
  *     (backtrace(), warmed up when the watchdog thread starts so that it
  *     never loads libgcc_s inside the handler) into one preallocated
@@ -108,6 +108,9 @@ static watchdog_entry *entries;
 static pthread_t thread;
 static bool thread_running, stopping;
 static _Atomic int handler_signal; /* the signal the handler is installed on, or 0 */
+/* True in the watchdog thread (on_stall runs there), checked before any
+ * lock is taken. */
+static CIO__TLS bool in_watchdog_thread;
 
 static int64_t mono_ns(void) {
     struct timespec ts;
@@ -390,7 +393,19 @@ static void write_report(watchdog_entry *e, int64_t now, int tid) {
     int frames = 0;
     if (e->reports == 0) {
         e->task[0] = '\0';
-        if (!(e->opts.flags & CIO_WATCHDOG_NO_BACKTRACE) && ask_loop_thread(e, tid)) {
+        bool answered = !(e->opts.flags & CIO_WATCHDOG_NO_BACKTRACE) && ask_loop_thread(e, tid);
+        /* An answer given after the stall ended (Valgrind delivers a signal
+         * to a computing thread at its next system call) describes whatever
+         * the thread did then: drop it. */
+        if (answered && (atomic_load_explicit(&e->loop->progress, memory_order_relaxed) !=
+                             e->seen_progress ||
+                         !atomic_load_explicit(&e->loop->busy, memory_order_acquire))) {
+            atomic_store_explicit(&answer.state, 0, memory_order_release);
+            answered = false;
+            snprintf(e->task, sizeof e->task,
+                     "unknown (the loop thread answered the signal after the stall ended)");
+        }
+        if (answered) {
             report *t = cio__malloc(sizeof *t);
             if (t) {
                 t->len = 0;
@@ -411,6 +426,8 @@ static void write_report(watchdog_entry *e, int64_t now, int tid) {
                 cio__free(t);
             }
             frames = answer.frames;
+        } else if (e->task[0]) {
+            /* Said above. */
         } else if (!(e->opts.flags & CIO_WATCHDOG_NO_BACKTRACE)) {
             snprintf(e->task, sizeof e->task, "unknown (the loop thread did not answer the signal)");
         } else {
@@ -469,6 +486,7 @@ static void check(watchdog_entry *e, int64_t now) {
 
 static void *watchdog_main(void *arg) {
     (void)arg;
+    in_watchdog_thread = true;
     pthread_mutex_lock(&state);
     while (!stopping) {
         int64_t now = mono_ns();
@@ -494,8 +512,11 @@ static void install_handler(int sig) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_signal;
-    /* SA_RESTART: calls that can be restarted are; a sleep cannot. */
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    /* SA_RESTART: calls that can be restarted are; a sleep cannot. No
+     * SA_ONSTACK: a stalled task has stack to spare, and a signal that
+     * arrives late (Valgrind delivers it at the thread's next system call)
+     * may find the loop's alternate stack already gone. */
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
     if (sigaction(sig, &sa, NULL) == 0) atomic_store(&handler_signal, sig);
 }
@@ -556,11 +577,8 @@ int cio_loop_set_watchdog_with(cio_loop *loop, const cio_watchdog_options *opts)
     int rc = cio__loop_check(loop);
     if (rc < 0) return rc;
     pthread_once(&once, init_once);
+    if (in_watchdog_thread) return -EDEADLK;
     pthread_mutex_lock(&life);
-    if (thread_running && pthread_equal(pthread_self(), thread)) {
-        pthread_mutex_unlock(&life);
-        return -EDEADLK;
-    }
     if (opts->threshold_ms == 0) {
         unwatch(loop);
         pthread_mutex_unlock(&life);
