@@ -70,6 +70,10 @@ static void never_called(cio_loop *loop, void *arg) {
 static cio_loop *new_loop(void) {
     cio_loop *loop;
     BENCH_CHECK(cio_loop_new(&loop));
+    /* CIO_BENCH_WATCHDOG=MS watches every loop with that threshold, to
+     * measure what the stall watchdog costs (docs/debugging.md). */
+    const char *wd = getenv("CIO_BENCH_WATCHDOG");
+    if (wd && atoi(wd) > 0) BENCH_CHECK(cio_loop_set_watchdog(loop, (unsigned)atoi(wd), 0));
     if (shape == SHAPE_SERVER) {
         if (server_fds[0] < 0) BENCH_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, server_fds));
         BENCH_CHECK(cio_add_reader(loop, server_fds[0], never_called, NULL));

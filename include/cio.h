@@ -485,6 +485,11 @@ typedef struct cio_task_info {
      * thread's CPU clock costs more than a switch); -1 when not counted. */
     double cpu_time;
     size_t stack_size;
+    /* Bytes between the top of its stack and the lowest stack pointer seen
+     * when it was switched out: a lower bound of its high-water mark, kept
+     * at no cost (cio_task_stack_high_water measures the exact mark). 0
+     * once the task is done. */
+    size_t stack_low_water;
 } cio_task_info;
 
 /* Fills *out for task (a task of any state): 0, or -EINVAL for NULL or a
@@ -1754,6 +1759,84 @@ int cio_remove_signal_handler(cio_loop *loop, int sig);
  * kernel lacks the io_uring opcode ...", "cio was built without io_uring".
  * The string lives as long as the loop. NULL for NULL. */
 const char *cio_loop_backend_fallback_reason(const cio_loop *loop);
+
+/* ------------------------------------------------------------------------
+ * Stack accounting (debugging)
+ *
+ * How deep each task's stack went, for sizing stacks (cio_task_options.
+ * stack_size, cio_loop_options.default_stack_size). cio_task_info.
+ * stack_low_water is a free lower bound; the calls below measure the exact
+ * high-water mark: the stack is scanned from its low end for the first
+ * word ever written (fresh stack memory reads zero), skipping pages the
+ * kernel never gave it, so a call costs a system call and a read of the
+ * stack's resident part. A stack reused from the loop's pool holds its
+ * previous task's data; in debug mode (cio_loop_set_debug) every task's
+ * stack is measured when the task ends, recorded for its spawn site, and
+ * given back to the kernel down to that mark, so the next task's mark is
+ * exact. Outside debug mode a task on a reused stack reports an upper bound.
+ * ------------------------------------------------------------------------ */
+
+/* The exact high-water mark of task's stack: the bytes from its top down
+ * to the deepest word written, now (a task not yet done) or when it ended
+ * (measured only in debug mode). -EINVAL for NULL or a plain future,
+ * -ENODATA for a task that ended outside debug mode, and the thread check
+ * of debug mode (-CIO_EWRONGTHREAD). */
+ssize_t cio_task_stack_high_water(const cio_task *task);
+
+/* Writes the census of stack use per spawn site to out, one line per site,
+ * deepest first: "file.c:42 max 5120 of 16384 B (31%), 3 tasks". It counts
+ * the tasks alive now (measured at the call) and, in debug mode, every task
+ * that ended. A site spawned through a function pointer reads
+ * "module+0xOFFSET". Returns the number of lines, -EINVAL for a NULL
+ * argument, -ENOMEM, or -CIO_EWRONGTHREAD in debug mode. */
+int cio_loop_stack_census(cio_loop *loop, FILE *out);
+
+/* ------------------------------------------------------------------------
+ * Stall watchdog (debugging)
+ *
+ * A loop is stalled when a task step or a callback runs for too long
+ * without giving the loop back: a blocking call (sleep, a blocking read, a
+ * lock) or a long computation, which stops every other task of the loop.
+ * asyncio's debug mode reports a slow callback after it returns; the
+ * watchdog reports while the stall lasts, so even a loop stuck for ever is
+ * reported. One thread per process (started with the first watchdog, ended
+ * with the last) wakes every threshold/2 and compares each watched loop's
+ * progress count (one store per task step, no system call) with the last
+ * one it saw. A loop waiting for I/O is never stalled. On a stall it writes
+ * one report: the running task's id, name, function and spawn site, how
+ * long, the loop thread's CPU time against the wall time (busy or blocked),
+ * the system call it is in (/proc/self/task/TID/syscall) and a backtrace
+ * of the loop thread, taken by a signal handler in that thread (a
+ * real-time signal; a blocking call it interrupts, such as a sleep,
+ * returns early with EINTR, once per stall). While the same stall lasts it
+ * reports again at 2, 4, 8... times the threshold, at most
+ * reports_per_minute times a minute per loop, and once more when the loop
+ * moves again.
+ * ------------------------------------------------------------------------ */
+
+#define CIO_WATCHDOG_NO_BACKTRACE 1u /* no signal to the loop thread: no backtrace, no task */
+
+typedef struct cio_watchdog_options {
+    unsigned threshold_ms;       /* a stall is this long or longer; 0 turns the watchdog off */
+    unsigned flags;              /* CIO_WATCHDOG_* */
+    int fd;                      /* where reports go; 0 = stderr (2) */
+    int signal;                  /* for the backtrace; 0 = SIGRTMIN + 3 */
+    unsigned reports_per_minute; /* per loop; 0 = 10 */
+    /* Called in the watchdog thread after each report, with its text (for
+     * a log, or to take a dump); it must not call watchdog functions. */
+    void (*on_stall)(cio_loop *loop, const char *report, void *arg);
+    void *on_stall_arg;
+} cio_watchdog_options;
+
+/* Watches loop for stalls of threshold_ms or more, reporting to stderr
+ * (flags: CIO_WATCHDOG_*); threshold_ms 0 stops watching it. A second call
+ * replaces the settings. Returns 0; -EINVAL for a NULL loop; -EAGAIN if the
+ * watchdog thread cannot start; -EDEADLK from the on_stall callback;
+ * -CIO_ELOOPCLOSED, -CIO_EFORKED. Closing the loop stops watching it. */
+int cio_loop_set_watchdog(cio_loop *loop, unsigned threshold_ms, unsigned flags);
+/* The same with every setting: -EINVAL also for a NULL opts, a negative
+ * fd, or a signal outside SIGRTMIN..SIGRTMAX. */
+int cio_loop_set_watchdog_with(cio_loop *loop, const cio_watchdog_options *opts);
 
 #if defined(CIO_BUILDING_LIBRARY) && defined(__GNUC__)
 #pragma GCC visibility pop

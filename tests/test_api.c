@@ -876,3 +876,38 @@ TEST(task_info_and_spawn_sites_reject_bad_input) {
     cio_future_unref(t);
     CHECK_OK(cio_loop_free(loop));
 }
+
+/* ---- Stack accounting ---- */
+
+TEST(stack_accounting_calls_reject_bad_input) {
+    CHECK_ERR(cio_task_stack_high_water(NULL), -EINVAL);
+    CHECK_ERR(cio_loop_stack_census(NULL, stderr), -EINVAL);
+    cio_loop *loop = test_loop();
+    CHECK_ERR(cio_loop_stack_census(loop, NULL), -EINVAL);
+    cio_future *plain;
+    CHECK_OK(cio_future_new(loop, &plain));
+    CHECK_ERR(cio_task_stack_high_water(plain), -EINVAL);
+    cio_future_unref(plain);
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, api_info_noop, NULL, &t));
+    CHECK_INT(cio_task_stack_high_water(t), >, 0); /* its first frame is laid out */
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    CHECK_ERR(cio_task_stack_high_water(t), -ENODATA); /* ended outside debug mode */
+    cio_future_unref(t);
+    CHECK_EQ(cio_loop_stack_census(loop, stderr), 0);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- Stall watchdog ---- */
+
+TEST(watchdog_calls_reject_bad_input) {
+    CHECK_ERR(cio_loop_set_watchdog(NULL, 100, 0), -EINVAL);
+    CHECK_ERR(cio_loop_set_watchdog_with(NULL, NULL), -EINVAL);
+    cio_loop *loop = test_loop();
+    CHECK_ERR(cio_loop_set_watchdog_with(loop, NULL), -EINVAL);
+    cio_watchdog_options o = {.threshold_ms = 100, .fd = -2};
+    CHECK_ERR(cio_loop_set_watchdog_with(loop, &o), -EINVAL);
+    CHECK_OK(cio_loop_set_watchdog(loop, 100, 0));
+    CHECK_OK(cio_loop_set_watchdog(loop, 0, 0));
+    CHECK_OK(cio_loop_free(loop));
+}

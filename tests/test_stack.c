@@ -89,6 +89,7 @@ typedef struct child_setup {
     size_t stack_size;    /* of "deep"; 0: 64 KiB */
     void (*before)(void); /* runs first in the child (installs handlers) */
     cio_coro_fn first;    /* if set, run in a task of its own before "deep" */
+    bool by_pointer;      /* spawn "deep" through a function pointer (no site) */
 } child_setup;
 
 /* Runs fn in a task named "deep" in a child process and returns what the
@@ -111,7 +112,10 @@ static void run_in_child(cio_coro_fn fn, const child_setup *setup, char *out, si
         cio_task_options opts = {.name = "deep",
                                  .stack_size = setup->stack_size ? setup->stack_size : 64 * 1024};
         cio_task *t;
-        CHECK_OK(cio_spawn_with(loop, fn, NULL, &opts, &t));
+        if (setup->by_pointer)
+            CHECK_OK((cio_spawn_with)(loop, fn, NULL, &opts, &t));
+        else
+            CHECK_OK(cio_spawn_with(loop, fn, NULL, &opts, &t));
         cio_run_until_complete(loop, t, NULL);
         fprintf(stderr, "child: the task ended\n");
         _exit(0); /* not reached when the overflow is caught */
@@ -125,12 +129,19 @@ static void run_in_child(cio_coro_fn fn, const child_setup *setup, char *out, si
     CHECK_EQ(waitpid(pid, status, 0), pid);
 }
 
-static void check_named_report(const char *out, int status, size_t stack_size) {
+/* A fault in a guard ends the process by SIGSEGV (the fault repeats after
+ * the report, as without cio); an overflow caught after the fact (canary,
+ * red zone) by SIGABRT. */
+static void check_report(const char *out, int status, size_t stack_size, int sig) {
     char want[128];
     snprintf(want, sizeof want, "cio: task 'deep' overflowed its %zu-byte stack", stack_size);
     if (!strstr(out, want)) FAIL("child said: %s", out);
-    CHECK(WIFSIGNALED(status));
-    CHECK_EQ(WTERMSIG(status), SIGABRT);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != sig)
+        FAIL("child ended with status %#x, not by signal %d; it said: %s", status, sig, out);
+}
+
+static void check_named_report(const char *out, int status, size_t stack_size) {
+    check_report(out, status, stack_size, SIGSEGV);
 }
 
 static void *check_guard_region(void *arg) {
@@ -170,7 +181,7 @@ TEST(overflow_of_unguarded_stack_is_caught_by_canary) {
     int status;
     child_setup setup = {.guard_budget = 0, .no_regions = true};
     run_in_child(smash_canary, &setup, out, sizeof out, &status);
-    check_named_report(out, status, 65536);
+    check_report(out, status, 65536, SIGABRT);
 }
 
 /* A frame larger than the whole stack, of which only the lowest byte is
@@ -536,4 +547,190 @@ TEST(million_tasks_each_with_a_guard) {
     CHECK_OK(test_run(loop, spawn_million, NULL, NULL));
     cio_future_unref(million_gate);
     cio_loop_free(loop);
+}
+
+/* ---- overflow reports name the spawn site (issue 12, item 6) --------------- */
+
+/* Acceptance test 10: a 16 KiB stack that recurses dies by SIGSEGV, and the
+ * report names the task, its id, its spawn site and its stack size. */
+TEST(overflow_report_names_task_spawn_site_and_size) {
+    char out[4096];
+    int status;
+    child_setup setup = {.guard_budget = (size_t)-1, .stack_size = 16 * 1024};
+    run_in_child(overflow, &setup, out, sizeof out, &status);
+    check_named_report(out, status, 16384);
+    /* The spawn macro's file:line, and the task's id (the second task of
+     * its loop, after none: the first spawn in the child). */
+    if (!strstr(out, "(task 1, spawned at ") || !strstr(out, "test_stack.c:"))
+        FAIL("no id or spawn site in: %s", out);
+    if (!strstr(out, "; fault at 0x") || !strstr(out, ", guard 0x"))
+        FAIL("no fault address in: %s", out);
+}
+
+/* Spawned through a function pointer there is no file:line: the report
+ * names the module and offset of the spawning code instead, found without
+ * any call that is unsafe in a signal handler. */
+TEST(overflow_report_names_spawning_module_without_a_site) {
+    char out[4096];
+    int status;
+    child_setup setup = {.guard_budget = (size_t)-1, .stack_size = 16 * 1024, .by_pointer = true};
+    run_in_child(overflow, &setup, out, sizeof out, &status);
+    check_named_report(out, status, 16384);
+    if (!strstr(out, "spawned at /") || !strstr(out, "test_stack+0x"))
+        FAIL("no module+offset in: %s", out);
+}
+
+/* Acceptance test 12: with guard pages off, a task that writes 64 bytes past
+ * the low end of its stack (the frames of an overflow that never moved the
+ * stack pointer at a switch) is reported by name at its next switch, before
+ * it runs again. */
+static void *write_past_limit(void *arg) {
+    (void)arg;
+    cio__task_stack_info info;
+    CHECK_OK(cio__task_get_stack(cio_current_task(), &info));
+    CHECK(info.guard == 0);
+    memset((char *)info.lo - 64, 0x5a, 64);
+    cio_sleep(0);
+    fprintf(stderr, "child: ran on after the overflow\n");
+    return NULL;
+}
+
+TEST(canary_names_task_writing_past_its_limit_at_next_switch) {
+    char out[4096];
+    int status;
+    child_setup setup = {.guard_budget = 0, .no_regions = true};
+    run_in_child(write_past_limit, &setup, out, sizeof out, &status);
+    check_report(out, status, 65536, SIGABRT);
+    if (strstr(out, "ran on")) FAIL("caught too late: %s", out);
+    if (!strstr(out, "spawned at ") || !strstr(out, "test_stack.c:") || !strstr(out, "canary"))
+        FAIL("no spawn site or cause in: %s", out);
+}
+
+/* ---- high-water marks (issue 12, item 6; acceptance test 11) ------------- */
+
+/* Touches n bytes of a local buffer, then suspends so the mark is read while
+ * the task is alive and switched out. */
+__attribute__((noinline)) static void touch_stack(size_t n) {
+    volatile char buf[10 * 1024];
+    if (n > sizeof buf) n = sizeof buf;
+    for (size_t i = 0; i < n; i++) buf[i] = 1;
+    CHECK_OK(cio_sleep(0));
+}
+
+static void *deep_task(void *arg) {
+    touch_stack(10 * 1024);
+    (void)arg;
+    return NULL;
+}
+
+static void *shallow_task(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_sleep(0));
+    return NULL;
+}
+
+/* Runs fn as a task spawned at one line (one census site) with a 64 KiB
+ * stack; returns its exact mark, read while it waits in cio_sleep(0). */
+static ssize_t mark_of(cio_loop *loop, cio_coro_fn fn, size_t *low_water) {
+    cio_task_options opts = {.stack_size = 64 * 1024};
+    cio_task *t;
+    CHECK_OK(cio_spawn_with(loop, fn, NULL, &opts, &t));
+    /* One iteration: the task runs to its sleep and is switched out. */
+    CHECK_OK(cio_call_soon(loop, stop_loop, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    ssize_t mark = cio_task_stack_high_water(t);
+    cio_task_info info;
+    CHECK_OK(cio_task_get_info(t, &info));
+    *low_water = info.stack_low_water;
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    /* Measured again at its end (debug mode): it went on after the sleep. */
+    if (cio_loop_get_debug(loop)) CHECK_INT(cio_task_stack_high_water(t), >=, mark);
+    else CHECK_ERR(cio_task_stack_high_water(t), -ENODATA);
+    cio_future_unref(t);
+    return mark;
+}
+
+TEST(high_water_mark_is_exact_and_a_reused_stack_reports_its_own) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(cio_loop_set_debug(loop, 1));
+    size_t low;
+    ssize_t deep = mark_of(loop, deep_task, &low);
+    fprintf(stderr, "deep: exact %zd, low water %zu\n", deep, low);
+    /* 10 KiB of buffer, plus the frames above it, under 4 KiB. */
+    CHECK_INT(deep, >=, 10 * 1024);
+    CHECK_INT(deep, <=, 14 * 1024);
+    /* The low-water bound: the switch happens below the buffer. */
+    CHECK_INT(low, >=, 10 * 1024);
+    CHECK_INT(low, <=, deep);
+    /* The same stack serves the next task (the pool is LIFO), wiped down to
+     * the deep task's mark when it ended: the shallow task's mark is its
+     * own, far below the deep one's. */
+    ssize_t shallow = mark_of(loop, shallow_task, &low);
+    fprintf(stderr, "shallow: exact %zd, low water %zu\n", shallow, low);
+    CHECK_INT(shallow, >, 0);
+    CHECK_INT(shallow, <, 4 * 1024);
+    CHECK_INT(low, <=, shallow);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+TEST(high_water_mark_of_a_reused_stack_outside_debug_mode_is_an_upper_bound) {
+    cio_loop *loop = test_loop();
+    size_t low;
+    ssize_t deep = mark_of(loop, deep_task, &low);
+    ssize_t shallow = mark_of(loop, shallow_task, &low);
+    /* Not wiped: the deep task's data is still there (give or take the
+     * zero words the deep task's last switch saved). */
+    CHECK_INT(deep, >=, 10 * 1024);
+    CHECK_INT(shallow, >=, 10 * 1024);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* Every task of one census site: the deep one and then two shallow ones,
+ * all spawned by the same line. */
+static void *census_task(void *arg) {
+    if (arg) touch_stack(10 * 1024);
+    else CHECK_OK(cio_sleep(0));
+    return NULL;
+}
+
+static void spawn_census_task(cio_loop *loop, bool deep, cio_task **t) {
+    cio_task_options opts = {.stack_size = 64 * 1024};
+    CHECK_OK(cio_spawn_with(loop, census_task, deep ? loop : NULL, &opts, t));
+}
+
+static char census_text[4096];
+
+TEST(census_line_of_a_spawn_site_shows_its_maximum) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(cio_loop_set_debug(loop, 1));
+    cio_task *t;
+    spawn_census_task(loop, true, &t);
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    ssize_t deep = cio_task_stack_high_water(t);
+    cio_future_unref(t);
+    for (int i = 0; i < 2; i++) {
+        spawn_census_task(loop, false, &t);
+        CHECK_OK(cio_run_until_complete(loop, t, NULL));
+        CHECK_INT(cio_task_stack_high_water(t), <, 4096);
+        cio_future_unref(t);
+    }
+    /* One more, alive while the census is taken. */
+    spawn_census_task(loop, false, &t);
+    FILE *f = fmemopen(census_text, sizeof census_text - 1, "w");
+    CHECK(f != NULL);
+    int lines = cio_loop_stack_census(loop, f);
+    fclose(f);
+    fprintf(stderr, "%s", census_text);
+    CHECK_INT(lines, >=, 1);
+    char want[128];
+    snprintf(want, sizeof want, " max %zd of 65536 B (%zd%%), 4 tasks\n", deep, deep * 100 / 65536);
+    if (!strstr(census_text, want)) FAIL("no \"%s\" in:\n%s", want, census_text);
+    /* The deepest site comes first, and it is this file's. */
+    CHECK(strstr(census_text, "test_stack.c:") != NULL);
+    CHECK(strstr(census_text, want) < strchr(census_text, '\n') + 1);
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    CHECK_ERR(cio_loop_stack_census(NULL, stderr), -EINVAL);
+    CHECK_ERR(cio_loop_stack_census(loop, NULL), -EINVAL);
+    CHECK_OK(cio_loop_free(loop));
 }

@@ -145,6 +145,7 @@ static void run_batch(cio_loop *loop) {
     if (!loop->debug) {
         while ((link = cio__list_pop_front(&batch)) != NULL) {
             cio__job *job = CIO__CONTAINER_OF(link, cio__job, link);
+            cio__loop_progress(loop);
             job->run(job);
         }
         return;
@@ -152,6 +153,7 @@ static void run_batch(cio_loop *loop) {
     while ((link = cio__list_pop_front(&batch)) != NULL) {
         cio__job *job = CIO__CONTAINER_OF(link, cio__job, link);
         int64_t start = cio__clock_real_ns();
+        cio__loop_progress(loop);
         job->run(job);
         double took = (double)(cio__clock_real_ns() - start) / 1e9;
         if (took >= loop->slow_callback_duration)
@@ -201,8 +203,14 @@ static void run_once(cio_loop *loop) {
             if (atomic_load(&loop->inbox_posted)) timeout = 0;
         }
         int64_t waited_from = loop->virtual_clock && timeout != 0 ? cio__clock_real_ns() : 0;
+        /* Waiting for I/O is not a stall (the watchdog skips the loop). */
+        if (timeout != 0) atomic_store_explicit(&loop->busy, 0, memory_order_release);
         /* An interrupted wait (-EINTR) just ends this iteration early. */
         loop->io.backend->poll(&loop->io, timeout);
+        if (timeout != 0) {
+            cio__loop_progress(loop);
+            atomic_store_explicit(&loop->busy, 1, memory_order_release);
+        }
         atomic_store_explicit(&loop->inbox_sleeping, 0, memory_order_relaxed);
         if (waited_from) loop->virtual_now += cio__clock_real_ns() - waited_from;
         if (!next) loop->now_ns = cio__clock_ns(); /* after a wait of any length */
@@ -265,10 +273,15 @@ int cio_run_forever(cio_loop *loop) {
     loop->now_ns = cio__clock_ns();
     cio__stack_install_overflow_handler();
     void *altstack = enable_altstack();
+    /* For the stall watchdog: which thread runs the loop, and that it runs. */
+    atomic_store_explicit(&loop->tid, (int)gettid(), memory_order_relaxed);
+    cio__loop_progress(loop);
+    atomic_store_explicit(&loop->busy, 1, memory_order_release);
     for (;;) {
         run_once(loop);
         if (loop->stopping) break;
     }
+    atomic_store_explicit(&loop->busy, 0, memory_order_release);
     disable_altstack(altstack);
     loop->stopping = 0;
     loop->running = 0;

@@ -91,6 +91,22 @@ struct cio_loop {
     /* cio__signal_drain while the loop holds signals, else NULL: the
      * iteration calls it without knowing signal.c. */
     void (*signal_drain)(cio_loop *loop);
+    /* The census of stack marks per spawn site (stack_usage.c): NULL until
+     * a task ends in debug mode. */
+    struct cio__stack_census *stack_census;
+    /* The stall watchdog (debug/watchdog.c) reads these from its thread.
+     * progress goes up by one at every job (task step or callback) the
+     * loop runs: a relaxed store of a word the loop alone writes. busy is 1
+     * while the loop runs and is not blocked waiting for I/O, so an idle
+     * loop is never taken for a stalled one. tid is the thread running
+     * the loop (set each time it starts). */
+    _Atomic uint64_t progress;
+    _Atomic int busy;
+    _Atomic int tid;
+    /* The watchdog's record of the loop while one is set, and how close
+     * lets it go (the core may not call up into the debug layer). */
+    struct cio__watchdog_entry *watchdog;
+    void (*watchdog_close)(cio_loop *loop);
 };
 
 /*
@@ -151,6 +167,15 @@ static inline void cio__loop_debug_begin(cio_loop *loop) {
 static inline void cio__loop_debug_end(cio_loop *loop) {
     uint64_t g = atomic_load_explicit(&loop->debug_gen, memory_order_relaxed);
     atomic_store_explicit(&loop->debug_gen, g + 1, memory_order_release);
+}
+
+/* One more step of progress, for the stall watchdog: the loop's thread
+ * alone writes the word, so a relaxed load and store suffice (a plain
+ * increment in the code, no locked instruction). */
+static inline void cio__loop_progress(cio_loop *loop) {
+    atomic_store_explicit(&loop->progress,
+                          atomic_load_explicit(&loop->progress, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 }
 
 static inline void cio__ready_push(cio_loop *loop, cio__job *job) {

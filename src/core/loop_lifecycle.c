@@ -138,6 +138,7 @@ int cio_loop_close(cio_loop *loop) {
      * post their completions to the inbox), then the inbox refuses new
      * work and discards what was posted but never ran. */
     cio__signal_loop_close(loop);
+    if (loop->watchdog_close) loop->watchdog_close(loop);
     if (loop->pool_close) loop->pool_close(loop, 0);
     cio__inbox_close(loop);
     /* 1. Operations in flight end first, each with its final completion,
@@ -193,6 +194,7 @@ int cio_loop_close(cio_loop *loop) {
     loop->pool = NULL;
     cio__node_pool_destroy(loop);
     cio__task_pool_destroy(loop);
+    cio__stack_census_free(loop);
     cio__stack_pool_destroy(&loop->stacks);
     cio__fd_table_destroy(&loop->watchers);
     cio__free(loop->read_buffer);

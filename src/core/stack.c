@@ -32,11 +32,12 @@
  *                 unguarded slabs that cost one mapping per slab.
  *
  * An unguarded stack (guard-page after the budget, or a guard that could
- * not be installed) is checked two ways instead: each time its task is
- * switched out, the saved stack pointer must lie above a red zone at the
- * bottom; and when the task ends, the canary word at the lowest address
- * must still be zero. An overflow is then caught at the next switch (or
- * the task's end) rather than at the faulting instruction, and the process
+ * not be installed) is checked two ways instead, each time its task is
+ * switched out and when it ends: the lowest stack pointer must lie above a
+ * red zone at the bottom, and the canary words (the lowest word of the
+ * stack, and two words of the cache line just below it, in the gap) must
+ * still be zero. An overflow is then caught at the next switch (or the
+ * task's end) rather than at the faulting instruction, and the process
  * stops with the same message. The gap below it still keeps a frame smaller
  * than the gap off the neighbouring stack.
  *
@@ -44,7 +45,14 @@
  * longer has room, so the handler runs on an alternate signal stack. It
  * compares the fault address with the guard of the task running in that
  * thread; on a match it writes "cio: task 'NAME' overflowed its N-byte
- * stack" and aborts. Any other fault is passed on (see on_segv).
+ * stack (task ID, spawned at SITE; fault at ..., guard ...)", puts the
+ * default action back and returns, so the fault repeats and the process
+ * ends by SIGSEGV as it would without cio. An overflow caught after the
+ * fact (canary, red zone) gives the same first line and ends by SIGABRT.
+ * The spawn site is the "file:line" of the spawn macro, or, for a spawn
+ * through a function pointer, "module+0xOFFSET" found in /proc/self/maps
+ * with system calls only (cio__stack_format_pc). Any other fault is passed
+ * on (see on_segv).
  */
 #include "stack.h"
 
@@ -69,6 +77,7 @@
 
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/memcheck.h>
 #include <valgrind/valgrind.h>
 #define CIO__HAVE_VALGRIND 1
 #endif
@@ -82,6 +91,7 @@ typedef struct free_stack {
     void *next;
     size_t guard;
     void *lo;
+    uint8_t wiped;
 } free_stack;
 
 static size_t page_size(void) {
@@ -223,11 +233,12 @@ static free_stack *header_of(void *lo, size_t size) {
     return (free_stack *)((char *)lo + size - sizeof(free_stack));
 }
 
-static void push_free(cio__stack_class *c, void *lo, size_t guard) {
+static void push_free(cio__stack_class *c, void *lo, size_t guard, uint8_t wiped) {
     free_stack *h = header_of(lo, c->size);
     h->next = c->free_list;
     h->guard = guard;
     h->lo = lo;
+    h->wiped = wiped;
     c->free_list = h;
 }
 
@@ -298,7 +309,7 @@ static int refill(cio__stack_pool *pool, cio__stack_class *c) {
 #ifdef CIO__HAVE_VALGRIND
         VALGRIND_STACK_REGISTER(lo, (char *)lo + c->size);
 #endif
-        push_free(c, lo, guard_of[i]);
+        push_free(c, lo, guard_of[i], 1);
     }
     return 0;
 }
@@ -327,6 +338,7 @@ int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out) {
     out->lo = h->lo;
     out->size = size;
     out->guard = h->guard;
+    out->wiped = h->wiped;
     /* An unguarded stack's canary (zero) is already in place: fresh memory
      * is zero, and a reused stack's previous task ended with it intact. */
     return 0;
@@ -339,7 +351,7 @@ void cio__stack_put(cio__stack_pool *pool, const cio__stack *stack) {
     for (size_t i = 0; !c && i < pool->class_count; i++)
         if (pool->classes[i].size == stack->size) c = &pool->classes[i];
     if (!c) return; /* cannot happen: the class made the stack */
-    push_free(c, stack->lo, stack->guard);
+    push_free(c, stack->lo, stack->guard, stack->wiped);
 }
 
 void cio__stack_pool_destroy(cio__stack_pool *pool) {
@@ -355,6 +367,52 @@ void cio__stack_pool_destroy(cio__stack_pool *pool) {
     memset(pool, 0, sizeof *pool);
     pool->guard_size = guard_size;
     pool->guard_regions = guard_regions;
+}
+
+/* ---- high-water marks ---------------------------------------------------- */
+
+/* Reads memory the sanitizers may think is a dead frame's: not a bug here,
+ * the scan only asks whether a word was ever written. */
+#if defined(__clang__)
+#define CIO__NO_SANITIZE __attribute__((no_sanitize("address", "thread", "memory")))
+#else
+#define CIO__NO_SANITIZE __attribute__((no_sanitize_address, no_sanitize_thread))
+#endif
+
+CIO__NO_SANITIZE size_t cio__stack_high_water(const cio__stack *stack, const void *sp) {
+    size_t page = page_size();
+    char *lo = stack->lo, *top = lo + stack->size;
+#ifdef CIO__HAVE_VALGRIND
+    /* Memcheck marks a frame inaccessible once it is popped: the scan reads
+     * it on purpose, and the next push marks it undefined again. */
+    if (sp && (char *)sp > lo && (char *)sp <= top)
+        VALGRIND_MAKE_MEM_DEFINED(lo, (size_t)((char *)sp - lo));
+#else
+    (void)sp;
+#endif
+    size_t pages = stack->size / page;
+    unsigned char resident[512];
+    for (size_t first = 0; first < pages; first += sizeof resident) {
+        size_t n = pages - first < sizeof resident ? pages - first : sizeof resident;
+        /* Without mincore every page is read: slower, same answer. */
+        bool known = mincore(lo + first * page, n * page, resident) == 0;
+        for (size_t i = 0; i < n; i++) {
+            if (known && !(resident[i] & 1)) continue;
+            const volatile uint64_t *w = (const volatile uint64_t *)(lo + (first + i) * page);
+            for (size_t j = 0; j < page / sizeof *w; j++)
+                if (w[j] != 0) return (size_t)(top - (const char *)&w[j]);
+        }
+    }
+    return 0;
+}
+
+void cio__stack_wipe(cio__stack *stack, size_t mark) {
+    size_t page = page_size();
+    char *top = (char *)stack->lo + stack->size;
+    if (mark > stack->size) mark = stack->size;
+    char *from = (char *)((uintptr_t)(top - mark) & ~(uintptr_t)(page - 1));
+    /* On failure the stack stays as it is and says so. */
+    stack->wiped = from >= top || madvise(from, (size_t)(top - from), MADV_DONTNEED) == 0;
 }
 
 /* ---- overflow detection ------------------------------------------------ */
@@ -382,17 +440,151 @@ static size_t append_size(char *buf, size_t at, size_t cap, size_t v) {
     return at;
 }
 
-void cio__stack_overflow_abort(const char *task_name, size_t size) {
-    char msg[256];
-    size_t at = append(msg, 0, sizeof msg, "cio: task '");
-    at = append(msg, at, sizeof msg, task_name ? task_name : "?");
-    at = append(msg, at, sizeof msg, "' overflowed its ");
-    at = append_size(msg, at, sizeof msg, size);
-    at = append(msg, at, sizeof msg, "-byte stack\n");
-    ssize_t ignored = write(STDERR_FILENO, msg, at);
-    (void)ignored;
+static size_t append_hex(char *buf, size_t at, size_t cap, uintptr_t v) {
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    at = append(buf, at, cap, "0x");
+    while (n && at + 1 < cap) buf[at++] = digits[--n];
+    return at;
+}
+
+/* Parses a hexadecimal number at *p, moving *p past it. */
+static uintptr_t parse_hex(const char **p, const char *end) {
+    uintptr_t v = 0;
+    for (; *p < end; (*p)++) {
+        char c = **p;
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) break;
+        v = v << 4 | (uintptr_t)d;
+    }
+    return v;
+}
+
+/* Looks pc up in one line of /proc/self/maps ("lo-hi perms offset dev inode
+ * path"): on a match writes "path+0xOFFSET" (the offset in the file, which
+ * is what addr2line -e path wants for a position-independent module). */
+static size_t format_maps_line(char *buf, size_t cap, const char *line, const char *end,
+                               uintptr_t pc) {
+    const char *p = line;
+    uintptr_t lo = parse_hex(&p, end);
+    if (p >= end || *p != '-') return 0;
+    p++;
+    uintptr_t hi = parse_hex(&p, end);
+    if (pc < lo || pc >= hi) return 0;
+    while (p < end && *p == ' ') p++;
+    while (p < end && *p != ' ') p++; /* perms */
+    while (p < end && *p == ' ') p++;
+    uintptr_t offset = parse_hex(&p, end);
+    for (int field = 0; field < 2; field++) { /* dev, inode */
+        while (p < end && *p == ' ') p++;
+        while (p < end && *p != ' ') p++;
+    }
+    while (p < end && *p == ' ') p++;
+    size_t at = 0;
+    if (p == end) at = append(buf, at, cap, "[anonymous]");
+    while (p < end && at + 1 < cap) buf[at++] = *p++;
+    at = append(buf, at, cap, "+");
+    at = append_hex(buf, at, cap, pc - lo + offset);
+    buf[at] = '\0';
+    return at;
+}
+
+size_t cio__stack_format_pc(char *buf, size_t cap, const void *pc) {
+    if (cap == 0) return 0;
+    buf[0] = '\0';
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    size_t written = 0;
+    if (fd >= 0) {
+        /* Reads in chunks and looks at each whole line; a line cut by the
+         * end of the chunk is moved to the front and completed by the next
+         * read. */
+        char chunk[2048];
+        size_t have = 0;
+        for (;;) {
+            ssize_t n = read(fd, chunk + have, sizeof chunk - have);
+            if (n <= 0) break;
+            have += (size_t)n;
+            size_t start = 0;
+            for (size_t i = 0; i < have && !written; i++) {
+                if (chunk[i] != '\n') continue;
+                written = format_maps_line(buf, cap, chunk + start, chunk + i, (uintptr_t)pc);
+                start = i + 1;
+            }
+            if (written) break;
+            if (start == 0) start = have; /* a line longer than the chunk: drop it */
+            memmove(chunk, chunk + start, have - start);
+            have -= start;
+        }
+        close(fd);
+    }
+    if (!written) {
+        written = append_hex(buf, 0, cap, (uintptr_t)pc);
+        buf[written] = '\0';
+    }
+    return written;
+}
+
+/* The first part of every overflow report: "cio: task 'NAME' overflowed its
+ * N-byte stack (task ID, spawned at SITE". */
+static size_t format_overflow(char *msg, size_t cap, const cio__stack_owner *owner,
+                              const cio__stack *stack) {
+    size_t at = append(msg, 0, cap, "cio: task '");
+    at = append(msg, at, cap, owner && owner->name ? owner->name : "?");
+    at = append(msg, at, cap, "' overflowed its ");
+    at = append_size(msg, at, cap, stack->size);
+    at = append(msg, at, cap, "-byte stack (task ");
+    at = append_size(msg, at, cap, owner ? (size_t)owner->id : 0);
+    at = append(msg, at, cap, ", spawned at ");
+    if (owner && owner->site) {
+        at = append(msg, at, cap, owner->site);
+    } else if (owner && owner->pc) {
+        char where[256];
+        cio__stack_format_pc(where, sizeof where, owner->pc);
+        at = append(msg, at, cap, where);
+    } else {
+        at = append(msg, at, cap, "an unknown place");
+    }
+    return at;
+}
+
+static void write_all(const char *msg, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, msg, len);
+        if (n <= 0) return;
+        msg += n;
+        len -= (size_t)n;
+    }
+}
+
+void cio__stack_overflow_abort(const cio__stack_owner *owner, const cio__stack *stack) {
+    char msg[768];
+    size_t at = format_overflow(msg, sizeof msg, owner, stack);
+    at = append(msg, at, sizeof msg, "; caught after the fact, at a switch or its end: ");
+    at = append(msg, at, sizeof msg, stack->guard ? "stack pointer in the red zone" : "canary overwritten");
+    at = append(msg, at, sizeof msg, ")\n");
+    write_all(msg, at);
     signal(SIGABRT, SIG_DFL);
     abort();
+}
+
+/* A fault in the guard of the running task's stack: the report, written
+ * with system calls only (this runs in the SIGSEGV handler). */
+static void report_guard_hit(const cio__stack_owner *owner, const cio__stack *stack,
+                             uintptr_t addr) {
+    char msg[768];
+    size_t at = format_overflow(msg, sizeof msg, owner, stack);
+    at = append(msg, at, sizeof msg, "; fault at ");
+    at = append_hex(msg, at, sizeof msg, addr);
+    at = append(msg, at, sizeof msg, ", guard ");
+    at = append_hex(msg, at, sizeof msg, (uintptr_t)stack->lo - stack->guard);
+    at = append(msg, at, sizeof msg, "-");
+    at = append_hex(msg, at, sizeof msg, (uintptr_t)stack->lo);
+    at = append(msg, at, sizeof msg, ")\n");
+    write_all(msg, at);
 }
 
 /*
@@ -446,11 +638,20 @@ static void default_action(int sig, const siginfo_t *info) {
 
 static void on_segv(int sig, siginfo_t *info, void *uctx) {
     char name[64];
+    cio__stack_owner owner;
     cio__running_stack_fn running = atomic_load(&running_stack_hook);
-    const cio__stack *s = running ? running(name, sizeof name) : NULL;
+    const cio__stack *s = running ? running(name, sizeof name, &owner) : NULL;
     if (s && s->guard) {
         uintptr_t addr = (uintptr_t)info->si_addr, lo = (uintptr_t)s->lo;
-        if (addr < lo && lo - addr <= s->guard) cio__stack_overflow_abort(name, s->size);
+        if (addr < lo && lo - addr <= s->guard) {
+            /* Named, then the default action and a return: the faulting
+             * instruction runs again and the process ends by SIGSEGV, with
+             * a core dump of the overflowing task where the system makes
+             * them (abort() here would leave the fault out of the core). */
+            report_guard_hit(&owner, s, addr);
+            default_action(sig, info);
+            return;
+        }
     }
     volatile char here = 0;
     uintptr_t frame = (uintptr_t)&here;

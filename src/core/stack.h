@@ -16,6 +16,11 @@ typedef struct cio__stack {
     size_t size;       /* usable bytes */
     size_t guard;      /* bytes just below lo that fault when touched; 0: the
                         * stack is protected by its canary instead */
+    /* 1: the memory holds nothing from an earlier task (a fresh stack, or
+     * one wiped when its previous task ended, see cio__stack_wipe), so its
+     * high-water mark is its own task's; 0: it may hold an earlier task's
+     * data below its own, and the mark is an upper bound. */
+    uint8_t wiped;
 } cio__stack;
 
 typedef struct cio__stack_class {
@@ -58,18 +63,49 @@ int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out);
 void cio__stack_put(cio__stack_pool *pool, const cio__stack *stack);
 void cio__stack_pool_destroy(cio__stack_pool *pool);
 
-/* False when the canary of an unguarded stack was overwritten (checked
- * when the task ends). */
+/* The canary words of an unguarded stack: its lowest word (inside the
+ * stack) and the lowest word of the cache line just below it (inside the
+ * gap). A task that writes even a few bytes past its limit, or whose frames
+ * reach the very bottom of its stack, changes one of them. */
 static inline bool cio__stack_intact(const cio__stack *stack) {
-    return stack->guard != 0 || *(const uint64_t *)stack->lo == CIO__STACK_CANARY;
+    return stack->guard != 0 ||
+           (*(const volatile uint64_t *)stack->lo == CIO__STACK_CANARY &&
+            *(const volatile uint64_t *)((const char *)stack->lo - 64) == CIO__STACK_CANARY &&
+            *(const volatile uint64_t *)((const char *)stack->lo - 8) == CIO__STACK_CANARY);
 }
 
 /* False when a task was switched out with its stack pointer in the red
- * zone or below: checked at every switch, it costs one compare of values
- * already in cache, where reading the canary would cost a cache miss. */
+ * zone or below: checked whenever that pointer is the task's lowest yet
+ * (task.c), for guarded stacks too, since a frame may skip the guard. */
 static inline bool cio__stack_sp_ok(const cio__stack *stack, const void *sp) {
     return (const char *)sp >= (const char *)stack->lo + CIO__STACK_RED_ZONE;
 }
+
+/* Who owns a stack, for the overflow report. The task layer fills it (the
+ * stack layer knows nothing of tasks); every pointer must stay valid for
+ * as long as the task runs, since the SIGSEGV handler only reads them. */
+typedef struct cio__stack_owner {
+    const char *name;
+    uint64_t id;
+    const char *site;  /* "file.c:42", or NULL: pc says where */
+    const void *pc;    /* the code that spawned the task, when site is NULL */
+} cio__stack_owner;
+
+/*
+ * High-water marks. cio__stack_high_water scans the stack from its low end
+ * for the first word that is not zero and returns the bytes from there to
+ * the top: the deepest the stack was ever written since it was fresh or
+ * wiped (exact, but for the few words that were written zero at the very
+ * deepest point). Pages the kernel never made resident (mincore) are
+ * skipped unread, so a scan costs one system call per 2 MiB of stack plus
+ * the resident part. sp is the task's stack pointer (or NULL): under
+ * Valgrind the dead part below it is made readable first.
+ * cio__stack_wipe gives the pages holding the deepest mark bytes back to
+ * the kernel (MADV_DONTNEED), so they read zero again and the next task's
+ * mark is its own.
+ */
+size_t cio__stack_high_water(const cio__stack *stack, const void *sp);
+void cio__stack_wipe(cio__stack *stack, size_t mark);
 
 /* The protection of a stack: "guard-region", "guard-page" or "canary". */
 const char *cio__stack_protection(const cio__stack_pool *pool, const cio__stack *stack);
@@ -80,16 +116,25 @@ const char *cio__stack_protection(const cio__stack_pool *pool, const cio__stack 
  * cio's (faults that are not a task's overflow are passed on to it). */
 void cio__stack_install_overflow_handler(void);
 
-/* Reports an overflow of the named task and ends the process. */
-void cio__stack_overflow_abort(const char *task_name, size_t size);
+/* Reports an overflow that was caught after the fact (the canary of an
+ * unguarded stack, or a stack pointer in the red zone at a switch): the
+ * task's name, id, spawn site and stack size, then ends the process with
+ * SIGABRT. */
+_Noreturn void cio__stack_overflow_abort(const cio__stack_owner *owner, const cio__stack *stack);
 
 /* The task layer tells the overflow handler which stack is running: a
  * function returning the stack of the task running in this thread (NULL if
- * none), with its name copied into name. It must be async-signal-safe. The
- * stack layer sits below the task layer, so it is handed the function
- * rather than calling up into it. */
-typedef const cio__stack *(*cio__running_stack_fn)(char *name, size_t cap);
+ * none), filling *owner (with its name copied into name, cap bytes). It
+ * must be async-signal-safe. The stack layer sits below the task layer, so
+ * it is handed the function rather than calling up into it. */
+typedef const cio__stack *(*cio__running_stack_fn)(char *name, size_t cap,
+                                                   cio__stack_owner *owner);
 void cio__stack_set_running_hook(cio__running_stack_fn fn);
+
+/* Writes "module+0xOFFSET" for a code address into buf (cap bytes, always
+ * terminated) by reading /proc/self/maps with system calls only, so that
+ * a signal handler may call it; returns the length written. */
+size_t cio__stack_format_pc(char *buf, size_t cap, const void *pc);
 
 /* How many guarded stacks the process may still carve, and a way for tests
  * to set it (to reach the canary mode without 16,000 tasks). */

@@ -73,7 +73,7 @@ const char *cio_task_name(const cio_task *fut) {
     return cio__task_name(cio__task_of(fut));
 }
 
-const cio__stack *cio__running_stack(char *name, size_t cap) {
+const cio__stack *cio__running_stack(char *name, size_t cap, cio__stack_owner *owner) {
     cio__task *t = current;
     if (!t) return NULL;
     if (t->name) {
@@ -83,7 +83,26 @@ const cio__stack *cio__running_stack(char *name, size_t cap) {
     } else if (cap >= sizeof t->name_buf) {
         format_default_name(name, t->number);
     }
+    owner->name = name;
+    owner->id = t->id;
+    owner->site = t->spawn_site;
+    owner->pc = t->spawn_pc;
     return &t->stack;
+}
+
+void cio__task_stack_owner(cio__task *t, cio__stack_owner *out) {
+    out->name = cio__task_name(t);
+    out->id = t->id;
+    out->site = t->spawn_site;
+    out->pc = t->spawn_pc;
+}
+
+/* An overflow caught after the fact: report it with the task's spawn site
+ * and end the process. Kept out of line, off the switch path. */
+__attribute__((noinline, cold)) static void overflowed(cio__task *t) {
+    cio__stack_owner owner;
+    cio__task_stack_owner(t, &owner);
+    cio__stack_overflow_abort(&owner, &t->stack);
 }
 
 int cio_task_set_name(cio_task *fut, const char *name) {
@@ -124,6 +143,10 @@ int cio_task_get_info(const cio_task *fut, cio_task_info *out) {
     out->switches = t->switches;
     out->cpu_time = t->cpu_ns < 0 ? -1.0 : (double)t->cpu_ns / 1e9;
     out->stack_size = t->stack.size;
+    out->stack_low_water = t->stack.lo && t->stack_low_sp
+                               ? (size_t)((const char *)t->stack.lo + t->stack.size -
+                                          (const char *)t->stack_low_sp)
+                               : 0;
     return 0;
 }
 
@@ -147,8 +170,7 @@ static void drop_scopes(cio__task *t) {
 }
 
 static void finish(cio__task *t, void *result) {
-    if (!cio__stack_intact(&t->stack))
-        cio__stack_overflow_abort(cio__task_name(t), t->stack.size);
+    if (!cio__stack_intact(&t->stack)) overflowed(t);
     if (t->scopes) drop_scopes(t);
     if (t->has_raised && t->raised == -ECANCELED)
         cio__future_complete(&t->fut, CIO__CANCELLED, NULL, -ECANCELED);
@@ -184,6 +206,12 @@ static void task_entry(void *arg) {
 static void release_finished(cio__task *t) {
     cio_loop *loop = t->fut.loop;
     cio__ctx_destroy(&t->ctx);
+    /* Debug mode measures every task's stack as it ends (stack_usage.c);
+     * otherwise the stack goes back as it is, holding this task's data. */
+    if (__builtin_expect(loop->debug, 0))
+        cio__task_stack_account(t);
+    else
+        t->stack.wiped = 0;
     cio__stack_put(&loop->stacks, &t->stack);
     t->stack.lo = NULL;
     loop->live_tasks--;
@@ -211,9 +239,19 @@ __attribute__((always_inline)) static inline void resume(cio__task *t) {
     current = prev;
     if (t->run_state == CIO__TASK_FINISHED) {
         release_finished(t);
-    } else if (!cio__stack_sp_ok(&t->stack, t->ctx.sp)) {
-        cio__stack_overflow_abort(cio__task_name(t), t->stack.size);
+        return;
     }
+    /* The lowest stack pointer at a switch-out: one compare with a word of
+     * the task's, and the red-zone check only when it is a new low (the
+     * stack pointer cannot be in the red zone without being one). */
+    if (__builtin_expect((const char *)t->ctx.sp < (const char *)t->stack_low_sp, 0)) {
+        t->stack_low_sp = t->ctx.sp;
+        if (!cio__stack_sp_ok(&t->stack, t->ctx.sp)) overflowed(t);
+    }
+    /* An unguarded stack's canary is checked at every switch, so an
+     * overflow that did not move the stack pointer (a buffer written past
+     * the limit) is caught before another task runs on. */
+    if (__builtin_expect(t->stack.guard == 0, 0) && !cio__stack_intact(&t->stack)) overflowed(t);
 }
 
 static void run_step(cio__job *job) {
@@ -449,6 +487,8 @@ int cio__spawn(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options
     t->started_ns = loop->running ? loop->now_ns : cio_loop_time_ns(loop);
     t->switches = 0;
     t->cpu_ns = -1;
+    t->stack_low_sp = (const char *)t->stack.lo + t->stack.size;
+    t->stack_mark = 0;
     t->step.run = run_step;
     cio__list_init(&t->step.link);
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);

@@ -75,6 +75,12 @@ typedef struct cio__task {
     uint8_t raised_msg;     /* cio_raise_msg set the message the error carries */
     int raised;             /* set by cio_raise */
     int wake_status;        /* why the task was woken: 0 or -ECANCELED */
+    /* Stack accounting (issue 12, item 6): the lowest stack pointer seen
+     * when the task was switched out (a lower bound of its high-water
+     * mark, one compare per switch), and the exact mark measured when the
+     * task ended in debug mode (0 if not measured). */
+    const void *stack_low_sp;
+    size_t stack_mark;
 } cio__task;
 
 static inline cio__task *cio__task_of(const cio_future *fut) {
@@ -121,7 +127,17 @@ static inline void cio__task_defer_cancel(cio__task *t) {
 void cio__task_forget_current(void);
 /* The stack of the task running in this thread, for the overflow handler
  * (see cio__stack_set_running_hook). */
-const cio__stack *cio__running_stack(char *name, size_t cap);
+const cio__stack *cio__running_stack(char *name, size_t cap, cio__stack_owner *owner);
+/* The owner record of a task, for the overflow report. */
+void cio__task_stack_owner(cio__task *task, cio__stack_owner *out);
+/* A task's exact stack high-water mark now (see cio__stack_high_water). */
+size_t cio__task_stack_high_water(const cio__task *task);
+/* At a task's end in debug mode: measures its exact mark, adds it to the
+ * loop's census of spawn sites, and wipes the stack for the next task
+ * (stack_usage.c). */
+void cio__task_stack_account(cio__task *task);
+/* Frees the loop's census of spawn sites (loop close). */
+void cio__stack_census_free(cio_loop *loop);
 /* Frees the finished task objects a loop keeps for reuse (loop close). */
 void cio__task_pool_destroy(cio_loop *loop);
 

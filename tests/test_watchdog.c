@@ -1,0 +1,358 @@
+/*
+ * The stall watchdog (issue 12, item 5): acceptance tests 7, 8, 9 and the
+ * second half of 14 (debuggability.md §7.9).
+ *
+ * The functions the reports must name are not static, and the test is
+ * linked with -rdynamic (tests/areas.cmake), so dladdr can name them. The
+ * timing checks leave room for a loaded machine: the stalls last 300 ms
+ * against a threshold of 100 ms, and an exact count is asserted only when
+ * the stall itself did not last long enough for one more report.
+ */
+#include "test.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The reports go to a pipe; read_reports takes what is there once the
+ * watchdog is off (its thread joined, so every report is written). */
+static int report_fds[2];
+static char reports[65536];
+
+static void watch(cio_loop *loop, unsigned threshold_ms) {
+    CHECK_OK(pipe2(report_fds, O_CLOEXEC));
+    cio_watchdog_options o = {.threshold_ms = threshold_ms, .fd = report_fds[1]};
+    CHECK_OK(cio_loop_set_watchdog_with(loop, &o));
+}
+
+static void read_reports(cio_loop *loop) {
+    CHECK_OK(cio_loop_set_watchdog(loop, 0, 0));
+    close(report_fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(report_fds[0], reports + len, sizeof reports - 1 - len)) > 0) len += (size_t)n;
+    reports[len] = '\0';
+    close(report_fds[0]);
+    fprintf(stderr, "--- reports ---\n%s--- end ---\n", reports);
+}
+
+static int count(const char *text, const char *what) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what)) n++;
+    return n;
+}
+
+/* The n-th report (from 1), up to the next one. */
+static const char *report_n(int n, char *out, size_t cap) {
+    const char *p = reports;
+    for (int i = 0; i < n; i++) {
+        p = strstr(i ? p + 1 : p, "cio: watchdog: loop ");
+        while (p && !strstr(p, "stalled for")) p = NULL;
+        if (!p) return NULL;
+    }
+    const char *end = strstr(p + 1, "cio: watchdog: loop ");
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len >= cap) len = cap - 1;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return out;
+}
+
+/* "cpu A ms of B ms wall" in a report. */
+static void cpu_and_wall(const char *report, long *cpu, long *wall) {
+    const char *p = strstr(report, " cpu ");
+    CHECK(p != NULL);
+    CHECK_EQ(sscanf(p, " cpu %ld ms of %ld ms wall", cpu, wall), 2);
+}
+
+static int64_t stall_ns; /* how long the stalling task really stalled */
+
+/* ---- 7: a blocking call ---------------------------------------------------- */
+
+/* Sleeps 350 ms in the loop's thread (the design's 300 ms plus room for
+ * the 2x report on a loaded host under Valgrind, where the first report
+ * takes longer). The watchdog's signal cuts a sleep short (EINTR), so it
+ * sleeps again for what is left. */
+__attribute__((noinline)) void wd_block_in_usleep(void) {
+    int64_t start = now_ns();
+    int64_t left;
+    while ((left = start + 350 * 1000000LL - now_ns()) > 0) usleep((useconds_t)(left / 1000));
+    stall_ns = now_ns() - start;
+}
+
+void *wd_sleeper_task(void *arg) {
+    (void)arg;
+    wd_block_in_usleep();
+    return NULL;
+}
+
+TEST(blocking_call_reported_once_then_at_twice_the_threshold) {
+    cio_loop *loop = test_loop();
+    watch(loop, 100);
+    cio_task_options opts = {.name = "sleeper"};
+    cio_task *t;
+    CHECK_OK(cio_spawn_with(loop, wd_sleeper_task, NULL, &opts, &t));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    read_reports(loop);
+    char first[8192], second[8192];
+    CHECK(report_n(1, first, sizeof first) != NULL);
+    CHECK(strstr(first, "report 1 of this stall") != NULL);
+    CHECK(strstr(first, "task 1 'sleeper' running wd_sleeper_task (") != NULL);
+    CHECK(strstr(first, "spawned at ") != NULL && strstr(first, "test_watchdog.c:") != NULL);
+    CHECK(strstr(first, "system call: clock_nanosleep") || strstr(first, "system call: nanosleep"));
+    CHECK(strstr(first, "state S (blocked: waiting)") != NULL);
+    long cpu, wall;
+    cpu_and_wall(first, &cpu, &wall);
+    CHECK_INT(wall, >=, 100);
+    CHECK_INT(cpu * 4, <, wall);
+    CHECK(strstr(first, "backtrace of the loop thread (") != NULL);
+    CHECK(strstr(first, "wd_block_in_usleep+") != NULL);
+    /* The back-off report, at twice the threshold, names the same task. */
+    CHECK(report_n(2, second, sizeof second) != NULL);
+    CHECK(strstr(second, "report 2 of this stall") != NULL);
+    CHECK(strstr(second, "'sleeper'") != NULL);
+    cpu_and_wall(second, &cpu, &wall);
+    CHECK_INT(wall, >=, 200);
+    /* No third one unless the stall lasted long enough for 4x. */
+    if (stall_ns < 390 * 1000000LL) CHECK_EQ(count(reports, "stalled for"), 2);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- 8: a busy loop -------------------------------------------------------- */
+
+__attribute__((noinline)) void wd_spin_300ms(void) {
+    int64_t start = now_ns();
+    volatile unsigned long spins = 0;
+    while (now_ns() - start < 300 * 1000000LL) spins++;
+    stall_ns = now_ns() - start;
+}
+
+void *wd_spinner_task(void *arg) {
+    (void)arg;
+    wd_spin_300ms();
+    return NULL;
+}
+
+TEST(busy_loop_reported_as_computing_with_the_spinning_function) {
+    cio_loop *loop = test_loop();
+    watch(loop, 100);
+    cio_task_options opts = {.name = "spinner"};
+    cio_task *t;
+    CHECK_OK(cio_spawn_with(loop, wd_spinner_task, NULL, &opts, &t));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    read_reports(loop);
+    char first[8192];
+    CHECK(report_n(1, first, sizeof first) != NULL);
+    CHECK(strstr(first, "task 1 'spinner' running wd_spinner_task (") != NULL);
+    CHECK(strstr(first, "busy: computing") != NULL);
+    CHECK(strstr(first, "system call: none (running in user space)") ||
+          strstr(first, "system call: clock_gettime")); /* the vDSO may fall back */
+    /* The thread is runnable and burns CPU: all of the wall time on an idle
+     * machine, but on the shared 2-vCPU host of this project a seventh was
+     * seen, so the state is what the test relies on, and the CPU time need
+     * only be more than the blocked case's zero. */
+    CHECK(strstr(first, "state R (busy: computing)") != NULL);
+    long cpu, wall;
+    cpu_and_wall(first, &cpu, &wall);
+    CHECK_INT(cpu, >=, 1);
+    CHECK(strstr(first, "wd_spin_300ms+") != NULL);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- 9: no false report ---------------------------------------------------- */
+
+#define YIELDERS 1000
+static long yields;
+
+/* 1 ms of work, a yield, 1 ms more: each step gives the loop back. */
+static void *work_and_yield(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 2; i++) {
+        int64_t start = now_ns();
+        while (now_ns() - start < 1000000) {
+        }
+        yields++;
+        CHECK_OK(cio_sleep(0));
+    }
+    return NULL;
+}
+
+static void *spawn_yielders(void *arg) {
+    (void)arg;
+    static cio_task *tasks[YIELDERS];
+    cio_loop *loop = cio_running_loop();
+    /* The spawner yields too: a thousand spawns in one step would be a
+     * stall of their own on a slow build (AddressSanitizer). */
+    for (int i = 0; i < YIELDERS; i++) {
+        CHECK_OK(cio_spawn(loop, work_and_yield, NULL, &tasks[i]));
+        if (i % 50 == 49) CHECK_OK(cio_sleep(0));
+    }
+    for (int i = 0; i < YIELDERS; i++) {
+        CHECK_OK(cio_await(tasks[i], NULL));
+        cio_future_unref(tasks[i]);
+    }
+    return NULL;
+}
+
+TEST(tasks_yielding_every_millisecond_are_never_reported) {
+    /* 1,000 tasks (not the million of the design: a million 1 ms steps
+     * take 17 minutes) each yielding after every 1 ms of work, 2 s in all.
+     * The threshold (250 ms, 250 steps) leaves room for a thread that a
+     * loaded host deschedules for a while. */
+    cio_loop *loop = test_loop();
+    watch(loop, 250);
+    int64_t start = now_ns();
+    CHECK_OK(test_run(loop, spawn_yielders, NULL, NULL));
+    fprintf(stderr, "%ld steps of 1 ms in %.2f s\n", yields, (double)(now_ns() - start) / 1e9);
+    CHECK_EQ(yields, 2 * YIELDERS);
+    read_reports(loop);
+    CHECK_EQ(count(reports, "cio: watchdog"), 0);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* A loop waiting for I/O or a timer is idle, not stalled. */
+static void *sleep_half_a_second(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_sleep(0.5));
+    return NULL;
+}
+
+TEST(idle_loop_is_never_reported) {
+    cio_loop *loop = test_loop();
+    watch(loop, 100);
+    CHECK_OK(test_run(loop, sleep_half_a_second, NULL, NULL));
+    read_reports(loop);
+    CHECK_EQ(count(reports, "cio: watchdog"), 0);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- 14, second half: a loop stuck for good still reports -------------------- */
+
+static atomic_int reported;
+static char stuck_report[8192];
+
+static void on_stall(cio_loop *loop, const char *report, void *arg) {
+    CHECK(arg == (void *)loop);
+    if (atomic_load(&reported)) return;
+    snprintf(stuck_report, sizeof stuck_report, "%s", report);
+    atomic_store(&reported, 1);
+}
+
+/* Spins until the watchdog has reported it: without a report it never
+ * ends (and the test times out). */
+__attribute__((noinline)) void wd_spin_until_reported(void) {
+    while (!atomic_load_explicit(&reported, memory_order_relaxed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* where a sanitizer delivers signals */
+    }
+}
+
+void *wd_stuck_task(void *arg) {
+    (void)arg;
+    wd_spin_until_reported();
+    return NULL;
+}
+
+TEST(loop_stuck_in_a_busy_task_still_reports_through_on_stall) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(pipe2(report_fds, O_CLOEXEC));
+    cio_watchdog_options o = {.threshold_ms = 100, .fd = report_fds[1], .on_stall = on_stall,
+                              .on_stall_arg = loop};
+    CHECK_OK(cio_loop_set_watchdog_with(loop, &o));
+    cio_task_options opts = {.name = "stuck"};
+    cio_task *t;
+    CHECK_OK(cio_spawn_with(loop, wd_stuck_task, NULL, &opts, &t));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    read_reports(loop);
+    fprintf(stderr, "on_stall got:\n%s", stuck_report);
+    CHECK(strstr(stuck_report, "task 1 'stuck' running wd_stuck_task (") != NULL);
+    CHECK(strstr(stuck_report, "busy: computing") != NULL);
+    CHECK(strstr(reports, stuck_report) != NULL); /* the same text went to the fd */
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- the watchdog thread's life ------------------------------------------------ */
+
+static long threads_of_process(void) {
+    FILE *f = fopen("/proc/self/status", "re");
+    CHECK(f != NULL);
+    char line[256];
+    long n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %ld", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+
+TEST(watchdog_thread_starts_with_the_first_loop_and_ends_with_the_last) {
+    cio_loop *a = test_loop(), *b = test_loop();
+    /* One start and stop first: a sanitizer starts a thread of its own
+     * with the process's second thread. */
+    CHECK_OK(cio_loop_set_watchdog(a, 100, 0));
+    CHECK_OK(cio_loop_set_watchdog(a, 0, 0));
+    long before = threads_of_process();
+    CHECK_OK(cio_loop_set_watchdog(a, 100, 0));
+    CHECK_EQ(threads_of_process(), before + 1);
+    CHECK_OK(cio_loop_set_watchdog(b, 50, CIO_WATCHDOG_NO_BACKTRACE));
+    CHECK_OK(cio_loop_set_watchdog(a, 200, 0)); /* new settings, same thread */
+    CHECK_EQ(threads_of_process(), before + 1);
+    CHECK_OK(cio_loop_set_watchdog(a, 0, 0));
+    CHECK_OK(cio_loop_set_watchdog(a, 0, 0)); /* not watched: nothing to do */
+    CHECK_EQ(threads_of_process(), before + 1);
+    /* Closing the last watched loop stops and joins the thread. */
+    CHECK_OK(cio_loop_free(b));
+    CHECK_EQ(threads_of_process(), before);
+    /* And it starts again. */
+    CHECK_OK(cio_loop_set_watchdog(a, 100, 0));
+    CHECK_EQ(threads_of_process(), before + 1);
+    CHECK_OK(cio_loop_free(a));
+    CHECK_EQ(threads_of_process(), before);
+}
+
+static void *set_from_on_stall_result;
+
+static void on_stall_calls_back(cio_loop *loop, const char *report, void *arg) {
+    (void)report;
+    (void)arg;
+    set_from_on_stall_result = IPTR(cio_loop_set_watchdog(loop, 0, 0));
+    atomic_store(&reported, 1);
+}
+
+TEST(watchdog_rejects_bad_settings_and_calls_from_on_stall) {
+    cio_loop *loop = test_loop();
+    cio_watchdog_options o = {.threshold_ms = 100, .fd = -1};
+    CHECK_ERR(cio_loop_set_watchdog_with(loop, &o), -EINVAL);
+    o.fd = 0;
+    o.signal = SIGRTMIN - 1;
+    CHECK_ERR(cio_loop_set_watchdog_with(loop, &o), -EINVAL);
+    o.signal = 0;
+    CHECK_ERR(cio_loop_set_watchdog_with(loop, NULL), -EINVAL);
+    CHECK_ERR(cio_loop_set_watchdog(NULL, 100, 0), -EINVAL);
+    /* From the callback, in the watchdog's own thread: refused. */
+    atomic_store(&reported, 0);
+    CHECK_OK(pipe2(report_fds, O_CLOEXEC));
+    cio_watchdog_options cb = {.threshold_ms = 50, .fd = report_fds[1],
+                               .flags = CIO_WATCHDOG_NO_BACKTRACE, .on_stall = on_stall_calls_back};
+    CHECK_OK(cio_loop_set_watchdog_with(loop, &cb));
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, wd_stuck_task, NULL, &t));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    read_reports(loop);
+    CHECK_ERR(PTRI(set_from_on_stall_result), -EDEADLK);
+    CHECK(strstr(reports, "unknown (CIO_WATCHDOG_NO_BACKTRACE)") != NULL);
+    CHECK_OK(cio_loop_close(loop));
+    CHECK_ERR(cio_loop_set_watchdog(loop, 100, 0), -CIO_ELOOPCLOSED);
+    CHECK_OK(cio_loop_free(loop));
+}
