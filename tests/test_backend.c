@@ -809,3 +809,68 @@ TEST(a_tiny_cq_overflows_under_a_burst_and_loses_nothing) {
     if (strcmp(cio_loop_backend(loop), "io_uring") == 0) CHECK(loop->io.counters.overflows > 0);
     CHECK_OK(cio_loop_free(loop));
 }
+
+/* One io_uring_enter per loop iteration: under an echo load of 64
+ * connections (64 B messages, streams on both sides), between two
+ * snapshots taken while only messages flow, the backend entered the kernel
+ * at most once per iteration of the loop (loop_stats().iterations). */
+enum { STEADY_CONNS = 64, STEADY_ROUNDS = 50 };
+static char steady_port[16];
+static int steady_connected, steady_finished, steady_release;
+
+static void *steady_client(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", steady_port, &c));
+    steady_connected++;
+    while (steady_connected < STEADY_CONNS) CHECK_OK(cio_sleep(0.001));
+    char out[MESSAGE], in[MESSAGE];
+    memset(out, 'x', sizeof out);
+    for (int round = 0; round < STEADY_ROUNDS; round++) {
+        CHECK_OK(cio_stream_write(c, out, sizeof out));
+        CHECK_OK(cio_stream_drain(c));
+        CHECK_EQ(cio_stream_readexactly(c, in, sizeof in), MESSAGE);
+    }
+    steady_finished++;
+    while (!steady_release) CHECK_OK(cio_sleep(0.001));
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+static void *steady_main(void *arg) {
+    cio_loop *loop = arg;
+    cio_server *srv;
+    CHECK_OK(cio_start_server(loop, tiny_echo, NULL, "127.0.0.1", "0", NULL, &srv));
+    snprintf(steady_port, sizeof steady_port, "%d", listening_port(srv));
+    cio_task *clients[STEADY_CONNS];
+    for (int i = 0; i < STEADY_CONNS; i++)
+        CHECK_OK(cio_spawn(loop, steady_client, NULL, &clients[i]));
+    while (steady_connected < STEADY_CONNS) CHECK_OK(cio_sleep(0.001));
+    uint64_t enters0 = loop->io.counters.enters, iterations0 = loop_stats(loop).iterations;
+    while (steady_finished < STEADY_CONNS) CHECK_OK(cio_sleep(0.001));
+    uint64_t enters = loop->io.counters.enters - enters0;
+    uint64_t iterations = loop_stats(loop).iterations - iterations0;
+    steady_release = 1;
+    for (int i = 0; i < STEADY_CONNS; i++) {
+        CHECK_OK(cio_await(clients[i], NULL));
+        cio_future_unref(clients[i]);
+    }
+    CHECK_OK(cio_server_free(srv));
+    printf("%" PRIu64 " io_uring_enter calls in %" PRIu64 " loop iterations (%d messages)\n",
+           enters, iterations, STEADY_CONNS * STEADY_ROUNDS);
+    if (strcmp(cio_loop_backend(loop), "io_uring") == 0) {
+        CHECK(enters > 0);
+        /* The snapshots themselves fall between two iterations. */
+        CHECK(enters <= iterations + 1);
+    }
+    return IPTR(1);
+}
+
+TEST(one_io_uring_enter_per_loop_iteration_under_an_echo_load) {
+    raise_fd_limit(4 * STEADY_CONNS + 64);
+    cio_loop *loop = test_loop();
+    void *res;
+    CHECK_OK(test_run(loop, steady_main, loop, &res));
+    CHECK(res == IPTR(1));
+    CHECK_OK(cio_loop_free(loop));
+}
