@@ -469,7 +469,8 @@ static void issue(uring_state *st, fd_entry *e, cio__op *op) {
 
 static void cancel_recv(uring_state *st, cio__op *op);
 static void owner_finish(cio__io *io, uring_state *st, cio__op *op);
-static void owner_recv_start(uring_state *st, fd_entry *e, cio__op *op);
+static void owner_recv_prepare(uring_state *st, cio__op *op);
+static void issue_recv(uring_state *st, fd_entry *e, cio__op *op);
 
 static void request_cancel(uring_state *st, cio__op *op, int reason) {
     if (op->stage & ST_CANCEL) return;
@@ -544,8 +545,14 @@ static void uring_submit(cio__io *io, cio__op *op) {
         }
         e->owner = op;
         e->hung_up = 0;
+        /* In flight before anything is prepared: preparing the receive may
+         * submit the poll (a full SQ) and handle its first report at once. */
+        op->state = CIO__OP_IN_FLIGHT;
+        io->in_flight++;
+        owner_recv_prepare(st, op);
         issue(st, e, op);
-        owner_recv_start(st, e, op);
+        if ((op->flags & CIO__OP_RECV_RING) && op->u.poll.recv_want) issue_recv(st, e, op);
+        return;
     } else if (op->flags & CIO__OP_MULTISHOT) {
         if (e->watch[dir] || e->owner) {
             complete_now(op, -EBUSY);
@@ -1158,21 +1165,25 @@ static void cancel_recv(uring_state *st, cio__op *op) {
     io_uring_sqe_set_data64(sqe, TAG_CANCEL);
 }
 
-/* At submit: an owner that asked to receive through the ring starts to. */
-static void owner_recv_start(uring_state *st, fd_entry *e, cio__op *op) {
+/* At submit: whether the owner receives through the ring (its receive is
+ * issued right after its poll, whose mask depends on it). */
+static void owner_recv_prepare(uring_state *st, cio__op *op) {
+    if (op->kind != CIO__OP_POLL) {
+        op->flags &= (uint8_t)~CIO__OP_RECV_RING;
+        return;
+    }
     op->u.poll.head = op->u.poll.tail = NO_BUF;
     op->u.poll.count = 0;
     op->u.poll.recv_end = 0;
     op->u.poll.recv_ended = op->u.poll.recv_cancel = op->u.poll.front_busy = 0;
     op->u.poll.recv_want = 0;
     if (!(op->flags & CIO__OP_RECV_RING)) return;
-    if (op->kind != CIO__OP_POLL || !(st->io->caps & CIO__CAP_RECV_RING)) {
+    if (!(st->io->caps & CIO__CAP_RECV_RING) || !st->bufs_registered) {
         /* Not for this backend state: the owner sees CIO__POLL_IN edges. */
         op->flags &= (uint8_t)~CIO__OP_RECV_RING;
         return;
     }
     op->u.poll.recv_want = 1;
-    issue_recv(st, e, op);
 }
 
 /* The owner's chunks go back to the ring (its final completion), except the
