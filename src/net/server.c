@@ -118,8 +118,6 @@ static void close_pending(listener *l) {
     }
 }
 
-static void submit_watch(listener *l);
-
 static void accept_job(cio__job *job) {
     listener *l = CIO__CONTAINER_OF(job, listener, accept_job);
     cio_server *s = l->server;
