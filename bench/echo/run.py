@@ -48,9 +48,18 @@ SERVERS = [
     # (README). This line shows what libuv's loop costs without that.
     ("libuv_notrim", ["env", "GLIBC_TUNABLES=glibc.malloc.trim_threshold=67108864",
                       "{bin}/echo_server_libuv", "{ports}"]),
-    ("cio_sock", ["{bin}/echo_server_cio_sock", "{ports}"]),
-    ("cio_protocol", ["{bin}/echo_server_cio_protocol", "{ports}"]),
-    ("cio_stream", ["{bin}/echo_server_cio_stream", "{ports}"]),
+    # The hand-written io_uring reference (server_uring.c): multishot accept
+    # and recv into a buffer ring, sends through the ring.
+    ("uring", ["{bin}/echo_server_uring", "{ports}"]),
+    # cio's servers on each backend, in the same run: <name> on epoll,
+    # <name>_uring on io_uring (CIO_BACKEND).
+    ("cio_sock", ["env", "CIO_BACKEND=epoll", "{bin}/echo_server_cio_sock", "{ports}"]),
+    ("cio_sock_uring", ["env", "CIO_BACKEND=uring", "{bin}/echo_server_cio_sock", "{ports}"]),
+    ("cio_protocol", ["env", "CIO_BACKEND=epoll", "{bin}/echo_server_cio_protocol", "{ports}"]),
+    ("cio_protocol_uring", ["env", "CIO_BACKEND=uring", "{bin}/echo_server_cio_protocol",
+                            "{ports}"]),
+    ("cio_stream", ["env", "CIO_BACKEND=epoll", "{bin}/echo_server_cio_stream", "{ports}"]),
+    ("cio_stream_uring", ["env", "CIO_BACKEND=uring", "{bin}/echo_server_cio_stream", "{ports}"]),
     ("asyncio", ["{python}", "{here}/server_asyncio.py", "{ports}"]),
     ("uvloop", ["{python}", "{here}/server_uvloop.py", "{ports}"]),
 ]
@@ -193,7 +202,10 @@ def count_syscalls(args, srv, client_base):
     # perf opens the ack FIFO for writing without blocking: it needs a
     # reader already, which this keeps (the client reads the acks).
     keep = os.open(ack, os.O_RDONLY | os.O_NONBLOCK)
-    perf = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p",
+    events = "raw_syscalls:sys_enter"
+    if args.count_enters:
+        events += ",syscalls:sys_enter_io_uring_enter"
+    perf = subprocess.Popen(["perf", "stat", "-x,", "-e", events, "-p",
                              str(srv.pid), "--delay=-1", "--control",
                              "fifo:%s,%s" % (ctl, ack), "-o", out],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -207,18 +219,25 @@ def count_syscalls(args, srv, client_base):
         perf.wait()
         os.close(keep)
     count = None
+    enters = None
     with open(out) as f:
         for line in f:
             fields = line.strip().split(",")
-            if len(fields) > 2 and fields[2] == "raw_syscalls:sys_enter":
+            if len(fields) > 2 and fields[2] in ("raw_syscalls:sys_enter",
+                                                 "syscalls:sys_enter_io_uring_enter"):
                 try:
-                    count = float(fields[0])
+                    v = float(fields[0])
                 except ValueError:
-                    pass
+                    continue
+                if fields[2] == "raw_syscalls:sys_enter":
+                    count = v
+                else:
+                    enters = v
     shutil.rmtree(tmp, ignore_errors=True)
     if count is None or not figs.get("messages"):
-        return None
-    return count / figs["messages"]
+        return None, None
+    return count / figs["messages"], (None if enters is None else
+                                      enters * 1000.0 / figs["messages"])
 
 
 def load_run(args, name, argv, conns, size):
@@ -229,7 +248,9 @@ def load_run(args, name, argv, conns, size):
         figs, _ = run_client(args, base + ["-w", str(args.warmup), "-d", str(args.duration)],
                              args.duration * 10 + 60)
         if args.perf_ok:
-            figs["syscalls_per_msg"] = count_syscalls(args, srv, base)
+            figs["syscalls_per_msg"], enters = count_syscalls(args, srv, base)
+            if enters is not None and "uring" in name:
+                figs["enters_per_1000_msgs"] = enters
     finally:
         srv.stop()
     return figs
@@ -380,6 +401,16 @@ def main():
             log(out, "# skipped syscalls_per_msg: %s" % why)
         else:
             args.perf_ok = True
+    # io_uring_enter calls per 1,000 messages: counted by the same perf run
+    # (the tracepoint syscalls:sys_enter_io_uring_enter), for the io_uring
+    # servers only.
+    args.count_enters = False
+    if args.perf_ok:
+        r = subprocess.run(["perf", "stat", "-x,", "-e", "syscalls:sys_enter_io_uring_enter",
+                            "true"], capture_output=True, text=True)
+        args.count_enters = r.returncode == 0 and "not supported" not in r.stderr
+        if not args.count_enters:
+            log(out, "# skipped enters_per_1000_msgs: perf has no syscalls:sys_enter_io_uring_enter")
 
     # results[(server, conns, size)] = list of per-round figure dicts.
     results = {}
@@ -425,7 +456,8 @@ def main():
     # Medians over the rounds; ratios to the epoll server are the median of
     # the per-round ratios (each round's runs were taken moments apart).
     metrics = [("msgs_per_sec", "msg/s"), ("cpu_us_per_msg", "us"), ("p50_us", "us"),
-               ("p99_us", "us"), ("syscalls_per_msg", "syscalls/msg")]
+               ("p99_us", "us"), ("syscalls_per_msg", "syscalls/msg"),
+               ("enters_per_1000_msgs", "enters/1000msg")]
     source = {"cpu_us_per_msg": "server_cpu_us_per_msg"}
     for conns, size in configs:
         for name, _ in servers:
@@ -451,6 +483,39 @@ def main():
                 if ratios:
                     log(out, "%s_%s_over_%s %.3f x" % (stem, label, BASELINE,
                                                        statistics.median(ratios)))
+    # io_uring against epoll for the same cio server (issue 9's "Done
+    # means"): the median of the per-round ratios of the runs taken moments
+    # apart, and each checked against its goal.
+    names = [n for n, _ in servers]
+    gates = [("cpu", "server_cpu_us_per_msg", {64: 1.0, 512: 0.90}, "<="),
+             ("msgs", "msgs_per_sec", {64: 0.97, 512: 1.0}, ">="),
+             ("p99", "p99_us", {64: 1.1, 512: 1.1}, "<=")]
+    for conns, size in configs:
+        for name in names:
+            if not name.endswith("_uring") or name[:-len("_uring")] not in names:
+                continue
+            base_name = name[:-len("_uring")]
+            pairs = [("%s_over_%s" % (name, base_name), results.get((name, conns, size)),
+                      results.get((base_name, conns, size)), True)]
+            if "uring" in names:
+                pairs.append(("%s_over_uring" % name, results.get((name, conns, size)),
+                              results.get(("uring", conns, size)), False))
+            for stem, runs, base, is_backend in pairs:
+                if not runs or not base:
+                    continue
+                for label, m, goals, op in gates:
+                    if not is_backend and label != "msgs":
+                        continue
+                    ratios = [r[m] / b[m] for r, b in zip(runs, base) if r.get(m) and b.get(m)]
+                    if not ratios:
+                        continue
+                    v = statistics.median(ratios)
+                    log(out, "echo_c%d_s%d_%s_%s %.3f x" % (conns, size, stem, label, v))
+                    goal = goals.get(conns) if is_backend else (0.9 if conns == 512 else None)
+                    if goal is not None and size == 64:
+                        ok = v <= goal if op == "<=" else v >= goal
+                        log(out, "# goal %s %s at %dx%d B %s %.2fx: %s (%.3fx)" % (
+                            stem, label, conns, size, op, goal, "met" if ok else "MISSED", v))
     for n, _ in idle:
         for name, _ in servers:
             runs = idle_results.get((name, n))

@@ -44,6 +44,11 @@ typedef struct cio__backend {
      * async-signal-safe: cio's signal handler calls it (core/signal.c). */
     void (*wake)(cio__io *io);
     void (*drain)(cio__io *io);
+    /* The fast path (io_uring only; NULL elsewhere, and never called unless
+     * the backend announced CIO__CAP_RECV_RING): see io.h. */
+    size_t (*recv_peek)(cio__io *io, cio__op *op, const void **data);
+    void (*recv_pop)(cio__io *io, cio__op *op);
+    void (*recv_arm)(cio__io *io, cio__op *op, int on);
 } cio__backend;
 
 extern const cio__backend cio__backend_epoll;

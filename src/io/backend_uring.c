@@ -92,6 +92,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,6 +123,22 @@ enum { DIR_IN = 0, DIR_OUT = 1 };
 #define ST_WAIT 0x04u     /* the request is a readiness poll before the real call */
 #define ST_CHECK 0x08u    /* connect: after the poll, read SO_ERROR */
 #define ST_FAULT 0x10u    /* an injected failure rides a NOP (see issue) */
+#define ST_RECV 0x20u     /* an owner's multishot receive is in the kernel (fast path) */
+#define ST_RECV_FAULT 0x40u /* that receive is an injected failure riding a NOP */
+
+/* The low bit of an owner's user_data tells its receive request from its
+ * poll (operation records are aligned). */
+#define TAG_RECV_BIT 1u
+/* The provided-buffer ring's group id, and "no buffer" in a chain. */
+#define BGID 1
+#define NO_BUF UINT32_MAX
+
+/* What the backend knows of each buffer of the ring. */
+typedef struct buf_meta {
+    uint32_t len;   /* bytes the kernel put in it */
+    uint32_t next;  /* the next chunk of the same owner, or NO_BUF */
+    uint8_t held;   /* out of the ring: in the kernel's hands or an owner's chain */
+} buf_meta;
 
 typedef struct fd_entry {
     cio__link queue[2];    /* operations for in / out, FIFO; only the head is in the kernel */
@@ -144,6 +161,15 @@ typedef struct uring_state {
     uint64_t issuer;       /* the thread that set the ring up (thread_id) */
     uint8_t ring_up;       /* ring set up (io_uring_queue_exit is due) */
     uint8_t wake_armed;
+    /* The fast path (see "The fast path" below). */
+    uint8_t overflowed;    /* the CQ overflowed: the next enter must not sleep */
+    uint8_t ring_fd_registered;
+    uint8_t bufs_registered;
+    uint64_t registered_by; /* the thread whose io_uring table holds the ring fd */
+    struct io_uring_buf_ring *br;
+    size_t br_bytes;
+    char *bufmem;
+    buf_meta *bufs;
 } uring_state;
 
 static void init_entry(void *p) {
@@ -185,10 +211,28 @@ static int setup_ring(uring_state *st) {
     st->ring_up = 1;
     st->issuer = thread_id();
     st->wake_armed = 0;
+    st->ring_fd_registered = 0;
+    st->bufs_registered = 0;
     return 0;
 }
 
+static int register_bufs(uring_state *st);
+
 static void teardown_ring(uring_state *st) {
+    if (st->ring_up && st->ring_fd_registered == 1) {
+        /* The registration lives in the registering thread's own io_uring
+         * table. From another thread, unregistering would remove whatever
+         * that thread has at the same index (its own loop's ring), so the
+         * entry is only forgotten here: the kernel drops it when that
+         * thread exits. */
+        if (st->registered_by == thread_id()) {
+            io_uring_unregister_ring_fd(&st->ring);
+        } else {
+            st->ring.int_flags &= (__u8)~1u; /* liburing's INT_FLAG_REG_RING */
+            st->ring.enter_ring_fd = st->ring.ring_fd;
+        }
+        st->ring_fd_registered = 0;
+    }
     if (st->ring_up) {
         RING_UNMAPPING();
         io_uring_queue_exit(&st->ring);
@@ -209,6 +253,10 @@ static int own_ring(uring_state *st) {
     teardown_ring(st);
     int rc = setup_ring(st);
     if (rc < 0) return rc;
+    if (st->bufs && register_bufs(st) < 0) {
+        /* The owners that receive through the ring get -ENOBUFS when they
+         * arm again, and recv() themselves (see recv_arm). */
+    }
     arm_wake(st);
     return 0;
 }
@@ -232,11 +280,20 @@ static struct io_uring_sqe *get_sqe(uring_state *st) {
             abort();
         }
         int rc = io_uring_submit(&st->ring);
+        st->io->counters.enters++;
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             fprintf(stderr, "cio: io_uring_submit: %s\n", strerror(-rc));
             abort();
         }
-        if (io_uring_sq_space_left(&st->ring) == 0) reap(st->io);
+        if (io_uring_sq_space_left(&st->ring) == 0) {
+            /* Refused while completions wait in the overflow list: they
+             * are brought into the CQ and handled first. */
+            if (IO_URING_READ_ONCE(*st->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW) {
+                io_uring_get_events(&st->ring);
+                st->io->counters.enters++;
+            }
+            reap(st->io);
+        }
     }
 }
 
@@ -250,6 +307,9 @@ static struct io_uring_sqe *arm_wake(uring_state *st) {
     st->wake_armed = 1;
     return sqe;
 }
+
+static int setup_bufs(uring_state *st);
+static void free_bufs(uring_state *st);
 
 static int uring_init(cio__io *io) {
     uring_state *st = cio__calloc(1, sizeof *st);
@@ -281,6 +341,8 @@ static int uring_init(cio__io *io) {
     cio__fd_table_init(&st->fds, sizeof(fd_entry), init_entry);
     arm_wake(st);
     io->state = st;
+    if (!st->config.no_mshot_accept) io->caps |= CIO__CAP_ACCEPT_MULTI;
+    if (!st->config.no_mshot_recv && setup_bufs(st) == 0) io->caps |= CIO__CAP_RECV_RING;
     return 0;
 }
 
@@ -295,6 +357,7 @@ static void uring_fini(cio__io *io) {
         return;
     }
     teardown_ring(st);
+    free_bufs(st);
     close(st->wake_fd);
     cio__fd_table_destroy(&st->fds);
     cio__free(st);
@@ -353,8 +416,15 @@ static void issue(uring_state *st, fd_entry *e, cio__op *op) {
         io_uring_prep_nop(sqe);
     } else if (op->stage & ST_WAIT) {
         io_uring_prep_poll_add(sqe, fd, direction(op) == DIR_OUT ? POLLOUT : POLLIN);
+    } else if ((op->flags & CIO__OP_OWN) && op->kind == CIO__OP_ACCEPT) {
+        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     } else if (op->flags & CIO__OP_OWN) {
-        io_uring_prep_poll_multishot(sqe, fd, POLLIN | POLLOUT | POLLRDHUP);
+        /* An owner that receives through the ring needs no POLLIN: its
+         * receive request reports the data (and a poll would wake once
+         * more per arrival). */
+        unsigned mask = (op->flags & CIO__OP_RECV_RING) ? POLLOUT | POLLRDHUP
+                                                         : POLLIN | POLLOUT | POLLRDHUP;
+        io_uring_prep_poll_multishot(sqe, fd, mask);
     } else {
         switch (op->kind) {
         case CIO__OP_POLL:
@@ -397,10 +467,23 @@ static void issue(uring_state *st, fd_entry *e, cio__op *op) {
     st->in_kernel++;
 }
 
+static void cancel_recv(uring_state *st, cio__op *op);
+static void owner_finish(cio__io *io, uring_state *st, cio__op *op);
+static void owner_recv_prepare(uring_state *st, cio__op *op);
+static void issue_recv(uring_state *st, fd_entry *e, cio__op *op);
+
 static void request_cancel(uring_state *st, cio__op *op, int reason) {
     if (op->stage & ST_CANCEL) return;
     op->stage |= ST_CANCEL;
     op->result = reason;
+    /* An owner that receives through the ring has a second request. */
+    if (op->stage & ST_RECV) cancel_recv(st, op);
+    if (!(op->stage & ST_KERNEL)) {
+        /* Nothing (left) in the kernel: an owner ends here. */
+        if ((op->flags & CIO__OP_OWN) && !(op->stage & ST_RECV) && op->state == CIO__OP_IN_FLIGHT)
+            owner_finish(st->io, st, op);
+        return;
+    }
     struct io_uring_sqe *sqe = get_sqe(st);
     io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
     io_uring_sqe_set_data64(sqe, TAG_CANCEL);
@@ -456,9 +539,20 @@ static void uring_submit(cio__io *io, cio__op *op) {
             complete_now(op, -EBUSY);
             return;
         }
+        if (op->kind == CIO__OP_ACCEPT && !(io->caps & CIO__CAP_ACCEPT_MULTI)) {
+            complete_now(op, -EOPNOTSUPP);
+            return;
+        }
         e->owner = op;
         e->hung_up = 0;
+        /* In flight before anything is prepared: preparing the receive may
+         * submit the poll (a full SQ) and handle its first report at once. */
+        op->state = CIO__OP_IN_FLIGHT;
+        io->in_flight++;
+        owner_recv_prepare(st, op);
         issue(st, e, op);
+        if ((op->flags & CIO__OP_RECV_RING) && op->u.poll.recv_want) issue_recv(st, e, op);
+        return;
     } else if (op->flags & CIO__OP_MULTISHOT) {
         if (e->watch[dir] || e->owner) {
             complete_now(op, -EBUSY);
@@ -485,7 +579,7 @@ static void uring_cancel(cio__io *io, cio__op *op, int reason) {
     } else if (e && (op->flags & CIO__OP_MULTISHOT)) {
         if (e->watch[dir] == op) e->watch[dir] = NULL;
     }
-    if (op->stage & ST_KERNEL) {
+    if (op->stage & (ST_KERNEL | ST_RECV)) {
         request_cancel(st, op, reason);
         return;
     }
@@ -532,6 +626,11 @@ static void note_written(const cio__op *op, ssize_t res) {
     }
 }
 
+static void owner_fail(cio__io *io, uring_state *st, cio__op *op, int res);
+static void recv_cqe(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, int res,
+                     unsigned flags);
+static void accept_cqe(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, int res, bool more);
+
 /* The owner's multishot poll reported, or ended. */
 static void owner_cqe(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, int res, bool more) {
     if (!more) {
@@ -540,7 +639,7 @@ static void owner_cqe(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, in
         st->in_kernel--;
     }
     if (op->stage & ST_CANCEL) {
-        if (!more) finish(io, op, op->result);
+        if (!more) owner_finish(io, st, op);
         return;
     }
     if (res >= 0) {
@@ -563,7 +662,7 @@ static void owner_cqe(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, in
         return;
     }
     if (e->owner == op) e->owner = NULL;
-    finish(io, op, res);
+    owner_fail(io, st, op, res);
 }
 
 /* A persistent watcher's one-shot poll reported, or ended. */
@@ -694,12 +793,21 @@ static void handle_cqe(cio__io *io, uint64_t data, int res, unsigned flags) {
         if (!(flags & IORING_CQE_F_MORE)) arm_wake(st);
         return;
     }
+    if (data & TAG_RECV_BIT) {
+        cio__op *op = (cio__op *)(uintptr_t)(data & ~(uint64_t)TAG_RECV_BIT);
+        recv_cqe(io, st, cio__fd_table_find(&st->fds, op->fd), op, res, flags);
+        return;
+    }
     cio__op *op = (cio__op *)(uintptr_t)data;
     fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
     bool more = (flags & IORING_CQE_F_MORE) != 0;
     if (op->stage & ST_FAULT) {
         res = injected_error(op);
         op->stage &= (uint8_t)~(ST_FAULT | ST_WAIT | ST_CHECK);
+    }
+    if ((op->flags & CIO__OP_OWN) && op->kind == CIO__OP_ACCEPT) {
+        accept_cqe(io, st, e, op, res, more);
+        return;
     }
     if (op->flags & CIO__OP_OWN) {
         owner_cqe(io, st, e, op, res, more);
@@ -718,31 +826,62 @@ static void handle_cqe(cio__io *io, uint64_t data, int res, unsigned flags) {
  * smaller than the load, handling completions makes more of them (an
  * owner's multishot poll that the kernel ended for want of CQ room is
  * submitted again and reports at once), and the loop must get on with its
- * callbacks meanwhile. Each CQE is consumed before it is handled, so a
- * handler that needs to submit (a full SQ) cannot see it twice. */
+ * callbacks meanwhile.
+ *
+ * Completions are taken in batches, in user space only: up to REAP_BATCH
+ * CQEs are copied out (io_uring_for_each_cqe) and consumed with one
+ * io_uring_cq_advance, then handled. Consuming before handling means a
+ * handler that must submit (a full SQ, which may reap again) never sees a
+ * CQE twice. liburing's peek would enter the kernel by itself whenever the
+ * CQ is empty and the kernel holds overflowed completions; here no system
+ * call is made: a CQ that overflowed (IORING_SQ_CQ_OVERFLOW, with NODROP
+ * the completions wait in the kernel) is noted, and the next poll's enter
+ * (GETEVENTS) flushes them without sleeping. */
+enum { REAP_BATCH = 64 };
+
 static int reap(cio__io *io) {
     uring_state *st = io->state;
-    int n = 0;
-    struct io_uring_cqe *cqe;
-    while ((unsigned)n < st->params.cq_entries && io_uring_peek_cqe(&st->ring, &cqe) == 0) {
-        uint64_t data = cqe->user_data;
-        int res = cqe->res;
-        unsigned flags = cqe->flags;
-        io_uring_cqe_seen(&st->ring, cqe);
-        handle_cqe(io, data, res, flags);
-        n++;
+    unsigned n = 0;
+    while (n < st->params.cq_entries) {
+        struct { uint64_t data; int res; unsigned flags; } batch[REAP_BATCH];
+        unsigned head, got = 0;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&st->ring, head, cqe) {
+            batch[got].data = cqe->user_data;
+            batch[got].res = cqe->res;
+            batch[got].flags = cqe->flags;
+            if (++got == REAP_BATCH) break;
+        }
+        if (!got) break;
+        io_uring_cq_advance(&st->ring, got);
+        for (unsigned i = 0; i < got; i++) handle_cqe(io, batch[i].data, batch[i].res, batch[i].flags);
+        n += got;
     }
-    return n;
+    io->counters.cqes += n;
+    if (IO_URING_READ_ONCE(*st->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW) {
+        if (!st->overflowed) io->counters.overflows++;
+        st->overflowed = 1;
+    }
+    return (int)n;
 }
 
+static void register_ring_fd(uring_state *st);
+
 /* One trip to the kernel: submits what is prepared and waits for at least
- * one completion at most timeout_ns (-1: no limit, 0: do not wait). */
+ * one completion at most timeout_ns (-1: no limit, 0: do not wait). This is
+ * the loop iteration's one io_uring_enter (uring_poll). */
 static int enter(uring_state *st, int64_t timeout_ns) {
     /* Fault injection: the one failure of a wait a caller can see, as for
      * epoll_wait. */
     if (cio__fault_hit()) return -EINTR;
     int rc = own_ring(st);
     if (rc < 0) return rc;
+    if (!st->ring_fd_registered) register_ring_fd(st);
+    /* Overflowed completions are flushed by this enter (GETEVENTS); it must
+     * not sleep while they wait. */
+    if (st->overflowed) timeout_ns = 0;
+    st->overflowed = 0;
+    st->io->counters.enters++;
     if (timeout_ns == 0) {
         rc = io_uring_submit_and_get_events(&st->ring);
     } else if (timeout_ns < 0) {
@@ -860,6 +999,361 @@ static void uring_drain(cio__io *io) {
     wait_for_kernel(io, &st->in_kernel, "loop close");
 }
 
+/* ---- The fast path for servers --------------------------------------------
+ *
+ * What makes a busy server cheaper on io_uring than on epoll: per loop
+ * iteration one io_uring_enter (uring_poll), completions taken in batches
+ * (reap), and for the sockets the loop owns no system call per message on
+ * the receiving side:
+ *
+ *  - Multishot accept. A server's listening socket is submitted as an owned
+ *    CIO__OP_ACCEPT: one IORING_OP_ACCEPT with IORING_ACCEPT_MULTISHOT that
+ *    reports every connection. Each accepted descriptor goes to the owner at
+ *    once, through done() with the operation still in flight, even while a
+ *    cancel of it is under way, so a connection the kernel accepted is always
+ *    handed over (the owner queues it, or closes it when the server is
+ *    closing): none is lost, no descriptor leaks. Errors stop a multishot
+ *    accept; transient ones (ECONNABORTED, EINTR, EAGAIN) are submitted again
+ *    here, others (EMFILE...) end the operation and the owner decides when
+ *    to try again.
+ *
+ *  - Multishot receive into a provided-buffer ring. An owned stream socket
+ *    submitted with CIO__OP_RECV_RING gets, beside its multishot poll (now
+ *    for POLLOUT and POLLRDHUP only), one IORING_OP_RECV with
+ *    IORING_RECV_MULTISHOT and IOSQE_BUFFER_SELECT: the kernel picks a buffer
+ *    of the loop's ring (CIO_URING_BUFS, default 1024 x 4 KiB, registered
+ *    once) for every chunk it receives. The backend chains the chunks per
+ *    owner in arrival order (buf_meta.next) and tells the owner
+ *    (CIO__POLL_DATA); the owner takes them in order (recv_peek, recv_pop),
+ *    which hands each buffer straight back to the ring.
+ *
+ *    Running out of buffers. When every buffer is taken (many connections
+ *    sending at once, or owners slow to take their chunks), the kernel ends
+ *    the receive with -ENOBUFS and leaves the data in the socket. The policy
+ *    is: the owner falls back to a plain recv() into its own buffer until
+ *    the socket is empty, then arms the multishot receive again. The other
+ *    policy (park the socket until buffers come back, as liburing's proxy
+ *    does) was not taken because buffers come back only when their owners
+ *    take them, and an owner may hold its chunks for as long as its reader
+ *    is paused: a server with every buffer held by paused connections would
+ *    stop receiving on all the others. With the fallback no connection ever
+ *    waits for another one's buffers, nothing is lost (the data never left
+ *    the socket), and order holds: the receive's chunks are all in the chain
+ *    before its -ENOBUFS arrives, and the owner delivers the chain before it
+ *    recv()s. A receive also ends with the end of stream (0) or an error,
+ *    which the owner reads as recv_end once its chain is empty. A paused
+ *    reader stops its receive (recv_arm(0): an ASYNC_CANCEL of the request;
+ *    chunks that arrive meanwhile are kept) so it holds no more buffers.
+ *
+ *  - A registered ring fd (io_uring_register_ring_fd), so each enter skips
+ *    the file lookup; only on rings bound to one thread (SINGLE_ISSUER),
+ *    since the registration belongs to the registering thread.
+ *
+ *  - CQ overflow: with NODROP the kernel keeps completions the CQ had no
+ *    room for and sets IORING_SQ_CQ_OVERFLOW; reap notes it and the next
+ *    enter does not sleep, so they are flushed at once (counted in
+ *    counters.overflows, which the tests read).
+ *
+ * CIO_URING_DISABLE=mshot_accept, mshot_recv, ring_fd (or fast_path for the
+ * three) switch each off: servers then accept on readiness and transports
+ * recv() on readiness, as on epoll.
+ */
+
+static void register_ring_fd(uring_state *st) {
+    st->ring_fd_registered = 2;
+    if (st->config.no_ring_fd || !(st->setup_flags & IORING_SETUP_SINGLE_ISSUER)) return;
+    if (io_uring_register_ring_fd(&st->ring) == 1) {
+        st->ring_fd_registered = 1;
+        st->registered_by = thread_id();
+    }
+}
+
+/* Registers the buffer ring with the ring that is set up, offering every
+ * buffer that no owner holds. 0 or -errno. */
+static int register_bufs(uring_state *st) {
+    unsigned n = st->config.buf_count;
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)st->br;
+    reg.ring_entries = n;
+    reg.bgid = BGID;
+    int rc = io_uring_register_buf_ring(&st->ring, &reg, 0);
+    if (rc < 0) return rc;
+    io_uring_buf_ring_init(st->br);
+    int added = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (st->bufs[i].held) continue;
+        io_uring_buf_ring_add(st->br, st->bufmem + (size_t)i * st->config.buf_size,
+                              st->config.buf_size, (unsigned short)i,
+                              io_uring_buf_ring_mask(n), added++);
+    }
+    io_uring_buf_ring_advance(st->br, added);
+    st->bufs_registered = 1;
+    return 0;
+}
+
+/* The buffer memory is mapped, not touched: a page is resident only once
+ * the kernel has received into it. */
+static int setup_bufs(uring_state *st) {
+    unsigned n = st->config.buf_count;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    st->br_bytes = ((size_t)n * sizeof(struct io_uring_buf) + page - 1) / page * page;
+    st->br = mmap(NULL, st->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    st->bufmem = mmap(NULL, (size_t)n * st->config.buf_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    st->bufs = cio__calloc(n, sizeof *st->bufs);
+    int rc = -ENOMEM;
+    if (st->br != MAP_FAILED && st->bufmem != MAP_FAILED && st->bufs) rc = register_bufs(st);
+    if (rc < 0) free_bufs(st);
+    return rc;
+}
+
+static void free_bufs(uring_state *st) {
+    if (st->br && st->br != MAP_FAILED) munmap(st->br, st->br_bytes);
+    if (st->bufmem && st->bufmem != MAP_FAILED)
+        munmap(st->bufmem, (size_t)st->config.buf_count * st->config.buf_size);
+    cio__free(st->bufs);
+    st->br = NULL;
+    st->bufmem = NULL;
+    st->bufs = NULL;
+}
+
+/* Hands buffer bid back to the kernel. */
+static void give_back(uring_state *st, uint32_t bid) {
+    st->bufs[bid].held = 0;
+    io_uring_buf_ring_add(st->br, st->bufmem + (size_t)bid * st->config.buf_size,
+                          st->config.buf_size, (unsigned short)bid,
+                          io_uring_buf_ring_mask(st->config.buf_count), 0);
+    io_uring_buf_ring_advance(st->br, 1);
+}
+
+static void report_data(fd_entry *e, cio__op *op) {
+    op->result = CIO__POLL_DATA | (e->hung_up ? CIO__POLL_RDHUP : 0);
+    op->done(op);
+}
+
+/* Prepares the owner's multishot receive. */
+static void issue_recv(uring_state *st, fd_entry *e, cio__op *op) {
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (cio__fault_hit()) {
+        /* As issue(): the failure the recv wrapper would inject. */
+        op->stage |= ST_RECV_FAULT;
+        io_uring_prep_nop(sqe);
+    } else {
+        io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BGID;
+    }
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_RECV_BIT);
+    op->stage |= ST_RECV;
+    op->u.poll.recv_cancel = 0;
+    e->in_kernel++;
+    st->in_kernel++;
+}
+
+/* Asks the kernel to end the owner's receive (its final CQE still comes). */
+static void cancel_recv(uring_state *st, cio__op *op) {
+    if (op->u.poll.recv_cancel) return;
+    struct io_uring_sqe *sqe = get_sqe(st);
+    /* get_sqe may have handled the receive's final completion. */
+    if (op->stage & ST_RECV) {
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | TAG_RECV_BIT, 0);
+        op->u.poll.recv_cancel = 1;
+    } else {
+        io_uring_prep_nop(sqe);
+    }
+    io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+}
+
+/* At submit: whether the owner receives through the ring (its receive is
+ * issued right after its poll, whose mask depends on it). */
+static void owner_recv_prepare(uring_state *st, cio__op *op) {
+    if (op->kind != CIO__OP_POLL) {
+        op->flags &= (uint8_t)~CIO__OP_RECV_RING;
+        return;
+    }
+    op->u.poll.head = op->u.poll.tail = NO_BUF;
+    op->u.poll.count = 0;
+    op->u.poll.recv_end = 0;
+    op->u.poll.recv_ended = op->u.poll.recv_cancel = op->u.poll.front_busy = 0;
+    op->u.poll.recv_want = 0;
+    if (!(op->flags & CIO__OP_RECV_RING)) return;
+    if (!(st->io->caps & CIO__CAP_RECV_RING) || !st->bufs_registered) {
+        /* Not for this backend state: the owner sees CIO__POLL_IN edges. */
+        op->flags &= (uint8_t)~CIO__OP_RECV_RING;
+        return;
+    }
+    op->u.poll.recv_want = 1;
+}
+
+/* The owner's chunks go back to the ring (its final completion), except the
+ * one lent to it right now, which its pop returns. */
+static void drop_chunks(uring_state *st, cio__op *op) {
+    uint32_t bid = op->u.poll.head;
+    if (bid != NO_BUF && op->u.poll.front_busy) {
+        bid = st->bufs[bid].next;
+        st->bufs[op->u.poll.head].next = NO_BUF;
+        op->u.poll.tail = op->u.poll.head;
+        op->u.poll.count = 1;
+    } else {
+        op->u.poll.head = op->u.poll.tail = NO_BUF;
+        op->u.poll.count = 0;
+    }
+    while (bid != NO_BUF) {
+        uint32_t next = st->bufs[bid].next;
+        give_back(st, bid);
+        bid = next;
+    }
+}
+
+/* The final completion of an owner, once none of its requests is left in
+ * the kernel. */
+static void owner_finish(cio__io *io, uring_state *st, cio__op *op) {
+    if (op->stage & (ST_KERNEL | ST_RECV)) return;
+    if (op->flags & CIO__OP_RECV_RING) drop_chunks(st, op);
+    finish(io, op, op->result);
+}
+
+/* An owner's request failed for good: it ends with res, after its other
+ * request (if any) is out of the kernel. */
+static void owner_fail(cio__io *io, uring_state *st, cio__op *op, int res) {
+    op->stage |= ST_CANCEL;
+    op->result = res;
+    if (op->stage & ST_RECV) cancel_recv(st, op);
+    owner_finish(io, st, op);
+}
+
+/* A CQE of an owner's multishot receive. */
+static void recv_cqe(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, int res,
+                     unsigned flags) {
+    bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (op->stage & ST_RECV_FAULT) {
+        op->stage &= (uint8_t)~ST_RECV_FAULT;
+        res = -ENOMEM; /* as the recv wrapper injects */
+        more = false;
+        flags = 0;
+    }
+    if (!more) {
+        op->stage &= (uint8_t)~ST_RECV;
+        op->u.poll.recv_cancel = 0;
+        e->in_kernel--;
+        st->in_kernel--;
+    }
+    bool report = false;
+    if (flags & IORING_CQE_F_BUFFER) {
+        uint32_t bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        if (res > 0 && bid < st->config.buf_count) {
+            char *p = st->bufmem + (size_t)bid * st->config.buf_size;
+            VALGRIND_MAKE_MEM_DEFINED(p, (size_t)res);
+            st->bufs[bid].held = 1;
+            st->bufs[bid].len = (uint32_t)res;
+            st->bufs[bid].next = NO_BUF;
+            if (op->u.poll.tail == NO_BUF) op->u.poll.head = bid;
+            else st->bufs[op->u.poll.tail].next = bid;
+            op->u.poll.tail = bid;
+            op->u.poll.count++;
+            report = true;
+        } else if (bid < st->config.buf_count) {
+            give_back(st, bid);
+        }
+    }
+    if (op->stage & ST_CANCEL) {
+        /* Closing or loop close: the chunks go back at the final completion. */
+        if (!more) owner_finish(io, st, op);
+        return;
+    }
+    if (!more) {
+        if (res > 0 || res == -ECANCELED || res == -EAGAIN || res == -EINTR) {
+            /* Ended by the kernel (CQ pressure), by our own stop, or not
+             * really: receive again if the owner still wants to. */
+            if (op->u.poll.recv_want) issue_recv(st, e, op);
+        } else {
+            if (res == -ENOBUFS) io->counters.enobufs++;
+            op->u.poll.recv_ended = 1;
+            op->u.poll.recv_end = res;
+            report = true;
+        }
+    }
+    if (report) report_data(e, op);
+}
+
+/* A CQE of an owned multishot accept (see the section's comment). */
+static void accept_cqe(cio__io *io, uring_state *st, fd_entry *e, cio__op *op, int res, bool more) {
+    bool cancelling = (op->stage & ST_CANCEL) != 0;
+    if (!more) {
+        op->stage &= (uint8_t)~ST_KERNEL;
+        e->in_kernel--;
+        st->in_kernel--;
+    }
+    if (res >= 0) {
+        /* The connection is the owner's from here on, whatever else
+         * happens; a cancel's reason waits in result meanwhile. */
+        ssize_t reason = op->result;
+        io->counters.accepts++;
+        op->result = res;
+        op->done(op);
+        if (cancelling) op->result = reason;
+    }
+    if (more) return;
+    if (cancelling) {
+        finish(io, op, op->result);
+        return;
+    }
+    if (res >= 0 || res == -ECONNABORTED || res == -EINTR || res == -EAGAIN || res == -ECANCELED) {
+        issue(st, e, op);
+        return;
+    }
+    if (res == -EINVAL || res == -EOPNOTSUPP) io->caps &= ~CIO__CAP_ACCEPT_MULTI; /* an older kernel */
+    if (e->owner == op) e->owner = NULL;
+    finish(io, op, res);
+}
+
+static size_t uring_recv_peek(cio__io *io, cio__op *op, const void **data) {
+    uring_state *st = io->state;
+    uint32_t bid = op->u.poll.head;
+    if (bid == NO_BUF) return 0;
+    op->u.poll.front_busy = 1;
+    *data = st->bufmem + (size_t)bid * st->config.buf_size;
+    return st->bufs[bid].len;
+}
+
+static void uring_recv_pop(cio__io *io, cio__op *op) {
+    uring_state *st = io->state;
+    uint32_t bid = op->u.poll.head;
+    op->u.poll.front_busy = 0;
+    if (bid == NO_BUF) return;
+    op->u.poll.head = st->bufs[bid].next;
+    if (op->u.poll.head == NO_BUF) op->u.poll.tail = NO_BUF;
+    op->u.poll.count--;
+    give_back(st, bid);
+}
+
+static void uring_recv_arm(cio__io *io, cio__op *op, int on) {
+    uring_state *st = io->state;
+    if (op->state != CIO__OP_IN_FLIGHT || (op->stage & ST_CANCEL) ||
+        !(op->flags & CIO__OP_RECV_RING))
+        return;
+    fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
+    if (!e) return;
+    if (!on) {
+        op->u.poll.recv_want = 0;
+        if (op->stage & ST_RECV) cancel_recv(st, op);
+        return;
+    }
+    op->u.poll.recv_want = 1;
+    op->u.poll.recv_ended = 0;
+    if (op->stage & ST_RECV) return; /* running, or its cancel's CQE re-arms it */
+    if (!st->bufs_registered) {
+        /* The ring could not take the buffers again (own_ring): the owner
+         * receives by itself. */
+        op->u.poll.recv_ended = 1;
+        op->u.poll.recv_end = -ENOBUFS;
+        report_data(e, op);
+        return;
+    }
+    issue_recv(st, e, op);
+}
+
 const cio__backend cio__backend_uring = {
     .name = "io_uring",
     .init = uring_init,
@@ -869,4 +1363,7 @@ const cio__backend cio__backend_uring = {
     .poll = uring_poll,
     .wake = uring_wake,
     .drain = uring_drain,
+    .recv_peek = uring_recv_peek,
+    .recv_pop = uring_recv_pop,
+    .recv_arm = uring_recv_arm,
 };

@@ -26,6 +26,7 @@ static void set_reason(cio__io *io, const char *why) {
 
 static int start(cio__io *io, const cio__backend *backend) {
     io->backend = backend;
+    io->caps = 0;
     int rc = backend->init(io);
     if (rc < 0) io->backend = NULL;
     return rc;
@@ -35,6 +36,8 @@ int cio__io_init(cio__io *io, const char *name) {
     io->in_flight = 0;
     io->state = NULL;
     io->backend = NULL;
+    io->caps = 0;
+    memset(&io->counters, 0, sizeof io->counters);
     io->fallback_reason[0] = '\0';
     bool unnamed = !name || !*name;
     bool is_auto = unnamed || strcmp(name, "auto") == 0;

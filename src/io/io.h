@@ -12,10 +12,31 @@
 
 #include <stdbool.h>
 
+/* What a backend can do beyond the contract (cio__io.caps). */
+/* An owned listening socket may be submitted as CIO__OP_ACCEPT with
+ * CIO__OP_MULTISHOT|CIO__OP_OWN: every accepted descriptor is reported
+ * (result >= 0, the operation still in flight) and belongs to the owner
+ * from then on; the final completion is the close's or the loop's, or an
+ * error that stopped accepting (the owner may submit again later). */
+#define CIO__CAP_ACCEPT_MULTI 0x01u
+/* Owned stream sockets may receive through the backend (CIO__OP_RECV_RING). */
+#define CIO__CAP_RECV_RING 0x02u
+
+/* Counters the tests and the benchmarks read (io_uring; zero on epoll). */
+typedef struct cio__io_counters {
+    uint64_t enters;         /* io_uring_enter system calls cio made */
+    uint64_t cqes;           /* completions handled */
+    uint64_t overflows;      /* times the CQ had overflowed (IORING_SQ_CQ_OVERFLOW seen) */
+    uint64_t enobufs;        /* multishot receives stopped for want of a buffer */
+    uint64_t accepts;        /* connections a multishot accept reported */
+} cio__io_counters;
+
 struct cio__io {
     const cio__backend *backend;
     void *state;        /* the backend's own */
     size_t in_flight;   /* operations between submit and final completion */
+    unsigned caps;      /* CIO__CAP_*, set by the backend's init */
+    cio__io_counters counters;
     /* Why the loop does not run on io_uring ("" when it does). */
     char fallback_reason[160];
 };
@@ -33,6 +54,24 @@ static inline void cio__io_submit(cio__io *io, cio__op *op) {
 
 static inline void cio__io_cancel(cio__io *io, cio__op *op, int reason) {
     if (op->state == CIO__OP_IN_FLIGHT) io->backend->cancel(io, op, reason);
+}
+
+/* The owner of a CIO__OP_RECV_RING operation takes its received chunks in
+ * order: peek gives the first (its length, 0 when none waits; *data valid
+ * until the pop) and pop hands its buffer back to the backend. When none
+ * waits and op->u.poll.recv_ended is set, receiving stopped by itself with
+ * op->u.poll.recv_end: 0 (end of stream), -ENOBUFS (no buffer was free: the
+ * data is still in the socket, for the owner to recv() itself), or another
+ * -errno; arm(on) starts receiving again. arm(0) stops receiving for a
+ * while (a paused reader): chunks already received stay queued. */
+static inline size_t cio__io_recv_peek(cio__io *io, cio__op *op, const void **data) {
+    return io->backend->recv_peek(io, op, data);
+}
+static inline void cio__io_recv_pop(cio__io *io, cio__op *op) {
+    io->backend->recv_pop(io, op);
+}
+static inline void cio__io_recv_arm(cio__io *io, cio__op *op, int on) {
+    io->backend->recv_arm(io, op, on);
 }
 
 /* True while any operation is in flight: the loop then polls on every

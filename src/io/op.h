@@ -46,6 +46,10 @@ typedef enum cio__op_kind {
  * descriptor hung up. After it, a short read no longer means the socket is
  * empty: the end of stream is still to be read. (POLLRDHUP's value.) */
 #define CIO__POLL_RDHUP 0x2000u
+/* Reported to an owner that receives through the backend (CIO__OP_RECV_RING):
+ * received chunks wait in the backend for the owner, or the backend's
+ * receiving ended (see cio__io_recv_peek). Takes the place of CIO__POLL_IN. */
+#define CIO__POLL_DATA 0x4000u
 
 enum cio__op_state {
     CIO__OP_IDLE = 0,
@@ -69,6 +73,12 @@ enum cio__op_state {
  * through this op, until a CLOSE of the descriptor or a cancel of the op.
  * Readiness watchers on an owned descriptor are refused (-EBUSY). */
 #define CIO__OP_OWN 0x04u
+/* With CIO__OP_OWN on a connected stream socket, when the backend has
+ * CIO__CAP_RECV_RING (io.h): the backend receives for the owner (io_uring:
+ * a multishot recv into the loop's provided-buffer ring) and keeps the
+ * chunks, in order, until the owner takes them (cio__io_recv_peek/pop); the
+ * owner hears CIO__POLL_DATA instead of CIO__POLL_IN. */
+#define CIO__OP_RECV_RING 0x08u
 typedef struct cio__op cio__op;
 
 /* Called by the backend, from the loop's thread, for every completion of
@@ -94,7 +104,17 @@ struct cio__op {
         struct { struct msghdr *msg; int flags; } msg;        /* recvmsg, sendmsg */
         struct { struct sockaddr *addr; socklen_t *addrlen; } accept;
         struct { const struct sockaddr *addr; socklen_t addrlen; } connect;
-        struct { uint32_t events; } poll;                     /* CIO__POLL_IN or _OUT */
+        struct {
+            uint32_t events;                                  /* CIO__POLL_IN or _OUT */
+            /* The backend's, for CIO__OP_RECV_RING: the received chunks
+             * (a chain of buffer ids), and how receiving stands. */
+            uint32_t head, tail, count;
+            int32_t recv_end;   /* receiving stopped by itself: 0 end of stream, or -errno */
+            uint8_t recv_want;  /* the owner wants to receive */
+            uint8_t recv_ended; /* recv_end is valid; cleared by cio__io_recv_arm */
+            uint8_t recv_cancel;/* a cancel of the receive request is under way */
+            uint8_t front_busy; /* the front chunk is lent to the owner (peek) */
+        } poll;
         struct { int keep_fd; } close;                        /* forget only, do not close */
     } u;
 };

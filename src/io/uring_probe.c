@@ -55,6 +55,22 @@ static void read_config(cio__uring_config *c) {
         c->no_defer_taskrun = strstr(d, "defer_taskrun") != NULL;
         c->no_single_issuer = strstr(d, "single_issuer") != NULL;
         if (c->no_single_issuer) c->no_defer_taskrun = 1;
+        int fast = strstr(d, "fast_path") != NULL;
+        c->no_mshot_accept = fast || strstr(d, "mshot_accept") != NULL;
+        c->no_mshot_recv = fast || strstr(d, "mshot_recv") != NULL;
+        c->no_ring_fd = fast || strstr(d, "ring_fd") != NULL;
+    }
+    /* The provided-buffer ring: a power of two of buffers (the kernel's
+     * rule), each at least 64 bytes. */
+    c->buf_count = 1024;
+    c->buf_size = 4096;
+    const char *b = secure_getenv("CIO_URING_BUFS");
+    if (b && *b) {
+        char *end;
+        unsigned long count = strtoul(b, &end, 10), size = 0;
+        if (*end == ',') size = strtoul(end + 1, &end, 10);
+        if (count >= 1 && count <= 32768 && (count & (count - 1)) == 0) c->buf_count = (unsigned)count;
+        if (size >= 64 && size <= (1u << 20)) c->buf_size = (unsigned)size;
     }
 }
 

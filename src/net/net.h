@@ -81,6 +81,12 @@ struct cio_transport {
     uint8_t peer_closed;     /* the peer shut down: read until end of stream */
     uint8_t fd_gone;         /* the program closed the descriptor (cio_close) */
     uint8_t kind;            /* enum cio__transport_kind */
+    /* The backend receives for this transport (io_uring's multishot receive
+     * into the loop's buffer ring, CIO__OP_RECV_RING); after it ran out of
+     * buffers, ring_fallback: recv() until the socket is empty, then the
+     * backend receives again (transport.c). */
+    uint8_t ring;
+    uint8_t ring_fallback;
 };
 
 /* What a transport's descriptor is: a socket (recv/send), or one end of a

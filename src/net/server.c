@@ -14,6 +14,18 @@
  * (ACCEPT_RETRY_DELAY), then resumes by itself. The pending connections
  * stay in the kernel's backlog meanwhile.
  *
+ * Multishot accept. When the backend can accept for an owned listening
+ * socket (io_uring, CIO__CAP_ACCEPT_MULTI), the listener submits a
+ * multishot CIO__OP_ACCEPT instead of the edge watch, once serving starts
+ * (a server not yet serving leaves its connections in the backlog, as on
+ * epoll). The backend reports every accepted descriptor at once; on_accepted
+ * only queues it (the listener's `pending` ring) and the accept job makes the
+ * transports, so no callback runs inside the backend. A descriptor is never
+ * lost: it is queued and made a transport, or closed (the server closed, or
+ * the queue could not grow), never leaked. An error that stops the kernel's
+ * accepting (EMFILE...) is reported by the accept job and pauses as above;
+ * the retry submits the accept again.
+ *
  * Closing stops accepting and closes the listening sockets; connections
  * already made go on (asyncio 3.13) and are counted: wait_closed returns
  * once the server is closed and the last of them is gone.
@@ -36,6 +48,10 @@ typedef struct listener {
     int fd;
     uint8_t readable;
     uint8_t in_flight;     /* the watch has not had its final completion */
+    uint8_t multi;         /* the watch is a multishot accept (see above) */
+    int error;             /* what stopped the multishot accept, for the accept job */
+    int *pending;          /* accepted descriptors not yet made transports (a ring) */
+    size_t head, count, cap;
 } listener;
 
 struct cio_server {
@@ -66,6 +82,8 @@ void cio__server_set_cleanup(cio_server *s, void (*fn)(void *), void *arg) {
 }
 
 static void connection_gone(cio_transport *t);
+static void submit_watch(listener *l);
+static void on_listener_edge(cio__op *op);
 
 static void schedule_accept(listener *l) {
     cio_server *s = l->server;
@@ -78,8 +96,11 @@ static void retry_accept(cio_loop *loop, void *arg) {
     cio_server *s = arg;
     s->paused = 0;
     for (size_t i = 0; i < s->nlisteners; i++) {
-        s->listeners[i].readable = 1;
-        schedule_accept(&s->listeners[i]);
+        listener *l = &s->listeners[i];
+        l->readable = 1;
+        /* A multishot accept that an error stopped is submitted again. */
+        if (l->multi && !l->in_flight && l->fd >= 0) submit_watch(l);
+        schedule_accept(l);
     }
 }
 
@@ -87,12 +108,49 @@ static bool out_of_resources(int err) {
     return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
+/* Closes the accepted descriptors still queued (the server closes, or the
+ * loop does): those connections end, none stays open unseen. */
+static void close_pending(listener *l) {
+    while (l->count) {
+        cio__sys_close(l->pending[l->head]);
+        l->head = (l->head + 1) % l->cap;
+        l->count--;
+    }
+}
+
 static void accept_job(cio__job *job) {
     listener *l = CIO__CONTAINER_OF(job, listener, accept_job);
     cio_server *s = l->server;
     for (int i = 0; i < ACCEPTS_PER_RUN; i++) {
         if (!s->serving || s->paused || l->fd < 0) return;
-        int fd = cio__sys_accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd;
+        if (l->multi) {
+            if (!l->count) {
+                if (l->error) {
+                    int err = l->error;
+                    l->error = 0;
+                    if (err == EINVAL || err == EOPNOTSUPP) {
+                        /* The kernel has no multishot accept after all: accept on
+                         * readiness from now on. */
+                        l->multi = 0;
+                        l->readable = 1;
+                        submit_watch(l);
+                        continue;
+                    }
+                    errno = err;
+                    fd = -1;
+                } else {
+                    l->readable = 0;
+                    return;
+                }
+            } else {
+                fd = l->pending[l->head];
+                l->head = (l->head + 1) % l->cap;
+                l->count--;
+            }
+        } else {
+            fd = cio__sys_accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        }
         if (fd < 0) {
             int err = errno;
             if (err == EINTR || err == ECONNABORTED) continue;
@@ -107,8 +165,10 @@ static void accept_job(cio__job *job) {
                                      : "accept failed; retrying in 1 second",
                         -err, NULL);
             s->paused = 1;
-            if (cio_call_later(s->loop, ACCEPT_RETRY_DELAY, retry_accept, s, &s->retry) < 0)
+            if (cio_call_later(s->loop, ACCEPT_RETRY_DELAY, retry_accept, s, &s->retry) < 0) {
                 s->paused = 0; /* no timer: the next edge retries */
+                if (l->multi) submit_watch(l);
+            }
             return;
         }
         cio_transport *t;
@@ -128,6 +188,93 @@ static void accept_job(cio__job *job) {
 }
 
 static void maybe_free(cio_server *s);
+
+/* Queues an accepted descriptor, growing the ring; false if memory ran out. */
+static bool push_pending(listener *l, int fd) {
+    if (l->count == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        int *n = cio__malloc(ncap * sizeof *n);
+        if (!n) return false;
+        for (size_t i = 0; i < l->count; i++) n[i] = l->pending[(l->head + i) % l->cap];
+        cio__free(l->pending);
+        l->pending = n;
+        l->head = 0;
+        l->cap = ncap;
+    }
+    l->pending[(l->head + l->count) % l->cap] = fd;
+    l->count++;
+    return true;
+}
+
+/* The multishot accept reported a connection (the operation still in
+ * flight), or ended. */
+static void on_accepted(cio__op *op) {
+    listener *l = op->owner;
+    cio_server *s = l->server;
+    if (op->state == CIO__OP_IN_FLIGHT) {
+        int fd = (int)op->result;
+        /* A closed server takes no more connections, and one that cannot be
+         * queued is dropped: closed either way, never leaked. */
+        if (s->closed || !push_pending(l, fd)) {
+            cio__sys_close(fd);
+            return;
+        }
+        l->readable = 1;
+        schedule_accept(l);
+        return;
+    }
+    l->in_flight = 0;
+    if (op->result == -ECANCELED || op->result == -EBADF) {
+        /* Closed by the server (-EBADF) or by the loop's close (drain:
+         * -ECANCELED, the descriptor still open). */
+        if (cio__link_linked(&l->accept_job.link)) cio__list_unlink(&l->accept_job.link);
+        close_pending(l);
+        if (op->result == -ECANCELED) {
+            cio__sys_close(l->fd);
+            s->loop_gone = 1;
+            s->closed = 1;
+            s->serving = 0;
+        }
+        l->fd = -1;
+        maybe_free(s);
+        return;
+    }
+    /* An error stopped accepting: the accept job reports it (and pauses)
+     * after the connections already queued. */
+    l->error = (int)-op->result;
+    l->readable = 1;
+    schedule_accept(l);
+}
+
+/* Starts the listener's watch: the multishot accept, or the edge watch.
+ * On failure the listener is left without one (and says so once). */
+static void submit_watch(listener *l) {
+    cio_server *s = l->server;
+    if (l->in_flight || l->fd < 0) return;
+    if (l->multi) {
+        cio__op_init(&l->watch, CIO__OP_ACCEPT, l->fd);
+        l->watch.flags = CIO__OP_MULTISHOT | CIO__OP_OWN;
+        l->watch.done = on_accepted;
+    } else {
+        cio__op_init(&l->watch, CIO__OP_POLL, l->fd);
+        l->watch.u.poll.events = CIO__POLL_IN;
+        l->watch.flags = CIO__OP_MULTISHOT | CIO__OP_OWN;
+        l->watch.done = on_listener_edge;
+    }
+    l->watch.owner = l;
+    cio__io_submit(&s->loop->io, &l->watch);
+    if (l->watch.state == CIO__OP_DONE) {
+        if (l->multi) {
+            /* Declined: accept on readiness instead. */
+            l->multi = 0;
+            submit_watch(l);
+            return;
+        }
+        cio__report(s->loop, "a listening socket could not be watched", (int)l->watch.result, NULL);
+        return;
+    }
+    l->in_flight = 1;
+}
 
 static void on_listener_edge(cio__op *op) {
     listener *l = op->owner;
@@ -191,6 +338,13 @@ static int listen_on(cio_server *s, const struct sockaddr *addr, socklen_t len, 
     l->readable = 1;
     l->accept_job.run = accept_job;
     cio__list_init(&l->accept_job.link);
+    if (s->loop->io.caps & CIO__CAP_ACCEPT_MULTI) {
+        /* The multishot accept starts with serving (submit_watch). */
+        l->multi = 1;
+        l->readable = 0;
+        s->nlisteners++;
+        return 0;
+    }
     cio__op_init(&l->watch, CIO__OP_POLL, fd);
     l->watch.u.poll.events = CIO__POLL_IN;
     l->watch.flags = CIO__OP_MULTISHOT | CIO__OP_OWN;
@@ -238,7 +392,10 @@ static int check_make(cio_loop *loop, const cio_protocol *proto, const cio_serve
 
 static void start_serving(cio_server *s) {
     s->serving = 1;
-    for (size_t i = 0; i < s->nlisteners; i++) schedule_accept(&s->listeners[i]);
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        if (s->listeners[i].multi) submit_watch(&s->listeners[i]);
+        schedule_accept(&s->listeners[i]);
+    }
 }
 
 int cio_create_server(cio_loop *loop, const cio_protocol *proto, void *ctx, const char *host,
@@ -322,11 +479,24 @@ int cio_server_close(cio_server *s) {
     cio_handle_cancel(&s->retry);
     for (size_t i = 0; i < s->nlisteners; i++) {
         listener *l = &s->listeners[i];
-        if (!l->in_flight) continue;
+        if (!l->in_flight) {
+            /* A multishot listener that never served, or that an error
+             * stopped, has nothing in the backend: closed here. */
+            if (l->multi && l->fd >= 0) {
+                if (cio__link_linked(&l->accept_job.link)) cio__list_unlink(&l->accept_job.link);
+                close_pending(l);
+                cio__sys_close(l->fd);
+                l->fd = -1;
+            }
+            continue;
+        }
         cio__op close_op;
         cio__op_init(&close_op, CIO__OP_CLOSE, l->fd);
         close_op.u.close.keep_fd = 0;
         cio__io_submit(&s->loop->io, &close_op);
+        /* Connections reported during the close were closed (s->closed);
+         * those queued before are closed now. */
+        close_pending(l);
     }
     if (s->unix_path) {
         unlink(s->unix_path);
@@ -397,6 +567,10 @@ static void maybe_free(cio_server *s) {
     for (size_t i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].in_flight) return;
     if (s->cleanup) s->cleanup(s->cleanup_arg);
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        close_pending(&s->listeners[i]);
+        cio__free(s->listeners[i].pending);
+    }
     cio__free(s->listeners);
     cio__free(s);
 }

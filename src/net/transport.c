@@ -24,6 +24,18 @@
  * drains to the low-water mark, as asyncio does. An emptied buffer is
  * freed, so an idle connection keeps none.
  *
+ * Receiving through the backend. When the backend can receive for an owned
+ * socket (io_uring's multishot receive into the loop's buffer ring,
+ * CIO__CAP_RECV_RING), a socket transport asks it to (CIO__OP_RECV_RING):
+ * no recv() per message, the chunks wait in the backend in order and the
+ * read job hands each to data_received straight from its buffer, then gives
+ * the buffer back. When the ring ran out of buffers the receive stops with
+ * -ENOBUFS and the data stays in the socket: the transport then reads it
+ * with recv() as above (ring_fallback) until the socket is empty, and asks
+ * the backend to receive again (the policy and why: backend_uring.c, "The
+ * fast path"). Pausing the reader stops the backend's receive, so a paused
+ * transport holds no more buffers than it had.
+ *
  * Closing. close() stops reading and waits for the buffer to drain; abort()
  * drops it. Either way the lost job calls connection_lost once and then
  * closes the descriptor through the backend, whose final completion of the
@@ -133,8 +145,67 @@ static void write_job(cio__job *job) {
     if (t->state != CIO__T_LOST && buffered(t) == 0) flushed(t);
 }
 
+/* End of stream: asyncio stops reading and asks the protocol whether to
+ * keep the writing side open. */
+static void at_eof(cio_transport *t) {
+    t->readable = 0;
+    t->reading = 0;
+    t->ring_fallback = 0;
+    int keep = t->proto->eof_received ? t->proto->eof_received(t, t->ctx) : 0;
+    /* A read pipe has no other side to keep: it closes (asyncio). */
+    if ((!keep || t->kind != CIO__T_SOCKET) && t->state == CIO__T_OPEN) cio_transport_close(t);
+}
+
+/* The socket is empty. After a fall-back to recv(), the backend receives
+ * again. */
+static void drained(cio_transport *t) {
+    t->readable = 0;
+    if (t->ring_fallback) {
+        t->ring_fallback = 0;
+        /* A reader paused meanwhile arms it when it resumes. */
+        if (t->reading) cio__io_recv_arm(&t->loop->io, &t->watch, 1);
+    }
+}
+
+/* Chunks handed to data_received per job run before the job yields. */
+enum { CHUNKS_PER_RUN = 16 };
+
+/* The read job of a transport the backend receives for: the chunks in
+ * order, then how the receive ended. Returns true when the job must go on
+ * with recv() (the ring ran out of buffers). */
+static bool ring_read(cio_transport *t) {
+    cio__io *io = &t->loop->io;
+    for (int i = 0; i < CHUNKS_PER_RUN; i++) {
+        if (!t->reading || t->state != CIO__T_OPEN) return false;
+        const void *data;
+        size_t n = cio__io_recv_peek(io, &t->watch, &data);
+        if (!n) break;
+        t->proto->data_received(t, data, n, t->ctx);
+        cio__io_recv_pop(io, &t->watch);
+    }
+    if (!t->reading || t->state != CIO__T_OPEN || t->watch.state != CIO__OP_IN_FLIGHT)
+        return false;
+    const void *data;
+    if (cio__io_recv_peek(io, &t->watch, &data)) {
+        /* More chunks than a run: the rest waits its turn. */
+        schedule(t, &t->read_job);
+        return false;
+    }
+    if (!t->watch.u.poll.recv_ended) return false;
+    int end = t->watch.u.poll.recv_end;
+    if (end == -ENOBUFS) {
+        t->ring_fallback = 1;
+        t->readable = 1;
+        return true;
+    }
+    if (end == 0) at_eof(t);
+    else lose(t, end);
+    return false;
+}
+
 static void read_job(cio__job *job) {
     cio_transport *t = CIO__CONTAINER_OF(job, cio_transport, read_job);
+    if (t->ring && !t->ring_fallback && !ring_read(t)) return;
     char *buf = t->loop->read_buffer;
     for (int i = 0; i < READS_PER_RUN; i++) {
         if (!t->reading || t->state != CIO__T_OPEN || !t->readable) return;
@@ -144,24 +215,19 @@ static void read_job(cio__job *job) {
         if (n > 0) {
             /* A short read emptied the socket, unless the peer's end of
              * stream came with it: that must still be read. */
-            if ((size_t)n < CIO__READ_BUFFER_SIZE && !t->peer_closed) t->readable = 0;
+            bool empty = (size_t)n < CIO__READ_BUFFER_SIZE && !t->peer_closed;
+            if (empty) t->readable = 0;
             t->proto->data_received(t, buf, (size_t)n, t->ctx);
+            if (empty && t->state == CIO__T_OPEN) drained(t);
             continue;
         }
         if (n == 0) {
-            /* End of stream: asyncio stops reading and asks the protocol
-             * whether to keep the writing side open. */
-            t->readable = 0;
-            t->reading = 0;
-            int keep = t->proto->eof_received ? t->proto->eof_received(t, t->ctx) : 0;
-            /* A read pipe has no other side to keep: it closes (asyncio). */
-            if ((!keep || t->kind != CIO__T_SOCKET) && t->state == CIO__T_OPEN)
-                cio_transport_close(t);
+            at_eof(t);
             return;
         }
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            t->readable = 0;
+            drained(t);
             return;
         }
         lose(t, -errno);
@@ -205,7 +271,12 @@ static void on_edge(cio__op *op) {
             lose(t, buffered(t) > 0 ? -EPIPE : 0);
             return;
         }
-        if (ev & CIO__POLL_IN) {
+        if (ev & CIO__POLL_DATA) {
+            if (t->reading && t->state == CIO__T_OPEN) schedule(t, &t->read_job);
+        }
+        /* A transport the backend receives for learns of data and errors
+         * from the receive (an error or hang-up also shows here). */
+        if ((ev & CIO__POLL_IN) && !t->ring) {
             t->readable = 1;
             if (t->reading && t->state == CIO__T_OPEN) schedule(t, &t->read_job);
         }
@@ -264,20 +335,25 @@ static int make(cio_loop *loop, int fd, uint8_t kind, const cio_protocol *proto,
     t->watch.flags = CIO__OP_MULTISHOT | CIO__OP_OWN;
     t->watch.owner = t;
     t->watch.done = on_edge;
+    if (kind == CIO__T_SOCKET && (loop->io.caps & CIO__CAP_RECV_RING))
+        t->watch.flags |= CIO__OP_RECV_RING;
     cio__io_submit(&loop->io, &t->watch);
     if (t->watch.state == CIO__OP_DONE) {
         int rc = (int)t->watch.result;
         cio__free(t);
         return rc;
     }
+    /* The backend may have declined (a socket that is not a stream). */
+    t->ring = (t->watch.flags & CIO__OP_RECV_RING) != 0;
     if (kind == CIO__T_SOCKET) {
         /* As asyncio, TCP transports send small writes at once (no
          * Nagle); on other sockets the call fails harmlessly. */
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    /* Nothing is known of the descriptor yet: the first read is tried. */
-    t->readable = kind != CIO__T_WRITE_PIPE;
+    /* Nothing is known of the descriptor yet: the first read is tried
+     * (unless the backend receives: its receive is already armed). */
+    t->readable = kind != CIO__T_WRITE_PIPE && !t->ring;
     *out = t;
     return 0;
 }
@@ -443,6 +519,7 @@ int cio_transport_pause_reading(cio_transport *t) {
     if (t->kind == CIO__T_WRITE_PIPE) return -ENOTSUP;
     t->reading = 0;
     unschedule(&t->read_job);
+    if (t->ring && !t->ring_fallback) cio__io_recv_arm(&t->loop->io, &t->watch, 0);
     return 0;
 }
 
@@ -455,6 +532,14 @@ int cio_transport_resume_reading(cio_transport *t) {
     /* Edges that came while paused were only remembered: the socket may
      * hold data no new edge will announce. */
     if (t->readable) schedule(t, &t->read_job);
+    if (t->ring && !t->ring_fallback) {
+        /* Chunks (or the receive's end) kept while paused are delivered
+         * first; the receive starts again behind them. */
+        const void *data;
+        if (cio__io_recv_peek(&t->loop->io, &t->watch, &data) || t->watch.u.poll.recv_ended)
+            schedule(t, &t->read_job);
+        cio__io_recv_arm(&t->loop->io, &t->watch, 1);
+    }
     return 0;
 }
 
