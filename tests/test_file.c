@@ -603,3 +603,67 @@ TEST(file_close_closes_and_the_number_is_reused_safely) {
     cio_loop_free(loop);
     unlink(path);
 }
+
+/* An open that waits in the kernel is cancelled there: O_CREAT makes the
+ * kernel run it in an io-wq worker, where opening a FIFO waits for a
+ * writer. On io_uring the cancel interrupts it and the call returns
+ * -ECANCELED, having opened nothing; on the pool the call waits for its
+ * worker (the cancel cannot reach a thread in open(2)) and returns the
+ * descriptor, the cancellation coming at the task's next suspension. */
+static int open_wait_result;
+static int open_wait_after;
+
+static void *open_fifo_waiting(void *arg) {
+    (void)arg;
+    open_wait_result = cio_file_open(fifo, O_RDONLY | O_CREAT, 0600);
+    open_wait_after = cio_sleep(0);
+    return NULL;
+}
+
+static int count_fds(void) {
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) >= 0) n++;
+    return n;
+}
+
+static void *cancel_open_in_kernel(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    int fds = count_fds();
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, open_fifo_waiting, NULL, &t));
+    CHECK_OK(cio_sleep(0.05));
+    CHECK_EQ(cio_future_done(t), 0);
+    CHECK_EQ(cio_task_cancel(t, NULL), 1);
+    if (on_io_uring()) {
+        CHECK_ERR(cio_await(t, NULL), -ECANCELED);
+        CHECK_ERR(open_wait_result, -ECANCELED);
+        CHECK_EQ(count_fds(), fds);
+        CHECK_INT(file_stats().ring_calls, >=, 1);
+    } else {
+        CHECK_OK(cio_sleep(0.05));
+        CHECK_EQ(cio_future_done(t), 0);
+        int w = open(fifo, O_WRONLY | O_NONBLOCK);
+        CHECK(w >= 0);
+        CHECK_ERR(cio_await(t, NULL), -ECANCELED);
+        CHECK(open_wait_result >= 0);
+        CHECK_ERR(open_wait_after, -ECANCELED);
+        close(open_wait_result);
+        close(w);
+    }
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    cio_future_unref(t);
+    return NULL;
+}
+
+TEST(an_open_waiting_in_the_kernel_is_cancelled_there) {
+    snprintf(fifo, sizeof fifo, "/tmp/cio-fifo-%d", (int)getpid());
+    unlink(fifo);
+    CHECK_OK(mkfifo(fifo, 0600));
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, cancel_open_in_kernel, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+    unlink(fifo);
+}

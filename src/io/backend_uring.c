@@ -435,12 +435,13 @@ static void request_cancel(uring_state *st, cio__op *op, int reason) {
  * operation's own final CQE. A read the kernel already did returns its
  * bytes (a page-cache read is done inline, during the submission); one
  * still waiting (in io-wq, or for a page) ends with the reason, and so
- * does one whose io-wq worker the cancel interrupted (-EINTR: nothing was
- * transferred). FILE_CLOSE is never cancelled: the loops forgot the
+ * does one whose io-wq worker the cancel interrupted (-EINTR, or the
+ * kernel's internal ERESTARTSYS: nothing was done). FILE_CLOSE is never cancelled: the loops forgot the
  * descriptor already, and a close the cancel stopped would leave it open
  * behind the program's back; the call waits for it and returns its result.
  */
 enum { FT_UNKNOWN = 0, FT_RING, FT_POOL };
+#define KERNEL_ERESTARTSYS 512
 
 static bool is_file_op(const cio__op *op) {
     switch (op->kind) {
@@ -537,6 +538,9 @@ static void file_cqe(cio__io *io, uring_state *st, cio__op *op, int res) {
         if (e) e->in_kernel--;
     }
     st->in_kernel--;
+    /* An io-wq worker interrupted in a wait (an open of a FIFO) may report
+     * the kernel's internal "restart" code; it never reaches the program. */
+    if (res == -KERNEL_ERESTARTSYS) res = -EINTR;
     if ((op->stage & ST_CANCEL) && (res == -ECANCELED || res == -EINTR)) {
         res = (int)op->result;
     } else if (res >= 0 && op->kind == CIO__OP_FILE_READ) {

@@ -32,7 +32,9 @@
  * that did not ask for O_NONBLOCK and got something other than a regular
  * file or a directory is therefore closed and made again on the pool, and
  * -ENXIO (a FIFO's write end opened without a reader) is retried there
- * too, so every open waits exactly as open(2) does.
+ * too, so every open waits exactly as open(2) does. (An open that may
+ * create or truncate is never tried that way: the kernel makes it in an
+ * io-wq worker, where it blocks as open(2) does.)
  */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -111,6 +113,9 @@ static uint8_t op_kind(enum file_call call) {
 /* An open on the ring that must be made again on the pool (see the
  * opening comment); closes what the ring opened. */
 static bool open_again(const file_req *r, ssize_t fd) {
+    /* The kernel never tries an open that may create or truncate without
+     * blocking: it makes it in an io-wq worker, as open(2) would. */
+    if (r->flags & (O_CREAT | O_TRUNC | O_TMPFILE)) return false;
     if (fd == -ENXIO) return true;
     if (fd < 0 || (r->flags & O_NONBLOCK)) return false;
     struct stat sb;
