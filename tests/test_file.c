@@ -446,7 +446,11 @@ static void *fifo_open_waits(void *arg) {
         CHECK_OK(cio_sleep(0.05));
         /* No other end yet: the open still waits. */
         CHECK_EQ(cio_future_done(t), 0);
-        int peer = open(fifo, other | O_NONBLOCK);
+        /* A write end opens without blocking only once a reader waits
+         * (ENXIO until the worker's open(2) got there). */
+        int peer;
+        while ((peer = open(fifo, other | O_NONBLOCK)) < 0 && errno == ENXIO)
+            CHECK_OK(cio_sleep(0.001));
         CHECK(peer >= 0);
         CHECK_OK(cio_await(t, NULL));
         int fd = fifo_open_result[flags == O_WRONLY];
@@ -634,6 +638,9 @@ static void *cancel_open_in_kernel(void *arg) {
     cio_task *t;
     CHECK_OK(cio_spawn(loop, open_fifo_waiting, NULL, &t));
     CHECK_OK(cio_sleep(0.05));
+    /* On the pool: until a worker took the call (it is in open(2), or
+     * about to be). */
+    if (!on_io_uring()) wait_taken();
     CHECK_EQ(cio_future_done(t), 0);
     CHECK_EQ(cio_task_cancel(t, NULL), 1);
     if (on_io_uring()) {
@@ -644,7 +651,11 @@ static void *cancel_open_in_kernel(void *arg) {
     } else {
         CHECK_OK(cio_sleep(0.05));
         CHECK_EQ(cio_future_done(t), 0);
-        int w = open(fifo, O_WRONLY | O_NONBLOCK);
+        /* The write end opens once the worker's open(2) waits as a reader
+         * (ENXIO until then: the worker may be slow to get there). */
+        int w;
+        while ((w = open(fifo, O_WRONLY | O_NONBLOCK)) < 0 && errno == ENXIO)
+            CHECK_OK(cio_sleep(0.001));
         CHECK(w >= 0);
         CHECK_ERR(cio_await(t, NULL), -ECANCELED);
         CHECK(open_wait_result >= 0);

@@ -436,9 +436,10 @@ static void request_cancel(uring_state *st, cio__op *op, int reason) {
  * bytes (a page-cache read is done inline, during the submission); one
  * still waiting (in io-wq, or for a page) ends with the reason, and so
  * does one whose io-wq worker the cancel interrupted (-EINTR, or the
- * kernel's internal ERESTARTSYS: nothing was done). FILE_CLOSE is never cancelled: the loops forgot the
- * descriptor already, and a close the cancel stopped would leave it open
- * behind the program's back; the call waits for it and returns its result.
+ * kernel's internal ERESTARTSYS: nothing was done). FILE_CLOSE is never
+ * cancelled: the loops forgot the descriptor already, and a close the
+ * cancel stopped would leave it open behind the program's back; the call
+ * waits for it and returns its result.
  */
 enum { FT_UNKNOWN = 0, FT_RING, FT_POOL };
 #define KERNEL_ERESTARTSYS 512
@@ -496,15 +497,19 @@ static void file_submit(cio__io *io, cio__op *op) {
             return;
         }
     }
-    uint64_t at = op->u.file.offset < 0 ? (uint64_t)-1 : (uint64_t)op->u.file.offset;
     struct io_uring_sqe *sqe = get_sqe(st);
     switch (op->kind) {
     case CIO__OP_FILE_READ:
-        io_uring_prep_read(sqe, op->fd, op->u.file.buf, op->u.file.len, at);
+    case CIO__OP_FILE_WRITE: {
+        /* -1: the file position (IORING_FEAT_RW_CUR_POS, which the probe
+         * requires). */
+        uint64_t at = op->u.file.offset < 0 ? (uint64_t)-1 : (uint64_t)op->u.file.offset;
+        if (op->kind == CIO__OP_FILE_READ)
+            io_uring_prep_read(sqe, op->fd, op->u.file.buf, op->u.file.len, at);
+        else
+            io_uring_prep_write(sqe, op->fd, op->u.file.buf, op->u.file.len, at);
         break;
-    case CIO__OP_FILE_WRITE:
-        io_uring_prep_write(sqe, op->fd, op->u.file.buf, op->u.file.len, at);
-        break;
+    }
     case CIO__OP_FSYNC:
         io_uring_prep_fsync(sqe, op->fd, op->u.file.datasync ? IORING_FSYNC_DATASYNC : 0);
         break;
