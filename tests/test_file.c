@@ -186,7 +186,7 @@ static void *cancel_queued(void *arg) {
     (void)arg;
     cio_loop *loop = cio_running_loop();
     CHECK_OK(cio_pool_set_max_workers(loop, 1));
-    char other[64];
+    char other[sizeof fifo + 2];
     snprintf(other, sizeof other, "%s-w", fifo);
     unlink(other);
     CHECK_OK(mkfifo(other, 0600));
