@@ -115,7 +115,7 @@ static uint8_t op_kind(enum file_call call) {
 static bool open_again(const file_req *r, ssize_t fd) {
     /* The kernel never tries an open that may create or truncate without
      * blocking: it makes it in an io-wq worker, as open(2) would. */
-    if (r->flags & (O_CREAT | O_TRUNC | O_TMPFILE)) return false;
+    if ((r->flags & (O_CREAT | O_TRUNC)) || (r->flags & O_TMPFILE) == O_TMPFILE) return false;
     if (fd == -ENXIO) return true;
     if (fd < 0 || (r->flags & O_NONBLOCK)) return false;
     struct stat sb;
