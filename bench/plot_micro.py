@@ -5,7 +5,8 @@ scripts/bench.sh in bench/results/micro-<machine>-<commit>.txt) into figures:
     bench/plot_micro.py RESULTS [--png-dir DIR] [--doc FILE]
 
   - DIR/micro-<section>.png: one bar chart per section (context switch,
-    tasks and loop, timers, I/O, sync and task groups, processes, memory);
+    tasks and loop, timers, I/O, file reads, sync and task groups,
+    processes, memory);
   - the Markdown tables of every figure next to its peers, with the ratios,
     and the goals with met/MISSED exactly as run.sh printed them; printed,
     or with --doc written into FILE between the lines
@@ -233,6 +234,34 @@ def build(path, figs, header, goals, skipped):
     r.chart("micro-io.png", "Socketpair ping-pong: ns per round trip (lower is better)",
             "ns per round trip", [n.replace("io_pingpong_", "") for n in names],
             [("median", [v(n) for n in names]), ("minimum", [v(n + "_min") for n in names])])
+
+    # ---- files
+    r.text("### File reads",
+           "`bench_files`: 4 KiB random reads (`cio_file_read`) from a 64 MiB file in the "
+           "page cache, ns per read, with 1 read in flight (one task) and 32 (32 tasks). "
+           "*ring*: the loop on io_uring with its file calls as ring requests; *pool*: the "
+           "same io_uring loop with the file calls on the thread pool "
+           "(`CIO_URING_DISABLE=files`), the path every epoll loop takes; *pool, epoll "
+           "loop*: for reference. CPU: the whole process's CPU time (loop, pool workers, "
+           "kernel) per read. Not pinned: the pool's workers use the other CPU. The ratio "
+           "columns divide the ring's medians by the pool's on the same io_uring loop.")
+    rows = []
+    cats, ring_s, pool_s, epoll_s = [], [], [], []
+    for c in (1, 32):
+        ring, pool, pe = (v("files_read4k_%s_c%d" % (p, c)) for p in ("ring", "pool", "pool_epoll"))
+        rcpu, pcpu, ecpu = (v("files_read4k_%s_c%d_cpu" % (p, c))
+                            for p in ("ring", "pool", "pool_epoll"))
+        rows.append(["%d" % c, num(ring), num(pool), num(pe), rtxt(ratio(ring, pool)),
+                     num(rcpu), num(pcpu), num(ecpu), rtxt(ratio(rcpu, pcpu))])
+        cats.append("%d in flight" % c)
+        ring_s.append(ring)
+        pool_s.append(pool)
+        epoll_s.append(pe)
+    r.table(["reads in flight", "ring ns", "pool ns", "pool, epoll loop ns", "ring × pool",
+             "ring CPU ns", "pool CPU ns", "pool, epoll loop CPU ns", "ring × pool CPU"], rows)
+    r.chart("micro-files.png", "4 KiB random reads from the page cache: ns per read "
+            "(lower is better)", "ns per read", cats,
+            [("ring", ring_s), ("pool", pool_s), ("pool, epoll loop", epoll_s)])
 
     # ---- structured
     r.text("### Lock, queue and task groups",

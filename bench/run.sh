@@ -24,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build-bench}
 build=$(cd "$build" && pwd)
 bin=$build/bench
-for b in bench_switch bench_tasks bench_timers bench_io bench_memory bench_structured bench_spawn; do
+for b in bench_switch bench_tasks bench_timers bench_io bench_memory bench_structured bench_spawn bench_files; do
   [ -x "$bin/$b" ] || { echo "run.sh: $bin/$b is missing; build first (scripts/bench.sh)" >&2; exit 1; }
 done
 
@@ -84,6 +84,10 @@ run "$bin/bench_io"
 run "$bin/bench_memory"
 run "$bin/bench_structured"
 run "$bin/bench_spawn"
+# File reads run unpinned: the thread pool's workers (one of the two paths
+# it compares) would otherwise share the loop's CPU, which no program does.
+echo "# bench_files: not pinned (the pool path's workers use the other CPUs)" | tee -a "$out"
+"$bin/bench_files" | tee -a "$out"
 if [ -n "$python" ]; then
   run "$python" "$here/bench_asyncio.py"
   run "$python" "$here/bench_spawn_asyncio.py"

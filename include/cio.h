@@ -1367,15 +1367,21 @@ int cio_process_free(cio_process *p);
 /* ------------------------------------------------------------------------
  * Files (asyncio has none; these are the calls aiofiles users reach for)
  *
- * In a task: each call runs its system call without blocking the loop
- * (today on the loop's thread pool: a regular file is always "ready", so
- * readiness cannot help). The buffer may live on the task's stack: a
+ * In a task: each call runs its system call without blocking the loop: on
+ * an io_uring loop as a ring request (regular files and block devices;
+ * each kind whose opcode the kernel has), else on the loop's thread pool
+ * (a regular file is always "ready", so readiness cannot help). The answers
+ * are the same on both paths. The buffer may live on the task's stack: a
  * cancellation never leaves the call running behind the task's back. A
  * call cancelled before it started returns -ECANCELED and did nothing; one
  * cancelled while running returns its real result (bytes read or written
  * are never lost) and the task sees the cancellation at its next
- * suspension. Errors are the system call's (-ENOENT, -EISDIR, -EBADF...);
- * -EPERM outside a task; -CIO_EPOOLSHUTDOWN after cio_pool_shutdown;
+ * suspension. On io_uring the kernel may stop a call that waits (an open
+ * of a FIFO, a read still queued): it returns -ECANCELED and did nothing.
+ * cio_file_close is never cancelled half-way.
+ * Errors are the system call's (-ENOENT, -EISDIR, -EBADF...);
+ * -EPERM outside a task; -CIO_EPOOLSHUTDOWN after cio_pool_shutdown (for
+ * the calls that run on the pool);
  * -EINVAL for a NULL path or buffer. The descriptors are ordinary ones,
  * opened with O_CLOEXEC.
  * ------------------------------------------------------------------------ */
@@ -1394,7 +1400,8 @@ ssize_t cio_file_write(int fd, const void *buf, size_t len, int64_t offset);
 int cio_file_fsync(int fd, int datasync);
 /* statx(2) (include <sys/stat.h> with _GNU_SOURCE for struct statx). */
 int cio_file_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *out);
-/* Closes fd (cio_close: the loops of this thread forget it first). */
+/* Closes fd (as cio_close: the loops of this thread forget it first; on
+ * io_uring in a task the close(2) itself is a ring request). */
 int cio_file_close(int fd);
 
 /* ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 mkdir -p "$build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCIO_BUILD_BENCH=ON >"$build/bench-configure.log" 2>&1 \
   || { cat "$build/bench-configure.log"; exit 1; }
-cmake --build "$build" -j"$jobs" --target bench_switch bench_tasks bench_timers bench_io bench_memory bench_structured bench_spawn bench_echo \
+cmake --build "$build" -j"$jobs" --target bench_switch bench_tasks bench_timers bench_io bench_memory bench_structured bench_spawn bench_files bench_echo \
   >"$build/bench-build.log" 2>&1 || { cat "$build/bench-build.log"; exit 1; }
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 machine=${CIO_BENCH_MACHINE:-$(hostname -s 2>/dev/null || echo unknown)}

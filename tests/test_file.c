@@ -179,11 +179,19 @@ static void *queued_write(void *arg) {
     return NULL;
 }
 
+/* The queued write goes to a second FIFO: calls on a FIFO run on the
+ * thread pool on every backend (on io_uring a write to a regular file
+ * would not queue behind the worker at all). */
 static void *cancel_queued(void *arg) {
     (void)arg;
     cio_loop *loop = cio_running_loop();
     CHECK_OK(cio_pool_set_max_workers(loop, 1));
-    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    char other[sizeof fifo + 2];
+    snprintf(other, sizeof other, "%s-w", fifo);
+    unlink(other);
+    CHECK_OK(mkfifo(other, 0600));
+    int fd = open(other, O_RDWR | O_NONBLOCK);
+    CHECK(fd >= 0);
     cio_task *reader, *writer;
     CHECK_OK(cio_spawn(loop, read_fifo, NULL, &reader));
     wait_taken(); /* the only worker is blocked in the FIFO read */
@@ -195,18 +203,18 @@ static void *cancel_queued(void *arg) {
     CHECK_EQ(write(fifo_fd, "hello", 5), 5);
     CHECK_OK(cio_await(reader, NULL));
     CHECK_EQ(read_result, 5);
-    /* The write never ran. */
-    struct stat st;
-    CHECK_OK(fstat(fd, &st));
-    CHECK_EQ(st.st_size, 0);
+    /* The write never ran: the FIFO is empty. */
+    char buf[8];
+    CHECK_ERR(read(fd, buf, sizeof buf), -1);
+    CHECK_EQ(errno, EAGAIN);
     close(fd);
+    unlink(other);
     cio_future_unref(reader);
     cio_future_unref(writer);
     return NULL;
 }
 
 TEST(cancel_while_queued_never_runs_the_call) {
-    make_path();
     open_fifo();
     cio_loop *loop = test_loop();
     CHECK_OK(test_run(loop, cancel_queued, NULL, NULL));
@@ -214,7 +222,6 @@ TEST(cancel_while_queued_never_runs_the_call) {
     cio_loop_free(loop);
     close(fifo_fd);
     unlink(fifo);
-    unlink(path);
 }
 
 /* ---- the loop runs meanwhile, and closes with calls in flight ------------ */
@@ -291,4 +298,383 @@ TEST(loop_close_with_a_hundred_file_reads_in_flight) {
     cio_loop_free(loop);
     close(file_fd);
     unlink(path);
+}
+
+/* ---- which path a call takes: the ring on io_uring, the pool elsewhere -- */
+
+static bool on_io_uring(void) {
+    return strcmp(cio_loop_backend(cio_running_loop()), "io_uring") == 0;
+}
+
+static cio__file_stats file_stats(void) {
+    cio__file_stats s = {0};
+    CHECK_OK(cio__loop_get_file_stats(cio_running_loop(), &s));
+    return s;
+}
+
+/* Every kind of call on a regular file: on io_uring each is answered by the
+ * ring and none goes to the pool; on epoll all go to the pool. */
+static void *every_call_on_its_path(void *arg) {
+    (void)arg;
+    cio__file_stats before = file_stats();
+    write_and_read_back(NULL);
+    cio__file_stats after = file_stats();
+    /* open, write, 2 fsyncs, statx, 3 reads (a fourth, of length 0, never
+     * leaves the call), write, read, close, openat, read, close: 14 calls.
+     * Off the ring a close runs on the loop's thread, as cio_close, and is
+     * counted on neither path. */
+    uint64_t calls = 14, closes = 2;
+    if (on_io_uring()) {
+        uint32_t all = CIO__FILE_OP_BIT(CIO__OP_FILE_READ) | CIO__FILE_OP_BIT(CIO__OP_FILE_WRITE) |
+                       CIO__FILE_OP_BIT(CIO__OP_FSYNC) | CIO__FILE_OP_BIT(CIO__OP_STATX) |
+                       CIO__FILE_OP_BIT(CIO__OP_OPENAT) | CIO__FILE_OP_BIT(CIO__OP_FILE_CLOSE);
+        CHECK_EQ(after.ring_ops, all);
+        CHECK_EQ(after.ring_calls - before.ring_calls, calls);
+        CHECK_EQ(after.pool_calls, before.pool_calls);
+    } else {
+        CHECK_EQ(after.ring_ops, 0);
+        CHECK_EQ(after.ring_calls, 0);
+        CHECK_EQ(after.pool_calls - before.pool_calls, calls - closes);
+    }
+    return NULL;
+}
+
+TEST(regular_file_calls_take_the_ring_on_io_uring_and_the_pool_on_epoll) {
+    make_path();
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, every_call_on_its_path, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+    unlink(path);
+}
+
+/* CIO_URING_DISABLE switches the ring off for all file calls ("files") or
+ * one kind ("statx"): those calls take the pool, with the same answers, and
+ * the others stay on the ring. It is also what a kernel without the opcode
+ * gets (the probe leaves the kind out the same way). */
+static void *switched_off(void *arg) {
+    int which = PTRI(arg); /* 0: files, 1: statx */
+    cio__file_stats before = file_stats();
+    write_and_read_back(NULL);
+    struct statx stx;
+    CHECK_OK(cio_file_statx(AT_FDCWD, path, 0, STATX_SIZE, &stx));
+    CHECK_EQ(stx.stx_size, (1 << 20) + 4);
+    cio__file_stats after = file_stats();
+    /* As above, and one statx more. */
+    uint64_t calls = 15, closes = 2, statx_calls = 2;
+    if (!on_io_uring()) {
+        CHECK_EQ(after.pool_calls - before.pool_calls, calls - closes);
+    } else if (which == 0) {
+        CHECK_EQ(after.ring_ops, 0);
+        CHECK_EQ(after.ring_calls, 0);
+        CHECK_EQ(after.pool_calls - before.pool_calls, calls - closes);
+    } else {
+        CHECK_EQ(after.ring_ops & CIO__FILE_OP_BIT(CIO__OP_STATX), 0);
+        CHECK(after.ring_ops & CIO__FILE_OP_BIT(CIO__OP_FILE_READ));
+        CHECK_EQ(after.pool_calls - before.pool_calls, statx_calls);
+        CHECK_EQ(after.ring_calls - before.ring_calls, calls - statx_calls);
+    }
+    return NULL;
+}
+
+TEST(file_calls_switched_off_take_the_pool_with_the_same_answers) {
+    const char *masks[] = {"files", "statx"};
+    for (int i = 0; i < 2; i++) {
+        make_path();
+        setenv("CIO_URING_DISABLE", masks[i], 1);
+        cio_loop *loop = test_loop();
+        CHECK_OK(test_run(loop, switched_off, IPTR(i), NULL));
+        CHECK_OK(cio_loop_close(loop));
+        cio_loop_free(loop);
+        unsetenv("CIO_URING_DISABLE");
+        unlink(path);
+    }
+}
+
+/* A FIFO is not read on the ring (the kernel would park the read on a poll
+ * where the pool blocks in it): on every backend its reads and writes run
+ * on the pool, with the pool's answers (-EAGAIN for a non-blocking one). */
+static void *fifo_on_the_pool(void *arg) {
+    (void)arg;
+    cio__file_stats before = file_stats();
+    char buf[8];
+    CHECK_EQ(cio_file_write(fifo_fd, "abc", 3, -1), 3);
+    CHECK_EQ(cio_file_read(fifo_fd, buf, sizeof buf, -1), 3);
+    CHECK(memcmp(buf, "abc", 3) == 0);
+    int nb = open(fifo, O_RDWR | O_NONBLOCK);
+    CHECK(nb >= 0);
+    CHECK_ERR(cio_file_read(nb, buf, sizeof buf, -1), -EAGAIN);
+    close(nb);
+    cio__file_stats after = file_stats();
+    CHECK_EQ(after.ring_calls, before.ring_calls);
+    CHECK_EQ(after.pool_calls - before.pool_calls, 3);
+    return NULL;
+}
+
+TEST(fifo_reads_and_writes_run_on_the_pool_on_every_backend) {
+    open_fifo();
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, fifo_on_the_pool, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+    close(fifo_fd);
+    unlink(fifo);
+}
+
+/* Opening a FIFO waits for the other end, as open(2) does, on every
+ * backend (io_uring's open first tries without blocking, which for a FIFO
+ * means O_NONBLOCK: a read end would open at once, a write end fail with
+ * ENXIO; file.c opens such a file again on the pool). */
+static int fifo_open_result[2];
+
+static void *open_end(void *arg) {
+    int flags = PTRI(arg);
+    int fd = cio_file_open(fifo, flags, 0);
+    fifo_open_result[flags == O_WRONLY] = fd;
+    return NULL;
+}
+
+static void *fifo_open_waits(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    int order[2] = {O_RDONLY, O_WRONLY};
+    for (int i = 0; i < 2; i++) {
+        int flags = order[i], other = order[1 - i];
+        fifo_open_result[0] = fifo_open_result[1] = -1000;
+        cio_task *t;
+        CHECK_OK(cio_spawn(loop, open_end, IPTR(flags), &t));
+        CHECK_OK(cio_sleep(0.05));
+        /* No other end yet: the open still waits. */
+        CHECK_EQ(cio_future_done(t), 0);
+        /* A write end opens without blocking only once a reader waits
+         * (ENXIO until the worker's open(2) got there). */
+        int peer;
+        while ((peer = open(fifo, other | O_NONBLOCK)) < 0 && errno == ENXIO)
+            CHECK_OK(cio_sleep(0.001));
+        CHECK(peer >= 0);
+        CHECK_OK(cio_await(t, NULL));
+        int fd = fifo_open_result[flags == O_WRONLY];
+        CHECK(fd >= 0);
+        /* The descriptor is in blocking mode, as asked. */
+        CHECK_EQ(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+        CHECK_OK(cio_file_close(fd));
+        close(peer);
+        cio_future_unref(t);
+    }
+    return NULL;
+}
+
+TEST(opening_a_fifo_waits_for_the_other_end_on_every_backend) {
+    snprintf(fifo, sizeof fifo, "/tmp/cio-fifo-%d", (int)getpid());
+    unlink(fifo);
+    CHECK_OK(mkfifo(fifo, 0600));
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, fifo_open_waits, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+    unlink(fifo);
+}
+
+/* ---- cancelling reads into stack buffers, on the ring ------------------- */
+
+enum { RACE_READS = 3000, RACE_LEN = 16384 };
+static int race_fd;
+static int race_cancelled, race_completed;
+
+/* Covers the stack below this frame with a pattern, lets the loop turn
+ * and checks the pattern: a late write of the kernel into a buffer of a
+ * read that returned would show. */
+__attribute__((noinline)) static void scribble_stack(void) {
+    volatile unsigned char area[2 * RACE_LEN];
+    for (size_t i = 0; i < sizeof area; i++) area[i] = (unsigned char)(i * 7 + 1);
+    for (int i = 0; i < 2; i++) CHECK_OK(cio_sleep(0));
+    for (size_t i = 0; i < sizeof area; i++)
+        if (area[i] != (unsigned char)(i * 7 + 1)) FAIL("byte %zu of the stack was overwritten", i);
+}
+
+__attribute__((noinline)) static void read_on_stack(int round) {
+    char buf[RACE_LEN];
+    int64_t off = (int64_t)(round % 64) * RACE_LEN;
+    ssize_t n = cio_file_read(race_fd, buf, sizeof buf, off);
+    if (n == -ECANCELED) {
+        race_cancelled++;
+    } else {
+        /* The read finished before the cancel reached it: all of it, and
+         * the right bytes; the cancellation is delivered next. */
+        CHECK_EQ(n, RACE_LEN);
+        CHECK_EQ((unsigned char)buf[0], (unsigned char)(round % 64));
+        CHECK_EQ((unsigned char)buf[RACE_LEN - 1], (unsigned char)(round % 64));
+        race_completed++;
+        CHECK_ERR(cio_sleep(0), -ECANCELED);
+    }
+}
+
+static void *race_reader(void *arg) {
+    read_on_stack(PTRI(arg));
+    CHECK_EQ(cio_task_uncancel(cio_current_task()), 0);
+    scribble_stack();
+    return IPTR(1);
+}
+
+static void *read_cancel_race(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    cio__file_stats before = file_stats();
+    cio_task_options big = {.stack_size = 1024 * 1024};
+    for (int round = 0; round < RACE_READS; round++) {
+        /* Now and then the file leaves the page cache, so that reads wait
+         * for the disk in the kernel when their cancel comes. */
+        if (round % 64 == 0) posix_fadvise(race_fd, 0, 0, POSIX_FADV_DONTNEED);
+        cio_task *t;
+        CHECK_OK(cio_spawn_with(loop, race_reader, IPTR(round), &big, &t));
+        /* Cancel before the read started, right after its SQE was made
+         * (not yet submitted), or an iteration later. */
+        for (int i = 0; i < round % 3; i++) CHECK_OK(cio_sleep(0));
+        cio_task_cancel(t, NULL);
+        void *res = NULL;
+        int rc = cio_await(t, &res);
+        CHECK(rc == -ECANCELED || (rc == 0 && res == IPTR(1)));
+        cio_future_unref(t);
+    }
+    cio__file_stats after = file_stats();
+    if (on_io_uring()) CHECK_INT(after.ring_calls - before.ring_calls, >, 0);
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    printf("reads cancelled: %d, finished before the cancel: %d\n", race_cancelled, race_completed);
+    return NULL;
+}
+
+TEST(cancelled_reads_into_stack_buffers_are_never_written_later) {
+    make_path();
+    race_fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    CHECK(race_fd >= 0);
+    char block[RACE_LEN];
+    for (int i = 0; i < 64; i++) {
+        memset(block, i, sizeof block);
+        CHECK_EQ(pwrite(race_fd, block, sizeof block, (off_t)i * RACE_LEN), RACE_LEN);
+    }
+    CHECK_OK(fsync(race_fd));
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, read_cancel_race, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+    close(race_fd);
+    unlink(path);
+}
+
+static void *reader_or_closed(void *arg) {
+    char buf[4096];
+    ssize_t n = cio_file_read(file_fd, buf, sizeof buf, (int64_t)PTRI(arg) * 4096);
+    CHECK(n == 4096 || n == -EBADF);
+    return NULL;
+}
+
+/* cio_file_close on the ring: the descriptor is closed and forgotten, and
+ * a read of it in flight at the close ends first (its result, or -EBADF),
+ * never on a later file that reuses the number. */
+static void *close_then_reuse(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    int fd = cio_file_open(path, O_RDONLY, 0);
+    CHECK(fd >= 0);
+    file_fd = fd;
+    cio_task *readers[8];
+    for (int i = 0; i < 8; i++) CHECK_OK(cio_spawn(loop, reader_or_closed, IPTR(i), &readers[i]));
+    CHECK_OK(cio_sleep(0)); /* the reads are made */
+    CHECK_OK(cio_file_close(fd));
+    CHECK_ERR(fcntl(fd, F_GETFD), -1);
+    CHECK_EQ(errno, EBADF);
+    for (int i = 0; i < 8; i++) {
+        cio_await(readers[i], NULL);
+        cio_future_unref(readers[i]);
+    }
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    int again = cio_file_open(path, O_RDONLY, 0);
+    CHECK_EQ(again, fd);
+    char buf[4];
+    CHECK_EQ(cio_file_read(again, buf, 4, 0), 4);
+    CHECK_OK(cio_file_close(again));
+    return NULL;
+}
+
+TEST(file_close_closes_and_the_number_is_reused_safely) {
+    make_path();
+    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    CHECK_OK(ftruncate(fd, 8 * 4096));
+    close(fd);
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, close_then_reuse, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+    unlink(path);
+}
+
+/* An open that waits in the kernel is cancelled there: O_CREAT makes the
+ * kernel run it in an io-wq worker, where opening a FIFO waits for a
+ * writer. On io_uring the cancel interrupts it and the call returns
+ * -ECANCELED, having opened nothing; on the pool the call waits for its
+ * worker (the cancel cannot reach a thread in open(2)) and returns the
+ * descriptor, the cancellation coming at the task's next suspension. */
+static int open_wait_result;
+static int open_wait_after;
+
+static void *open_fifo_waiting(void *arg) {
+    (void)arg;
+    open_wait_result = cio_file_open(fifo, O_RDONLY | O_CREAT, 0600);
+    open_wait_after = cio_sleep(0);
+    return NULL;
+}
+
+static int count_fds(void) {
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) >= 0) n++;
+    return n;
+}
+
+static void *cancel_open_in_kernel(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    int fds = count_fds();
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, open_fifo_waiting, NULL, &t));
+    CHECK_OK(cio_sleep(0.05));
+    /* On the pool: until a worker took the call (it is in open(2), or
+     * about to be). */
+    if (!on_io_uring()) wait_taken();
+    CHECK_EQ(cio_future_done(t), 0);
+    CHECK_EQ(cio_task_cancel(t, NULL), 1);
+    if (on_io_uring()) {
+        CHECK_ERR(cio_await(t, NULL), -ECANCELED);
+        CHECK_ERR(open_wait_result, -ECANCELED);
+        CHECK_EQ(count_fds(), fds);
+        CHECK_INT(file_stats().ring_calls, >=, 1);
+    } else {
+        CHECK_OK(cio_sleep(0.05));
+        CHECK_EQ(cio_future_done(t), 0);
+        /* The write end opens once the worker's open(2) waits as a reader
+         * (ENXIO until then: the worker may be slow to get there). */
+        int w;
+        while ((w = open(fifo, O_WRONLY | O_NONBLOCK)) < 0 && errno == ENXIO)
+            CHECK_OK(cio_sleep(0.001));
+        CHECK(w >= 0);
+        CHECK_ERR(cio_await(t, NULL), -ECANCELED);
+        CHECK(open_wait_result >= 0);
+        CHECK_ERR(open_wait_after, -ECANCELED);
+        close(open_wait_result);
+        close(w);
+    }
+    CHECK_EQ(loop_stats(loop).io_in_flight, 0);
+    cio_future_unref(t);
+    return NULL;
+}
+
+TEST(an_open_waiting_in_the_kernel_is_cancelled_there) {
+    snprintf(fifo, sizeof fifo, "/tmp/cio-fifo-%d", (int)getpid());
+    unlink(fifo);
+    CHECK_OK(mkfifo(fifo, 0600));
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, cancel_open_in_kernel, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+    unlink(fifo);
 }

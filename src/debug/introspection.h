@@ -39,4 +39,14 @@ typedef struct cio__task_stack_info {
 
 int cio__task_get_stack(const cio_task *task, cio__task_stack_info *out);
 
+/* The loop's file calls (net/file.c): which kinds its backend runs in the
+ * kernel, and how many calls took each path so far. */
+typedef struct cio__file_stats {
+    uint32_t ring_ops;    /* CIO__FILE_OP_BIT of each kind the ring runs */
+    uint64_t ring_calls;  /* calls the ring answered */
+    uint64_t pool_calls;  /* calls run on the thread pool (a close off the ring counts on neither) */
+} cio__file_stats;
+
+int cio__loop_get_file_stats(const cio_loop *loop, cio__file_stats *out);
+
 #endif

@@ -32,3 +32,11 @@ int cio__loop_get_pool_stats(const cio_loop *loop, cio__pool_stats *out) {
     out->inbox_wakes = atomic_load_explicit(&((cio_loop *)loop)->inbox_wakes, memory_order_relaxed);
     return cio__pool_get_stats(loop, &out->workers, &out->queued, &out->lookups);
 }
+
+int cio__loop_get_file_stats(const cio_loop *loop, cio__file_stats *out) {
+    if (!loop || !out) return -EINVAL;
+    out->ring_ops = loop->io.file_ops;
+    out->ring_calls = loop->io.file_calls_ring;
+    out->pool_calls = loop->io.file_calls_pool;
+    return 0;
+}

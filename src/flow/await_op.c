@@ -60,6 +60,12 @@ static const char *describe(const cio__op *op) {
     case CIO__OP_CONNECT: return "connect";
     case CIO__OP_READ: return "read";
     case CIO__OP_WRITE: return "write";
+    case CIO__OP_FILE_READ: return "file read";
+    case CIO__OP_FILE_WRITE: return "file write";
+    case CIO__OP_FSYNC: return "file fsync";
+    case CIO__OP_STATX: return "file statx";
+    case CIO__OP_OPENAT: return "file open";
+    case CIO__OP_FILE_CLOSE: return "file close";
     default: return "I/O";
     }
 }

@@ -146,6 +146,7 @@ typedef struct fd_entry {
     cio__op *owner;        /* the owner's edge watch, for an owned descriptor */
     size_t in_kernel;      /* requests of this descriptor in the kernel */
     uint8_t hung_up;       /* owned: the peer shut down (sticky until close) */
+    uint8_t file_type;     /* file ops: FT_UNKNOWN, FT_RING or FT_POOL (until close) */
 } fd_entry;
 
 typedef struct uring_state {
@@ -170,6 +171,7 @@ typedef struct uring_state {
     size_t br_bytes;
     char *bufmem;
     buf_meta *bufs;
+    cio__link files;       /* file operations in the kernel (see "Files") */
 } uring_state;
 
 static void init_entry(void *p) {
@@ -339,10 +341,12 @@ static int uring_init(cio__io *io) {
         return rc;
     }
     cio__fd_table_init(&st->fds, sizeof(fd_entry), init_entry);
+    cio__list_init(&st->files);
     arm_wake(st);
     io->state = st;
     if (!st->config.no_mshot_accept) io->caps |= CIO__CAP_ACCEPT_MULTI;
     if (!st->config.no_mshot_recv && setup_bufs(st) == 0) io->caps |= CIO__CAP_RECV_RING;
+    io->file_ops = probe.file_ops;
     return 0;
 }
 
@@ -489,6 +493,170 @@ static void request_cancel(uring_state *st, cio__op *op, int reason) {
     io_uring_sqe_set_data64(sqe, TAG_CANCEL);
 }
 
+/* ---- Files ------------------------------------------------------------------
+ *
+ * The file operations (op.h: FSYNC, STATX, OPENAT, FILE_READ, FILE_WRITE,
+ * FILE_CLOSE) go to the kernel as they come, without the per-direction
+ * queues of sockets: reads of one file at several offsets run at once, as
+ * they do on the thread pool, where nothing orders them either. Each one
+ * in the kernel is on st->files (its link is free: it is in no queue) and
+ * counted in st->in_kernel; those on a descriptor (read, write, fsync) are
+ * also counted in their descriptor's in_kernel, so a close of the
+ * descriptor cancels them and waits for them like its other requests, and
+ * no request can run on a later descriptor that reuses the number.
+ *
+ * Only regular files and block devices are read and written here. Anything
+ * else (a pipe, a FIFO, a socket, a terminal) is refused with -EOPNOTSUPP,
+ * and the caller runs the call on the thread pool as before: the kernel
+ * would park such a read on a poll where the pool blocks in it, would not
+ * answer -EAGAIN for a non-blocking one, and a cancel would end it where
+ * the pool lets it run, so the answers would differ from the pool's. The
+ * type is looked up once per descriptor (fstat) and kept until cio closes
+ * or forgets the descriptor (CIO__OP_CLOSE).
+ *
+ * Cancel is two-phase, as for every operation: an ASYNC_CANCEL, then the
+ * operation's own final CQE. A read the kernel already did returns its
+ * bytes (a page-cache read is done inline, during the submission); one
+ * still waiting (in io-wq, or for a page) ends with the reason, and so
+ * does one whose io-wq worker the cancel interrupted (-EINTR, or the
+ * kernel's internal ERESTARTSYS: nothing was done). FILE_CLOSE is never
+ * cancelled: the loops forgot the descriptor already, and a close the
+ * cancel stopped would leave it open behind the program's back; the call
+ * waits for it and returns its result.
+ */
+enum { FT_UNKNOWN = 0, FT_RING, FT_POOL };
+#define KERNEL_ERESTARTSYS 512
+
+static bool is_file_op(const cio__op *op) {
+    switch (op->kind) {
+    case CIO__OP_FSYNC:
+    case CIO__OP_STATX:
+    case CIO__OP_OPENAT:
+    case CIO__OP_FILE_READ:
+    case CIO__OP_FILE_WRITE:
+    case CIO__OP_FILE_CLOSE: return true;
+    default: return false;
+    }
+}
+
+/* Read, write and fsync work on op->fd and count on its entry; openat and
+ * statx name a directory there, close a descriptor the loops forgot. */
+static bool on_descriptor(uint8_t kind) {
+    return kind == CIO__OP_FSYNC || kind == CIO__OP_FILE_READ || kind == CIO__OP_FILE_WRITE;
+}
+
+/* 0 if the ring reads and writes fd (see above), -EOPNOTSUPP if the pool
+ * must, or fstat's -errno. */
+static int ring_file(fd_entry *e, int fd) {
+    if (e->file_type == FT_UNKNOWN) {
+        struct stat sb;
+        if (fstat(fd, &sb) != 0) return -errno;
+        e->file_type = S_ISREG(sb.st_mode) || S_ISBLK(sb.st_mode) ? FT_RING : FT_POOL;
+    }
+    return e->file_type == FT_RING ? 0 : -EOPNOTSUPP;
+}
+
+static void file_submit(cio__io *io, cio__op *op) {
+    uring_state *st = io->state;
+    if (!(io->file_ops & CIO__FILE_OP_BIT(op->kind))) {
+        complete_now(op, -EOPNOTSUPP);
+        return;
+    }
+    bool own_fd = op->fd == st->ring.ring_fd || op->fd == st->wake_fd;
+    if (own_fd && (on_descriptor(op->kind) || op->kind == CIO__OP_FILE_CLOSE)) {
+        complete_now(op, -EBADF);
+        return;
+    }
+    int rc = own_ring(st);
+    if (rc < 0) {
+        complete_now(op, rc);
+        return;
+    }
+    fd_entry *e = NULL;
+    if (on_descriptor(op->kind)) {
+        e = cio__fd_table_get(&st->fds, op->fd, &rc);
+        if (!e || (op->kind != CIO__OP_FSYNC && (rc = ring_file(e, op->fd)) < 0)) {
+            complete_now(op, rc);
+            return;
+        }
+    }
+    struct io_uring_sqe *sqe = get_sqe(st);
+    switch (op->kind) {
+    case CIO__OP_FILE_READ:
+    case CIO__OP_FILE_WRITE: {
+        /* -1: the file position (IORING_FEAT_RW_CUR_POS, which the probe
+         * requires). */
+        uint64_t at = op->u.file.offset < 0 ? (uint64_t)-1 : (uint64_t)op->u.file.offset;
+        if (op->kind == CIO__OP_FILE_READ)
+            io_uring_prep_read(sqe, op->fd, op->u.file.buf, op->u.file.len, at);
+        else
+            io_uring_prep_write(sqe, op->fd, op->u.file.buf, op->u.file.len, at);
+        break;
+    }
+    case CIO__OP_FSYNC:
+        io_uring_prep_fsync(sqe, op->fd, op->u.file.datasync ? IORING_FSYNC_DATASYNC : 0);
+        break;
+    case CIO__OP_STATX:
+        io_uring_prep_statx(sqe, op->fd, op->u.path.path, op->u.path.flags, op->u.path.mode,
+                            op->u.path.stx);
+        break;
+    case CIO__OP_OPENAT:
+        io_uring_prep_openat(sqe, op->fd, op->u.path.path, op->u.path.flags,
+                             (mode_t)op->u.path.mode);
+        break;
+    default: io_uring_prep_close(sqe, op->fd); break;
+    }
+    io_uring_sqe_set_data(sqe, op);
+    op->stage = ST_KERNEL;
+    if (e) e->in_kernel++;
+    st->in_kernel++;
+    cio__list_push_back(&st->files, &op->link);
+    op->state = CIO__OP_IN_FLIGHT;
+    io->in_flight++;
+}
+
+static void file_cancel(uring_state *st, cio__op *op, int reason) {
+    if (op->kind != CIO__OP_FILE_CLOSE) request_cancel(st, op, reason);
+}
+
+static void file_cqe(cio__io *io, uring_state *st, cio__op *op, int res) {
+    cio__list_unlink(&op->link);
+    if (on_descriptor(op->kind)) {
+        fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
+        if (e) e->in_kernel--;
+    }
+    st->in_kernel--;
+    /* An io-wq worker interrupted in a wait (an open of a FIFO) may report
+     * the kernel's internal "restart" code; it never reaches the program. */
+    if (res == -KERNEL_ERESTARTSYS) res = -EINTR;
+    if ((op->stage & ST_CANCEL) && (res == -ECANCELED || res == -EINTR)) {
+        res = (int)op->result;
+    } else if (res >= 0 && op->kind == CIO__OP_FILE_READ) {
+        VALGRIND_MAKE_MEM_DEFINED(op->u.file.buf, (size_t)res);
+    } else if (res == 0 && op->kind == CIO__OP_STATX) {
+        VALGRIND_MAKE_MEM_DEFINED(op->u.path.stx, sizeof *op->u.path.stx);
+    }
+    finish(io, op, res);
+}
+
+/* Cancels the file operations on fd (all of them when all is set), but a
+ * close. Preparing a cancel may handle completions (get_sqe), which take
+ * operations off the list: the walk starts over after each. */
+static void cancel_files(cio__io *io, int fd, bool all, int reason) {
+    uring_state *st = io->state;
+    cio__link *l = st->files.next;
+    while (l != &st->files) {
+        cio__op *op = CIO__CONTAINER_OF(l, cio__op, link);
+        bool mine = all || (on_descriptor(op->kind) && op->fd == fd);
+        if (!mine || (op->stage & ST_CANCEL) || op->kind == CIO__OP_FILE_CLOSE) {
+            l = l->next;
+            continue;
+        }
+        request_cancel(st, op, reason);
+        l = st->files.next;
+    }
+}
+
 static void close_fd(cio__io *io, cio__op *op);
 
 static void uring_submit(cio__io *io, cio__op *op) {
@@ -497,8 +665,8 @@ static void uring_submit(cio__io *io, cio__op *op) {
         close_fd(io, op);
         return;
     }
-    if (op->kind >= CIO__OP_FSYNC) {
-        complete_now(op, -EOPNOTSUPP);
+    if (is_file_op(op)) {
+        file_submit(io, op);
         return;
     }
     if (op->fd < 0 || op->fd == st->ring.ring_fd || op->fd == st->wake_fd) {
@@ -572,6 +740,10 @@ static void uring_submit(cio__io *io, cio__op *op) {
 static void uring_cancel(cio__io *io, cio__op *op, int reason) {
     uring_state *st = io->state;
     if (op->state != CIO__OP_IN_FLIGHT) return;
+    if (is_file_op(op)) {
+        file_cancel(st, op, reason);
+        return;
+    }
     fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
     int dir = direction(op);
     if (e && (op->flags & CIO__OP_OWN)) {
@@ -799,6 +971,10 @@ static void handle_cqe(cio__io *io, uint64_t data, int res, unsigned flags) {
         return;
     }
     cio__op *op = (cio__op *)(uintptr_t)data;
+    if (is_file_op(op)) {
+        file_cqe(io, st, op, res);
+        return;
+    }
     fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
     bool more = (flags & IORING_CQE_F_MORE) != 0;
     if (op->stage & ST_FAULT) {
@@ -972,8 +1148,10 @@ static void close_fd(cio__io *io, cio__op *op) {
                       : cio__fd_table_find(&st->fds, op->fd);
     if (e) {
         cancel_all(io, e, -EBADF);
+        cancel_files(io, op->fd, false, -EBADF);
         wait_for_kernel(io, &e->in_kernel, "close");
         e->hung_up = 0;
+        e->file_type = FT_UNKNOWN;
     }
     if (op->u.close.keep_fd)
         complete_now(op, 0);
@@ -996,6 +1174,7 @@ static void drain_entry(void *p, int fd, void *arg) {
 static void uring_drain(cio__io *io) {
     uring_state *st = io->state;
     cio__fd_table_each(&st->fds, drain_entry, io);
+    cancel_files(io, -1, true, -ECANCELED);
     wait_for_kernel(io, &st->in_kernel, "loop close");
 }
 

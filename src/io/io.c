@@ -39,6 +39,8 @@ int cio__io_init(cio__io *io, const char *name) {
     io->caps = 0;
     memset(&io->counters, 0, sizeof io->counters);
     io->fallback_reason[0] = '\0';
+    io->file_ops = 0;
+    io->file_calls_ring = io->file_calls_pool = 0;
     bool unnamed = !name || !*name;
     bool is_auto = unnamed || strcmp(name, "auto") == 0;
     if (!is_auto && strcmp(name, "epoll") == 0) {

@@ -39,6 +39,13 @@ struct cio__io {
     cio__io_counters counters;
     /* Why the loop does not run on io_uring ("" when it does). */
     char fallback_reason[160];
+    /* File operations the backend runs in the kernel: CIO__FILE_OP_BIT of
+     * each kind (0 on epoll; on io_uring the opcodes the probe found, less
+     * those CIO_URING_DISABLE switches off). The others run on the thread
+     * pool (src/net/file.c), which also counts the calls per path. */
+    uint32_t file_ops;
+    uint64_t file_calls_ring;
+    uint64_t file_calls_pool;
 };
 
 /* Chooses a backend by name ("epoll", "uring"; NULL, "" or "auto" for the

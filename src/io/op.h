@@ -19,6 +19,8 @@
 
 #include "base/base.h"
 
+struct statx;
+
 typedef enum cio__op_kind {
     CIO__OP_POLL = 1, /* wait for readiness; the result is the events seen */
     CIO__OP_RECV,
@@ -30,13 +32,23 @@ typedef enum cio__op_kind {
     CIO__OP_READ,
     CIO__OP_WRITE,
     CIO__OP_CLOSE,    /* cancel the descriptor's operations, forget it, close it */
-    /* Room for the file operations of a later issue: io_uring runs them in
-     * the kernel, epoll will hand them to the thread pool. Until then a
-     * backend completes them at once with -EOPNOTSUPP. */
-    CIO__OP_FSYNC,
-    CIO__OP_STATX,
-    CIO__OP_OPENAT
+    /* File operations (src/net/file.c). A backend that runs them in the
+     * kernel (io_uring, where the probe found the opcode) says so in
+     * cio__io.file_ops; any other backend, or one that will not take this
+     * descriptor (not a regular file), completes them at once with
+     * -EOPNOTSUPP and the caller runs the call on the thread pool. They
+     * keep no per-direction order: several reads of one file at different
+     * offsets run at once, as on the pool. */
+    CIO__OP_FSYNC,      /* u.file.datasync */
+    CIO__OP_STATX,      /* fd: the dirfd; u.path */
+    CIO__OP_OPENAT,     /* fd: the dirfd; u.path */
+    CIO__OP_FILE_READ,  /* pread at u.file.offset (-1: the file position) */
+    CIO__OP_FILE_WRITE, /* pwrite, likewise */
+    CIO__OP_FILE_CLOSE  /* close(2) of a descriptor the loops forgot already */
 } cio__op_kind;
+
+/* The bit of a file operation kind in cio__io.file_ops. */
+#define CIO__FILE_OP_BIT(kind) (1u << (kind))
 
 /* Readiness bits for CIO__OP_POLL, in and out (the values of POLLIN and
  * POLLOUT, so they also read as poll(2) events). */
@@ -116,6 +128,10 @@ struct cio__op {
             uint8_t front_busy; /* the front chunk is lent to the owner (peek) */
         } poll;
         struct { int keep_fd; } close;                        /* forget only, do not close */
+        /* File read, write, fsync. len fits the kernel's largest transfer
+         * (file.c clamps it), which keeps the union at its size. */
+        struct { void *buf; unsigned len; unsigned datasync; int64_t offset; } file;
+        struct { const char *path; int flags; unsigned mode; struct statx *stx; } path; /* openat, statx; mode is statx's mask */
     } u;
 };
 

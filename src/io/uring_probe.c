@@ -16,6 +16,9 @@
  *   4. The opcodes the backend submits, from IORING_REGISTER_PROBE.
  *   5. A multishot poll on an eventfd must report twice with
  *      IORING_CQE_F_MORE: the one feature without a bit or an opcode.
+ *   6. The file opcodes (READ, WRITE, FSYNC, STATX, OPENAT, CLOSE), each
+ *      optional: a missing one, or one switched off, leaves that file call
+ *      on the thread pool (file_ops), and io_uring still serves the loop.
  * The answer is kept for the process; a fork (another pid) or other
  * switches probe again.
  */
@@ -30,12 +33,28 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "op.h"
 #include "uring_probe.h"
 #include "uring_remap.h"
 
 #ifdef RING_TSAN
 char cio__uring_remap_order;
 #endif
+
+/* Step 6: each file operation, its opcode, and its name in
+ * CIO_URING_DISABLE. */
+static const struct {
+    int op;
+    uint8_t kind;
+    const char *name;
+} file_opcodes[] = {
+    {IORING_OP_READ, CIO__OP_FILE_READ, "file_read"},
+    {IORING_OP_WRITE, CIO__OP_FILE_WRITE, "file_write"},
+    {IORING_OP_FSYNC, CIO__OP_FSYNC, "fsync"},
+    {IORING_OP_STATX, CIO__OP_STATX, "statx"},
+    {IORING_OP_OPENAT, CIO__OP_OPENAT, "openat"},
+    {IORING_OP_CLOSE, CIO__OP_FILE_CLOSE, "file_close"},
+};
 
 static void read_config(cio__uring_config *c) {
     memset(c, 0, sizeof *c);
@@ -59,6 +78,9 @@ static void read_config(cio__uring_config *c) {
         c->no_mshot_accept = fast || strstr(d, "mshot_accept") != NULL;
         c->no_mshot_recv = fast || strstr(d, "mshot_recv") != NULL;
         c->no_ring_fd = fast || strstr(d, "ring_fd") != NULL;
+        for (size_t i = 0; i < sizeof file_opcodes / sizeof file_opcodes[0]; i++)
+            if (strstr(d, "files") || strstr(d, file_opcodes[i].name))
+                c->no_file_ops |= CIO__FILE_OP_BIT(file_opcodes[i].kind);
     }
     /* The provided-buffer ring: a power of two of buffers (the kernel's
      * rule), each at least 64 bytes. */
@@ -187,6 +209,11 @@ static int probe(cio__uring_probe_result *r) {
                     break;
                 }
             }
+            r->file_ops = 0;
+            for (size_t o = 0; o < sizeof file_opcodes / sizeof file_opcodes[0]; o++)
+                if (io_uring_opcode_supported(p, file_opcodes[o].op))
+                    r->file_ops |= CIO__FILE_OP_BIT(file_opcodes[o].kind);
+            r->file_ops &= ~c->no_file_ops;
             io_uring_free_probe(p);
         }
     }

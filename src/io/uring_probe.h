@@ -26,11 +26,16 @@ typedef struct cio__uring_config {
     uint8_t no_ring_fd;        /* CIO_URING_DISABLE=ring_fd: the ring fd is not registered */
     unsigned buf_count;        /* CIO_URING_BUFS="count,size"; default 1024,4096 */
     unsigned buf_size;
+    /* File operations kept on the thread pool (CIO__FILE_OP_BIT of each
+     * kind): CIO_URING_DISABLE=files for all of them, or file_read,
+     * file_write, fsync, statx, openat, file_close one by one. */
+    uint32_t no_file_ops;
 } cio__uring_config;
 
 typedef struct cio__uring_probe_result {
     cio__uring_config config;
     unsigned setup_flags;      /* the flags the kernel took (SINGLE_ISSUER, DEFER_TASKRUN) */
+    uint32_t file_ops;         /* file operations whose opcode the kernel has, less the switched-off ones */
     char reason[160];          /* why io_uring cannot serve, when it cannot */
 } cio__uring_probe_result;
 

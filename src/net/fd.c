@@ -182,12 +182,16 @@ static void forget_fd(cio_loop *loop, void *arg) {
     cio__io_submit(&loop->io, &op);
 }
 
+void cio__forget_fd(int fd) {
+    cio__loop_each_local(forget_fd, &fd);
+}
+
 int cio_close(int fd) {
     if (fd < 0) return -EBADF;
     /* Every loop of this thread (running or not) forgets the descriptor
      * first, so no task stays waiting on a number about to be reused.
      * Loops of other threads, and loops inherited across a fork, are not
      * touched. */
-    cio__loop_each_local(forget_fd, &fd);
+    cio__forget_fd(fd);
     return cio__sys_close(fd) == 0 ? 0 : -errno;
 }

@@ -3,13 +3,38 @@
  * blocking the loop (asyncio has none; aiofiles-style calls are what its
  * users reach for).
  *
- * A regular file is always "ready" to readiness APIs, so epoll cannot help:
- * each call runs its system call on the loop's thread pool. The call's
- * arguments and buffer live on the calling task's stack, so a cancellation
- * never abandons a call that is running: the task waits for the system
- * call to end and gets its real result (bytes read are never lost), and
- * the cancellation comes at its next suspension, as for socket I/O. A call
- * still queued when it is cancelled never runs.
+ * Two paths, one set of answers:
+ *  - The ring. When the loop runs on io_uring and the probe found the
+ *    call's opcode (cio__io.file_ops; CIO_URING_DISABLE=files or one name
+ *    switches it off), the call is an operation of the backend, awaited
+ *    like a recv (cio__op_await): one SQE, no thread, no wake-up. The
+ *    backend takes reads and writes of regular files and block devices
+ *    only; for anything else (a FIFO, a socket) it answers -EOPNOTSUPP at
+ *    once, and so does the epoll backend for every file operation.
+ *  - The thread pool, for everything else: each call runs its system call
+ *    in a worker (a regular file is always "ready", so readiness cannot
+ *    help).
+ * A -EOPNOTSUPP or -EINVAL that comes back from the ring (a filesystem
+ * that does not do it through io_uring) is run again on the pool, which
+ * gives the system call's own answer; neither error means anything was
+ * done.
+ *
+ * The call's arguments and buffer live on the calling task's stack, so a
+ * cancellation never abandons a call the kernel or a worker is working on:
+ * the task waits for it to end and gets its real result (bytes read are
+ * never lost), and the cancellation comes at its next suspension, as for
+ * socket I/O. A call cancelled before it started (queued for a worker, or
+ * still waiting in the kernel) returns -ECANCELED and did nothing.
+ *
+ * One difference of the ring's open is handled here: the kernel first
+ * tries an open without blocking, and for a FIFO (or a device) that means
+ * an open with O_NONBLOCK, which does not wait for the other end. An open
+ * that did not ask for O_NONBLOCK and got something other than a regular
+ * file or a directory is therefore closed and made again on the pool, and
+ * -ENXIO (a FIFO's write end opened without a reader) is retried there
+ * too, so every open waits exactly as open(2) does. (An open that may
+ * create or truncate is never tried that way: the kernel makes it in an
+ * io-wq worker, where it blocks as open(2) does.)
  */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -64,9 +89,68 @@ static void *run(void *arg) {
     return NULL;
 }
 
-static ssize_t submit(file_req *r) {
+static ssize_t on_pool(cio_loop *loop, file_req *r) {
+    loop->io.file_calls_pool++;
     int rc = cio__pool_run(run, r, CIO__POOL_FINISH, NULL, NULL);
     return rc < 0 ? rc : r->result;
+}
+
+static uint8_t op_kind(enum file_call call) {
+    switch (call) {
+    case F_OPEN: return CIO__OP_OPENAT;
+    case F_READ: return CIO__OP_FILE_READ;
+    case F_WRITE: return CIO__OP_FILE_WRITE;
+    case F_STATX: return CIO__OP_STATX;
+    default: return CIO__OP_FSYNC;
+    }
+}
+
+/* The largest transfer of one read(2) or write(2) (MAX_RW_COUNT): a longer
+ * request is cut to it by the kernel on either path, so the ring's 32-bit
+ * length loses nothing. */
+#define MAX_TRANSFER 0x7ffff000u
+
+/* An open on the ring that must be made again on the pool (see the
+ * opening comment); closes what the ring opened. */
+static bool open_again(const file_req *r, ssize_t fd) {
+    /* The kernel never tries an open that may create or truncate without
+     * blocking: it makes it in an io-wq worker, as open(2) would. */
+    if ((r->flags & (O_CREAT | O_TRUNC)) || (r->flags & O_TMPFILE) == O_TMPFILE) return false;
+    if (fd == -ENXIO) return true;
+    if (fd < 0 || (r->flags & O_NONBLOCK)) return false;
+    struct stat sb;
+    if (fstat((int)fd, &sb) != 0 || S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode)) return false;
+    close((int)fd);
+    return true;
+}
+
+/* The call on the ring when the backend runs it there, else on the pool. */
+static ssize_t submit(file_req *r) {
+    cio_loop *loop = cio_running_loop();
+    uint8_t kind = op_kind(r->call);
+    if (!(loop->io.file_ops & CIO__FILE_OP_BIT(kind))) return on_pool(loop, r);
+    cio__op op;
+    cio__op_init(&op, kind, r->fd);
+    switch (r->call) {
+    case F_OPEN:
+    case F_STATX:
+        op.u.path.path = r->path;
+        op.u.path.flags = r->call == F_OPEN ? r->flags | O_CLOEXEC : r->flags;
+        op.u.path.mode = r->mode;
+        op.u.path.stx = r->stx;
+        break;
+    default:
+        op.u.file.buf = r->buf;
+        op.u.file.len = r->len < MAX_TRANSFER ? (unsigned)r->len : MAX_TRANSFER;
+        op.u.file.datasync = r->call == F_FDATASYNC;
+        op.u.file.offset = r->offset < 0 ? -1 : r->offset;
+        break;
+    }
+    ssize_t res = cio__op_await(&op, INT64_MAX);
+    if (res == -EOPNOTSUPP || res == -EINVAL || (r->call == F_OPEN && open_again(r, res)))
+        return on_pool(loop, r);
+    loop->io.file_calls_ring++;
+    return res;
 }
 
 /* Bad arguments first, then -EPERM outside a task (convention 2). */
@@ -126,7 +210,18 @@ int cio_file_statx(int dirfd, const char *path, int flags, unsigned int mask, st
 }
 
 int cio_file_close(int fd) {
-    /* close(2) of a regular file does not wait for the disk (fsync does):
-     * it runs here, and every loop of this thread forgets the number. */
-    return cio_close(fd);
+    if (fd < 0) return -EBADF;
+    /* close(2) of a regular file does not wait for the disk (fsync does).
+     * On the ring it is one more request of the batch, after every loop of
+     * this thread forgot the number (as cio_close does); elsewhere it runs
+     * here. */
+    cio_loop *loop = cio_current_task() ? cio_running_loop() : NULL;
+    if (!loop || !(loop->io.file_ops & CIO__FILE_OP_BIT(CIO__OP_FILE_CLOSE))) return cio_close(fd);
+    cio__forget_fd(fd);
+    cio__op op;
+    cio__op_init(&op, CIO__OP_FILE_CLOSE, fd);
+    ssize_t res = cio__op_await(&op, INT64_MAX);
+    if (res == -EOPNOTSUPP || res == -EINVAL) return cio__sys_close(fd) == 0 ? 0 : -errno;
+    loop->io.file_calls_ring++;
+    return (int)res;
 }

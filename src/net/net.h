@@ -23,6 +23,10 @@ static inline int cio__io_call_check(int fd, double when, int64_t *deadline) {
     return cio_current_task() ? 0 : -EPERM;
 }
 
+/* Every loop of this thread forgets fd (its operations end with -EBADF,
+ * its watchers go), as cio_close does before it closes (fd.c). */
+void cio__forget_fd(int fd);
+
 
 /* ---- transports (transport.c) ------------------------------------------- */
 
