@@ -145,7 +145,7 @@ def check_tasks_and_frames(out, running=None):
             continue
         check(re.search(r"#\d+\s+0x[0-9a-f]+ in %s at .*gdb_target\.c:\d+" % fn, text) is not None,
               "cio bt all: %s has a frame in %s" % (name, fn))
-        check("cio__ctx_trampoline" in text, "cio bt all: %s unwinds to the trampoline" % name)
+        check("ctx_trampoline" in text, "cio bt all: %s unwinds to the trampoline" % name)
         # Its own function only: no other task's function in its frames.
         others = [f for n, f in TASKS.items() if n != name and f != fn]
         check(not any(f in text for f in others),
