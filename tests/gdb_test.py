@@ -145,6 +145,9 @@ def check_tasks_and_frames(out, running=None):
             continue
         check(re.search(r"#\d+\s+0x[0-9a-f]+ in %s at .*gdb_target\.c:\d+" % fn, text) is not None,
               "cio bt all: %s has a frame in %s" % (name, fn))
+        frames = [l for l in sections.get(name, []) if l.lstrip().startswith("#")]
+        check(bool(frames) and " in cio__ctx_jump " in frames[0],
+              "cio bt all: %s starts where it switched away (cio__ctx_jump)" % name)
         check("ctx_trampoline" in text, "cio bt all: %s unwinds to the trampoline" % name)
         # Its own function only: no other task's function in its frames.
         others = [f for n, f in TASKS.items() if n != name and f != fn]
@@ -265,7 +268,8 @@ def run_abort(target, script, tmp):
 def main():
     if len(sys.argv) != 4 or sys.argv[1] not in ("core", "live", "abort"):
         sys.exit("usage: gdb_test.py core|live|abort TARGET SCRIPT")
-    mode, target, script = sys.argv[1:]
+    mode = sys.argv[1]
+    target, script = (os.path.abspath(a) for a in sys.argv[2:])
     if shutil.which("gdb") is None:
         skip("gdb is not installed (Debian: apt-get install gdb)")
     probe = subprocess.run(["gdb", "-nx", "-batch", "-ex", "python import gdb.unwinder"],

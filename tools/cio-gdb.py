@@ -161,10 +161,20 @@ def _static(name, filename):
                        "with debug information?" % (name, filename))
 
 
+_symbols = {}
+
+
 def _symbolize(pc):
-    """'function+offset (file:line)' for a code address."""
+    """'function+offset (file:line)' for a code address (cached: ten
+    thousand tasks of one function cost one lookup)."""
     if not pc:
         return "?"
+    if pc not in _symbols:
+        _symbols[pc] = _symbolize_uncached(pc)
+    return _symbols[pc]
+
+
+def _symbolize_uncached(pc):
     text = "0x%x" % pc
     try:
         block = gdb.block_for_pc(pc)
@@ -190,33 +200,112 @@ def _symbolize(pc):
 # --------------------------------------------------------------------------
 # Reading loops and tasks
 
+class Layout(object):
+    """Offsets and sizes of the fields the script reads, from the DWARF
+    types, computed once per session. Reading a task is then one memory
+    read of the whole structure and a few struct.unpack calls: reading
+    through gdb.Value field by field costs ten times more, which matters at
+    ten thousand tasks. A field missing from the debug information (another
+    version of cio) reads as None."""
+
+    _instance = None
+
+    @classmethod
+    def get(cls):
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def __init__(self):
+        self.future_t = _type("cio_future")
+        self.task_t = _type("cio__task")
+        self.wait_t = _type("cio__wait")
+        self.future_size = self.future_t.strip_typedefs().sizeof
+        self.task_size = self.task_t.strip_typedefs().sizeof
+        self.wait_size = self.wait_t.strip_typedefs().sizeof
+        self.fut_in_task = _offsetof(self.task_t, "fut")
+        f = self._fields(self.future_t, ["loop_link.next", "kind", "state"])
+        self.future = f
+        self.link_in_future = f["loop_link.next"][0]
+        self.task = self._fields(self.task_t, [
+            "id", "number", "name", "parent_id", "spawn_site", "spawn_pc", "switches",
+            "started_ns", "run_state", "started", "wait", "fn", "stack.lo", "stack.size",
+            "ctx.sp", "fut.state"])
+        self.wait = self._fields(self.wait_t, ["what", "future", "deadline"])
+
+    @staticmethod
+    def _fields(type_, paths):
+        result = {}
+        for path in paths:
+            t, offset, ok = type_, 0, True
+            for name in path.split("."):
+                field = None
+                for f in t.strip_typedefs().fields():
+                    if f.name == name:
+                        field = f
+                        break
+                if field is None:
+                    ok = False
+                    break
+                offset += field.bitpos // 8
+                t = field.type
+            if not ok:
+                result[path] = None
+                continue
+            bare = t.strip_typedefs()
+            signed = False
+            if bare.code == gdb.TYPE_CODE_INT:
+                try:
+                    signed = bare.is_signed  # gdb 12 and later
+                except (AttributeError, ValueError):
+                    signed = not str(bare).startswith("unsigned")
+            result[path] = (offset, bare.sizeof, signed)
+        return result
+
+    @staticmethod
+    def decode(data, field, default=None):
+        if field is None:
+            return default
+        offset, size, signed = field
+        if size not in (1, 2, 4, 8) or offset + size > len(data):
+            return default
+        return int.from_bytes(data[offset:offset + size], "little", signed=signed)
+
+
+def _read(addr, size):
+    return bytes(gdb.selected_inferior().read_memory(addr, size))
+
+
 class Task(object):
     """What the commands show of one task, read once."""
 
-    def __init__(self, loop, slot, ptr):
+    def __init__(self, loop, addr):
+        lay = Layout.get()
+        data = _read(addr, lay.task_size)
+        f = lay.task
+
+        def get(name, default=0):
+            return Layout.decode(data, f[name], default)
+
         self.loop = loop
-        self.slot = slot
-        self.ptr = ptr                       # cio__task *
-        t = ptr.dereference()
-        self.addr = int(ptr)
-        self.id = _int(_field(t, "id"))
-        self.number = _int(_field(t, "number"))
-        self.name = _string(_field(t, "name")) or "Task-%d" % self.number
-        self.parent_id = _int(_field(t, "parent_id"))
-        self.spawn_site = _string(_field(t, "spawn_site"))
-        self.spawn_pc = _int(_field(t, "spawn_pc"))
-        self.switches = _int(_field(t, "switches"))
-        self.started_ns = _int(_field(t, "started_ns"))
-        self.run_state = _int(_field(t, "run_state"))
-        self.started = _int(_field(t, "started"), 1)
-        fut = t["fut"]
-        self.fut_state = _int(fut["state"])
-        stack = t["stack"]
-        self.stack_lo = _int(stack["lo"])
-        self.stack_size = _int(stack["size"])
-        self.sp = _int(t["ctx"]["sp"])
-        self.wait = _field(t, "wait")
-        self.fn = _int(_field(t, "fn"))
+        self.addr = addr                     # the cio__task
+        self.future_addr = addr + lay.fut_in_task  # its cio_future (a cio_task *)
+        self.id = get("id")
+        self.number = get("number")
+        self.name = _string(get("name")) or "Task-%d" % self.number
+        self.parent_id = get("parent_id")
+        self.spawn_site = _string(get("spawn_site"))
+        self.spawn_pc = get("spawn_pc")
+        self.switches = get("switches")
+        self.started_ns = get("started_ns")
+        self.run_state = get("run_state")
+        self.started = get("started", 1)
+        self.fut_state = get("fut.state")
+        self.stack_lo = get("stack.lo")
+        self.stack_size = get("stack.size")
+        self.sp = get("ctx.sp")
+        self.wait = get("wait")
+        self.fn = get("fn")
 
     @property
     def function(self):
@@ -265,6 +354,16 @@ class Task(object):
     def label(self):
         return '%d "%s"' % (self.id, self.name)
 
+    def wait_record(self):
+        """(what, future, deadline) of the task's wait, or None."""
+        if self.done or self.running or not self.wait:
+            return None
+        lay = Layout.get()
+        data = _read(self.wait, lay.wait_size)
+        return (_string(Layout.decode(data, lay.wait["what"], 0)) or "?",
+                Layout.decode(data, lay.wait["future"], 0),
+                Layout.decode(data, lay.wait["deadline"], INT64_MAX))
+
 
 class Loop(object):
     def __init__(self, slot, ptr):
@@ -275,15 +374,13 @@ class Loop(object):
         self.futures = 0
         self.broken = None
         self.tasks_by_future = {}
+        self.tasks_by_id = None
 
     def read(self):
-        loop = self.ptr.dereference()
-        future_t = _type("cio_future")
-        task_t = _type("cio__task")
-        link_off = _offsetof(future_t, "loop_link")
-        fut_off = _offsetof(task_t, "fut")
-        head = int(loop["futures"].address)
+        lay = Layout.get()
+        head = int(self.ptr.dereference()["futures"].address)
         kind_task = _enum("CIO__KIND_TASK")
+        link_off = lay.link_in_future
         try:
             link = _read_u64(head)
             while link != head:
@@ -293,26 +390,36 @@ class Loop(object):
                 if link == 0:
                     self.broken = "null link after %d futures" % self.futures
                     break
-                fut = gdb.Value(link - link_off).cast(future_t.pointer())
+                fut = link - link_off
+                data = _read(fut, lay.future_size)
                 self.futures += 1
-                if _int(fut["kind"]) == kind_task:
-                    task = Task(self, self.slot,
-                                gdb.Value(link - link_off - fut_off).cast(task_t.pointer()))
+                if Layout.decode(data, lay.future["kind"]) == kind_task:
+                    task = Task(self, fut - lay.fut_in_task)
                     self.tasks.append(task)
-                    self.tasks_by_future[link - link_off] = task
-                link = _read_u64(link)
+                    self.tasks_by_future[fut] = task
+                link = Layout.decode(data, lay.future["loop_link.next"])
         except gdb.MemoryError as e:
             self.broken = "unreadable list after %d futures (%s)" % (self.futures, e)
+        # debug_gen (where cio has it) is odd while the futures list changes:
+        # the process stopped (or crashed) in the middle of a change.
+        gen = _field(self.ptr.dereference(), "debug_gen")
+        if gen is not None and _int(gen) % 2 == 1 and not self.broken:
+            self.broken = "stopped while the task list was changing: it may be incomplete"
         return self
 
     def field(self, name, default=0):
         return _int(_field(self.ptr.dereference(), name), default)
 
+    def now_ns(self):
+        """The loop's clock as it last read it (a core has no other now)."""
+        if not hasattr(self, "_now"):
+            self._now = self.field("now_ns")
+        return self._now
+
     def task(self, task_id):
-        for t in self.tasks:
-            if t.id == task_id:
-                return t
-        return None
+        if self.tasks_by_id is None:
+            self.tasks_by_id = dict((t.id, t) for t in self.tasks)
+        return self.tasks_by_id.get(task_id)
 
 
 def loops():
@@ -342,7 +449,7 @@ def find_task(arg):
     all_loops = loops()
     if arg.startswith("0x"):
         want = int(arg, 16)
-        fut_off = _offsetof(_type("cio__task"), "fut")
+        fut_off = Layout.get().fut_in_task
         for loop in all_loops:
             for t in loop.tasks:
                 if want in (t.addr, t.addr + fut_off):
@@ -372,40 +479,36 @@ def describe_wait(task):
         return "-"
     if task.running:
         return "(running)"
-    w = task.wait
-    if w is None or int(w) == 0:
-        return "-" if task.state != "waiting" else "?"
     try:
-        rec = w.dereference()
-        # The dump's wait records may gain a kind and an object; until then
-        # the description string, the future and the deadline say it all.
-        what = _string(_field(rec, "what")) or "?"
-        parts = [what]
-        fut = _int(_field(rec, "future"))
-        if fut:
-            awaited = task.loop.tasks_by_future.get(fut)
-            if awaited is not None:
-                parts.append("-> task " + awaited.label())
-            elif what == "future":
-                parts[0] = "future 0x%x" % fut
-            else:
-                parts.append("(future 0x%x)" % fut)
-        deadline = _int(_field(rec, "deadline"), INT64_MAX)
-        if deadline != INT64_MAX:
-            now = task.loop.field("now_ns")
-            parts.append("deadline %+.3fs" % ((deadline - now) / 1e9))
-        return " ".join(parts)
+        rec = task.wait_record()
     except gdb.MemoryError:
-        return "<wait record unreadable at 0x%x>" % int(w)
+        return "<wait record unreadable at 0x%x>" % task.wait
+    if rec is None:
+        return "?" if task.state == "waiting" else "-"
+    # The dump's wait records may gain a kind and an object; until then
+    # the description string, the future and the deadline say it all.
+    what, fut, deadline = rec
+    parts = [what]
+    if fut:
+        awaited = task.loop.tasks_by_future.get(fut)
+        if awaited is not None:
+            parts.append("-> task " + awaited.label())
+        elif what == "future":
+            parts[0] = "future 0x%x" % fut
+        else:
+            parts.append("(future 0x%x)" % fut)
+    if deadline != INT64_MAX:
+        now = task.loop.now_ns()
+        parts.append("deadline %+.3fs" % ((deadline - now) / 1e9))
+    return " ".join(parts)
 
 
 def waited_future(task):
-    if task.done or task.running or task.wait is None or int(task.wait) == 0:
-        return 0
     try:
-        return _int(_field(task.wait.dereference(), "future"))
+        rec = task.wait_record()
     except gdb.MemoryError:
         return 0
+    return rec[1] if rec else 0
 
 
 # --------------------------------------------------------------------------
@@ -554,6 +657,7 @@ def _on_continue(event):
 def task_frames(task):
     """(level, pc, function, file:line) of a suspended task's frames."""
     previous = _Selection.task, _Selection.ptid, _Selection.regs, _Selection.frame_sp
+    thread = gdb.selected_thread()
     frames = []
     try:
         select_task(task)
@@ -576,6 +680,8 @@ def task_frames(task):
     finally:
         _Selection.task, _Selection.ptid, _Selection.regs, _Selection.frame_sp = previous
         gdb.invalidate_cached_frames()
+        if thread is not None and thread.is_valid():
+            thread.switch()
     return frames
 
 
@@ -748,8 +854,7 @@ class CioGraph(gdb.Command):
                 if not task.done and not task.running and task.state == "waiting":
                     line += "  [%s]" % describe_wait(task)
                 me = loop.tasks_by_future
-                awaited_by = [w for w in waiters.get(
-                    next((a for a, tt in me.items() if tt is task), 0), []) if w is not task]
+                awaited_by = [w for w in waiters.get(task.future_addr, []) if w is not task]
                 if awaited_by:
                     line += "  awaited by " + ", ".join(w.label() for w in awaited_by)
                 f = waited_future(task)
@@ -844,4 +949,9 @@ CioGraph()
 CioGcore()
 gdb.unwinder.register_unwinder(None, CioUnwinder(), replace=True)
 CioFrameFilter()
+# Sourcing the script again replaces the commands, the unwinder and the
+# filter by name; the event handler of the earlier load is disconnected.
+if "_cio_gdb_on_continue" in globals():
+    gdb.events.cont.disconnect(globals()["_cio_gdb_on_continue"])
+_cio_gdb_on_continue = _on_continue
 gdb.events.cont.connect(_on_continue)
