@@ -22,7 +22,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 packages=(cmake make gcc g++ clang libclang-rt-14-dev valgrind liburing-dev
           gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
           libboost-context-dev libuv1-dev python3 pkg-config binutils
-          python3-uvloop gnuplot-nox linux-perf groff-base man-db)
+          python3-uvloop gnuplot-nox linux-perf groff-base man-db gdb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

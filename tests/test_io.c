@@ -670,3 +670,29 @@ TEST(events_of_a_descriptor_closed_earlier_in_the_batch_are_ignored) {
     close(b[1]);
     cio_loop_free(loop);
 }
+
+/* A task waiting on I/O without a deadline: the dump says no deadline (the
+ * wait record once kept a deadline of zero, shown as "deadline in -N s"). */
+TEST(dump_of_an_io_wait_without_a_deadline_shows_none) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    pair(sv);
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, wait_readable, IPTR(sv[0]), &t));
+    run_for(loop, 0.01);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    CHECK(out != NULL);
+    CHECK_EQ(cio_loop_dump_tasks(loop, out), 1);
+    fclose(out);
+    CHECK(strstr(text, "awaiting fd readable") != NULL);
+    if (strstr(text, "deadline") != NULL) FAIL("the dump shows a deadline: %s", text);
+    free(text);
+    CHECK_EQ(cio_task_cancel(t, NULL), 1);
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -ECANCELED);
+    cio_future_unref(t);
+    close(sv[0]);
+    close(sv[1]);
+    CHECK_OK(cio_loop_free(loop));
+}

@@ -87,6 +87,9 @@ ssize_t cio__op_await(cio__op *op, int64_t deadline) {
     w.rec.cancel = wait_cancel;
     w.rec.expire = wait_expire;
     w.rec.what = describe(op);
+    /* cio__task_suspend_until records only a finite deadline: the record
+     * must say "none" itself, or a dump reads a deadline of zero. */
+    w.rec.deadline = deadline;
     /* Only the final completion wakes the task, but a cancellation that
      * arrives after it (while the task waits in the ready queue) makes the
      * suspension report -ECANCELED: the loop below tells the cases apart by

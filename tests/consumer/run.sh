@@ -72,6 +72,10 @@ else
   echo "ok: man pages installed (man is not installed: not rendered)"
 fi
 
+# The gdb script (tools/cio-gdb.py) comes with the install too.
+[ -f "$prefix/share/cio/cio-gdb.py" ] || { echo "FAILED: share/cio/cio-gdb.py is not installed" >&2; exit 1; }
+echo "ok: share/cio/cio-gdb.py installed"
+
 soname=$(objdump -p "$libdir/libcio.so" | awk '/SONAME/ {print $2}')
 [ "$soname" = "libcio.so.0" ] || { echo "FAILED: soname is '$soname'" >&2; exit 1; }
 echo "ok: soname $soname"
