@@ -35,3 +35,4 @@ cio_test_file(backend IO NOFAST)
 # under it (a blocked loop's can: the blocking case runs under Valgrind).
 cio_test_file(watchdog LABELS threads NO_VALGRIND busy_loop_reported_as_computing_with_the_spinning_function loop_stuck_in_a_busy_task_still_reports_through_on_stall)
 set_target_properties(test_watchdog PROPERTIES ENABLE_EXPORTS ON)
+cio_test_file(dump IO NO_VALGRIND dump_every_iteration_leaves_the_trace_byte_identical)
