@@ -554,6 +554,12 @@ void *fold_blocked_on_event(void *arg) {
     return IPTR(cio_event_wait((cio_event *)arg));
 }
 
+/* The same name pattern and wait, from other code: its own group. */
+void *fold_blocked_elsewhere(void *arg) {
+    int rc = cio_event_wait((cio_event *)arg);
+    return IPTR(rc);
+}
+
 TEST(fold_makes_a_thousand_identical_tasks_one_line) {
     cio_loop *loop = test_loop();
     cio_event *ev;
@@ -564,6 +570,13 @@ TEST(fold_makes_a_thousand_identical_tasks_one_line) {
         snprintf(name, sizeof name, "blocked-%d", i);
         cio_task_options o = {.name = name, .stack_size = CIO_MIN_STACK_SIZE * 2};
         CHECK_OK(cio_spawn_with(loop, fold_blocked_on_event, ev, &o, &tasks[i]));
+    }
+    cio_task *elsewhere[10];
+    for (int i = 0; i < 10; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "blocked-%d", 1000 + i);
+        cio_task_options o = {.name = name};
+        CHECK_OK(cio_spawn_with(loop, fold_blocked_elsewhere, ev, &o, &elsewhere[i]));
     }
     cio_task_options o = {.name = "different"};
     cio_task *other;
@@ -576,28 +589,34 @@ TEST(fold_makes_a_thousand_identical_tasks_one_line) {
     char *graph = strstr(text, "\ngraph:\n");
     CHECK(graph != NULL);
     *graph = '\0'; /* the task section alone: one fold line in it */
-    CHECK_EQ(count_lines_starting(text, "x"), 1);
+    CHECK_EQ(count_lines_starting(text, "x"), 2);
+    CHECK_EQ(count_lines_starting(text, "x10 tasks \"blocked-*\" waiting event at fold_blocked_elsewhere+"), 1);
     CHECK(strstr(text, "\"blocked-1\"") == NULL); /* no task of the group on its own */
     *graph = '\n';
     char *line = line_with(text, "x1000 tasks");
     CHECK(strstr(line, " at fold_blocked_on_event+") != NULL);
     free(line);
     CHECK(strstr(text, "\"different\" waiting") != NULL);
-    CHECK_EQ(listed, 2); /* the group and the sleeper */
+    CHECK_EQ(listed, 3); /* the two groups and the sleeper */
     /* The graph folds the siblings too, and who-waits-on counts them. */
     CHECK(strstr(text, "x1000 (T) \"blocked-*\" [event 0x") != NULL);
-    CHECK(strstr(text, " <- x1000: ") != NULL);
+    CHECK(strstr(text, "x10 (T) \"blocked-*\" [event 0x") != NULL);
+    CHECK(strstr(text, " <- x1010: ") != NULL);
     free(text);
     /* Without FOLD each is listed. */
     text = dump_string(loop, 0, &listed);
-    CHECK_EQ(listed, 1001);
-    CHECK_EQ(count_lines_starting(text, "task "), 1001);
+    CHECK_EQ(listed, 1011);
+    CHECK_EQ(count_lines_starting(text, "task "), 1011);
     free(text);
     CHECK_EQ(cio_event_set(ev), 0);
     CHECK_EQ(cio_task_cancel(other, NULL), 1);
     for (int i = 0; i < 1000; i++) {
         CHECK_OK(cio_run_until_complete(loop, tasks[i], NULL));
         cio_future_unref(tasks[i]);
+    }
+    for (int i = 0; i < 10; i++) {
+        CHECK_OK(cio_run_until_complete(loop, elsewhere[i], NULL));
+        cio_future_unref(elsewhere[i]);
     }
     cio_run_until_complete(loop, other, NULL);
     cio_future_unref(other);
@@ -667,10 +686,10 @@ void *trace_worker(void *arg) {
             trace(i, 1 + r);
         }
         break;
-    case 1: /* a lock, held across a sleep */
+    case 1: /* a lock, held across a yield */
         CHECK_OK(cio_lock_acquire(w->locks[i % 97]));
         trace(i, 1);
-        CHECK_OK(cio_sleep(pseudo_delay(i, 0) / 10));
+        CHECK_OK(cio_sleep(0));
         CHECK_OK(cio_lock_release(w->locks[i % 97]));
         trace(i, 2);
         break;

@@ -667,11 +667,14 @@ static void out_task_json(dumper *d, const cio__task *t) {
 /* ---- the whole loop --------------------------------------------------- */
 
 /* Per task scratch of a full dump. Indexes are ranks in id order. */
-#define FOLD_FRAMES 4
+/* Frames compared by FOLD: enough to reach past cio's own frames (the
+ * switch, the suspension, the primitive: more under the sanitizers) into
+ * the program's code. */
+#define FOLD_FRAMES 16
 #define NONE ((size_t)-1)
 typedef struct tinfo {
     cio__task *t;
-    uintptr_t top[FOLD_FRAMES]; /* the innermost frames (FOLD) */
+    uintptr_t top[FOLD_FRAMES]; /* the innermost frames (FOLD), 0 after the last */
     uint64_t key;               /* hash of what FOLD compares */
     size_t group;               /* the first task of its fold group */
     size_t group_count;         /* at the first: the group's size */
@@ -799,8 +802,10 @@ static void fold(dumper *d, scratch *sc) {
 static void out_fold_site(dumper *d, const tinfo *ti) {
     sym first = {0}, s;
     int have = 0;
-    for (int k = 0; k < FOLD_FRAMES && ti->top[k]; k++) {
-        symbolize(d->syms, ti->top[k], 1, &s);
+    uintptr_t pcs[MAX_FRAMES];
+    size_t n = cio__task_frames(ti->t, pcs, MAX_FRAMES);
+    for (size_t k = 0; k < n; k++) {
+        symbolize(d->syms, pcs[k], 1, &s);
         if (!have) {
             first = s;
             have = 1;
@@ -850,6 +855,8 @@ static void out_fold_text(dumper *d, scratch *sc, size_t i) {
     if (t->run_state == CIO__TASK_SUSPENDED && t->wait) {
         out_ch(o, ' ');
         cio__out_str(o, kind_name(t->wait));
+        if (t->wait->kind == CIO__WAIT_FD && t->wait->dir)
+            cio__out_str(o, t->wait->dir == CIO__WAIT_DIR_READ ? " read" : " write");
     }
     out_fold_site(d, ti);
     cio__out_str(o, " first=");
