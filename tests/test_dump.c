@@ -797,7 +797,9 @@ TEST(dump_every_iteration_leaves_the_trace_byte_identical) {
            w->dump_seconds * 1e3, w->dump_cpu_seconds * 1e3);
     fprintf(stderr, "dump of %d tasks (stacks and graph): %.1f ms (%.1f ms of CPU)\n",
             TRACE_TASKS + 1, w->dump_seconds * 1e3, w->dump_cpu_seconds * 1e3);
-    CHECK(w->dump_seconds < 1.0);
+    /* The bound is on CPU time: the wall time of a sanitizer build on a
+     * loaded 2-vCPU machine says more about the machine. */
+    CHECK(w->dump_cpu_seconds < 1.0);
 
     int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
     CHECK(fd >= 0);
