@@ -290,7 +290,7 @@ int cio__task_suspend(cio__task *t, cio__wait *wait) {
     t->wake_status = 0;
     /* The dump's "waiting 2.1s": the loop's last clock reading, no clock
      * read of its own. */
-    t->wait_since_ns = t->fut.loop->now_ns;
+    if (wait) wait->since = t->fut.loop->now_ns;
     t->wait = wait;
     t->frame = wait;
     t->run_state = CIO__TASK_SUSPENDED;
@@ -496,7 +496,6 @@ int cio__spawn(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options
     t->cpu_ns = -1;
     t->stack_low_sp = (const char *)t->stack.lo + t->stack.size;
     t->stack_mark = 0;
-    t->wait_since_ns = t->started_ns;
     t->step.run = run_step;
     cio__list_init(&t->step.link);
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);

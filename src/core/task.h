@@ -75,6 +75,10 @@ struct cio__wait {
     /* Where the object keeps the id of the task that holds it (a lock's
      * owner), or NULL: the edge a deadlock cycle needs. */
     const uint64_t *owner;
+    /* The loop's clock (loop->now_ns) when the task suspended on it: the
+     * dump's "waiting 2.1s", kept here, not in the task, which it would
+     * make bigger. */
+    int64_t since;
     int fd;                  /* CIO__WAIT_FD: the descriptor */
     uint8_t kind;            /* enum cio__wait_kind */
     uint8_t dir;             /* CIO__WAIT_FD: CIO__WAIT_DIR_READ / _WRITE */
@@ -112,7 +116,6 @@ typedef struct cio__task {
     int64_t started_ns;     /* loop clock at spawn (loop->now_ns) */
     uint64_t switches;      /* resumptions */
     int64_t cpu_ns;         /* CPU time run, counted in debug mode only */
-    int64_t wait_since_ns;  /* loop clock (loop->now_ns) at the last suspension */
     int cancel_requests;    /* asyncio's num_cancels_requested */
     uint8_t must_cancel;    /* deliver -ECANCELED at the next resumption */
     uint8_t run_state;

@@ -515,9 +515,9 @@ static void out_task_line(dumper *d, const cio__task *t) {
     out_task_ref(d, t);
     out_ch(o, ' ');
     cio__out_str(o, state_name(t));
-    if (t->run_state == CIO__TASK_SUSPENDED) {
+    if (t->run_state == CIO__TASK_SUSPENDED && t->wait) {
         out_ch(o, ' ');
-        cio__out_secs(o, d->now - t->wait_since_ns, 3);
+        cio__out_secs(o, d->now - t->wait->since, 3);
         out_ch(o, 's');
     }
     cio__out_str(o, " switches=");
@@ -646,7 +646,8 @@ static void out_task_json(dumper *d, const cio__task *t) {
     cio__out_u64(o, t->id);
     json_str(o, "name", cio__task_name((cio__task *)t));
     json_str(o, "state", state_name(t));
-    if (t->run_state == CIO__TASK_SUSPENDED) json_secs(o, "waiting_for", d->now - t->wait_since_ns);
+    if (t->run_state == CIO__TASK_SUSPENDED && t->wait)
+        json_secs(o, "waiting_for", d->now - t->wait->since);
     json_u64(o, "switches", t->switches);
     if (t->spawn_site) json_str(o, "spawned", t->spawn_site);
     if (t->spawn_pc) json_hex(o, "spawn_pc", (uintptr_t)t->spawn_pc);
