@@ -909,6 +909,9 @@ TEST(watchdog_calls_reject_bad_input) {
     CHECK_ERR(cio_loop_set_watchdog_with(loop, &o), -EINVAL);
     CHECK_OK(cio_loop_set_watchdog(loop, 100, 0));
     CHECK_OK(cio_loop_set_watchdog(loop, 0, 0));
+    CHECK_OK(cio_loop_free(loop));
+}
+
 /* ---- Task dump ---- */
 
 TEST(dump_calls_reject_bad_input) {
