@@ -1845,6 +1845,54 @@ int cio_loop_set_watchdog(cio_loop *loop, unsigned threshold_ms, unsigned flags)
  * fd, or a signal outside SIGRTMIN..SIGRTMAX. */
 int cio_loop_set_watchdog_with(cio_loop *loop, const cio_watchdog_options *opts);
 
+/* ------------------------------------------------------------------------
+ * Task dump and the await graph (asyncio has asyncio.print_call_graph and
+ * `python -m asyncio ps/pstree`; docs/debugging.md shows the format)
+ *
+ * A dump lists every task of a loop that is not done: its id, name, state,
+ * how long it has waited, its switch count, spawn site and parent; what it
+ * waits on (a timer and its deadline, a descriptor and direction, a task,
+ * a lock and the task holding it, a queue, an event...); with
+ * CIO_DUMP_STACKS the frames of each waiting task (function names through
+ * dladdr: link the program with -rdynamic, and build it with
+ * -fno-omit-frame-pointer, as cio is). CIO_DUMP_GRAPH adds the tree of who
+ * spawned whom and "who waits on what"; CIO_DUMP_FOLD prints tasks of one
+ * name pattern ("conn-*"), state, wait kind and innermost frames as one
+ * "xN" line; CIO_DUMP_JSON writes the same as one JSON object. A dump
+ * always ends with the deadlock cycles it finds ("cycle:" lines): a task
+ * awaiting a task, a lock's owner, a future's creator, round to itself.
+ * A dump only reads: it resumes, reorders and allocates nothing on the
+ * loop (its scratch memory is its own, freed before it returns).
+ * ------------------------------------------------------------------------ */
+
+#define CIO_DUMP_STACKS 0x1u /* each waiting task's frames */
+#define CIO_DUMP_GRAPH 0x2u  /* the spawn tree and who waits on what */
+#define CIO_DUMP_FOLD 0x4u   /* identical tasks as one "xN" line */
+#define CIO_DUMP_JSON 0x8u   /* one JSON object instead of text */
+
+/* Writes a dump of loop to fd (text unless CIO_DUMP_JSON). Call it from a
+ * task or callback of the loop, or while the loop does not run. Returns
+ * the number of tasks listed (a folded group counts once); -EINVAL for a
+ * NULL loop, a negative fd or an unknown flag; -CIO_EWRONGTHREAD while
+ * the loop runs in another thread; -CIO_ELOOPCLOSED; -CIO_EFORKED; or the
+ * write's -errno. */
+int cio_dump(cio_loop *loop, int fd, unsigned flags);
+/* Asks loop to dump itself at its next iteration (between two batches of
+ * callbacks, where no task runs), to the descriptor given to
+ * cio_loop_set_dump_signal, else stderr, with CIO_DUMP_STACKS and
+ * CIO_DUMP_GRAPH (and CIO_DUMP_FOLD above 100 tasks). Async-signal-safe,
+ * and callable from any thread while the loop is alive. 0, -EINVAL,
+ * -CIO_ELOOPCLOSED, -CIO_EFORKED. */
+int cio_dump_request(cio_loop *loop);
+/* Makes signo (SIGUSR1, say) ask loop for a dump written to fd (-1:
+ * stderr), through cio_add_signal_handler (which it replaces for signo);
+ * signo 0 stops it. 0, -EINVAL (NULL loop, fd < -1, a signal
+ * cio_add_signal_handler refuses), -CIO_ELOOPCLOSED, -CIO_EFORKED,
+ * -ENOMEM. In debug mode (cio_loop_options.debug) closing a loop with
+ * tasks that never finished reports their dump through the exception
+ * handler. */
+int cio_loop_set_dump_signal(cio_loop *loop, int signo, int fd);
+
 #if defined(CIO_BUILDING_LIBRARY) && defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

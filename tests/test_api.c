@@ -911,3 +911,17 @@ TEST(watchdog_calls_reject_bad_input) {
     CHECK_OK(cio_loop_set_watchdog(loop, 0, 0));
     CHECK_OK(cio_loop_free(loop));
 }
+
+/* ---- Task dump ---- */
+
+TEST(dump_calls_reject_bad_input) {
+    CHECK_ERR(cio_dump(NULL, 2, 0), -EINVAL);
+    CHECK_ERR(cio_dump_request(NULL), -EINVAL);
+    CHECK_ERR(cio_loop_set_dump_signal(NULL, 10, -1), -EINVAL);
+    cio_loop *loop = test_loop();
+    CHECK_ERR(cio_dump(loop, -1, 0), -EINVAL);
+    CHECK_ERR(cio_dump(loop, 2, ~0u), -EINVAL);
+    CHECK_ERR(cio_loop_set_dump_signal(loop, -1, -1), -EINVAL);
+    CHECK_ERR(cio_loop_set_dump_signal(loop, 10, -5), -EINVAL);
+    CHECK_OK(cio_loop_free(loop));
+}

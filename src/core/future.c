@@ -27,6 +27,8 @@
 #include "future.h"
 #include "handle.h"
 
+_Atomic(cio__future_maker_fn) cio__future_maker;
+
 int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind, const cio__future_ops *ops) {
     fut->loop = loop;
     fut->ops = ops;
@@ -37,6 +39,7 @@ int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind, const cio__f
     fut->state = CIO__PENDING;
     fut->kind = kind;
     fut->retrieved = 0;
+    fut->creator = 0;
     cio__list_init(&fut->callbacks);
     cio__loop_debug_begin(loop);
     cio__list_push_back(&loop->futures, &fut->loop_link);
@@ -53,6 +56,8 @@ int cio_future_new(cio_loop *loop, cio_future **futp) {
     cio_future *fut = cio__malloc(sizeof *fut);
     if (!fut) return -ENOMEM;
     cio__future_init(loop, fut, CIO__KIND_FUTURE, NULL);
+    cio__future_maker_fn maker = atomic_load_explicit(&cio__future_maker, memory_order_relaxed);
+    fut->creator = maker ? maker(loop) : 0;
     *futp = fut;
     return 0;
 }

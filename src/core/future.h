@@ -43,9 +43,19 @@ struct cio_future {
     uint8_t state;
     uint8_t kind;
     uint8_t retrieved;     /* an error was read: do not report it */
+    /* cio_future_new: the low 32 bits of the id of the task that made the
+     * future (0: none). Who will set a future is unknowable; who made it
+     * is the best guess the dump's cycle search has (the padding after the
+     * bytes above holds it: the struct does not grow). */
+    uint32_t creator;
 };
 
 int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind, const cio__future_ops *ops);
+/* The task layer's answer to "which task of loop runs now" (its id's low
+ * 32 bits, or 0), registered at loop creation as the stack layer's running
+ * hook is: cio_future_new records it as the future's creator. */
+typedef uint32_t (*cio__future_maker_fn)(cio_loop *loop);
+extern _Atomic(cio__future_maker_fn) cio__future_maker;
 /* Completes a pending future and schedules its callbacks. */
 static inline void cio__future_complete(cio_future *fut, uint8_t state, void *result, int error) {
     fut->state = state;

@@ -137,6 +137,8 @@ const char *cio_loop_stack_guard(const cio_loop *loop) {
     return !loop ? NULL : loop->stacks.guard_regions ? "guard-region" : "guard-page";
 }
 
+_Atomic(cio__dump_hook_fn) cio__dump_hook;
+
 static void run_batch(cio_loop *loop) {
     cio__link batch;
     cio__list_init(&batch);
@@ -222,6 +224,13 @@ static void run_once(cio_loop *loop) {
          * it marked pending. This comes after the drain cleared posted, so
          * a signal arriving meanwhile sets it again and is taken next time. */
         if (loop->signal_drain) loop->signal_drain(loop);
+        /* A dump asked for (cio_dump_request) is taken here, between two
+         * batches, where no task runs and nothing is half done. */
+        if (atomic_load_explicit(&loop->dump_requested, memory_order_relaxed) &&
+            atomic_exchange(&loop->dump_requested, 0)) {
+            cio__dump_hook_fn dump = atomic_load(&cio__dump_hook);
+            if (dump) dump(loop, 0);
+        }
     }
     if (next || (loop->iterations & 63) == 0) {
         now = cio__clock_ns();

@@ -107,7 +107,23 @@ struct cio_loop {
      * lets it go (the core may not call up into the debug layer). */
     struct cio__watchdog_entry *watchdog;
     void (*watchdog_close)(cio_loop *loop);
+    /* The task dump on request (src/debug/dump.c): cio_dump_request sets
+     * dump_requested, from any thread or a signal handler, and wakes the
+     * loop through its inbox; the iteration takes the request after the
+     * drain, at a boundary where no task runs, and calls cio__dump_hook.
+     * dump_fd is where it goes (-1: stderr), dump_signal the signal
+     * cio_loop_set_dump_signal holds for it (0: none). */
+    _Atomic int dump_requested;
+    int dump_fd;
+    int dump_signal;
 };
+
+/* What the iteration calls for a requested dump (at_close 0), and loop
+ * close in debug mode for the tasks that never finished (at_close 1):
+ * registered by the debug layer, which the core may not call. NULL until
+ * the dump code is linked in. */
+typedef void (*cio__dump_hook_fn)(cio_loop *loop, int at_close);
+extern _Atomic(cio__dump_hook_fn) cio__dump_hook;
 
 /*
  * A job that may be posted to the inbox from another thread. Every kind

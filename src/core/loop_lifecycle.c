@@ -88,6 +88,7 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
     if (!opts->default_stack_size) loop->default_stack_size *= 4;
 #endif
     loop->debug = opts->debug != 0;
+    loop->dump_fd = -1;
     loop->virtual_clock = opts->virtual_clock != 0;
     loop->virtual_now = cio__clock_real_ns();
     loop->now_ns = loop->virtual_now;
@@ -114,6 +115,7 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
     /* The overflow handler (stack layer) learns from the task layer which
      * stack is running. */
     cio__stack_set_running_hook(cio__running_stack);
+    atomic_store_explicit(&cio__future_maker, cio__current_task_of, memory_order_relaxed);
     /* Done callbacks left queued at close give back their futures. */
     cio__future_register_discards();
     *loopp = loop;
@@ -132,6 +134,13 @@ int cio_loop_close(cio_loop *loop) {
      * still walking. */
     if (loop->closing) return -EBUSY;
     loop->closing = 1;
+    /* Debug mode: the tasks that never finished are dumped (names, waits,
+     * frames) while their stacks still hold them, through the report path
+     * (closing is set: a handler that closes the loop again is refused). */
+    if (loop->debug && loop->live_tasks > 0) {
+        cio__dump_hook_fn dump = atomic_load(&cio__dump_hook);
+        if (dump) dump(loop, 1);
+    }
     cio__loop_debug_begin(loop); /* outside readers keep off until the list is empty */
     /* 0. Signals first: after this no signal handler touches the loop
      * (they post to its inbox). Then the thread pool stops (its workers

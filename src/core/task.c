@@ -37,6 +37,10 @@ void cio__task_forget_current(void) {
     current = NULL;
 }
 
+uint32_t cio__current_task_of(cio_loop *loop) {
+    return current && current->fut.loop == loop ? (uint32_t)current->id : 0;
+}
+
 cio__task *cio__current(int *err) {
     if (!current) {
         *err = -EPERM;
@@ -284,6 +288,9 @@ void cio__task_wake(cio__task *t, int status) {
 
 int cio__task_suspend(cio__task *t, cio__wait *wait) {
     t->wake_status = 0;
+    /* The dump's "waiting 2.1s": the loop's last clock reading, no clock
+     * read of its own. */
+    if (wait) wait->since = t->fut.loop->now_ns;
     t->wait = wait;
     t->frame = wait;
     t->run_state = CIO__TASK_SUSPENDED;

@@ -15,6 +15,43 @@
  * task is blocked on; describe() feeds the task dump.
  */
 typedef struct cio__wait cio__wait;
+
+/*
+ * What kind of thing a wait record waits on: the await graph's edge label.
+ * The suspending call knows it and says so in the record; the dump reads
+ * it (with the object, the descriptor and direction, the owner) and needs
+ * no code of any combinator. Kept in one byte.
+ */
+enum cio__wait_kind {
+    CIO__WAIT_OTHER = 0,     /* only `what` says it */
+    CIO__WAIT_FUTURE,        /* a plain future (future) */
+    CIO__WAIT_TASK,          /* a task's outcome (future: the task) */
+    CIO__WAIT_GATHER,        /* a gather's future (future) */
+    CIO__WAIT_SLEEP,         /* a timer: sleep (deadline) */
+    CIO__WAIT_YIELD,         /* sleep(0): back in the ready queue */
+    CIO__WAIT_FD,            /* an I/O operation (fd, dir) */
+    CIO__WAIT_LOCK,          /* a lock (object, owner) */
+    CIO__WAIT_SEMAPHORE,     /* object: the semaphore */
+    CIO__WAIT_EVENT,
+    CIO__WAIT_CONDITION,
+    CIO__WAIT_BARRIER,
+    CIO__WAIT_QUEUE_GET,
+    CIO__WAIT_QUEUE_PUT,
+    CIO__WAIT_QUEUE_JOIN,
+    CIO__WAIT_WAIT,          /* cio_wait over several futures */
+    CIO__WAIT_AS_COMPLETED,
+    CIO__WAIT_TASK_GROUP,    /* a task group's exit (object: the group) */
+    CIO__WAIT_POOL,          /* a thread-pool job */
+    CIO__WAIT_PROCESS,       /* a subprocess's exit (object: the process) */
+    CIO__WAIT_STREAM,        /* a stream's read, drain or close */
+    CIO__WAIT_SERVER,        /* a server's close or serve_forever */
+    CIO__WAIT_KIND_COUNT
+};
+
+/* The direction of a CIO__WAIT_FD wait (cio__wait.dir). */
+#define CIO__WAIT_DIR_READ 1u
+#define CIO__WAIT_DIR_WRITE 2u
+
 struct cio__wait {
     int (*cancel)(cio__wait *wait, const char *msg); /* 1 if the wait was cancelled */
     /* Optional: forget the waiter before a deadline wakes the task (for
@@ -33,6 +70,18 @@ struct cio__wait {
     const char *what;        /* "sleep", "future", "wait", ... */
     cio_future *future;      /* the awaited future, if any */
     int64_t deadline;        /* loop time in ns, or INT64_MAX */
+    /* The await graph (read by the dump only; zero is "not known"): */
+    const void *object;      /* the lock, queue, event... waited on */
+    /* Where the object keeps the id of the task that holds it (a lock's
+     * owner), or NULL: the edge a deadlock cycle needs. */
+    const uint64_t *owner;
+    /* The loop's clock (loop->now_ns) when the task suspended on it: the
+     * dump's "waiting 2.1s", kept here, not in the task, which it would
+     * make bigger. */
+    int64_t since;
+    int fd;                  /* CIO__WAIT_FD: the descriptor */
+    uint8_t kind;            /* enum cio__wait_kind */
+    uint8_t dir;             /* CIO__WAIT_FD: CIO__WAIT_DIR_READ / _WRITE */
 };
 
 enum cio__task_run_state {
@@ -138,6 +187,9 @@ size_t cio__task_stack_high_water(const cio__task *task);
 void cio__task_stack_account(cio__task *task);
 /* Frees the loop's census of spawn sites (loop close). */
 void cio__stack_census_free(cio_loop *loop);
+/* The id (low 32 bits) of the task of loop running now, or 0: the
+ * creator cio_future_new records (cio__future_maker). */
+uint32_t cio__current_task_of(cio_loop *loop);
 /* Frees the finished task objects a loop keeps for reuse (loop close). */
 void cio__task_pool_destroy(cio_loop *loop);
 

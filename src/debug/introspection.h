@@ -49,4 +49,55 @@ typedef struct cio__file_stats {
 
 int cio__loop_get_file_stats(const cio_loop *loop, cio__file_stats *out);
 
+/* ------------------------------------------------------------------------
+ * The task dump (dump.c)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * A writer that formats into a caller's buffer and writes it to a
+ * descriptor when full: no allocation and no stdio, so the watchdog's
+ * thread and fatal paths can format with it too. A write error is kept in
+ * err (-errno) and later output is dropped.
+ */
+typedef struct cio__out {
+    int fd;
+    int err;
+    size_t len;
+    size_t cap;
+    char *buf;
+} cio__out;
+
+void cio__out_init(cio__out *o, int fd, char *buf, size_t cap);
+void cio__out_flush(cio__out *o);
+void cio__out_mem(cio__out *o, const char *s, size_t n);
+void cio__out_str(cio__out *o, const char *s);
+void cio__out_u64(cio__out *o, uint64_t v);
+void cio__out_i64(cio__out *o, int64_t v);
+void cio__out_hex(cio__out *o, uintptr_t v);
+/* ns as seconds with the given number of decimals (up to 9): "2.103". */
+void cio__out_secs(cio__out *o, int64_t ns, int decimals);
+/* s between double quotes, with quotes, backslashes and control bytes
+ * escaped (JSON's rules when json is set). */
+void cio__out_quoted(cio__out *o, const char *s, int json);
+
+/* The return addresses of a suspended task, innermost first, read from
+ * the frame pointers saved on its stack (within its bounds, at most max):
+ * how many. 0 for a task that is running, never ran, or is done. */
+size_t cio__task_frames(const cio__task *t, uintptr_t *pcs, size_t max);
+
+/* The text block of one task, as cio_dump prints it (the task line, its
+ * wait, its stack and, with CIO_DUMP_STACKS, its frames), written to fd.
+ * Allocates nothing and walks nothing but the task (an owner task is
+ * found by a walk of the loop's futures). CIO__DUMP_RAW leaves out the
+ * symbol lookups (dladdr), for paths that must not take the loader's lock.
+ * Returns 0 or the write error. */
+#define CIO__DUMP_RAW 0x100u
+int cio__dump_task(int fd, cio_loop *loop, const cio__task *t, unsigned flags);
+
+/* For the test that a dump changes nothing: loop dumps itself to fd with
+ * flags at every iteration from now on (NULL stops it), through the same
+ * request path as cio_dump_request; count says how many dumps it made. */
+int cio__dump_each_iteration(cio_loop *loop, int fd, unsigned flags);
+uint64_t cio__dump_each_iteration_count(void);
+
 #endif

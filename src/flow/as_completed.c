@@ -88,7 +88,8 @@ int cio_as_completed_next(cio_as_completed *ac, cio_future **donep) {
         if (ac->deadline != INT64_MAX && cio__clock_ns() >= ac->deadline) return -ETIMEDOUT;
         cio__waiter w;
         ac->users++;
-        int rc = cio__waitq_wait(&ac->waiting, &w, "as_completed", ac->deadline);
+        int rc = cio__waitq_wait_on(&ac->waiting, &w, CIO__WAIT_AS_COMPLETED, ac, NULL,
+                                    "as_completed", ac->deadline);
         ac->users--;
         if (rc < 0) return rc;
     }

@@ -43,8 +43,14 @@ static void unwind_awaited(cio__wait *wait) {
 /* The wait record of a task awaiting fut: cancelling the task cancels fut,
  * and a task destroyed meanwhile gives back its reference on fut. */
 static cio__wait awaiting(cio_future *fut, const char *what, int64_t deadline) {
+    /* The kind of future is the edge's label in the await graph: a task
+     * awaited is a task -> task edge, which is what the dump's cycle search
+     * follows. */
+    uint8_t kind = fut->kind == CIO__KIND_TASK     ? CIO__WAIT_TASK
+                   : fut->kind == CIO__KIND_GATHER ? CIO__WAIT_GATHER
+                                                   : CIO__WAIT_FUTURE;
     return (cio__wait){.cancel = cancel_awaited, .unwind = unwind_awaited, .what = what,
-                       .future = fut, .deadline = deadline};
+                       .future = fut, .deadline = deadline, .object = fut, .kind = kind};
 }
 
 static int check_awaitable(cio__task *t, cio_future *fut) {

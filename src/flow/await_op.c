@@ -70,6 +70,23 @@ static const char *describe(const cio__op *op) {
     }
 }
 
+/* Which way the operation moves data, for the dump's "fd 12 read". */
+static uint8_t direction(const cio__op *op) {
+    switch (op->kind) {
+    case CIO__OP_POLL:
+        return (op->u.poll.events & CIO__POLL_OUT) ? CIO__WAIT_DIR_WRITE : CIO__WAIT_DIR_READ;
+    case CIO__OP_RECV:
+    case CIO__OP_RECVMSG:
+    case CIO__OP_ACCEPT:
+    case CIO__OP_READ: return CIO__WAIT_DIR_READ;
+    case CIO__OP_SEND:
+    case CIO__OP_SENDMSG:
+    case CIO__OP_CONNECT:
+    case CIO__OP_WRITE: return CIO__WAIT_DIR_WRITE;
+    default: return 0;
+    }
+}
+
 ssize_t cio__op_await(cio__op *op, int64_t deadline) {
     int rc;
     cio__task *t = cio__current(&rc);
@@ -90,6 +107,9 @@ ssize_t cio__op_await(cio__op *op, int64_t deadline) {
     /* cio__task_suspend_until records only a finite deadline: the record
      * must say "none" itself, or a dump reads a deadline of zero. */
     w.rec.deadline = deadline;
+    w.rec.kind = CIO__WAIT_FD;
+    w.rec.fd = op->fd;
+    w.rec.dir = direction(op);
     /* Only the final completion wakes the task, but a cancellation that
      * arrives after it (while the task waits in the ready queue) makes the
      * suspension report -ECANCELED: the loop below tells the cases apart by

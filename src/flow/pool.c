@@ -357,7 +357,7 @@ int cio__pool_run(void *(*fn)(void *), void *arg, int flags,
     pw.rec = (cio__wait){.cancel = cancel_work, .unwind = unwind_work,
                          .what = lookup ? "name lookup (thread pool)"
                                  : pw.finish ? "file (thread pool)" : "to_thread",
-                         .deadline = INT64_MAX};
+                         .deadline = INT64_MAX, .kind = CIO__WAIT_POOL, .object = w};
     w->waiter = &pw;
 
     pthread_mutex_lock(&p->lock);

@@ -29,7 +29,7 @@ static int cancel_sleep(cio__wait *wait, const char *msg) {
 }
 
 static int yield_once(cio__task *t) {
-    cio__wait rec = {.what = "sleep(0)", .deadline = INT64_MAX};
+    cio__wait rec = {.what = "sleep(0)", .deadline = INT64_MAX, .kind = CIO__WAIT_YIELD};
     cio__ready_push(t->fut.loop, &t->step);
     int rc = cio__task_suspend(t, &rec);
     t->run_state = CIO__TASK_RUNNING;
@@ -45,6 +45,7 @@ static int sleep_until_ns(cio__task *t, int64_t when) {
     s.timer.index = CIO__TIMER_UNARMED;
     s.rec.cancel = cancel_sleep;
     s.rec.what = "sleep";
+    s.rec.kind = CIO__WAIT_SLEEP;
     s.rec.deadline = when;
     cio__loop_arm_timer(loop, &s.timer, when);
     rc = cio__task_suspend(t, &s.rec);

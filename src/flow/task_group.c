@@ -178,7 +178,8 @@ int cio_task_group_exit_msg(cio_task_group *g, int rc, const char *msg) {
     if (rc < 0 && !g->aborting) abort_children(g);
     while (g->pending > 0) {
         cio__waiter w;
-        int status = cio__waitq_wait(&g->exit_wait, &w, "task group", INT64_MAX);
+        int status = cio__waitq_wait_on(&g->exit_wait, &w, CIO__WAIT_TASK_GROUP, g, NULL,
+                                        "task group", INT64_MAX);
         if (status == -ECANCELED && !g->aborting) {
             /* The parent is being cancelled from outside. */
             propagate_cancel = 1;

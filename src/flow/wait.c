@@ -105,6 +105,8 @@ static int wait_deadline(cio_future *const *fs, size_t n, cio_wait_mode mode, in
     s.rec.unwind = unwind_wait;
     s.rec.abandon = abandon_wait;
     s.rec.what = "wait";
+    s.rec.kind = CIO__WAIT_WAIT;
+    s.rec.object = &s;
     s.rec.deadline = deadline;
     for (size_t i = 0; i < n; i++) {
         waiters[i].state = &s;

@@ -664,7 +664,8 @@ int cio_process_wait(cio_process *p, int *code) {
     if (rc < 0) return rc;
     while (!p->exited) {
         cio__waiter w;
-        if ((rc = cio__waitq_wait(&p->waiters, &w, "process exit", INT64_MAX)) < 0) return rc;
+        if ((rc = cio__waitq_wait_on(&p->waiters, &w, CIO__WAIT_PROCESS, p, NULL,
+                                     "process exit", INT64_MAX)) < 0) return rc;
     }
     if (code) *code = p->returncode;
     return 0;

@@ -532,7 +532,8 @@ int cio_server_wait_closed(cio_server *s) {
     if (rc < 0) return rc;
     if (s->closed && s->active == 0) return 0;
     cio__waiter w;
-    return cio__waitq_wait(&s->closed_waiters, &w, "server closed", INT64_MAX);
+    return cio__waitq_wait_on(&s->closed_waiters, &w, CIO__WAIT_SERVER, s, NULL,
+                              "server closed", INT64_MAX);
 }
 
 int cio_server_serve_forever(cio_server *s) {
@@ -543,7 +544,8 @@ int cio_server_serve_forever(cio_server *s) {
     s->serving_forever = 1;
     if (!s->serving) start_serving(s);
     cio__waiter w;
-    cio__waitq_wait(&s->forever_waiters, &w, "serve_forever", INT64_MAX);
+    cio__waitq_wait_on(&s->forever_waiters, &w, CIO__WAIT_SERVER, s, NULL,
+                       "serve_forever", INT64_MAX);
     s->serving_forever = 0;
     /* Cancelled, or the server was closed: either way it ends closed, and
      * the call reports the cancellation asyncio raises. */

@@ -372,7 +372,7 @@ static int no_more(const cio_stream *s) {
 static int wait_more(cio_stream *s) {
     maybe_resume(s);
     cio__waiter w;
-    return cio__waitq_wait(&s->readers, &w, "stream read", INT64_MAX);
+    return cio__waitq_wait_on(&s->readers, &w, CIO__WAIT_STREAM, s, NULL, "stream read", INT64_MAX);
 }
 
 /* Opens a reading call: checks, and claims the stream for this task. */
@@ -532,7 +532,8 @@ static int wait_eof(cio_stream *s) {
             cio_transport_resume_reading(s->t);
         }
         cio__waiter w;
-        int rc = cio__waitq_wait(&s->readers, &w, "stream read", INT64_MAX);
+        int rc = cio__waitq_wait_on(&s->readers, &w, CIO__WAIT_STREAM, s, NULL,
+                                    "stream read", INT64_MAX);
         if (rc < 0) return rc;
     }
     return 0;
@@ -610,7 +611,8 @@ int cio_stream_drain(cio_stream *s) {
     if (rc < 0) return rc;
     while (s->write_paused && s->t) {
         cio__waiter w;
-        if ((rc = cio__waitq_wait(&s->drainers, &w, "stream drain", INT64_MAX)) < 0) return rc;
+        if ((rc = cio__waitq_wait_on(&s->drainers, &w, CIO__WAIT_STREAM, s, NULL,
+                                     "stream drain", INT64_MAX)) < 0) return rc;
     }
     /* As asyncio: a connection lost (even cleanly) is an error to a writer
      * that waits for its data to go out. */
@@ -650,7 +652,8 @@ int cio_stream_wait_closed(cio_stream *s) {
     if (rc < 0) return rc;
     while (s->t) {
         cio__waiter w;
-        if ((rc = cio__waitq_wait(&s->closers, &w, "stream closed", INT64_MAX)) < 0) return rc;
+        if ((rc = cio__waitq_wait_on(&s->closers, &w, CIO__WAIT_STREAM, s, NULL,
+                                     "stream closed", INT64_MAX)) < 0) return rc;
     }
     return s->error < 0 ? s->error : 0;
 }

@@ -84,7 +84,8 @@ static int wait_barrier(cio_barrier *b, int64_t deadline) {
     int rc;
     while (b->state == DRAINING || b->state == RESETTING) {
         cio__waiter w;
-        rc = cio__waitq_wait(&b->waiters, &w, "barrier (draining)", deadline);
+        rc = cio__waitq_wait_on(&b->waiters, &w, CIO__WAIT_BARRIER, b, NULL,
+                                "barrier (draining)", deadline);
         if (rc < 0) return rc;
     }
     if (b->state == BROKEN) return -CIO_EBROKEN;
@@ -98,7 +99,8 @@ static int wait_barrier(cio_barrier *b, int64_t deadline) {
         /* Wait until the barrier trips, breaks or resets (asyncio's _wait). */
         while (b->state == FILLING) {
             cio__waiter w;
-            rc = cio__waitq_wait(&b->waiters, &w, "barrier", deadline);
+            rc = cio__waitq_wait_on(&b->waiters, &w, CIO__WAIT_BARRIER, b, NULL,
+                                    "barrier", deadline);
             if (rc < 0) break;
         }
         if (rc == 0 && (b->state == BROKEN || b->state == RESETTING)) rc = -CIO_EBROKEN;

@@ -128,7 +128,7 @@ static int wait_cond(cio_condition *c, double when) {
     c->users++;
     cio__waiter w;
     w.woken = 0;
-    rc = cio__waitq_wait(&c->waiters, &w, "condition", deadline);
+    rc = cio__waitq_wait_on(&c->waiters, &w, CIO__WAIT_CONDITION, c, NULL, "condition", deadline);
     rc = reacquire(c, rc, when);
     c->users--;
     /* We hold the lock again. A notification we received but will not act

@@ -49,7 +49,7 @@ static int wait_event(cio_event *e, int64_t deadline) {
     cio__waiter w;
     /* Whatever the outcome, the event must not be touched after this: it
      * may have been freed once set() emptied the queue. */
-    return cio__waitq_wait(&e->waiters, &w, "event", deadline);
+    return cio__waitq_wait_on(&e->waiters, &w, CIO__WAIT_EVENT, e, NULL, "event", deadline);
 }
 
 int cio_event_wait(cio_event *e) {

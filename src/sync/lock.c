@@ -30,6 +30,11 @@
 
 struct cio_lock {
     cio__waitq waiters;
+    /* The id of the task that took the lock, 0 while it is free: the edge
+     * "held by" of the await graph, for the dump's deadlock cycles. asyncio's
+     * Lock has no owner (any task may release it), and neither is this one
+     * checked on release: it is only recorded. */
+    uint64_t owner;
     unsigned users;  /* tasks inside the waiting part of acquire */
     uint8_t locked;
     uint8_t pending; /* a woken waiter has yet to take the lock */
@@ -42,6 +47,7 @@ int cio_lock_new(cio_lock **lockp) {
     if (!lock) return -ENOMEM;
     cio__waitq_init(&lock->waiters);
     lock->users = 0;
+    lock->owner = 0;
     lock->locked = 0;
     lock->pending = 0;
     return 0;
@@ -62,18 +68,27 @@ static void wake_first(cio_lock *lock) {
     if (cio__waitq_wake_one(&lock->waiters, NULL)) lock->pending = 1;
 }
 
+/* The task acquiring: acquire checked that there is one. */
+static uint64_t current_id(void) {
+    int rc;
+    cio__task *t = cio__current(&rc);
+    return t ? t->id : 0;
+}
+
 static int acquire(cio_lock *lock, int64_t deadline) {
     if (!lock) return -EINVAL;
     int rc = cio__waitq_check(&lock->waiters);
     if (rc < 0) return rc;
     if (!lock->locked && !lock->pending && cio__waitq_empty(&lock->waiters)) {
         lock->locked = 1;
+        lock->owner = current_id();
         return 0;
     }
     cio__waiter w;
     w.woken = 0;
     lock->users++;
-    rc = cio__waitq_wait(&lock->waiters, &w, "lock", deadline);
+    rc = cio__waitq_wait_on(&lock->waiters, &w, CIO__WAIT_LOCK, lock, &lock->owner, "lock",
+                            deadline);
     lock->users--;
     if (w.woken) {
         /* Our turn came. Take the lock, or pass the turn on if we were
@@ -81,6 +96,7 @@ static int acquire(cio_lock *lock, int64_t deadline) {
         lock->pending = 0;
         if (rc == 0) {
             lock->locked = 1;
+            lock->owner = current_id();
             return 0;
         }
         wake_first(lock);
@@ -104,6 +120,7 @@ int cio_lock_release(cio_lock *lock) {
     if (rc < 0) return rc;
     if (!lock->locked) return -CIO_EINVALSTATE; /* asyncio: "Lock is not acquired." */
     lock->locked = 0;
+    lock->owner = 0;
     wake_first(lock);
     return 0;
 }

@@ -354,7 +354,8 @@ static int put(cio_queue *q, void *item, int64_t deadline) {
     for (;;) {
         cio__waiter w;
         w.woken = 0;
-        rc = cio__waitq_wait(&q->putters, &w, "queue put", deadline);
+        rc = cio__waitq_wait_on(&q->putters, &w, CIO__WAIT_QUEUE_PUT, q, NULL,
+                                "queue put", deadline);
         if (w.woken) q->promised_put--;
         if (rc < 0) break;
         if (q->shutdown) {
@@ -386,7 +387,8 @@ static int get(cio_queue *q, void **itemp, int64_t deadline) {
     for (;;) {
         cio__waiter w;
         w.woken = 0;
-        rc = cio__waitq_wait(&q->getters, &w, "queue get", deadline);
+        rc = cio__waitq_wait_on(&q->getters, &w, CIO__WAIT_QUEUE_GET, q, NULL,
+                                "queue get", deadline);
         if (w.woken) q->promised_get--;
         if (rc < 0) break;
         if (q->count > q->promised_get) {
@@ -447,7 +449,7 @@ static int join(cio_queue *q, int64_t deadline) {
     q->users++;
     /* Like asyncio's Event: woken once the count reached zero, done even if
      * it went up again before this task ran. Nothing to pass on. */
-    rc = cio__waitq_wait(&q->joiners, &w, "queue join", deadline);
+    rc = cio__waitq_wait_on(&q->joiners, &w, CIO__WAIT_QUEUE_JOIN, q, NULL, "queue join", deadline);
     q->users--;
     return rc;
 }

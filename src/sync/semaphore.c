@@ -100,7 +100,7 @@ static int acquire(cio_semaphore *s, int64_t deadline) {
     cio__waiter w;
     w.woken = 0;
     s->users++;
-    rc = cio__waitq_wait(&s->waiters, &w, "semaphore", deadline);
+    rc = cio__waitq_wait_on(&s->waiters, &w, CIO__WAIT_SEMAPHORE, s, NULL, "semaphore", deadline);
     s->users--;
     if (w.woken) {
         s->pending--;

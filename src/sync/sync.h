@@ -40,6 +40,11 @@ void cio__waitq_bind(cio__waitq *q, cio_loop *loop);
  * waiter that was woken and then cancelled before it ran returns
  * -ECANCELED with w->woken set: the caller must pass the wake-up on. */
 int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t deadline);
+/* cio__waitq_wait that says what the task waits on, for the await graph:
+ * kind (enum cio__wait_kind), the object (the lock, the queue...) and,
+ * for an object a task holds, where it keeps its owner's task id. */
+int cio__waitq_wait_on(cio__waitq *q, cio__waiter *w, uint8_t kind, const void *object,
+                       const uint64_t *owner, const char *what, int64_t deadline);
 /* Wakes the first waiter, handing it value; returns it, or NULL if none. */
 cio__waiter *cio__waitq_wake_one(cio__waitq *q, void *value);
 /* Wakes every waiter (handing each value); returns how many. */

@@ -56,6 +56,11 @@ static void abandon_waiter(cio__wait *rec) {
 }
 
 int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t deadline) {
+    return cio__waitq_wait_on(q, w, CIO__WAIT_OTHER, q, NULL, what, deadline);
+}
+
+int cio__waitq_wait_on(cio__waitq *q, cio__waiter *w, uint8_t kind, const void *object,
+                       const uint64_t *owner, const char *what, int64_t deadline) {
     int rc = cio__waitq_check(q);
     if (rc < 0) return rc;
     cio__task *t = cio__current(&rc);
@@ -65,7 +70,7 @@ int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t dea
     w->value = NULL;
     /* Whole, so that every hook the waiter does not use is NULL. */
     w->rec = (cio__wait){.cancel = cancel_waiter, .abandon = abandon_waiter, .what = what,
-                         .deadline = deadline};
+                         .deadline = deadline, .object = object, .owner = owner, .kind = kind};
     cio__list_push_back(&q->waiters, &w->link);
     q->count++;
     rc = cio__task_suspend_until(t, &w->rec, deadline);
