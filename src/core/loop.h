@@ -91,7 +91,7 @@ struct cio_loop {
     /* cio__signal_drain while the loop holds signals, else NULL: the
      * iteration calls it without knowing signal.c. */
     void (*signal_drain)(cio_loop *loop);
-    /* The census of stack marks per spawn site (stack_usage.c): NULL until
+    /* The census of stack marks per spawn site (stack_census.c): NULL until
      * a task ends in debug mode. */
     struct cio__stack_census *stack_census;
     /* The stall watchdog (debug/watchdog.c) reads these from its thread.

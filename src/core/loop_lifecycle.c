@@ -203,7 +203,7 @@ int cio_loop_close(cio_loop *loop) {
     loop->pool = NULL;
     cio__node_pool_destroy(loop);
     cio__task_pool_destroy(loop);
-    cio__stack_census_free(loop);
+    cio__stack_census_free(&loop->stack_census);
     cio__stack_pool_destroy(&loop->stacks);
     cio__fd_table_destroy(&loop->watchers);
     cio__free(loop->read_buffer);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct cio__stack {
     void *lo;          /* lowest usable address */
@@ -135,6 +136,19 @@ void cio__stack_set_running_hook(cio__running_stack_fn fn);
  * terminated) by reading /proc/self/maps with system calls only, so that
  * a signal handler may call it; returns the length written. */
 size_t cio__stack_format_pc(char *buf, size_t cap, const void *pc);
+
+/* The census of stack marks per spawn site (stack_census.c): made on the
+ * first add. add records one task's exact mark under its site ("file.c:42",
+ * or NULL with the spawning code's address in pc); upper says the mark may
+ * count an earlier task's data. copy makes a census to add live tasks to
+ * and print; print sorts it, deepest first, and writes one line per site:
+ * how many. Each returns -ENOMEM when it cannot grow. */
+typedef struct cio__stack_census cio__stack_census;
+int cio__stack_census_add(cio__stack_census **census, const char *site, const void *pc,
+                          size_t mark, size_t stack_size, bool upper);
+int cio__stack_census_copy(const cio__stack_census *census, cio__stack_census **out);
+int cio__stack_census_print(cio__stack_census *census, FILE *out);
+void cio__stack_census_free(cio__stack_census **census);
 
 /* How many guarded stacks the process may still carve, and a way for tests
  * to set it (to reach the canary mode without 16,000 tasks). */

@@ -183,10 +183,8 @@ void cio__task_stack_owner(cio__task *task, cio__stack_owner *out);
 size_t cio__task_stack_high_water(const cio__task *task);
 /* At a task's end in debug mode: measures its exact mark, adds it to the
  * loop's census of spawn sites, and wipes the stack for the next task
- * (stack_usage.c). */
+ * (task.c, with stack_census.c's census). */
 void cio__task_stack_account(cio__task *task);
-/* Frees the loop's census of spawn sites (loop close). */
-void cio__stack_census_free(cio_loop *loop);
 /* The id (low 32 bits) of the task of loop running now, or 0: the
  * creator cio_future_new records (cio__future_maker). */
 uint32_t cio__current_task_of(cio_loop *loop);
