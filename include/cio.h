@@ -1401,7 +1401,12 @@ int cio_file_fsync(int fd, int datasync);
 /* statx(2) (include <sys/stat.h> with _GNU_SOURCE for struct statx). */
 int cio_file_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *out);
 /* Closes fd (as cio_close: the loops of this thread forget it first; on
- * io_uring in a task the close(2) itself is a ring request). */
+ * io_uring in a task the close(2) itself is a ring request, and the
+ * file calls of fd in flight on the ring end first, with their result or
+ * -EBADF). A call running on the thread pool (every file call on epoll,
+ * FIFOs on io_uring) is in a worker's system call: the close does not wait
+ * for it, so close a descriptor once the calls on it have returned, as
+ * with any thread. */
 int cio_file_close(int fd);
 
 /* ------------------------------------------------------------------------
