@@ -108,7 +108,11 @@ TEST(blocking_call_reported_once_then_at_twice_the_threshold) {
     CHECK(strstr(first, "report 1 of this stall") != NULL);
     CHECK(strstr(first, "task 1 'sleeper' running wd_sleeper_task (") != NULL);
     CHECK(strstr(first, "spawned at ") != NULL && strstr(first, "test_watchdog.c:") != NULL);
-    CHECK(strstr(first, "system call: clock_nanosleep") || strstr(first, "system call: nanosleep"));
+    /* Under qemu-user (the aarch64 run) /proc shows the host's system call
+     * number, which the target's table cannot name: there the report says
+     * "number N", and the backtrace (checked below) shows the usleep. */
+    CHECK(strstr(first, "system call: clock_nanosleep") || strstr(first, "system call: nanosleep") ||
+          (CIO_TEST_EMULATED && strstr(first, "system call: number ")));
     CHECK(strstr(first, "state S (blocked: waiting)") != NULL);
     long cpu, wall;
     cpu_and_wall(first, &cpu, &wall);
