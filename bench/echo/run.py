@@ -457,7 +457,7 @@ def main():
     # the per-round ratios (each round's runs were taken moments apart).
     metrics = [("msgs_per_sec", "msg/s"), ("cpu_us_per_msg", "us"), ("p50_us", "us"),
                ("p99_us", "us"), ("syscalls_per_msg", "syscalls/msg"),
-               ("enters_per_1000_msgs", "enters/1000msg")]
+               ("enters_per_1000_msgs", "enters/kmsg")]
     source = {"cpu_us_per_msg": "server_cpu_us_per_msg"}
     for conns, size in configs:
         for name, _ in servers:
