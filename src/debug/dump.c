@@ -205,15 +205,6 @@ size_t cio__task_frames(const cio__task *t, uintptr_t *pcs, size_t max) {
     return n;
 }
 
-/* What dladdr says of a code address. */
-typedef struct sym {
-    uintptr_t pc;
-    const char *name;    /* NULL: no symbol covers it */
-    uintptr_t off;       /* from the symbol */
-    const char *module;  /* base name of the object, or NULL */
-    uintptr_t module_off;
-} sym;
-
 static const char *base_name(const char *path) {
     const char *slash = strrchr(path, '/');
     return slash ? slash + 1 : path;
@@ -223,21 +214,22 @@ static const char *base_name(const char *path) {
  * instruction: the symbol is looked up for the byte before it. A symbol
  * that ends before the address (a hidden function between two exported
  * ones, which -rdynamic does not export) does not name it. */
-static void lookup(uintptr_t pc, int is_return, sym *out) {
+void cio__code_lookup(uintptr_t pc, int is_return, cio__code_sym *out) {
+    memset(out, 0, sizeof *out);
     out->pc = pc;
-    out->name = NULL;
-    out->off = 0;
-    out->module = NULL;
-    out->module_off = 0;
     uintptr_t at = is_return && pc ? pc - 1 : pc;
     Dl_info info;
     const ElfW(Sym) *es = NULL;
-    if (!dladdr1((void *)at, &info, (void **)&es, RTLD_DL_SYMENT)) return;
-    if (info.dli_fname && info.dli_fname[0]) out->module = base_name(info.dli_fname);
+    if (!pc || !dladdr1((void *)at, &info, (void **)&es, RTLD_DL_SYMENT)) return;
+    out->found = 1;
+    if (info.dli_fname && info.dli_fname[0]) {
+        out->path = info.dli_fname;
+        out->module = base_name(info.dli_fname);
+    }
     out->module_off = pc - (uintptr_t)info.dli_fbase;
-    if (info.dli_sname && info.dli_saddr) {
+    if (info.dli_sname && info.dli_saddr && es) {
         uintptr_t start = (uintptr_t)info.dli_saddr;
-        if (!es || es->st_size == 0 || at - start < es->st_size) {
+        if (es->st_size == 0 || at - start < es->st_size) {
             out->name = info.dli_sname;
             out->off = pc - start;
         }
@@ -248,21 +240,21 @@ static void lookup(uintptr_t pc, int is_return, sym *out) {
  * server share their frames, and dladdr scans a symbol table. */
 #define SYM_CACHE 1024
 typedef struct sym_cache {
-    sym e[SYM_CACHE];
+    cio__code_sym e[SYM_CACHE];
 } sym_cache;
 
-static void symbolize(sym_cache *c, uintptr_t pc, int is_return, sym *out) {
+static void symbolize(sym_cache *c, uintptr_t pc, int is_return, cio__code_sym *out) {
     if (!c) {
-        lookup(pc, is_return, out);
+        cio__code_lookup(pc, is_return, out);
         return;
     }
-    sym *e = &c->e[((pc >> 2) ^ (pc >> 13)) % SYM_CACHE];
-    if (e->pc != pc) lookup(pc, is_return, e);
+    cio__code_sym *e = &c->e[((pc >> 2) ^ (pc >> 13)) % SYM_CACHE];
+    if (e->pc != pc) cio__code_lookup(pc, is_return, e);
     *out = *e;
 }
 
 /* "fn+0x4b (module+0x1a1b)", "? (module+0x1a1b)" or the bare address. */
-static void out_sym_text(cio__out *o, const sym *s) {
+static void out_sym_text(cio__out *o, const cio__code_sym *s) {
     if (s->name) {
         cio__out_str(o, s->name);
         out_ch(o, '+');
@@ -471,7 +463,7 @@ static void out_spawn_site(dumper *d, const cio__task *t) {
     if (t->spawn_site) {
         cio__out_str(d->o, t->spawn_site);
     } else if (t->spawn_pc && !(d->flags & CIO__DUMP_RAW)) {
-        sym s;
+        cio__code_sym s;
         symbolize(d->syms, (uintptr_t)t->spawn_pc, 1, &s);
         if (s.name) {
             cio__out_str(d->o, s.name);
@@ -498,7 +490,7 @@ static void out_frames_text(dumper *d, const cio__task *t) {
         out_ch(d->o, ' ');
         cio__out_hex(d->o, pcs[i]);
         if (!(d->flags & CIO__DUMP_RAW)) {
-            sym s;
+            cio__code_sym s;
             symbolize(d->syms, pcs[i], 1, &s);
             out_ch(d->o, ' ');
             out_sym_text(d->o, &s);
@@ -624,7 +616,7 @@ static void out_frames_json(dumper *d, const cio__task *t) {
         cio__out_hex(o, pcs[i]);
         out_ch(o, '"');
         if (!(d->flags & CIO__DUMP_RAW)) {
-            sym s;
+            cio__code_sym s;
             symbolize(d->syms, pcs[i], 1, &s);
             if (s.name) {
                 json_str(o, "symbol", s.name);
@@ -801,7 +793,7 @@ static void fold(dumper *d, scratch *sc) {
 /* The frame FOLD names a group by: the first one with a symbol that is
  * not cio's own (cio_*), else the first. */
 static void out_fold_site(dumper *d, const tinfo *ti) {
-    sym first = {0}, s;
+    cio__code_sym first = {0}, s;
     int have = 0;
     uintptr_t pcs[MAX_FRAMES];
     size_t n = cio__task_frames(ti->t, pcs, MAX_FRAMES);

@@ -80,6 +80,23 @@ void cio__out_secs(cio__out *o, int64_t ns, int decimals);
  * escaped (JSON's rules when json is set). */
 void cio__out_quoted(cio__out *o, const char *s, int json);
 
+/* What dladdr says of a code address (dump.c): found is 0 when no loaded
+ * object holds it; name is NULL when no symbol covers it (a hidden
+ * function), and off counts from the symbol, module_off from the object's
+ * base. is_return looks up the byte before pc (a return address may point
+ * past its function's end). The watchdog names its frames with it too. */
+typedef struct cio__code_sym {
+    uintptr_t pc;
+    int found;
+    const char *name;
+    uintptr_t off;
+    const char *path;    /* the object's file, or NULL */
+    const char *module;  /* its base name */
+    uintptr_t module_off;
+} cio__code_sym;
+
+void cio__code_lookup(uintptr_t pc, int is_return, cio__code_sym *out);
+
 /* The return addresses of a suspended task, innermost first, read from
  * the frame pointers saved on its stack (within its bounds, at most max):
  * how many. 0 for a task that is running, never ran, or is done. */

@@ -42,11 +42,9 @@
  * when the last one stops being watched (threshold 0, or loop close), so
  * it never outlives its use. A forked child starts with no watchdog.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
-#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -201,22 +199,17 @@ __attribute__((format(printf, 2, 3))) static void say(report *r, const char *fmt
  * named only when the address lies inside it (dladdr alone would name the
  * nearest exported symbol below a static function). */
 static void say_code(report *r, const void *pc) {
-    Dl_info info;
-    const ElfW(Sym) *sym = NULL;
-    if (!pc || !dladdr1(pc, &info, (void **)&sym, RTLD_DL_SYMENT)) {
+    cio__code_sym c;
+    cio__code_lookup((uintptr_t)pc, 0, &c);
+    const char *path = c.path ? c.path : "?";
+    if (!c.found)
         say(r, "%p", pc);
-        return;
-    }
-    uintptr_t at = (uintptr_t)pc;
-    if (info.dli_sname && info.dli_saddr && sym && at == (uintptr_t)info.dli_saddr)
-        say(r, "%s (%s)", info.dli_sname, info.dli_fname ? info.dli_fname : "?");
-    else if (info.dli_sname && info.dli_saddr && sym &&
-             (sym->st_size == 0 || at - (uintptr_t)info.dli_saddr < sym->st_size))
-        say(r, "%s+0x%lx (%s)", info.dli_sname, (unsigned long)(at - (uintptr_t)info.dli_saddr),
-            info.dli_fname ? info.dli_fname : "?");
+    else if (c.name && c.off == 0)
+        say(r, "%s (%s)", c.name, path);
+    else if (c.name)
+        say(r, "%s+0x%lx (%s)", c.name, (unsigned long)c.off, path);
     else
-        say(r, "%s+0x%lx", info.dli_fname ? info.dli_fname : "?",
-            (unsigned long)(at - (uintptr_t)info.dli_fbase));
+        say(r, "%s+0x%lx", path, (unsigned long)c.module_off);
 }
 
 static const char *syscall_name(long nr) {

@@ -206,6 +206,24 @@ static bool push_pending(listener *l, int fd) {
     return true;
 }
 
+/* The final completion of a listener's watch (the multishot accept or the
+ * edge watch): the server closed it (-EBADF), or the loop closes (drain:
+ * -ECANCELED, the descriptor still open, so it is closed here and the
+ * server counts as closed with its loop gone). */
+static void watch_ended(listener *l, ssize_t result) {
+    cio_server *s = l->server;
+    if (cio__link_linked(&l->accept_job.link)) cio__list_unlink(&l->accept_job.link);
+    if (result == -ECANCELED) {
+        cio__sys_close(l->fd);
+        s->loop_gone = 1;
+        s->closed = 1;
+        s->serving = 0;
+    }
+    l->fd = -1;
+    l->in_flight = 0;
+    maybe_free(s);
+}
+
 /* The multishot accept reported a connection (the operation still in
  * flight), or ended. */
 static void on_accepted(cio__op *op) {
@@ -225,18 +243,8 @@ static void on_accepted(cio__op *op) {
     }
     l->in_flight = 0;
     if (op->result == -ECANCELED || op->result == -EBADF) {
-        /* Closed by the server (-EBADF) or by the loop's close (drain:
-         * -ECANCELED, the descriptor still open). */
-        if (cio__link_linked(&l->accept_job.link)) cio__list_unlink(&l->accept_job.link);
         close_pending(l);
-        if (op->result == -ECANCELED) {
-            cio__sys_close(l->fd);
-            s->loop_gone = 1;
-            s->closed = 1;
-            s->serving = 0;
-        }
-        l->fd = -1;
-        maybe_free(s);
+        watch_ended(l, op->result);
         return;
     }
     /* An error stopped accepting: the accept job reports it (and pauses)
@@ -286,18 +294,7 @@ static void on_listener_edge(cio__op *op) {
         return;
     }
     /* Final completion: the server closed it, or the loop closes. */
-    cio_server *s = l->server;
-    if (cio__link_linked(&l->accept_job.link)) cio__list_unlink(&l->accept_job.link);
-    if (op->result == -ECANCELED) {
-        /* The loop closes (drain): the descriptor is still open. */
-        cio__sys_close(l->fd);
-        s->loop_gone = 1;
-        s->closed = 1;
-        s->serving = 0;
-    }
-    l->fd = -1;
-    l->in_flight = 0;
-    maybe_free(s);
+    watch_ended(l, op->result);
 }
 
 static void connection_gone(cio_transport *t) {
