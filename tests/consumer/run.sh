@@ -44,7 +44,12 @@ $cc -o "$work/pc-static" "$here/main.c" $(pkg-config --cflags cio) "$libdir/libc
 run "pkg-config, static" "$work/pc-static"
 $cc -o "$work/cc-plain" -I"$prefix/include" "$here/main.c" -L"$libdir" -lcio
 run "plain cc line" "$work/cc-plain"
-if ldd "$work/pc-static" | grep -q libcio; then
+# Checks read a captured output through a here-string, never `... | grep -q`:
+# grep -q leaves at its first match, and under pipefail the writer's SIGPIPE
+# on its next chunk (bash's echo writes 4 KiB at a time) fails the pipeline
+# at random on a busy machine.
+linked=$(ldd "$work/pc-static")
+if grep -q libcio <<<"$linked"; then
   echo "FAILED: the static build links libcio.so" >&2
   exit 1
 fi
@@ -63,10 +68,11 @@ done
 if command -v man >/dev/null; then
   for page in cio_sleep cio_queue_put cio; do
     out=$(MANWIDTH=80 man -M "$mandir" "$page" 2>&1) || { echo "FAILED: man $page: $out" >&2; exit 1; }
-    echo "$out" | grep -q "^NAME" || { echo "FAILED: man $page renders no NAME: $out" >&2; exit 1; }
+    grep -q "^NAME" <<<"$out" || { echo "FAILED: man $page renders no NAME: $out" >&2; exit 1; }
   done
-  echo "$(MANWIDTH=80 man -M "$mandir" cio_sleep 2>&1)" | grep -q "int cio_sleep(double delay);" \
-    || { echo "FAILED: man cio_sleep shows no synopsis" >&2; exit 1; }
+  out=$(MANWIDTH=80 man -M "$mandir" cio_sleep 2>&1)
+  grep -q "int cio_sleep(double delay);" <<<"$out" \
+    || { echo "FAILED: man cio_sleep shows no synopsis: $out" >&2; exit 1; }
   echo "ok: man -M <prefix>/share/man cio_sleep, cio_queue_put, cio"
 else
   echo "ok: man pages installed (man is not installed: not rendered)"
