@@ -27,7 +27,14 @@ cio_test_file(pipe IO)
 cio_test_file(file IO LABELS threads)
 cio_test_file(virtual_clock IO LABELS threads)
 cio_test_file(process IO LABELS threads NO_VALGRIND thousand_children_in_parallel_leave_no_zombie_fd_or_pidfd)
-cio_test_file(signal IO LABELS threads NO_TSAN second_sigint_during_cleanup_ends_the_process)
+# SIGINT from another process while the loop blocks in epoll_pwait2 or
+# io_uring_enter, which clang 14's TSan does not intercept: TSan holds the
+# signal until the thread's next intercepted call, so the loop sleeps on
+# until its 30 s timer (2 runs of 20 on a loaded machine). These
+# cases run in the five other configurations.
+cio_test_file(signal IO LABELS threads NO_TSAN second_sigint_during_cleanup_ends_the_process
+              sigint_cancels_the_main_task_and_cio_run_says_interrupted
+              main_task_that_uncancels_keeps_its_result)
 cio_test_file(backend IO NOFAST)
 # The watchdog names the test's functions with dladdr: export them.
 # Valgrind delivers a signal to a thread that computes only at its next
