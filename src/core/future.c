@@ -27,26 +27,6 @@
 #include "future.h"
 #include "handle.h"
 
-_Atomic(cio__future_maker_fn) cio__future_maker;
-
-int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind, const cio__future_ops *ops) {
-    fut->loop = loop;
-    fut->ops = ops;
-    fut->result = NULL;
-    fut->cancel_msg = NULL;
-    fut->refs = 1;
-    fut->error = 0;
-    fut->state = CIO__PENDING;
-    fut->kind = kind;
-    fut->retrieved = 0;
-    fut->creator = 0;
-    cio__list_init(&fut->callbacks);
-    cio__loop_debug_begin(loop);
-    cio__list_push_back(&loop->futures, &fut->loop_link);
-    cio__loop_debug_end(loop);
-    return 0;
-}
-
 int cio_future_new(cio_loop *loop, cio_future **futp) {
     if (!futp) return -EINVAL;
     *futp = NULL;
@@ -56,13 +36,15 @@ int cio_future_new(cio_loop *loop, cio_future **futp) {
     cio_future *fut = cio__malloc(sizeof *fut);
     if (!fut) return -ENOMEM;
     cio__future_init(loop, fut, CIO__KIND_FUTURE, NULL);
-    cio__future_maker_fn maker = atomic_load_explicit(&cio__future_maker, memory_order_relaxed);
-    fut->creator = maker ? maker(loop) : 0;
+    const cio_future *maker = cio__running_task_future();
+    if (maker && maker->loop == loop) fut->creator = maker->creator;
     *futp = fut;
     return 0;
 }
 
-void cio__future_destroy(cio_future *fut) {
+/* The end of a future's life, inlined into cio_future_unref, where a
+ * program's last release of a task lands once per spawn. */
+__attribute__((always_inline)) static inline void destroy(cio_future *fut) {
     if (cio__link_linked(&fut->loop_link)) {
         cio_loop *loop = fut->loop;
         if (loop) cio__loop_debug_begin(loop);
@@ -75,12 +57,18 @@ void cio__future_destroy(cio_future *fut) {
                     fut->kind == CIO__KIND_TASK ? "Task exception was never retrieved"
                                                 : "Future exception was never retrieved",
                     fut->error, fut);
-    cio__free(fut->cancel_msg);
-    fut->cancel_msg = NULL;
+    if (fut->cancel_msg) {
+        cio__free(fut->cancel_msg);
+        fut->cancel_msg = NULL;
+    }
     if (fut->ops)
         fut->ops->destroy(fut);
     else
         cio__free(fut);
+}
+
+void cio__future_destroy(cio_future *fut) {
+    destroy(fut);
 }
 
 cio_future *cio_future_ref(cio_future *fut) {
@@ -91,7 +79,7 @@ cio_future *cio_future_ref(cio_future *fut) {
 void cio_future_unref(cio_future *fut) {
     if (!fut) return;
     if (fut->refs == 0) return; /* already unreferenced: a caller bug, ignored */
-    if (--fut->refs == 0) cio__future_destroy(fut);
+    if (--fut->refs == 0) destroy(fut);
 }
 
 

@@ -43,19 +43,42 @@ struct cio_future {
     uint8_t state;
     uint8_t kind;
     uint8_t retrieved;     /* an error was read: do not report it */
-    /* cio_future_new: the low 32 bits of the id of the task that made the
-     * future (0: none). Who will set a future is unknowable; who made it
-     * is the best guess the dump's cycle search has (the padding after the
-     * bytes above holds it: the struct does not grow). */
+    /* A plain future: the low 32 bits of the id of the task that made it
+     * (0: none). Who will set a future is unknowable; who made it is the
+     * best guess the dump's cycle search has. A task: its own id's low 32
+     * bits, which cio_future_new copies from the running task. (The
+     * padding after the bytes above holds it: the struct does not grow.) */
     uint32_t creator;
 };
 
-int cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind, const cio__future_ops *ops);
-/* The task layer's answer to "which task of loop runs now" (its id's low
- * 32 bits, or 0), registered at loop creation as the stack layer's running
- * hook is: cio_future_new records it as the future's creator. */
-typedef uint32_t (*cio__future_maker_fn)(cio_loop *loop);
-extern _Atomic(cio__future_maker_fn) cio__future_maker;
+/* Starts a future's life on loop: pending, one reference (the creator's),
+ * on the loop's list. Inline: every spawn makes one. */
+static inline void cio__future_init(cio_loop *loop, cio_future *fut, uint8_t kind,
+                                    const cio__future_ops *ops) {
+    fut->loop = loop;
+    fut->ops = ops;
+    fut->result = NULL;
+    fut->cancel_msg = NULL;
+    fut->refs = 1;
+    fut->error = 0;
+    fut->state = CIO__PENDING;
+    fut->kind = kind;
+    fut->retrieved = 0;
+    fut->creator = 0;
+    cio__list_init(&fut->callbacks);
+    cio__loop_debug_begin(loop);
+    cio__list_push_back(&loop->futures, &fut->loop_link);
+    cio__loop_debug_end(loop);
+}
+/* The task running in this thread, or NULL (task.c keeps it). A task's
+ * record starts with its future (task.c asserts it), so this layer reads
+ * the running task's loop, and its id in creator, without calling up into
+ * the task layer. */
+struct cio__task;
+extern CIO__TLS struct cio__task *cio__running_task;
+static inline const cio_future *cio__running_task_future(void) {
+    return (const cio_future *)(const void *)cio__running_task;
+}
 /* Completes a pending future and schedules its callbacks. */
 static inline void cio__future_complete(cio_future *fut, uint8_t state, void *result, int error) {
     fut->state = state;

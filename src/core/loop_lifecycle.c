@@ -115,7 +115,6 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
     /* The overflow handler (stack layer) learns from the task layer which
      * stack is running. */
     cio__stack_set_running_hook(cio__running_stack);
-    atomic_store_explicit(&cio__future_maker, cio__current_task_of, memory_order_relaxed);
     /* Done callbacks left queued at close give back their futures. */
     cio__future_register_discards();
     *loopp = loop;

@@ -24,29 +24,28 @@
 #include "handle.h"
 #include "task.h"
 
-static CIO__TLS cio__task *current;
+/* The task running in this thread, or NULL (declared in future.h, which
+ * reads the running task's future through it). */
+CIO__TLS cio__task *cio__running_task;
+_Static_assert(offsetof(cio__task, fut) == 0, "a task's record starts with its future");
 
 /* How many finished task objects a loop keeps for reuse. */
 #define CIO__TASK_POOL_MAX 1024
 
 cio_task *cio_current_task(void) {
-    return current ? &current->fut : NULL;
+    return cio__running_task ? &cio__running_task->fut : NULL;
 }
 
 void cio__task_forget_current(void) {
-    current = NULL;
-}
-
-uint32_t cio__current_task_of(cio_loop *loop) {
-    return current && current->fut.loop == loop ? (uint32_t)current->id : 0;
+    cio__running_task = NULL;
 }
 
 cio__task *cio__current(int *err) {
-    if (!current) {
+    if (!cio__running_task) {
         *err = -EPERM;
         return NULL;
     }
-    return current;
+    return cio__running_task;
 }
 
 /* "Task-N" by hand: snprintf would cost more than the rest of a spawn, and
@@ -78,7 +77,7 @@ const char *cio_task_name(const cio_task *fut) {
 }
 
 const cio__stack *cio__running_stack(char *name, size_t cap, cio__stack_owner *owner) {
-    cio__task *t = current;
+    cio__task *t = cio__running_task;
     if (!t) return NULL;
     if (t->name) {
         size_t i = 0;
@@ -207,7 +206,7 @@ static void task_entry(void *arg) {
 
 /* A finished task gives back its stack and the reference it held on
  * itself while it ran. */
-static void release_finished(cio__task *t) {
+__attribute__((always_inline)) static inline void release_finished(cio__task *t) {
     cio_loop *loop = t->fut.loop;
     cio__ctx_destroy(&t->ctx);
     /* Debug mode measures every task's stack as it ends (see "Stack depth");
@@ -222,24 +221,24 @@ static void release_finished(cio__task *t) {
     cio__future_unref(&t->fut);
 }
 
-/* Inlined on purpose: it is the whole of a task switch besides the switch
- * itself, and an eager spawn calls it too (a call here cost eager spawns
- * 15% once the task room's code moved around). */
-__attribute__((always_inline)) static inline void resume(cio__task *t) {
-    cio__task *prev = current;
+/*
+ * A task switch: everything besides the switch itself. Debug mode also
+ * counts each task's CPU time, a clock read on either side of the switch;
+ * that copy (timed = 1) is kept out of line, so the copy every resume
+ * inlines (timed = 0) carries no clock value across the switch and tests
+ * debug mode once, before it.
+ */
+__attribute__((always_inline)) static inline void switch_to(cio__task *t, int timed) {
+    cio__task *prev = cio__running_task;
     cio__ctx *from = prev ? &prev->ctx : &t->fut.loop->main_ctx;
     t->resumer = from;
     t->run_state = CIO__TASK_RUNNING;
     t->switches++;
-    current = t;
-    /* Debug mode counts each task's CPU time (a system call per step); one
-     * switch site either way, so the switch is inlined once. */
-    int64_t cpu0 = 0;
-    if (__builtin_expect(t->fut.loop->debug, 0)) cpu0 = cio__thread_cpu_ns();
+    cio__running_task = t;
+    int64_t cpu0 = timed ? cio__thread_cpu_ns() : 0;
     cio__ctx_jump(from, &t->ctx, 0);
-    if (__builtin_expect(cpu0 != 0, 0))
-        t->cpu_ns = (t->cpu_ns > 0 ? t->cpu_ns : 0) + (cio__thread_cpu_ns() - cpu0);
-    current = prev;
+    if (timed) t->cpu_ns = (t->cpu_ns > 0 ? t->cpu_ns : 0) + (cio__thread_cpu_ns() - cpu0);
+    cio__running_task = prev;
     if (t->run_state == CIO__TASK_FINISHED) {
         release_finished(t);
         return;
@@ -255,6 +254,20 @@ __attribute__((always_inline)) static inline void resume(cio__task *t) {
      * overflow that did not move the stack pointer (a buffer written past
      * the limit) is caught before another task runs on. */
     if (__builtin_expect(t->stack.guard == 0, 0) && !cio__stack_intact(&t->stack)) overflowed(t);
+}
+
+__attribute__((noinline)) static void resume_timed(cio__task *t) {
+    switch_to(t, 1);
+}
+
+/* Inlined on purpose: it is the whole of a task switch besides the switch
+ * itself, and an eager spawn calls it too (a call here cost eager spawns
+ * 15% once the task room's code moved around). */
+__attribute__((always_inline)) static inline void resume(cio__task *t) {
+    if (__builtin_expect(t->fut.loop->debug, 0))
+        resume_timed(t);
+    else
+        switch_to(t, 0);
 }
 
 static void run_step(cio__job *job) {
@@ -283,6 +296,34 @@ void cio__task_wake(cio__task *t, int status) {
     t->wait = NULL;
     t->run_state = CIO__TASK_SCHEDULED;
     cio__ready_push(t->fut.loop, &t->step);
+}
+
+/*
+ * sleep(0), asyncio's bare yield: the task goes to the back of the ready
+ * queue and suspends once. Every yield shares one wait record, since
+ * nothing in it is particular to a call (and a yield lasts one iteration,
+ * so it keeps no "since"): the hottest suspension builds nothing and
+ * writes nothing but the task. Nobody writes through t->wait, so the
+ * record can be read-only.
+ */
+static const cio__wait yield_wait = {
+    .what = "sleep(0)", .deadline = INT64_MAX, .kind = CIO__WAIT_YIELD};
+
+int cio__task_yield(cio__task *t) {
+    cio__ready_push(t->fut.loop, &t->step);
+    t->wake_status = 0;
+    t->wait = (cio__wait *)&yield_wait;
+    t->frame = t->wait;
+    t->run_state = CIO__TASK_SUSPENDED;
+    cio__ctx_jump(&t->ctx, t->resumer, 0);
+    t->wait = NULL;
+    t->frame = NULL;
+    t->run_state = CIO__TASK_RUNNING;
+    if (t->must_cancel) {
+        t->must_cancel = 0;
+        return -ECANCELED;
+    }
+    return t->wake_status;
 }
 
 int cio__task_suspend(cio__task *t, cio__wait *wait) {
@@ -386,21 +427,21 @@ int cio_task_uncancel(cio_task *task) {
 }
 
 void *cio_raise(int err) {
-    if (current) {
-        current->has_raised = 1;
-        current->raised_msg = 0;
-        current->raised = err < 0 ? err : -EINVAL;
+    if (cio__running_task) {
+        cio__running_task->has_raised = 1;
+        cio__running_task->raised_msg = 0;
+        cio__running_task->raised = err < 0 ? err : -EINVAL;
     }
     return NULL;
 }
 
 void *cio_raise_msg(int err, const char *msg) {
-    if (current) {
+    if (cio__running_task) {
         cio_raise(err);
-        cio__free(current->fut.cancel_msg);
+        cio__free(cio__running_task->fut.cancel_msg);
         /* Without memory for the copy the error still stands, unexplained. */
-        current->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
-        current->raised_msg = 1;
+        cio__running_task->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
+        cio__running_task->raised_msg = 1;
     }
     return NULL;
 }
@@ -419,25 +460,12 @@ static const char *task_name(const cio_future *fut) {
 static const cio__future_ops task_ops = {
     .destroy = task_destroy, .cancel = task_cancel, .name = task_name};
 
-/* The public spawns are macros that pass CIO_HERE; the functions behind
- * the macros' names (called in parentheses or through a pointer) record
- * their caller's code address instead. */
-int(cio_spawn)(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp) {
-    return cio__spawn(loop, fn, arg, NULL, taskp, NULL, __builtin_return_address(0));
-}
-
-int(cio_spawn_with)(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
-                    cio_task **taskp) {
-    return cio__spawn(loop, fn, arg, opts, taskp, NULL, __builtin_return_address(0));
-}
-
-int cio_spawn_at(const char *site, cio_loop *loop, cio_coro_fn fn, void *arg,
-                 const cio_task_options *opts, cio_task **taskp) {
-    return cio__spawn(loop, fn, arg, opts, taskp, site, site ? NULL : __builtin_return_address(0));
-}
-
-int cio__spawn(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
-               cio_task **taskp, const char *site, const void *pc) {
+/* The body of every spawn, inlined into each entry below. */
+__attribute__((always_inline)) static inline int spawn_task(cio_loop *loop, cio_coro_fn fn,
+                                                            void *arg,
+                                                            const cio_task_options *opts,
+                                                            cio_task **taskp, const char *site,
+                                                            const void *pc) {
     if (taskp) *taskp = NULL;
     if (!loop || !fn) return -EINVAL;
     int rc = cio__loop_check(loop);
@@ -485,7 +513,8 @@ int cio__spawn(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options
     t->raised = 0;
     t->wake_status = 0;
     t->id = ++loop->task_ids;
-    t->parent_id = current && current->fut.loop == loop ? current->id : 0;
+    t->fut.creator = (uint32_t)t->id; /* what a future it makes records */
+    t->parent_id = cio__running_task && cio__running_task->fut.loop == loop ? cio__running_task->id : 0;
     t->spawn_site = site;
     t->spawn_pc = pc;
     /* A running loop's last clock reading is recent enough and free; a
@@ -510,6 +539,30 @@ int cio__spawn(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options
         cio__ready_push(loop, &t->step);
     }
     return 0;
+}
+
+/* The public spawns are macros that pass CIO_HERE; the functions behind
+ * the macros' names (called in parentheses or through a pointer) record
+ * their caller's code address instead. */
+int(cio_spawn)(cio_loop *loop, cio_coro_fn fn, void *arg, cio_task **taskp) {
+    return cio__spawn(loop, fn, arg, NULL, taskp, NULL, __builtin_return_address(0));
+}
+
+int(cio_spawn_with)(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
+                    cio_task **taskp) {
+    return cio__spawn(loop, fn, arg, opts, taskp, NULL, __builtin_return_address(0));
+}
+
+/* The cio_spawn and cio_spawn_with macros land here: the spawn's body is
+ * inlined into it, so a spawn is one call. */
+int cio_spawn_at(const char *site, cio_loop *loop, cio_coro_fn fn, void *arg,
+                 const cio_task_options *opts, cio_task **taskp) {
+    return spawn_task(loop, fn, arg, opts, taskp, site, site ? NULL : __builtin_return_address(0));
+}
+
+int cio__spawn(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
+               cio_task **taskp, const char *site, const void *pc) {
+    return spawn_task(loop, fn, arg, opts, taskp, site, pc);
 }
 
 void cio__task_detach(cio__task *t) {
@@ -537,8 +590,10 @@ static void task_destroy(cio_future *fut) {
     /* Only loop close destroys a task that still has its stack (a running
      * task holds a reference on itself): detach releases it first. */
     cio__task_detach(t);
-    cio__free(t->name);
-    t->name = NULL;
+    if (t->name) {
+        cio__free(t->name);
+        t->name = NULL;
+    }
     cio_loop *loop = t->fut.loop;
     if (loop && !loop->closing && loop->free_task_count < CIO__TASK_POOL_MAX) {
         t->free_next = loop->free_tasks;
@@ -617,7 +672,7 @@ size_t cio__task_stack_high_water(const cio__task *t) {
     if (!t->stack.lo) return t->stack_mark;
     /* The running task's stack pointer is here; a suspended one's is saved. */
     volatile char here = 0;
-    const void *sp = current == t ? (const void *)&here : t->ctx.sp;
+    const void *sp = cio__running_task == t ? (const void *)&here : t->ctx.sp;
     size_t mark = cio__stack_high_water(&t->stack, sp);
     /* The words a switch saved at the lowest stack pointer may all be zero
      * (registers holding zero): the bound from that pointer is still a

@@ -151,6 +151,9 @@ int cio__task_cancel(cio__task *task, const char *msg);
  * cio__task_wake() or cio__task_resume(). Returns the wake status, or
  * -ECANCELED if a cancellation was pending. */
 int cio__task_suspend(cio__task *task, cio__wait *wait);
+/* sleep(0): to the back of the ready queue and one suspension; returns 0
+ * or -ECANCELED. */
+int cio__task_yield(cio__task *task);
 /* Like cio__task_suspend, but a deadline (loop time in ns; INT64_MAX for
  * none) wakes the task with -ETIMEDOUT after abandoning the wait, or, for a
  * wait with an expire hook, calls that hook and lets the wait wake the
@@ -185,9 +188,6 @@ size_t cio__task_stack_high_water(const cio__task *task);
  * loop's census of spawn sites, and wipes the stack for the next task
  * (task.c, with stack_census.c's census). */
 void cio__task_stack_account(cio__task *task);
-/* The id (low 32 bits) of the task of loop running now, or 0: the
- * creator cio_future_new records (cio__future_maker). */
-uint32_t cio__current_task_of(cio_loop *loop);
 /* Frees the finished task objects a loop keeps for reuse (loop close). */
 void cio__task_pool_destroy(cio_loop *loop);
 

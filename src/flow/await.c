@@ -46,11 +46,14 @@ static cio__wait awaiting(cio_future *fut, const char *what, int64_t deadline) {
     /* The kind of future is the edge's label in the await graph: a task
      * awaited is a task -> task edge, which is what the dump's cycle search
      * follows. */
-    uint8_t kind = fut->kind == CIO__KIND_TASK     ? CIO__WAIT_TASK
-                   : fut->kind == CIO__KIND_GATHER ? CIO__WAIT_GATHER
-                                                   : CIO__WAIT_FUTURE;
+    static const uint8_t edge_of_kind[] = {
+        [CIO__KIND_FUTURE] = CIO__WAIT_FUTURE,
+        [CIO__KIND_TASK] = CIO__WAIT_TASK,
+        [CIO__KIND_GATHER] = CIO__WAIT_GATHER,
+    };
+    /* The dump reads the object of a future's wait from .future. */
     return (cio__wait){.cancel = cancel_awaited, .unwind = unwind_awaited, .what = what,
-                       .future = fut, .deadline = deadline, .object = fut, .kind = kind};
+                       .future = fut, .deadline = deadline, .kind = edge_of_kind[fut->kind]};
 }
 
 static int check_awaitable(cio__task *t, cio_future *fut) {

@@ -28,14 +28,6 @@ static int cancel_sleep(cio__wait *wait, const char *msg) {
     return 1;
 }
 
-static int yield_once(cio__task *t) {
-    cio__wait rec = {.what = "sleep(0)", .deadline = INT64_MAX, .kind = CIO__WAIT_YIELD};
-    cio__ready_push(t->fut.loop, &t->step);
-    int rc = cio__task_suspend(t, &rec);
-    t->run_state = CIO__TASK_RUNNING;
-    return rc;
-}
-
 static int sleep_until_ns(cio__task *t, int64_t when) {
     cio_loop *loop = t->fut.loop;
     int rc = cio__timer_heap_reserve(&loop->timers, 1);
@@ -58,7 +50,7 @@ int cio_sleep(double delay) {
     int rc;
     cio__task *t = cio__current(&rc);
     if (!t) return rc;
-    if (delay <= 0) return yield_once(t);
+    if (delay <= 0) return cio__task_yield(t);
     return sleep_until_ns(t, cio__deadline_after(delay));
 }
 
@@ -68,6 +60,6 @@ int cio_sleep_until(double when) {
     cio__task *t = cio__current(&rc);
     if (!t) return rc;
     int64_t w = cio__seconds_to_ns(when);
-    if (w <= cio__clock_ns()) return yield_once(t);
+    if (w <= cio__clock_ns()) return cio__task_yield(t);
     return sleep_until_ns(t, w);
 }
