@@ -299,38 +299,13 @@ void cio__task_wake(cio__task *t, int status) {
 }
 
 /*
- * sleep(0), asyncio's bare yield: the task goes to the back of the ready
- * queue and suspends once. Every yield shares one wait record, since
- * nothing in it is particular to a call (and a yield lasts one iteration,
- * so it keeps no "since"): the hottest suspension builds nothing and
- * writes nothing but the task. Nobody writes through t->wait, so the
- * record can be read-only.
+ * The one suspension path: the task records what it waits on and switches
+ * back to whoever resumed it; it returns the wake status, or -ECANCELED if
+ * a cancellation is pending. The wait record must already say everything
+ * the dump reads of it (cio__task_suspend stamps its "since").
  */
-static const cio__wait yield_wait = {
-    .what = "sleep(0)", .deadline = INT64_MAX, .kind = CIO__WAIT_YIELD};
-
-int cio__task_yield(cio__task *t) {
-    cio__ready_push(t->fut.loop, &t->step);
+__attribute__((always_inline)) static inline int suspend_on(cio__task *t, cio__wait *wait) {
     t->wake_status = 0;
-    t->wait = (cio__wait *)&yield_wait;
-    t->frame = t->wait;
-    t->run_state = CIO__TASK_SUSPENDED;
-    cio__ctx_jump(&t->ctx, t->resumer, 0);
-    t->wait = NULL;
-    t->frame = NULL;
-    t->run_state = CIO__TASK_RUNNING;
-    if (t->must_cancel) {
-        t->must_cancel = 0;
-        return -ECANCELED;
-    }
-    return t->wake_status;
-}
-
-int cio__task_suspend(cio__task *t, cio__wait *wait) {
-    t->wake_status = 0;
-    /* The dump's "waiting 2.1s": the loop's last clock reading, no clock
-     * read of its own. */
-    if (wait) wait->since = t->fut.loop->now_ns;
     t->wait = wait;
     t->frame = wait;
     t->run_state = CIO__TASK_SUSPENDED;
@@ -348,6 +323,30 @@ int cio__task_suspend(cio__task *t, cio__wait *wait) {
         return -ECANCELED;
     }
     return t->wake_status;
+}
+
+int cio__task_suspend(cio__task *t, cio__wait *wait) {
+    /* The dump's "waiting 2.1s": the loop's last clock reading, no clock
+     * read of its own. */
+    if (wait) wait->since = t->fut.loop->now_ns;
+    return suspend_on(t, wait);
+}
+
+/*
+ * sleep(0), asyncio's bare yield: the task goes to the back of the ready
+ * queue and suspends once. Every yield shares one read-only wait record,
+ * since nothing in it is particular to a call and a yield lasts one
+ * iteration (so it keeps no "since", and the dump shows none): the hottest
+ * suspension builds no record. Nothing writes through t->wait.
+ */
+static const cio__wait yield_wait = {
+    .what = "sleep(0)", .deadline = INT64_MAX, .kind = CIO__WAIT_YIELD};
+
+int cio__task_yield(cio__task *t) {
+    cio__ready_push(t->fut.loop, &t->step);
+    int rc = suspend_on(t, (cio__wait *)&yield_wait);
+    t->run_state = CIO__TASK_RUNNING;
+    return rc;
 }
 
 /*

@@ -499,6 +499,13 @@ static void out_frames_text(dumper *d, const cio__task *t) {
     }
 }
 
+/* Whether a task's line says how long it has waited: a suspended task's
+ * wait record holds when it began, except a yield's shared record, which
+ * keeps none (a yield lasts one iteration). */
+static bool waits_since(const cio__task *t) {
+    return t->run_state == CIO__TASK_SUSPENDED && t->wait && t->wait->kind != CIO__WAIT_YIELD;
+}
+
 /* The task line: "task 7 "fetch" waiting 2.103s switches=14
  * spawned=src/app.c:88 parent=3". */
 static void out_task_line(dumper *d, const cio__task *t) {
@@ -507,8 +514,7 @@ static void out_task_line(dumper *d, const cio__task *t) {
     out_task_ref(d, t);
     out_ch(o, ' ');
     cio__out_str(o, state_name(t));
-    /* A yield's shared record keeps no "since": it lasts one iteration. */
-    if (t->run_state == CIO__TASK_SUSPENDED && t->wait && t->wait->kind != CIO__WAIT_YIELD) {
+    if (waits_since(t)) {
         out_ch(o, ' ');
         cio__out_secs(o, d->now - t->wait->since, 3);
         out_ch(o, 's');
@@ -639,7 +645,7 @@ static void out_task_json(dumper *d, const cio__task *t) {
     cio__out_u64(o, t->id);
     json_str(o, "name", cio__task_name((cio__task *)t));
     json_str(o, "state", state_name(t));
-    if (t->run_state == CIO__TASK_SUSPENDED && t->wait && t->wait->kind != CIO__WAIT_YIELD)
+    if (waits_since(t))
         json_secs(o, "waiting_for", d->now - t->wait->since);
     json_u64(o, "switches", t->switches);
     if (t->spawn_site) json_str(o, "spawned", t->spawn_site);
@@ -846,8 +852,7 @@ static void out_fold_text(dumper *d, scratch *sc, size_t i) {
     out_pattern(o, cio__task_name((cio__task *)t), 0);
     out_ch(o, ' ');
     cio__out_str(o, state_name(t));
-    /* A yield's shared record keeps no "since": it lasts one iteration. */
-    if (t->run_state == CIO__TASK_SUSPENDED && t->wait && t->wait->kind != CIO__WAIT_YIELD) {
+    if (t->run_state == CIO__TASK_SUSPENDED && t->wait) {
         out_ch(o, ' ');
         cio__out_str(o, kind_name(t->wait));
         if (t->wait->kind == CIO__WAIT_FD && t->wait->dir)
