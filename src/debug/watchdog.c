@@ -527,6 +527,9 @@ static int start_thread(void) {
     int rc = cio__sys_thread_start(&thread, watchdog_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) return -EAGAIN;
+    /* Named before this call returns, so top, gdb and /proc/PID/task tell
+     * it apart from the program's threads. */
+    pthread_setname_np(thread, "cio-watchdog");
     thread_running = true;
     return 0;
 }
