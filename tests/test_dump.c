@@ -333,6 +333,13 @@ void *dump_scene_main(void *arg) {
     }
     char *b = task_block(text, "sleeper");
     CHECK(strstr(b, "  wait: sleep until=") != NULL);
+    /* cio's own functions are hidden (and task_entry is static): dladdr
+     * cannot name them, the library's .symtab does. The task's first
+     * frame is the task trampoline (task.c's task_entry, called by the
+     * switch's cio__ctx_trampoline), and the innermost one the one
+     * suspension path. */
+    if (!strstr(b, " task_entry+0x") || !strstr(b, " cio__task_suspend+0x"))
+        FAIL("cio's hidden functions unnamed in:\n%s", b);
     CHECK(strstr(b, "(+59.") != NULL || strstr(b, "(+60.") != NULL);
     free(b);
     b = task_block(text, "waiter");

@@ -213,7 +213,9 @@ static const char *base_name(const char *path) {
 /* A return address points after its call, which may be a function's last
  * instruction: the symbol is looked up for the byte before it. A symbol
  * that ends before the address (a hidden function between two exported
- * ones, which -rdynamic does not export) does not name it. */
+ * ones, which -rdynamic does not export) does not name it: the object's
+ * .symtab does (symtab.c), and dladdr's answer stays the fallback for a
+ * stripped file. Not for signal handlers: both look-ups take locks. */
 void cio__code_lookup(uintptr_t pc, int is_return, cio__code_sym *out) {
     memset(out, 0, sizeof *out);
     out->pc = pc;
@@ -232,7 +234,15 @@ void cio__code_lookup(uintptr_t pc, int is_return, cio__code_sym *out) {
         if (es->st_size == 0 || at - start < es->st_size) {
             out->name = info.dli_sname;
             out->off = pc - start;
+            out->dynamic = 1;
         }
+    }
+    /* A hidden or static function: the file's full symbol table knows it. */
+    const char *name;
+    uintptr_t start;
+    if (!out->name && cio__symtab_lookup(at, &name, &start)) {
+        out->name = name;
+        out->off = pc - start;
     }
 }
 
@@ -797,25 +807,71 @@ static void fold(dumper *d, scratch *sc) {
     }
 }
 
-/* The frame FOLD names a group by: the first one with a symbol that is
- * not cio's own (cio_*), else the first. */
+/* A public function of cio's (cio_x, not the cio__ internals). */
+static int public_cio(const char *name) {
+    return name && strncmp(name, "cio_", 4) == 0 && name[4] != '_';
+}
+
+static uintptr_t object_base(const cio__code_sym *s) {
+    return s->found ? s->pc - s->module_off : 0;
+}
+
+/*
+ * Whether a named frame is cio's own code, for the fold site: 1 yes, 0 no,
+ * -1 cannot tell. Names with cio_ are. Otherwise the object tells when cio
+ * is a shared library apart from the task's function; in one program (a
+ * static cio), exports do: with the task's function exported (-rdynamic),
+ * cio's hidden functions are the ones without an export. A program that
+ * exports nothing and links cio statically cannot tell its static
+ * functions from cio's.
+ */
+static int cio_frame(const cio__code_sym *s, const cio__code_sym *self, const cio__code_sym *fn) {
+    if (strncmp(s->name, "cio_", 4) == 0) return 1;
+    if (self->found && fn->found && object_base(self) != object_base(fn))
+        return object_base(s) == object_base(self);
+    if (fn->dynamic) return !s->dynamic;
+    return -1;
+}
+
+/* The frame FOLD names a group by: the program's code that waits, so the
+ * first frame that is not cio's own. When that cannot be told, the caller
+ * of the innermost public cio function, else the first named frame
+ * without cio_, else the first frame. */
 static void out_fold_site(dumper *d, const tinfo *ti) {
-    cio__code_sym first = {0}, s;
-    int have = 0;
+    cio__code_sym first = {0}, caller = {0}, other = {0}, s, self, fn;
+    int have = 0, have_caller = 0, have_other = 0, after_public = 0;
     uintptr_t pcs[MAX_FRAMES];
     size_t n = cio__task_frames(ti->t, pcs, MAX_FRAMES);
+    symbolize(d->syms, (uintptr_t)cio_dump, 0, &self);
+    symbolize(d->syms, (uintptr_t)ti->t->fn, 0, &fn);
     for (size_t k = 0; k < n; k++) {
         symbolize(d->syms, pcs[k], 1, &s);
         if (!have) {
             first = s;
             have = 1;
         }
-        if (s.name && strncmp(s.name, "cio_", 4) != 0) {
+        if (!s.name) continue;
+        int own = cio_frame(&s, &self, &fn);
+        if (own == 0) {
             first = s;
+            have_caller = have_other = 0;
             break;
         }
+        if (own < 0 && after_public && !have_caller) {
+            caller = s;
+            have_caller = 1;
+        }
+        if (own < 0 && !have_other) {
+            other = s;
+            have_other = 1;
+        }
+        after_public = public_cio(s.name);
     }
     if (!have) return;
+    if (have_caller)
+        first = caller;
+    else if (have_other)
+        first = other;
     cio__out_str(d->o, " at ");
     out_sym_text(d->o, &first);
 }

@@ -80,9 +80,10 @@ void cio__out_secs(cio__out *o, int64_t ns, int decimals);
  * escaped (JSON's rules when json is set). */
 void cio__out_quoted(cio__out *o, const char *s, int json);
 
-/* What dladdr says of a code address (dump.c): found is 0 when no loaded
- * object holds it; name is NULL when no symbol covers it (a hidden
- * function), and off counts from the symbol, module_off from the object's
+/* What dladdr says of a code address (dump.c), with names for hidden and
+ * static functions from the object's .symtab: found is 0 when no loaded
+ * object holds it; name is NULL when no symbol covers it (a stripped
+ * file), and off counts from the symbol, module_off from the object's
  * base. is_return looks up the byte before pc (a return address may point
  * past its function's end). The watchdog names its frames with it too. */
 typedef struct cio__code_sym {
@@ -90,12 +91,20 @@ typedef struct cio__code_sym {
     int found;
     const char *name;
     uintptr_t off;
+    int dynamic;         /* name is an export (dladdr's), not from the .symtab */
     const char *path;    /* the object's file, or NULL */
     const char *module;  /* its base name */
     uintptr_t module_off;
 } cio__code_sym;
 
 void cio__code_lookup(uintptr_t pc, int is_return, cio__code_sym *out);
+
+/* The function holding the code address at, from the ELF symbol table
+ * (.symtab) of the file of the loaded object that holds it (symtab.c):
+ * what dladdr cannot name (hidden and static functions). 1 with *name
+ * (valid for the life of the process) and *start set, or 0. Reads the
+ * file on the object's first look-up: never from a signal handler. */
+int cio__symtab_lookup(uintptr_t at, const char **name, uintptr_t *start);
 
 /* The return addresses of a suspended task, innermost first, read from
  * the frame pointers saved on its stack (within its bounds, at most max):
