@@ -916,6 +916,92 @@ TEST(debug_close_reports_the_dump_of_unfinished_tasks) {
     CHECK_OK(cio_loop_free(loop));
 }
 
+/* ---- the census of stack use per spawn site (test 11) ------------------ */
+
+__attribute__((noinline)) static void census_touch(size_t n) {
+    volatile char buf[10 * 1024];
+    if (n > sizeof buf) n = sizeof buf;
+    for (size_t i = 0; i < n; i++) buf[i] = 1;
+    CHECK_OK(cio_sleep(0));
+}
+
+static cio_event *census_release;
+
+/* mode 1: deep (10 KiB); 0: shallow; 2: shallow, waiting until released. */
+void *census_task(void *arg) {
+    intptr_t mode = (intptr_t)arg;
+    if (mode == 1) census_touch(10 * 1024);
+    else if (mode == 2) CHECK_OK(cio_event_wait(census_release));
+    else CHECK_OK(cio_sleep(0));
+    return NULL;
+}
+
+static int census_site_line;
+
+/* Every task of the test comes from this one line: one census site. */
+static void census_spawn(cio_loop *loop, intptr_t mode, cio_task **t) {
+    cio_task_options o = {.name = mode == 1 ? "deep" : "shallow", .stack_size = 64 * 1024};
+    census_site_line = __LINE__ + 1;
+    CHECK_OK(cio_spawn_with(loop, census_task, (void *)mode, &o, t));
+}
+
+TEST(dump_census_line_of_a_spawn_site_shows_its_maximum) {
+    cio_loop *loop = test_loop();
+    /* Debug mode: a task that ends is measured into the census, and its
+     * stack wiped for the next one. */
+    CHECK_OK(cio_loop_set_debug(loop, 1));
+    cio_task *t;
+    census_spawn(loop, 1, &t);
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    ssize_t deep = cio_task_stack_high_water(t);
+    cio_future_unref(t);
+    CHECK_INT(deep, >=, 10 * 1024);
+    for (int i = 0; i < 2; i++) {
+        census_spawn(loop, 0, &t);
+        CHECK_OK(cio_run_until_complete(loop, t, NULL));
+        cio_future_unref(t);
+    }
+    /* One more, alive (waiting) while the dump is taken: measured then. */
+    CHECK_OK(cio_event_new(&census_release));
+    census_spawn(loop, 2, &t);
+    run_settle(loop);
+    char *text = dump_string(loop, CIO_DUMP_STACKS, NULL);
+    fprintf(stderr, "%s", text);
+    const char *census = strstr(text, "\ncensus:\n");
+    if (!census) FAIL("no census section in:\n%s", text);
+    char want[256];
+    snprintf(want, sizeof want, "test_dump.c:%d max %zd of 65536 B (%zd%%), 4 tasks\n",
+             census_site_line, deep, deep * 100 / 65536);
+    if (!strstr(census, want)) FAIL("no \"%s\" in:\n%s", want, census);
+    /* The live task's own block has the cheap bound of its mark (from the
+     * lowest stack pointer seen at a switch): a shallow one. */
+    char *b = task_block(text, "shallow");
+    const char *hw = strstr(b, " hwm>=");
+    if (!hw) FAIL("no hwm>= in:\n%s", b);
+    CHECK_INT(strtol(hw + 6, NULL, 10), <, 4096);
+    CHECK_INT(strtol(hw + 6, NULL, 10), >, 0);
+    free(b);
+    free(text);
+    /* The same in JSON. */
+    text = dump_string(loop, CIO_DUMP_STACKS | CIO_DUMP_JSON, NULL);
+    if (!json_valid(text)) FAIL("invalid JSON:\n%s", text);
+    snprintf(want, sizeof want, "test_dump.c:%d\",\"max\":%zd,\"stack_size\":65536,", census_site_line,
+             deep);
+    const char *jc = strstr(text, "\"census\":[");
+    if (!jc || !strstr(jc, want) || !strstr(strstr(jc, want), "\"tasks\":4,"))
+        FAIL("no census site \"%s\" with 4 tasks in:\n%s", want, text);
+    free(text);
+    /* Without STACKS the dump measures nothing. */
+    text = dump_string(loop, 0, NULL);
+    CHECK(strstr(text, "census:") == NULL);
+    free(text);
+    CHECK_OK(cio_event_set(census_release));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    CHECK_OK(cio_event_free(census_release));
+    CHECK_OK(cio_loop_free(loop));
+}
+
 TEST(bad_arguments_are_refused) {
     cio_loop *loop = test_loop();
     CHECK_ERR(cio_dump(NULL, 1, 0), -EINVAL);

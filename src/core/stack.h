@@ -150,6 +150,18 @@ int cio__stack_census_copy(const cio__stack_census *census, cio__stack_census **
 int cio__stack_census_print(cio__stack_census *census, FILE *out);
 void cio__stack_census_free(cio__stack_census **census);
 
+/* One site of a census, for a reader that formats it itself (the task
+ * dump): how many sites, and site i (in the census's order; print sorts). */
+typedef struct cio__stack_census_site {
+    const char *site; /* or NULL: pc says where */
+    const void *pc;
+    size_t max_mark, stack_size;
+    uint64_t tasks;
+    bool upper;
+} cio__stack_census_site;
+size_t cio__stack_census_count(const cio__stack_census *census);
+void cio__stack_census_get(const cio__stack_census *census, size_t i, cio__stack_census_site *out);
+
 /* How many guarded stacks the process may still carve, and a way for tests
  * to set it (to reach the canary mode without 16,000 tasks). */
 size_t cio__stack_guard_budget(void);

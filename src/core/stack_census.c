@@ -93,6 +93,17 @@ void cio__stack_census_free(cio__stack_census **cp) {
 }
 
 
+size_t cio__stack_census_count(const cio__stack_census *c) {
+    return c ? c->count : 0;
+}
+
+void cio__stack_census_get(const cio__stack_census *c, size_t i, cio__stack_census_site *out) {
+    const census_site *s = &c->sites[i];
+    *out = (cio__stack_census_site){.site = s->site, .pc = s->pc, .max_mark = s->max_mark,
+                                    .stack_size = s->stack_size, .tasks = s->tasks,
+                                    .upper = s->upper != 0};
+}
+
 static int by_mark_descending(const void *a, const void *b) {
     const census_site *x = a, *y = b;
     return x->max_mark < y->max_mark ? 1 : x->max_mark > y->max_mark ? -1 : 0;

@@ -542,6 +542,15 @@ static void out_task_line(dumper *d, const cio__task *t) {
     out_ch(o, '\n');
 }
 
+/* The stack's depth at the lowest stack pointer seen at a switch: a lower
+ * bound of its high-water mark that costs nothing to read (the exact mark
+ * scans the stack: the census measures it). 0: not known. */
+static size_t low_water(const cio__task *t) {
+    const char *lo = t->stack.lo, *sp = t->stack_low_sp;
+    if (!lo || !sp || sp < lo || sp > lo + t->stack.size) return 0;
+    return (size_t)(lo + t->stack.size - sp);
+}
+
 static void out_task_block(dumper *d, const cio__task *t) {
     cio__out *o = d->o;
     out_task_line(d, t);
@@ -550,6 +559,11 @@ static void out_task_block(dumper *d, const cio__task *t) {
     cio__out_u64(o, t->stack.size);
     out_ch(o, ' ');
     cio__out_str(o, cio__stack_protection(&d->loop->stacks, &t->stack));
+    size_t low = low_water(t);
+    if (low) {
+        cio__out_str(o, " hwm>=");
+        cio__out_u64(o, low);
+    }
     out_ch(o, '\n');
     if (t == d->running) cio__out_str(o, "  (running: the task that asked for this dump)\n");
     if (d->flags & CIO_DUMP_STACKS) out_frames_text(d, t);
@@ -666,6 +680,7 @@ static void out_task_json(dumper *d, const cio__task *t) {
     cio__out_str(o, "{\"size\":");
     cio__out_u64(o, t->stack.size);
     json_str(o, "protection", cio__stack_protection(&d->loop->stacks, &t->stack));
+    if (low_water(t)) json_u64(o, "high_water_at_least", low_water(t));
     out_ch(o, '}');
     if (t->run_state == CIO__TASK_SUSPENDED && t->wait) {
         json_key(o, "wait");
@@ -1193,6 +1208,97 @@ static int out_cycles(dumper *d, scratch *sc) {
     return found;
 }
 
+/*
+ * The census of stack use per spawn site (core/stack_census.c), as
+ * cio_loop_stack_census prints it: the sites the loop recorded (tasks that
+ * ended in debug mode) and every pending task's exact mark, measured now,
+ * deepest site first. It works on a copy, so the loop's census is left as
+ * it was; without memory for it the section says so.
+ */
+static int by_census_mark(const void *x, const void *y) {
+    const cio__stack_census_site *a = x, *b = y;
+    return a->max_mark < b->max_mark ? 1 : a->max_mark > b->max_mark ? -1 : 0;
+}
+
+static void out_census_site(dumper *d, const cio__stack_census_site *c) {
+    if (c->site) {
+        cio__out_str(d->o, c->site);
+        return;
+    }
+    cio__code_sym s;
+    symbolize(d->syms, (uintptr_t)c->pc, 1, &s);
+    if (s.name) {
+        cio__out_str(d->o, s.name);
+        out_ch(d->o, '+');
+        out_hex_short(d->o, s.off);
+    } else {
+        cio__out_hex(d->o, (uintptr_t)c->pc);
+    }
+}
+
+static void out_census(dumper *d) {
+    cio__out *o = d->o;
+    cio__stack_census *census = NULL;
+    int rc = cio__stack_census_copy(d->loop->stack_census, &census);
+    for (size_t i = 0; i < d->n && rc == 0; i++) {
+        const cio__task *t = d->by_id[i];
+        if (!t->stack.lo) continue;
+        rc = cio__stack_census_add(&census, t->spawn_site, t->spawn_pc,
+                                   cio__task_stack_high_water(t), t->stack.size, !t->stack.wiped);
+    }
+    size_t n = rc == 0 ? cio__stack_census_count(census) : 0;
+    cio__stack_census_site *sites = rc == 0 && n ? malloc(n * sizeof *sites) : NULL;
+    if (n && !sites) rc = -ENOMEM;
+    for (size_t i = 0; sites && i < n; i++) cio__stack_census_get(census, i, &sites[i]);
+    if (sites) qsort(sites, n, sizeof *sites, by_census_mark);
+    if (d->json) {
+        json_key(o, "census");
+        out_ch(o, '[');
+    } else {
+        cio__out_str(o, rc == 0 ? "census:\n" : "census: (left out: no memory for it)\n");
+    }
+    for (size_t i = 0; sites && i < n; i++) {
+        const cio__stack_census_site *c = &sites[i];
+        size_t pct = c->stack_size ? c->max_mark * 100 / c->stack_size : 0;
+        if (d->json) {
+            if (i) out_ch(o, ',');
+            cio__out_str(o, "{\"site\":");
+            if (c->site) {
+                cio__out_quoted(o, c->site, 1);
+            } else {
+                out_ch(o, '"');
+                out_census_site(d, c);
+                out_ch(o, '"');
+                json_hex(o, "spawn_pc", (uintptr_t)c->pc);
+            }
+            json_u64(o, "max", c->max_mark);
+            json_u64(o, "stack_size", c->stack_size);
+            json_u64(o, "percent", pct);
+            json_u64(o, "tasks", c->tasks);
+            json_key(o, "upper_bound");
+            cio__out_str(o, c->upper ? "true" : "false");
+            out_ch(o, '}');
+        } else {
+            /* "src/app.c:88 max 5120 of 16384 B (31%), 3 tasks" */
+            out_census_site(d, c);
+            cio__out_str(o, " max ");
+            cio__out_u64(o, c->max_mark);
+            cio__out_str(o, " of ");
+            cio__out_u64(o, c->stack_size);
+            cio__out_str(o, " B (");
+            cio__out_u64(o, pct);
+            cio__out_str(o, "%), ");
+            cio__out_u64(o, c->tasks);
+            cio__out_str(o, c->tasks == 1 ? " task" : " tasks");
+            if (c->upper) cio__out_str(o, " (upper bound: a reused stack not wiped)");
+            out_ch(o, '\n');
+        }
+    }
+    if (d->json) out_ch(o, ']');
+    free(sites);
+    cio__stack_census_free(&census);
+}
+
 static void out_header(dumper *d, size_t tasks) {
     cio__out *o = d->o;
     cio_loop *loop = d->loop;
@@ -1367,6 +1473,7 @@ int cio_dump(cio_loop *loop, int fd, unsigned flags) {
             out_waited_on(&d, &sc);
         }
         out_cycles(&d, &sc);
+        if (flags & CIO_DUMP_STACKS) out_census(&d);
     } else if (!d.json) {
         cio__out_str(&o, "(graph, fold and cycles left out: no memory for them)\n");
     }
