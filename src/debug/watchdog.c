@@ -69,6 +69,7 @@ typedef struct cio__watchdog_entry {
     uint64_t seen_progress;  /* the count when last seen moving */
     int64_t seen_at;         /* when (monotonic ns) */
     int64_t cpu_at;          /* the loop thread's CPU time then, or -1 */
+    int64_t queued_at;       /* its time runnable but waiting for a CPU then, or -1 */
     int seen_tid;
     int reports;             /* reports of the current stall */
     int64_t next_report;     /* stall age of the next report */
@@ -281,6 +282,25 @@ static void say_syscall(report *r, int tid) {
         say(r, "none (blocked outside a system call)");
 }
 
+/* The time thread tid spent runnable but waiting for a CPU (the second
+ * field of /proc/self/task/TID/schedstat), or -1. With the CPU time it
+ * accounts for the whole wall time of a thread that computes, however
+ * many threads share the CPUs: a stall's "cpu A of B ms" alone cannot
+ * tell a spin on a loaded machine from a thread that blocks part of the
+ * time. */
+static int64_t thread_queued_ns(int tid) {
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, line, sizeof line - 1) : -1;
+    if (fd >= 0) close(fd);
+    if (n <= 0) return -1;
+    line[n] = '\0';
+    unsigned long long run, wait;
+    if (sscanf(line, "%llu %llu", &run, &wait) != 2) return -1;
+    return (int64_t)wait;
+}
+
 /* The scheduler state of thread tid (/proc/self/task/TID/stat): 'R' for a
  * thread that runs or waits for a CPU, 'S' or 'D' for one that sleeps, or
  * '?'. It tells computing from waiting however loaded the machine is,
@@ -371,11 +391,18 @@ static void write_report(watchdog_entry *e, int64_t now, int tid) {
     sys->len = 0;
     sys->text[0] = '\0';
     int64_t cpu = thread_cpu_ns(tid);
+    int64_t queued = thread_queued_ns(tid);
     char sched = thread_state(tid);
     const char *verdict = sched == 'R'                  ? "busy: computing"
                           : sched == 'S' || sched == 'D' ? "blocked: waiting"
                                                          : "state unknown";
-    if (cpu >= 0 && e->cpu_at >= 0)
+    if (cpu >= 0 && e->cpu_at >= 0 && queued >= 0 && e->queued_at >= 0)
+        say(sys,
+            "  loop thread %d: cpu %lld ms of %lld ms wall (%lld ms more runnable, waiting for a "
+            "CPU), state %c (%s)\n",
+            tid, (long long)((cpu - e->cpu_at) / 1000000), (long long)(age / 1000000),
+            (long long)((queued - e->queued_at) / 1000000), sched, verdict);
+    else if (cpu >= 0 && e->cpu_at >= 0)
         say(sys, "  loop thread %d: cpu %lld ms of %lld ms wall, state %c (%s)\n", tid,
             (long long)((cpu - e->cpu_at) / 1000000), (long long)(age / 1000000), sched, verdict);
     else
@@ -467,6 +494,7 @@ static void check(watchdog_entry *e, int64_t now) {
         e->seen_at = now;
         e->seen_tid = tid;
         e->cpu_at = busy ? thread_cpu_ns(tid) : -1;
+        e->queued_at = busy ? thread_queued_ns(tid) : -1;
         e->reports = 0;
         e->next_report = e->threshold_ns;
         return;
@@ -591,6 +619,11 @@ int cio_loop_set_watchdog_with(cio_loop *loop, const cio_watchdog_options *opts)
     }
     if (!(opts->flags & CIO_WATCHDOG_NO_BACKTRACE))
         install_handler(opts->signal ? opts->signal : SIGRTMIN + 3);
+    /* The first report names frames from the .symtab (dump.c, symtab.c),
+     * which is read on first use: read cio's own now, in the caller's
+     * thread, not while a stall is being reported. */
+    cio__code_sym warm;
+    cio__code_lookup((uintptr_t)cio_loop_set_watchdog_with, 0, &warm);
     if (!thread_running && (rc = start_thread()) < 0) {
         if (fresh) cio__free(e);
         pthread_mutex_unlock(&life);
