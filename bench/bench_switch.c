@@ -17,6 +17,15 @@
  *                         mechanism behind Boost's published 9 ns)
  *   switch_boost_fiber    boost::context::fiber::resume
  *   switch_ucontext       glibc swapcontext
+ *   switch_cio_loop       a task switch through the loop: two tasks of one
+ *                         loop yield to each other (cio_sleep(0)); the
+ *                         figure is per yield (task -> loop -> task)
+ *   switch_cio_watchdog   the same with the stall watchdog on (100 ms), run
+ *                         interleaved with switch_cio_loop; the progress
+ *                         store it reads is made watchdog on or off, so
+ *                         the two should agree. switch_watchdog_overhead is
+ *                         the median of the per-repetition differences
+ *                         (watchdog on minus off)
  *
  * The repetitions interleave the peers, so a slow patch of the machine hits
  * them all alike. Nothing is subtracted: the loop around each switch costs
@@ -26,6 +35,8 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <ucontext.h>
+
+#include <cio.h>
 
 #include "bench_util.h"
 #include "core/context.h"
@@ -163,6 +174,37 @@ static double bench_ucontext(long n) {
     return (double)(t1 - t0) / (2.0 * (double)n);
 }
 
+/* ---- a task switch through the loop, watchdog off and on ------------------ */
+
+static long loop_yields_left;
+
+static void *loop_yielder(void *arg) {
+    (void)arg;
+    while (loop_yields_left > 0) {
+        loop_yields_left--;
+        if (cio_sleep(0) < 0) break;
+    }
+    return NULL;
+}
+
+static double bench_cio_loop(long n, unsigned watchdog_ms) {
+    cio_loop *loop;
+    if (cio_loop_new(&loop) < 0) exit(1);
+    if (watchdog_ms && cio_loop_set_watchdog(loop, watchdog_ms, 0) < 0) exit(1);
+    cio_task *a, *b;
+    loop_yields_left = n;
+    int64_t t0 = bench_now_ns();
+    if (cio_spawn(loop, loop_yielder, NULL, &a) < 0 || cio_spawn(loop, loop_yielder, NULL, &b) < 0)
+        exit(1);
+    if (cio_run_until_complete(loop, b, NULL) < 0 || cio_run_until_complete(loop, a, NULL) < 0)
+        exit(1);
+    int64_t t1 = bench_now_ns();
+    cio_future_unref(a);
+    cio_future_unref(b);
+    cio_loop_free(loop); /* the last watched loop takes the watchdog thread */
+    return (double)(t1 - t0) / (double)n;
+}
+
 int main(void) {
     long n = bench_iters(10000000, 1000);
     long n_uc = bench_iters(300000, 1000); /* ucontext makes a syscall per switch */
@@ -177,6 +219,10 @@ int main(void) {
     bench_stat fiber = {.name = "switch_boost_fiber", .unit = "ns"};
 #endif
     bench_stat uc = {.name = "switch_ucontext", .unit = "ns"};
+    bench_stat on_loop = {.name = "switch_cio_loop", .unit = "ns"};
+    bench_stat on_wd = {.name = "switch_cio_watchdog", .unit = "ns"};
+    bench_stat wd_diff = {.name = "switch_watchdog_overhead", .unit = "ns"};
+    long n_loop = bench_iters(2000000, 1000);
 
     printf("# switch: %ld round trips per repetition (ucontext %ld), %d repetitions\n", n, n_uc,
            reps);
@@ -206,6 +252,18 @@ int main(void) {
         bench_add(&fiber, bench_boost_fiber(n));
 #endif
         bench_add(&uc, bench_ucontext(n_uc));
+        /* Off and on back to back, the order alternating by repetition. */
+        double off, on;
+        if (r % 2) {
+            on = bench_cio_loop(n_loop, 100);
+            off = bench_cio_loop(n_loop, 0);
+        } else {
+            off = bench_cio_loop(n_loop, 0);
+            on = bench_cio_loop(n_loop, 100);
+        }
+        bench_add(&on_loop, off);
+        bench_add(&on_wd, on);
+        bench_add(&wd_diff, on - off);
     }
     bench_report(&raw);
     bench_report(&jump);
@@ -217,6 +275,9 @@ int main(void) {
     bench_report(&fiber);
 #endif
     bench_report(&uc);
+    bench_report(&on_loop);
+    bench_report(&on_wd);
+    bench_line(wd_diff.name, bench_median(&wd_diff), wd_diff.unit);
 #ifdef CIO_BENCH_HAVE_BOOST
     bench_ratio("switch_ratio_cio_over_boost", &raw, &fctx);
     bench_ratio("switch_ratio_cio_over_boost_fiber", &raw, &fiber);

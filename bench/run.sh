@@ -124,6 +124,7 @@ awk '
     ratio("future_suspend_server_ratio_asyncio_over_cio", "asyncio_future_await_suspend", "future_await_suspend_server")
     goal("switch no slower than Boost.Context fcontext", "switch_cio", 0, "switch_boost_fcontext")
     goal("switch with the same FPU control saves no slower than Boost.Context fcontext", "switch_cio_fpu_ctl", 0, "switch_boost_fcontext")
+    goal("watchdog adds < 1 ns per switch", "switch_watchdog_overhead", 1, "")
     goal("spawn+await < 100 ns", "spawn_await", 100, "")
     goal("call_soon < 30 ns (chain)", "call_soon_chain", 30, "")
     goal("call_soon < 30 ns (batch)", "call_soon_batch", 30, "")
