@@ -169,11 +169,21 @@ def check_tasks_and_frames(out, running=None):
           "bt in the selected task hides the thread's own frame 0")
     check("==none==" in out and re.search(r"==none==\n.*no task selected", out) is not None,
           "cio task none goes back")
+    # cio stacks: a row per task with its size and lowest-sp bound, and a
+    # census line per spawn site.
+    stacks = out.split("==stacks==")[-1].split("==select==")[0]
+    for name in TASKS:
+        m = re.search(r"^\s+%d\s+%s\s+(\d+)\s+(\d+|-)\s+(\d+)\s+\S*gdb_target\.c:\d+"
+                      % (ids.get(name, -1), name), stacks, re.M)
+        check(m is not None and int(m.group(3)) > 0 and int(m.group(3)) <= int(m.group(1)),
+              "cio stacks: %s has a size and a bound of its high-water mark" % name)
+    check(re.search(r"^\s+\S*gdb_target\.c:\d+ max>=\d+ of \d+ B \(\d+%\), \d+ tasks?$",
+                    stacks, re.M) is not None, "cio stacks: a census line per spawn site")
     return ids
 
 
 COMMANDS = ["cio loops", "cio tasks", "echo ==bt==\\n", "cio bt all", "echo ==graph==\\n",
-            "cio graph", "echo ==select==\\n"]
+            "cio graph", "echo ==stacks==\\n", "cio stacks", "echo ==select==\\n"]
 
 
 def select_commands(parent_id):

@@ -230,7 +230,7 @@ class Layout(object):
         self.task = self._fields(self.task_t, [
             "id", "number", "name", "parent_id", "spawn_site", "spawn_pc", "switches",
             "started_ns", "run_state", "started", "wait", "fn", "stack.lo", "stack.size",
-            "ctx.sp", "fut.state"])
+            "ctx.sp", "fut.state", "stack_low_sp"])
         self.wait = self._fields(self.wait_t, ["what", "future", "deadline"])
 
     @staticmethod
@@ -306,6 +306,7 @@ class Task(object):
         self.sp = get("ctx.sp")
         self.wait = get("wait")
         self.fn = get("fn")
+        self.low_sp = get("stack_low_sp")
 
     @property
     def function(self):
@@ -341,6 +342,15 @@ class Task(object):
         top = self.stack_lo + self.stack_size
         if self.has_context and self.stack_lo < self.sp <= top:
             return top - self.sp
+        return 0
+
+    @property
+    def low_water(self):
+        """Bytes down to the lowest stack pointer seen at a switch: a lower
+        bound of the high-water mark (0: not known)."""
+        top = self.stack_lo + self.stack_size
+        if self.stack_lo and self.stack_lo <= self.low_sp <= top:
+            return top - self.low_sp
         return 0
 
     @property
@@ -695,7 +705,8 @@ cio loops         the live loops
 cio tasks         every task: id, name, state, wait, spawn site, parent, switches, stack
 cio bt ID|all     the frames of a suspended task, or of every one
 cio task ID|none  select a task, so that bt, frame, info frame, info locals work in it
-cio graph         parents and children, with what each waits on"""
+cio graph         parents and children, with what each waits on
+cio stacks        per task: stack size, used at the suspension, lowest sp seen; per spawn site: the census"""
 
     def __init__(self):
         super(CioPrefix, self).__init__("cio", gdb.COMMAND_STACK, gdb.COMPLETE_NONE, True)
@@ -751,6 +762,46 @@ class CioTasks(gdb.Command):
             widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
             for r in rows:
                 print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+class CioStacks(gdb.Command):
+    """cio stacks: per task, its stack size, the bytes in use at its
+    suspension and the depth at the lowest stack pointer seen at a switch
+    (a lower bound of its high-water mark, kept at every switch); then,
+    per spawn site, the census of the tasks alive: the deepest bound and
+    how many tasks. The exact marks (cio_task_stack_high_water, the dump's
+    census) scan stack memory that a core may not hold; the tasks that
+    ended are in the program's own census, not here."""
+
+    def __init__(self):
+        super(CioStacks, self).__init__("cio stacks", gdb.COMMAND_STACK)
+
+    def invoke(self, arg, from_tty):
+        all_loops = loops()
+        if not all_loops:
+            print("no live cio loop")
+            return
+        for loop in all_loops:
+            print("loop %d at 0x%x: %d tasks" % (loop.slot, loop.addr, len(loop.tasks)))
+            rows = [("ID", "NAME", "STACK", "USED", "HWM>=", "SPAWNED AT")]
+            sites = {}
+            for t in loop.tasks:
+                rows.append((str(t.id), t.name, str(t.stack_size),
+                             str(t.stack_used) if t.stack_used else "-",
+                             str(t.low_water) if t.low_water else "-", t.site))
+                if t.stack_lo:
+                    deepest, size, count = sites.get(t.site, (0, t.stack_size, 0))
+                    if t.low_water >= deepest:
+                        deepest, size = t.low_water, t.stack_size
+                    sites[t.site] = (deepest, size, count + 1)
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            for r in rows:
+                print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            print("  census (tasks alive, lowest stack pointer seen):")
+            for site, (deepest, size, count) in sorted(sites.items(), key=lambda kv: -kv[1][0]):
+                print("  %s max>=%d of %d B (%d%%), %d task%s" % (
+                    site, deepest, size, deepest * 100 // size if size else 0, count,
+                    "" if count == 1 else "s"))
 
 
 class CioBt(gdb.Command):
@@ -946,6 +997,7 @@ CioTasks()
 CioBt()
 CioTask()
 CioGraph()
+CioStacks()
 CioGcore()
 gdb.unwinder.register_unwinder(None, CioUnwinder(), replace=True)
 CioFrameFilter()
