@@ -154,12 +154,12 @@ static void switches_child(int unused, const char *unused_name) {
     cio_loop_options opts = {.backend = "uring"};
     cio_loop *loop;
     const char *fewer[] = {"defer_taskrun", "single_issuer", "mshot_accept", "mshot_recv",
-                           "ring_fd", "fast_path"};
+                           "ring_fd", "ring_send", "fast_path"};
     /* What each leaves of the fast path's capabilities. */
-    const unsigned caps[] = {CIO__CAP_ACCEPT_MULTI | CIO__CAP_RECV_RING,
-                             CIO__CAP_ACCEPT_MULTI | CIO__CAP_RECV_RING, CIO__CAP_RECV_RING,
-                             CIO__CAP_ACCEPT_MULTI, CIO__CAP_ACCEPT_MULTI | CIO__CAP_RECV_RING, 0};
-    for (int i = 0; i < 6; i++) {
+    const unsigned all = CIO__CAP_ACCEPT_MULTI | CIO__CAP_RECV_RING | CIO__CAP_SEND_RING;
+    const unsigned caps[] = {all, all, all & ~CIO__CAP_ACCEPT_MULTI, all & ~CIO__CAP_RECV_RING,
+                             all, all & ~CIO__CAP_SEND_RING, 0};
+    for (int i = 0; i < 7; i++) {
         setenv("CIO_URING_DISABLE", fewer[i], 1);
         CHECK_OK(cio_loop_new_with(&opts, &loop));
         CHECK_STR(cio_loop_backend(loop), "io_uring");

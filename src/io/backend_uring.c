@@ -346,6 +346,7 @@ static int uring_init(cio__io *io) {
     io->state = st;
     if (!st->config.no_mshot_accept) io->caps |= CIO__CAP_ACCEPT_MULTI;
     if (!st->config.no_mshot_recv && setup_bufs(st) == 0) io->caps |= CIO__CAP_RECV_RING;
+    if (!st->config.no_ring_send) io->caps |= CIO__CAP_SEND_RING;
     io->file_ops = probe.file_ops;
     return 0;
 }
@@ -426,8 +427,11 @@ static void issue(uring_state *st, fd_entry *e, cio__op *op) {
         /* An owner that receives through the ring needs no POLLIN: its
          * receive request reports the data (and a poll would wake once
          * more per arrival). */
-        unsigned mask = (op->flags & CIO__OP_RECV_RING) ? POLLOUT | POLLRDHUP
-                                                         : POLLIN | POLLOUT | POLLRDHUP;
+        unsigned mask = (op->flags & CIO__OP_RECV_RING) ? POLLRDHUP : POLLIN | POLLRDHUP;
+        /* Nor does one that sends through the ring (its sends wait for
+         * room themselves) need POLLOUT: a send that found the socket full
+         * would wake the poll too when room comes. */
+        if (!(op->flags & CIO__OP_SEND_RING)) mask |= POLLOUT;
         io_uring_prep_poll_multishot(sqe, fd, mask);
     } else {
         switch (op->kind) {
@@ -1233,9 +1237,23 @@ static void uring_drain(cio__io *io) {
  *    enter does not sleep, so they are flushed at once (counted in
  *    counters.overflows, which the tests read).
  *
- * CIO_URING_DISABLE=mshot_accept, mshot_recv, ring_fd (or fast_path for the
- * three) switch each off: servers then accept on readiness and transports
- * recv() on readiness, as on epoll.
+ *  - Sends through the ring (CIO__CAP_SEND_RING). A transport hands its
+ *    bytes to the backend as a CIO__OP_SEND with CIO__OP_ALL instead of
+ *    calling send() per write: submit() only prepares the SQE, and the
+ *    iteration's one io_uring_enter submits it with everything else, where
+ *    the kernel sends at once when the socket has room (or parks the send
+ *    until it has). So a message costs no system call of its own. The send
+ *    is an ordinary queued operation (FIFO per direction, only the head in
+ *    the kernel, the rest of a short send resubmitted, two-phase cancel,
+ *    cancelled and waited for by a close); the transport keeps at most one
+ *    in flight and gathers what is written meanwhile for the next
+ *    (transport.c). Its owner's poll then leaves POLLOUT out
+ *    (CIO__OP_SEND_RING).
+ *
+ * CIO_URING_DISABLE=mshot_accept, mshot_recv, ring_fd, ring_send (or
+ * fast_path for the four) switch each off: servers then accept on
+ * readiness, and transports recv() on readiness and send() per write, as
+ * on epoll.
  */
 
 static void register_ring_fd(uring_state *st) {

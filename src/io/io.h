@@ -21,6 +21,10 @@
 #define CIO__CAP_ACCEPT_MULTI 0x01u
 /* Owned stream sockets may receive through the backend (CIO__OP_RECV_RING). */
 #define CIO__CAP_RECV_RING 0x02u
+/* Sends are cheap to hand to the backend (io_uring: an SQE that the loop's
+ * next io_uring_enter submits with everything else), so a transport sends
+ * through CIO__OP_SEND operations instead of a send() per write. */
+#define CIO__CAP_SEND_RING 0x04u
 
 /* Counters the tests and the benchmarks read (io_uring; zero on epoll). */
 typedef struct cio__io_counters {

@@ -91,6 +91,11 @@ enum cio__op_state {
  * chunks, in order, until the owner takes them (cio__io_recv_peek/pop); the
  * owner hears CIO__POLL_DATA instead of CIO__POLL_IN. */
 #define CIO__OP_RECV_RING 0x08u
+/* With CIO__OP_OWN, when the backend has CIO__CAP_SEND_RING: the owner
+ * sends through CIO__OP_SEND operations only, which wait for room in the
+ * socket themselves, so it needs no reports of writability (io_uring: its
+ * multishot poll leaves POLLOUT out). It may still hear CIO__POLL_OUT. */
+#define CIO__OP_SEND_RING 0x10u
 typedef struct cio__op cio__op;
 
 /* Called by the backend, from the loop's thread, for every completion of

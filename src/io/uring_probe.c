@@ -78,6 +78,7 @@ static void read_config(cio__uring_config *c) {
         c->no_mshot_accept = fast || strstr(d, "mshot_accept") != NULL;
         c->no_mshot_recv = fast || strstr(d, "mshot_recv") != NULL;
         c->no_ring_fd = fast || strstr(d, "ring_fd") != NULL;
+        c->no_ring_send = fast || strstr(d, "ring_send") != NULL;
         for (size_t i = 0; i < sizeof file_opcodes / sizeof file_opcodes[0]; i++)
             if (strstr(d, "files") || strstr(d, file_opcodes[i].name))
                 c->no_file_ops |= CIO__FILE_OP_BIT(file_opcodes[i].kind);

@@ -18,12 +18,13 @@ typedef struct cio__uring_config {
     uint8_t no_defer_taskrun;  /* CIO_URING_DISABLE=defer_taskrun */
     uint8_t no_single_issuer;  /* CIO_URING_DISABLE=single_issuer (implies no defer_taskrun) */
     /* The fast path for servers (docs/design.md, "The fast path"); each can
-     * be switched off alone, or all three with CIO_URING_DISABLE=fast_path.
+     * be switched off alone, or all four with CIO_URING_DISABLE=fast_path.
      * The names contain none of the older switches' names (they are found
      * with strstr). */
     uint8_t no_mshot_accept;   /* CIO_URING_DISABLE=mshot_accept: servers accept on readiness */
     uint8_t no_mshot_recv;     /* CIO_URING_DISABLE=mshot_recv: no buffer ring, transports recv() */
     uint8_t no_ring_fd;        /* CIO_URING_DISABLE=ring_fd: the ring fd is not registered */
+    uint8_t no_ring_send;      /* CIO_URING_DISABLE=ring_send: transports send() per write */
     unsigned buf_count;        /* CIO_URING_BUFS="count,size"; default 1024,4096 */
     unsigned buf_size;
     /* File operations kept on the thread pool (CIO__FILE_OP_BIT of each

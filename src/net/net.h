@@ -54,6 +54,19 @@ struct cio__wbuf {
     char data[];
 };
 
+/* A transport that sends through the backend (io_uring, CIO__CAP_SEND_RING)
+ * buffers its bytes in these instead: the one in flight, whose send owns
+ * data[0, len) until its final completion, and at most one behind it
+ * gathering what is written meanwhile (transport.c, "Sending through the
+ * backend"). */
+struct cio__wsend {
+    cio__op op;               /* CIO__OP_SEND with CIO__OP_ALL of data[0, len) */
+    cio_transport *t;         /* NULL once the transport is gone: the send frees its record */
+    struct cio__wsend *next;  /* written since this one's send started (its op idle) */
+    size_t len, cap;
+    char data[];
+};
+
 struct cio_transport {
     cio__op watch;           /* the owner's edge watch on fd (CIO__OP_OWN) */
     cio__job read_job;       /* queued while readable and reading */
@@ -67,7 +80,14 @@ struct cio_transport {
      * transport is freed (the server counts its connections). */
     void *server;
     void (*on_gone)(cio_transport *t);
-    struct cio__wbuf *wbuf;  /* unsent bytes; allocated only while there are any */
+    /* Unsent bytes, allocated only while there are any: a plain buffer, or
+     * for a transport that sends through the backend (ring_send) its chain
+     * of sends. One pointer serves both, so an idle transport grows by
+     * nothing. */
+    union {
+        struct cio__wbuf *wbuf;
+        struct cio__wsend *wsend;
+    };
     size_t high, low;
     int fd;
     int error;               /* what connection_lost will get */
@@ -91,6 +111,9 @@ struct cio_transport {
      * backend receives again (transport.c). */
     uint8_t ring;
     uint8_t ring_fallback;
+    /* Writes go to the backend as CIO__OP_SEND operations (io_uring,
+     * CIO__CAP_SEND_RING): no send() per write (transport.c). */
+    uint8_t ring_send;
 };
 
 /* What a transport's descriptor is: a socket (recv/send), or one end of a

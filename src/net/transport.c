@@ -22,7 +22,9 @@
  * write job on the next writable edge. Over the high-water mark the
  * protocol's pause_writing is called, and resume_writing once the buffer
  * drains to the low-water mark, as asyncio does. An emptied buffer is
- * freed, so an idle connection keeps none.
+ * freed, so an idle connection keeps none. When the backend takes sends
+ * cheaply (io_uring), a socket transport sends through it instead: see
+ * "Sending through the backend" below.
  *
  * Receiving through the backend. When the backend can receive for an owned
  * socket (io_uring's multishot receive into the loop's buffer ring,
@@ -74,12 +76,33 @@ static void lose(cio_transport *t, int error) {
     schedule(t, &t->lost_job);
 }
 
+/* Drops the unsent bytes. A send the backend still holds keeps its record
+ * until its final completion, which then frees it (ring_sent); cancelling it
+ * is the caller's business (abort), since this also runs from the watch's
+ * final completion, where nothing may be cancelled. */
 static void free_buffer(cio_transport *t) {
-    cio__free(t->wbuf);
-    t->wbuf = NULL;
+    if (!t->ring_send) {
+        cio__free(t->wbuf);
+        t->wbuf = NULL;
+        return;
+    }
+    struct cio__wsend *w = t->wsend;
+    t->wsend = NULL;
+    if (!w) return;
+    cio__free(w->next); /* gathering: never in flight */
+    w->next = NULL;
+    if (w->op.state == CIO__OP_IN_FLIGHT) w->t = NULL;
+    else cio__free(w);
 }
 
+/* The unsent bytes. Through the backend, a send's bytes count until its
+ * final completion. */
 static size_t buffered(const cio_transport *t) {
+    if (t->ring_send) {
+        size_t n = 0;
+        for (const struct cio__wsend *w = t->wsend; w; w = w->next) n += w->len;
+        return n;
+    }
     return t->wbuf ? t->wbuf->len - t->wbuf->off : 0;
 }
 
@@ -124,9 +147,138 @@ static ssize_t send_iov(cio_transport *t, const struct iovec *iov, int iovcnt) {
     return cio__sys_sendmsg(t->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+/* ---- Sending through the backend ----------------------------------------
+ *
+ * With io_uring (CIO__CAP_SEND_RING) a socket transport makes no send() per
+ * write: the bytes are copied into a send record (struct cio__wsend) whose
+ * CIO__OP_SEND goes to the backend, which only prepares an SQE; the loop's
+ * next io_uring_enter, the one it makes anyway to wait for completions,
+ * submits it with the iteration's other requests, and the kernel sends at
+ * once when the socket has room (or parks the send until it has).
+ *
+ * One send is in flight at a time (the head of the chain t->wsend); what is
+ * written meanwhile gathers in one record behind it (head->next), which is
+ * sent as one when the head completes. That keeps the order of the writes
+ * without relying on the kernel to order two sends, and a burst of writes
+ * costs two sends, not one per write. The send carries CIO__OP_ALL: after a
+ * short send the backend sends the rest itself, keeping its place, so a
+ * send completes with its whole length or an error (or its cancel's
+ * reason).
+ *
+ * The final completion (ring_sent, inside the backend's poll, where
+ * nothing may be submitted) frees the record at once in the common case:
+ * all of it went out and nothing else waits. Otherwise (a gathered record
+ * to send, an error, writing paused, a write_eof or close waiting for the
+ * flush) it leaves the record done and schedules the write job, which does
+ * the rest among the loop's callbacks. The record belongs to the backend
+ * until that completion: when the transport goes first (its watch's final
+ * completion can come before the send's, on a close or the loop's close),
+ * the record is orphaned (t = NULL) and frees itself.
+ *
+ * Write buffer accounting is as before: buffered() counts every byte not
+ * yet completed, pause_writing fires over the high-water mark and
+ * resume_writing at the low one, close and write_eof wait for the flush,
+ * and abort cancels the send in flight.
+ */
+
+/* The smallest record allocated (header included): a small write fits, and
+ * the allocator serves it from its per-thread cache. */
+enum { WSEND_MIN = 512 };
+
+static void write_job(cio__job *job);
+
+static void ring_sent(cio__op *op) {
+    struct cio__wsend *w = op->owner;
+    cio_transport *t = w->t;
+    if (!t) {
+        cio__free(w);
+        return;
+    }
+    if (op->result == (ssize_t)w->len && !w->next && t->state == CIO__T_OPEN &&
+        !t->write_paused && !t->eof_pending) {
+        t->wsend = NULL;
+        cio__free(w);
+        return;
+    }
+    schedule(t, &t->write_job);
+}
+
+/* Hands the head of the chain to the backend. */
+static void ring_send_start(cio_transport *t) {
+    struct cio__wsend *w = t->wsend;
+    cio__op_init(&w->op, CIO__OP_SEND, t->fd);
+    w->op.flags = CIO__OP_ALL;
+    w->op.u.rw.buf = w->data;
+    w->op.u.rw.len = w->len;
+    w->op.u.rw.flags = 0;
+    w->op.owner = w;
+    w->op.done = ring_sent;
+    w->t = t;
+    cio__io_submit(&t->loop->io, &w->op);
+    /* Refused at once (the backend gives no done() then): the write job
+     * reports it. */
+    if (w->op.state == CIO__OP_DONE) schedule(t, &t->write_job);
+}
+
+/* Copies a write into the record that gathers (a new head when nothing is
+ * in flight, which is then sent at once). 0 or -ENOMEM. */
+static int ring_write(cio_transport *t, const struct iovec *iov, int iovcnt, size_t total) {
+    struct cio__wsend *head = t->wsend;
+    struct cio__wsend **slot = head ? &head->next : &t->wsend;
+    struct cio__wsend *w = *slot;
+    size_t used = w ? w->len : 0;
+    if (!w || w->cap - used < total) {
+        size_t need = used + total;
+        if (need < used || need > SIZE_MAX / 2 - sizeof *w) return -ENOMEM;
+        size_t ncap = w ? w->cap * 2 : WSEND_MIN - sizeof *w;
+        while (ncap < need) ncap *= 2;
+        struct cio__wsend *nw = cio__realloc(w, sizeof *nw + ncap);
+        if (!nw) return -ENOMEM;
+        if (!w) {
+            nw->len = 0;
+            nw->next = NULL;
+            nw->t = t;
+        }
+        nw->cap = ncap;
+        *slot = w = nw;
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_len) continue;
+        memcpy(w->data + w->len, iov[i].iov_base, iov[i].iov_len);
+        w->len += iov[i].iov_len;
+    }
+    if (!head) ring_send_start(t);
+    maybe_pause_writing(t);
+    return 0;
+}
+
+/* The write job of a transport that sends through the backend: the head's
+ * completion (when ring_sent left it), then the gathered record's send, the
+ * resume and the flush. */
+static void ring_write_job(cio_transport *t) {
+    struct cio__wsend *w = t->wsend;
+    if (w && w->op.state == CIO__OP_DONE) {
+        ssize_t res = w->op.result;
+        t->wsend = w->next;
+        cio__free(w);
+        if (res < 0) {
+            lose(t, (int)res);
+            return;
+        }
+        if (t->wsend && t->state != CIO__T_LOST) ring_send_start(t);
+    }
+    if (t->state == CIO__T_LOST) return;
+    maybe_resume_writing(t);
+    if (t->state != CIO__T_LOST && buffered(t) == 0) flushed(t);
+}
+
 /* Sends from the buffer until it is empty or the socket is full. */
 static void write_job(cio__job *job) {
     cio_transport *t = CIO__CONTAINER_OF(job, cio_transport, write_job);
+    if (t->ring_send) {
+        ring_write_job(t);
+        return;
+    }
     while (buffered(t) > 0) {
         struct iovec iov = {t->wbuf->data + t->wbuf->off, buffered(t)};
         ssize_t n = send_iov(t, &iov, 1);
@@ -280,7 +432,9 @@ static void on_edge(cio__op *op) {
             t->readable = 1;
             if (t->reading && t->state == CIO__T_OPEN) schedule(t, &t->read_job);
         }
-        if (ev & CIO__POLL_OUT) {
+        /* A transport that sends through the backend waits for no edge:
+         * its sends wait for room themselves. */
+        if ((ev & CIO__POLL_OUT) && !t->ring_send) {
             t->writable = 1;
             if (buffered(t) > 0 && t->state != CIO__T_LOST) schedule(t, &t->write_job);
         }
@@ -337,6 +491,10 @@ static int make(cio_loop *loop, int fd, uint8_t kind, const cio_protocol *proto,
     t->watch.done = on_edge;
     if (kind == CIO__T_SOCKET && (loop->io.caps & CIO__CAP_RECV_RING))
         t->watch.flags |= CIO__OP_RECV_RING;
+    if (kind == CIO__T_SOCKET && (loop->io.caps & CIO__CAP_SEND_RING)) {
+        t->watch.flags |= CIO__OP_SEND_RING;
+        t->ring_send = 1;
+    }
     cio__io_submit(&loop->io, &t->watch);
     if (t->watch.state == CIO__OP_DONE) {
         int rc = (int)t->watch.result;
@@ -429,6 +587,7 @@ int cio_transport_writelines(cio_transport *t, const struct iovec *iov, int iovc
     if ((rc = write_state(t)) < 0) return rc;
     if (t->kind == CIO__T_READ_PIPE) return -ENOTSUP;
     if (total == 0) return 0;
+    if (t->ring_send) return ring_write(t, iov, iovcnt, total);
     int first = 0;
     size_t skip = 0;
     /* Nothing buffered and the socket may take it: send at once, as
@@ -503,6 +662,10 @@ int cio_transport_abort(cio_transport *t) {
     int rc = check(t);
     if (rc < 0) return rc;
     if (t->state == CIO__T_LOST) return 0;
+    /* The send in flight is dropped too; its record waits for the final
+     * completion (free_buffer). */
+    if (t->ring_send && t->wsend && t->wsend->op.state == CIO__OP_IN_FLIGHT)
+        cio__io_cancel(&t->loop->io, &t->wsend->op, -ECANCELED);
     free_buffer(t);
     lose(t, 0);
     return 0;
