@@ -150,11 +150,15 @@ static ssize_t send_iov(cio_transport *t, const struct iovec *iov, int iovcnt) {
 /* ---- Sending through the backend ----------------------------------------
  *
  * With io_uring (CIO__CAP_SEND_RING) a socket transport makes no send() per
- * write: the bytes are copied into a send record (struct cio__wsend) whose
+ * small write: the bytes are copied into a send record (struct cio__wsend) whose
  * CIO__OP_SEND goes to the backend, which only prepares an SQE; the loop's
  * next io_uring_enter, the one it makes anyway to wait for completions,
  * submits it with the iteration's other requests, and the kernel sends at
  * once when the socket has room (or parks the send until it has).
+ *
+ * A write larger than RING_WRITE_MAX with nothing in flight is sent at once
+ * instead, as on epoll (see RING_WRITE_MAX for why), and only its rest, if
+ * the socket took less, goes to the ring.
  *
  * One send is in flight at a time (the head of the chain t->wsend); what is
  * written meanwhile gathers in one record behind it (head->next), which is
@@ -181,9 +185,16 @@ static ssize_t send_iov(cio_transport *t, const struct iovec *iov, int iovcnt) {
  * and abort cancels the send in flight.
  */
 
-/* The smallest record allocated (header included): a small write fits, and
- * the allocator serves it from its per-thread cache. */
-enum { WSEND_MIN = 512 };
+/* The largest write that goes to the ring when nothing is in flight, and
+ * the smallest record's room: such a record (with its header) is one the
+ * allocator serves from its per-thread cache. A larger write with nothing
+ * in flight is sent at once, as on epoll, and only what the socket does
+ * not take goes to the ring: copying kilobytes into a fresh record per
+ * message costs more than the send() it saves (at 4 KiB per message the
+ * records of a whole batch no longer fit the caches, and records that size
+ * come from the allocator's slow path, which also trims and regrows the
+ * heap: page faults). */
+enum { RING_WRITE_MAX = 512 };
 
 static void write_job(cio__job *job);
 
@@ -224,13 +235,29 @@ static void ring_send_start(cio_transport *t) {
  * in flight, which is then sent at once). 0 or -ENOMEM. */
 static int ring_write(cio_transport *t, const struct iovec *iov, int iovcnt, size_t total) {
     struct cio__wsend *head = t->wsend;
+    size_t skip = 0; /* bytes of the write already sent */
+    if (!head && total > RING_WRITE_MAX && iovcnt <= IOV_MAX) {
+        for (;;) {
+            ssize_t n = send_iov(t, iov, iovcnt);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                int rc = -errno;
+                lose(t, rc);
+                return rc;
+            }
+            if (n > 0) skip = (size_t)n;
+            break;
+        }
+        if (skip == total) return 0;
+        total -= skip;
+    }
     struct cio__wsend **slot = head ? &head->next : &t->wsend;
     struct cio__wsend *w = *slot;
     size_t used = w ? w->len : 0;
     if (!w || w->cap - used < total) {
         size_t need = used + total;
         if (need < used || need > SIZE_MAX / 2 - sizeof *w) return -ENOMEM;
-        size_t ncap = w ? w->cap * 2 : WSEND_MIN - sizeof *w;
+        size_t ncap = w ? w->cap * 2 : RING_WRITE_MAX;
         while (ncap < need) ncap *= 2;
         struct cio__wsend *nw = cio__realloc(w, sizeof *nw + ncap);
         if (!nw) return -ENOMEM;
@@ -243,9 +270,17 @@ static int ring_write(cio_transport *t, const struct iovec *iov, int iovcnt, siz
         *slot = w = nw;
     }
     for (int i = 0; i < iovcnt; i++) {
-        if (!iov[i].iov_len) continue;
-        memcpy(w->data + w->len, iov[i].iov_base, iov[i].iov_len);
-        w->len += iov[i].iov_len;
+        const char *from = iov[i].iov_base;
+        size_t n = iov[i].iov_len;
+        if (skip >= n) {
+            skip -= n;
+            continue;
+        }
+        from += skip;
+        n -= skip;
+        skip = 0;
+        memcpy(w->data + w->len, from, n);
+        w->len += n;
     }
     if (!head) ring_send_start(t);
     maybe_pause_writing(t);
