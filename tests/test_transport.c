@@ -742,14 +742,16 @@ typedef struct burst {
     size_t total;
 } burst;
 
-/* Writes the bytes in pieces of 1 to 97 bytes, letting the loop turn every
- * few writes, so that writes come while a send is in flight (gathered for
- * the next send), while the next waits, and while nothing is in flight. */
+/* Writes the bytes in pieces of 1 to 97 bytes, and every 50th of 1,500
+ * (which io_uring sends at once when nothing is in flight), letting the
+ * loop turn every few writes, so that writes come while a send is in
+ * flight (gathered for the next send), while the next waits, and while
+ * nothing is in flight. */
 static void *write_in_bursts(void *arg) {
     burst *b = arg;
     size_t at = 0;
     for (unsigned i = 0; at < b->total; i++) {
-        size_t n = 1 + (i * 31) % 97;
+        size_t n = i % 50 == 49 ? 1500 : 1 + (i * 31) % 97;
         if (n > b->total - at) n = b->total - at;
         if (i % 3 == 0 && n >= 2) {
             struct iovec iov[2] = {{b->bytes + at, 1}, {b->bytes + at + 1, n - 1}};
