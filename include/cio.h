@@ -950,6 +950,24 @@ int cio_sock_connect(int fd, const struct sockaddr *addr, unsigned int addrlen);
  * only once nothing waits on the descriptor. */
 int cio_close(int fd);
 
+/* Hands the socket fd over to loop (no asyncio counterpart: asyncio's
+ * sock_* calls re-register per wait too, see docs/asyncio-mapping.md). The
+ * program promises to close fd only with cio_close from now on; in return
+ * the loop keeps fd registered for its whole life instead of arming it
+ * before every wait, which saves a system call per wait (epoll; on
+ * io_uring, which registers nothing, only the checks below run). Nothing
+ * else changes: every call above works on fd as before, and tasks already
+ * waiting on it go on waiting. Use it on sockets from cio_sock_accept or
+ * socket(2) that tasks read and write for a while. If fd is closed with
+ * close(2) anyway, a wait on it, or on a later descriptor with its number,
+ * may take up to about two seconds to notice (-EBADF, or the wait goes on
+ * properly), never longer; a number that cio_sock_accept gives out again
+ * is known to be new at once. Returns 0, -EINVAL (NULL loop), -EBADF (fd
+ * is not open), -EBUSY (adopted already, or a watcher or a transport has
+ * it), -EPERM (fd cannot be polled: a regular file), -ENOMEM, or
+ * -CIO_ELOOPCLOSED. */
+int cio_sock_adopt(cio_loop *loop, int fd);
+
 /* asyncio's loop.add_reader / add_writer: calls fn(loop, arg) from the loop,
  * once per iteration, for as long as fd is readable (writable) and the
  * watcher stays (level-triggered). A second add for the same fd and

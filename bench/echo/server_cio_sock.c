@@ -11,8 +11,13 @@
  *             asyncio.create_task(serve(conn))
  *
  * One acceptor task per listening port; each connection gets a detached
- * task with the loop's default stack that receives into a 4 KiB buffer on
+ * task with the loop's default stack that receives into a 16 KiB buffer on
  * its stack and sends it all back, and closes the socket with cio_close.
+ * Each accepted socket is handed over to the loop (cio_sock_adopt), which
+ * then keeps it registered for its whole life instead of arming it before
+ * every wait. The buffer is larger than the largest message (4 KiB), as
+ * the epoll server's is (64 KiB): a read that fills the buffer cannot tell
+ * that the socket is empty, so the next one would be tried and fail.
  *
  *     server_cio_sock PORT[,PORT...]
  */
@@ -24,7 +29,7 @@
 
 static void *serve(void *arg) {
     int conn = (int)(intptr_t)arg;
-    char buf[4096];
+    char buf[16384];
     ssize_t n;
     while ((n = cio_sock_recv(conn, buf, sizeof buf)) > 0)
         if (cio_sock_sendall(conn, buf, (size_t)n) < 0) break;
@@ -46,6 +51,11 @@ static void *acceptor(void *arg) {
         }
         int one = 1;
         setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* Closed only with cio_close (serve): the loop may keep it. */
+        if (cio_sock_adopt(cio_running_loop(), conn) < 0) {
+            cio_close(conn);
+            continue;
+        }
         if (cio_spawn(cio_running_loop(), serve, (void *)(intptr_t)conn, NULL) < 0)
             cio_close(conn);
     }

@@ -49,6 +49,14 @@ typedef struct cio__backend {
     size_t (*recv_peek)(cio__io *io, cio__op *op, const void **data);
     void (*recv_pop)(cio__io *io, cio__op *op);
     void (*recv_arm)(cio__io *io, cio__op *op, int on);
+    /* Socket-level ownership (optional: NULL on a backend that needs no
+     * registration per wait, such as io_uring; see cio__io_hold in io.h).
+     * hold() keeps fd registered for as long as the program owns it;
+     * fresh() hears that the kernel just gave out fd's number (an accept),
+     * so whatever the backend held for an older file of that number is
+     * stale. */
+    int (*hold)(cio__io *io, int fd);
+    void (*fresh)(cio__io *io, int fd);
 } cio__backend;
 
 extern const cio__backend cio__backend_epoll;

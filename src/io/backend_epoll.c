@@ -30,6 +30,15 @@
  *    an EAGAIN, cleared by an edge): an operation is tried only while its
  *    direction is not quiet, so the common "read, answer, wait" costs no
  *    read that is bound to fail.
+ *  - A socket the program handed over (cio_sock_adopt: it promised to
+ *    close it only through cio_close) is held: registered once, edge-
+ *    triggered, as an owned one, but with no owner op: the tasks' own
+ *    operations wait in its queues, are served by the edges, and heed
+ *    `quiet` alike. So a task's "recv, sendall, recv" costs the two calls
+ *    that move data and no epoll_ctl. A readiness wait on it that is not
+ *    quiet asks poll(2), as an edge may have passed unseen. Since the
+ *    promise can be broken (close(2) behind the loop's back), a sweep
+ *    finds held registrations that the kernel dropped (see check_held).
  * Registration changes of waiting operations are not made at once: the
  * entry is marked and the changes are made just before the next
  * epoll_wait, so an operation that completes or is cancelled within the
@@ -57,6 +66,7 @@
  * number was already reused.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -79,6 +89,9 @@ typedef struct fd_entry {
     uint8_t armed;         /* ... and its registration can still fire */
     uint8_t quiet;         /* the directions (1 << DIR_x) known to have nothing */
     uint8_t hung_up;       /* owned: the peer shut down (sticky until close) */
+    uint8_t held;          /* the program handed it over (cio_sock_adopt) */
+    uint8_t check_shift;   /* held: log2 of the sweeps between two checks */
+    uint32_t check_at;     /* held: the sweep that checks it next, if it waits */
 } fd_entry;
 
 typedef struct epoll_state {
@@ -86,6 +99,9 @@ typedef struct epoll_state {
     int wake_fd;
     cio__fd_table fds;
     cio__link dirty;       /* entries whose registration is due before the next wait */
+    size_t held;           /* entries held for the program (see the sweep) */
+    uint32_t sweeps;       /* sweeps done so far */
+    int64_t next_sweep;    /* CLOCK_MONOTONIC ns of the next sweep */
 } epoll_state;
 
 static void init_entry(void *p) {
@@ -277,9 +293,9 @@ static uint64_t event_key(int fd, const fd_entry *e) {
 }
 
 static int sync_registration(epoll_state *st, int fd, fd_entry *e) {
-    /* An owned descriptor keeps the registration it got when it was
-     * adopted; nothing that waits on it changes that. */
-    if (e->owner) return 0;
+    /* An owned or held descriptor keeps the registration it got when it
+     * was adopted; nothing that waits on it changes that. */
+    if (e->owner || e->held) return 0;
     bool persistent = e->watch[DIR_IN] || e->watch[DIR_OUT];
     uint32_t want = 0;
     if (e->watch[DIR_IN] || !cio__list_empty(&e->queue[DIR_IN])) want |= EPOLLIN;
@@ -396,6 +412,9 @@ static bool worth_trying(const fd_entry *e, const cio__op *op, int dir) {
     if (!cio__list_empty(&e->queue[dir])) return false;
     bool quiet = (e->quiet >> dir) & 1u;
     if (e->owner) return !quiet;
+    /* A connect that has not called connect() yet must call it: no edge
+     * would come for a socket that is not connecting. */
+    if (e->held) return !quiet || (op->kind == CIO__OP_CONNECT && op->stage < 2);
     if (op->kind == CIO__OP_POLL) return false;
     return !(op->kind == CIO__OP_RECV && quiet);
 }
@@ -403,6 +422,8 @@ static bool worth_trying(const fd_entry *e, const cio__op *op, int dir) {
 static void close_fd(cio__io *io, cio__op *op);
 
 static int adopt(epoll_state *st, int fd, fd_entry *e, cio__op *op);
+static int check_held(cio__io *io, int fd, fd_entry *e);
+static bool ready_now(cio__op *op, int dir);
 
 static void epoll_submit(cio__io *io, cio__op *op) {
     epoll_state *st = io->state;
@@ -435,8 +456,9 @@ static void epoll_submit(cio__io *io, cio__op *op) {
     } else if (op->flags & CIO__OP_MULTISHOT) {
         /* A level-triggered watcher cannot share an owned descriptor's
          * edge registration (asyncio: "File descriptor is used by
-         * transport"). */
-        if (e->watch[dir] || e->owner) {
+         * transport"), nor a held one's, unless that registration turns
+         * out to be stale (check_held). */
+        if (e->watch[dir] || e->owner || (e->held && check_held(io, op->fd, e) == 0)) {
             complete_now(op, -EBUSY);
             return;
         }
@@ -452,18 +474,33 @@ static void epoll_submit(cio__io *io, cio__op *op) {
         }
     } else {
         if (worth_trying(e, op, dir)) {
-            if (op->kind == CIO__OP_POLL || attempt(op, 0)) {
+            bool now;
+            if (op->kind != CIO__OP_POLL) {
+                now = attempt(op, 0);
+            } else if (e->held) {
+                now = ready_now(op, dir);
+            } else {
                 /* A readiness wait on an owned descriptor whose direction
-                 * is not quiet answers with the direction. */
-                if (op->kind == CIO__OP_POLL) op->result = dir == DIR_OUT ? CIO__POLL_OUT : CIO__POLL_IN;
+                 * is not quiet answers with the direction (its owner
+                 * reads until EAGAIN, which sets quiet). */
+                op->result = dir == DIR_OUT ? CIO__POLL_OUT : CIO__POLL_IN;
+                now = true;
+            }
+            if (now) {
                 note_result(e, op);
                 complete_now(op, op->result);
                 return;
             }
             e->quiet |= (uint8_t)(1u << dir);
         }
+        if (e->held && cio__list_empty(&e->queue[DIR_IN]) && cio__list_empty(&e->queue[DIR_OUT])) {
+            /* A new wait on a held descriptor: the sweep checks it once
+             * it has waited a whole sweep period without an edge. */
+            e->check_shift = 0;
+            e->check_at = st->sweeps + 2;
+        }
         cio__list_push_back(&e->queue[dir], &op->link);
-        if (!e->owner) mark_due(st, op->fd, e);
+        if (!e->owner && !e->held) mark_due(st, op->fd, e);
     }
     op->state = CIO__OP_IN_FLIGHT;
     io->in_flight++;
@@ -476,8 +513,7 @@ static void epoll_submit(cio__io *io, cio__op *op) {
  * by the edges from now on. Returns 0, -EBUSY if fd already has an owner or
  * a level-triggered watcher, or the error of epoll_ctl.
  */
-static int adopt(epoll_state *st, int fd, fd_entry *e, cio__op *op) {
-    if (e->owner || e->watch[DIR_IN] || e->watch[DIR_OUT]) return -EBUSY;
+static int register_edges(epoll_state *st, int fd, fd_entry *e) {
     /* EPOLLRDHUP: a short read cannot tell that the peer's end of stream
      * came with the data (see note_result). With edges it fires once, so
      * the level-triggered spin it causes elsewhere cannot happen. */
@@ -491,13 +527,173 @@ static int adopt(epoll_state *st, int fd, fd_entry *e, cio__op *op) {
     if (rc != 0) return errno == EPERM ? -EPERM : -errno;
     if (cio__link_linked(&e->dirty)) cio__list_unlink(&e->dirty);
     e->fd = fd;
-    e->owner = op;
     e->registered = ev.events;
     e->in_epoll = e->armed = 1;
     /* Nothing is known yet: no direction is quiet. */
     e->quiet = 0;
     e->hung_up = 0;
     return 0;
+}
+
+static int adopt(epoll_state *st, int fd, fd_entry *e, cio__op *op) {
+    if (e->owner || e->watch[DIR_IN] || e->watch[DIR_OUT]) return -EBUSY;
+    /* A held socket may become a transport's (or its number, closed
+     * behind the loop's back, came back from an accept): the transport
+     * takes the registration over. */
+    if (e->held) {
+        e->held = 0;
+        st->held--;
+        e->generation++;
+    }
+    int rc = register_edges(st, fd, e);
+    if (rc < 0) return rc;
+    e->owner = op;
+    return 0;
+}
+
+/*
+ * Held descriptors (cio_sock_adopt). The program promised to close a held
+ * descriptor only through cio_close, so its edge-triggered registration is
+ * kept for its whole life, as an owned one's. A promise can be broken: if
+ * the program closes it with close(2) anyway, the kernel drops the
+ * registration silently, and the number may come back for another file
+ * that epoll does not watch. A wait on it would then never see an edge.
+ * Three things bound the damage:
+ *  - a number the kernel gives out through the loop (cio_sock_accept:
+ *    fresh) or that is adopted again is known to be new: the stale entry is
+ *    dropped at once (its waiters, which waited on a closed file, get
+ *    -EBADF);
+ *  - a watcher added to a held number checks the registration first;
+ *  - the sweep: about once a second (the wait is cut short for it while
+ *    anything is held) every held descriptor that has had a wait pending
+ *    for a whole period without an edge is checked with one EPOLL_CTL_MOD.
+ *    ENOENT means the number names another file now: the entry goes back
+ *    to registrations made per wait, and its waiters are armed for the new
+ *    file. EBADF means it is closed: its waiters end with -EBADF. A check
+ *    that passes doubles the time to the next one (up to 64 periods), so
+ *    100,000 idle connections cost about 1,600 checks a second. So a wait
+ *    that the broken promise would have left hanging for ever ends, or
+ *    goes on properly, within two periods.
+ */
+#define SWEEP_PERIOD_NS INT64_C(1000000000)
+#define CHECK_SHIFT_MAX 6
+
+/* Forgets that e is held, and its registration (which the kernel dropped
+ * with the file, or which belongs to an older file). */
+static void drop_held(epoll_state *st, fd_entry *e) {
+    e->held = 0;
+    st->held--;
+    e->in_epoll = e->armed = 0;
+    e->registered = 0;
+    e->quiet = e->hung_up = 0;
+    e->generation++;
+}
+
+/* Checks a held entry's registration: 0 if it is live (or cannot be told),
+ * -ENOENT if fd is another file now (dropped, its waiters armed afresh), or
+ * -EBADF if fd is closed (dropped, its waiters ended). */
+static int check_held(cio__io *io, int fd, fd_entry *e) {
+    epoll_state *st = io->state;
+    struct epoll_event ev = {.events = e->registered, .data.u64 = event_key(fd, e)};
+    if (cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+    if (errno == ENOENT) {
+        drop_held(st, e);
+        mark_due(st, fd, e);
+        return -ENOENT;
+    }
+    if (errno == EBADF) {
+        drop_held(st, e);
+        fail_all(io, e, -EBADF);
+        return -EBADF;
+    }
+    return 0;
+}
+
+static int epoll_hold(cio__io *io, int fd) {
+    epoll_state *st = io->state;
+    if (fd == st->epoll_fd || fd == st->wake_fd) return -EBADF;
+    int err = 0;
+    fd_entry *e = cio__fd_table_get(&st->fds, fd, &err);
+    if (!e) return err;
+    if (e->held) {
+        /* Adopted twice, unless the first adoption's file is gone. */
+        int rc = check_held(io, fd, e);
+        if (rc == 0) return -EBUSY;
+        if (rc == -EBADF) return rc;
+    }
+    if (e->owner || e->watch[DIR_IN] || e->watch[DIR_OUT]) return -EBUSY;
+    /* Operations already waiting stay queued and are served by the edges
+     * from now on (the first edge comes at once if fd is ready). */
+    int rc = register_edges(st, fd, e);
+    if (rc < 0) return rc;
+    e->held = 1;
+    st->held++;
+    e->check_shift = 0;
+    e->check_at = st->sweeps + 2;
+    if (st->held == 1) st->next_sweep = cio__clock_real_ns() + SWEEP_PERIOD_NS;
+    return 0;
+}
+
+static void epoll_fresh(cio__io *io, int fd) {
+    epoll_state *st = io->state;
+    fd_entry *e = cio__fd_table_find(&st->fds, fd);
+    if (!e || !e->held) return;
+    drop_held(st, e);
+    if (cio__link_linked(&e->dirty)) cio__list_unlink(&e->dirty);
+    fail_all(io, e, -EBADF);
+}
+
+static void sweep_entry(void *p, int fd, void *arg) {
+    cio__io *io = arg;
+    epoll_state *st = io->state;
+    fd_entry *e = p;
+    if (!e->held || (cio__list_empty(&e->queue[DIR_IN]) && cio__list_empty(&e->queue[DIR_OUT])))
+        return;
+    if ((int32_t)(st->sweeps - e->check_at) < 0) return;
+    if (check_held(io, fd, e) == 0) {
+        e->check_at = st->sweeps + (1u << e->check_shift);
+        if (e->check_shift < CHECK_SHIFT_MAX) e->check_shift++;
+    }
+}
+
+/* Runs the sweep when it is due, and returns the timeout the wait may
+ * have: cut to the next sweep while anything is held. */
+static int64_t sweep(cio__io *io, int64_t timeout_ns) {
+    epoll_state *st = io->state;
+    if (!st->held) return timeout_ns;
+    int64_t now = cio__clock_real_ns();
+    if (now >= st->next_sweep) {
+        st->sweeps++;
+        st->next_sweep = now + SWEEP_PERIOD_NS;
+        size_t before = io->in_flight;
+        cio__fd_table_each(&st->fds, sweep_entry, io);
+        /* Waits that ended (closed descriptors) must not wait for the
+         * poll to time out. */
+        if (io->in_flight < before) return 0;
+    }
+    int64_t left = st->next_sweep - now;
+    return timeout_ns < 0 || timeout_ns > left ? left : timeout_ns;
+}
+
+/* A readiness wait on a held descriptor that is not known to be quiet:
+ * edges only tell of changes, so whether fd is ready now takes a poll(2).
+ * Returns true with the result set if it is (or poll failed). */
+static bool ready_now(cio__op *op, int dir) {
+    struct pollfd p = {.fd = op->fd, .events = dir == DIR_OUT ? POLLOUT : POLLIN};
+    int n;
+    do n = poll(&p, 1, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        op->result = -errno;
+        return true;
+    }
+    if (n == 0) return false;
+    if (p.revents & POLLNVAL) {
+        op->result = -EBADF;
+        return true;
+    }
+    op->result = (ssize_t)(p.revents & (CIO__POLL_IN | CIO__POLL_OUT | POLLERR | POLLHUP));
+    return true;
 }
 
 static void epoll_cancel(cio__io *io, cio__op *op, int reason) {
@@ -521,7 +717,7 @@ static void epoll_cancel(cio__io *io, cio__op *op, int reason) {
         /* Nothing may wait on the descriptor until the next poll, and in
          * that gap the program may close it behind the loop's back: a
          * later wait must arm afresh (see sync_registration). */
-        if (e && !e->owner && cio__list_empty(&e->queue[DIR_IN]) &&
+        if (e && !e->owner && !e->held && cio__list_empty(&e->queue[DIR_IN]) &&
             cio__list_empty(&e->queue[DIR_OUT]) && !e->watch[DIR_IN] && !e->watch[DIR_OUT])
             e->armed = 0;
     }
@@ -534,7 +730,7 @@ static void epoll_cancel(cio__io *io, cio__op *op, int reason) {
             e->in_epoll = e->armed = 0;
         e->registered = 0;
     }
-    if (!e->owner) mark_due(st, fd, e);
+    if (!e->owner && !e->held) mark_due(st, fd, e);
 }
 
 /* CIO__OP_CLOSE: every operation of the descriptor ends with -EBADF, its
@@ -547,6 +743,10 @@ static void close_fd(cio__io *io, cio__op *op) {
                       ? NULL
                       : cio__fd_table_find(&st->fds, op->fd);
     if (e) {
+        if (e->held) {
+            e->held = 0;
+            st->held--;
+        }
         fail_all(io, e, -EBADF);
         if (e->in_epoll) cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_DEL, op->fd, NULL);
         e->in_epoll = e->armed = 0;
@@ -574,7 +774,7 @@ static void handle_event(cio__io *io, int fd, uint32_t generation, uint32_t even
     uint32_t in = (events & EPOLLIN) || failed ? CIO__POLL_IN | failed : 0;
     uint32_t out = (events & EPOLLOUT) || failed ? CIO__POLL_OUT | failed : 0;
     uint32_t ready[2] = {in, out};
-    if (e->owner && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) e->hung_up = 1;
+    if ((e->owner || e->held) && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) e->hung_up = 1;
     for (int d = 0; d < 2; d++) {
         if (!ready[d]) continue;
         e->quiet &= (uint8_t)~(1u << d);
@@ -591,12 +791,13 @@ static void handle_event(cio__io *io, int fd, uint32_t generation, uint32_t even
         e->owner->done(e->owner);
         return;
     }
-    mark_due(st, fd, e);
+    if (!e->held) mark_due(st, fd, e);
 }
 
 static int epoll_poll(cio__io *io, int64_t timeout_ns) {
     epoll_state *st = io->state;
     struct epoll_event events[64];
+    timeout_ns = sweep(io, timeout_ns);
     int failed = flush_registrations(io);
     if (failed) timeout_ns = 0;
     struct timespec ts = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
@@ -641,4 +842,6 @@ const cio__backend cio__backend_epoll = {
     .poll = epoll_poll,
     .wake = epoll_wake,
     .drain = epoll_drain,
+    .hold = epoll_hold,
+    .fresh = epoll_fresh,
 };

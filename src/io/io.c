@@ -10,6 +10,7 @@
 #include "io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -74,4 +75,13 @@ int cio__io_init(cio__io *io, const char *name) {
 void cio__io_fini(cio__io *io) {
     if (io->backend) io->backend->fini(io);
     io->backend = NULL;
+}
+
+int cio__io_hold(cio__io *io, int fd) {
+    if (fd < 0) return -EBADF;
+    if (io->backend->hold) return io->backend->hold(io, fd);
+    /* io_uring submits every operation itself and keeps no registration:
+     * holding is only a promise the program makes, but a number that is
+     * not open is refused alike on every backend. */
+    return cio__sys_fcntl(fd, F_GETFD, 0) < 0 ? -errno : 0;
 }

@@ -85,6 +85,19 @@ static inline void cio__io_recv_arm(cio__io *io, cio__op *op, int on) {
     io->backend->recv_arm(io, op, on);
 }
 
+/* The program hands fd over to the loop (cio_sock_adopt): from now on it
+ * closes fd only through cio_close, so the backend may keep one
+ * registration for fd's whole life instead of arming it per wait. Returns
+ * 0, -EBADF (fd is not open), -EBUSY (held already, or a watcher or a
+ * transport has it), -EPERM (fd cannot be polled) or -ENOMEM. A backend
+ * without hold() only checks that fd is open (io.c). */
+int cio__io_hold(cio__io *io, int fd);
+/* The kernel just gave out fd (an accept through the loop): see
+ * cio__backend.fresh. */
+static inline void cio__io_fresh(cio__io *io, int fd) {
+    if (io->backend->fresh) io->backend->fresh(io, fd);
+}
+
 /* True while any operation is in flight: the loop then polls on every
  * iteration, as asyncio's does. */
 static inline bool cio__io_busy(const cio__io *io) {

@@ -6,7 +6,8 @@
  * the result. Every operation has an _until form taking an absolute
  * deadline in loop time. recvfrom, sendto, recvmsg and sendmsg go through
  * the backend's message operations (recvfrom and sendto with a message on
- * the task's stack).
+ * the task's stack). cio_sock_adopt hands a socket over to the loop, whose
+ * backend may then keep it registered for life (src/io/backend_epoll.c).
  */
 #include <limits.h>
 #include <sys/uio.h>
@@ -45,6 +46,10 @@ ssize_t cio_sock_sendall_until(int fd, const void *buf, size_t len, double when)
     return transfer(CIO__OP_SEND, CIO__OP_ALL, fd, buf, len, when);
 }
 
+static void fresh_fd(cio_loop *loop, void *arg) {
+    cio__io_fresh(&loop->io, *(int *)arg);
+}
+
 int cio_sock_accept_until(int fd, struct sockaddr *addr, unsigned int *addrlen, double when) {
     if (addr && !addrlen) return -EINVAL;
     int64_t deadline;
@@ -54,7 +59,19 @@ int cio_sock_accept_until(int fd, struct sockaddr *addr, unsigned int *addrlen, 
     cio__op_init(&op, CIO__OP_ACCEPT, fd);
     op.u.accept.addr = addr;
     op.u.accept.addrlen = addrlen;
-    return (int)cio__op_await(&op, deadline);
+    int conn = (int)cio__op_await(&op, deadline);
+    /* The number is new: whatever a loop held for an older socket with it,
+     * closed behind its back, is stale (cio_sock_adopt). */
+    if (conn >= 0) cio__loop_each_local(fresh_fd, &conn);
+    return conn;
+}
+
+int cio_sock_adopt(cio_loop *loop, int fd) {
+    if (!loop) return -EINVAL;
+    if (fd < 0) return -EBADF;
+    int rc = cio__loop_check(loop);
+    if (rc < 0) return rc;
+    return cio__io_hold(&loop->io, fd);
 }
 
 int cio_sock_connect_until(int fd, const struct sockaddr *addr, unsigned int addrlen,
