@@ -447,6 +447,8 @@ TEST(io_calls_fail_cleanly_on_bad_descriptors) {
     CHECK_ERR(cio_add_reader(loop, 0, NULL, NULL), -EINVAL);
     CHECK_ERR(cio_add_writer(loop, 0, NULL, NULL), -EINVAL);
     CHECK(cio_add_reader(loop, -1, noop_cb, NULL) < 0);
+    CHECK_ERR(cio_sock_adopt(NULL, 0), -EINVAL);
+    CHECK_ERR(cio_sock_adopt(loop, -1), -EBADF);
     CHECK(cio_add_writer(loop, -1, noop_cb, NULL) < 0);
     CHECK_EQ(cio_remove_reader(loop, -1), 0);
     CHECK_EQ(cio_remove_writer(loop, -1), 0);
