@@ -308,6 +308,12 @@ static void *connect_adopted(void *arg) {
     CHECK_EQ(cio_sock_sendall(c, "hello", 5), 5);
     char buf[8];
     CHECK_EQ(cio_sock_recv(s, buf, sizeof buf), 5);
+    /* The connected socket sees the peer's data and then its end of
+     * stream (the socket polled as hung up before it was connected). */
+    CHECK_EQ(cio_sock_sendall(s, "bye", 3), 3);
+    CHECK_OK(shutdown(s, SHUT_WR));
+    CHECK_EQ(cio_sock_recv(c, buf, sizeof buf), 3);
+    CHECK_EQ(cio_sock_recv_until(c, buf, sizeof buf, cio_loop_time(loop) + 1.0), 0);
     /* The listener waits for the next connection without re-arming. */
     int c2 = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     CHECK(c2 >= 0);
@@ -438,12 +444,13 @@ static void *accept_twice(void *arg) {
     int s2 = cio_sock_accept(lfd, NULL, NULL);
     CHECK_EQ(s2, s1); /* the lowest free number */
     /* cio_sock_accept gave the number out: the loop knows it is new, and
-     * a read on it is armed at once, adopted or not. */
-    CHECK_OK(cio_sock_adopt(loop, s2));
+     * a read on it (not adopted: a plain number) is armed at once. */
     double start = cio_loop_time(loop);
     CHECK_OK(cio_call_later(loop, 0.01, write_one, IPTR(c2), NULL));
     CHECK_EQ(cio_sock_recv_until(s2, buf, sizeof buf, start + 3.0), 1);
     CHECK(cio_loop_time(loop) - start < 0.5);
+    /* Adopting it now works: nothing of the old socket is left. */
+    CHECK_OK(cio_sock_adopt(loop, s2));
     CHECK_OK(cio_close(s2));
     CHECK_OK(cio_close(c2));
     CHECK_OK(cio_close(c1));
@@ -454,5 +461,34 @@ static void *accept_twice(void *arg) {
 TEST(a_number_accepted_again_after_a_plain_close_is_new_at_once) {
     cio_loop *loop = test_loop();
     CHECK_OK(test_run(loop, accept_twice, NULL, NULL));
+    cio_loop_free(loop);
+}
+
+static void *two_datagrams(void *arg) {
+    int *sv = arg;
+    char buf[64];
+    CHECK_EQ(cio_sock_recv(sv[0], buf, sizeof buf), 3);
+    /* Both datagrams came before the reader waited: the second is read at
+     * once, though the first read was short and no new edge comes. */
+    CHECK_EQ(send(sv[1], "one", 3, 0), 3);
+    CHECK_EQ(send(sv[1], "two", 3, 0), 3);
+    CHECK_EQ(cio_sock_recv(sv[0], buf, sizeof buf), 3);
+    CHECK(memcmp(buf, "one", 3) == 0);
+    double start = cio_loop_time(cio_running_loop());
+    CHECK_EQ(cio_sock_recv_until(sv[0], buf, sizeof buf, start + 1.0), 3);
+    CHECK(memcmp(buf, "two", 3) == 0);
+    CHECK(cio_loop_time(cio_running_loop()) - start < 0.5);
+    return NULL;
+}
+
+TEST(an_adopted_datagram_socket_reads_every_datagram) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    CHECK_OK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv));
+    CHECK_OK(cio_sock_adopt(loop, sv[0]));
+    CHECK_EQ(send(sv[1], "abc", 3, 0), 3);
+    CHECK_OK(test_run(loop, two_datagrams, sv, NULL));
+    CHECK_OK(cio_close(sv[0]));
+    CHECK_OK(cio_close(sv[1]));
     cio_loop_free(loop);
 }

@@ -90,6 +90,7 @@ typedef struct fd_entry {
     uint8_t quiet;         /* the directions (1 << DIR_x) known to have nothing */
     uint8_t hung_up;       /* owned: the peer shut down (sticky until close) */
     uint8_t held;          /* the program handed it over (cio_sock_adopt) */
+    uint8_t records;       /* held: a datagram or seqpacket socket (see note_result) */
     uint8_t check_shift;   /* held: log2 of the sweeps between two checks */
     uint32_t check_at;     /* held: the sweep that checks it next, if it waits */
 } fd_entry;
@@ -379,10 +380,23 @@ static int flush_registrations(cio__io *io) {
 
 /* What a finished attempt says about the descriptor: a recv that got less
  * than it asked for has probably emptied it. */
-static void note_result(fd_entry *e, const cio__op *op) {
+static void note_result(epoll_state *st, fd_entry *e, const cio__op *op) {
+    if (op->kind == CIO__OP_CONNECT && op->result == 0 && e->held && e->hung_up) {
+        /* A socket that is not connected polls as hung up (EPOLLHUP), and
+         * the edge of its adoption said so. Connected now, it asks afresh:
+         * the MOD polls the socket and reports its state as a new edge, so
+         * a real hang-up is seen again. */
+        struct epoll_event ev = {.events = e->registered, .data.u64 = event_key(op->fd, e)};
+        if (cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_MOD, op->fd, &ev) == 0) e->hung_up = 0;
+        return;
+    }
     /* Once the peer shut down, the end of stream is still to be read, and
      * no further edge will say so. */
     if (e->hung_up) return;
+    /* On a held socket that keeps record boundaries, a short read took one
+     * datagram and more may wait, with no edge to come for them. (A
+     * one-shot arm is level-triggered: it would report them.) */
+    if (e->held && e->records) return;
     if (op->kind == CIO__OP_RECV && op->result >= 0 && (size_t)op->result < op->u.rw.len)
         e->quiet |= 1u << DIR_IN;
 }
@@ -398,7 +412,7 @@ static void serve(cio__io *io, fd_entry *e, int dir, uint32_t revents) {
             break;
         }
         cio__list_unlink(l);
-        note_result(e, op);
+        note_result(io->state, e, op);
         finish(io, op, op->result);
     }
 }
@@ -487,7 +501,7 @@ static void epoll_submit(cio__io *io, cio__op *op) {
                 now = true;
             }
             if (now) {
-                note_result(e, op);
+                note_result(st, e, op);
                 complete_now(op, op->result);
                 return;
             }
@@ -624,8 +638,13 @@ static int epoll_hold(cio__io *io, int fd) {
     if (e->owner || e->watch[DIR_IN] || e->watch[DIR_OUT]) return -EBUSY;
     /* Operations already waiting stay queued and are served by the edges
      * from now on (the first edge comes at once if fd is ready). */
+    int type = 0;
+    unsigned int len = sizeof type;
+    bool records = cio__sys_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+                   type != SOCK_STREAM;
     int rc = register_edges(st, fd, e);
     if (rc < 0) return rc;
+    e->records = records;
     e->held = 1;
     st->held++;
     e->check_shift = 0;
