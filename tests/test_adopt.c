@@ -419,6 +419,39 @@ TEST(plain_close_under_a_waiting_reader_ends_the_wait_with_ebadf) {
     cio_loop_free(loop);
 }
 
+static void *wait_readable_within(void *arg) {
+    return cio_raise(cio_wait_readable_until(PTRI(arg), cio_loop_time(cio_running_loop()) + 3.0));
+}
+
+TEST(plain_close_of_an_adopted_socket_then_reuse_by_a_regular_file) {
+    /* The number comes back for a regular file, which epoll refuses: a
+     * wait on it ends with -EPERM, as any wait on a regular file does,
+     * rather than never. */
+    cio_loop *loop = test_loop();
+    int sv[2];
+    nonblocking_pair(sv);
+    CHECK_OK(cio_sock_adopt(loop, sv[0]));
+    CHECK_EQ(write(sv[1], "ab", 2), 2);
+    void *n;
+    CHECK_OK(test_run(loop, read_some, IPTR(sv[0]), &n)); /* short: quiet */
+    int old = sv[0];
+    close(sv[0]);
+    char path[] = "/tmp/cio-adopt-XXXXXX";
+    int file = mkstemp(path);
+    CHECK_EQ(file, old);
+    unlink(path);
+    double start = cio_loop_time(loop);
+    int rc = test_run(loop, wait_readable_within, IPTR(file), NULL);
+    if (on_epoll(loop))
+        CHECK_ERR(rc, -EPERM);
+    else
+        CHECK(rc == 0 || rc == -EPERM); /* io_uring polls regular files as ready */
+    CHECK(cio_loop_time(loop) - start < 3.0);
+    CHECK_OK(cio_close(file));
+    CHECK_OK(cio_close(sv[1]));
+    cio_loop_free(loop);
+}
+
 static void *accept_twice(void *arg) {
     (void)arg;
     cio_loop *loop = cio_running_loop();

@@ -603,24 +603,23 @@ static void drop_held(epoll_state *st, fd_entry *e) {
     e->generation++;
 }
 
-/* Checks a held entry's registration: 0 if it is live (or cannot be told),
- * -ENOENT if fd is another file now (dropped, its waiters armed afresh), or
- * -EBADF if fd is closed (dropped, its waiters ended). */
+/* Checks a held entry's registration: 0 if it is live (or cannot be told:
+ * out of memory), -EBADF if fd is closed (dropped, its waiters ended), or
+ * -ENOENT if fd is another file now (ENOENT; EPERM for a file that cannot
+ * be polled): dropped, its waiters armed afresh, which for a file epoll
+ * refuses ends them with -EPERM as for any plain wait on one. */
 static int check_held(cio__io *io, int fd, fd_entry *e) {
     epoll_state *st = io->state;
     struct epoll_event ev = {.events = e->registered, .data.u64 = event_key(fd, e)};
-    if (cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
-    if (errno == ENOENT) {
-        drop_held(st, e);
-        mark_due(st, fd, e);
-        return -ENOENT;
-    }
+    if (cio__sys_epoll_ctl(st->epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0 || errno == ENOMEM)
+        return 0;
+    drop_held(st, e);
     if (errno == EBADF) {
-        drop_held(st, e);
         fail_all(io, e, -EBADF);
         return -EBADF;
     }
-    return 0;
+    mark_due(st, fd, e);
+    return -ENOENT;
 }
 
 static int epoll_hold(cio__io *io, int fd) {
