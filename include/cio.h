@@ -947,7 +947,8 @@ int cio_sock_connect(int fd, const struct sockaddr *addr, unsigned int addrlen);
  * or ran last) forgets it first: operations in flight on fd end with -EBADF
  * and its watchers are removed. Loops of other threads are not touched.
  * Use it for every descriptor cio has seen; a plain close() is harmless
- * only once nothing waits on the descriptor. */
+ * only once nothing waits on the descriptor, and never meant for a socket
+ * given to cio_sock_adopt (see there for what it costs). */
 int cio_close(int fd);
 
 /* Hands the socket fd over to loop (no asyncio counterpart: asyncio's
