@@ -734,3 +734,100 @@ TEST(census_line_of_a_spawn_site_shows_its_maximum) {
     CHECK_ERR(cio_loop_stack_census(loop, NULL), -EINVAL);
     CHECK_OK(cio_loop_free(loop));
 }
+
+/* ---- giving memory back ---------------------------------------------------- */
+
+#define TRIM_TASKS 200
+
+typedef struct trim_slot {
+    void *lo;
+    size_t size, guard;
+} trim_slot;
+
+/* Writes 32 KiB deep into its stack (the pages stay resident when the
+ * stack goes back to the pool) and records where the stack lies. */
+__attribute__((noinline)) static void *touch_deep(void *arg) {
+    trim_slot *slot = arg;
+    cio__task_stack_info info;
+    CHECK_OK(cio__task_get_stack(cio_current_task(), &info));
+    slot->lo = info.lo;
+    slot->size = info.size;
+    slot->guard = info.guard;
+    volatile char deep[32 * 1024];
+    for (size_t i = 0; i < sizeof deep; i += 512) deep[i] = 1;
+    return NULL;
+}
+
+/* Resident pages of a stack (mincore). */
+static size_t resident_pages(const trim_slot *slot) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), n = slot->size / page, count = 0;
+    unsigned char *vec = malloc(n);
+    CHECK(vec != NULL);
+    CHECK_OK(mincore(slot->lo, slot->size, vec) == 0 ? 0 : -errno);
+    for (size_t i = 0; i < n; i++) count += vec[i] & 1;
+    free(vec);
+    return count;
+}
+
+static void *sleep_briefly(void *arg) {
+    (void)arg;
+    return IPTR(cio_sleep(0.01));
+}
+
+static trim_slot trim_slots[TRIM_TASKS], trim_again[TRIM_TASKS];
+
+static void run_touching_tasks(cio_loop *loop, trim_slot *slots) {
+    cio_task_options opts = {.stack_size = 64 * 1024};
+    for (int i = 0; i < TRIM_TASKS; i++)
+        CHECK_OK(cio_spawn_with(loop, touch_deep, &slots[i], &opts, NULL));
+    CHECK_OK(test_run(loop, sleep_briefly, NULL, NULL));
+}
+
+/* Waits for the touching tasks to end without letting the loop block,
+ * counts their resident stacks, then blocks in a sleep (the loop's idle
+ * trim) and counts the stacks left with no resident page. */
+static void *count_before_and_after_idle(void *arg) {
+    size_t *counts = arg;
+    for (int i = 0; i < 3; i++) CHECK_OK(cio_sleep(0));
+    for (int i = 0; i < TRIM_TASKS; i++) counts[0] += resident_pages(&trim_slots[i]) >= 8;
+    CHECK_OK(cio_sleep(0.01));
+    for (int i = 0; i < TRIM_TASKS; i++) counts[1] += resident_pages(&trim_slots[i]) == 0;
+    return NULL;
+}
+
+TEST(idle_loop_gives_freed_stacks_back) {
+    /* 200 tasks each leave 32 KiB of their stack resident; once the loop
+     * blocks (here in a sleep), it keeps CIO__STACK_KEEP_BYTES of free
+     * stacks as they are and gives the pages of the others back. */
+    cio_loop *loop = test_loop();
+    cio_task_options opts = {.stack_size = 64 * 1024};
+    for (int i = 0; i < TRIM_TASKS; i++)
+        CHECK_OK(cio_spawn_with(loop, touch_deep, &trim_slots[i], &opts, NULL));
+    size_t counts[2] = {0, 0};
+    CHECK_OK(test_run(loop, count_before_and_after_idle, counts, NULL));
+    CHECK_INT(counts[0], ==, TRIM_TASKS);
+    size_t kept = CIO__STACK_KEEP_BYTES / (64 * 1024);
+    CHECK_INT(counts[1], >=, TRIM_TASKS - kept);
+    /* Trimmed stacks serve new tasks, with their guards, and no new slab
+     * is mapped for them. */
+    size_t slabs = loop->stacks.slab_count;
+    run_touching_tasks(loop, trim_again);
+    CHECK_INT(loop->stacks.slab_count, ==, slabs);
+    int known = 0;
+    for (int i = 0; i < TRIM_TASKS; i++)
+        for (int j = 0; j < TRIM_TASKS; j++)
+            known += trim_again[i].lo == trim_slots[j].lo && trim_again[i].guard == trim_slots[j].guard;
+    CHECK_INT(known, >=, TRIM_TASKS - (int)kept);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+TEST(trim_gives_every_free_stack_back) {
+    cio_loop *loop = test_loop();
+    run_touching_tasks(loop, trim_slots);
+    /* The loop's idle trim ran already (in the sleep); this takes the
+     * rest. */
+    CHECK_INT(cio__stack_pool_trim(&loop->stacks, 0), >=, 1);
+    for (int i = 0; i < TRIM_TASKS; i++) CHECK_INT(resident_pages(&trim_slots[i]), ==, 0);
+    CHECK_INT(cio__stack_pool_trim(&loop->stacks, 0), ==, 0);
+    CHECK_OK(cio_loop_free(loop));
+}

@@ -201,6 +201,9 @@ static void run_once(cio_loop *loop) {
         /* About to block: tell senders of cross-thread calls to wake us,
          * then look once more for what they posted (inbox.c). */
         if (timeout != 0) {
+            /* Idle: give back the memory of stacks and records that the
+             * last busy spell left free (O(1) unless there is: stack.c). */
+            cio__stack_pool_idle(&loop->stacks, loop->live_tasks);
             atomic_store(&loop->inbox_sleeping, 1);
             if (atomic_load(&loop->inbox_posted)) timeout = 0;
         }

@@ -57,6 +57,9 @@
 #include "stack.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -226,6 +229,9 @@ static cio__stack_class *find_class(cio__stack_pool *pool, size_t size) {
     cio__stack_class *c = &pool->classes[pool->class_count++];
     c->size = size;
     c->free_list = NULL;
+    c->cold = NULL;
+    c->cold_count = c->cold_cap = 0;
+    pool->keep_stacks += CIO__STACK_KEEP_BYTES / size;
     return c;
 }
 
@@ -278,8 +284,16 @@ static void install_guards(cio__stack_pool *pool, cio__stack_slab *slab, size_t 
     for (size_t i = 0; i < count; i++) guard_of[i] = guarded ? guard : 0;
 }
 
-/* Maps one slab of stacks for class c and puts them on its free list. */
+/* Maps one slab of stacks for class c and puts them on its free list; a
+ * trimmed stack, if the class has one, comes first (no system call). */
 static int refill(cio__stack_pool *pool, cio__stack_class *c) {
+    if (c->cold_count) {
+        cio__stack_cold *cold = &c->cold[--c->cold_count];
+        pool->cold_total--;
+        /* Its pages read zero: wiped, as a fresh stack. */
+        push_free(c, cold->lo, cold->guard, 1);
+        return 0;
+    }
     size_t stride = c->size + pool->guard_size;
     /* The slab's stack count depends on the stack size only, so a larger
      * guard does not mean more slabs (and more system calls). */
@@ -301,6 +315,7 @@ static int refill(cio__stack_pool *pool, cio__stack_class *c) {
     slab->base = base;
     slab->length = length;
     slab->budgeted = 0;
+    pool->stacks_total += count;
     size_t guard_of[STACKS_PER_SLAB_MAX];
     install_guards(pool, slab, stride, count, guard_of);
     /* Push in reverse so stacks are handed out from low to high addresses. */
@@ -355,6 +370,7 @@ void cio__stack_put(cio__stack_pool *pool, const cio__stack *stack) {
 }
 
 void cio__stack_pool_destroy(cio__stack_pool *pool) {
+    for (size_t i = 0; i < pool->class_count; i++) cio__free(pool->classes[i].cold);
     for (size_t i = 0; i < pool->slab_count; i++) {
         cio__stack_slab *s = &pool->slabs[i];
         munmap(s->base, s->length); /* guard regions go with the mapping */
@@ -367,6 +383,82 @@ void cio__stack_pool_destroy(cio__stack_pool *pool) {
     memset(pool, 0, sizeof *pool);
     pool->guard_size = guard_size;
     pool->guard_regions = guard_regions;
+}
+
+/* ---- giving memory back ------------------------------------------------- */
+
+/*
+ * Trimming a class. Its free list is a stack: the head holds the stacks
+ * that ran last, whose pages are most likely still in cache, and they are
+ * the ones kept. Past the first keep stacks the list is cut, and each stack
+ * after the cut is recorded in the cold list (its link would otherwise
+ * live in its own top page) and advised MADV_DONTNEED: its pages go back to
+ * the kernel and read zero when touched again. The mapping, and with it
+ * the guard, stays: a guard region survives MADV_DONTNEED, and a
+ * PROT_NONE guard page is not part of the range. A stack whose advice
+ * fails, or that finds no room in the cold list, stays on the free list as
+ * it was.
+ */
+static size_t trim_class(cio__stack_class *c, size_t keep) {
+    free_stack **at = (free_stack **)&c->free_list;
+    for (size_t i = 0; i < keep && *at; i++) at = (free_stack **)&(*at)->next;
+    free_stack *rest = *at;
+    size_t trimmed = 0;
+    while (rest) {
+        free_stack *h = rest;
+        rest = h->next;
+        if (c->cold_count == c->cold_cap) {
+            size_t cap = c->cold_cap ? c->cold_cap * 2 : 64;
+            cio__stack_cold *grown = cio__realloc(c->cold, cap * sizeof *grown);
+            if (!grown) {
+                *at = h;
+                at = (free_stack **)&h->next;
+                continue;
+            }
+            c->cold = grown;
+            c->cold_cap = cap;
+        }
+        /* Read the header before the advice zeroes it. */
+        void *lo = h->lo;
+        size_t guard = h->guard;
+        if (madvise(lo, c->size, MADV_DONTNEED) != 0) {
+            *at = h;
+            at = (free_stack **)&h->next;
+            continue;
+        }
+        c->cold[c->cold_count++] = (cio__stack_cold){.lo = lo, .guard = guard};
+        trimmed++;
+    }
+    *at = NULL;
+    return trimmed;
+}
+
+size_t cio__stack_pool_trim(cio__stack_pool *pool, size_t keep_bytes) {
+    size_t trimmed = 0;
+    for (size_t i = 0; i < pool->class_count; i++) {
+        cio__stack_class *c = &pool->classes[i];
+        trimmed += trim_class(c, keep_bytes / c->size);
+    }
+    pool->cold_total += trimmed;
+    return trimmed;
+}
+
+void cio__stack_pool_idle(cio__stack_pool *pool, size_t live_tasks) {
+    size_t in_pool = pool->stacks_total - pool->cold_total;
+    size_t free_stacks = in_pool > live_tasks ? in_pool - live_tasks : 0;
+    size_t trimmed = 0;
+    if (free_stacks > 2 * pool->keep_stacks)
+        trimmed = cio__stack_pool_trim(pool, CIO__STACK_KEEP_BYTES);
+    /* The tasks whose stacks were trimmed freed their records too (the
+     * loop keeps only a bounded number of task records for reuse): many
+     * of them, or many freed records of other kinds, are worth a walk of
+     * malloc's free lists. */
+    if (trimmed >= CIO__STACK_HEAP_TRIM_STACKS || pool->heap_freed > CIO__STACK_HEAP_TRIM_BYTES) {
+        pool->heap_freed = 0;
+#ifdef __GLIBC__
+        malloc_trim(0);
+#endif
+    }
 }
 
 /* ---- high-water marks ---------------------------------------------------- */

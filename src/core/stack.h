@@ -24,9 +24,19 @@ typedef struct cio__stack {
     uint8_t wiped;
 } cio__stack;
 
+/* A free stack whose pages were given back to the kernel (see
+ * cio__stack_pool_trim): its link cannot live in its own memory, which
+ * writing would make resident again, so it is kept here. */
+typedef struct cio__stack_cold {
+    void *lo;
+    size_t guard;
+} cio__stack_cold;
+
 typedef struct cio__stack_class {
     size_t size;                /* usable bytes of each stack in this class */
     void *free_list;            /* free stacks, linked through their top word */
+    cio__stack_cold *cold;      /* trimmed free stacks, taken when free_list is empty */
+    size_t cold_count, cold_cap;
 } cio__stack_class;
 
 typedef struct cio__stack_slab {
@@ -44,6 +54,13 @@ typedef struct cio__stack_pool {
     size_t slab_count, slab_cap;
     size_t guard_size;          /* bytes kept below every stack, whole pages */
     bool guard_regions;         /* guards are MADV_GUARD_INSTALL regions */
+    /* For the idle trim's check, kept off the hot path (slab refills,
+     * trims and new classes only): every stack carved, those trimmed, and
+     * how many free ones the trim keeps (CIO__STACK_KEEP_BYTES per class). */
+    size_t stacks_total, cold_total, keep_stacks;
+    /* Bytes of records (transports, streams) freed to malloc since the
+     * idle trim last asked malloc to give its free pages back. */
+    size_t heap_freed;
 } cio__stack_pool;
 
 /* The canary of an unguarded stack is its lowest word, and its value is
@@ -63,6 +80,36 @@ size_t cio__stack_round(size_t size);
 int cio__stack_get(cio__stack_pool *pool, size_t size, cio__stack *out);
 void cio__stack_put(cio__stack_pool *pool, const cio__stack *stack);
 void cio__stack_pool_destroy(cio__stack_pool *pool);
+
+/*
+ * Giving memory back. A finished task's stack goes back to the pool as it
+ * is, resident pages and all, so that the next spawn costs no system call
+ * and no page fault. cio__stack_pool_trim keeps the first keep_bytes of
+ * free stacks of each class (the most recently used ones, at the head of
+ * its free list) and gives the pages of all the others back to the kernel
+ * (MADV_DONTNEED): they stay mapped, with their guards, and move to the
+ * class's cold list, which cio__stack_get takes from only when the free
+ * list is empty. Returns how many stacks it trimmed.
+ *
+ * cio__stack_pool_idle is the loop's call just before it blocks waiting
+ * for I/O (so never on a busy loop's path), with the number of tasks alive
+ * (each holds one stack): in O(1) it finds how many stacks are free and,
+ * when more than twice what the trim keeps, trims to CIO__STACK_KEEP_BYTES
+ * per class (twice: a load that swings by fewer stacks than that between
+ * two idle moments never pays for a trim). When the trim gave back at least
+ * CIO__STACK_HEAP_TRIM_STACKS stacks, whose tasks freed their records, or
+ * more than CIO__STACK_HEAP_TRIM_BYTES of records were freed since
+ * (cio__stack_pool_note_freed), it asks malloc to release its free pages
+ * too (glibc's malloc_trim).
+ */
+#define CIO__STACK_KEEP_BYTES ((size_t)4 * 1024 * 1024)
+#define CIO__STACK_HEAP_TRIM_BYTES ((size_t)1024 * 1024)
+#define CIO__STACK_HEAP_TRIM_STACKS 1024
+size_t cio__stack_pool_trim(cio__stack_pool *pool, size_t keep_bytes);
+void cio__stack_pool_idle(cio__stack_pool *pool, size_t live_tasks);
+static inline void cio__stack_pool_note_freed(cio__stack_pool *pool, size_t bytes) {
+    pool->heap_freed += bytes;
+}
 
 /* The canary words of an unguarded stack: its lowest word (inside the
  * stack) and the lowest word of the cache line just below it (inside the

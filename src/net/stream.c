@@ -141,6 +141,7 @@ static int on_eof(cio_transport *t, void *ctx) {
 
 static void stream_free_now(cio_stream *s) {
     cio__free(s->buf);
+    cio__stack_pool_note_freed(&s->loop->stacks, sizeof *s);
     cio__free(s);
 }
 

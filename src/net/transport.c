@@ -495,6 +495,9 @@ static void release(cio_transport *t) {
     unschedule(&t->lost_job);
     free_buffer(t);
     if (t->on_gone) t->on_gone(t);
+    /* Counted so that the loop's idle trim hands malloc's free pages back
+     * once many connections have gone (stack.h). */
+    cio__stack_pool_note_freed(&t->loop->stacks, sizeof *t);
     cio__free(t);
 }
 
