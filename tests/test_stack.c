@@ -826,8 +826,8 @@ TEST(trim_gives_every_free_stack_back) {
     run_touching_tasks(loop, trim_slots);
     /* The loop's idle trim ran already (in the sleep); this takes the
      * rest. */
-    CHECK_INT(cio__stack_pool_trim(&loop->stacks, 0), >=, 1);
+    CHECK_INT(cio__stack_pool_trim(&loop->stacks, 0, SIZE_MAX), >=, 1);
     for (int i = 0; i < TRIM_TASKS; i++) CHECK_INT(resident_pages(&trim_slots[i]), ==, 0);
-    CHECK_INT(cio__stack_pool_trim(&loop->stacks, 0), ==, 0);
+    CHECK_INT(cio__stack_pool_trim(&loop->stacks, 0, SIZE_MAX), ==, 0);
     CHECK_OK(cio_loop_free(loop));
 }

@@ -198,12 +198,13 @@ static void run_once(cio_loop *loop) {
             timeout = next->when > now ? next->when - now : 0;
         }
         if (loop->virtual_clock) timeout = virtual_wait(loop, next, timeout);
+        /* About to block, so idle: give back the memory of stacks and
+         * records that the last busy spell left free (O(1) unless there
+         * is; a step at a time, polling in between: stack.c). */
+        if (timeout != 0 && cio__stack_pool_idle(&loop->stacks, loop->live_tasks)) timeout = 0;
         /* About to block: tell senders of cross-thread calls to wake us,
          * then look once more for what they posted (inbox.c). */
         if (timeout != 0) {
-            /* Idle: give back the memory of stacks and records that the
-             * last busy spell left free (O(1) unless there is: stack.c). */
-            cio__stack_pool_idle(&loop->stacks, loop->live_tasks);
             atomic_store(&loop->inbox_sleeping, 1);
             if (atomic_load(&loop->inbox_posted)) timeout = 0;
         }

@@ -58,6 +58,7 @@ typedef struct cio__stack_pool {
      * trims and new classes only): every stack carved, those trimmed, and
      * how many free ones the trim keeps (CIO__STACK_KEEP_BYTES per class). */
     size_t stacks_total, cold_total, keep_stacks;
+    size_t trimmed_since_heap;  /* stacks trimmed since malloc was last trimmed */
     /* Bytes of records (transports, streams) freed to malloc since the
      * idle trim last asked malloc to give its free pages back. */
     size_t heap_freed;
@@ -86,27 +87,32 @@ void cio__stack_pool_destroy(cio__stack_pool *pool);
  * is, resident pages and all, so that the next spawn costs no system call
  * and no page fault. cio__stack_pool_trim keeps the first keep_bytes of
  * free stacks of each class (the most recently used ones, at the head of
- * its free list) and gives the pages of all the others back to the kernel
- * (MADV_DONTNEED): they stay mapped, with their guards, and move to the
- * class's cold list, which cio__stack_get takes from only when the free
- * list is empty. Returns how many stacks it trimmed.
+ * its free list) and gives the pages of at most max others back to the
+ * kernel (MADV_DONTNEED): they stay mapped, with their guards, and move to
+ * the class's cold list, which cio__stack_get takes from only when the
+ * free list is empty. Returns how many stacks it trimmed.
  *
  * cio__stack_pool_idle is the loop's call just before it blocks waiting
  * for I/O (so never on a busy loop's path), with the number of tasks alive
- * (each holds one stack): in O(1) it finds how many stacks are free and,
- * when more than twice what the trim keeps, trims to CIO__STACK_KEEP_BYTES
- * per class (twice: a load that swings by fewer stacks than that between
- * two idle moments never pays for a trim). When the trim gave back at least
- * CIO__STACK_HEAP_TRIM_STACKS stacks, whose tasks freed their records, or
- * more than CIO__STACK_HEAP_TRIM_BYTES of records were freed since
+ * (each holds one stack). In O(1) it finds how many stacks are free; when
+ * more than twice what the trim keeps (so that a load swinging by fewer
+ * stacks between two idle moments never pays for a trim), it trims toward
+ * CIO__STACK_KEEP_BYTES per class, CIO__STACK_TRIM_STEP stacks at a time
+ * (giving back 10,000 stacks took 100 ms on a test VM: a step bounds the
+ * delay it adds to whatever arrives meanwhile), and returns true while more
+ * is left: the loop then polls without blocking and calls again. Once done,
+ * if it gave back at least CIO__STACK_HEAP_TRIM_STACKS stacks since malloc
+ * was last trimmed (their tasks freed their records too), or more than
+ * CIO__STACK_HEAP_TRIM_BYTES of records were freed
  * (cio__stack_pool_note_freed), it asks malloc to release its free pages
  * too (glibc's malloc_trim).
  */
 #define CIO__STACK_KEEP_BYTES ((size_t)4 * 1024 * 1024)
+#define CIO__STACK_TRIM_STEP 256
 #define CIO__STACK_HEAP_TRIM_BYTES ((size_t)1024 * 1024)
 #define CIO__STACK_HEAP_TRIM_STACKS 1024
-size_t cio__stack_pool_trim(cio__stack_pool *pool, size_t keep_bytes);
-void cio__stack_pool_idle(cio__stack_pool *pool, size_t live_tasks);
+size_t cio__stack_pool_trim(cio__stack_pool *pool, size_t keep_bytes, size_t max);
+bool cio__stack_pool_idle(cio__stack_pool *pool, size_t live_tasks);
 static inline void cio__stack_pool_note_freed(cio__stack_pool *pool, size_t bytes) {
     pool->heap_freed += bytes;
 }
