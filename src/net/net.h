@@ -114,6 +114,10 @@ struct cio_transport {
     /* Writes go to the backend as CIO__OP_SEND operations (io_uring,
      * CIO__CAP_SEND_RING): no send() per write (transport.c). */
     uint8_t ring_send;
+    /* The record is not the transport's to free: a stream server's
+     * handler task holds it in its frame (stream.c), and release tells it
+     * (cio__stream_embedded_released) instead of freeing. */
+    uint8_t embedded;
 };
 
 /* What a transport's descriptor is: a socket (recv/send), or one end of a
@@ -127,6 +131,19 @@ enum cio__transport_kind { CIO__T_SOCKET = 0, CIO__T_READ_PIPE, CIO__T_WRITE_PIP
  * reaches connection_lost saw connection_made). On failure fd is closed. */
 int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *ctx,
                        cio_transport **out);
+/* The same in a record the caller provides (a stream server's handler
+ * task keeps it in its frame): when the transport is done with it,
+ * cio__stream_embedded_released is called instead of freeing it. On
+ * failure fd is closed. */
+int cio__transport_init_embedded(cio_transport *t, cio_loop *loop, int fd,
+                                 const cio_protocol *proto, void *ctx);
+void cio__stream_embedded_released(cio_transport *t);
+/* A stream server's way in (stream.c): server.c hands it each accepted
+ * descriptor instead of making a transport, and the adopter registers the
+ * transport it makes with cio__server_add_connection. */
+typedef void (*cio__server_adopt_fn)(struct cio_server *s, cio_loop *loop, int fd, void *ctx);
+void cio__server_set_adopt(struct cio_server *s, cio__server_adopt_fn fn);
+void cio__server_add_connection(struct cio_server *s, cio_transport *t);
 /* The same for one end of a pipe (or a character device), reading or
  * writing: fd is left open on failure (the caller's, until it succeeds). */
 int cio__transport_new_pipe(cio_loop *loop, int fd, int writing, const cio_protocol *proto,

@@ -72,8 +72,10 @@ struct cio_server {
     uint8_t serving_forever;
     uint8_t loop_gone;           /* the loop closed: never touch it again */
     uint8_t free_pending;        /* freed once the last watch completes */
+    uint8_t accepting;           /* in the accept job: freeing waits for its end */
     void (*cleanup)(void *);
     void *cleanup_arg;
+    cio__server_adopt_fn adopt;  /* a stream server's: takes each accepted descriptor */
 };
 
 void cio__server_set_cleanup(cio_server *s, void (*fn)(void *), void *arg) {
@@ -81,7 +83,12 @@ void cio__server_set_cleanup(cio_server *s, void (*fn)(void *), void *arg) {
     s->cleanup_arg = arg;
 }
 
+void cio__server_set_adopt(cio_server *s, cio__server_adopt_fn fn) {
+    s->adopt = fn;
+}
+
 static void connection_gone(cio_transport *t);
+static void maybe_free(cio_server *s);
 static void submit_watch(listener *l);
 static void on_listener_edge(cio__op *op);
 
@@ -171,6 +178,19 @@ static void accept_job(cio__job *job) {
             }
             return;
         }
+        if (s->adopt) {
+            /* A stream server starts the connection's handler task at once
+             * (stream.c), and the handler may close or free the server:
+             * freeing waits for the end of this job. */
+            s->accepting = 1;
+            s->adopt(s, s->loop, fd, s->ctx);
+            s->accepting = 0;
+            if (s->free_pending) {
+                maybe_free(s);
+                return;
+            }
+            continue;
+        }
         cio_transport *t;
         int rc = cio__transport_new(s->loop, fd, s->proto, s->ctx, &t);
         if (rc < 0) {
@@ -178,16 +198,18 @@ static void accept_job(cio__job *job) {
                         NULL);
             continue;
         }
-        t->server = s;
-        t->on_gone = connection_gone;
-        cio__list_push_back(&s->connections, &t->server_link);
-        s->active++;
+        cio__server_add_connection(s, t);
         cio__transport_start(t);
     }
     schedule_accept(l);
 }
 
-static void maybe_free(cio_server *s);
+void cio__server_add_connection(cio_server *s, cio_transport *t) {
+    t->server = s;
+    t->on_gone = connection_gone;
+    cio__list_push_back(&s->connections, &t->server_link);
+    s->active++;
+}
 
 /* Queues an accepted descriptor, growing the ring; false if memory ran out. */
 static bool push_pending(listener *l, int fd) {
@@ -562,7 +584,7 @@ int cio_server_sockets(cio_server *s, int *fds, size_t n) {
 }
 
 static void maybe_free(cio_server *s) {
-    if (!s->free_pending) return;
+    if (!s->free_pending || s->accepting) return;
     for (size_t i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].in_flight) return;
     if (s->cleanup) s->cleanup(s->cleanup_arg);

@@ -46,6 +46,8 @@ struct cio_stream {
     uint8_t from_server;     /* handed to a handler: the server frees it */
     uint8_t kind;            /* its transport's: a socket, or a pipe's end */
     uint8_t owned;           /* a child process's pipe: the process frees it */
+    uint8_t embedded;        /* a server's: lives in its handler task's frame */
+    uint8_t released;        /* embedded: its transport is done with its record */
     /* A task waiting in cio_stream_read with nothing buffered: data that
      * arrives goes straight into its buffer (see on_data). */
     char *direct;
@@ -53,9 +55,6 @@ struct cio_stream {
     cio__waitq readers;
     cio__waitq drainers;
     cio__waitq closers;
-    /* A server's stream: its handler. */
-    cio_stream_handler_fn handler;
-    void *handler_arg;
 };
 
 typedef struct stream_server {
@@ -141,6 +140,8 @@ static int on_eof(cio_transport *t, void *ctx) {
 
 static void stream_free_now(cio_stream *s) {
     cio__free(s->buf);
+    s->buf = NULL;
+    if (s->embedded) return; /* its handler's frame holds it */
     cio__stack_pool_note_freed(&s->loop->stacks, sizeof *s);
     cio__free(s);
 }
@@ -196,14 +197,18 @@ static const cio_protocol stream_protocol = {
     .resume_writing = on_resume,
 };
 
-static cio_stream *stream_new(cio_loop *loop) {
-    cio_stream *s = cio__calloc(1, sizeof *s);
-    if (!s) return NULL;
+static void stream_init(cio_stream *s, cio_loop *loop) {
+    memset(s, 0, sizeof *s);
     s->loop = loop;
     s->limit = DEFAULT_LIMIT;
     cio__waitq_init(&s->readers);
     cio__waitq_init(&s->drainers);
     cio__waitq_init(&s->closers);
+}
+
+static cio_stream *stream_new(cio_loop *loop) {
+    cio_stream *s = cio__malloc(sizeof *s);
+    if (s) stream_init(s, loop);
     return s;
 }
 
@@ -215,52 +220,126 @@ static void attach(cio_stream *s, cio_transport *t) {
 
 /* ---- servers ------------------------------------------------------------ */
 
-static void *run_handler(void *arg) {
-    cio_stream *s = arg;
-    void *result = s->handler(s, s->handler_arg);
-    /* The stream was the handler's; the connection ends with it. A read
-     * or drain the handler left behind cannot be waiting any more: it ran
-     * in this very task. */
-    if (s->t) {
-        cio_transport_close(s->t);
-        cio_transport_set_context(s->t, NULL);
-        s->t->on_release = NULL;
+/*
+ * A connection of a stream server costs one stack page. Its handler task
+ * is started for each accepted descriptor, eagerly (cio_spawn's
+ * eager_start), from the server's accept job, and keeps the connection's
+ * two records, transport and stream, in its own frame (server_conn): the
+ * top page of its stack, which the task touches anyway, so an idle
+ * connection holds no heap record of its own but the task's. The task
+ * makes the transport and calls connection_made before its first
+ * suspension, so no data can arrive before the stream exists.
+ *
+ * The records must outlive every use the loop makes of them. When the
+ * handler returns, the stream ends with it (as before: the handler owns
+ * it): the transport is closed, its buffered writes still going out, and
+ * the task waits until the transport has had its final completion and is
+ * done with the record (cio__stream_embedded_released); only then does
+ * the frame go. A cancellation during that wait aborts the connection
+ * instead of flushing it, and the task still waits for the release, which
+ * then comes within the next iterations. If the loop closes while the task
+ * is suspended, the loop's drain releases the transport first (its
+ * on_release takes the task's waits out of the stream's queues) and the
+ * task's stack goes back to the pool after, never the other way round.
+ */
+typedef struct server_conn {
+    cio_transport t;
+    cio_stream s;
+} server_conn;
+
+/* What the accept job hands the handler task; read before the task first
+ * suspends, since it lives in the accept job's frame. */
+typedef struct conn_start {
+    const stream_server *srv;
+    cio_server *server;
+    int fd;
+    int ran;
+    int rc;
+} conn_start;
+
+static cio_stream *conn_stream(cio_transport *t) {
+    return &CIO__CONTAINER_OF(t, server_conn, t)->s;
+}
+
+/* The loop closes under a suspended handler: its task never runs again. */
+static void on_release_embedded(cio_transport *t, void *ctx) {
+    (void)ctx;
+    cio_stream *s = conn_stream(t);
+    s->t = NULL;
+    s->eof = 1;
+    cio__waitq_forget_all(&s->readers);
+    cio__waitq_forget_all(&s->drainers);
+    cio__waitq_forget_all(&s->closers);
+    stream_free_now(s);
+}
+
+void cio__stream_embedded_released(cio_transport *t) {
+    cio_stream *s = conn_stream(t);
+    s->t = NULL;
+    s->released = 1;
+    cio__waitq_wake_all(&s->closers, NULL);
+}
+
+/* The handler returned: the connection closes and the task waits until
+ * the transport is done with the record in its frame (see above). */
+static void end_connection(cio_stream *s, cio_transport *t) {
+    /* Data that arrives from now on is dropped; no callback reaches s. */
+    cio_transport_set_context(t, NULL);
+    if (s->t) cio_transport_close(t);
+    bool aborted = false;
+    while (!s->released) {
+        cio__waiter w;
+        int rc = cio__waitq_wait_on(&s->closers, &w, CIO__WAIT_STREAM, s, NULL,
+                                    "stream handler's connection end", INT64_MAX);
+        if (rc < 0 && !aborted) {
+            cio_transport_abort(t);
+            aborted = true;
+        }
     }
     stream_free_now(s);
+}
+
+static void *run_handler(void *arg) {
+    conn_start *start = arg;
+    cio_stream_handler_fn handler = start->srv->handler;
+    void *handler_arg = start->srv->arg;
+    cio_loop *loop = cio_running_loop();
+    server_conn c;
+    stream_init(&c.s, loop);
+    c.s.from_server = 1;
+    c.s.embedded = 1;
+    start->ran = 1;
+    start->rc = cio__transport_init_embedded(&c.t, loop, start->fd, &stream_protocol, &c.s);
+    if (start->rc < 0) return NULL;
+    cio__server_add_connection(start->server, &c.t);
+    attach(&c.s, &c.t);
+    c.t.on_release = on_release_embedded;
+    cio__transport_start(&c.t);
+    /* start is gone once this task suspends. */
+    void *result = handler(&c.s, handler_arg);
+    end_connection(&c.s, &c.t);
     return result;
 }
 
-static void on_connection(cio_transport *t, void *ctx) {
-    stream_server *srv = ctx;
-    cio_stream *s = stream_new(cio_transport_loop(t));
+/* The server's accept job hands over each accepted descriptor. */
+static void adopt(cio_server *server, cio_loop *loop, int fd, void *ctx) {
+    conn_start start = {.srv = ctx, .server = server, .fd = fd, .rc = -ENOMEM};
+    cio_task_options opts = {.eager_start = 1};
     cio_task *task = NULL;
-    if (s) {
-        s->from_server = 1;
-        s->handler = srv->handler;
-        s->handler_arg = srv->arg;
-        attach(s, t);
-        cio_transport_set_context(t, s);
-        if (cio_spawn(s->loop, run_handler, s, &task) == 0) {
-            cio_future_unref(task);
-            return;
-        }
-        cio_transport_set_context(t, NULL);
-        t->on_release = NULL;
-        stream_free_now(s);
+    int rc = cio_spawn_with(loop, run_handler, &start, &opts, &task);
+    if (rc == 0 && !start.ran) {
+        /* Not started at once (the accept job runs in the running loop, so
+         * this cannot happen): cancelled before its first step, it never
+         * reads start. */
+        cio_task_cancel(task, NULL);
+        rc = -EAGAIN;
     }
-    cio__report(cio_transport_loop(t), "a connection was dropped: its handler could not start",
-                -ENOMEM, NULL);
-    cio_transport_abort(t);
+    if (task) cio_future_unref(task);
+    if (rc < 0 || !start.ran) cio__sys_close(fd);
+    else rc = start.rc; /* the task closed fd if that failed */
+    if (rc < 0)
+        cio__report(loop, "a connection was dropped: its handler could not start", rc, NULL);
 }
-
-static const cio_protocol server_protocol = {
-    .connection_made = on_connection,
-    .data_received = on_data,
-    .eof_received = on_eof,
-    .connection_lost = on_lost,
-    .pause_writing = on_pause,
-    .resume_writing = on_resume,
-};
 
 /* The handler and its argument live as long as the server: they are kept
  * in a record freed with it (cio__server_set_cleanup). */
@@ -273,13 +352,14 @@ static int start(cio_loop *loop, cio_stream_handler_fn handler, void *arg, const
     if (!srv) return -ENOMEM;
     srv->handler = handler;
     srv->arg = arg;
-    int rc = path ? cio_create_unix_server(loop, &server_protocol, srv, path, opts, out)
-                  : cio_create_server(loop, &server_protocol, srv, host, port, opts, out);
+    int rc = path ? cio_create_unix_server(loop, &stream_protocol, srv, path, opts, out)
+                  : cio_create_server(loop, &stream_protocol, srv, host, port, opts, out);
     if (rc < 0) {
         cio__free(srv);
         return rc;
     }
     cio__server_set_cleanup(*out, cio__free, srv);
+    cio__server_set_adopt(*out, adopt);
     return 0;
 }
 

@@ -495,18 +495,23 @@ static void release(cio_transport *t) {
     unschedule(&t->lost_job);
     free_buffer(t);
     if (t->on_gone) t->on_gone(t);
+    if (t->embedded) {
+        /* Not ours to free: its stream server's handler task holds it in
+         * its frame and may return now (stream.c). */
+        cio__stream_embedded_released(t);
+        return;
+    }
     /* Counted so that the loop's idle trim hands malloc's free pages back
      * once many connections have gone (stack.h). */
     cio__stack_pool_note_freed(&t->loop->stacks, sizeof *t);
     cio__free(t);
 }
 
-/* Makes a transport of the given kind on fd; leaves fd open on failure. */
-static int make(cio_loop *loop, int fd, uint8_t kind, const cio_protocol *proto, void *ctx,
-                cio_transport **out) {
-    if (kind != CIO__T_WRITE_PIPE && !cio__read_buffer(loop)) return -ENOMEM;
-    cio_transport *t = cio__calloc(1, sizeof *t);
-    if (!t) return -ENOMEM;
+/* Sets up the transport record t (zeroed first) of the given kind on fd
+ * and starts its watch: 0, or the watch's error (fd left open). */
+static int init(cio_transport *t, cio_loop *loop, int fd, uint8_t kind,
+                const cio_protocol *proto, void *ctx) {
+    memset(t, 0, sizeof *t);
     t->loop = loop;
     t->proto = proto;
     t->ctx = ctx;
@@ -535,11 +540,7 @@ static int make(cio_loop *loop, int fd, uint8_t kind, const cio_protocol *proto,
         t->ring_send = 1;
     }
     cio__io_submit(&loop->io, &t->watch);
-    if (t->watch.state == CIO__OP_DONE) {
-        int rc = (int)t->watch.result;
-        cio__free(t);
-        return rc;
-    }
+    if (t->watch.state == CIO__OP_DONE) return (int)t->watch.result;
     /* The backend may have declined (a socket that is not a stream). */
     t->ring = (t->watch.flags & CIO__OP_RECV_RING) != 0;
     if (kind == CIO__T_SOCKET) {
@@ -551,7 +552,32 @@ static int make(cio_loop *loop, int fd, uint8_t kind, const cio_protocol *proto,
     /* Nothing is known of the descriptor yet: the first read is tried
      * (unless the backend receives: its receive is already armed). */
     t->readable = kind != CIO__T_WRITE_PIPE && !t->ring;
+    return 0;
+}
+
+/* Makes a transport of the given kind on fd; leaves fd open on failure. */
+static int make(cio_loop *loop, int fd, uint8_t kind, const cio_protocol *proto, void *ctx,
+                cio_transport **out) {
+    if (kind != CIO__T_WRITE_PIPE && !cio__read_buffer(loop)) return -ENOMEM;
+    cio_transport *t = cio__malloc(sizeof *t);
+    if (!t) return -ENOMEM;
+    int rc = init(t, loop, fd, kind, proto, ctx);
+    if (rc < 0) {
+        cio__free(t);
+        return rc;
+    }
     *out = t;
+    return 0;
+}
+
+int cio__transport_init_embedded(cio_transport *t, cio_loop *loop, int fd,
+                                 const cio_protocol *proto, void *ctx) {
+    int rc = cio__read_buffer(loop) ? init(t, loop, fd, CIO__T_SOCKET, proto, ctx) : -ENOMEM;
+    if (rc < 0) {
+        cio__sys_close(fd);
+        return rc;
+    }
+    t->embedded = 1;
     return 0;
 }
 
