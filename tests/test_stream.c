@@ -484,3 +484,107 @@ TEST(loop_close_with_handlers_waiting_leaves_nothing_behind) {
     CHECK_OK(cio_stream_free(c));
     CHECK_OK(cio_server_free(s));
 }
+
+/* ---- a server connection's records live in its handler's frame ------------ */
+
+static cio_task *handler_task;
+static cio_stream *handler_stream;
+
+static void *remember_and_hold(cio_stream *s, void *arg) {
+    (void)arg;
+    handler_task = cio_current_task();
+    cio_future_ref(handler_task);
+    handler_stream = s;
+    char buf[16];
+    while (cio_stream_read(s, buf, sizeof buf) > 0) {
+    }
+    return NULL;
+}
+
+static void *connect_idle_and_check(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_OK(cio_stream_write(c, "x", 1));
+    CHECK_OK(cio_sleep(0.02));
+    CHECK(handler_task != NULL);
+    /* The stream lies in the handler's stack, and an idle handler (here
+     * waiting in a read, its records included) stays in one page. */
+    cio__task_stack_info info;
+    CHECK_OK(cio__task_get_stack(handler_task, &info));
+    CHECK((char *)handler_stream > (char *)info.lo &&
+          (char *)handler_stream < (char *)info.lo + info.size);
+    ssize_t mark = cio_task_stack_high_water(handler_task);
+    const char *backend = cio_loop_backend(cio_running_loop());
+    fprintf(stderr, "idle handler's stack high-water mark on %s: %zd B\n", backend, mark);
+    /* Not yet on io_uring: there the task reaches 4,328 B (a second page),
+     * probably in the submission of the transport's watch, which runs on
+     * the handler's stack (issue 8, left open). */
+    if (strcmp(backend, "epoll") == 0) CHECK_INT(mark, <=, 4096);
+    CHECK_OK(cio_stream_close(c));
+    CHECK_OK(cio_stream_wait_closed(c));
+    CHECK_OK(cio_stream_free(c));
+    for (int i = 0; i < 100 && !cio_future_done(handler_task); i++) CHECK_OK(cio_sleep(0.01));
+    CHECK_EQ(cio_future_done(handler_task), 1);
+    cio_future_unref(handler_task);
+    handler_task = NULL;
+    return NULL;
+}
+
+TEST(idle_handler_holds_its_records_in_one_stack_page) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, remember_and_hold, NULL);
+    CHECK_OK(test_run(loop, connect_idle_and_check, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    CHECK_OK(cio_loop_free(loop));
+}
+
+#define FLOOD_BYTES (32u << 20)
+
+/* Writes more than the socket takes to a peer that does not read, and
+ * returns: the connection is flushed after it, in its task's frame. */
+static void *flood_and_return(cio_stream *s, void *arg) {
+    (void)arg;
+    handler_task = cio_current_task();
+    cio_future_ref(handler_task);
+    char *big = calloc(1, FLOOD_BYTES);
+    CHECK(big != NULL);
+    CHECK_OK(cio_stream_write(s, big, FLOOD_BYTES));
+    free(big);
+    return NULL;
+}
+
+static void *cancel_a_flushing_handler(void *arg) {
+    cio_server *server = arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_OK(cio_sleep(0.05));
+    CHECK(handler_task != NULL);
+    /* Returned, but its connection is still being flushed. */
+    CHECK_EQ(cio_future_done(handler_task), 0);
+    CHECK_OK(cio_task_cancel(handler_task, NULL) >= 0 ? 0 : -1);
+    for (int i = 0; i < 100 && !cio_future_done(handler_task); i++) CHECK_OK(cio_sleep(0.01));
+    CHECK_EQ(cio_future_done(handler_task), 1);
+    cio_future_unref(handler_task);
+    handler_task = NULL;
+    /* Aborted, not flushed: the peer gets less than was written. */
+    static char buf[65536];
+    size_t total = 0;
+    ssize_t n;
+    while ((n = cio_stream_read(c, buf, sizeof buf)) > 0) total += (size_t)n;
+    CHECK(n == 0 || n == -ECONNRESET);
+    CHECK_INT(total, <, FLOOD_BYTES);
+    CHECK_OK(cio_stream_close(c));
+    CHECK_OK(cio_stream_free(c));
+    CHECK_OK(cio_server_close(server));
+    CHECK_OK(cio_server_wait_closed(server));
+    return NULL;
+}
+
+TEST(cancelling_a_handler_that_returned_aborts_its_flush) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, flood_and_return, NULL);
+    CHECK_OK(test_run(loop, cancel_a_flushing_handler, s, NULL));
+    CHECK_OK(cio_server_free(s));
+    CHECK_OK(cio_loop_free(loop));
+}
