@@ -426,6 +426,7 @@ static size_t trim_class(cio__stack_class *c, size_t keep, size_t max, size_t st
         *at = h->next;
     }
     size_t n = c->cold_count - first;
+    if (n == 0) return 0;
     cio__stack_cold *fresh = c->cold + first;
     qsort(fresh, n, sizeof *fresh, cold_order);
     for (size_t i = 0; i < n;) {

@@ -142,7 +142,9 @@ static void stream_free_now(cio_stream *s) {
     cio__free(s->buf);
     s->buf = NULL;
     if (s->embedded) return; /* its handler's frame holds it */
-    cio__stack_pool_note_freed(&s->loop->stacks, sizeof *s);
+    /* Not counted for the idle trim (cio__stack_pool_note_freed): a stream
+     * may be freed after its loop, which it would then touch. Its
+     * transport, freed while the loop lives, is counted. */
     cio__free(s);
 }
 
