@@ -1161,7 +1161,10 @@ int cio_open_connection_until(const char *host, const char *port, double when,
                               cio_stream **out);
 int cio_open_unix_connection(const char *path, cio_stream **out);
 /* Starts a server whose every connection runs handler(stream, arg) in a
- * task of its own. Returns as cio_create_server. */
+ * task of its own. The task starts eagerly, in the loop step that accepted
+ * the connection (asyncio schedules the callback as a new task): its code
+ * up to the first suspension runs before other ready tasks. Returns as
+ * cio_create_server. */
 int cio_start_server(cio_loop *loop, cio_stream_handler_fn handler, void *arg, const char *host,
                      const char *port, const cio_server_options *opts, cio_server **out);
 int cio_start_unix_server(cio_loop *loop, cio_stream_handler_fn handler, void *arg,
