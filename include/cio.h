@@ -1425,10 +1425,13 @@ int cio_file_statx(int dirfd, const char *path, int flags, unsigned int mask, st
 /* Closes fd (as cio_close: the loops of this thread forget it first; on
  * io_uring in a task the close(2) itself is a ring request, and the
  * file calls of fd in flight on the ring end first, with their result or
- * -EBADF). A call running on the thread pool (every file call on epoll,
- * FIFOs on io_uring) is in a worker's system call: the close does not wait
- * for it, so close a descriptor once the calls on it have returned, as
- * with any thread. */
+ * -EBADF). In a task it first waits for the file calls of this loop on fd
+ * that run on the thread pool (every file call on epoll, FIFOs on
+ * io_uring), so the number is never reused under a call still queued or
+ * running in a worker. That wait is not cancelled: a cancellation that
+ * arrives during it is delivered at the task's next suspension, after the
+ * descriptor is closed. -EBADF, and nothing closed, if another task of the
+ * loop is already waiting to close fd. Outside a task it closes at once. */
 int cio_file_close(int fd);
 
 /* ------------------------------------------------------------------------

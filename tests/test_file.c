@@ -682,3 +682,156 @@ TEST(an_open_waiting_in_the_kernel_is_cancelled_there) {
     cio_loop_free(loop);
     unlink(fifo);
 }
+
+/*
+ * cio_file_close and a call on the thread pool. A pipe's read runs on the
+ * pool on every backend and blocks in its worker until data comes, so the
+ * close finds it running. The close must wait for it: once closed, the
+ * number may be reused by the next open while the call still uses it.
+ */
+static int pool_pipe[2];
+static int close_order;    /* bumped by each end: who came first */
+static int read_done_at, close_done_at;
+static ssize_t pipe_read_result;
+static char pipe_read_buf[16];
+static int close_result, close_after;
+
+static void *read_pipe_on_pool(void *arg) {
+    (void)arg;
+    pipe_read_result = cio_file_read(pool_pipe[0], pipe_read_buf, sizeof pipe_read_buf, -1);
+    read_done_at = ++close_order;
+    return NULL;
+}
+
+static void *close_pipe_read_end(void *arg) {
+    (void)arg;
+    close_result = cio_file_close(pool_pipe[0]);
+    close_done_at = ++close_order;
+    /* A cancellation that came while the close waited is delivered now. */
+    close_after = cio_sleep(0);
+    return NULL;
+}
+
+static void start_pool_read(cio_task **reader) {
+    close_order = read_done_at = close_done_at = 0;
+    close_result = close_after = 1;
+    CHECK_OK(pipe2(pool_pipe, O_CLOEXEC)); /* blocking: the worker waits in read(2) */
+    CHECK_OK(cio_spawn(cio_running_loop(), read_pipe_on_pool, NULL, reader));
+    wait_taken(); /* the worker is in read(2), or about to be */
+}
+
+static void finish_pool_read(cio_task *reader) {
+    CHECK_EQ(write(pool_pipe[1], "hello", 5), 5);
+    CHECK_OK(cio_await(reader, NULL));
+    CHECK_EQ(pipe_read_result, 5);
+    CHECK(memcmp(pipe_read_buf, "hello", 5) == 0);
+    cio_future_unref(reader);
+}
+
+static void *close_waits_for_the_pool_call(void *arg) {
+    (void)arg;
+    cio_task *reader, *closer;
+    start_pool_read(&reader);
+    CHECK_OK(cio_spawn(cio_running_loop(), close_pipe_read_end, NULL, &closer));
+    CHECK_OK(cio_sleep(0.05));
+    CHECK_EQ(cio_future_done(closer), 0); /* waiting for the read */
+    CHECK(fcntl(pool_pipe[0], F_GETFD) >= 0); /* and not closed yet */
+    finish_pool_read(reader);
+    CHECK_OK(cio_await(closer, NULL));
+    CHECK_OK(close_result);
+    CHECK_OK(close_after);
+    CHECK_INT(read_done_at, <, close_done_at);
+    CHECK_EQ(fcntl(pool_pipe[0], F_GETFD), -1); /* closed now */
+    CHECK_EQ(errno, EBADF);
+    cio_future_unref(closer);
+    close(pool_pipe[1]);
+    return NULL;
+}
+
+TEST(file_close_waits_for_a_call_on_the_pool_before_the_number_can_be_reused) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, close_waits_for_the_pool_call, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+}
+
+static void *cancelled_close_still_closes(void *arg) {
+    (void)arg;
+    cio_task *reader, *closer;
+    start_pool_read(&reader);
+    CHECK_OK(cio_spawn(cio_running_loop(), close_pipe_read_end, NULL, &closer));
+    CHECK_OK(cio_sleep(0.02));
+    CHECK_EQ(cio_task_cancel(closer, NULL), 1);
+    CHECK_OK(cio_sleep(0.02));
+    /* The close is never cancelled half-way: it still waits. */
+    CHECK_EQ(cio_future_done(closer), 0);
+    finish_pool_read(reader);
+    CHECK_ERR(cio_await(closer, NULL), -ECANCELED);
+    CHECK_OK(close_result);
+    CHECK_ERR(close_after, -ECANCELED);
+    CHECK_INT(read_done_at, <, close_done_at);
+    CHECK_EQ(fcntl(pool_pipe[0], F_GETFD), -1);
+    cio_future_unref(closer);
+    close(pool_pipe[1]);
+    return NULL;
+}
+
+TEST(file_close_cancelled_while_it_waits_still_closes_then_reports_the_cancel) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, cancelled_close_still_closes, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+}
+
+static void *second_close_is_ebadf(void *arg) {
+    (void)arg;
+    cio_task *reader, *closer;
+    start_pool_read(&reader);
+    CHECK_OK(cio_spawn(cio_running_loop(), close_pipe_read_end, NULL, &closer));
+    CHECK_OK(cio_sleep(0.02));
+    CHECK_EQ(cio_future_done(closer), 0);
+    /* The descriptor is being closed by another task. */
+    CHECK_ERR(cio_file_close(pool_pipe[0]), -EBADF);
+    finish_pool_read(reader);
+    CHECK_OK(cio_await(closer, NULL));
+    CHECK_OK(close_result);
+    CHECK_EQ(fcntl(pool_pipe[0], F_GETFD), -1);
+    cio_future_unref(closer);
+    close(pool_pipe[1]);
+    return NULL;
+}
+
+TEST(a_second_close_of_a_descriptor_being_closed_is_ebadf) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, second_close_is_ebadf, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+}
+
+/* Loop close while a close waits for a pool call: both tasks end with the
+ * loop (the worker's call is waited for), and nothing is left behind. */
+static void *close_left_waiting(void *arg) {
+    cio_task **out = arg;
+    cio_task *reader;
+    start_pool_read(&reader);
+    CHECK_OK(cio_spawn(cio_running_loop(), close_pipe_read_end, NULL, &out[0]));
+    CHECK_OK(cio_sleep(0.02));
+    CHECK_EQ(cio_future_done(out[0]), 0);
+    out[1] = reader;
+    return NULL;
+}
+
+TEST(loop_close_with_a_close_waiting_for_a_pool_call) {
+    cio_loop *loop = test_loop();
+    cio_task *tasks[2] = {NULL, NULL};
+    CHECK_OK(test_run(loop, close_left_waiting, tasks, NULL));
+    /* The worker's read must end for the pool to be joined at close. */
+    CHECK_EQ(write(pool_pipe[1], "x", 1), 1);
+    CHECK_OK(cio_loop_close(loop));
+    CHECK_EQ(cio_future_cancelled(tasks[0]), 1);
+    cio_future_unref(tasks[0]);
+    cio_future_unref(tasks[1]);
+    cio_loop_free(loop);
+    close(pool_pipe[0]);
+    close(pool_pipe[1]);
+}

@@ -50,6 +50,10 @@ struct cio__io {
     uint32_t file_ops;
     uint64_t file_calls_ring;
     uint64_t file_calls_pool;
+    /* The file calls on a descriptor now on the thread pool, for
+     * cio_file_close to wait for (src/net/file.c keeps the list; its
+     * records live on the calling tasks' stacks). */
+    void *file_calls_on_pool;
 };
 
 /* Chooses a backend by name ("epoll", "uring"; NULL, "" or "auto" for the

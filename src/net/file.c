@@ -55,7 +55,18 @@ typedef struct file_req {
     int64_t offset;
     struct statx *stx;
     ssize_t result;
+    /* While the call runs on the pool: the next in the loop's list of
+     * such calls (io.file_calls_on_pool), and the task closing fd that
+     * waits for this call, if any. */
+    struct file_req *next_on_pool;
+    struct pool_close_wait *closer;
 } file_req;
+
+/* A cio_file_close waiting for a pool call on its descriptor. */
+typedef struct pool_close_wait {
+    cio__wait rec;
+    cio__task *task;
+} pool_close_wait;
 
 static ssize_t sys_result(ssize_t rc) {
     return rc < 0 ? -errno : rc;
@@ -89,10 +100,76 @@ static void *run(void *arg) {
     return NULL;
 }
 
+/*
+ * Closing a descriptor under a pool call. A worker in read(2) keeps the
+ * file open in the kernel, so the close itself harms nothing; what harms
+ * is the number: once closed it may be reused by the next open, and a call
+ * still queued for a worker, or a later step of the same call, would then
+ * read or write another file. So every pool call on a descriptor is listed
+ * in its loop while it runs, and cio_file_close waits until no call on its
+ * descriptor is listed. The list is short (one record per call on the
+ * pool, at most the pool's queue), lives on the callers' stacks and is
+ * only touched by the loop's thread.
+ */
+static void unlist_pool_call(cio_loop *loop, file_req *r) {
+    file_req **p = (file_req **)&loop->io.file_calls_on_pool;
+    while (*p && *p != r) p = &(*p)->next_on_pool;
+    if (*p) *p = r->next_on_pool;
+}
+
 static ssize_t on_pool(cio_loop *loop, file_req *r) {
     loop->io.file_calls_pool++;
+    /* An open or statx with AT_FDCWD names no descriptor. */
+    bool listed = r->fd >= 0;
+    if (listed) {
+        r->closer = NULL;
+        r->next_on_pool = loop->io.file_calls_on_pool;
+        loop->io.file_calls_on_pool = r;
+    }
     int rc = cio__pool_run(run, r, CIO__POOL_FINISH, NULL, NULL);
+    if (listed) {
+        unlist_pool_call(loop, r);
+        pool_close_wait *w = r->closer;
+        if (w && w->task->run_state == CIO__TASK_SUSPENDED && w->task->wait == &w->rec)
+            cio__task_wake(w->task, 0);
+    }
     return rc < 0 ? rc : r->result;
+}
+
+/* The closer's wait cannot be cancelled: the call it waits for runs in a
+ * worker. The cancellation is kept and delivered after the close. */
+static int refuse_cancel(cio__wait *wait, const char *msg) {
+    (void)wait;
+    (void)msg;
+    return 0;
+}
+
+/* Waits until no pool call of loop is on fd. -EBADF if another task
+ * already waits to close it (it is being closed). */
+static int wait_for_pool_calls(cio_loop *loop, int fd) {
+    int rc;
+    cio__task *t = cio__current(&rc);
+    if (!t) return rc;
+    bool cancelled = false;
+    for (;;) {
+        file_req *r = loop->io.file_calls_on_pool;
+        while (r && r->fd != fd) r = r->next_on_pool;
+        if (!r) break;
+        if (r->closer) return -EBADF;
+        pool_close_wait w = {.rec = {.cancel = refuse_cancel,
+                                     .what = "file close (a call on the pool)",
+                                     .deadline = INT64_MAX,
+                                     .fd = fd,
+                                     .kind = CIO__WAIT_POOL},
+                             .task = t};
+        r->closer = &w;
+        if (cio__task_suspend(t, &w.rec) == -ECANCELED) cancelled = true;
+        /* Woken or not, this record is gone once the loop goes on. */
+        for (file_req *q = loop->io.file_calls_on_pool; q; q = q->next_on_pool)
+            if (q->closer == &w) q->closer = NULL;
+    }
+    if (cancelled) cio__task_defer_cancel(t);
+    return 0;
 }
 
 static uint8_t op_kind(enum file_call call) {
@@ -216,6 +293,10 @@ int cio_file_close(int fd) {
      * this thread forgot the number (as cio_close does); elsewhere it runs
      * here. */
     cio_loop *loop = cio_current_task() ? cio_running_loop() : NULL;
+    if (loop) {
+        int rc = wait_for_pool_calls(loop, fd);
+        if (rc < 0) return rc;
+    }
     if (!loop || !(loop->io.file_ops & CIO__FILE_OP_BIT(CIO__OP_FILE_CLOSE))) return cio_close(fd);
     cio__forget_fd(fd);
     cio__op op;
