@@ -42,7 +42,7 @@ int cio__io_init(cio__io *io, const char *name) {
     io->fallback_reason[0] = '\0';
     io->file_ops = 0;
     io->file_calls_ring = io->file_calls_pool = 0;
-    io->file_calls_on_pool = NULL;
+    cio__list_init(&io->file_calls_on_pool);
     bool unnamed = !name || !*name;
     bool is_auto = unnamed || strcmp(name, "auto") == 0;
     if (!is_auto && strcmp(name, "epoll") == 0) {

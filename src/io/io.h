@@ -53,7 +53,7 @@ struct cio__io {
     /* The file calls on a descriptor now on the thread pool, for
      * cio_file_close to wait for (src/net/file.c keeps the list; its
      * records live on the calling tasks' stacks). */
-    void *file_calls_on_pool;
+    cio__link file_calls_on_pool;
 };
 
 /* Chooses a backend by name ("epoll", "uring"; NULL, "" or "auto" for the

@@ -55,10 +55,10 @@ typedef struct file_req {
     int64_t offset;
     struct statx *stx;
     ssize_t result;
-    /* While the call runs on the pool: the next in the loop's list of
+    /* While the call runs on the pool: its place in the loop's list of
      * such calls (io.file_calls_on_pool), and the task closing fd that
      * waits for this call, if any. */
-    struct file_req *next_on_pool;
+    cio__link on_pool;
     struct pool_close_wait *closer;
 } file_req;
 
@@ -111,29 +111,33 @@ static void *run(void *arg) {
  * pool, at most the pool's queue), lives on the callers' stacks and is
  * only touched by the loop's thread.
  */
-static void unlist_pool_call(cio_loop *loop, file_req *r) {
-    file_req **p = (file_req **)&loop->io.file_calls_on_pool;
-    while (*p && *p != r) p = &(*p)->next_on_pool;
-    if (*p) *p = r->next_on_pool;
-}
-
 static ssize_t on_pool(cio_loop *loop, file_req *r) {
     loop->io.file_calls_pool++;
     /* An open or statx with AT_FDCWD names no descriptor. */
     bool listed = r->fd >= 0;
     if (listed) {
         r->closer = NULL;
-        r->next_on_pool = loop->io.file_calls_on_pool;
-        loop->io.file_calls_on_pool = r;
+        cio__list_push_back(&loop->io.file_calls_on_pool, &r->on_pool);
     }
     int rc = cio__pool_run(run, r, CIO__POOL_FINISH, NULL, NULL);
     if (listed) {
-        unlist_pool_call(loop, r);
+        cio__list_unlink(&r->on_pool);
         pool_close_wait *w = r->closer;
         if (w && w->task->run_state == CIO__TASK_SUSPENDED && w->task->wait == &w->rec)
             cio__task_wake(w->task, 0);
     }
     return rc < 0 ? rc : r->result;
+}
+
+/* The first pool call of loop on fd (with closer as its closer, unless
+ * closer is NULL), or NULL. */
+static file_req *pool_call_on(cio_loop *loop, int fd, const pool_close_wait *closer) {
+    cio__link *list = &loop->io.file_calls_on_pool;
+    for (cio__link *l = list->next; l != list; l = l->next) {
+        file_req *r = CIO__CONTAINER_OF(l, file_req, on_pool);
+        if (r->fd == fd && (!closer || r->closer == closer)) return r;
+    }
+    return NULL;
 }
 
 /* The closer's wait cannot be cancelled: the call it waits for runs in a
@@ -152,8 +156,7 @@ static int wait_for_pool_calls(cio_loop *loop, int fd) {
     if (!t) return rc;
     bool cancelled = false;
     for (;;) {
-        file_req *r = loop->io.file_calls_on_pool;
-        while (r && r->fd != fd) r = r->next_on_pool;
+        file_req *r = pool_call_on(loop, fd, NULL);
         if (!r) break;
         if (r->closer) return -EBADF;
         pool_close_wait w = {.rec = {.cancel = refuse_cancel,
@@ -164,9 +167,10 @@ static int wait_for_pool_calls(cio_loop *loop, int fd) {
                              .task = t};
         r->closer = &w;
         if (cio__task_suspend(t, &w.rec) == -ECANCELED) cancelled = true;
-        /* Woken or not, this record is gone once the loop goes on. */
-        for (file_req *q = loop->io.file_calls_on_pool; q; q = q->next_on_pool)
-            if (q->closer == &w) q->closer = NULL;
+        /* Woken or not (loop close unwinds the wait), this record is gone
+         * once the loop goes on: no call may still point at it. */
+        file_req *q = pool_call_on(loop, fd, &w);
+        if (q) q->closer = NULL;
     }
     if (cancelled) cio__task_defer_cancel(t);
     return 0;
