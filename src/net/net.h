@@ -114,10 +114,11 @@ struct cio_transport {
     /* Writes go to the backend as CIO__OP_SEND operations (io_uring,
      * CIO__CAP_SEND_RING): no send() per write (transport.c). */
     uint8_t ring_send;
-    /* The record is not the transport's to free: a stream server's
-     * handler task holds it in its frame (stream.c), and release tells it
-     * (cio__stream_embedded_released) instead of freeing. */
-    uint8_t embedded;
+    /* When set, the record is not the transport's to free: a stream
+     * server's handler task holds it in its frame (stream.c), and release
+     * calls this instead of freeing it. A hook, so that the transport
+     * layer never calls up into the stream layer. */
+    void (*embedded_released)(cio_transport *t);
 };
 
 /* What a transport's descriptor is: a socket (recv/send), or one end of a
@@ -133,11 +134,10 @@ int cio__transport_new(cio_loop *loop, int fd, const cio_protocol *proto, void *
                        cio_transport **out);
 /* The same in a record the caller provides (a stream server's handler
  * task keeps it in its frame): when the transport is done with it,
- * cio__stream_embedded_released is called instead of freeing it. On
- * failure fd is closed. */
+ * released(t) is called instead of freeing it. On failure fd is closed. */
 int cio__transport_init_embedded(cio_transport *t, cio_loop *loop, int fd,
-                                 const cio_protocol *proto, void *ctx);
-void cio__stream_embedded_released(cio_transport *t);
+                                 const cio_protocol *proto, void *ctx,
+                                 void (*released)(cio_transport *t));
 /* A stream server's way in (stream.c): server.c hands it each accepted
  * descriptor instead of making a transport, and the adopter registers the
  * transport it makes with cio__server_add_connection. */

@@ -236,7 +236,7 @@ static void attach(cio_stream *s, cio_transport *t) {
  * handler returns, the stream ends with it (as before: the handler owns
  * it): the transport is closed, its buffered writes still going out, and
  * the task waits until the transport has had its final completion and is
- * done with the record (cio__stream_embedded_released); only then does
+ * done with the record (embedded_released); only then does
  * the frame go. A cancellation during that wait aborts the connection
  * instead of flushing it, and the task still waits for the release, which
  * then comes within the next iterations. If the loop closes while the task
@@ -275,7 +275,8 @@ static void on_release_embedded(cio_transport *t, void *ctx) {
     stream_free_now(s);
 }
 
-void cio__stream_embedded_released(cio_transport *t) {
+/* The transport is done with the record in the handler's frame. */
+static void embedded_released(cio_transport *t) {
     cio_stream *s = conn_stream(t);
     s->t = NULL;
     s->released = 1;
@@ -311,7 +312,8 @@ static void *run_handler(void *arg) {
     c.s.from_server = 1;
     c.s.embedded = 1;
     start->ran = 1;
-    start->rc = cio__transport_init_embedded(&c.t, loop, start->fd, &stream_protocol, &c.s);
+    start->rc = cio__transport_init_embedded(&c.t, loop, start->fd, &stream_protocol, &c.s,
+                                             embedded_released);
     if (start->rc < 0) return NULL;
     cio__server_add_connection(start->server, &c.t);
     attach(&c.s, &c.t);

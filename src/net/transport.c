@@ -495,10 +495,10 @@ static void release(cio_transport *t) {
     unschedule(&t->lost_job);
     free_buffer(t);
     if (t->on_gone) t->on_gone(t);
-    if (t->embedded) {
+    if (t->embedded_released) {
         /* Not ours to free: its stream server's handler task holds it in
          * its frame and may return now (stream.c). */
-        cio__stream_embedded_released(t);
+        t->embedded_released(t);
         return;
     }
     /* Counted so that the loop's idle trim hands malloc's free pages back
@@ -571,13 +571,14 @@ static int make(cio_loop *loop, int fd, uint8_t kind, const cio_protocol *proto,
 }
 
 int cio__transport_init_embedded(cio_transport *t, cio_loop *loop, int fd,
-                                 const cio_protocol *proto, void *ctx) {
+                                 const cio_protocol *proto, void *ctx,
+                                 void (*released)(cio_transport *t)) {
     int rc = cio__read_buffer(loop) ? init(t, loop, fd, CIO__T_SOCKET, proto, ctx) : -ENOMEM;
     if (rc < 0) {
         cio__sys_close(fd);
         return rc;
     }
-    t->embedded = 1;
+    t->embedded_released = released;
     return 0;
 }
 
