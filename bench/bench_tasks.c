@@ -37,6 +37,7 @@
  *
  * asyncio's loop polls on every iteration whatever it watches, so its
  * figures (bench_asyncio.py) compare most evenly with the _server ones.
+ * CIO_BENCH_SHAPES=warm,cold,server (any of them) runs only those shapes.
  */
 #include <stdint.h>
 #include <sys/socket.h>
@@ -339,6 +340,19 @@ typedef struct bench_case {
 
 static const char *const shape_suffix[3] = {"", "_cold", "_server"};
 
+/* CIO_BENCH_SHAPES=warm (or a comma list of warm, cold, server) runs only
+ * those shapes: instruction counts of the warm shape alone compare with a
+ * build from before the shapes existed (bench/compare_instructions.sh). */
+static int shape_selected(int s) {
+    static const char *const shape_name[3] = {"warm", "cold", "server"};
+    const char *list = getenv("CIO_BENCH_SHAPES");
+    if (!list || !*list) return 1;
+    size_t len = strlen(shape_name[s]);
+    for (const char *p = list; (p = strstr(p, shape_name[s])) != NULL; p += len)
+        if ((p == list || p[-1] == ',') && (p[len] == '\0' || p[len] == ',')) return 1;
+    return 0;
+}
+
 /* One repetition of one benchmark in one shape: ns per operation. */
 static double run_shape(const bench_case *c, int s) {
     shape = s;
@@ -397,10 +411,11 @@ int main(int argc, char **argv) {
     for (int r = 0; r < reps; r++)
         for (size_t c = 0; c < ncases; c++)
             if (cases[c].selected)
-                for (int s = 0; s < 3; s++) bench_add(&cases[c].stat[s], run_shape(&cases[c], s));
+                for (int s = 0; s < 3; s++)
+                    if (shape_selected(s)) bench_add(&cases[c].stat[s], run_shape(&cases[c], s));
     for (int s = 0; s < 3; s++)
         for (size_t c = 0; c < ncases; c++)
-            if (cases[c].selected) bench_report(&cases[c].stat[s]);
+            if (cases[c].selected && shape_selected(s)) bench_report(&cases[c].stat[s]);
     if (server_fds[0] >= 0) {
         close(server_fds[0]);
         close(server_fds[1]);

@@ -116,6 +116,12 @@ def server_available(name, argv, python):
         return None
     if not os.access(prog, os.X_OK):
         return "%s not built" % os.path.basename(prog)
+    # cio's servers on io_uring need a cio built with liburing, which is
+    # exactly when the hand-written io_uring server is built too.
+    if name.endswith("_uring") and name != "uring":
+        ring_ref = os.path.join(os.path.dirname(prog), "echo_server_uring")
+        if not os.access(ring_ref, os.X_OK):
+            return "cio built without io_uring (no echo_server_uring)"
     return None
 
 

@@ -144,25 +144,32 @@ static inline cio_loop *loop_by_key(uint64_t key) {
 #define NODES_PER_BLOCK 256
 #define HANDLE_CANCELLED_BIT (UINT64_C(1) << 63)
 
-cio__node *cio__node_alloc(cio_loop *loop) {
-    if (!loop->free_nodes) {
-        cio__node **blocks =
-            cio__realloc(loop->node_blocks, (loop->node_block_count + 1) * sizeof *blocks);
-        if (!blocks) return NULL;
-        loop->node_blocks = blocks;
-        cio__node *block = cio__calloc(NODES_PER_BLOCK, sizeof *block);
-        if (!block) return NULL;
-        blocks[loop->node_block_count++] = block;
-        /* A node belongs to one loop for good: its loop is written once,
-         * here, so that debug mode can check the thread of a call on a
-         * handle (from any thread) before reading anything the loop's own
-         * thread keeps changing. */
-        for (size_t i = NODES_PER_BLOCK; i-- > 0;) {
-            block[i].loop = loop;
-            block[i].free_next = loop->free_nodes;
-            loop->free_nodes = &block[i];
-        }
+/* Another block of nodes for the free list: 0, or -ENOMEM. Out of line, so
+ * that taking a node from the list sets up no frame. */
+__attribute__((noinline)) static int add_node_block(cio_loop *loop) {
+    cio__node **blocks =
+        cio__realloc(loop->node_blocks, (loop->node_block_count + 1) * sizeof *blocks);
+    if (!blocks) return -ENOMEM;
+    loop->node_blocks = blocks;
+    cio__node *block = cio__calloc(NODES_PER_BLOCK, sizeof *block);
+    if (!block) return -ENOMEM;
+    blocks[loop->node_block_count++] = block;
+    /* A node belongs to one loop for good: its loop is written once,
+     * here, so that debug mode can check the thread of a call on a
+     * handle (from any thread) before reading anything the loop's own
+     * thread keeps changing. */
+    for (size_t i = NODES_PER_BLOCK; i-- > 0;) {
+        block[i].loop = loop;
+        block[i].free_next = loop->free_nodes;
+        loop->free_nodes = &block[i];
     }
+    return 0;
+}
+
+/* Inlined into call_soon, the hottest taker; other files call the copy
+ * below. */
+__attribute__((always_inline)) static inline cio__node *node_alloc(cio_loop *loop) {
+    if (__builtin_expect(!loop->free_nodes, 0) && add_node_block(loop) < 0) return NULL;
     cio__node *node = loop->free_nodes;
     loop->free_nodes = node->free_next;
     node->id = ++loop->node_ids;
@@ -170,6 +177,10 @@ cio__node *cio__node_alloc(cio_loop *loop) {
     node->timer.job.run = NULL;
     cio__list_init(&node->timer.job.link);
     return node;
+}
+
+cio__node *cio__node_alloc(cio_loop *loop) {
+    return node_alloc(loop);
 }
 
 void cio__node_free(cio_loop *loop, cio__node *node) {
@@ -229,7 +240,7 @@ int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *han
     if (!loop || !fn) return -EINVAL;
     int rc = cio__loop_check(loop);
     if (rc < 0) return rc;
-    cio__node *node = cio__node_alloc(loop);
+    cio__node *node = node_alloc(loop);
     if (!node) return -ENOMEM;
     node->callback = fn;
     node->arg = arg;

@@ -139,17 +139,39 @@ const char *cio_loop_stack_guard(const cio_loop *loop) {
 
 _Atomic(cio__dump_hook_fn) cio__dump_hook;
 
+/* How many jobs a busy loop runs between two readings of the clock when no
+ * timer asks for one. A reading costs about as much as 3 callbacks (25-30
+ * ns in a VM); at 512 jobs it is under a tenth of a nanosecond per job, and
+ * the loop's clock (the dump's "waiting 2.1s", a task's start) lags by no
+ * more than 512 jobs' time. */
+#define CIO__CLOCK_EVERY_JOBS 512
+
+/* A busy loop's clock, when no timer made it read the clock this
+ * iteration: read again once CIO__CLOCK_EVERY_JOBS jobs have run since the
+ * last reading (progress counts jobs). */
+static inline void refresh_clock_after_jobs(cio_loop *loop, uint64_t progress) {
+    if (__builtin_expect(progress - loop->clock_progress >= CIO__CLOCK_EVERY_JOBS, 0)) {
+        loop->now_ns = cio__clock_ns();
+        loop->clock_progress = progress;
+    }
+}
+
 static void run_batch(cio_loop *loop) {
     cio__link batch;
     cio__list_init(&batch);
     cio__list_splice_back(&batch, &loop->ready);
     cio__link *link;
     if (!loop->debug) {
+        /* Only this thread writes the progress word, and no job runs a
+         * batch of its own, so the count can live in a register: one
+         * store per job. */
+        uint64_t progress = atomic_load_explicit(&loop->progress, memory_order_relaxed);
         while ((link = cio__list_pop_front(&batch)) != NULL) {
             cio__job *job = CIO__CONTAINER_OF(link, cio__job, link);
-            cio__loop_progress(loop);
+            atomic_store_explicit(&loop->progress, ++progress, memory_order_relaxed);
             job->run(job);
         }
+        refresh_clock_after_jobs(loop, progress);
         return;
     }
     while ((link = cio__list_pop_front(&batch)) != NULL) {
@@ -161,6 +183,7 @@ static void run_batch(cio_loop *loop) {
         if (took >= loop->slow_callback_duration)
             fprintf(stderr, "cio: executing a callback took %.3f seconds\n", took);
     }
+    refresh_clock_after_jobs(loop, atomic_load_explicit(&loop->progress, memory_order_relaxed));
 }
 
 /*
@@ -236,7 +259,7 @@ static void run_once(cio_loop *loop) {
             if (dump) dump(loop, 0);
         }
     }
-    if (next || (loop->iterations & 63) == 0) {
+    if (next) {
         now = cio__clock_ns();
         loop->now_ns = now;
         while ((next = cio__timer_heap_top(&loop->timers)) != NULL && next->when <= now) {

@@ -31,9 +31,12 @@ struct cio_loop {
     uint64_t task_numbers;
     uint64_t task_ids;        /* the last task id given (ids start at 1) */
     /* The clock as the loop last read it (cio__clock_ns): refreshed after
-     * every poll, whenever timers are due-checked, and every 64th iteration
-     * otherwise, so stamping a spawn or a suspension costs no clock read. */
+     * every poll, whenever timers are due-checked, and otherwise once
+     * CIO__CLOCK_EVERY_JOBS jobs have run since the last reading, so
+     * stamping a spawn or a suspension costs no clock read. clock_progress
+     * is the progress count (below) at that reading. */
     int64_t now_ns;
+    uint64_t clock_progress;
     /* Odd while the list of futures changes, even when it is stable (a
      * seqlock for readers outside the process: tools/cio-ps reads it before
      * and after a walk and retries a walk it saw change). */

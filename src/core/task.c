@@ -40,14 +40,6 @@ void cio__task_forget_current(void) {
     cio__running_task = NULL;
 }
 
-cio__task *cio__current(int *err) {
-    if (!cio__running_task) {
-        *err = -EPERM;
-        return NULL;
-    }
-    return cio__running_task;
-}
-
 /* "Task-N" by hand: snprintf would cost more than the rest of a spawn, and
  * the overflow handler needs an async-signal-safe way to name a task. */
 static void format_default_name(char *buf, uint64_t number) {
@@ -222,14 +214,37 @@ __attribute__((always_inline)) static inline void release_finished(cio__task *t)
 }
 
 /*
+ * The checks of a task's stack at a switch-out, off the common path: the
+ * switch takes it when the stack pointer is below stack_check_sp. A guarded
+ * stack keeps that bound at its lowest stack pointer so far, so the path
+ * runs only at a new low: it records the low-water mark and checks the red
+ * zone (the stack pointer cannot be in the red zone without being a new
+ * low). An unguarded stack keeps the bound at the top of the address
+ * space, so every switch comes here and checks its canary: an overflow that
+ * did not move the stack pointer (a buffer written past the limit) is
+ * caught before another task runs on.
+ */
+__attribute__((noinline)) static void check_stack_at_switch(cio__task *t) {
+    if ((const char *)t->ctx.sp < (const char *)t->stack_low_sp) {
+        t->stack_low_sp = t->ctx.sp;
+        if (!cio__stack_sp_ok(&t->stack, t->ctx.sp)) overflowed(t);
+    }
+    if (t->stack.guard == 0) {
+        if (!cio__stack_intact(&t->stack)) overflowed(t);
+    } else {
+        t->stack_check_sp = t->stack_low_sp;
+    }
+}
+
+/*
  * A task switch: everything besides the switch itself. Debug mode also
  * counts each task's CPU time, a clock read on either side of the switch;
  * that copy (timed = 1) is kept out of line, so the copy every resume
  * inlines (timed = 0) carries no clock value across the switch and tests
  * debug mode once, before it.
  */
-__attribute__((always_inline)) static inline void switch_to(cio__task *t, int timed) {
-    cio__task *prev = cio__running_task;
+__attribute__((always_inline)) static inline void switch_to(cio__task *t, cio__task *prev,
+                                                             int timed) {
     cio__ctx *from = prev ? &prev->ctx : &t->fut.loop->main_ctx;
     t->resumer = from;
     t->run_state = CIO__TASK_RUNNING;
@@ -243,21 +258,14 @@ __attribute__((always_inline)) static inline void switch_to(cio__task *t, int ti
         release_finished(t);
         return;
     }
-    /* The lowest stack pointer at a switch-out: one compare with a word of
-     * the task's, and the red-zone check only when it is a new low (the
-     * stack pointer cannot be in the red zone without being one). */
-    if (__builtin_expect((const char *)t->ctx.sp < (const char *)t->stack_low_sp, 0)) {
-        t->stack_low_sp = t->ctx.sp;
-        if (!cio__stack_sp_ok(&t->stack, t->ctx.sp)) overflowed(t);
-    }
-    /* An unguarded stack's canary is checked at every switch, so an
-     * overflow that did not move the stack pointer (a buffer written past
-     * the limit) is caught before another task runs on. */
-    if (__builtin_expect(t->stack.guard == 0, 0) && !cio__stack_intact(&t->stack)) overflowed(t);
+    /* One compare with a word of the task's decides whether the stack
+     * needs a look (see check_stack_at_switch). */
+    if (__builtin_expect((const char *)t->ctx.sp < (const char *)t->stack_check_sp, 0))
+        check_stack_at_switch(t);
 }
 
 __attribute__((noinline)) static void resume_timed(cio__task *t) {
-    switch_to(t, 1);
+    switch_to(t, cio__running_task, 1);
 }
 
 /* Inlined on purpose: it is the whole of a task switch besides the switch
@@ -267,10 +275,13 @@ __attribute__((always_inline)) static inline void resume(cio__task *t) {
     if (__builtin_expect(t->fut.loop->debug, 0))
         resume_timed(t);
     else
-        switch_to(t, 0);
+        switch_to(t, cio__running_task, 0);
 }
 
-static void run_step(cio__job *job) {
+/* A task's step, run by the loop from its ready queue: always on the
+ * loop's own stack (an eager spawn resumes on a task's stack, but through
+ * spawn_task, not this). */
+CIO__LOOP_STACK_ONLY static void run_step(cio__job *job) {
     cio__task *t = CIO__CONTAINER_OF(job, cio__task, step);
     if (!t->started && t->must_cancel) {
         /* Cancelled before its first step: asyncio throws CancelledError
@@ -282,7 +293,13 @@ static void run_step(cio__job *job) {
         release_finished(t);
         return;
     }
-    resume(t);
+    /* The loop runs its jobs with no task running (a task cannot run a
+     * loop: cio_run_forever refuses while one runs on the thread), so the
+     * switch comes from the loop's own context. */
+    if (__builtin_expect(t->fut.loop->debug, 0))
+        resume_timed(t);
+    else
+        switch_to(t, NULL, 0);
 }
 
 void cio__task_resume(cio__task *t, int status) {
@@ -522,6 +539,7 @@ __attribute__((always_inline)) static inline int spawn_task(cio_loop *loop, cio_
     t->switches = 0;
     t->cpu_ns = -1;
     t->stack_low_sp = (const char *)t->stack.lo + t->stack.size;
+    t->stack_check_sp = t->stack.guard ? t->stack_low_sp : (const void *)UINTPTR_MAX;
     t->stack_mark = 0;
     t->step.run = run_step;
     cio__list_init(&t->step.link);

@@ -130,6 +130,11 @@ typedef struct cio__task {
      * task ended in debug mode (0 if not measured). */
     const void *stack_low_sp;
     size_t stack_mark;
+    /* A switch-out whose stack pointer is below this takes the checked
+     * path (task.c, "switch_to"): the low-water mark for a guarded stack,
+     * the highest address for an unguarded one, whose canary every switch
+     * checks. One compare per switch covers both. */
+    const void *stack_check_sp;
 } cio__task;
 
 static inline cio__task *cio__task_of(const cio_future *fut) {
@@ -166,8 +171,13 @@ void cio__task_wake(cio__task *task, int status);
 void cio__task_resume(cio__task *task, int status);
 /* The name of a task, formatting the default one if needed. */
 const char *cio__task_name(cio__task *task);
-/* The current task, or NULL with *err set to -EPERM. */
-cio__task *cio__current(int *err);
+/* The current task, or NULL with *err set to -EPERM. Inline: every
+ * suspending call starts with it. */
+static inline cio__task *cio__current(int *err) {
+    cio__task *t = cio__running_task;
+    if (!t) *err = -EPERM;
+    return t;
+}
 /* A wait that ends with its result although the task was cancelled
  * meanwhile (I/O, the pool, a stream read): the result is returned, never
  * lost, and the cancellation is delivered at the task's next suspension,
