@@ -1,6 +1,7 @@
 /* Task stacks: sizes, pooling, overflow reports, and 100,000 tasks. */
 #include "test.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -159,6 +160,75 @@ TEST(overflow_into_guard_region_names_the_task) {
     child_setup setup = {.guard_budget = (size_t)-1};
     run_in_child(check_guard_region, &setup, out, sizeof out, &status);
     check_named_report(out, status, 65536);
+}
+
+/* Guard regions installed one call per stack (the path of kernels that
+ * lack process_madvise on the calling process) protect as well. */
+static void install_guards_one_by_one(void) {
+    cio__stack_disable_guard_batching(true);
+}
+
+TEST(overflow_into_guard_region_installed_one_by_one_names_the_task) {
+    if (!cio__stack_guard_regions_available())
+        SKIP("this kernel has no MADV_GUARD_INSTALL (Linux 6.13+): its fallback is tested by the guard-page and canary tests");
+    char out[4096];
+    int status;
+    child_setup setup = {.guard_budget = (size_t)-1, .before = install_guards_one_by_one};
+    run_in_child(check_guard_region, &setup, out, sizeof out, &status);
+    check_named_report(out, status, 65536);
+}
+
+/* Whether the page just below lo faults, tested without touching it: the
+ * kernel refuses to read it for write(2) (EFAULT). */
+static bool page_below_faults(const void *lo) {
+    int fds[2];
+    CHECK_OK(pipe(fds));
+    bool faults = write(fds[1], (const char *)lo - 1, 1) < 0 && errno == EFAULT;
+    close(fds[0]);
+    close(fds[1]);
+    return faults;
+}
+
+static void *wait_for_gate(void *arg) {
+    return IPTR(cio_await((cio_future *)arg, NULL));
+}
+
+/* Every stack of a slab gets its guard, however it was installed: the first
+ * 130 tasks of 16 KiB (three slabs of 64) each have a guard that faults
+ * right below their stack. */
+static void check_every_stack_guarded(bool one_by_one) {
+    cio__stack_disable_guard_batching(one_by_one);
+    cio_loop *loop = test_loop();
+    cio_future *gate;
+    CHECK_OK(cio_future_new(loop, &gate));
+    enum { TASKS = 130 };
+    cio_task *tasks[TASKS];
+    cio_task_options opts = {.stack_size = 16 * 1024};
+    for (int i = 0; i < TASKS; i++) CHECK_OK(cio_spawn_with(loop, wait_for_gate, gate, &opts, &tasks[i]));
+    for (int i = 0; i < TASKS; i++) {
+        cio__task_stack_info info;
+        CHECK_OK(cio__task_get_stack(tasks[i], &info));
+        CHECK_INT(info.guard, >=, CIO_DEFAULT_STACK_GUARD_SIZE);
+        if (!page_below_faults(info.lo)) FAIL("task %d: the page below its stack does not fault", i);
+        CHECK_INT(cio_task_cancel(tasks[i], NULL), ==, 1);
+    }
+    CHECK_INT(cio_run_until_complete(loop, tasks[TASKS - 1], NULL), ==, -ECANCELED);
+    for (int i = 0; i < TASKS; i++) cio_future_unref(tasks[i]);
+    cio_future_unref(gate);
+    CHECK_OK(cio_loop_free(loop));
+    cio__stack_disable_guard_batching(false);
+}
+
+TEST(every_stack_of_a_slab_gets_its_guard_region) {
+    if (!cio__stack_guard_regions_available())
+        SKIP("this kernel has no MADV_GUARD_INSTALL (Linux 6.13+)");
+    check_every_stack_guarded(false);
+}
+
+TEST(every_stack_of_a_slab_gets_its_guard_region_one_by_one) {
+    if (!cio__stack_guard_regions_available())
+        SKIP("this kernel has no MADV_GUARD_INSTALL (Linux 6.13+)");
+    check_every_stack_guarded(true);
 }
 
 static void *check_guard_page(void *arg) {

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -79,6 +80,26 @@ int cio__sys_madvise(void *addr, size_t length, int advice) {
         return -1;
     }
     return madvise(addr, length, advice);
+}
+
+/* linux/pidfd.h's PIDFD_SELF (the calling thread, hence its process's
+ * memory), not yet in every libc's headers. */
+#define CIO__PIDFD_SELF (-10000)
+
+long cio__sys_madvise_ranges(const struct iovec *ranges, size_t count, int advice) {
+    if (cio__fault_hit()) {
+        errno = ENOMEM;
+        return -1;
+    }
+#ifdef SYS_process_madvise
+    return syscall(SYS_process_madvise, CIO__PIDFD_SELF, ranges, count, advice, 0);
+#else
+    (void)ranges;
+    (void)count;
+    (void)advice;
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
 int cio__sys_epoll_create(void) {

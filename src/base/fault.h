@@ -36,6 +36,11 @@ void cio__free(void *ptr);
 void *cio__sys_mmap(size_t length, int prot, int flags);
 int cio__sys_mprotect(void *addr, size_t length, int prot);
 int cio__sys_madvise(void *addr, size_t length, int advice);
+/* process_madvise(2) on the calling process (PIDFD_SELF, Linux 6.14+):
+ * the same advice for many ranges in one call. Returns the bytes advised,
+ * or -1 with errno set (EBADF or EINVAL where the kernel lacks it). */
+struct iovec;
+long cio__sys_madvise_ranges(const struct iovec *ranges, size_t count, int advice);
 int cio__sys_epoll_create(void);
 int cio__sys_eventfd(void);
 

@@ -225,5 +225,8 @@ void cio__stack_set_guard_budget(size_t budget);
  * loops created afterwards use the fallback. */
 bool cio__stack_guard_regions_available(void);
 void cio__stack_disable_guard_regions(bool disable);
+/* For tests: install guard regions with one call per stack even where the
+ * kernel takes a whole slab's in one (process_madvise). */
+void cio__stack_disable_guard_batching(bool disable);
 
 #endif
