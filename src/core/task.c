@@ -203,10 +203,12 @@ __attribute__((always_inline)) static inline void release_finished(cio__task *t)
     cio__ctx_destroy(&t->ctx);
     /* Debug mode measures every task's stack as it ends (see "Stack depth");
      * otherwise the stack goes back as it is, holding this task's data. */
-    if (__builtin_expect(loop->debug, 0))
+    if (__builtin_expect(loop->debug, 0)) {
         cio__task_stack_account(t);
-    else
+    } else {
         t->stack.wiped = 0;
+        t->stack_mark = 0; /* not measured (it shares stack_check_sp's word) */
+    }
     cio__stack_put(&loop->stacks, &t->stack);
     t->stack.lo = NULL;
     loop->live_tasks--;
@@ -540,7 +542,6 @@ __attribute__((always_inline)) static inline int spawn_task(cio_loop *loop, cio_
     t->cpu_ns = -1;
     t->stack_low_sp = (const char *)t->stack.lo + t->stack.size;
     t->stack_check_sp = t->stack.guard ? t->stack_low_sp : (const void *)UINTPTR_MAX;
-    t->stack_mark = 0;
     t->step.run = run_step;
     cio__list_init(&t->step.link);
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
@@ -598,6 +599,7 @@ void cio__task_detach(cio__task *t) {
     loop->live_tasks--;
     cio__stack_put(&loop->stacks, &t->stack);
     t->stack.lo = NULL;
+    t->stack_mark = 0; /* not measured (it shares stack_check_sp's word) */
     t->run_state = CIO__TASK_FINISHED;
     cio__future_unref(&t->fut);
 }

@@ -126,15 +126,20 @@ typedef struct cio__task {
     int wake_status;        /* why the task was woken: 0 or -ECANCELED */
     /* Stack accounting (issue 12, item 6): the lowest stack pointer seen
      * when the task was switched out (a lower bound of its high-water
-     * mark, one compare per switch), and the exact mark measured when the
-     * task ended in debug mode (0 if not measured). */
+     * mark, one compare per switch). */
     const void *stack_low_sp;
-    size_t stack_mark;
-    /* A switch-out whose stack pointer is below this takes the checked
-     * path (task.c, "switch_to"): the low-water mark for a guarded stack,
-     * the highest address for an unguarded one, whose canary every switch
-     * checks. One compare per switch covers both. */
-    const void *stack_check_sp;
+    /* Two words that never live at once share one (a task record is
+     * malloc'd, and 8 more bytes cost 16 there). While the task has its
+     * stack (stack.lo set): stack_check_sp, below which a switch-out takes
+     * the checked path (task.c, "check_stack_at_switch"): the low-water
+     * mark for a guarded stack, the highest address for an unguarded one,
+     * whose canary every switch checks. Once the stack is given back
+     * (stack.lo NULL): stack_mark, the exact mark measured when the task
+     * ended in debug mode, 0 if not measured. */
+    union {
+        const void *stack_check_sp;
+        size_t stack_mark;
+    };
 } cio__task;
 
 static inline cio__task *cio__task_of(const cio_future *fut) {
