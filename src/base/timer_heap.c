@@ -1,7 +1,9 @@
 /*
  * A 4-ary min-heap of timers (see timer_heap.h). Four children per node
- * halve the depth of a binary heap and keep siblings in one cache line, so
- * sifting down compares more keys but touches fewer lines.
+ * halve the depth of a binary heap, and since each slot carries its
+ * timer's deadline, the four siblings' keys lie together in the array (64
+ * bytes, at most two cache lines): sifting down compares more keys but
+ * touches fewer lines, and never the timers it only compares.
  */
 #include "timer_heap.h"
 
@@ -9,27 +11,29 @@
 
 #include "fault.h"
 
-static inline int before(const cio__timer *a, const cio__timer *b) {
-    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+/* Ties on the deadline go to the timer armed first (the seq in the timer
+ * itself: ties are rare except between timers armed for one instant). */
+static inline int before(cio__timer_slot a, cio__timer_slot b) {
+    return a.when < b.when || (a.when == b.when && a.timer->seq < b.timer->seq);
 }
 
-static inline void place(cio__timer_heap *heap, size_t i, cio__timer *t) {
-    heap->items[i] = t;
-    t->index = i;
+static inline void place(cio__timer_heap *heap, size_t i, cio__timer_slot s) {
+    heap->items[i] = s;
+    s.timer->index = i;
 }
 
-static void sift_up(cio__timer_heap *heap, size_t i, cio__timer *t) {
+static void sift_up(cio__timer_heap *heap, size_t i, cio__timer_slot s) {
     while (i > 0) {
         size_t parent = (i - 1) / 4;
-        cio__timer *p = heap->items[parent];
-        if (!before(t, p)) break;
+        cio__timer_slot p = heap->items[parent];
+        if (!before(s, p)) break;
         place(heap, i, p);
         i = parent;
     }
-    place(heap, i, t);
+    place(heap, i, s);
 }
 
-static void sift_down(cio__timer_heap *heap, size_t i, cio__timer *t) {
+static void sift_down(cio__timer_heap *heap, size_t i, cio__timer_slot s) {
     size_t n = heap->count;
     for (;;) {
         size_t first = 4 * i + 1;
@@ -38,18 +42,18 @@ static void sift_down(cio__timer_heap *heap, size_t i, cio__timer *t) {
         size_t best = first;
         for (size_t c = first + 1; c < last; c++)
             if (before(heap->items[c], heap->items[best])) best = c;
-        if (!before(heap->items[best], t)) break;
+        if (!before(heap->items[best], s)) break;
         place(heap, i, heap->items[best]);
         i = best;
     }
-    place(heap, i, t);
+    place(heap, i, s);
 }
 
 int cio__timer_heap_reserve(cio__timer_heap *heap, size_t extra) {
     if (heap->count + extra <= heap->cap) return 0;
     size_t cap = heap->cap ? heap->cap : 64;
     while (cap < heap->count + extra) cap *= 2;
-    cio__timer **grown = cio__realloc(heap->items, cap * sizeof *grown);
+    cio__timer_slot *grown = cio__realloc(heap->items, cap * sizeof *grown);
     if (!grown) return -ENOMEM;
     heap->items = grown;
     heap->cap = cap;
@@ -61,7 +65,7 @@ int cio__timer_heap_push(cio__timer_heap *heap, cio__timer *timer) {
         int rc = cio__timer_heap_reserve(heap, 1);
         if (rc < 0) return rc;
     }
-    sift_up(heap, heap->count++, timer);
+    sift_up(heap, heap->count++, (cio__timer_slot){.when = timer->when, .timer = timer});
     return 0;
 }
 
@@ -69,8 +73,8 @@ void cio__timer_heap_remove(cio__timer_heap *heap, cio__timer *timer) {
     size_t i = timer->index;
     if (i == CIO__TIMER_UNARMED) return;
     timer->index = CIO__TIMER_UNARMED;
-    cio__timer *last = heap->items[--heap->count];
-    if (last == timer) return;
+    cio__timer_slot last = heap->items[--heap->count];
+    if (last.timer == timer) return;
     /* The last item takes the hole; it may need to move either way. */
     if (i > 0 && before(last, heap->items[(i - 1) / 4]))
         sift_up(heap, i, last);

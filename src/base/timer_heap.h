@@ -28,15 +28,23 @@ struct cio__timer {
     cio__job job;      /* in the ready queue once due */
 };
 
+/* A heap slot keeps its timer's deadline next to the pointer, so sifting
+ * compares keys in the heap's own array (four children in one 64-byte
+ * line) and reads a timer only on a tie or to tell it where it moved. */
+typedef struct cio__timer_slot {
+    int64_t when;
+    cio__timer *timer;
+} cio__timer_slot;
+
 typedef struct cio__timer_heap {
-    cio__timer **items;
+    cio__timer_slot *items;
     size_t count, cap;
 } cio__timer_heap;
 
 int cio__timer_heap_push(cio__timer_heap *heap, cio__timer *timer);
 void cio__timer_heap_remove(cio__timer_heap *heap, cio__timer *timer);
 static inline cio__timer *cio__timer_heap_top(const cio__timer_heap *heap) {
-    return heap->count ? heap->items[0] : NULL;
+    return heap->count ? heap->items[0].timer : NULL;
 }
 int cio__timer_heap_reserve(cio__timer_heap *heap, size_t extra);
 void cio__timer_heap_destroy(cio__timer_heap *heap);

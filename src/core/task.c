@@ -394,8 +394,7 @@ static void on_deadline(cio__timer *timer) {
     cio__task_resume(t, -ETIMEDOUT);
 }
 
-int cio__task_suspend_until(cio__task *t, cio__wait *wait, int64_t deadline) {
-    if (deadline == INT64_MAX) return cio__task_suspend(t, wait);
+int cio__task_suspend_timed(cio__task *t, cio__wait *wait, int64_t deadline) {
     cio_loop *loop = t->fut.loop;
     int rc = cio__timer_heap_reserve(&loop->timers, 1);
     if (rc < 0) return rc;

@@ -169,7 +169,11 @@ int cio__task_yield(cio__task *task);
  * wait with an expire hook, calls that hook and lets the wait wake the
  * task. Returns -ENOMEM if the timer cannot be armed (never once the caller
  * reserved room in the timer heap). */
-int cio__task_suspend_until(cio__task *task, cio__wait *wait, int64_t deadline);
+int cio__task_suspend_timed(cio__task *task, cio__wait *wait, int64_t deadline);
+static inline int cio__task_suspend_until(cio__task *task, cio__wait *wait, int64_t deadline) {
+    if (deadline == INT64_MAX) return cio__task_suspend(task, wait);
+    return cio__task_suspend_timed(task, wait, deadline);
+}
 /* Schedules a suspended task to resume with the given status. */
 void cio__task_wake(cio__task *task, int status);
 /* Resumes a suspended task at once (from a job the loop is running). */

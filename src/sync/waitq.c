@@ -61,19 +61,37 @@ int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t dea
 
 int cio__waitq_wait_on(cio__waitq *q, cio__waiter *w, uint8_t kind, const void *object,
                        const uint64_t *owner, const char *what, int64_t deadline) {
-    int rc = cio__waitq_check(q);
-    if (rc < 0) return rc;
-    cio__task *t = cio__current(&rc);
+    /* The check of cio__waitq_check, read from the running task directly:
+     * this is every queue hand-off's path. */
+    cio__task *t = cio__running_task;
+    if (!t) return -EPERM;
+    if (q->loop != t->fut.loop) {
+        if (q->loop) return -CIO_EWRONGLOOP;
+        cio__waitq_bind(q, t->fut.loop);
+    }
     w->task = t;
     w->queue = q;
     w->woken = 0;
     w->value = NULL;
-    /* Whole, so that every hook the waiter does not use is NULL. */
-    w->rec = (cio__wait){.cancel = cancel_waiter, .abandon = abandon_waiter, .what = what,
-                         .deadline = deadline, .object = object, .owner = owner, .kind = kind};
+    /* Field by field rather than from a compound literal, which gcc builds
+     * on the stack and then copies; every hook the waiter does not use is
+     * NULL, and cio__task_suspend_until stamps deadline and since. */
+    cio__wait *rec = &w->rec;
+    rec->cancel = cancel_waiter;
+    rec->abandon = abandon_waiter;
+    rec->unwind = NULL;
+    rec->expire = NULL;
+    rec->what = what;
+    rec->future = NULL;
+    rec->deadline = INT64_MAX;
+    rec->object = object;
+    rec->owner = owner;
+    rec->fd = 0;
+    rec->kind = kind;
+    rec->dir = 0;
     cio__list_push_back(&q->waiters, &w->link);
     q->count++;
-    rc = cio__task_suspend_until(t, &w->rec, deadline);
+    int rc = cio__task_suspend_until(t, rec, deadline);
     leave(w); /* a no-op unless the wait failed before anyone woke it */
     return rc;
 }
