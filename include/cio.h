@@ -1034,7 +1034,8 @@ typedef struct cio_protocol {
 typedef struct cio_server_options {
     int backlog;              /* listen() backlog; 0: 100, as asyncio */
     int reuse_port;           /* SO_REUSEPORT */
-    int no_start_serving;     /* do not accept until cio_server_start_serving */
+    int no_start_serving;     /* bound but, as asyncio, not listening (connections
+                               * are refused) until cio_server_start_serving */
 } cio_server_options;
 
 /* Connects to host:port (numeric or a name: every address is tried in
@@ -1108,13 +1109,16 @@ int cio_server_abort_clients(cio_server *s);
 /* In a task: waits until the server is closed and its last connection is
  * gone. Returns 0 or -ECANCELED. */
 int cio_server_wait_closed(cio_server *s);
-/* Starts accepting (a server made with no_start_serving): 0 (also when it
- * serves already), -CIO_EINVALSTATE once closed. is_serving is 1 while it
- * accepts. */
+/* Starts listening and accepting (a server made with no_start_serving): 0
+ * (also when it serves already), -CIO_EINVALSTATE once closed, or listen's
+ * error. is_serving is 1 while it accepts. */
 int cio_server_start_serving(cio_server *s);
 int cio_server_is_serving(cio_server *s);
-/* In a task: serves until cancelled; then closes the server and returns
- * -ECANCELED. -CIO_EINVALSTATE if already serving forever or closed. */
+/* In a task: serves until cancelled (or until the server is closed); then,
+ * as asyncio 3.12+, closes the server, waits as wait_closed until its last
+ * connection is gone (a second cancellation cuts that wait short), and
+ * returns -ECANCELED. -CIO_EINVALSTATE if already serving forever or
+ * closed. */
 int cio_server_serve_forever(cio_server *s);
 /* Copies up to n listening descriptors into fds; returns how many the
  * server has (0 once closed). */
@@ -1170,7 +1174,10 @@ int cio_start_server(cio_loop *loop, cio_stream_handler_fn handler, void *arg, c
 int cio_start_unix_server(cio_loop *loop, cio_stream_handler_fn handler, void *arg,
                           const char *path, const cio_server_options *opts, cio_server **out);
 
-/* Reads up to n bytes (at least 1 unless at end of stream: then 0). */
+/* Reads up to n bytes (at least 1 unless at end of stream: then 0).
+ * Tasks left blocked in a call on a server's stream (read, drain,
+ * wait_closed) when its handler returns are woken (-CIO_ECLOSED for a
+ * reader or drainer); the stream is freed once they have left. */
 ssize_t cio_stream_read(cio_stream *s, void *buf, size_t n);
 /* Reads everything to the end of stream into a buffer the call allocates
  * (*data, to free with free(); NULL and 0 for an empty stream). Returns
@@ -1180,7 +1187,9 @@ ssize_t cio_stream_read_to_eof(cio_stream *s, void **data);
  * readable). */
 ssize_t cio_stream_readexactly(cio_stream *s, void *buf, size_t n);
 /* Reads up to and including the separator into buf (cap bytes): the
- * length. -CIO_ELIMITOVERRUN if no separator within the limit, -ENOBUFS if
+ * length. As asyncio, the limit bounds the data before the separator (the
+ * separator is not counted). -CIO_ELIMITOVERRUN if no separator within the
+ * limit, -ENOBUFS if
  * the data up to it does not fit in cap; in both cases nothing is
  * consumed. -EINVAL for an empty separator. */
 ssize_t cio_stream_readuntil(cio_stream *s, const void *sep, size_t seplen, void *buf,
@@ -1189,7 +1198,9 @@ ssize_t cio_stream_readuntil(cio_stream *s, const void *sep, size_t seplen, void
  * partial line (or 0). On a limit overrun the line is discarded (as
  * asyncio does) and -CIO_ELIMITOVERRUN returned. */
 ssize_t cio_stream_readline(cio_stream *s, void *buf, size_t cap);
-/* 1 once the end of stream was reached and everything buffered was read. */
+/* 1 once the end of stream was reached and everything buffered was read;
+ * as asyncio, a connection that failed (reset) has an error, not an end of
+ * stream, so this stays 0. */
 int cio_stream_at_eof(cio_stream *s);
 /* The limit (asyncio's limit argument); 0 is refused. */
 int cio_stream_set_limit(cio_stream *s, size_t limit);

@@ -686,12 +686,14 @@ static void *storm_main(void *arg) {
     cio_server_options opts = {.backlog = 4096, .no_start_serving = 1};
     CHECK_OK(cio_create_server(loop, &storm_protocol, NULL, "127.0.0.1", "0", &opts, &storm_server));
     storm_port = listening_port(storm_server);
+    /* As asyncio, the socket listens from start_serving on. The loop then
+     * stays blocked (this task sleeps without yielding) until hundreds of
+     * connections wait in the backlog, so the first accepts report many
+     * at once and the close finds them queued. */
+    CHECK_OK(cio_server_start_serving(storm_server));
     pthread_t th;
     CHECK_OK(pthread_create(&th, NULL, storm_clients, NULL));
-    /* Serving starts once hundreds wait in the backlog, so the first
-     * accepts report many at once and the close finds them queued. */
-    while (storm_connected < STORM_BEFORE_SERVING) CHECK_OK(cio_sleep(0.001));
-    CHECK_OK(cio_server_start_serving(storm_server));
+    while (storm_connected < STORM_BEFORE_SERVING) usleep(1000);
     while (!storm_done) CHECK_OK(cio_sleep(0.01));
     CHECK_OK(pthread_join(th, NULL));
     CHECK_OK(cio_server_wait_closed(storm_server));

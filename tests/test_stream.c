@@ -391,6 +391,8 @@ static void *reset_client(void *arg) {
     char buf[4];
     ssize_t n = cio_stream_read(c, buf, sizeof buf);
     CHECK_ERR(n, -ECONNRESET);
+    /* As asyncio: a reset is the reader's error, not an end of stream. */
+    CHECK_EQ(cio_stream_at_eof(c), 0);
     CHECK_ERR(cio_stream_wait_closed(c), -ECONNRESET);
     int w = cio_stream_write(c, "z", 1);
     CHECK(w == -ECONNRESET || w == -EPIPE);
@@ -587,4 +589,187 @@ TEST(cancelling_a_handler_that_returned_aborts_its_flush) {
     CHECK_OK(test_run(loop, cancel_a_flushing_handler, s, NULL));
     CHECK_OK(cio_server_free(s));
     CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- asyncio's rules at the edges (found by hostile and asyncio-port probes) ---- */
+
+static void *readexactly_over_twice_the_limit(void *arg) {
+    size_t total = (size_t)(uintptr_t)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_OK(cio_stream_set_limit(c, 1024));
+    unsigned char *buf = malloc(total);
+    CHECK(buf != NULL);
+    /* Reading pauses past 2 x 1024 unread bytes; a reader that waits for
+     * more resumes it (asyncio's _wait_for_data), or this never ends. */
+    CHECK_EQ(cio_stream_readexactly(c, buf, total), (ssize_t)total);
+    for (size_t i = 0; i < total; i++) CHECK_EQ(buf[i], (i % 251));
+    free(buf);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(readexactly_of_more_than_twice_the_limit_completes) {
+    cio_loop *loop = test_loop();
+    size_t total = 50 * 4096;
+    cio_server *s = serve(loop, send_pattern, (void *)(uintptr_t)total);
+    CHECK_OK(test_run(loop, readexactly_over_twice_the_limit, (void *)(uintptr_t)total, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static void *limit_without_separator(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_OK(cio_stream_set_limit(c, 8));
+    char buf[64];
+    /* Eight bytes and the newline: within a limit of 8 (asyncio compares
+     * the part before the separator). */
+    CHECK_EQ(cio_stream_readline(c, buf, sizeof buf), 9);
+    CHECK(memcmp(buf, "01234567\n", 9) == 0);
+    /* Nine bytes before the newline: over it, and discarded. */
+    CHECK_ERR(cio_stream_readline(c, buf, sizeof buf), -CIO_ELIMITOVERRUN);
+    /* A three-byte separator after two bytes, limit 2: found within. */
+    CHECK_OK(cio_stream_set_limit(c, 2));
+    CHECK_EQ(cio_stream_readuntil(c, "XYZ", 3, buf, sizeof buf), 5);
+    CHECK(memcmp(buf, "abXYZ", 5) == 0);
+    /* Three bytes before it: over, and nothing consumed. */
+    CHECK_ERR(cio_stream_readuntil(c, "XYZ", 3, buf, sizeof buf), -CIO_ELIMITOVERRUN);
+    CHECK_EQ(cio_stream_readexactly(c, buf, 6), 6);
+    CHECK(memcmp(buf, "abcXYZ", 6) == 0);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(the_limit_does_not_count_the_separator) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, say_and_close, "01234567\n012345678\nabXYZabcXYZ");
+    CHECK_OK(test_run(loop, limit_without_separator, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+/* Handler: "hi", then a moment later "\n" and the end. */
+static void *say_hi_then_newline(cio_stream *s, void *arg) {
+    (void)arg;
+    CHECK_OK(cio_stream_write(s, "hi", 2));
+    CHECK_OK(cio_stream_drain(s));
+    CHECK_OK(cio_sleep(0.05));
+    CHECK_OK(cio_stream_write(s, "\n", 1));
+    CHECK_OK(cio_stream_drain(s));
+    return NULL;
+}
+
+static void *huge_limit(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    /* A limit near SIZE_MAX must not wrap in the overrun and pause tests. */
+    CHECK_OK(cio_stream_set_limit(c, SIZE_MAX));
+    char buf[16];
+    CHECK_EQ(cio_stream_readline(c, buf, sizeof buf), 3);
+    CHECK(memcmp(buf, "hi\n", 3) == 0);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(a_limit_near_size_max_reads_lines) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, say_hi_then_newline, NULL);
+    CHECK_OK(test_run(loop, huge_limit, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static int orphan_read_rc = 1, orphan_wait_rc = 1;
+
+static void *orphan_reader(void *arg) {
+    char buf[16];
+    orphan_read_rc = (int)cio_stream_read(arg, buf, sizeof buf);
+    return NULL;
+}
+
+static void *orphan_waiter(void *arg) {
+    orphan_wait_rc = cio_stream_wait_closed(arg);
+    return NULL;
+}
+
+/* Handler: leaves a reader and a wait_closed behind on its stream, then
+ * returns (the stream dies with it). */
+static void *leave_tasks_behind(cio_stream *s, void *arg) {
+    cio_task **tasks = arg;
+    CHECK_OK(cio_spawn(cio_running_loop(), orphan_reader, s, &tasks[0]));
+    CHECK_OK(cio_spawn(cio_running_loop(), orphan_waiter, s, &tasks[1]));
+    CHECK_OK(cio_sleep(0.02));
+    return NULL;
+}
+
+static void *connect_and_wait_for_the_end(void *arg) {
+    cio_task **tasks = arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    char buf[4];
+    CHECK_EQ(cio_stream_read(c, buf, sizeof buf), 0);
+    CHECK_OK(cio_await(tasks[0], NULL));
+    CHECK_OK(cio_await(tasks[1], NULL));
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(tasks_left_waiting_on_a_handler_stream_are_woken_when_it_returns) {
+    cio_loop *loop = test_loop();
+    cio_task *tasks[2] = {NULL, NULL};
+    cio_server *s = serve(loop, leave_tasks_behind, tasks);
+    CHECK_OK(test_run(loop, connect_and_wait_for_the_end, tasks, NULL));
+    CHECK_ERR(orphan_read_rc, -CIO_ECLOSED);
+    CHECK_OK(orphan_wait_rc);
+    cio_future_unref(tasks[0]);
+    cio_future_unref(tasks[1]);
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static void *drain_after_close(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_OK(cio_stream_close(c));
+    /* As asyncio: drain on a closing stream lets connection_lost run and
+     * reports the loss ("Connection lost"). */
+    CHECK_ERR(cio_stream_drain(c), -ECONNRESET);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(drain_after_close_reports_the_lost_connection) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, hold_open, NULL);
+    CHECK_OK(test_run(loop, drain_after_close, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+static void *name_checks(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    struct sockaddr_storage ss;
+    unsigned int len = sizeof ss;
+    CHECK_OK(cio_stream_close(c));
+    CHECK_OK(cio_stream_wait_closed(c));
+    /* Bad arguments are -EINVAL before the state is looked at. */
+    CHECK_ERR(cio_stream_peername(c, NULL, &len), -EINVAL);
+    CHECK_ERR(cio_stream_sockname(c, (struct sockaddr *)&ss, NULL), -EINVAL);
+    CHECK_ERR(cio_stream_peername(c, (struct sockaddr *)&ss, &len), -ENOTCONN);
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(peername_checks_its_arguments_first) {
+    cio_loop *loop = test_loop();
+    cio_server *s = serve(loop, hold_open, NULL);
+    CHECK_OK(test_run(loop, name_checks, NULL, NULL));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
 }

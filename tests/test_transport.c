@@ -545,6 +545,63 @@ TEST(serve_forever_ends_on_cancel_with_the_server_closed) {
     cio_loop_free(loop);
 }
 
+TEST(serve_forever_cancelled_returns_once_the_last_connection_is_gone) {
+    cio_loop *loop = test_loop();
+    pool p = {0};
+    rec client = {0};
+    cio_server *s = serve_and_connect(loop, &p, &client);
+    run_for(loop, 0.01);
+    CHECK_EQ(p.n, 1);
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, serve_forever_task, s, &t));
+    run_for(loop, 0);
+    CHECK_EQ(cio_task_cancel(t, NULL), 1);
+    run_for(loop, 0.02);
+    /* As asyncio 3.12+: closed at once, but serve_forever waits in
+     * wait_closed while a connection is open. */
+    CHECK_EQ(cio_server_is_serving(s), 0);
+    CHECK_EQ(cio_future_done(t), 0);
+    CHECK_OK(cio_server_close_clients(s));
+    void *rc;
+    CHECK_ERR(cio_run_until_complete(loop, t, &rc), -ECANCELED);
+    cio_future_unref(t);
+    run_until(loop, lost_cond, &client);
+    CHECK_OK(cio_server_free(s));
+    pool_free(&p);
+    cio_loop_free(loop);
+}
+
+/* A blocking connect from this thread, to the loop's server. */
+static int plain_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+TEST(a_server_that_does_not_start_serving_refuses_connections) {
+    cio_loop *loop = test_loop();
+    pool p = {0};
+    cio_server *s;
+    cio_server_options o = {.no_start_serving = 1};
+    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", &o, &s));
+    /* Bound (the port is taken and shown) but, as asyncio, not listening. */
+    int port = server_port(s);
+    CHECK(port > 0);
+    CHECK_ERR(plain_connect(port), -ECONNREFUSED);
+    CHECK_OK(cio_server_start_serving(s));
+    CHECK_OK(plain_connect(port));
+    run_for(loop, 0.02);
+    CHECK_EQ(p.n, 1);
+    CHECK_OK(cio_server_free(s));
+    run_for(loop, 0.01);
+    pool_free(&p);
+    cio_loop_free(loop);
+}
+
 static int reports;
 static void count_reports(cio_loop *loop, const cio_error_context *ctx, void *arg) {
     (void)loop;

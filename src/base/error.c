@@ -68,7 +68,7 @@ const char *cio_strerror(int err) {
     case CIO_EBROKEN: return "Barrier is broken";
     case CIO_ESHUTDOWN: return "Queue is shut down";
     case CIO_EFORKED: return "Event loop belongs to the parent process (used after fork)";
-    case CIO_ELIMITOVERRUN: return "Separator is not found, and chunk exceed the limit";
+    case CIO_ELIMITOVERRUN: return "Separator is not found within the limit, or the data before it exceeds the limit";
     case CIO_EINCOMPLETE: return "End of stream before the expected data (incomplete read)";
     case CIO_ECLOSED: return "Stream is closed";
     default: break;

@@ -202,7 +202,7 @@ static bool attempt(cio__op *op, uint32_t revents) {
             n = cio__sys_recv(op->fd, op->u.rw.buf, op->u.rw.len, op->u.rw.flags | MSG_DONTWAIT);
             break;
         case CIO__OP_SEND:
-            n = cio__sys_send(op->fd, (char *)op->u.rw.buf + op->progress,
+            n = cio__sys_send(op->fd, cio__op_send_at(op),
                               op->u.rw.len - op->progress,
                               op->u.rw.flags | MSG_DONTWAIT | MSG_NOSIGNAL);
             /* A sendall goes on until the whole buffer is out; a partial

@@ -439,11 +439,12 @@ static void issue(uring_state *st, fd_entry *e, cio__op *op) {
             io_uring_prep_poll_add(sqe, fd, direction(op) == DIR_OUT ? POLLOUT : POLLIN);
             break;
         case CIO__OP_RECV:
-            io_uring_prep_recv(sqe, fd, op->u.rw.buf, op->u.rw.len, strip_flags(op->u.rw.flags));
+            io_uring_prep_recv(sqe, fd, op->u.rw.buf, cio__rw_chunk(op->u.rw.len),
+                               strip_flags(op->u.rw.flags));
             break;
         case CIO__OP_SEND:
-            io_uring_prep_send(sqe, fd, (char *)op->u.rw.buf + op->progress,
-                               op->u.rw.len - op->progress,
+            io_uring_prep_send(sqe, fd, cio__op_send_at(op),
+                               cio__rw_chunk(op->u.rw.len - op->progress),
                                strip_flags(op->u.rw.flags) | MSG_NOSIGNAL);
             break;
         case CIO__OP_RECVMSG:
@@ -461,10 +462,10 @@ static void issue(uring_state *st, fd_entry *e, cio__op *op) {
             io_uring_prep_connect(sqe, fd, op->u.connect.addr, op->u.connect.addrlen);
             break;
         case CIO__OP_READ:
-            io_uring_prep_read(sqe, fd, op->u.rw.buf, (unsigned)op->u.rw.len, (uint64_t)-1);
+            io_uring_prep_read(sqe, fd, op->u.rw.buf, cio__rw_chunk(op->u.rw.len), (uint64_t)-1);
             break;
         case CIO__OP_WRITE:
-            io_uring_prep_write(sqe, fd, op->u.rw.buf, (unsigned)op->u.rw.len, (uint64_t)-1);
+            io_uring_prep_write(sqe, fd, op->u.rw.buf, cio__rw_chunk(op->u.rw.len), (uint64_t)-1);
             break;
         default: io_uring_prep_nop(sqe); break;
         }

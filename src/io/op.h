@@ -153,4 +153,20 @@ static inline void cio__op_init(cio__op *op, uint8_t kind, int fd) {
     op->progress = 0;
 }
 
+/* The most one system call moves: Linux's MAX_RW_COUNT, to which read(2),
+ * write(2), send(2) and recv(2) cut a longer request themselves. The ring's
+ * length field has 32 bits, so a request of 4 GiB or more must be cut
+ * before it is submitted, or it would wrap (a recv into 4 GiB would ask
+ * for 0 bytes and read as the end of stream). */
+#define CIO__MAX_RW_CHUNK ((size_t)0x7ffff000)
+static inline unsigned cio__rw_chunk(size_t len) {
+    return (unsigned)(len < CIO__MAX_RW_CHUNK ? len : CIO__MAX_RW_CHUNK);
+}
+
+/* Where the rest of a send starts (no arithmetic on a NULL buffer of an
+ * empty send). */
+static inline void *cio__op_send_at(const cio__op *op) {
+    return op->progress ? (char *)op->u.rw.buf + op->progress : op->u.rw.buf;
+}
+
 #endif

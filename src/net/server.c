@@ -49,6 +49,8 @@ typedef struct listener {
     uint8_t readable;
     uint8_t in_flight;     /* the watch has not had its final completion */
     uint8_t multi;         /* the watch is a multishot accept (see above) */
+    uint8_t listening;     /* listen() was called (with serving, as asyncio) */
+    int backlog;
     int error;             /* what stopped the multishot accept, for the accept job */
     int *pending;          /* accepted descriptors not yet made transports (a ring) */
     size_t head, count, cap;
@@ -345,38 +347,51 @@ static int listen_on(cio_server *s, const struct sockaddr *addr, socklen_t len, 
         close(fd);
         return err;
     }
-    if (bind(fd, addr, len) != 0 || listen(fd, backlog) != 0) {
+    if (bind(fd, addr, len) != 0) {
         int err = -errno;
         close(fd);
         return err;
     }
-    listener *l = &s->listeners[s->nlisteners];
+    listener *l = &s->listeners[s->nlisteners++];
     memset(l, 0, sizeof *l);
     l->server = s;
     l->fd = fd;
+    l->backlog = backlog;
     l->readable = 1;
     l->accept_job.run = accept_job;
     cio__list_init(&l->accept_job.link);
+    /* The multishot accept starts with serving (submit_watch). */
     if (s->loop->io.caps & CIO__CAP_ACCEPT_MULTI) {
-        /* The multishot accept starts with serving (submit_watch). */
         l->multi = 1;
         l->readable = 0;
-        s->nlisteners++;
-        return 0;
     }
-    cio__op_init(&l->watch, CIO__OP_POLL, fd);
-    l->watch.u.poll.events = CIO__POLL_IN;
-    l->watch.flags = CIO__OP_MULTISHOT | CIO__OP_OWN;
-    l->watch.owner = l;
-    l->watch.done = on_listener_edge;
-    cio__io_submit(&s->loop->io, &l->watch);
-    if (l->watch.state == CIO__OP_DONE) {
-        int err = (int)l->watch.result;
-        close(fd);
-        return err;
+    return 0;
+}
+
+/*
+ * As asyncio, a socket listens only once its server starts serving: a
+ * server made with no_start_serving is bound (its port is taken and
+ * cio_server_sockets shows it) but refuses connections until
+ * cio_server_start_serving. Listening also arms the readiness watch of a
+ * listener that does not accept through the ring. Returns 0 or -errno; a
+ * listener that failed keeps its descriptor, closed with the server.
+ */
+static int begin_listening(cio_server *s) {
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        listener *l = &s->listeners[i];
+        if (l->listening || l->fd < 0) continue;
+        if (listen(l->fd, l->backlog) != 0) return -errno;
+        l->listening = 1;
+        if (l->multi) continue;
+        cio__op_init(&l->watch, CIO__OP_POLL, l->fd);
+        l->watch.u.poll.events = CIO__POLL_IN;
+        l->watch.flags = CIO__OP_MULTISHOT | CIO__OP_OWN;
+        l->watch.owner = l;
+        l->watch.done = on_listener_edge;
+        cio__io_submit(&s->loop->io, &l->watch);
+        if (l->watch.state == CIO__OP_DONE) return (int)l->watch.result;
+        l->in_flight = 1;
     }
-    l->in_flight = 1;
-    s->nlisteners++;
     return 0;
 }
 
@@ -409,12 +424,15 @@ static int check_make(cio_loop *loop, const cio_protocol *proto, const cio_serve
     return cio__loop_check(loop);
 }
 
-static void start_serving(cio_server *s) {
+static int start_serving(cio_server *s) {
+    int rc = begin_listening(s);
+    if (rc < 0) return rc;
     s->serving = 1;
     for (size_t i = 0; i < s->nlisteners; i++) {
         if (s->listeners[i].multi) submit_watch(&s->listeners[i]);
         schedule_accept(&s->listeners[i]);
     }
+    return 0;
 }
 
 int cio_create_server(cio_loop *loop, const cio_protocol *proto, void *ctx, const char *host,
@@ -439,7 +457,10 @@ int cio_create_server(cio_loop *loop, const cio_protocol *proto, void *ctx, cons
         cio_server_free(s);
         return rc;
     }
-    if (!opts || !opts->no_start_serving) start_serving(s);
+    if ((!opts || !opts->no_start_serving) && (rc = start_serving(s)) < 0) {
+        cio_server_free(s);
+        return rc;
+    }
     *out = s;
     return 0;
 }
@@ -471,7 +492,10 @@ int cio_create_unix_server(cio_loop *loop, const cio_protocol *proto, void *ctx,
         cio_server_free(s);
         return rc;
     }
-    if (!opts || !opts->no_start_serving) start_serving(s);
+    if ((!opts || !opts->no_start_serving) && (rc = start_serving(s)) < 0) {
+        cio_server_free(s);
+        return rc;
+    }
     *out = s;
     return 0;
 }
@@ -481,8 +505,7 @@ int cio_create_unix_server(cio_loop *loop, const cio_protocol *proto, void *ctx,
 int cio_server_start_serving(cio_server *s) {
     if (!s) return -EINVAL;
     if (s->closed) return -CIO_EINVALSTATE;
-    if (!s->serving) start_serving(s);
-    return 0;
+    return s->serving ? 0 : start_serving(s);
 }
 
 int cio_server_is_serving(cio_server *s) {
@@ -493,15 +516,22 @@ int cio_server_is_serving(cio_server *s) {
 int cio_server_close(cio_server *s) {
     if (!s) return -EINVAL;
     if (s->closed) return 0;
+    /* Debug mode's wrong-thread check, while the server serves (its loop is
+     * alive then: the loop's close ends the serving; a server that never
+     * served may outlive its loop, and closing it touches no loop). */
+    if (s->serving) {
+        int rc = cio__loop_check_thread(s->loop);
+        if (rc < 0) return rc;
+    }
     s->closed = 1;
     s->serving = 0;
     cio_handle_cancel(&s->retry);
     for (size_t i = 0; i < s->nlisteners; i++) {
         listener *l = &s->listeners[i];
         if (!l->in_flight) {
-            /* A multishot listener that never served, or that an error
-             * stopped, has nothing in the backend: closed here. */
-            if (l->multi && l->fd >= 0) {
+            /* A listener that never served, or that an error stopped, has
+             * nothing in the backend: closed here. */
+            if (l->fd >= 0) {
                 if (cio__link_linked(&l->accept_job.link)) cio__list_unlink(&l->accept_job.link);
                 close_pending(l);
                 cio__sys_close(l->fd);
@@ -560,15 +590,18 @@ int cio_server_serve_forever(cio_server *s) {
     int rc = cio__waitq_check(&s->forever_waiters);
     if (rc < 0) return rc;
     if (s->closed || s->serving_forever) return -CIO_EINVALSTATE;
+    if (!s->serving && (rc = start_serving(s)) < 0) return rc;
     s->serving_forever = 1;
-    if (!s->serving) start_serving(s);
     cio__waiter w;
     cio__waitq_wait_on(&s->forever_waiters, &w, CIO__WAIT_SERVER, s, NULL,
                        "serve_forever", INT64_MAX);
     s->serving_forever = 0;
-    /* Cancelled, or the server was closed: either way it ends closed, and
-     * the call reports the cancellation asyncio raises. */
+    /* Cancelled, or the server was closed: either way it ends closed and,
+     * as asyncio 3.12+ (close, then await wait_closed), only once its last
+     * connection is gone; a second cancellation ends that wait. The call
+     * reports the cancellation asyncio raises. */
     cio_server_close(s);
+    (void)cio_server_wait_closed(s);
     return -ECANCELED;
 }
 

@@ -8,7 +8,9 @@
  * buffer is freed whenever it is emptied, so an idle connection holds no
  * receive memory. Reading pauses the transport while more than twice the
  * limit waits unread, and resumes once the reader takes it down to the
- * limit (asyncio's _maybe_resume_transport).
+ * limit (asyncio's _maybe_resume_transport) or whenever a reader waits for
+ * more (asyncio's _wait_for_data: readexactly(n) with n over twice the
+ * limit needs more than the pause lets in).
  *
  * Writing goes straight to the transport, which sends at once or buffers;
  * drain waits while the transport has paused writing (over its high-water
@@ -38,7 +40,11 @@ struct cio_stream {
     size_t off, len, cap;
     size_t limit;
     int error;               /* the connection's error, once lost */
+    /* Tasks inside drain or wait_closed (a reader is counted by reading):
+     * a server's stream outlives its handler until they have left. */
+    uint32_t inside;
     uint8_t eof;             /* no more data will come */
+    uint8_t eof_received;    /* ... because the peer ended it (not an error) */
     uint8_t closed;          /* this program closed the stream */
     uint8_t paused;          /* we paused the transport's reading */
     uint8_t write_paused;    /* the transport asked us to stop writing */
@@ -48,6 +54,7 @@ struct cio_stream {
     uint8_t owned;           /* a child process's pipe: the process frees it */
     uint8_t embedded;        /* a server's: lives in its handler task's frame */
     uint8_t released;        /* embedded: its transport is done with its record */
+    uint8_t ended;           /* embedded: its handler returned */
     /* A task waiting in cio_stream_read with nothing buffered: data that
      * arrives goes straight into its buffer (see on_data). */
     char *direct;
@@ -121,7 +128,7 @@ static void on_data(cio_transport *t, const void *data, size_t n, void *ctx) {
     }
     memcpy(s->buf + s->len, data, n);
     s->len += n;
-    if (!s->paused && avail(s) > 2 * s->limit) {
+    if (!s->paused && avail(s) > s->limit && avail(s) - s->limit > s->limit) {
         s->paused = 1;
         cio_transport_pause_reading(t);
     }
@@ -133,6 +140,7 @@ static int on_eof(cio_transport *t, void *ctx) {
     cio_stream *s = ctx;
     if (!s) return 0;
     s->eof = 1;
+    s->eof_received = 1;
     cio__waitq_wake_all(&s->readers, NULL);
     /* Keep the transport open: the program may still write (half-close). */
     return 1;
@@ -154,6 +162,9 @@ static void on_lost(cio_transport *t, int error, void *ctx) {
     if (!s) return;
     s->t = NULL;
     s->eof = 1;
+    /* As asyncio's StreamReaderProtocol: a clean loss is the end of
+     * stream, a failure is the reader's error, not an end of stream. */
+    if (error == 0) s->eof_received = 1;
     if (!s->error) s->error = error;
     cio__waitq_wake_all(&s->readers, NULL);
     cio__waitq_wake_all(&s->drainers, NULL);
@@ -284,13 +295,20 @@ static void embedded_released(cio_transport *t) {
 }
 
 /* The handler returned: the connection closes and the task waits until
- * the transport is done with the record in its frame (see above). */
+ * the transport is done with the record in its frame (see above), and
+ * until every other task that was inside a call on the stream (a reader or
+ * a drainer the handler left behind, a wait_closed) has left it: they are
+ * woken with -CIO_ECLOSED and still touch the stream on their way out. */
 static void end_connection(cio_stream *s, cio_transport *t) {
     /* Data that arrives from now on is dropped; no callback reaches s. */
     cio_transport_set_context(t, NULL);
     if (s->t) cio_transport_close(t);
+    s->ended = 1;
+    s->closed = 1;
+    cio__waitq_wake_all(&s->readers, NULL);
+    cio__waitq_wake_all(&s->drainers, NULL);
     bool aborted = false;
-    while (!s->released) {
+    while (!s->released || s->reading || s->inside) {
         cio__waiter w;
         int rc = cio__waitq_wait_on(&s->closers, &w, CIO__WAIT_STREAM, s, NULL,
                                     "stream handler's connection end", INT64_MAX);
@@ -455,7 +473,10 @@ static int no_more(const cio_stream *s) {
 
 /* Waits for more data, the end of stream, or the stream's closing. */
 static int wait_more(cio_stream *s) {
-    maybe_resume(s);
+    if (s->paused && s->t) {
+        s->paused = 0;
+        cio_transport_resume_reading(s->t);
+    }
     cio__waiter w;
     return cio__waitq_wait_on(&s->readers, &w, CIO__WAIT_STREAM, s, NULL, "stream read", INT64_MAX);
 }
@@ -473,6 +494,14 @@ static int begin_read(cio_stream *s) {
 
 static ssize_t end_read(cio_stream *s, ssize_t rc) {
     s->reading = 0;
+    if (s->ended) cio__waitq_wake_all(&s->closers, NULL);
+    return rc;
+}
+
+/* A task leaves drain or wait_closed; the last one out of a stream whose
+ * handler returned lets the handler's frame go. */
+static int leave_call(cio_stream *s, int rc) {
+    if (--s->inside == 0 && s->ended) cio__waitq_wake_all(&s->closers, NULL);
     return rc;
 }
 
@@ -547,18 +576,21 @@ static ssize_t find(const cio_stream *s, const void *sep, size_t seplen, size_t 
 /*
  * readuntil's search, shared with readline. Returns the length up to and
  * including the separator once it is found, and leaves the data in the
- * buffer; or an outcome < 0. As asyncio, a separator that ends beyond the
- * limit, or a buffer past the limit without one, is a limit overrun.
+ * buffer; or an outcome < 0. As asyncio, the limit bounds the data before
+ * the separator, not counting it: a separator that starts beyond the
+ * limit, or a buffer past limit + seplen - 1 bytes without one, is a limit
+ * overrun.
  */
 static ssize_t search(cio_stream *s, const void *sep, size_t seplen) {
     size_t from = 0;
     for (;;) {
         ssize_t at = find(s, sep, seplen, from);
         if (at >= 0) {
-            size_t len = (size_t)at + seplen;
-            return len > s->limit ? -CIO_ELIMITOVERRUN : (ssize_t)len;
+            return (size_t)at > s->limit ? -CIO_ELIMITOVERRUN : (ssize_t)((size_t)at + seplen);
         }
-        if (avail(s) + 1 > s->limit + seplen) return -CIO_ELIMITOVERRUN;
+        /* avail + 1 > limit + seplen, in a form that cannot overflow for a
+         * limit near SIZE_MAX. */
+        if (avail(s) >= seplen && avail(s) - seplen >= s->limit) return -CIO_ELIMITOVERRUN;
         if (s->closed || s->eof) {
             int rc = no_more(s);
             return rc < 0 ? rc : -CIO_EINCOMPLETE;
@@ -663,11 +695,19 @@ ssize_t cio__stream_take_all(cio_stream *s, void **data) {
 
 int cio_stream_at_eof(cio_stream *s) {
     if (!s) return -EINVAL;
-    return s->eof && avail(s) == 0;
+    return s->eof_received && avail(s) == 0;
+}
+
+/* Debug mode's wrong-thread check, while the stream has its transport (so
+ * its loop is alive: the loop's close takes the transport away). */
+static int check_thread(const cio_stream *s) {
+    return s->t ? cio__loop_check_thread(s->loop) : 0;
 }
 
 int cio_stream_set_limit(cio_stream *s, size_t limit) {
     if (!s || limit == 0) return -EINVAL;
+    int rc = check_thread(s);
+    if (rc < 0) return rc;
     s->limit = limit;
     maybe_resume(s);
     return 0;
@@ -694,15 +734,25 @@ int cio_stream_drain(cio_stream *s) {
     if (!s) return -EINVAL;
     int rc = cio__waitq_check(&s->drainers);
     if (rc < 0) return rc;
-    while (s->write_paused && s->t) {
+    s->inside++;
+    /* As asyncio's drain: on a closing transport (closed by the program,
+     * or failed under a write) one yield first lets a connection_lost
+     * already scheduled run, so that the drain reports the loss. */
+    if (s->t && !s->ended && (s->closed || cio_transport_is_closing(s->t) > 0)) {
+        cio__task *t = cio__current(&rc);
+        if (t && (rc = cio__task_yield(t)) < 0) return leave_call(s, rc);
+    }
+    while (s->write_paused && s->t && !s->ended) {
         cio__waiter w;
         if ((rc = cio__waitq_wait_on(&s->drainers, &w, CIO__WAIT_STREAM, s, NULL,
-                                     "stream drain", INT64_MAX)) < 0) return rc;
+                                     "stream drain", INT64_MAX)) < 0) return leave_call(s, rc);
     }
+    /* The handler that owned the stream returned meanwhile. */
+    if (s->ended) return leave_call(s, -CIO_ECLOSED);
     /* As asyncio: a connection lost (even cleanly) is an error to a writer
      * that waits for its data to go out. */
-    if (!s->t) return s->error < 0 ? s->error : -ECONNRESET;
-    return 0;
+    if (!s->t) return leave_call(s, s->error < 0 ? s->error : -ECONNRESET);
+    return leave_call(s, 0);
 }
 
 int cio_stream_write_eof(cio_stream *s) {
@@ -718,6 +768,8 @@ int cio_stream_can_write_eof(cio_stream *s) {
 
 int cio_stream_close(cio_stream *s) {
     if (!s) return -EINVAL;
+    int rc = check_thread(s);
+    if (rc < 0) return rc;
     if (s->closed) return 0;
     s->closed = 1;
     if (s->t) cio_transport_close(s->t);
@@ -735,21 +787,22 @@ int cio_stream_wait_closed(cio_stream *s) {
     if (!s) return -EINVAL;
     int rc = cio__waitq_check(&s->closers);
     if (rc < 0) return rc;
+    s->inside++;
     while (s->t) {
         cio__waiter w;
         if ((rc = cio__waitq_wait_on(&s->closers, &w, CIO__WAIT_STREAM, s, NULL,
-                                     "stream closed", INT64_MAX)) < 0) return rc;
+                                     "stream closed", INT64_MAX)) < 0) return leave_call(s, rc);
     }
-    return s->error < 0 ? s->error : 0;
+    return leave_call(s, s->error < 0 ? s->error : 0);
 }
 
 int cio_stream_sockname(cio_stream *s, struct sockaddr *addr, unsigned int *len) {
-    if (!s) return -EINVAL;
+    if (!s || !addr || !len) return -EINVAL;
     return s->t ? cio_transport_sockname(s->t, addr, len) : -ENOTCONN;
 }
 
 int cio_stream_peername(cio_stream *s, struct sockaddr *addr, unsigned int *len) {
-    if (!s) return -EINVAL;
+    if (!s || !addr || !len) return -EINVAL;
     return s->t ? cio_transport_peername(s->t, addr, len) : -ENOTCONN;
 }
 
