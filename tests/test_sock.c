@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -912,5 +913,39 @@ TEST(bad_input_is_an_error_never_a_crash) {
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
     CHECK_ERR(cio_sock_recvmsg(0, &m, 0), -EPERM);
     CHECK_ERR(cio_sock_sendmsg(1, &m, 0), -EPERM);
+    cio_loop_free(loop);
+}
+
+/* A transfer of 4 GiB or more: the io_uring request's length has 32 bits,
+ * so an uncut length wrapped (a recv into 4 GiB asked for 0 bytes and read
+ * as the end of stream, a send reported 0). Cut to one system call's
+ * maximum, each call moves what is there. Only the bytes that move are
+ * touched: the buffer is address space reserved without memory. */
+static void *huge_lengths(void *arg) {
+    int *sv = arg;
+    size_t huge = ((size_t)1 << 32) + 3;
+    char *buf = mmap(NULL, huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+    if (buf == MAP_FAILED) SKIP("no 4 GiB of address space for the buffer (mmap: %d)", errno);
+    CHECK_EQ(send(sv[1], "hello", 5, 0), 5);
+    CHECK_EQ(cio_sock_recv(sv[0], buf, (size_t)1 << 32), 5);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    CHECK_EQ(send(sv[1], "again", 5, 0), 5);
+    CHECK_EQ(cio_sock_recv(sv[0], buf, huge), 5);
+    CHECK(memcmp(buf, "again", 5) == 0);
+    /* A send of 4 GiB moves what the socket takes, at least one byte. */
+    ssize_t n = cio_sock_send(sv[0], buf, (size_t)1 << 32);
+    CHECK(n > 0);
+    CHECK(munmap(buf, huge) == 0);
+    return NULL;
+}
+
+TEST(socket_transfers_of_4_gib_or_more_are_cut_not_wrapped) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    nonblocking_pair(sv);
+    CHECK_OK(test_run(loop, huge_lengths, sv, NULL));
+    CHECK_OK(cio_close(sv[0]));
+    CHECK_OK(cio_close(sv[1]));
     cio_loop_free(loop);
 }

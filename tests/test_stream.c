@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -771,5 +772,44 @@ TEST(peername_checks_its_arguments_first) {
     cio_server *s = serve(loop, hold_open, NULL);
     CHECK_OK(test_run(loop, name_checks, NULL, NULL));
     CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+typedef struct foreign_calls {
+    cio_stream *stream;
+    cio_server *server;
+    int refused;
+} foreign_calls;
+
+static void *close_from_a_foreign_thread(void *arg) {
+    foreign_calls *f = arg;
+    f->refused = (cio_stream_close(f->stream) == -CIO_EWRONGTHREAD) +
+                 (cio_stream_set_limit(f->stream, 10) == -CIO_EWRONGTHREAD) +
+                 (cio_server_close(f->server) == -CIO_EWRONGTHREAD);
+    return NULL;
+}
+
+static void *foreign_thread_closes(void *arg) {
+    foreign_calls *f = arg;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &f->stream));
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, close_from_a_foreign_thread, f));
+    CHECK_OK(pthread_join(th, NULL));
+    CHECK_EQ(f->refused, 3);
+    /* Nothing changed: the stream is open and the server serves. */
+    CHECK_EQ(cio_stream_is_closing(f->stream), 0);
+    CHECK_EQ(cio_server_is_serving(f->server), 1);
+    CHECK_OK(cio_stream_free(f->stream));
+    return NULL;
+}
+
+TEST(debug_mode_refuses_stream_and_server_close_from_a_foreign_thread) {
+    cio_loop_options opts = {.debug = 1};
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new_with(&opts, &loop));
+    foreign_calls f = {0};
+    f.server = serve(loop, hold_open, NULL);
+    CHECK_OK(test_run(loop, foreign_thread_closes, &f, NULL));
+    CHECK_OK(cio_server_free(f.server));
     cio_loop_free(loop);
 }
