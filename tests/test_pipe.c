@@ -288,6 +288,14 @@ TEST(bad_input_is_refused_and_leaves_the_descriptor_to_the_caller) {
     CHECK_ERR(cio_open_read_pipe(loop, file, &s), -EINVAL);
     CHECK(fd_is_open(file));
     close(file);
+    /* A device epoll cannot watch: -EPERM on both backends, still open. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    CHECK(null >= 0);
+    CHECK_ERR(cio_connect_read_pipe(loop, &rec_proto, &r, null, &t), -EPERM);
+    CHECK_ERR(cio_connect_write_pipe(loop, &rec_proto, &r, null, &t), -EPERM);
+    CHECK_ERR(cio_open_read_pipe(loop, null, &s), -EPERM);
+    CHECK(fd_is_open(null));
+    close(null);
     /* A number that is not open. */
     CHECK_ERR(cio_connect_read_pipe(loop, &rec_proto, &r, file, &t), -EBADF);
     CHECK(fd_is_open(p[0]) && fd_is_open(p[1]));

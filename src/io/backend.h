@@ -57,6 +57,10 @@ typedef struct cio__backend {
      * stale. */
     int (*hold)(cio__io *io, int fd);
     void (*fresh)(cio__io *io, int fd);
+    /* 0 if fd can be polled, -EPERM if not, or -errno: for a backend whose
+     * operations do not show it (io_uring); NULL where registering does
+     * (epoll answers -EPERM itself). */
+    int (*pollable)(cio__io *io, int fd);
 } cio__backend;
 
 extern const cio__backend cio__backend_epoll;

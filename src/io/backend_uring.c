@@ -91,6 +91,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -146,6 +147,8 @@ typedef struct fd_entry {
     cio__op *owner;        /* the owner's edge watch, for an owned descriptor */
     size_t in_kernel;      /* requests of this descriptor in the kernel */
     uint8_t hung_up;       /* owned: the peer shut down (sticky until close) */
+    uint8_t held;          /* adopted (cio_sock_adopt) until cio_close */
+    uint64_t held_inode;   /* the adopted file's, to tell a number reused behind our back */
     uint8_t file_type;     /* file ops: FT_UNKNOWN, FT_RING or FT_POOL (until close) */
 } fd_entry;
 
@@ -157,6 +160,9 @@ typedef struct uring_state {
     int wake_fd;
     uint64_t wake_count;
     cio__fd_table fds;
+    /* An epoll instance made on first need, only to ask the kernel whether
+     * a descriptor can be polled at all (see uring_pollable); -1 until. */
+    int scratch_epoll_fd;
     size_t in_kernel;      /* the program's requests in the kernel, all descriptors */
     cio__io *io;           /* whose state this is (for get_sqe) */
     uint64_t issuer;       /* the thread that set the ring up (thread_id) */
@@ -326,6 +332,7 @@ static int uring_init(cio__io *io) {
     st->config = probe.config;
     st->io = io;
     st->setup_flags = probe.setup_flags;
+    st->scratch_epoll_fd = -1;
     st->wake_fd = cio__sys_eventfd();
     if (st->wake_fd < 0) {
         rc = -errno;
@@ -364,6 +371,7 @@ static void uring_fini(cio__io *io) {
     teardown_ring(st);
     free_bufs(st);
     close(st->wake_fd);
+    if (st->scratch_epoll_fd >= 0) close(st->scratch_epoll_fd);
     cio__fd_table_destroy(&st->fds);
     cio__free(st);
     io->state = NULL;
@@ -1156,6 +1164,7 @@ static void close_fd(cio__io *io, cio__op *op) {
         cancel_files(io, op->fd, false, -EBADF);
         wait_for_kernel(io, &e->in_kernel, "close");
         e->hung_up = 0;
+        e->held = 0;
         e->file_type = FT_UNKNOWN;
     }
     if (op->u.close.keep_fd)
@@ -1552,6 +1561,58 @@ static void uring_recv_arm(cio__io *io, cio__op *op, int on) {
     issue_recv(st, e, op);
 }
 
+/*
+ * Whether fd can be polled at all. A poll request on a descriptor whose
+ * file has no poll method (a regular file, /dev/null) completes at once as
+ * ready, where epoll refuses to register it (-EPERM); the calls that
+ * promise epoll's answer (adopt, add_reader, pipe transports) ask the
+ * kernel the same question through a scratch epoll instance: one add and
+ * one delete, on those calls only, never per operation.
+ */
+static int uring_pollable(cio__io *io, int fd) {
+    uring_state *st = io->state;
+    if (st->scratch_epoll_fd < 0) {
+        st->scratch_epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        if (st->scratch_epoll_fd < 0) return -errno;
+    }
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (epoll_ctl(st->scratch_epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        /* Already there is impossible: every add is deleted at once. */
+        return -errno;
+    }
+    (void)epoll_ctl(st->scratch_epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+    return 0;
+}
+
+/* cio_sock_adopt: the ring keeps no registration, so holding only checks
+ * what epoll's hold checks (open, pollable, not adopted twice, no watcher
+ * or owner) and remembers the adoption until cio_close. */
+static int uring_hold(cio__io *io, int fd) {
+    uring_state *st = io->state;
+    if (fd == st->wake_fd || fd == st->ring.ring_fd || fd == st->scratch_epoll_fd) return -EBADF;
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return -errno;
+    int rc = uring_pollable(io, fd);
+    if (rc < 0) return rc;
+    fd_entry *e = cio__fd_table_get(&st->fds, fd, &rc);
+    if (!e) return rc;
+    /* Adopted twice, unless the first adoption's file was closed with
+     * close(2) and the number now names another file. */
+    if (e->held && e->held_inode == (uint64_t)sb.st_ino) return -EBUSY;
+    if (e->owner || e->watch[DIR_IN] || e->watch[DIR_OUT]) return -EBUSY;
+    e->held = 1;
+    e->held_inode = (uint64_t)sb.st_ino;
+    return 0;
+}
+
+/* The kernel gave out fd's number again (an accept): an adoption of the
+ * number's earlier file, closed behind the loop's back, is over. */
+static void uring_fresh(cio__io *io, int fd) {
+    uring_state *st = io->state;
+    fd_entry *e = cio__fd_table_find(&st->fds, fd);
+    if (e) e->held = 0;
+}
+
 const cio__backend cio__backend_uring = {
     .name = "io_uring",
     .init = uring_init,
@@ -1564,4 +1625,7 @@ const cio__backend cio__backend_uring = {
     .recv_peek = uring_recv_peek,
     .recv_pop = uring_recv_pop,
     .recv_arm = uring_recv_arm,
+    .hold = uring_hold,
+    .fresh = uring_fresh,
+    .pollable = uring_pollable,
 };

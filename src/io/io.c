@@ -81,8 +81,11 @@ void cio__io_fini(cio__io *io) {
 int cio__io_hold(cio__io *io, int fd) {
     if (fd < 0) return -EBADF;
     if (io->backend->hold) return io->backend->hold(io, fd);
-    /* io_uring submits every operation itself and keeps no registration:
-     * holding is only a promise the program makes, but a number that is
-     * not open is refused alike on every backend. */
+    /* A backend that keeps no registration: holding is only a promise the
+     * program makes, but a number that is not open is refused alike. */
     return cio__sys_fcntl(fd, F_GETFD, 0) < 0 ? -errno : 0;
+}
+
+int cio__io_pollable(cio__io *io, int fd) {
+    return io->backend->pollable ? io->backend->pollable(io, fd) : 0;
 }

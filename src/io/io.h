@@ -96,6 +96,10 @@ static inline void cio__io_recv_arm(cio__io *io, cio__op *op, int on) {
  * transport has it), -EPERM (fd cannot be polled) or -ENOMEM. A backend
  * without hold() only checks that fd is open (io.c). */
 int cio__io_hold(cio__io *io, int fd);
+/* 0 if fd can be polled (epoll would take it), -EPERM if not (a regular
+ * file, /dev/null), or -errno: for the calls that promise epoll's answer
+ * on every backend (pipe transports, add_reader). */
+int cio__io_pollable(cio__io *io, int fd);
 /* The kernel just gave out fd (an accept through the loop): see
  * cio__backend.fresh. */
 static inline void cio__io_fresh(cio__io *io, int fd) {

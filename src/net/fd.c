@@ -106,6 +106,9 @@ static int add_watcher(cio_loop *loop, int fd, int dir, cio_callback_fn fn, void
     if (fd < 0) return -EBADF;
     int rc = cio__loop_check(loop);
     if (rc < 0) return rc;
+    /* -EPERM for what cannot be polled (a regular file), -EBADF for what
+     * is not open, on every backend, before the table grows for fd. */
+    if ((rc = cio__io_pollable(&loop->io, fd)) < 0) return rc;
     watcher_slot *s = cio__fd_table_get(&loop->watchers, fd, &rc);
     if (!s) return rc;
     watcher *old = s->dir[dir];

@@ -23,6 +23,8 @@ int cio__pipe_adopt(cio_loop *loop, int fd) {
     /* asyncio: "Pipe transport is for pipes/sockets/character devices
      * only"; a regular file is always ready and epoll refuses it. */
     if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !S_ISCHR(st.st_mode)) return -EINVAL;
+    /* A device with no poll method (/dev/null): -EPERM on every backend. */
+    if ((rc = cio__io_pollable(&loop->io, fd)) < 0) return rc;
     int flags = cio__sys_fcntl(fd, F_GETFL, 0);
     if (flags < 0 || cio__sys_fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
     return 0;
