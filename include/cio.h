@@ -1085,8 +1085,12 @@ int cio_transport_is_closing(cio_transport *t);
 int cio_transport_pause_reading(cio_transport *t);
 int cio_transport_resume_reading(cio_transport *t);
 int cio_transport_is_reading(cio_transport *t);
-/* high 0: 64 KiB; low -1 (as (size_t)-1): high / 4. -EINVAL if low > high. */
-int cio_transport_set_write_buffer_limits(cio_transport *t, size_t high, size_t low);
+/* asyncio's set_write_buffer_limits(high, low): a negative value means
+ * asyncio's None (high: 64 KiB, or 4 * low if low is given; low: high / 4);
+ * high 0 pauses writing whenever anything is buffered. low > high is
+ * -EINVAL. (Before 2026-12-02 the limits were size_t, with 0 for the
+ * default high and (size_t)-1 for the default low.) */
+int cio_transport_set_write_buffer_limits(cio_transport *t, ssize_t high, ssize_t low);
 int cio_transport_get_write_buffer_limits(cio_transport *t, size_t *low, size_t *high);
 size_t cio_transport_get_write_buffer_size(cio_transport *t);
 /* get_extra_info: the socket's own and its peer's address (*len in: room,

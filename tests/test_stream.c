@@ -452,6 +452,9 @@ static void *connect_errors(void *arg) {
     CHECK_ERR(cio_open_connection("127.0.0.1", port_str, &c), -ECONNREFUSED);
     CHECK(c == NULL);
     CHECK_ERR(cio_open_connection(NULL, port_str, &c), -EINVAL);
+    /* A port above 65535 is refused (glibc would wrap it; asyncio raises
+     * OverflowError). */
+    CHECK_ERR(cio_open_connection("127.0.0.1", "99999", &c), -EINVAL);
     CHECK_ERR(cio_open_unix_connection("@cio-nobody-listens-here", &c), -ECONNREFUSED);
     return NULL;
 }
@@ -464,6 +467,8 @@ TEST(connection_errors) {
     CHECK_OK(test_run(loop, connect_errors, NULL, NULL));
     cio_stream *c;
     CHECK_ERR(cio_open_connection("127.0.0.1", "1", &c), -EPERM);
+    cio_server *big;
+    CHECK_ERR(cio_start_server(loop, hold_open, NULL, "127.0.0.1", "65536", NULL, &big), -EINVAL);
     cio_loop_free(loop);
 }
 

@@ -370,8 +370,22 @@ TEST(flow_control_pauses_and_resumes_writing) {
     CHECK_OK(cio_transport_pause_reading(p.conns[0].t));
     CHECK_EQ(cio_transport_is_reading(p.conns[0].t), 0);
     CHECK_ERR(cio_transport_set_write_buffer_limits(client.t, 1000, 2000), -EINVAL);
-    CHECK_OK(cio_transport_set_write_buffer_limits(client.t, 128 * 1024, (size_t)-1));
     size_t lo, hi;
+    /* asyncio's defaults and rules: None (negative) for high is 64 KiB, or
+     * 4 * low when low is given; high 0 is 0; 4 * low saturates. */
+    CHECK_OK(cio_transport_set_write_buffer_limits(client.t, -1, -1));
+    CHECK_OK(cio_transport_get_write_buffer_limits(client.t, &lo, &hi));
+    CHECK(hi == 64 * 1024 && lo == 16 * 1024);
+    CHECK_OK(cio_transport_set_write_buffer_limits(client.t, -1, 100));
+    CHECK_OK(cio_transport_get_write_buffer_limits(client.t, &lo, &hi));
+    CHECK(hi == 400 && lo == 100);
+    CHECK_OK(cio_transport_set_write_buffer_limits(client.t, 0, -1));
+    CHECK_OK(cio_transport_get_write_buffer_limits(client.t, &lo, &hi));
+    CHECK(hi == 0 && lo == 0);
+    CHECK_OK(cio_transport_set_write_buffer_limits(client.t, -1, (ssize_t)1 << 62));
+    CHECK_OK(cio_transport_get_write_buffer_limits(client.t, &lo, &hi));
+    CHECK(hi == SIZE_MAX && lo == (size_t)1 << 62);
+    CHECK_OK(cio_transport_set_write_buffer_limits(client.t, 128 * 1024, -1));
     CHECK_OK(cio_transport_get_write_buffer_limits(client.t, &lo, &hi));
     CHECK_EQ(hi, 128 * 1024);
     CHECK_EQ(lo, 32 * 1024);

@@ -13,8 +13,21 @@
 
 #include "net.h"
 
+/* A numeric port above 65535: glibc's getaddrinfo takes it modulo 65536
+ * (99999 listens on 34463), where asyncio raises OverflowError. */
+static int port_out_of_range(const char *port) {
+    unsigned long value = 0;
+    for (const char *p = port; *p; p++) {
+        if (*p < '0' || *p > '9') return 0; /* a service name */
+        value = value * 10 + (unsigned long)(*p - '0');
+        if (value > 65535) return 1;
+    }
+    return 0;
+}
+
 int cio__resolve(const char *host, const char *port, int passive, struct addrinfo **res) {
     if (!port || !*port || (!host && !passive) || (host && !*host)) return -EINVAL;
+    if (port_out_of_range(port)) return -EINVAL;
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;

@@ -507,7 +507,10 @@ int cio_datagram_transport_set_write_buffer_limits(cio_datagram_transport *t, ss
     if (rc < 0) return rc;
     /* asyncio: high defaults to 64 KiB, or four times low if low is given;
      * low to a quarter of high. */
-    size_t h = high >= 0 ? (size_t)high : low >= 0 ? 4 * (size_t)low : DEFAULT_HIGH;
+    size_t h = high >= 0                         ? (size_t)high
+               : low < 0                         ? DEFAULT_HIGH
+               : (size_t)low > SIZE_MAX / 4      ? SIZE_MAX /* 4 * low, saturated */
+                                                 : 4 * (size_t)low;
     size_t l = low >= 0 ? (size_t)low : h / 4;
     if (l > h) return -EINVAL;
     t->high = h;

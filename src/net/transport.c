@@ -429,6 +429,7 @@ static void release(cio_transport *t);
 
 static void lost_job(cio__job *job) {
     cio_transport *t = CIO__CONTAINER_OF(job, cio_transport, lost_job);
+    t->lost_reported = 1;
     if (t->proto->connection_lost) t->proto->connection_lost(t, t->error, t->ctx);
     if (t->fd_gone) {
         release(t);
@@ -635,6 +636,11 @@ static int buffer_append(cio_transport *t, const void *data, size_t len) {
 }
 
 static int write_state(cio_transport *t) {
+    /* After the program's own close, and until connection_lost tells it
+     * the connection is gone, the answer does not depend on how far the
+     * close got (a close with nothing buffered is a loss at once on epoll,
+     * and waits for the kernel's last completion on io_uring). */
+    if (t->closed_by_program && !t->lost_reported) return -CIO_EINVALSTATE;
     if (t->state == CIO__T_LOST) return -EPIPE;
     if (t->state == CIO__T_CLOSING || t->eof_pending) return -CIO_EINVALSTATE;
     return 0;
@@ -707,6 +713,8 @@ int cio_transport_write_eof(cio_transport *t) {
     int rc = check(t);
     if (rc < 0) return rc;
     if (t->kind == CIO__T_READ_PIPE) return -ENOTSUP;
+    /* As asyncio: nothing to do once closing (whatever the backend). */
+    if (t->closed_by_program && !t->lost_reported) return 0;
     if (t->state == CIO__T_LOST) return -EPIPE;
     if (t->state == CIO__T_CLOSING || t->eof_pending) return 0;
     t->eof_pending = 1;
@@ -718,6 +726,7 @@ int cio_transport_close(cio_transport *t) {
     int rc = check(t);
     if (rc < 0) return rc;
     if (t->state != CIO__T_OPEN) return 0;
+    t->closed_by_program = 1;
     t->state = CIO__T_CLOSING;
     unschedule(&t->read_job);
     if (buffered(t) == 0) lose(t, 0);
@@ -728,6 +737,7 @@ int cio_transport_abort(cio_transport *t) {
     int rc = check(t);
     if (rc < 0) return rc;
     if (t->state == CIO__T_LOST) return 0;
+    t->closed_by_program = 1;
     /* The send in flight is dropped too; its record waits for the final
      * completion (free_buffer). */
     if (t->ring_send && t->wsend && t->wsend->op.state == CIO__OP_IN_FLIGHT)
@@ -777,14 +787,20 @@ int cio_transport_is_reading(cio_transport *t) {
     return t->reading && t->state == CIO__T_OPEN;
 }
 
-int cio_transport_set_write_buffer_limits(cio_transport *t, size_t high, size_t low) {
+int cio_transport_set_write_buffer_limits(cio_transport *t, ssize_t high, ssize_t low) {
     int rc = check(t);
     if (rc < 0) return rc;
-    if (high == 0) high = low != (size_t)-1 && low > CIO__WRITE_HIGH_DEFAULT ? low * 4 : CIO__WRITE_HIGH_DEFAULT;
-    if (low == (size_t)-1) low = high / 4;
-    if (low > high) return -EINVAL;
-    t->high = high;
-    t->low = low;
+    /* asyncio: None (negative here) for high is 64 KiB, or four times low
+     * if low is given; for low, a quarter of high. high 0 pauses whenever
+     * anything is buffered. */
+    size_t h = high >= 0                    ? (size_t)high
+               : low < 0                    ? CIO__WRITE_HIGH_DEFAULT
+               : (size_t)low > SIZE_MAX / 4 ? SIZE_MAX /* 4 * low, saturated */
+                                            : 4 * (size_t)low;
+    size_t l = low >= 0 ? (size_t)low : h / 4;
+    if (l > h) return -EINVAL;
+    t->high = h;
+    t->low = l;
     maybe_pause_writing(t);
     maybe_resume_writing(t);
     return 0;
