@@ -585,6 +585,26 @@ TEST(serve_forever_cancelled_returns_once_the_last_connection_is_gone) {
     cio_loop_free(loop);
 }
 
+TEST(write_after_close_is_an_invalid_state_on_every_backend) {
+    cio_loop *loop = test_loop();
+    pool p = {0};
+    rec client = {0};
+    cio_server *s = serve_and_connect(loop, &p, &client);
+    run_for(loop, 0.01);
+    /* Sent at once: nothing stays buffered, so on epoll the close is a
+     * loss at once, while io_uring waits for the kernel; the program sees
+     * the same answers either way until connection_lost. */
+    CHECK_OK(cio_transport_write(client.t, "ping", 4));
+    CHECK_OK(cio_transport_close(client.t));
+    CHECK_ERR(cio_transport_write(client.t, "more", 4), -CIO_EINVALSTATE);
+    CHECK_OK(cio_transport_write_eof(client.t));
+    run_until(loop, lost_cond, &client);
+    CHECK_OK(cio_server_free(s));
+    run_for(loop, 0.01);
+    pool_free(&p);
+    cio_loop_free(loop);
+}
+
 /* A blocking connect from this thread, to the loop's server. */
 static int plain_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
