@@ -193,9 +193,11 @@ typedef struct cio_loop_options {
     /* asyncio debug mode: wrong-thread checks and slow-callback reports. A
      * loop belongs to the thread running it, else to the one that last ran
      * it (or created it); every call that changes the loop or an object
-     * bound to it from any other thread returns -CIO_EWRONGTHREAD. Not
-     * checked: close and free, and a primitive or queue no task waited on
-     * yet (it is bound to no loop). */
+     * bound to it from any other thread returns -CIO_EWRONGTHREAD (closing
+     * a transport, stream or server included). Not guaranteed: the loop's
+     * own close and free, the free calls, a stream whose connection is gone
+     * or a server that never served (their loop may be gone), and a
+     * primitive or queue no task waited on yet (it is bound to no loop). */
     int debug;
     double slow_callback_duration; /* seconds; 0 = 0.1 as asyncio */
     /* "epoll", "uring" (or "io_uring"), "auto", or NULL: the environment
