@@ -505,14 +505,8 @@ int cio_datagram_transport_set_write_buffer_limits(cio_datagram_transport *t, ss
     if (!t) return -EINVAL;
     int rc = cio__loop_check_thread(t->loop);
     if (rc < 0) return rc;
-    /* asyncio: high defaults to 64 KiB, or four times low if low is given;
-     * low to a quarter of high. */
-    size_t h = high >= 0                         ? (size_t)high
-               : low < 0                         ? DEFAULT_HIGH
-               : (size_t)low > SIZE_MAX / 4      ? SIZE_MAX /* 4 * low, saturated */
-                                                 : 4 * (size_t)low;
-    size_t l = low >= 0 ? (size_t)low : h / 4;
-    if (l > h) return -EINVAL;
+    size_t h, l;
+    if ((rc = cio__write_limits(high, low, &h, &l)) < 0) return rc;
     t->high = h;
     t->low = l;
     if (!t->closing) maybe_pause(t);

@@ -42,6 +42,18 @@ static inline void *cio__read_buffer(cio_loop *loop) {
 /* asyncio's default write-buffer high-water mark (low: a quarter). */
 #define CIO__WRITE_HIGH_DEFAULT 65536u
 
+/* asyncio's set_write_buffer_limits(high, low) for both transports: a
+ * negative value is None (high: 64 KiB, or 4 * low when low is given,
+ * saturated; low: high / 4). 0, or -EINVAL if low > high. */
+static inline int cio__write_limits(ssize_t high, ssize_t low, size_t *h, size_t *l) {
+    *h = high >= 0                    ? (size_t)high
+         : low < 0                    ? (size_t)CIO__WRITE_HIGH_DEFAULT
+         : (size_t)low > SIZE_MAX / 4 ? SIZE_MAX
+                                      : 4 * (size_t)low;
+    *l = low >= 0 ? (size_t)low : *h / 4;
+    return *l > *h ? -EINVAL : 0;
+}
+
 enum cio__transport_state {
     CIO__T_OPEN = 0,
     CIO__T_CLOSING,  /* close asked: flushing, then connection_lost */

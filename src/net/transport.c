@@ -790,15 +790,9 @@ int cio_transport_is_reading(cio_transport *t) {
 int cio_transport_set_write_buffer_limits(cio_transport *t, ssize_t high, ssize_t low) {
     int rc = check(t);
     if (rc < 0) return rc;
-    /* asyncio: None (negative here) for high is 64 KiB, or four times low
-     * if low is given; for low, a quarter of high. high 0 pauses whenever
-     * anything is buffered. */
-    size_t h = high >= 0                    ? (size_t)high
-               : low < 0                    ? CIO__WRITE_HIGH_DEFAULT
-               : (size_t)low > SIZE_MAX / 4 ? SIZE_MAX /* 4 * low, saturated */
-                                            : 4 * (size_t)low;
-    size_t l = low >= 0 ? (size_t)low : h / 4;
-    if (l > h) return -EINVAL;
+    /* high 0 pauses whenever anything is buffered, as asyncio's. */
+    size_t h, l;
+    if ((rc = cio__write_limits(high, low, &h, &l)) < 0) return rc;
     t->high = h;
     t->low = l;
     maybe_pause_writing(t);
