@@ -133,7 +133,8 @@ static void *scene_main(void *arg) {
 
 static void run_variant(const variant *v, long tasks) {
     cio_loop *loop;
-    BENCH_CHECK(cio_loop_new(&loop));
+    cio_loop_options opts = bench_loop_options();
+    BENCH_CHECK(cio_loop_new_with(&opts, &loop));
     scene s = {.v = v, .tasks = tasks};
     BENCH_CHECK(cio_future_new(loop, &s.gate));
     long hwm0 = status_kb("VmHWM"), pte0 = status_kb("VmPTE");
@@ -209,7 +210,8 @@ static int crowd_once(long tasks, double out[2]) {
     if (pid == 0) {
         close(fds[0]);
         cio_loop *loop;
-        BENCH_CHECK(cio_loop_new(&loop));
+        cio_loop_options opts = bench_loop_options();
+        BENCH_CHECK(cio_loop_new_with(&opts, &loop));
         crowd c = {.tasks = tasks};
         BENCH_CHECK(cio_future_new(loop, &c.gate));
         cio_task *main_task;

@@ -100,7 +100,8 @@ static void *group_bench(void *arg) {
 static void run_cio(bench_stat *s, bench_stat *cold, cio_coro_fn fn, long n) {
     for (int r = 0; r < bench_reps(); r++) {
         iters = n;
-        BENCH_CHECK(cio_run(fn, NULL, NULL));
+        cio_loop_options opts = bench_loop_options();
+        BENCH_CHECK(cio_run_with(fn, NULL, &opts, NULL));
         bench_add(s, result_ns);
         if (cold) bench_add(cold, cold_ns);
     }

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cio.h>
+
 #define BENCH_MAX_REPS 101
 
 static inline int64_t bench_now_ns(void) {
@@ -45,6 +47,17 @@ static inline int bench_reps(void) {
     if (n < 1) n = 1;
     if (n > BENCH_MAX_REPS) n = BENCH_MAX_REPS;
     return n;
+}
+
+/* Loop options for the benchmarks that measure stacks (bench_memory,
+ * bench_structured): CIO_BENCH_STACK_GUARD sets the guard below each task
+ * stack in bytes (unset or 0: the default), so that what the guard costs
+ * can be told apart from the rest by running both ways. */
+static inline cio_loop_options bench_loop_options(void) {
+    cio_loop_options opts = {0};
+    const char *g = getenv("CIO_BENCH_STACK_GUARD");
+    if (g) opts.stack_guard_size = (size_t)strtoull(g, NULL, 10);
+    return opts;
 }
 
 /* The iteration count for a benchmark: full in a real run, quick in a

@@ -117,7 +117,6 @@ struct cio_transport {
     uint8_t peer_closed;     /* the peer shut down: read until end of stream */
     uint8_t fd_gone;         /* the program closed the descriptor (cio_close) */
     uint8_t closed_by_program; /* close or abort was called */
-    uint8_t lost_reported;   /* connection_lost has been called */
     uint8_t kind;            /* enum cio__transport_kind */
     /* The backend receives for this transport (io_uring's multishot receive
      * into the loop's buffer ring, CIO__OP_RECV_RING); after it ran out of

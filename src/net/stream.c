@@ -40,8 +40,8 @@ struct cio_stream {
     size_t off, len, cap;
     size_t limit;
     int error;               /* the connection's error, once lost */
-    /* Tasks inside drain or wait_closed (a reader is counted by reading):
-     * a server's stream outlives its handler until they have left. */
+    /* Tasks inside a read, drain or wait_closed: a server's stream
+     * outlives its handler until they have left. */
     uint32_t inside;
     uint8_t eof;             /* no more data will come */
     uint8_t eof_received;    /* ... because the peer ended it (not an error) */
@@ -73,11 +73,15 @@ static size_t avail(const cio_stream *s) {
     return s->len - s->off;
 }
 
-static void maybe_resume(cio_stream *s) {
-    if (s->paused && s->t && avail(s) <= s->limit) {
+static void resume_reading(cio_stream *s) {
+    if (s->paused && s->t) {
         s->paused = 0;
         cio_transport_resume_reading(s->t);
     }
+}
+
+static void maybe_resume(cio_stream *s) {
+    if (avail(s) <= s->limit) resume_reading(s);
 }
 
 static void consume(cio_stream *s, size_t n) {
@@ -308,7 +312,7 @@ static void end_connection(cio_stream *s, cio_transport *t) {
     cio__waitq_wake_all(&s->readers, NULL);
     cio__waitq_wake_all(&s->drainers, NULL);
     bool aborted = false;
-    while (!s->released || s->reading || s->inside) {
+    while (!s->released || s->inside) {
         cio__waiter w;
         int rc = cio__waitq_wait_on(&s->closers, &w, CIO__WAIT_STREAM, s, NULL,
                                     "stream handler's connection end", INT64_MAX);
@@ -473,10 +477,7 @@ static int no_more(const cio_stream *s) {
 
 /* Waits for more data, the end of stream, or the stream's closing. */
 static int wait_more(cio_stream *s) {
-    if (s->paused && s->t) {
-        s->paused = 0;
-        cio_transport_resume_reading(s->t);
-    }
+    resume_reading(s);
     cio__waiter w;
     return cio__waitq_wait_on(&s->readers, &w, CIO__WAIT_STREAM, s, NULL, "stream read", INT64_MAX);
 }
@@ -489,19 +490,20 @@ static int begin_read(cio_stream *s) {
     if (s->kind == CIO__T_WRITE_PIPE) return -ENOTSUP;
     if (s->reading) return -EBUSY;
     s->reading = 1;
+    s->inside++;
     return 0;
+}
+
+/* A task leaves a read, drain or wait_closed; the last one out of a
+ * stream whose handler returned lets the handler's frame go. */
+static int leave_call(cio_stream *s, int rc) {
+    if (--s->inside == 0 && s->ended) cio__waitq_wake_all(&s->closers, NULL);
+    return rc;
 }
 
 static ssize_t end_read(cio_stream *s, ssize_t rc) {
     s->reading = 0;
-    if (s->ended) cio__waitq_wake_all(&s->closers, NULL);
-    return rc;
-}
-
-/* A task leaves drain or wait_closed; the last one out of a stream whose
- * handler returned lets the handler's frame go. */
-static int leave_call(cio_stream *s, int rc) {
-    if (--s->inside == 0 && s->ended) cio__waitq_wake_all(&s->closers, NULL);
+    leave_call(s, 0);
     return rc;
 }
 
@@ -644,10 +646,7 @@ ssize_t cio_stream_readline(cio_stream *s, void *buf, size_t cap) {
  * the limit does not pause reading meanwhile. */
 static int wait_eof(cio_stream *s) {
     while (!s->eof && !s->closed) {
-        if (s->paused && s->t) {
-            s->paused = 0;
-            cio_transport_resume_reading(s->t);
-        }
+        resume_reading(s);
         cio__waiter w;
         int rc = cio__waitq_wait_on(&s->readers, &w, CIO__WAIT_STREAM, s, NULL,
                                     "stream read", INT64_MAX);
@@ -738,10 +737,9 @@ int cio_stream_drain(cio_stream *s) {
     /* As asyncio's drain: on a closing transport (closed by the program,
      * or failed under a write) one yield first lets a connection_lost
      * already scheduled run, so that the drain reports the loss. */
-    if (s->t && !s->ended && (s->closed || cio_transport_is_closing(s->t) > 0)) {
-        cio__task *t = cio__current(&rc);
-        if (t && (rc = cio__task_yield(t)) < 0) return leave_call(s, rc);
-    }
+    if (s->t && !s->ended && (s->closed || s->t->state != CIO__T_OPEN) &&
+        (rc = cio__task_yield(cio__running_task)) < 0)
+        return leave_call(s, rc);
     while (s->write_paused && s->t && !s->ended) {
         cio__waiter w;
         if ((rc = cio__waitq_wait_on(&s->drainers, &w, CIO__WAIT_STREAM, s, NULL,

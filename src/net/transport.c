@@ -429,7 +429,6 @@ static void release(cio_transport *t);
 
 static void lost_job(cio__job *job) {
     cio_transport *t = CIO__CONTAINER_OF(job, cio_transport, lost_job);
-    t->lost_reported = 1;
     if (t->proto->connection_lost) t->proto->connection_lost(t, t->error, t->ctx);
     if (t->fd_gone) {
         release(t);
@@ -635,12 +634,18 @@ static int buffer_append(cio_transport *t, const void *data, size_t len) {
     return 0;
 }
 
+/* Whether connection_lost has been called (or is running): the transport
+ * is lost and its lost job has left the ready queue. */
+static bool lost_reported(const cio_transport *t) {
+    return t->state == CIO__T_LOST && !cio__link_linked(&t->lost_job.link);
+}
+
 static int write_state(cio_transport *t) {
     /* After the program's own close, and until connection_lost tells it
      * the connection is gone, the answer does not depend on how far the
      * close got (a close with nothing buffered is a loss at once on epoll,
      * and waits for the kernel's last completion on io_uring). */
-    if (t->closed_by_program && !t->lost_reported) return -CIO_EINVALSTATE;
+    if (t->closed_by_program && !lost_reported(t)) return -CIO_EINVALSTATE;
     if (t->state == CIO__T_LOST) return -EPIPE;
     if (t->state == CIO__T_CLOSING || t->eof_pending) return -CIO_EINVALSTATE;
     return 0;
@@ -714,7 +719,7 @@ int cio_transport_write_eof(cio_transport *t) {
     if (rc < 0) return rc;
     if (t->kind == CIO__T_READ_PIPE) return -ENOTSUP;
     /* As asyncio: nothing to do once closing (whatever the backend). */
-    if (t->closed_by_program && !t->lost_reported) return 0;
+    if (t->closed_by_program && !lost_reported(t)) return 0;
     if (t->state == CIO__T_LOST) return -EPIPE;
     if (t->state == CIO__T_CLOSING || t->eof_pending) return 0;
     t->eof_pending = 1;

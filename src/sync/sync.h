@@ -57,8 +57,17 @@ static inline bool cio__waitq_empty(const cio__waitq *q) {
     return q->count == 0;
 }
 /* Checks that the current task may use an object bound through q: -EPERM
- * outside a task, -CIO_EWRONGLOOP for a task of another loop. */
-int cio__waitq_check(cio__waitq *q);
+ * outside a task, -CIO_EWRONGLOOP for a task of another loop. An object
+ * bound to no loop yet is bound to the task's. Inline: every waiting call
+ * of a primitive, queue or stream starts with it. */
+static inline int cio__waitq_check(cio__waitq *q) {
+    cio__task *t = cio__running_task;
+    if (!t) return -EPERM;
+    if (q->loop == t->fut.loop) return 0;
+    if (q->loop) return -CIO_EWRONGLOOP;
+    cio__waitq_bind(q, t->fut.loop);
+    return 0;
+}
 /* A call that changes an object bound through q (waking its tasks, or
  * changing what they will see) must come from the object's loop, or from
  * outside any running loop: -CIO_EWRONGLOOP otherwise. In a forked child

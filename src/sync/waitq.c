@@ -27,15 +27,6 @@ void cio__waitq_bind(cio__waitq *q, cio_loop *loop) {
     q->debug = loop->debug;
 }
 
-int cio__waitq_check(cio__waitq *q) {
-    cio_task *current = cio_current_task();
-    if (!current) return -EPERM;
-    cio_loop *loop = cio_future_loop(current);
-    if (q->loop && q->loop != loop) return -CIO_EWRONGLOOP;
-    if (!q->loop) cio__waitq_bind(q, loop);
-    return 0;
-}
-
 static void leave(cio__waiter *w) {
     if (cio__link_linked(&w->link)) {
         cio__list_unlink(&w->link);
@@ -61,21 +52,19 @@ int cio__waitq_wait(cio__waitq *q, cio__waiter *w, const char *what, int64_t dea
 
 int cio__waitq_wait_on(cio__waitq *q, cio__waiter *w, uint8_t kind, const void *object,
                        const uint64_t *owner, const char *what, int64_t deadline) {
-    /* The check of cio__waitq_check, read from the running task directly:
-     * this is every queue hand-off's path. */
+    int rc = cio__waitq_check(q);
+    if (rc < 0) return rc;
     cio__task *t = cio__running_task;
-    if (!t) return -EPERM;
-    if (q->loop != t->fut.loop) {
-        if (q->loop) return -CIO_EWRONGLOOP;
-        cio__waitq_bind(q, t->fut.loop);
-    }
     w->task = t;
     w->queue = q;
     w->woken = 0;
     w->value = NULL;
     /* Field by field rather than from a compound literal, which gcc builds
      * on the stack and then copies; every hook the waiter does not use is
-     * NULL, and cio__task_suspend_until stamps deadline and since. */
+     * NULL, cio__task_suspend_until stamps a deadline and cio__task_suspend
+     * the "since". The assertion fails when cio__wait gains a field, which
+     * must then be set here too. */
+    _Static_assert(sizeof(cio__wait) == 88, "cio__wait changed: set every field here");
     cio__wait *rec = &w->rec;
     rec->cancel = cancel_waiter;
     rec->abandon = abandon_waiter;
@@ -91,7 +80,7 @@ int cio__waitq_wait_on(cio__waitq *q, cio__waiter *w, uint8_t kind, const void *
     rec->dir = 0;
     cio__list_push_back(&q->waiters, &w->link);
     q->count++;
-    int rc = cio__task_suspend_until(t, rec, deadline);
+    rc = cio__task_suspend_until(t, rec, deadline);
     leave(w); /* a no-op unless the wait failed before anyone woke it */
     return rc;
 }
