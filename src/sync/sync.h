@@ -33,7 +33,11 @@ typedef struct cio__waitq {
 
 void cio__waitq_init(cio__waitq *q);
 /* Binds q to loop (the loop of the first task that waits on it). */
-void cio__waitq_bind(cio__waitq *q, cio_loop *loop);
+static inline void cio__waitq_bind(cio__waitq *q, cio_loop *loop) {
+    q->loop = loop;
+    q->generation = loop->generation;
+    q->debug = loop->debug;
+}
 /* Suspends the current task at the back of q until a wake-up, the
  * deadline (INT64_MAX: none) or a cancellation. Returns 0 when woken, else
  * -ETIMEDOUT, -ECANCELED, -EPERM (outside a task) or -CIO_EWRONGLOOP. A

@@ -21,12 +21,6 @@ void cio__waitq_init(cio__waitq *q) {
     q->debug = 0;
 }
 
-void cio__waitq_bind(cio__waitq *q, cio_loop *loop) {
-    q->loop = loop;
-    q->generation = loop->generation;
-    q->debug = loop->debug;
-}
-
 static void leave(cio__waiter *w) {
     if (cio__link_linked(&w->link)) {
         cio__list_unlink(&w->link);
