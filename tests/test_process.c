@@ -394,6 +394,43 @@ TEST(loop_close_kills_and_reaps_running_children_and_processes_stay_readable) {
     cio_loop_free(the_loop);
 }
 
+static void *communicate_forever(void *arg) {
+    void *out = NULL;
+    size_t len = 0;
+    /* Never returns: the loop closes while it waits for the output's end. */
+    cio_process_communicate(arg, NULL, 0, &out, &len, NULL, NULL);
+    free(out);
+    return NULL;
+}
+
+static void *start_communicating(void *arg) {
+    cio_process *p = arg;
+    cio_task *t;
+    CHECK_OK(cio_spawn(the_loop, communicate_forever, p, &t));
+    CHECK_OK(cio_sleep(0.02)); /* it is inside communicate now */
+    /* While it is, the process is in use. */
+    CHECK_ERR(cio_process_free(p), -EBUSY);
+    cio_future_unref(t);
+    return NULL;
+}
+
+TEST(a_process_whose_communicate_was_cut_by_loop_close_can_be_freed) {
+    /* The task inside communicate is destroyed by the close; the process
+     * it left must not stay "in use" for ever (it and its streams leaked:
+     * every free was -EBUSY). */
+    the_loop = test_loop();
+    char *const argv[] = {"sleep", "30", NULL};
+    cio_process_options o = {0};
+    o.stdio[1] = CIO_STDIO_PIPE;
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "sleep", argv, &o, &p));
+    CHECK_OK(test_run(the_loop, start_communicating, p, NULL));
+    CHECK_OK(cio_loop_close(the_loop));
+    CHECK(no_children());
+    CHECK_OK(cio_process_free(p));
+    cio_loop_free(the_loop);
+}
+
 /* ---- protocol mode ------------------------------------------------------ */
 
 typedef struct events {

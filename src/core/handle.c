@@ -141,6 +141,10 @@ static inline cio_loop *loop_by_key(uint64_t key) {
     return slot->loop;
 }
 
+cio_loop *cio__loop_by_key(uint64_t key) {
+    return loop_by_key(key);
+}
+
 #define NODES_PER_BLOCK 256
 #define HANDLE_CANCELLED_BIT (UINT64_C(1) << 63)
 

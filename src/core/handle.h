@@ -54,6 +54,10 @@ extern const cio__loop_registry_layout cio__loop_registry;
 int cio__loop_slot_acquire(cio_loop *loop);
 void cio__loop_slot_release(cio_loop *loop);
 void cio__loop_slots_after_fork(void);
+/* The loop a key names while that loop exists (from cio_loop_new to
+ * cio_loop_free), else NULL: what an object that may outlive its loop
+ * reads instead of a loop pointer that may dangle. */
+cio_loop *cio__loop_by_key(uint64_t key);
 /* Calls fn(loop, arg) for every open loop of this process that belongs to
  * the calling thread (made or last run by it): cio_close's walk. */
 void cio__loop_each_local(void (*fn)(cio_loop *loop, void *arg), void *arg);

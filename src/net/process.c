@@ -63,6 +63,7 @@ typedef struct pipe_end {
 
 struct cio_process {
     cio_loop *loop;
+    uint64_t loop_key;       /* the loop's key in the live-loop table */
     const cio_subprocess_protocol *proto; /* NULL: stream mode */
     void *ctx;
     pid_t pid;
@@ -550,6 +551,7 @@ static int make(cio_loop *loop, const cio_subprocess_protocol *proto, void *ctx,
     cio_process *p = cio__calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     p->loop = loop;
+    p->loop_key = loop->key;
     p->proto = proto;
     p->ctx = ctx;
     p->exit_fd = -1;
@@ -787,11 +789,20 @@ int cio_process_close(cio_process *p) {
     return 0;
 }
 
+/* Whether a task is inside communicate. A task that was inside when its
+ * loop closed was destroyed there and never cleared the mark: once the
+ * loop is closed (or freed), no task is inside. */
+static bool in_communicate(const cio_process *p) {
+    if (!p->communicating) return false;
+    cio_loop *loop = cio__loop_by_key(p->loop_key);
+    return loop && !loop->closed;
+}
+
 int cio_process_free(cio_process *p) {
     if (!p) return 0;
     int rc = check_fork(p);
     if (rc < 0) return rc;
-    if (!cio__waitq_empty(&p->waiters) || p->communicating)
+    if (!cio__waitq_empty(&p->waiters) || in_communicate(p))
         return cio__waitq_refuse_free(&p->waiters, "a process was freed while a task waits on it");
     if (p->freed) return 0; /* again, from a callback */
     for (int i = 0; i < 3; i++) {
