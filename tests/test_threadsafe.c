@@ -7,6 +7,7 @@
 #include "test.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -244,6 +245,59 @@ TEST(close_racing_calls_neither_crashes_nor_loses_memory) {
         CHECK(atomic_load(&r.ran) <= atomic_load(&r.accepted));
         CHECK_OK(cio_loop_free(r.loop));
     }
+}
+
+/* A pool worker still running when close begins: close waits for it,
+ * and whatever it asks of the loop meanwhile must be refused, not taken
+ * and then dropped (the caller would never learn its argument is lost). */
+static void *coroutine_never_run(void *arg) {
+    (void)arg;
+    never_runs++;
+    return NULL;
+}
+
+typedef struct late_worker {
+    cio_loop *loop;
+    sem_t close_begins;
+    int call_rc, spawn_rc;
+} late_worker;
+
+static void *post_after_close_began(void *arg) {
+    late_worker *w = arg;
+    CHECK_OK(sem_wait(&w->close_begins));
+    usleep(100 * 1000); /* the main thread is inside cio_loop_close, joining us */
+    w->call_rc = cio_call_soon_threadsafe(w->loop, must_not_run, NULL);
+    cio_tsfuture *f = NULL;
+    w->spawn_rc = cio_run_coroutine_threadsafe(w->loop, coroutine_never_run, NULL, &f);
+    CHECK(f == NULL);
+    return NULL;
+}
+
+static void *to_thread_task(void *arg) {
+    /* Cancelled by the close while the worker runs on. */
+    (void)cio_to_thread(post_after_close_began, arg, NULL);
+    return NULL;
+}
+
+static void *start_late_worker(void *arg) {
+    cio_task *t;
+    CHECK_OK(cio_spawn(cio_running_loop(), to_thread_task, arg, &t));
+    CHECK_OK(cio_sleep(0.01)); /* the worker is running */
+    cio_future_unref(t);
+    return NULL;
+}
+
+TEST(calls_from_a_worker_that_close_waits_for_are_refused) {
+    late_worker w = {.loop = test_loop(), .call_rc = 1, .spawn_rc = 1};
+    CHECK_OK(sem_init(&w.close_begins, 0, 0));
+    CHECK_OK(test_run(w.loop, start_late_worker, &w, NULL));
+    CHECK_OK(sem_post(&w.close_begins));
+    CHECK_OK(cio_loop_close(w.loop));
+    CHECK_ERR(w.call_rc, -CIO_ELOOPCLOSED);
+    CHECK_ERR(w.spawn_rc, -CIO_ELOOPCLOSED);
+    CHECK_EQ(never_runs, 0);
+    CHECK_OK(cio_loop_free(w.loop));
+    sem_destroy(&w.close_begins);
 }
 
 /* ---- run_coroutine_threadsafe ---- */

@@ -22,7 +22,11 @@
  * the inbox closed under the same lock before the backend (and its
  * eventfd) goes away: a sender racing close either posts before it, and
  * close discards the job, or finds the inbox closed and gets
- * -CIO_ELOOPCLOSED. Nothing is written to a closed descriptor, nothing is
+ * -CIO_ELOOPCLOSED. The program's own calls are refused earlier, from the
+ * moment close begins: close then waits for the pool's workers, which
+ * still post their completions, and a call posted meanwhile would only be
+ * discarded, its argument lost, where the caller must hear that the loop
+ * is closed. Nothing is written to a closed descriptor, nothing is
  * lost. Jobs posted but not yet run when the loop closes are discarded
  * without running, as asyncio drops the callbacks of a closed loop; each
  * kind gives back what it holds (its discard function). Using the loop
@@ -57,15 +61,16 @@ void cio__inbox_init(cio_loop *loop) {
     atomic_init(&loop->inbox_sleeping, 0);
     atomic_init(&loop->inbox_wakes, 0);
     loop->inbox_closed = 0;
+    loop->inbox_calls_refused = 0;
     cio__job_register_discard(xjob_run, xjob_discard);
 }
 
-int cio__inbox_post(cio_loop *loop, cio__xjob *x) {
+static int post(cio_loop *loop, cio__xjob *x, bool call) {
     /* The generation is written only in a single-threaded forked child, so
      * reading it here races with nothing. */
     if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
     pthread_mutex_lock(&loop->inbox_lock);
-    if (loop->inbox_closed) {
+    if (loop->inbox_closed || (call && loop->inbox_calls_refused)) {
         pthread_mutex_unlock(&loop->inbox_lock);
         return -CIO_ELOOPCLOSED;
     }
@@ -77,6 +82,20 @@ int cio__inbox_post(cio_loop *loop, cio__xjob *x) {
     }
     pthread_mutex_unlock(&loop->inbox_lock);
     return 0;
+}
+
+int cio__inbox_post(cio_loop *loop, cio__xjob *x) {
+    return post(loop, x, false);
+}
+
+int cio__inbox_post_call(cio_loop *loop, cio__xjob *x) {
+    return post(loop, x, true);
+}
+
+void cio__inbox_refuse_calls(cio_loop *loop) {
+    pthread_mutex_lock(&loop->inbox_lock);
+    loop->inbox_calls_refused = 1;
+    pthread_mutex_unlock(&loop->inbox_lock);
 }
 
 void cio__inbox_drain(cio_loop *loop) {
@@ -136,7 +155,7 @@ int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg) {
     c->loop = loop;
     c->fn = fn;
     c->arg = arg;
-    int rc = cio__inbox_post(loop, &c->x);
+    int rc = cio__inbox_post_call(loop, &c->x);
     if (rc < 0) cio__free(c);
     return rc;
 }

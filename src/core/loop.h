@@ -76,6 +76,7 @@ struct cio_loop {
     _Atomic int inbox_sleeping; /* the loop is in (or about to enter) a blocking poll */
     _Atomic uint64_t inbox_wakes; /* wake-ups written, for tests */
     uint8_t inbox_closed;
+    uint8_t inbox_calls_refused; /* close has begun: the program's calls are refused */
     /* The thread pool (flow/pool.c), made on first use, and how close
      * stops it (phase 0: no new work, drop what is queued, join every
      * worker; phase 1: free it), since the core may not call up. */
@@ -147,6 +148,12 @@ void cio__xjob_init(cio__xjob *x, void (*run)(cio__xjob *), void (*discard)(cio_
  * sleeps: 0, -CIO_ELOOPCLOSED once close has begun, or -CIO_EFORKED. On
  * success the loop owns x until it runs or discards it. */
 int cio__inbox_post(cio_loop *loop, cio__xjob *x);
+/* The same for a call the program makes from another thread
+ * (call_soon_threadsafe, run_coroutine_threadsafe): refused as soon as
+ * close has begun (cio__inbox_refuse_calls), while cio__inbox_post still
+ * takes the completions of the pool workers that close waits for. */
+int cio__inbox_post_call(cio_loop *loop, cio__xjob *x);
+void cio__inbox_refuse_calls(cio_loop *loop);
 void cio__inbox_init(cio_loop *loop);
 /* Close: refuse new posts and discard what waits (from cio_loop_close). */
 void cio__inbox_close(cio_loop *loop);

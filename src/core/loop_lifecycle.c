@@ -141,10 +141,12 @@ int cio_loop_close(cio_loop *loop) {
         if (dump) dump(loop, 1);
     }
     cio__loop_debug_begin(loop); /* outside readers keep off until the list is empty */
-    /* 0. Signals first: after this no signal handler touches the loop
-     * (they post to its inbox). Then the thread pool stops (its workers
-     * post their completions to the inbox), then the inbox refuses new
-     * work and discards what was posted but never ran. */
+    /* 0. The program's calls from other threads are refused from here on.
+     * Then signals: after this no signal handler touches the loop (they
+     * post to its inbox). Then the thread pool stops (its workers post
+     * their completions to the inbox), then the inbox refuses new work and
+     * discards what was posted but never ran. */
+    cio__inbox_refuse_calls(loop);
     cio__signal_loop_close(loop);
     if (loop->watchdog_close) loop->watchdog_close(loop);
     if (loop->pool_close) loop->pool_close(loop, 0);

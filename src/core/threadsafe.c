@@ -156,7 +156,7 @@ int cio_run_coroutine_threadsafe(cio_loop *loop, cio_coro_fn fn, void *arg, cio_
     f->arg = arg;
     cio__xjob_init(&f->spawn, ts_spawn, ts_spawn_discard);
     cio__xjob_init(&f->cancel, ts_cancel, ts_cancel_discard);
-    int rc = cio__inbox_post(loop, &f->spawn);
+    int rc = cio__inbox_post_call(loop, &f->spawn);
     if (rc < 0) {
         atomic_store(&f->refs, 1);
         ts_release(f);
