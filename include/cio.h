@@ -227,11 +227,16 @@ typedef struct cio_loop_options {
 
 /* Overflow protection. Below every task stack lies a guard: memory that
  * faults when touched, so an overflow stops at once with "cio: task 'NAME'
- * overflowed its N-byte stack". The guard costs address space, not memory,
- * and is made larger than a frame is likely to be, so that a big local
- * array cannot jump over it into the neighbouring stack; a program with
- * frames larger still should be built with -fstack-clash-protection, which
- * makes the compiler touch every page of a big frame in order.
+ * overflowed its N-byte stack". The guard holds no pages of its own, and
+ * is made larger than a frame is likely to be, so that a big local array
+ * cannot jump over it into the neighbouring stack; a program with frames
+ * larger still should be built with -fstack-clash-protection, which makes
+ * the compiler touch every page of a big frame in order. What it costs is
+ * address space and page tables (about 2 bytes of page table per KiB of
+ * guard and stack: 160 bytes for a 16 KiB task with the default guard, 40
+ * with a one-page guard) and, once per new stack, the system call that
+ * installs it; a program that needs the smallest footprint per task and
+ * controls its frames can set a smaller stack_guard_size.
  *
  * The report comes from a SIGSEGV handler that cio installs when a loop
  * starts running. Every fault that is not a task's overflow goes on to the
@@ -508,8 +513,9 @@ size_t cio_all_tasks(cio_loop *loop, cio_task **tasks, size_t cap);
 
 /* Ends the current coroutine with an error: `return cio_raise(-EIO);`, or
  * an application code: `return cio_raise(-CIO_EUSER(7));`. An err that is
- * not negative is stored as -EINVAL. Outside a task it does nothing. Always
- * returns NULL. cio_raise_msg also attaches a message (copied; msg may be
+ * not negative is stored as -EINVAL. In a function cio_to_thread runs, it
+ * makes cio_to_thread return err (the message is dropped); anywhere else
+ * outside a task it does nothing. Always returns NULL. cio_raise_msg also attaches a message (copied; msg may be
  * NULL), read back with cio_future_error_message. */
 void *cio_raise(int err);
 void *cio_raise_msg(int err, const char *msg);
@@ -1711,15 +1717,22 @@ int cio_tsfuture_free(cio_tsfuture *f);
  * to its end in its thread, its result dropped: arg must stay valid until
  * fn returns, which may be after cio_to_thread returned -ECANCELED, so it
  * must not live on the task's stack if the task can be cancelled. Closing
- * the loop waits for functions already running. Returns 0, -ECANCELED,
- * -EINVAL, -EPERM outside a task, -ENOMEM, -CIO_ELOOPCLOSED,
- * -CIO_EPOOLSHUTDOWN after cio_pool_shutdown, or -EAGAIN when the pool has
- * no worker and none could be started (pthread_create failed). */
+ * the loop waits for functions already running. fn reports an error as a
+ * coroutine does, by returning cio_raise(err) (its message, if any, is
+ * dropped): cio_to_thread then returns err and leaves *result alone, as
+ * asyncio re-raises the function's exception in the awaiting task.
+ * Returns 0, that error, -ECANCELED, -EINVAL, -EPERM outside a task,
+ * -ENOMEM, -CIO_ELOOPCLOSED, -CIO_EPOOLSHUTDOWN after cio_pool_shutdown, or
+ * -EAGAIN when the pool has no worker and none could be started
+ * (pthread_create failed). */
 typedef void *(*cio_thread_fn)(void *arg);
 int cio_to_thread(cio_thread_fn fn, void *arg, void **result);
 /* Sets the bound of loop's pool to max_workers (1 to
- * CIO_POOL_MAX_WORKERS); name lookups may use at most half of them (at
- * least one). Workers already started stay. From the loop's thread.
+ * CIO_POOL_MAX_WORKERS): at most that many calls run at once, and name
+ * lookups may use at most half of them (at least one). A lower bound holds
+ * at once for calls not yet started (workers already started stay, the
+ * surplus idle); a higher one starts workers for the calls that wait. From
+ * the loop's thread.
  * Returns 0, -EINVAL, -ENOMEM, -CIO_ELOOPCLOSED. */
 int cio_pool_set_max_workers(cio_loop *loop, size_t max_workers);
 /* From a task: shuts the pool of its loop down (asyncio

@@ -145,6 +145,85 @@ TEST(workers_are_bounded_and_extra_calls_wait) {
     sem_destroy(&gate);
 }
 
+/* A bound lowered after workers started holds for what runs (asyncio's
+ * set_default_executor(ThreadPoolExecutor(1)) runs one call at a time),
+ * and raised again it lets the queued calls run at once. */
+static void *lowered_then_raised(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    CHECK_OK(cio_pool_set_max_workers(loop, 4));
+    cio_task *t[TASKS];
+    for (int i = 0; i < 4; i++) CHECK_OK(cio_spawn(loop, to_thread_task, IPTR(i + 1), &t[i]));
+    WAIT_UNTIL(atomic_load(&running_now) == 4);
+    for (int i = 0; i < 4; i++) CHECK_OK(sem_post(&gate));
+    for (int i = 0; i < 4; i++) {
+        CHECK_OK(cio_await(t[i], NULL));
+        cio_future_unref(t[i]);
+    }
+    CHECK_EQ(pool_stats().workers, 4);
+    /* Four workers, bound 1: one call runs, the others wait. */
+    CHECK_OK(cio_pool_set_max_workers(loop, 1));
+    atomic_store(&most_at_once, 0);
+    for (int i = 0; i < TASKS; i++) CHECK_OK(cio_spawn(loop, to_thread_task, IPTR(i + 1), &t[i]));
+    WAIT_UNTIL(atomic_load(&running_now) == 1 && pool_stats().queued == TASKS - 1);
+    for (int i = 0; i < 20; i++) CHECK_OK(cio_sleep(0.001)); /* room for a second to start */
+    CHECK_EQ(atomic_load(&running_now), 1);
+    CHECK_OK(sem_post(&gate));
+    WAIT_UNTIL(atomic_load(&finished) == 5 && atomic_load(&running_now) == 1);
+    /* Raised to 3: two more start at once, without a new call. */
+    CHECK_OK(cio_pool_set_max_workers(loop, 3));
+    WAIT_UNTIL(atomic_load(&running_now) == 3);
+    for (int i = 0; i < TASKS - 1; i++) CHECK_OK(sem_post(&gate));
+    for (int i = 0; i < TASKS; i++) {
+        void *r = NULL;
+        CHECK_OK(cio_await(t[i], &r));
+        CHECK_EQ(PTRI(r), i + 1);
+        cio_future_unref(t[i]);
+    }
+    CHECK_EQ(atomic_load(&most_at_once), 3);
+    return NULL;
+}
+
+TEST(a_lowered_bound_holds_for_workers_already_started) {
+    sem_init(&gate, 0, 0);
+    atomic_store(&finished, 0);
+    atomic_store(&most_at_once, 0);
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, lowered_then_raised, NULL, NULL));
+    CHECK_OK(cio_loop_free(loop));
+    sem_destroy(&gate);
+}
+
+/* The function's error reaches the caller, as asyncio re-raises the
+ * function's exception; a raise outside both a task and a worker, and one
+ * a later call does not repeat, leave nothing behind. */
+static void *fails_in_worker(void *arg) {
+    (void)arg;
+    return cio_raise_msg(-CIO_EUSER(42), "no message crosses threads");
+}
+
+static void *raises_nothing(void *arg) {
+    return arg;
+}
+
+static void *worker_errors(void *arg) {
+    (void)arg;
+    void *r = IPTR(7);
+    CHECK_ERR(cio_to_thread(fails_in_worker, NULL, &r), -CIO_EUSER(42));
+    CHECK_EQ(PTRI(r), 7); /* left alone */
+    CHECK_OK(cio_pool_set_max_workers(cio_running_loop(), 1)); /* the same worker next */
+    CHECK_OK(cio_to_thread(raises_nothing, IPTR(3), &r));
+    CHECK_EQ(PTRI(r), 3);
+    return NULL;
+}
+
+TEST(an_error_raised_in_the_function_is_returned_by_to_thread) {
+    CHECK(cio_raise(-EIO) == NULL); /* outside a task and a worker: nothing */
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, worker_errors, NULL, NULL));
+    CHECK_OK(cio_loop_free(loop));
+}
+
 static int fifo_seen[TASKS], fifo_count;
 static pthread_mutex_t fifo_lock = PTHREAD_MUTEX_INITIALIZER;
 

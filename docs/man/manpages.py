@@ -595,16 +595,29 @@ ERRNO_MEANINGS = {
 }
 
 
+# "-EAGAIN when the pool has no worker ... (pthread_create failed)": the
+# header's own reason for a code, which says more than any generic text.
+REASON_RE = r"\s+((?:when|if|after|once|outside|while|before|unless|from|for|in)\b" \
+            r"(?:[^,;.()]|\([^)]*\))*)"
+
+
 def errors_section(text, sections, meanings):
     codes = []
-    for m in ERROR_RE.finditer(text):
+    reasons = {}
+    flat = " ".join(text.split())
+    for m in ERROR_RE.finditer(flat):
         code = m.group(1)
         if code not in codes:
             codes.append(code)
+        r = re.match(REASON_RE, flat[m.end():])
+        if r and code not in reasons:
+            reasons[code] = r.group(1).strip()
     out = []
     for code in codes:
         key = re.sub(r"\(.*\)$", "", code)
-        if key.startswith("CIO_"):
+        if code in reasons:
+            what = reasons[code]
+        elif key.startswith("CIO_"):
             what = meanings.get(key)
         else:
             what = ERRNO_MEANINGS.get(key) or os.strerror(getattr(__import__("errno"), key, 0)) \
@@ -844,9 +857,14 @@ def render_group(name, g, funcs, sec, mapping, meanings, types, functions, extra
         out += [".PP", "Also, by the conventions of"]
     else:
         out += [".PP", "The codes DESCRIPTION and RETURN VALUE name; also, by the conventions of"]
+    # Calls made for other threads are not held to the loop's thread.
+    any_thread = re.search(r"from any thread", " ".join(" ".join(g.comment).split()))
     out += [".BR cio (3):",
-            "\\-ENOMEM from a call that allocates, \\-CIO_EFORKED in the child of a fork,",
-            "\\-CIO_EWRONGTHREAD in debug mode from another thread."]
+            "\\-ENOMEM from a call that allocates, \\-CIO_EFORKED in the child of a fork" +
+            ("." if any_thread else ","),
+            ]
+    if not any_thread:
+        out.append("\\-CIO_EWRONGTHREAD in debug mode from another thread.")
 
     extra = read_extra(os.path.join(extra_dir, name + ".md"))
     out.append(".SH NOTES")

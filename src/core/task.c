@@ -443,23 +443,27 @@ int cio_task_uncancel(cio_task *task) {
     return t->cancel_requests;
 }
 
+CIO__TLS cio__thread_raise cio__worker_raise;
+
 void *cio_raise(int err) {
     if (cio__running_task) {
         cio__running_task->has_raised = 1;
         cio__running_task->raised_msg = 0;
         cio__running_task->raised = err < 0 ? err : -EINVAL;
+    } else if (cio__worker_raise.catching) {
+        cio__worker_raise.raised = err < 0 ? err : -EINVAL;
     }
     return NULL;
 }
 
 void *cio_raise_msg(int err, const char *msg) {
-    if (cio__running_task) {
-        cio_raise(err);
-        cio__free(cio__running_task->fut.cancel_msg);
-        /* Without memory for the copy the error still stands, unexplained. */
-        cio__running_task->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
-        cio__running_task->raised_msg = 1;
-    }
+    /* A worker has no future to hold the message: the error goes alone. */
+    if (!cio__running_task) return cio_raise(err);
+    cio_raise(err);
+    cio__free(cio__running_task->fut.cancel_msg);
+    /* Without memory for the copy the error still stands, unexplained. */
+    cio__running_task->fut.cancel_msg = msg ? cio__strdup(msg) : NULL;
+    cio__running_task->raised_msg = 1;
     return NULL;
 }
 

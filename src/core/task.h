@@ -155,6 +155,17 @@ void cio__task_detach(cio__task *task);
 int cio__spawn(cio_loop *loop, cio_coro_fn fn, void *arg, const cio_task_options *opts,
                cio_task **taskp, const char *site, const void *pc);
 
+/* A thread pool worker's record of cio_raise (flow/pool.c): the worker
+ * sets catching before it calls the function and reads raised after, so
+ * a function that returns cio_raise(err) makes its cio_to_thread return
+ * err, as asyncio re-raises the function's exception in the awaiting task.
+ * Outside a task and a worker, cio_raise records nothing. */
+typedef struct cio__thread_raise {
+    uint8_t catching;
+    int raised;
+} cio__thread_raise;
+extern CIO__TLS cio__thread_raise cio__worker_raise;
+
 int cio__task_cancel(cio__task *task, const char *msg);
 
 /* Suspends the current task until something wakes it with

@@ -62,6 +62,7 @@ typedef struct work {
     void *(*fn)(void *);
     void *arg;
     void *result;
+    int raised;          /* what fn raised with cio_raise, or 0 */
     void (*drop)(void *result, void *arg);
     pool_wait *waiter;   /* loop thread: the waiting call, NULL once abandoned */
     uint8_t lookup;
@@ -88,6 +89,7 @@ struct pool {
     cio__link threads;       /* workers not yet joined */
     size_t workers;          /* started and not yet left */
     size_t idle;
+    size_t running;          /* items being run: at most max_workers */
     size_t max_workers;
     size_t lookups;          /* lookups running */
     size_t max_lookups;
@@ -109,14 +111,18 @@ static void set_limits(pool *p, size_t max_workers) {
     p->max_lookups = max_workers / 2 ? max_workers / 2 : 1;
 }
 
-/* The first queued item this worker may run (under the lock). */
+/* The first queued item this worker may run (under the lock). A bound
+ * lowered below the workers already started holds for what runs: the
+ * surplus workers idle until the running items are fewer than it. */
 static work *take(pool *p) {
+    if (p->running >= p->max_workers) return NULL;
     for (cio__link *l = p->queue.next; l != &p->queue; l = l->next) {
         work *w = CIO__CONTAINER_OF(l, work, link);
         if (w->lookup && p->lookups >= p->max_lookups) continue;
         cio__list_unlink(l);
         p->queued--;
         if (w->lookup) p->lookups++;
+        p->running++;
         w->state = W_TAKEN;
         return w;
     }
@@ -137,10 +143,15 @@ static void *worker_main(void *arg) {
             continue;
         }
         pthread_mutex_unlock(&p->lock);
+        cio__worker_raise.catching = 1;
+        cio__worker_raise.raised = 0;
         void *result = w->fn(w->arg);
+        cio__worker_raise.catching = 0;
         pthread_mutex_lock(&p->lock);
         w->result = result;
+        w->raised = cio__worker_raise.raised;
         w->ran = 1;
+        p->running--;
         if (w->lookup) {
             p->lookups--;
             /* A lookup passed over for the bound may go now. */
@@ -388,12 +399,13 @@ int cio__pool_run(void *(*fn)(void *), void *arg, int flags,
 
     int status = cio__task_suspend(t, &pw.rec);
     if (pw.completed && pw.item) {
-        if (result) *result = w->result;
+        int raised = w->raised;
+        if (result && !raised) *result = w->result;
         cio__free(w);
         /* A cancellation that arrived with the completion is delivered at
          * the next suspension, as for I/O: the result is not lost. */
         if (status < 0 || pw.cancelled) cio__task_defer_cancel(t);
-        return 0;
+        return raised;
     }
     return status < 0 ? status : -ECANCELED;
 }
@@ -412,7 +424,12 @@ int cio_pool_set_max_workers(cio_loop *loop, size_t max_workers) {
     if (rc < 0) return rc;
     pthread_mutex_lock(&p->lock);
     set_limits(p, max_workers);
-    /* More lookups may run now. */
+    /* A higher bound: more items (and lookups) may run now, on workers
+     * that idle and on new ones for what they cannot take. A start that
+     * fails leaves the items to the workers there are. */
+    size_t wanted = p->queued > p->idle ? p->queued - p->idle : 0;
+    while (!p->stopping && wanted > 0 && p->workers < p->max_workers && start_worker(p) == 0)
+        wanted--;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     return 0;
