@@ -1157,8 +1157,9 @@ int cio_server_free(cio_server *s);
  * -CIO_ELIMITOVERRUN when readuntil finds no separator within the limit
  * (the data stays readable); -CIO_ECLOSED once this program closed the
  * stream (a task blocked in a read is woken with it); the connection's
- * error (-ECONNRESET, ...) once it failed; -ECANCELED, -ETIMEDOUT for the
- * _until forms.
+ * error (-ECONNRESET, ...) once it failed; -ECANCELED (a read under
+ * cio_wait_for or a timeout scope ends with it, and the scope turns it
+ * into -ETIMEDOUT; the data read so far stays in the stream).
  *
  * Lifetime: a stream from cio_open_connection is freed by cio_stream_free
  * (which closes it first if needed). The stream a server hands to its

@@ -161,6 +161,30 @@ TEST(write_pipe_buffers_pauses_and_write_eof_closes_after_the_flush) {
     cio_loop_free(loop);
 }
 
+TEST(write_after_write_eof_with_nothing_buffered_is_an_invalid_state) {
+    /* On a pipe, write_eof with an empty buffer closes at once; until
+     * connection_lost runs a write is still the program's mistake
+     * (-CIO_EINVALSTATE, as after close), not a lost connection. */
+    cio_loop *loop = test_loop();
+    int p[2];
+    CHECK_OK(pipe(p));
+    record r = {0};
+    cio_transport *t;
+    CHECK_OK(cio_connect_write_pipe(loop, &rec_proto, &r, p[1], &t));
+    CHECK_OK(cio_transport_write(t, "tail", 4));
+    CHECK_EQ(cio_transport_get_write_buffer_size(t), 0);
+    CHECK_OK(cio_transport_write_eof(t));
+    CHECK_ERR(cio_transport_write(t, "more", 4), -CIO_EINVALSTATE);
+    CHECK_EQ(r.lost, 0);
+    drain_arg d = {loop, p[0], NULL, 0};
+    CHECK_OK(test_run(loop, read_all, &d, NULL));
+    CHECK_EQ(d.len, 4);
+    CHECK_EQ(r.lost, 1);
+    free(d.data);
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+}
+
 TEST(write_pipe_whose_reader_goes_away_is_lost_without_sigpipe) {
     /* SIGPIPE at its default action: a stray one would end this test. */
     signal(SIGPIPE, SIG_DFL);

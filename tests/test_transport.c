@@ -287,6 +287,84 @@ TEST(echo_over_an_abstract_unix_socket) {
     echo_round_trip(NULL, path);
 }
 
+/* A Unix server's close removes its socket file only if the file at the
+ * path is still that socket (asyncio 3.13 compares the inode): a second
+ * server that took the path, or a file the program put there, stays. */
+TEST(closing_a_unix_server_removes_only_its_own_socket_file) {
+    cio_loop *loop = test_loop();
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/cio-test-own-%d.sock", (int)getpid());
+    rec r = {0};
+    cio_server *a, *b;
+    CHECK_OK(cio_create_unix_server(loop, &recorder, &r, path, NULL, &a));
+    /* B takes the path: its bind replaces A's file, which looks stale. */
+    CHECK_OK(unlink(path));
+    CHECK_OK(cio_create_unix_server(loop, &recorder, &r, path, NULL, &b));
+    CHECK_OK(cio_server_free(a));
+    CHECK(access(path, F_OK) == 0); /* still B's */
+    CHECK_OK(cio_server_free(b));
+    CHECK(access(path, F_OK) != 0);
+    /* A regular file put where the socket was is the program's. */
+    CHECK_OK(cio_create_unix_server(loop, &recorder, &r, path, NULL, &a));
+    CHECK_OK(unlink(path));
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs("keep me", f);
+    fclose(f);
+    CHECK_OK(cio_server_free(a));
+    CHECK(access(path, F_OK) == 0);
+    CHECK_OK(unlink(path));
+    cio_loop_free(loop);
+}
+
+static void *serve_then_return(void *arg) {
+    char *path = arg;
+    rec r = {0};
+    cio_server *s;
+    CHECK_OK(cio_create_unix_server(cio_running_loop(), &recorder, &r, path, NULL, &s));
+    CHECK_OK(cio_sleep(0));
+    return s;
+}
+
+TEST(a_unix_server_left_open_when_its_loop_closes_removes_its_file) {
+    /* The loop's close ends the serving; the file goes then (as asyncio's
+     * close after the loop ended), and nothing leaks (LeakSanitizer). */
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/cio-test-gone-%d.sock", (int)getpid());
+    cio_loop *loop = test_loop();
+    void *s = NULL;
+    CHECK_OK(test_run(loop, serve_then_return, path, &s));
+    CHECK(access(path, F_OK) == 0);
+    CHECK_OK(cio_loop_close(loop));
+    CHECK(access(path, F_OK) != 0);
+    CHECK_OK(cio_server_close(s));
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(loop);
+}
+
+TEST(an_abstract_name_may_fill_the_whole_socket_address) {
+    /* 108 bytes of sun_path: the leading NUL ('@') and 107 more. A path
+     * needs its terminating NUL, so 107 characters are its most. */
+    char name[110];
+    int n = snprintf(name, sizeof name, "@cio-%d-", (int)getpid());
+    memset(name + n, 'x', 108 - (size_t)n);
+    name[108] = '\0';
+    cio_loop *loop = test_loop();
+    rec r = {0};
+    cio_server *s;
+    CHECK_OK(cio_create_unix_server(loop, &recorder, &r, name, NULL, &s));
+    CHECK_OK(cio_server_free(s));
+    name[108] = 'x';
+    name[109] = '\0';
+    CHECK_ERR(cio_create_unix_server(loop, &recorder, &r, name, NULL, &s), -ENAMETOOLONG);
+    char path[110];
+    memset(path, 'p', 108);
+    path[0] = '/';
+    path[108] = '\0';
+    CHECK_ERR(cio_create_unix_server(loop, &recorder, &r, path, NULL, &s), -ENAMETOOLONG);
+    cio_loop_free(loop);
+}
+
 static int got_n(void *arg) {
     rec *r = arg;
     return r->len >= r->want;

@@ -54,12 +54,15 @@ void cio__remove_stale_socket(const char *path) {
 int cio__unix_address(const char *path, struct sockaddr_un *addr, unsigned int *len) {
     if (!path || !*path) return -EINVAL;
     size_t n = strlen(path);
-    if (n >= sizeof addr->sun_path) return -ENAMETOOLONG;
+    /* A path needs its terminating NUL in sun_path; an abstract name (its
+     * '@' becomes the leading NUL) may fill all of it. */
+    bool abstract = path[0] == '@';
+    if (n > sizeof addr->sun_path - (abstract ? 0 : 1)) return -ENAMETOOLONG;
     memset(addr, 0, sizeof *addr);
     addr->sun_family = AF_UNIX;
     memcpy(addr->sun_path, path, n);
     /* '@' first names an abstract socket, as in ss(8)'s notation. */
-    if (path[0] == '@') addr->sun_path[0] = '\0';
-    *len = (unsigned int)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '@' ? 0 : 1));
+    if (abstract) addr->sun_path[0] = '\0';
+    *len = (unsigned int)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 0 : 1));
     return 0;
 }

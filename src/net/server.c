@@ -31,6 +31,7 @@
  * once the server is closed and the last of them is gone.
  */
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <netdb.h>
@@ -67,7 +68,9 @@ struct cio_server {
     cio_handle retry;
     cio__waitq closed_waiters;   /* wait_closed */
     cio__waitq forever_waiters;  /* serve_forever */
-    char *unix_path;             /* unlinked at close */
+    char *unix_path;             /* unlinked at close, if still this server's socket */
+    dev_t unix_dev;              /* ... which the file at unix_path is while it */
+    ino_t unix_ino;              /* has this device and inode */
     uint8_t serving;
     uint8_t paused;              /* accept failed: waiting for the retry */
     uint8_t closed;
@@ -230,6 +233,23 @@ static bool push_pending(listener *l, int fd) {
     return true;
 }
 
+/*
+ * A Unix server's socket file goes at close, as asyncio's (3.13,
+ * cleanup_socket), and only if the file at the path is still the socket
+ * this server bound: another server may have taken the path since (its
+ * bind replaced a stale-looking file), or the program put a file of its
+ * own there, and neither may be deleted.
+ */
+static void remove_socket_file(cio_server *s) {
+    if (!s->unix_path) return;
+    struct stat st;
+    if (stat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == s->unix_dev &&
+        st.st_ino == s->unix_ino)
+        unlink(s->unix_path);
+    cio__free(s->unix_path);
+    s->unix_path = NULL;
+}
+
 /* The final completion of a listener's watch (the multishot accept or the
  * edge watch): the server closed it (-EBADF), or the loop closes (drain:
  * -ECANCELED, the descriptor still open, so it is closed here and the
@@ -242,6 +262,9 @@ static void watch_ended(listener *l, ssize_t result) {
         s->loop_gone = 1;
         s->closed = 1;
         s->serving = 0;
+        /* The server is closed by its loop's close: its file goes now, as
+         * it would at the program's close (which now has nothing to do). */
+        remove_socket_file(s);
     }
     l->fd = -1;
     l->in_flight = 0;
@@ -485,8 +508,18 @@ int cio_create_unix_server(cio_loop *loop, const cio_protocol *proto, void *ctx,
     }
     int backlog = opts && opts->backlog ? opts->backlog : 100;
     rc = listen_on(s, (struct sockaddr *)&addr, len, backlog, 0);
+    struct stat st;
+    if (rc == 0 && s->unix_path) {
+        /* What the bind made, to know it again at close. */
+        if (stat(s->unix_path, &st) == 0) {
+            s->unix_dev = st.st_dev;
+            s->unix_ino = st.st_ino;
+        } else {
+            rc = -errno;
+        }
+    }
     if (rc < 0) {
-        /* The file was not ours to remove. */
+        /* The file was not ours to remove (or is gone already). */
         cio__free(s->unix_path);
         s->unix_path = NULL;
         cio_server_free(s);
@@ -547,11 +580,7 @@ int cio_server_close(cio_server *s) {
          * those queued before are closed now. */
         close_pending(l);
     }
-    if (s->unix_path) {
-        unlink(s->unix_path);
-        cio__free(s->unix_path);
-        s->unix_path = NULL;
-    }
+    remove_socket_file(s);
     /* serve_forever ends when the server closes (asyncio cancels it). */
     cio__waitq_wake_all(&s->forever_waiters, NULL);
     if (s->active == 0) cio__waitq_wake_all(&s->closed_waiters, NULL);
@@ -621,6 +650,7 @@ static void maybe_free(cio_server *s) {
     for (size_t i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].in_flight) return;
     if (s->cleanup) s->cleanup(s->cleanup_arg);
+    cio__free(s->unix_path); /* a server that never closed: its loop was never run */
     for (size_t i = 0; i < s->nlisteners; i++) {
         close_pending(&s->listeners[i]);
         cio__free(s->listeners[i].pending);

@@ -645,7 +645,8 @@ static int write_state(cio_transport *t) {
      * the connection is gone, the answer does not depend on how far the
      * close got (a close with nothing buffered is a loss at once on epoll,
      * and waits for the kernel's last completion on io_uring). */
-    if (t->closed_by_program && !lost_reported(t)) return -CIO_EINVALSTATE;
+    /* The same after write_eof, which on a pipe is its close. */
+    if ((t->closed_by_program || t->eof_pending) && !lost_reported(t)) return -CIO_EINVALSTATE;
     if (t->state == CIO__T_LOST) return -EPIPE;
     if (t->state == CIO__T_CLOSING || t->eof_pending) return -CIO_EINVALSTATE;
     return 0;
