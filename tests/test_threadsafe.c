@@ -259,11 +259,13 @@ static void *coroutine_never_run(void *arg) {
 typedef struct late_worker {
     cio_loop *loop;
     sem_t close_begins;
+    atomic_int started;
     int call_rc, spawn_rc;
 } late_worker;
 
 static void *post_after_close_began(void *arg) {
     late_worker *w = arg;
+    atomic_store(&w->started, 1);
     CHECK_OK(sem_wait(&w->close_begins));
     usleep(100 * 1000); /* the main thread is inside cio_loop_close, joining us */
     w->call_rc = cio_call_soon_threadsafe(w->loop, must_not_run, NULL);
@@ -282,7 +284,10 @@ static void *to_thread_task(void *arg) {
 static void *start_late_worker(void *arg) {
     cio_task *t;
     CHECK_OK(cio_spawn(cio_running_loop(), to_thread_task, arg, &t));
-    CHECK_OK(cio_sleep(0.01)); /* the worker is running */
+    /* Running, not queued: close drops a queued call, and waits for one
+     * that runs. */
+    late_worker *w = arg;
+    while (!atomic_load(&w->started)) CHECK_OK(cio_sleep(0.001));
     cio_future_unref(t);
     return NULL;
 }
