@@ -849,6 +849,69 @@ TEST(wait_on_done_futures_returns_after_one_yield) {
     cio_loop_free(loop);
 }
 
+/* asyncio's test_wait_really_done: wait() resolves a waiter future when
+ * the first child is done, and the waiter's callback wakes the task one
+ * iteration later; a child that finishes in between is reported done. */
+/* Cancels the task given after two iterations: c (one yield) is done at
+ * the first, the wait's wake-up is queued at the second. */
+static void *cancel_after_two_yields(void *arg) {
+    CHECK_OK(cio_sleep(0));
+    CHECK_OK(cio_sleep(0));
+    CHECK_EQ(cio_task_cancel(arg, NULL), 1);
+    return NULL;
+}
+
+static void *yield_once(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_sleep(0));
+    return NULL;
+}
+
+static void *yield_twice(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_sleep(0));
+    CHECK_OK(cio_sleep(0));
+    return NULL;
+}
+
+static void *wait_really_done(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    cio_task *a, *b;
+    CHECK_OK(cio_spawn(loop, yield_once, NULL, &a));
+    CHECK_OK(cio_spawn(loop, yield_twice, NULL, &b));
+    cio_future *fs[2] = {b, a}, *done[2], *pending[2];
+    size_t nd = 0, np = 0;
+    CHECK_OK(cio_wait(fs, 2, CIO_FIRST_COMPLETED, CIO_NO_TIMEOUT, done, &nd, pending, &np));
+    CHECK_EQ(nd, 2);
+    CHECK_EQ(np, 0);
+    /* Cancelled after the wake-up, before the task resumes: the wait ends
+     * cancelled, as a task whose __wakeup is queued is thrown into. */
+    cio_task *c;
+    CHECK_OK(cio_spawn(loop, yield_once, NULL, &c));
+    cio_future *one[1] = {c};
+    cio_task *self = cio_current_task();
+    cio_task *canceller;
+    CHECK_OK(cio_spawn(loop, cancel_after_two_yields, self, &canceller));
+    CHECK_ERR(cio_wait(one, 1, CIO_FIRST_COMPLETED, CIO_NO_TIMEOUT, NULL, &nd, NULL, &np),
+              -ECANCELED);
+    CHECK(cio_future_done(c));
+    CHECK_EQ(cio_task_uncancel(self), 0);
+    CHECK_OK(cio_await(canceller, NULL));
+    cio_future_unref(a);
+    cio_future_unref(b);
+    cio_future_unref(c);
+    cio_future_unref(canceller);
+    return NULL;
+}
+
+TEST(wait_wakes_its_task_one_iteration_after_the_first_completion) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, wait_really_done, NULL, NULL));
+    check_nothing_left(loop);
+    cio_loop_free(loop);
+}
+
 static void *wait_bad_arguments(void *arg) {
     cio_future *foreign = arg;
     cio_future *f;

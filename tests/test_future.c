@@ -527,6 +527,35 @@ TEST(unretrieved_error_is_reported_at_loop_close) {
     CHECK_EQ(reports, 0);
 }
 
+static void *fail_with_eio(void *arg) {
+    (void)arg;
+    return cio_raise(-EIO);
+}
+
+TEST(cancelling_a_failed_future_gives_up_its_error) {
+    /* asyncio's test_tb_logger_not_called_after_cancel: cancel() on a done
+     * future returns False but clears the "never retrieved" report. */
+    cio_loop *loop = recording_loop();
+    cio_future *f;
+    CHECK_OK(cio_future_new(loop, &f));
+    CHECK_OK(cio_future_set_error(f, -EIO));
+    CHECK_EQ(cio_future_cancel(f, NULL), 0);
+    cio_future_unref(f);
+    CHECK_EQ(reports, 0);
+    /* The same for a task (Task.cancel clears it too). */
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, fail_with_eio, NULL, &t));
+    run_once(loop);
+    CHECK(cio_future_done(t));
+    CHECK_EQ(cio_future_cancel(t, NULL), 0);
+    cio_future_unref(t);
+    CHECK_EQ(reports, 0);
+    /* A cancel that came while the future was pending, and did not end it
+     * (a task that caught it and failed of its own), leaves the report. */
+    cio_loop_free(loop);
+    CHECK_EQ(reports, 0);
+}
+
 static void read_error_cb(cio_future *fut, void *arg) {
     (void)arg;
     CHECK_ERR(cio_future_error(fut), -EIO);

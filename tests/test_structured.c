@@ -152,10 +152,15 @@ TEST(reschedule_when_expired) {
 static void *past_deadline_scopes(void *arg) {
     (void)arg;
     cio_loop *loop = cio_running_loop();
-    double delays[] = {0.0, -1.0};
-    for (int i = 0; i < 2; i++) {
+    double delays[] = {0.0, -1.0, -11.0};
+    for (int i = 0; i < 3; i++) {
         cio_timeout scope;
+        double t0 = cio_loop_time(loop);
         CHECK_OK(cio_timeout_enter(&scope, delays[i]));
+        /* when() keeps the delay, as asyncio's loop.time() + delay
+         * (test_timeout_in_the_past_sleep_zero: t0 >= cm.when()). */
+        CHECK(cio_timeout_when(&scope) <= t0 + delays[i] + 1e-3);
+        CHECK(cio_timeout_when(&scope) >= t0 + delays[i] - 1e-3);
         int rc = cio_sleep(0);
         CHECK_ERR(rc, -ECANCELED);
         CHECK_ERR(cio_timeout_exit(&scope, rc), -ETIMEDOUT);

@@ -166,6 +166,32 @@ TEST(no_jump_over_a_call_on_the_thread_pool) {
     finish(loop);
 }
 
+/* asyncio's test_wait_for's SlowTask: "tosleep = exitat - now; if
+ * tosleep <= 0: break; await sleep(tosleep)". The loop time is whole
+ * nanoseconds and exitat a double, so the clock can land a fraction of a
+ * nanosecond short of it; the sleep for that must still move the clock. */
+static void *sleep_until_passed(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    for (int trial = 0; trial < 200; trial++) {
+        double exitat = cio_loop_time(loop) + 0.1 + trial * 1e-7 / 3;
+        int steps = 0;
+        for (;;) {
+            double tosleep = exitat - cio_loop_time(loop);
+            if (tosleep <= 0) break;
+            CHECK_OK(cio_sleep(tosleep));
+            CHECK_INT(++steps, <, 4);
+        }
+    }
+    return NULL;
+}
+
+TEST(a_sleep_shorter_than_a_nanosecond_still_moves_the_clock) {
+    cio_loop *loop = virtual_loop();
+    CHECK_OK(test_run(loop, sleep_until_passed, NULL, NULL));
+    finish(loop);
+}
+
 TEST(a_plain_loop_keeps_the_wall_clock) {
     cio_loop *loop = test_loop();
     int64_t a = cio_loop_time_ns(loop);

@@ -128,7 +128,13 @@ int cio_future_cancel(cio_future *fut, const char *msg) {
     if (!fut) return -EINVAL;
     int rc = cio__loop_check_thread(fut->loop);
     if (rc < 0) return rc;
-    if (fut->state != CIO__PENDING) return 0;
+    if (fut->state != CIO__PENDING) {
+        /* As asyncio's cancel(), which clears the "exception was never
+         * retrieved" report even when it is too late to cancel: whoever
+         * cancels has given up on the outcome. */
+        fut->retrieved = 1;
+        return 0;
+    }
     if (fut->ops) return fut->ops->cancel(fut, msg);
     store_message(fut, msg);
     cio__future_complete(fut, CIO__CANCELLED, NULL, -ECANCELED);

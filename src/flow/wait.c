@@ -54,9 +54,12 @@ static void on_future_done(cio__job *job) {
     int failed = w->fut->state == CIO__DONE_ERROR;
     if (s->mode == CIO_FIRST_COMPLETED || s->remaining == 0 ||
         (s->mode == CIO_FIRST_EXCEPTION && failed)) {
-        /* Running from the ready queue: the task can resume at once. */
+        /* The task resumes in the next iteration, not at once: asyncio's
+         * wait resolves a waiter future here, whose callback wakes the
+         * task one iteration later, so a future that completes in the
+         * meantime is reported done (test_wait_really_done). */
         s->woken = 1;
-        cio__task_resume(s->task, 0);
+        cio__task_wake(s->task, 0);
     }
 }
 
