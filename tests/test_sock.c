@@ -226,6 +226,86 @@ TEST(connect_refused) {
     cio_loop_free(loop);
 }
 
+/* asyncio's test_sock_client_racing: a recv cancelled in the step that
+ * started it, before the loop went back to the kernel, must not take the
+ * data that arrives next; the next recv gets it (on io_uring the request,
+ * not yet submitted, never runs). */
+static void *recv_cancelled_before_the_kernel_saw_it(void *arg) {
+    (void)arg;
+    int sv[2];
+    nonblocking_pair(sv);
+    cio_task *t;
+    CHECK_OK(cio_spawn(cio_running_loop(), reader, IPTR(sv[0]), &t));
+    CHECK_OK(cio_sleep(0)); /* the reader issued its recv and waits */
+    CHECK_EQ(cio_task_cancel(t, NULL), 1);
+    CHECK_EQ(send(sv[1], "HTTP/1.0 200 OK", 15, 0), 15);
+    char buf[64];
+    CHECK_EQ(cio_sock_recv_until(sv[0], buf, sizeof buf, cio_loop_time(cio_running_loop()) + 5),
+             15);
+    CHECK_ERR(cio_await(t, NULL), -ECANCELED);
+    cio_future_unref(t);
+    CHECK_OK(cio_close(sv[0]));
+    close(sv[1]);
+    return NULL;
+}
+
+TEST(recv_cancelled_before_it_reached_the_kernel_takes_no_data) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, recv_cancelled_before_the_kernel_saw_it, NULL, NULL));
+    cio_loop_free(loop);
+}
+
+/* asyncio's test_sock_client_connect_racing: a connect cancelled in the
+ * step that started it, to an address nobody listens on yet, does not
+ * connect later behind the program's back (on io_uring its request, not
+ * yet submitted, never runs, and the next connect would find the socket
+ * connected: -EISCONN); once something listens, a new connect does. */
+typedef struct connect_arg {
+    int fd;
+    struct sockaddr_in addr;
+} connect_arg;
+
+static void *connect_task(void *arg) {
+    connect_arg *c = arg;
+    int rc = cio_sock_connect(c->fd, (struct sockaddr *)&c->addr, sizeof c->addr);
+    return rc < 0 ? cio_raise(rc) : NULL;
+}
+
+static void *connect_cancelled_before_the_kernel_saw_it(void *arg) {
+    (void)arg;
+    int lst = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(lst >= 0);
+    connect_arg c = {.fd = -1, .addr = {.sin_family = AF_INET,
+                                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)}};
+    CHECK_OK(bind(lst, (struct sockaddr *)&c.addr, sizeof c.addr));
+    socklen_t len = sizeof c.addr;
+    CHECK_OK(getsockname(lst, (struct sockaddr *)&c.addr, &len));
+    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK(c.fd >= 0);
+    cio_task *t;
+    CHECK_OK(cio_spawn(cio_running_loop(), connect_task, &c, &t));
+    CHECK_OK(cio_sleep(0)); /* the task issued its connect */
+    CHECK_EQ(cio_task_cancel(t, NULL), 1);
+    CHECK_OK(listen(lst, 1));
+    CHECK_ERR(cio_await(t, NULL), -ECANCELED);
+    cio_future_unref(t);
+    /* As asyncio's test, a refusal the cancelled attempt left on the
+     * socket may come first (epoll started that attempt at once). */
+    int rc = -ECONNREFUSED;
+    for (int i = 0; i < 128 && rc == -ECONNREFUSED; i++)
+        rc = cio_sock_connect(c.fd, (struct sockaddr *)&c.addr, sizeof c.addr);
+    CHECK_OK(rc);
+    CHECK_OK(cio_close(c.fd));
+    close(lst);
+    return NULL;
+}
+
+TEST(connect_cancelled_before_it_reached_the_kernel_does_not_connect) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, connect_cancelled_before_the_kernel_saw_it, NULL, NULL));
+    cio_loop_free(loop);
+}
+
 static void *wait_on_regular_file(void *arg) {
     (void)arg;
     int fd = open("/proc/self/status", O_RDONLY | O_NONBLOCK);

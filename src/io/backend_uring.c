@@ -48,8 +48,8 @@
  * IORING_OP_ASYNC_CANCEL naming it is prepared; its own final CQE ends it:
  * -ECANCELED becomes the reason, anything else (bytes received, a
  * connection accepted) is the real result, so nothing is lost. If the
- * operation's SQE was not even submitted yet, the cancel rides behind it in
- * the same batch and the kernel sees both in order.
+ * operation's SQE was not even submitted yet, it is turned into a NOP
+ * instead (drop_unsubmitted): the call never happens, as on epoll.
  *
  * Closing (CIO__OP_CLOSE) is synchronous, as on epoll: the descriptor's
  * queued operations end with -EBADF at once, those in the kernel are
@@ -126,6 +126,7 @@ enum { DIR_IN = 0, DIR_OUT = 1 };
 #define ST_FAULT 0x10u    /* an injected failure rides a NOP (see issue) */
 #define ST_RECV 0x20u     /* an owner's multishot receive is in the kernel (fast path) */
 #define ST_RECV_FAULT 0x40u /* that receive is an injected failure riding a NOP */
+#define ST_DROPPED 0x80u  /* cancelled before the kernel saw it: its SQE became a NOP */
 
 /* The low bit of an owner's user_data tells its receive request from its
  * poll (operation records are aligned). */
@@ -489,6 +490,29 @@ static void owner_finish(cio__io *io, uring_state *st, cio__op *op);
 static void owner_recv_prepare(uring_state *st, cio__op *op);
 static void issue_recv(uring_state *st, fd_entry *e, cio__op *op);
 
+/*
+ * An operation's request that is still in the submission queue, which the
+ * kernel has not seen (the ring is entered only by poll, and by get_sqe
+ * when the queue is full, and each entry submits everything prepared), is
+ * turned into a NOP: the request never happens, and the NOP's completion
+ * ends the operation with the cancel's reason. Without this the request
+ * would still run before the ASYNC_CANCEL behind it, and a recv cancelled
+ * in the step that issued it would take the data that arrived meanwhile
+ * (lost to the program, whose next recv waits in vain), a connect would
+ * still connect. The epoll backend never starts such a call at all.
+ */
+static bool drop_unsubmitted(uring_state *st, cio__op *op) {
+    struct io_uring_sq *sq = &st->ring.sq;
+    unsigned shift = (st->ring.flags & IORING_SETUP_SQE128) ? 1 : 0;
+    for (unsigned i = sq->sqe_head; i != sq->sqe_tail; i++) {
+        struct io_uring_sqe *sqe = &sq->sqes[(i & sq->ring_mask) << shift];
+        if (sqe->user_data != (uint64_t)(uintptr_t)op) continue;
+        io_uring_prep_nop(sqe); /* keeps user_data */
+        return true;
+    }
+    return false;
+}
+
 static void request_cancel(uring_state *st, cio__op *op, int reason) {
     if (op->stage & ST_CANCEL) return;
     op->stage |= ST_CANCEL;
@@ -499,6 +523,11 @@ static void request_cancel(uring_state *st, cio__op *op, int reason) {
         /* Nothing (left) in the kernel: an owner ends here. */
         if ((op->flags & CIO__OP_OWN) && !(op->stage & ST_RECV) && op->state == CIO__OP_IN_FLIGHT)
             owner_finish(st->io, st, op);
+        return;
+    }
+    if (!(op->flags & (CIO__OP_OWN | CIO__OP_MULTISHOT)) && !(op->stage & ST_FAULT) &&
+        drop_unsubmitted(st, op)) {
+        op->stage |= ST_DROPPED;
         return;
     }
     struct io_uring_sqe *sqe = get_sqe(st);
@@ -642,6 +671,9 @@ static void file_cqe(cio__io *io, uring_state *st, cio__op *op, int res) {
     /* An io-wq worker interrupted in a wait (an open of a FIFO) may report
      * the kernel's internal "restart" code; it never reaches the program. */
     if (res == -KERNEL_ERESTARTSYS) res = -EINTR;
+    /* Cancelled before the kernel saw it: the NOP in its place (as a
+     * queued call on the pool, it never ran). */
+    if (op->stage & ST_DROPPED) res = -ECANCELED;
     if ((op->stage & ST_CANCEL) && (res == -ECANCELED || res == -EINTR)) {
         res = (int)op->result;
     } else if (res >= 0 && op->kind == CIO__OP_FILE_READ) {
@@ -990,6 +1022,11 @@ static void handle_cqe(cio__io *io, uint64_t data, int res, unsigned flags) {
     }
     fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
     bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (op->stage & ST_DROPPED) {
+        /* The NOP that took the place of a request cancelled unseen. */
+        res = -ECANCELED;
+        op->stage &= (uint8_t)~(ST_DROPPED | ST_WAIT | ST_CHECK);
+    }
     if (op->stage & ST_FAULT) {
         res = injected_error(op);
         op->stage &= (uint8_t)~(ST_FAULT | ST_WAIT | ST_CHECK);
