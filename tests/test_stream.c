@@ -94,6 +94,52 @@ static void *echo_unix_client(void *arg) {
     return NULL;
 }
 
+/* asyncio's test_unhandled_exception: a handler that fails is reported
+ * as "Unhandled exception in client_connected_cb", once, and its
+ * connection is closed. */
+static int handler_reports;
+static char handler_report[128];
+static int handler_report_error;
+
+static void record_report(cio_loop *loop, const cio_error_context *ctx, void *arg) {
+    (void)loop;
+    (void)arg;
+    handler_reports++;
+    snprintf(handler_report, sizeof handler_report, "%s", ctx->message ? ctx->message : "");
+    handler_report_error = ctx->error;
+}
+
+static void *failing_handler(cio_stream *s, void *arg) {
+    (void)arg;
+    char buf[16];
+    CHECK_EQ(cio_stream_read(s, buf, sizeof buf), 4);
+    return cio_raise(-CIO_EUSER(3));
+}
+
+static void *poke_failing_server(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    CHECK_OK(cio_stream_write(c, "boom", 4));
+    char buf[16];
+    CHECK_EQ(cio_stream_read(c, buf, sizeof buf), 0); /* the server closed it */
+    CHECK_OK(cio_stream_free(c));
+    return NULL;
+}
+
+TEST(a_failing_handler_is_reported_as_asyncio_reports_it) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(cio_loop_set_exception_handler(loop, record_report, NULL));
+    cio_server *srv = serve(loop, failing_handler, NULL);
+    CHECK_OK(test_run(loop, poke_failing_server, NULL, NULL));
+    CHECK_OK(cio_server_free(srv));
+    CHECK_OK(cio_loop_close(loop));
+    CHECK_EQ(handler_reports, 1);
+    CHECK_STR(handler_report, "Unhandled exception in client_connected_cb");
+    CHECK_ERR(handler_report_error, -CIO_EUSER(3));
+    cio_loop_free(loop);
+}
+
 TEST(echo_over_a_unix_stream_server) {
     cio_loop *loop = test_loop();
     char path[64];

@@ -343,6 +343,16 @@ static void *run_handler(void *arg) {
     cio__transport_start(&c.t);
     /* start is gone once this task suspends. */
     void *result = handler(&c.s, handler_arg);
+    /* A handler that failed is reported as asyncio reports a failed
+     * client_connected_cb (its task's done callback calls the exception
+     * handler), and its task ends without the error: nobody awaits it, so
+     * it would be reported again as never retrieved. */
+    cio__task *self = cio__running_task;
+    if (self->has_raised && self->raised != -ECANCELED) {
+        cio__report(loop, "Unhandled exception in client_connected_cb", self->raised, NULL);
+        self->has_raised = 0;
+        result = NULL;
+    }
     end_connection(&c.s, &c.t);
     return result;
 }
