@@ -687,6 +687,41 @@ TEST(sigint_after_the_main_task_ended_is_raised_again) {
     close(p[0]);
 }
 
+/* asyncio's test_interrupt_cancelled_task: a task cancels the main task
+ * and then sends SIGINT. Runner's handler runs at once, before the main
+ * task resumes, and cancels it a second time; the main task ends
+ * cancelled with two requests, uncancel() leaves one, and asyncio.run
+ * raises CancelledError, not KeyboardInterrupt (nor dies by the signal). */
+static void *cancel_main_then_interrupt(void *arg) {
+    CHECK_OK(cio_sleep(0));
+    CHECK_EQ(cio_task_cancel(arg, NULL), 1);
+    CHECK_OK(kill(getpid(), SIGINT));
+    return NULL;
+}
+
+static void *main_cancelled_then_interrupted(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_spawn(cio_running_loop(), cancel_main_then_interrupt, cio_current_task(), NULL));
+    CHECK_ERR(cio_sleep(10), -ECANCELED);
+    return cio_raise(-ECANCELED);
+}
+
+TEST(sigint_on_a_main_task_already_cancelled_ends_it_cancelled) {
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        set_disposition(SIGINT, SIG_DFL);
+        int rc = cio_run(main_cancelled_then_interrupted, NULL, NULL);
+        _exit(rc == -ECANCELED ? 44 : rc == -CIO_EINTERRUPTED ? 42 : 1);
+    }
+    int status = 0;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) FAIL("child died by signal %d", WTERMSIG(status));
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 44);
+}
+
 /* ---- cio_run leaves SIGINT alone when it should -------------------------------------- */
 
 static atomic_int program_sigints;

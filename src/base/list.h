@@ -42,6 +42,12 @@ static inline void cio__list_push_back(cio__link *list, cio__link *link) {
     list->prev = link;
 }
 
+/* Inserts link first: at the back of the (sub)list that ends before the
+ * current first element. */
+static inline void cio__list_push_front(cio__link *list, cio__link *link) {
+    cio__list_push_back(list->next, link);
+}
+
 static inline void cio__list_unlink(cio__link *link) {
     link->prev->next = link->next;
     link->next->prev = link->prev;

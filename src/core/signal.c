@@ -299,7 +299,16 @@ void cio__signal_drain(cio_loop *loop) {
         taken &= taken - 1;
         entry *e = &sg->e[sig];
         /* Once queued, more arrivals change nothing until it has run. */
-        if (e->fn && !cio__link_linked(&e->job.link)) cio__ready_push(loop, &e->job);
+        if (!e->fn || cio__link_linked(&e->job.link)) continue;
+        /* cio_run's SIGINT goes first: asyncio.Runner's handler is a
+         * Python signal handler, which runs as soon as the signal arrives,
+         * before any callback already queued (a main task woken by a
+         * cancel is still pending for it, and gets a second request), where
+         * add_signal_handler's callbacks queue behind the others. */
+        if (sig == SIGINT && atomic_load(&sigint_armed))
+            cio__list_push_front(&loop->ready, &e->job.link);
+        else
+            cio__ready_push(loop, &e->job);
     }
 }
 

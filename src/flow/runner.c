@@ -14,7 +14,9 @@
  * Ctrl-C follows asyncio.Runner (3.11+). While the main task runs, and
  * only if this is the main thread and SIGINT is at its default, cio_run
  * holds SIGINT on its loop (core/signal.c): the first SIGINT's callback
- * cancels the main task; the signal handler itself ends the process on a
+ * cancels the main task (it runs first in the iteration after the signal,
+ * ahead of the callbacks already queued, as a Python signal handler runs
+ * at once; core/signal.c); the signal handler itself ends the process on a
  * second SIGINT, so even a loop stuck in its clean-up can be stopped. The
  * hold ends as soon as the main task is done, before the left-overs are
  * cancelled, as Runner.run restores SIGINT before Runner.close: a SIGINT
