@@ -1207,6 +1207,13 @@ ssize_t cio_stream_readexactly(cio_stream *s, void *buf, size_t n);
  * consumed. -EINVAL for an empty separator. */
 ssize_t cio_stream_readuntil(cio_stream *s, const void *sep, size_t seplen, void *buf,
                              size_t cap);
+/* readuntil with several separators (asyncio 3.13's tuple): seps[i] of
+ * seplens[i] bytes, nseps of them. Reads up to and including the one that
+ * ends first in the stream (on a tie, the shorter: the data is the same,
+ * and the limit bounds what precedes it). Outcomes as readuntil; -EINVAL
+ * for no separator or an empty one. */
+ssize_t cio_stream_readuntil_any(cio_stream *s, const void *const *seps, const size_t *seplens,
+                                 size_t nseps, void *buf, size_t cap);
 /* asyncio's readline: a line with its '\n'; at end of stream the last
  * partial line (or 0). On a limit overrun the line is discarded (as
  * asyncio does) and -CIO_ELIMITOVERRUN returned. */

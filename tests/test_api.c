@@ -683,6 +683,9 @@ static void *stream_calls_in_a_task(void *arg) {
     CHECK_ERR(cio_stream_read_to_eof(NULL, &data), -EINVAL);
     CHECK_ERR(cio_stream_readexactly(NULL, buf, 1), -EINVAL);
     CHECK_ERR(cio_stream_readuntil(NULL, "\n", 1, buf, 4), -EINVAL);
+    const void *seps[] = {"\n"};
+    const size_t seplens[] = {1};
+    CHECK_ERR(cio_stream_readuntil_any(NULL, seps, seplens, 1, buf, 4), -EINVAL);
     CHECK_ERR(cio_stream_readline(NULL, buf, 4), -EINVAL);
     CHECK_ERR(cio_stream_drain(NULL), -EINVAL);
     CHECK_ERR(cio_stream_wait_closed(NULL), -EINVAL);

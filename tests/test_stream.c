@@ -140,6 +140,84 @@ TEST(a_failing_handler_is_reported_as_asyncio_reports_it) {
     cio_loop_free(loop);
 }
 
+/* asyncio 3.13's readuntil with a tuple of separators
+ * (test_readuntil_multi_separator, _limit, _negative_offset), on a pipe. */
+typedef struct multi_sep {
+    cio_stream *s;
+    int wr;
+} multi_sep;
+
+static void *feed_z_then_aaaa(void *arg) {
+    multi_sep *m = arg;
+    CHECK_OK(cio_sleep(0));
+    CHECK_EQ(write(m->wr, "Z", 1), 1);
+    CHECK_OK(cio_sleep(0.01));
+    CHECK_EQ(write(m->wr, "Aaaa", 4), 4);
+    return NULL;
+}
+
+static void *multi_separator_reads(void *arg) {
+    multi_sep *m = arg;
+    char buf[64];
+    const void *cr_lf[] = {"\r", "\n"};
+    const size_t one_each[] = {1, 1};
+    CHECK_EQ(write(m->wr, "line 1\nline 2\r", 14), 14);
+    CHECK_EQ(cio_stream_readuntil_any(m->s, cr_lf, one_each, 2, buf, sizeof buf), 7);
+    CHECK(memcmp(buf, "line 1\n", 7) == 0);
+    CHECK_EQ(cio_stream_readuntil_any(m->s, cr_lf, one_each, 2, buf, sizeof buf), 7);
+    CHECK(memcmp(buf, "line 2\r", 7) == 0);
+    /* The first end in the stream wins, even for the longer separator. */
+    const void *def_bcde[] = {"DEF", "BCDE"};
+    const size_t def_bcde_len[] = {3, 4};
+    CHECK_EQ(write(m->wr, "ABCDEFG", 7), 7);
+    CHECK_EQ(cio_stream_readuntil_any(m->s, def_bcde, def_bcde_len, 2, buf, sizeof buf), 5);
+    CHECK(memcmp(buf, "ABCDE", 5) == 0);
+    CHECK_EQ(cio_stream_readexactly(m->s, buf, 2), 2);
+    CHECK(memcmp(buf, "FG", 2) == 0);
+    /* Enough for the short separator, too little for the long one: the
+     * search waits for more without looking before the start. */
+    const void *a_long[] = {"A", "long sep"};
+    const size_t a_long_len[] = {1, 8};
+    CHECK_EQ(write(m->wr, "data", 4), 4);
+    cio_task *feeder;
+    CHECK_OK(cio_spawn(cio_running_loop(), feed_z_then_aaaa, m, &feeder));
+    CHECK_EQ(cio_stream_readuntil_any(m->s, a_long, a_long_len, 2, buf, sizeof buf), 6);
+    CHECK(memcmp(buf, "dataZA", 6) == 0);
+    CHECK_OK(cio_await(feeder, NULL));
+    cio_future_unref(feeder);
+    CHECK_EQ(cio_stream_readexactly(m->s, buf, 3), 3);
+    CHECK(memcmp(buf, "aaa", 3) == 0);
+    /* A separator found beyond the limit is an overrun; nothing is taken. */
+    CHECK_OK(cio_stream_set_limit(m->s, 3));
+    const void *a_ld[] = {"A", "ld"};
+    const size_t a_ld_len[] = {1, 2};
+    CHECK_EQ(write(m->wr, "hello\nworld", 11), 11);
+    CHECK_ERR(cio_stream_readuntil_any(m->s, a_ld, a_ld_len, 2, buf, sizeof buf),
+              -CIO_ELIMITOVERRUN);
+    CHECK_OK(cio_stream_set_limit(m->s, 64));
+    CHECK_EQ(cio_stream_readuntil_any(m->s, a_ld, a_ld_len, 2, buf, sizeof buf), 11);
+    /* No separator, or an empty one: asyncio's ValueError. */
+    const void *empty[] = {"x", ""};
+    const size_t empty_len[] = {1, 0};
+    CHECK_ERR(cio_stream_readuntil_any(m->s, a_ld, a_ld_len, 0, buf, sizeof buf), -EINVAL);
+    CHECK_ERR(cio_stream_readuntil_any(m->s, empty, empty_len, 2, buf, sizeof buf), -EINVAL);
+    CHECK_ERR(cio_stream_readuntil_any(NULL, a_ld, a_ld_len, 2, buf, sizeof buf), -EINVAL);
+    return NULL;
+}
+
+TEST(readuntil_with_several_separators_as_asyncio_3_13) {
+    cio_loop *loop = test_loop();
+    int p[2];
+    CHECK_OK(pipe(p));
+    multi_sep m = {.wr = p[1]};
+    CHECK_OK(cio_open_read_pipe(loop, p[0], &m.s));
+    CHECK_OK(test_run(loop, multi_separator_reads, &m, NULL));
+    CHECK_OK(cio_stream_free(m.s));
+    close(p[1]);
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+}
+
 TEST(echo_over_a_unix_stream_server) {
     cio_loop *loop = test_loop();
     char path[64];

@@ -587,39 +587,65 @@ static ssize_t find(const cio_stream *s, const void *sep, size_t seplen, size_t 
 
 /*
  * readuntil's search, shared with readline. Returns the length up to and
- * including the separator once it is found, and leaves the data in the
- * buffer; or an outcome < 0. As asyncio, the limit bounds the data before
- * the separator, not counting it: a separator that starts beyond the
- * limit, or a buffer past limit + seplen - 1 bytes without one, is a limit
- * overrun.
+ * including a separator once one is found, and leaves the data in the
+ * buffer; or an outcome < 0. With several separators (asyncio 3.13's tuple)
+ * the one that ends first in the stream wins, the shorter one on a tie
+ * (what it returns is the same). As asyncio, the limit bounds the data
+ * before the separator, not counting it: a separator that starts beyond
+ * the limit, or a buffer past limit + longest - 1 bytes without one, is a
+ * limit overrun.
  */
-static ssize_t search(cio_stream *s, const void *sep, size_t seplen) {
+typedef struct separators {
+    const void *const *sep;
+    const size_t *len;
+    size_t n;
+    size_t longest;
+} separators;
+
+static separators single(const void *const *sep, const size_t *len) {
+    return (separators){.sep = sep, .len = len, .n = 1, .longest = *len};
+}
+
+static ssize_t search(cio_stream *s, const separators *seps) {
     size_t from = 0;
     for (;;) {
-        ssize_t at = find(s, sep, seplen, from);
-        if (at >= 0) {
-            return (size_t)at > s->limit ? -CIO_ELIMITOVERRUN : (ssize_t)((size_t)at + seplen);
+        size_t best_end = SIZE_MAX, best_start = 0;
+        for (size_t i = 0; i < seps->n; i++) {
+            ssize_t at = find(s, seps->sep[i], seps->len[i], from);
+            if (at < 0) continue;
+            size_t end = (size_t)at + seps->len[i];
+            if (end < best_end || (end == best_end && (size_t)at > best_start)) {
+                best_end = end;
+                best_start = (size_t)at;
+            }
         }
-        /* avail + 1 > limit + seplen, in a form that cannot overflow for a
+        if (best_end != SIZE_MAX)
+            return best_start > s->limit ? -CIO_ELIMITOVERRUN : (ssize_t)best_end;
+        /* avail + 1 > limit + longest, in a form that cannot overflow for a
          * limit near SIZE_MAX. */
-        if (avail(s) >= seplen && avail(s) - seplen >= s->limit) return -CIO_ELIMITOVERRUN;
+        if (avail(s) >= seps->longest && avail(s) - seps->longest >= s->limit)
+            return -CIO_ELIMITOVERRUN;
         if (s->closed || s->eof) {
             int rc = no_more(s);
             return rc < 0 ? rc : -CIO_EINCOMPLETE;
         }
-        /* The separator may straddle what is here and what comes next. */
-        from = avail(s) >= seplen ? avail(s) - seplen + 1 : 0;
+        /* A separator may straddle what is here and what comes next. */
+        from = avail(s) >= seps->longest ? avail(s) - seps->longest + 1 : 0;
         int rc = wait_more(s);
         if (rc < 0) return rc;
     }
 }
 
-ssize_t cio_stream_readuntil(cio_stream *s, const void *sep, size_t seplen, void *buf,
-                             size_t cap) {
-    if (s && (!sep || seplen == 0 || (!buf && cap))) return -EINVAL;
+static ssize_t search_one(cio_stream *s, const void *sep, size_t seplen) {
+    separators one = single(&sep, &seplen);
+    return search(s, &one);
+}
+
+/* Takes what the search found into buf. */
+static ssize_t read_found(cio_stream *s, const separators *seps, void *buf, size_t cap) {
     int rc = begin_read(s);
     if (rc < 0) return rc;
-    ssize_t len = search(s, sep, seplen);
+    ssize_t len = search(s, seps);
     if (len < 0) return end_read(s, len);
     if ((size_t)len > cap) return end_read(s, -ENOBUFS);
     memcpy(buf, s->buf + s->off, (size_t)len);
@@ -627,11 +653,29 @@ ssize_t cio_stream_readuntil(cio_stream *s, const void *sep, size_t seplen, void
     return end_read(s, len);
 }
 
+ssize_t cio_stream_readuntil(cio_stream *s, const void *sep, size_t seplen, void *buf,
+                             size_t cap) {
+    if (s && (!sep || seplen == 0 || (!buf && cap))) return -EINVAL;
+    separators one = single(&sep, &seplen);
+    return read_found(s, &one, buf, cap);
+}
+
+ssize_t cio_stream_readuntil_any(cio_stream *s, const void *const *seps, const size_t *seplens,
+                                 size_t nseps, void *buf, size_t cap) {
+    if (s && (!seps || !seplens || nseps == 0 || (!buf && cap))) return -EINVAL;
+    separators all = {.sep = seps, .len = seplens, .n = nseps, .longest = 0};
+    for (size_t i = 0; s && i < nseps; i++) {
+        if (!seps[i] || seplens[i] == 0) return -EINVAL;
+        if (seplens[i] > all.longest) all.longest = seplens[i];
+    }
+    return read_found(s, &all, buf, cap);
+}
+
 ssize_t cio_stream_readline(cio_stream *s, void *buf, size_t cap) {
     if (s && !buf && cap) return -EINVAL;
     int rc = begin_read(s);
     if (rc < 0) return rc;
-    ssize_t len = search(s, "\n", 1);
+    ssize_t len = search_one(s, "\n", 1);
     if (len == -CIO_EINCOMPLETE) {
         /* The last line has no newline: it is returned as it is. */
         len = (ssize_t)avail(s);
