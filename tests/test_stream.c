@@ -218,6 +218,44 @@ TEST(readuntil_with_several_separators_as_asyncio_3_13) {
     cio_loop_free(loop);
 }
 
+/* A handler asleep outside any stream call when its peer resets and then
+ * the loop closes: its task is destroyed there, and what its stream held
+ * (the unread data) is freed all the same (LeakSanitizer and Valgrind
+ * check; it leaked, found in a CI-like run). */
+static void *read_some_then_sleep(cio_stream *s, void *arg) {
+    (void)arg;
+    char buf[4];
+    CHECK_EQ(cio_stream_read(s, buf, sizeof buf), 4);
+    (void)cio_sleep(30); /* the close ends it here */
+    return NULL;
+}
+
+static void *write_then_reset(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    CHECK_OK(cio_open_connection("127.0.0.1", port_str, &c));
+    static char data[64 * 1024];
+    CHECK_OK(cio_stream_write(c, data, sizeof data));
+    CHECK_OK(cio_stream_drain(c));
+    CHECK_OK(cio_sleep(0.05)); /* the handler read its 4 bytes and sleeps */
+    /* A close with a zero linger time resets the connection. */
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    CHECK_OK(setsockopt(cio_transport_socket(cio_stream_transport(c)), SOL_SOCKET, SO_LINGER,
+                        &reset, sizeof reset));
+    CHECK_OK(cio_stream_free(c));
+    CHECK_OK(cio_sleep(0.05)); /* the server's side is lost and released */
+    return NULL;
+}
+
+TEST(loop_close_under_a_sleeping_handler_frees_its_stream) {
+    cio_loop *loop = test_loop();
+    cio_server *srv = serve(loop, read_some_then_sleep, NULL);
+    CHECK_OK(test_run(loop, write_then_reset, NULL, NULL));
+    CHECK_OK(cio_server_free(srv));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+}
+
 TEST(echo_over_a_unix_stream_server) {
     cio_loop *loop = test_loop();
     char path[64];

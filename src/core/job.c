@@ -16,7 +16,7 @@
 
 #include "loop.h"
 
-#define DISCARD_KINDS 8
+#define DISCARD_KINDS 16
 
 static struct {
     void (*run)(cio__job *job);

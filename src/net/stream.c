@@ -26,6 +26,7 @@
  * of stream is returned first, and the readers that cannot complete
  * (readexactly, readuntil) leave what they saw in the buffer.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,6 +263,7 @@ static void attach(cio_stream *s, cio_transport *t) {
 typedef struct server_conn {
     cio_transport t;
     cio_stream s;
+    cio__job gone; /* on the handler's own task, for a close that destroys it */
 } server_conn;
 
 /* What the accept job hands the handler task; read before the task first
@@ -288,6 +290,29 @@ static void on_release_embedded(cio_transport *t, void *ctx) {
     cio__waitq_forget_all(&s->drainers);
     cio__waitq_forget_all(&s->closers);
     stream_free_now(s);
+}
+
+/*
+ * The loop closes under a handler suspended outside any stream call (in a
+ * sleep, on a lock) after its connection was already released (the peer
+ * went away): its task is destroyed and never reaches end_connection, and
+ * on_release_embedded has run long before. A job waits on the handler's
+ * own task for that case; the handler takes it off before it returns, so
+ * it never runs, and only a close that discards it frees what the stream
+ * holds.
+ */
+static void handler_gone_run(cio__job *job) {
+    (void)job;
+}
+
+static void handler_gone_discard(cio__job *job) {
+    stream_free_now(&CIO__CONTAINER_OF(job, server_conn, gone)->s);
+}
+
+static pthread_once_t handler_gone_once = PTHREAD_ONCE_INIT;
+
+static void register_handler_gone(void) {
+    cio__job_register_discard(handler_gone_run, handler_gone_discard);
 }
 
 /* The transport is done with the record in the handler's frame. */
@@ -341,13 +366,18 @@ static void *run_handler(void *arg) {
     attach(&c.s, &c.t);
     c.t.on_release = on_release_embedded;
     cio__transport_start(&c.t);
+    cio__task *self = cio__running_task;
+    pthread_once(&handler_gone_once, register_handler_gone);
+    c.gone.run = handler_gone_run;
+    cio__list_init(&c.gone.link);
+    cio__future_add_waiter(&self->fut, &c.gone);
     /* start is gone once this task suspends. */
     void *result = handler(&c.s, handler_arg);
+    cio__future_remove_waiter(&self->fut, &c.gone);
     /* A handler that failed is reported as asyncio reports a failed
      * client_connected_cb (its task's done callback calls the exception
      * handler), and its task ends without the error: nobody awaits it, so
      * it would be reported again as never retrieved. */
-    cio__task *self = cio__running_task;
     if (self->has_raised && self->raised != -ECANCELED) {
         cio__report(loop, "Unhandled exception in client_connected_cb", self->raised, NULL);
         self->has_raised = 0;
