@@ -1671,7 +1671,9 @@ int cio_datagram_transport_set_context(cio_datagram_transport *t, void *ctx);
 /* Schedules fn(loop, arg) on loop from any thread, the loop's own included
  * (asyncio call_soon_threadsafe). It runs in the loop's thread, in the
  * batch of the iteration that follows the call, after callbacks already
- * scheduled; a sleeping loop is woken. Returns 0, -EINVAL, -ENOMEM,
+ * scheduled; a sleeping loop is woken. From the loop's own thread it joins
+ * the ready queue at once, FIFO with cio_call_soon's callbacks (asyncio
+ * appends both to one queue). Returns 0, -EINVAL, -ENOMEM,
  * -CIO_ELOOPCLOSED once cio_loop_close has begun, or -CIO_EFORKED. Calls
  * accepted but not run when the loop closes are dropped without running
  * (and their memory freed), as asyncio drops them; a call racing close is

@@ -104,6 +104,23 @@ TEST(call_later_orders_by_deadline_and_waits) {
     cio_loop_free(loop);
 }
 
+TEST(negative_delays_keep_their_order) {
+    /* asyncio's test_call_later_negative_delays: when() is time() + delay,
+     * so -2 runs before -1, both in the next iteration. */
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    cio_handle ha, hb;
+    double t0 = cio_loop_time(loop);
+    CHECK_OK(cio_call_later(loop, -1, append_a, NULL, &ha));
+    CHECK_OK(cio_call_later(loop, -2, append_b, NULL, &hb));
+    CHECK(cio_handle_when(&ha) <= t0 - 1 + 1e-3 && cio_handle_when(&ha) >= t0 - 1 - 1e-3);
+    CHECK(cio_handle_when(&hb) <= t0 - 2 + 1e-3 && cio_handle_when(&hb) >= t0 - 2 - 1e-3);
+    CHECK_OK(cio_loop_stop(loop));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(rec.log, "ba");
+    cio_loop_free(loop);
+}
+
 TEST(handle_cancel) {
     cio_loop *loop = test_loop();
     memset(&rec, 0, sizeof rec);

@@ -181,6 +181,34 @@ TEST(call_from_the_loop_thread_runs_in_a_later_batch) {
     CHECK_OK(cio_loop_free(loop));
 }
 
+/* asyncio's test_call_soon_threadsafe(_same_thread): from the loop's own
+ * thread, a thread-safe call joins the ready queue at once, FIFO with
+ * call_soon's callbacks, before the loop runs and from a callback. */
+static char order_log[16];
+
+static void log_arg(cio_loop *loop, void *arg) {
+    (void)loop;
+    strncat(order_log, arg, sizeof order_log - strlen(order_log) - 1);
+}
+
+static void threadsafe_then_soon(cio_loop *loop, void *arg) {
+    (void)arg;
+    CHECK_OK(cio_call_soon_threadsafe(loop, log_arg, "A"));
+    CHECK_OK(cio_call_soon(loop, log_arg, "B", NULL));
+    CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
+}
+
+TEST(a_threadsafe_call_from_the_loop_thread_keeps_its_place) {
+    cio_loop *loop = test_loop();
+    order_log[0] = '\0';
+    CHECK_OK(cio_call_soon_threadsafe(loop, log_arg, "h"));
+    CHECK_OK(cio_call_soon(loop, log_arg, "w", NULL));
+    CHECK_OK(cio_call_soon(loop, threadsafe_then_soon, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    CHECK_STR(order_log, "hwAB");
+    CHECK_OK(cio_loop_free(loop));
+}
+
 static int never_runs;
 static void must_not_run(cio_loop *loop, void *arg) {
     (void)loop;

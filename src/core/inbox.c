@@ -149,6 +149,14 @@ static void ts_call_discard(cio__xjob *x) {
 
 int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg) {
     if (!loop || !fn) return -EINVAL;
+    /* From the loop's own thread (running it, or its owner while it does
+     * not run) the call joins the ready queue at once, as asyncio appends
+     * it to _ready: FIFO with call_soon's callbacks, where the inbox would
+     * put it behind those scheduled after it. */
+    if (cio_running_loop() == loop ||
+        (atomic_load_explicit(&loop->owner, memory_order_relaxed) == (uintptr_t)pthread_self() &&
+         loop->generation == cio__fork_generation && !loop->running))
+        return cio_call_soon(loop, fn, arg, NULL);
     ts_call *c = cio__malloc(sizeof *c);
     if (!c) return -ENOMEM;
     cio__xjob_init(&c->x, ts_call_run, ts_call_discard);
