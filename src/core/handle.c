@@ -1,5 +1,7 @@
 /*
- * Scheduled callbacks: call_soon, call_later, call_at and their handles.
+ * Scheduled callbacks: call_soon, call_later, call_at and their handles,
+ * and call_soon_threadsafe (through the inbox, inbox.c, from another
+ * thread).
  *
  * Each scheduled callback is a node taken from a per-loop pool. A node is a
  * job (so it can sit in the ready queue) and a timer (so it can sit in the
@@ -277,6 +279,52 @@ int cio_call_at(cio_loop *loop, double when, cio_callback_fn fn, void *arg, cio_
     clear_handle(handle);
     if (!loop || !fn || isnan(when)) return -EINVAL;
     return schedule_at_ns(loop, cio__seconds_to_ns(when), fn, arg, handle);
+}
+
+/*
+ * cio_call_soon_threadsafe: a heap record posted to the inbox. It runs as
+ * a callback of the batch after the drain, like asyncio's handle appended
+ * to _ready; dropped without running if the loop closes first.
+ */
+typedef struct ts_call {
+    cio__xjob x;
+    cio_loop *loop;
+    cio_callback_fn fn;
+    void *arg;
+} ts_call;
+
+static void ts_call_run(cio__xjob *x) {
+    ts_call *c = CIO__CONTAINER_OF(x, ts_call, x);
+    cio_loop *loop = c->loop;
+    cio_callback_fn fn = c->fn;
+    void *arg = c->arg;
+    cio__free(c);
+    fn(loop, arg);
+}
+
+static void ts_call_discard(cio__xjob *x) {
+    cio__free(CIO__CONTAINER_OF(x, ts_call, x));
+}
+
+int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg) {
+    if (!loop || !fn) return -EINVAL;
+    /* From the loop's own thread (running it, or its owner while it does
+     * not run) the call joins the ready queue at once, as asyncio appends
+     * it to _ready: FIFO with call_soon's callbacks, where the inbox would
+     * put it behind those scheduled after it. */
+    if (cio_running_loop() == loop ||
+        (atomic_load_explicit(&loop->owner, memory_order_relaxed) == (uintptr_t)pthread_self() &&
+         loop->generation == cio__fork_generation && !loop->running))
+        return cio_call_soon(loop, fn, arg, NULL);
+    ts_call *c = cio__malloc(sizeof *c);
+    if (!c) return -ENOMEM;
+    cio__xjob_init(&c->x, ts_call_run, ts_call_discard);
+    c->loop = loop;
+    c->fn = fn;
+    c->arg = arg;
+    int rc = cio__inbox_post_call(loop, &c->x);
+    if (rc < 0) cio__free(c);
+    return rc;
 }
 
 int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
