@@ -295,11 +295,12 @@ static void on_release_embedded(cio_transport *t, void *ctx) {
 /*
  * The loop closes under a handler suspended outside any stream call (in a
  * sleep, on a lock) after its connection was already released (the peer
- * went away): its task is destroyed and never reaches end_connection, and
- * on_release_embedded has run long before. A job waits on the handler's
- * own task for that case; the handler takes it off before it returns, so
- * it never runs, and only a close that discards it frees what the stream
- * holds.
+ * went away), or while end_connection waits for the release: its task is
+ * destroyed and never finishes end_connection, and on_release_embedded
+ * does not run (the release came, or comes, by the other path). A job
+ * waits on the handler's own task for that case; it is taken off once
+ * end_connection is done, so it never runs, and only a close that
+ * discards it frees what the stream holds.
  */
 static void handler_gone_run(cio__job *job) {
     (void)job;
@@ -373,7 +374,6 @@ static void *run_handler(void *arg) {
     cio__future_add_waiter(&self->fut, &c.gone);
     /* start is gone once this task suspends. */
     void *result = handler(&c.s, handler_arg);
-    cio__future_remove_waiter(&self->fut, &c.gone);
     /* A handler that failed is reported as asyncio reports a failed
      * client_connected_cb (its task's done callback calls the exception
      * handler), and its task ends without the error: nobody awaits it, so
@@ -384,6 +384,9 @@ static void *run_handler(void *arg) {
         result = NULL;
     }
     end_connection(&c.s, &c.t);
+    /* Off only now: the close may also come while end_connection waits
+     * for the transport's release. */
+    cio__future_remove_waiter(&self->fut, &c.gone);
     return result;
 }
 
