@@ -33,19 +33,15 @@ int64_t cio__seconds_to_ns(double seconds) {
 
 int64_t cio__deadline_after(double delay) {
     int64_t now = cio__clock_ns();
-    if (!(delay > 0)) return now;
     int64_t d = cio__seconds_to_ns(delay);
     /* A delay too short for a nanosecond still lies ahead: rounded to
      * zero, a loop of "sleep for what is left" on the virtual clock (whose
      * time moves only to a deadline) would never see the time move. */
-    if (d < 1) d = 1;
-    return d > INT64_MAX - 1 - now ? INT64_MAX - 1 : now + d;
-}
-
-int64_t cio__deadline_passed(double delay) {
-    int64_t now = cio__clock_ns();
-    int64_t d = cio__seconds_to_ns(delay);
-    /* d <= 0, so INT64_MIN + 1 - d cannot overflow; now + d could. */
+    if (delay > 0 && d < 1) d = 1;
+    /* A delay already passed keeps its value, as asyncio's time() + delay:
+     * call_later(-2) comes due before call_later(-1), and a timeout scope
+     * entered with -11 says it ended 11 s ago. */
+    if (d > 0) return d > INT64_MAX - 1 - now ? INT64_MAX - 1 : now + d;
     return now < INT64_MIN + 1 - d ? INT64_MIN + 1 : now + d;
 }
 

@@ -21,12 +21,10 @@ int64_t cio__thread_cpu_ns(void);
 /* Seconds to ns, saturating far outside the int64_t range. */
 int64_t cio__seconds_to_ns(double seconds);
 /* The loop time (ns) delay seconds from now, for a finite delay that is not
- * NaN: now for delay <= 0, at least 1 ns ahead for delay > 0, clamped just
- * below INT64_MAX ("no deadline"). */
+ * NaN: at least 1 ns ahead for delay > 0, in the past for delay < 0 (as
+ * asyncio's time() + delay), saturated just inside the int64_t range
+ * (INT64_MAX is "no deadline"). */
 int64_t cio__deadline_after(double delay);
-/* The same for a delay <= 0 that must keep its value: the time that far in
- * the past (asyncio's timeout(-11).when() is loop.time() - 11). */
-int64_t cio__deadline_passed(double delay);
 /* Converts an absolute loop time in seconds to a deadline in ns: -EINVAL
  * for NaN, INT64_MAX for +infinity. */
 int cio__deadline(double when, int64_t *deadline);

@@ -331,11 +331,7 @@ int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
                    cio_handle *handle) {
     clear_handle(handle);
     if (!loop || !fn || isnan(delay)) return -EINVAL;
-    /* A delay already passed keeps its value, as asyncio's time() + delay:
-     * call_later(-1) and call_later(-2) run in deadline order, -2 first,
-     * both in the next iteration. */
-    return schedule_at_ns(loop, delay > 0 ? cio__deadline_after(delay) : cio__deadline_passed(delay),
-                          fn, arg, handle);
+    return schedule_at_ns(loop, cio__deadline_after(delay), fn, arg, handle);
 }
 
 /* The loop of a handle is found through the live-loop table, never through

@@ -158,9 +158,7 @@ static int enter_at(cio_timeout *t, int64_t when) {
 int cio_timeout_enter(cio_timeout *t, double delay) {
     if (!t || isnan(delay)) return -EINVAL;
     if (isinf(delay) && delay > 0) return enter_at(t, INT64_MAX);
-    /* A delay already passed keeps its value for cio_timeout_when, as
-     * asyncio's loop.time() + delay; the scope expires at once either way. */
-    return enter_at(t, delay > 0 ? cio__deadline_after(delay) : cio__deadline_passed(delay));
+    return enter_at(t, cio__deadline_after(delay));
 }
 
 int cio_timeout_enter_until(cio_timeout *t, double when) {

@@ -671,9 +671,6 @@ static void file_cqe(cio__io *io, uring_state *st, cio__op *op, int res) {
     /* An io-wq worker interrupted in a wait (an open of a FIFO) may report
      * the kernel's internal "restart" code; it never reaches the program. */
     if (res == -KERNEL_ERESTARTSYS) res = -EINTR;
-    /* Cancelled before the kernel saw it: the NOP in its place (as a
-     * queued call on the pool, it never ran). */
-    if (op->stage & ST_DROPPED) res = -ECANCELED;
     if ((op->stage & ST_CANCEL) && (res == -ECANCELED || res == -EINTR)) {
         res = (int)op->result;
     } else if (res >= 0 && op->kind == CIO__OP_FILE_READ) {
@@ -1016,17 +1013,18 @@ static void handle_cqe(cio__io *io, uint64_t data, int res, unsigned flags) {
         return;
     }
     cio__op *op = (cio__op *)(uintptr_t)data;
+    if (op->stage & ST_DROPPED) {
+        /* The NOP that took the place of a request cancelled unseen (a
+         * file request too: as a queued call on the pool, it never ran). */
+        res = -ECANCELED;
+        op->stage &= (uint8_t)~(ST_DROPPED | ST_WAIT | ST_CHECK);
+    }
     if (is_file_op(op)) {
         file_cqe(io, st, op, res);
         return;
     }
     fd_entry *e = cio__fd_table_find(&st->fds, op->fd);
     bool more = (flags & IORING_CQE_F_MORE) != 0;
-    if (op->stage & ST_DROPPED) {
-        /* The NOP that took the place of a request cancelled unseen. */
-        res = -ECANCELED;
-        op->stage &= (uint8_t)~(ST_DROPPED | ST_WAIT | ST_CHECK);
-    }
     if (op->stage & ST_FAULT) {
         res = injected_error(op);
         op->stage &= (uint8_t)~(ST_FAULT | ST_WAIT | ST_CHECK);
