@@ -156,6 +156,24 @@ static inline void refresh_clock_after_jobs(cio_loop *loop, uint64_t progress) {
     }
 }
 
+/*
+ * Warming the next task's stack. Under load the ready queue holds many
+ * tasks whose stacks were last touched long ago (a task group of 10,000
+ * children spawns them all before the first one runs), and the first load
+ * from a task's stack, in the switch, then waits for memory: it was half
+ * of a warm task group's time. So while one job runs, the line at the next
+ * job's saved stack pointer is fetched, if that job is a task's step (its
+ * saved context follows the job in the task, checked in task.c). Reading
+ * the next job's run pointer costs nothing extra: the next iteration reads
+ * it anyway.
+ */
+static inline void prefetch_next(const cio_loop *loop, const cio__link *batch) {
+    const cio__link *next = batch->next;
+    if (next == batch) return;
+    const cio__job *job = CIO__CONTAINER_OF(next, cio__job, link);
+    if (job->run == loop->task_step) __builtin_prefetch(((const cio__ctx *)(job + 1))->sp);
+}
+
 static void run_batch(cio_loop *loop) {
     cio__link batch;
     cio__list_init(&batch);
@@ -169,6 +187,7 @@ static void run_batch(cio_loop *loop) {
         while ((link = cio__list_pop_front(&batch)) != NULL) {
             cio__job *job = CIO__CONTAINER_OF(link, cio__job, link);
             atomic_store_explicit(&loop->progress, ++progress, memory_order_relaxed);
+            prefetch_next(loop, &batch);
             job->run(job);
         }
         refresh_clock_after_jobs(loop, progress);

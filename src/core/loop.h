@@ -19,6 +19,10 @@ struct cio__task;
 
 struct cio_loop {
     cio__link ready;          /* FIFO of jobs */
+    /* The run function of a task's step (set by task.c at each spawn), so
+     * the batch can tell a task's step from other jobs without knowing
+     * tasks: see run_batch in loop.c. */
+    void (*task_step)(cio__job *job);
     cio__timer_heap timers;
     cio__link futures;        /* every live future and task of this loop */
     cio__io io;               /* the backend and the operations in flight */

@@ -283,6 +283,11 @@ __attribute__((always_inline)) static inline void resume(cio__task *t) {
 /* A task's step, run by the loop from its ready queue: always on the
  * loop's own stack (an eager spawn resumes on a task's stack, but through
  * spawn_task, not this). */
+/* The loop's batch finds a queued task's saved context right after its
+ * step job (prefetch_next in loop.c). */
+_Static_assert(offsetof(cio__task, ctx) == offsetof(cio__task, step) + sizeof(cio__job),
+               "a task's context follows its step job");
+
 CIO__LOOP_STACK_ONLY static void run_step(cio__job *job) {
     cio__task *t = CIO__CONTAINER_OF(job, cio__task, step);
     if (!t->started && t->must_cancel) {
@@ -546,6 +551,7 @@ __attribute__((always_inline)) static inline int spawn_task(cio_loop *loop, cio_
     t->stack_low_sp = (const char *)t->stack.lo + t->stack.size;
     t->stack_check_sp = t->stack.guard ? t->stack_low_sp : (const void *)UINTPTR_MAX;
     t->step.run = run_step;
+    loop->task_step = run_step; /* for the batch's prefetch (loop.c) */
     cio__list_init(&t->step.link);
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
     loop->live_tasks++;
