@@ -5,7 +5,8 @@
  * the kernel says "not now", this one hands every operation to the kernel
  * as a submission queue entry (SQE) whose user_data is the operation record
  * itself, and completes the operation when its completion queue entry (CQE)
- * comes back. Nothing is tried at submit: submit() only prepares the SQE,
+ * comes back. Nothing but connect() is tried at submit (see connect_now):
+ * submit() only prepares the SQE,
  * and the loop's next poll() submits everything prepared during the
  * iteration and waits for completions in one io_uring_enter (io_uring_
  * submit_and_wait_timeout with the next timer's deadline).
@@ -701,6 +702,34 @@ static void cancel_files(cio__io *io, int fd, bool all, int reason) {
 
 static void close_fd(cio__io *io, cio__op *op);
 
+/*
+ * A connect calls connect() at once, in the step that asked for it, as
+ * the epoll backend and asyncio's sock_connect do. A connect request left
+ * in the submission queue would reach the kernel only at the loop's next
+ * poll, so a peer in the same thread that accepts before that (a blocking
+ * accept after sleep(0), as asyncio's own tests do) would wait for ever.
+ * An attempt under way then goes on as before this call existed: the
+ * prepared request meets it (-EALREADY at the next poll), and the poll for
+ * writability and SO_ERROR follow (queued_cqe). So a connect cancelled in
+ * its first step has made its attempt (its refusal stays on the socket for
+ * the next connect, as in asyncio) but ends cancelled, since its request
+ * is still unsubmitted (drop_unsubmitted), and the completions keep the
+ * order they had. Returns false when the outcome is known now (the
+ * operation is done), true when the request goes to the ring.
+ */
+static bool connect_now(cio__op *op) {
+    if (cio__sys_connect(op->fd, op->u.connect.addr, op->u.connect.addrlen) == 0) {
+        complete_now(op, 0);
+        return false;
+    }
+    int err = errno;
+    /* Under way, interrupted, or a Unix listener's backlog full: the
+     * kernel's request waits for the outcome or tries again. */
+    if (err == EINPROGRESS || err == EALREADY || err == EINTR || err == EAGAIN) return true;
+    complete_now(op, -err);
+    return false;
+}
+
 static void uring_submit(cio__io *io, cio__op *op) {
     uring_state *st = io->state;
     if (op->kind == CIO__OP_CLOSE) {
@@ -772,6 +801,7 @@ static void uring_submit(cio__io *io, cio__op *op) {
         issue(st, e, op);
     } else {
         bool head = cio__list_empty(&e->queue[dir]);
+        if (head && op->kind == CIO__OP_CONNECT && !connect_now(op)) return;
         cio__list_push_back(&e->queue[dir], &op->link);
         if (head) issue(st, e, op);
     }
