@@ -169,7 +169,7 @@ typedef void (*cio_done_fn)(cio_future *fut, void *arg);
 typedef struct cio_handle {
     void *node;        /* the loop's node, valid only while id matches it */
     uint64_t id;       /* top bit set once this handle was cancelled */
-    int64_t when_ns;   /* the deadline of a timer handle, or -1 */
+    int64_t when_ns;   /* a timer handle's deadline; INT64_MIN for call_soon */
     uint64_t loop_key; /* the loop's slot and generation (see src/handle.c) */
 } cio_handle;
 
@@ -336,11 +336,15 @@ int cio_call_at(cio_loop *loop, double when, cio_callback_fn fn, void *arg, cio_
  * cancelled, 0 if it already ran, was already cancelled, is inert (a
  * zero-initialised handle), or its loop is closed or freed (never touching
  * freed memory); -EINVAL for NULL.
- * cio_handle_cancelled() reports cancellation made through this handle. */
+ * cio_handle_cancelled() is 1 once cio_handle_cancel was called through
+ * this handle (a non-inert one), as asyncio's Handle.cancelled(): also
+ * when the callback had already run and the cancel returned 0. */
 int cio_handle_cancel(cio_handle *handle);
 int cio_handle_cancelled(const cio_handle *handle);
-/* The deadline of a timer handle in loop time; -1 for call_soon; NaN for
- * NULL. */
+/* The deadline of a timer handle in loop time (negative for a time before
+ * the loop clock's origin, e.g. call_at(-20)); -1 for call_soon; NaN for
+ * NULL. Deadlines are kept in nanoseconds: a time beyond about 9.2e9 s
+ * either way (infinity included) reads as that bound. */
 double cio_handle_when(const cio_handle *handle);
 
 /* The handler for errors nobody handled; NULL restores the default, which
@@ -1060,7 +1064,7 @@ int cio_create_connection_until(cio_loop *loop, const cio_protocol *proto, void 
 int cio_create_unix_connection(cio_loop *loop, const cio_protocol *proto, void *ctx,
                                const char *path, cio_transport **out);
 
-/* Listens on host:port (NULL host: every interface, IPv4 and IPv6; port
+/* Listens on host:port (NULL or "" host: every interface, IPv4 and IPv6; port
  * "0": a free port, see cio_server_sockets) and makes a transport driven
  * by proto for each connection, with ctx as its first context. Callable
  * outside a task. Returns 0, -EINVAL, -EADDRINUSE and the other errors of

@@ -124,6 +124,35 @@ TEST(negative_delays_keep_their_order) {
     cio_loop_free(loop);
 }
 
+/* A timer due before the loop clock's origin reads its own deadline (only
+ * a call_soon handle reads -1), and deadlines past the nanosecond range
+ * stay at the bound, where call_at and call_later come due FIFO, as
+ * asyncio runs equal deadlines (test_base_events: call_at(-20).when()). */
+TEST(handle_when_before_the_origin_and_past_the_range) {
+    cio_loop *loop = test_loop();
+    memset(&rec, 0, sizeof rec);
+    cio_handle h;
+    CHECK_OK(cio_call_at(loop, -20.0, append_a, NULL, &h));
+    CHECK(cio_handle_when(&h) == -20.0);
+    CHECK_OK(cio_call_later(loop, -(cio_loop_time(loop) + 5.0), append_a, NULL, &h));
+    CHECK(cio_handle_when(&h) > -5.01 && cio_handle_when(&h) < -4.99);
+    CHECK_OK(cio_call_soon(loop, append_a, NULL, &h));
+    CHECK(cio_handle_when(&h) == -1.0);
+    cio_handle later, at;
+    CHECK_OK(cio_call_later(loop, -INFINITY, append_b, NULL, &later));
+    CHECK_OK(cio_call_at(loop, -INFINITY, append_c, NULL, &at));
+    CHECK(cio_handle_when(&later) == cio_handle_when(&at));
+    CHECK(cio_handle_when(&later) < -9.2e9);
+    CHECK_OK(cio_call_later(loop, -1e300, append_b, NULL, NULL));
+    CHECK_OK(cio_call_at(loop, -1e300, append_c, NULL, NULL));
+    CHECK_OK(cio_call_later(loop, 0.01, stop_cb, NULL, NULL));
+    CHECK_OK(cio_run_forever(loop));
+    /* call_soon's first, then the four at the bound in the order they were
+     * scheduled, then the two past timers (-20 and now - 5) by deadline. */
+    CHECK_STR(rec.log, "abcbcaa");
+    cio_loop_free(loop);
+}
+
 TEST(handle_cancel) {
     cio_loop *loop = test_loop();
     memset(&rec, 0, sizeof rec);
@@ -144,7 +173,10 @@ TEST(handle_cancel) {
     /* h3 already ran; its node may be reused: cancelling is a no-op. */
     cio_handle h4;
     CHECK_OK(cio_call_soon(loop, append_a, NULL, &h4));
+    CHECK(!cio_handle_cancelled(&h3));
     CHECK_EQ(cio_handle_cancel(&h3), 0);
+    /* asyncio: cancel() after the callback ran still marks the handle. */
+    CHECK(cio_handle_cancelled(&h3));
     CHECK_OK(cio_call_soon(loop, stop_cb, NULL, NULL));
     CHECK_OK(cio_run_forever(loop));
     CHECK_STR(rec.log, "ca");
@@ -167,8 +199,11 @@ TEST(handle_after_close_and_free_is_inert) {
     CHECK_OK(cio_call_later(loop, 5.0, append_c, NULL, &after_close));
     CHECK_OK(cio_loop_close(loop));
     CHECK_EQ(cio_handle_cancel(&soon), 0);
-    CHECK_EQ(cio_handle_cancel(&later), 0);
     CHECK(!cio_handle_cancelled(&later));
+    CHECK_EQ(cio_handle_cancel(&later), 0);
+    /* As asyncio's Handle.cancel() after close: nothing to cancel, but
+     * the handle reads as cancelled. */
+    CHECK(cio_handle_cancelled(&later));
     CHECK(cio_handle_when(&later) > 0);
     cio_loop_free(loop);
     CHECK_EQ(cio_handle_cancel(&after_close), 0);

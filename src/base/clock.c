@@ -41,6 +41,9 @@ int64_t cio__deadline_after(double delay) {
     /* A delay already passed keeps its value, as asyncio's time() + delay:
      * call_later(-2) comes due before call_later(-1), and a timeout scope
      * entered with -11 says it ended 11 s ago. */
+    /* A delay past the range stays at its bound, as call_at's time does:
+     * call_later(-inf) and call_at(-inf) are due at the same time, FIFO. */
+    if (d == INT64_MIN + 1) return INT64_MIN + 1;
     if (d > 0) return d > INT64_MAX - 1 - now ? INT64_MAX - 1 : now + d;
     return now < INT64_MIN + 1 - d ? INT64_MIN + 1 : now + d;
 }

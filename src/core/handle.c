@@ -227,6 +227,11 @@ static void fire_timer(cio__timer *timer) {
     run_callback(&node->job);
 }
 
+/* A call_soon handle's when_ns: no timer's deadline is ever this low
+ * (cio__deadline clamps to INT64_MIN + 1), so a timer due before loop time
+ * 0 (call_at(-20)) still reads its own deadline. */
+#define CIO__HANDLE_SOON INT64_MIN
+
 static void fill_handle(cio_handle *handle, cio__node *node, int64_t when) {
     if (!handle) return;
     handle->node = node;
@@ -253,7 +258,7 @@ int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *han
     node->state = CIO__NODE_READY;
     node->job.run = run_callback;
     cio__ready_push(loop, &node->job);
-    fill_handle(handle, node, -1);
+    fill_handle(handle, node, CIO__HANDLE_SOON);
     return 0;
 }
 
@@ -342,12 +347,17 @@ int cio_handle_cancel(cio_handle *handle) {
     if (!handle) return -EINVAL;
     if (!handle->node || (handle->id & HANDLE_CANCELLED_BIT) || handle->id == 0) return 0;
     cio_loop *loop = loop_by_key(handle->loop_key);
-    if (!loop) return 0;
-    int rc = cio__loop_check_thread(loop);
-    if (rc < 0) return rc;
-    if (loop->closed || loop->closing) return 0;
+    if (loop) {
+        int rc = cio__loop_check_thread(loop);
+        if (rc < 0) return rc;
+    }
+    /* As asyncio's Handle.cancel(), the handle reads as cancelled from now
+     * on even when there was nothing left to cancel (the callback ran, or
+     * the loop is closed); the return value says whether there was. */
+    handle->id |= HANDLE_CANCELLED_BIT;
+    if (!loop || loop->closed || loop->closing) return 0;
     cio__node *node = handle->node;
-    if (node->id != handle->id) return 0;
+    if (node->id != (handle->id & ~HANDLE_CANCELLED_BIT)) return 0;
     int cancelled = 0;
     switch (node->state) {
     case CIO__NODE_TIMER:
@@ -362,7 +372,6 @@ int cio_handle_cancel(cio_handle *handle) {
     default:
         break;
     }
-    if (cancelled) handle->id |= HANDLE_CANCELLED_BIT;
     return cancelled;
 }
 
@@ -372,6 +381,6 @@ int cio_handle_cancelled(const cio_handle *handle) {
 
 double cio_handle_when(const cio_handle *handle) {
     if (!handle) return NAN;
-    if (handle->when_ns < 0) return -1.0;
+    if (handle->when_ns == CIO__HANDLE_SOON) return -1.0;
     return (double)handle->when_ns / 1e9;
 }
