@@ -260,6 +260,30 @@ static void echo_round_trip(const char *host, const char *path) {
     cio_loop_free(loop);
 }
 
+/* asyncio's create_server(host='') listens on every interface, as a NULL
+ * host does (test_base_events: test_create_server_empty_host). */
+TEST(an_empty_host_listens_on_every_interface) {
+    cio_loop *loop = test_loop();
+    cio_server *all, *empty;
+    CHECK_OK(cio_create_server(loop, &server_recorder, NULL, NULL, "0", NULL, &all));
+    CHECK_OK(cio_create_server(loop, &server_recorder, NULL, "", "0", NULL, &empty));
+    int n = cio_server_sockets(all, NULL, 0);
+    CHECK(n >= 1);
+    CHECK_EQ(cio_server_sockets(empty, NULL, 0), n);
+    int fd;
+    CHECK_EQ(cio_server_sockets(empty, &fd, 1), n);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    CHECK_OK(getsockname(fd, (struct sockaddr *)&ss, &len));
+    if (ss.ss_family == AF_INET)
+        CHECK_EQ(((struct sockaddr_in *)&ss)->sin_addr.s_addr, htonl(INADDR_ANY));
+    else
+        CHECK(IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr));
+    CHECK_OK(cio_server_free(all));
+    CHECK_OK(cio_server_free(empty));
+    cio_loop_free(loop);
+}
+
 TEST(echo_over_ipv4) {
     echo_round_trip("127.0.0.1", NULL);
 }

@@ -26,6 +26,9 @@ static int port_out_of_range(const char *port) {
 }
 
 int cio__resolve(const char *host, const char *port, int passive, struct addrinfo **res) {
+    /* A server's empty host means every interface, as NULL does (asyncio's
+     * create_server(host='')). */
+    if (passive && host && !*host) host = NULL;
     if (!port || !*port || (!host && !passive) || (host && !*host)) return -EINVAL;
     if (port_out_of_range(port)) return -EINVAL;
     struct addrinfo hints;
