@@ -980,3 +980,48 @@ TEST(debug_mode_refuses_stream_and_server_close_from_a_foreign_thread) {
     CHECK_OK(cio_server_free(f.server));
     cio_loop_free(loop);
 }
+
+/* A stream belongs to the loop it was made on: a task of another loop (in
+ * another thread) that reads, drains or waits for its close is refused at
+ * once, and the stream keeps working for its own loop. (The stream's wait
+ * queues used to be bound to the loop of the first task that waited, so
+ * such a read waited for ever on a transport that only the first loop
+ * drives.) */
+static cio_stream *foreign_stream;
+
+static void *read_from_another_loop(void *arg) {
+    (void)arg;
+    char buf[16];
+    CHECK_ERR(cio_stream_read(foreign_stream, buf, sizeof buf), -CIO_EWRONGLOOP);
+    CHECK_ERR(cio_stream_readline(foreign_stream, buf, sizeof buf), -CIO_EWRONGLOOP);
+    CHECK_ERR(cio_stream_wait_closed(foreign_stream), -CIO_EWRONGLOOP);
+    return NULL;
+}
+
+static void *run_another_loop(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_run(read_from_another_loop, NULL, NULL));
+    return NULL;
+}
+
+static void *stream_of_this_loop(void *arg) {
+    (void)arg;
+    int p[2];
+    CHECK_OK(pipe(p));
+    CHECK_OK(cio_open_read_pipe(cio_running_loop(), p[0], &foreign_stream));
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, run_another_loop, NULL));
+    CHECK_OK(pthread_join(th, NULL));
+    CHECK_EQ(write(p[1], "hello", 5), 5);
+    close(p[1]);
+    char buf[16];
+    CHECK_EQ(cio_stream_read(foreign_stream, buf, sizeof buf), 5);
+    CHECK_OK(cio_stream_free(foreign_stream));
+    return NULL;
+}
+
+TEST(a_task_of_another_loop_is_refused_by_a_stream) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, stream_of_this_loop, NULL, NULL));
+    cio_loop_free(loop);
+}

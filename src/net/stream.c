@@ -222,6 +222,12 @@ static void stream_init(cio_stream *s, cio_loop *loop) {
     cio__waitq_init(&s->readers);
     cio__waitq_init(&s->drainers);
     cio__waitq_init(&s->closers);
+    /* Bound from the start: only this loop's transport ever wakes them,
+     * so a task of another loop must be refused (-CIO_EWRONGLOOP), not
+     * bound to the queue by its first wait and left there for ever. */
+    cio__waitq_bind(&s->readers, loop);
+    cio__waitq_bind(&s->drainers, loop);
+    cio__waitq_bind(&s->closers, loop);
 }
 
 static cio_stream *stream_new(cio_loop *loop) {
@@ -895,12 +901,15 @@ cio_transport *cio_stream_transport(cio_stream *s) {
     return s ? s->t : NULL;
 }
 
+bool cio__stream_in_use(const cio_stream *s) {
+    return !cio__waitq_empty(&s->readers) || !cio__waitq_empty(&s->drainers) ||
+           !cio__waitq_empty(&s->closers);
+}
+
 int cio_stream_free(cio_stream *s) {
     if (!s) return 0;
     if (s->from_server || s->owned) return -CIO_EINVALSTATE;
-    if (!cio__waitq_empty(&s->readers) || !cio__waitq_empty(&s->drainers) ||
-        !cio__waitq_empty(&s->closers))
-        return -EBUSY;
+    if (cio__stream_in_use(s)) return -EBUSY;
     if (s->t) {
         cio_transport_set_context(s->t, NULL);
         s->t->on_release = NULL;
