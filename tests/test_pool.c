@@ -512,6 +512,54 @@ TEST(shutdown_with_a_deadline_gives_up_waiting_and_can_wait_again) {
     sem_destroy(&gate);
 }
 
+/* Several tasks shutting the pool down at once each wait for themselves:
+ * the cancellation or the deadline of one ends its own wait only (asyncio:
+ * each shutdown_default_executor call awaits its own future). */
+static void *shut_down_forever(void *arg) {
+    (void)arg;
+    int rc = cio_pool_shutdown(CIO_NO_TIMEOUT);
+    return rc < 0 ? cio_raise(rc) : NULL;
+}
+
+static void *shut_down_briefly(void *arg) {
+    (void)arg;
+    int rc = cio_pool_shutdown(0.01);
+    return rc < 0 ? cio_raise(rc) : NULL;
+}
+
+static void *shutdown_waits_are_independent(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    cio_task *work, *a, *b, *c;
+    CHECK_OK(cio_spawn(loop, to_thread_task, NULL, &work));
+    WAIT_UNTIL(atomic_load(&running_now) == 1);
+    CHECK_OK(cio_spawn(loop, shut_down_forever, NULL, &a));
+    CHECK_OK(cio_spawn(loop, shut_down_forever, NULL, &b));
+    CHECK_OK(cio_spawn(loop, shut_down_briefly, NULL, &c));
+    CHECK_OK(cio_sleep(0.005));
+    CHECK_EQ(cio_task_cancel(a, NULL), 1);
+    CHECK_ERR(cio_await(a, NULL), -ECANCELED);
+    CHECK_ERR(cio_await(c, NULL), -ETIMEDOUT);
+    CHECK(!cio_future_done(b));
+    CHECK_OK(sem_post(&gate));
+    CHECK_OK(cio_await(b, NULL));
+    CHECK_EQ(pool_stats().workers, 0);
+    CHECK_OK(cio_await(work, NULL));
+    cio_future_unref(work);
+    cio_future_unref(a);
+    cio_future_unref(b);
+    cio_future_unref(c);
+    return NULL;
+}
+
+TEST(a_cancelled_or_expired_shutdown_wait_leaves_the_others_waiting) {
+    sem_init(&gate, 0, 0);
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, shutdown_waits_are_independent, NULL, NULL));
+    CHECK_OK(cio_loop_free(loop));
+    sem_destroy(&gate);
+}
+
 static void *shutdown_without_pool(void *arg) {
     (void)arg;
     CHECK_OK(cio_pool_shutdown(CIO_NO_TIMEOUT));

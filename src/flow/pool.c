@@ -214,7 +214,7 @@ static void all_exited_run(cio__xjob *x) {
     cio_future *fut = p->shutdown_fut;
     p->shutdown_fut = NULL;
     if (fut) {
-        /* A cancelled wait cancelled it already; nothing to tell then. */
+        /* Never cancelled: each wait goes through its own shield. */
         (void)cio_future_set_result(fut, NULL);
         cio__future_unref(fut);
     }
@@ -441,7 +441,8 @@ static int shutdown_until(double when) {
     pool *p = NULL;
     if ((rc = current_pool(&t, &p)) < 0) return rc;
     cio_loop *loop = t->fut.loop;
-    /* A wait cancelled earlier cancelled the shared future: start afresh. */
+    /* A shared future that is done (the workers that were running then
+     * all left): a new shutdown waits on a new one. */
     if (p->shutdown_fut && cio_future_done(p->shutdown_fut)) {
         cio__future_unref(p->shutdown_fut);
         p->shutdown_fut = NULL;
@@ -463,10 +464,15 @@ static int shutdown_until(double when) {
         join_workers(&gone);
         return 0;
     }
-    cio_future *fut = p->shutdown_fut;
-    cio__future_ref(fut);
-    rc = cio_await_until(fut, when, NULL);
-    cio__future_unref(fut);
+    /* Each caller waits through its own shield: its cancellation or its
+     * deadline ends its own wait, never the shared future that the other
+     * callers wait on (asyncio: each shutdown_default_executor call
+     * awaits its own future). */
+    cio_future *mine;
+    rc = cio_shield(p->shutdown_fut, &mine);
+    if (rc < 0) return rc;
+    rc = cio_await_until(mine, when, NULL);
+    cio_future_unref(mine);
     return rc;
 }
 
