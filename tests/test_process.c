@@ -8,9 +8,11 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -725,4 +727,127 @@ TEST(loop_closed_after_the_exit_but_before_the_loop_saw_it_reaps_the_child) {
     CHECK_EQ(cio_process_returncode(p, &code), 1);
     CHECK_OK(cio_process_free(p));
     cio_loop_free(the_loop);
+}
+
+/* A refused cio_process_free leaves the process whole (convention 4 of
+ * cio.h): with a task reading its stdout, free is -EBUSY and stdin, which
+ * comes first, is still there and still carries what is written to it.
+ * (The free used to release stdin before finding stdout busy.) */
+static void *read_stdout(void *arg) {
+    cio_process *p = arg;
+    static char buf[64];
+    ssize_t n = cio_stream_read(cio_process_stdout(p), buf, sizeof buf);
+    CHECK_EQ(n, 5);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    return NULL;
+}
+
+static void *refused_free(void *arg) {
+    (void)arg;
+    cio_process_options o = {0};
+    o.stdio[0] = CIO_STDIO_PIPE;
+    o.stdio[1] = CIO_STDIO_PIPE;
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_exec(the_loop, "cat", NULL, &o, &p));
+    cio_task *t;
+    CHECK_OK(cio_spawn(the_loop, read_stdout, p, &t));
+    CHECK_OK(cio_sleep(0.01)); /* the reader waits on stdout */
+    cio_stream *in = cio_process_stdin(p);
+    CHECK(in != NULL);
+    CHECK_ERR(cio_process_free(p), -EBUSY);
+    CHECK(cio_process_stdin(p) == in);
+    CHECK_OK(cio_stream_write(in, "hello", 5));
+    CHECK_OK(cio_stream_close(in));
+    CHECK_OK(cio_await(t, NULL));
+    cio_future_unref(t);
+    int code = -1;
+    CHECK_OK(cio_process_wait(p, &code));
+    CHECK_EQ(code, 0);
+    CHECK_OK(cio_process_free(p));
+    return NULL;
+}
+
+TEST(a_refused_free_leaves_every_pipe_of_the_process_in_place) {
+    with_loop(refused_free, NULL);
+}
+
+/* Debug mode: closing a process from a thread that does not run its loop
+ * is refused like its other state-changing calls, and changes nothing (it
+ * used to return 0 and kill the child). */
+static cio_process *closed_elsewhere;
+
+static void *close_from_a_foreign_thread(void *arg) {
+    (void)arg;
+    CHECK_ERR(cio_process_close(closed_elsewhere), -CIO_EWRONGTHREAD);
+    CHECK_ERR(cio_process_send_signal(closed_elsewhere, 0), -CIO_EWRONGTHREAD);
+    return NULL;
+}
+
+static void *foreign_close(void *arg) {
+    (void)arg;
+    cio_process_options o = {0};
+    o.stdio[1] = CIO_STDIO_PIPE;
+    CHECK_OK(cio_create_subprocess_shell(the_loop, "sleep 0.1; echo done", &o, &closed_elsewhere));
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, close_from_a_foreign_thread, NULL));
+    CHECK_OK(pthread_join(th, NULL));
+    void *out = NULL;
+    size_t len = 0;
+    CHECK_OK(cio_process_communicate(closed_elsewhere, NULL, 0, &out, &len, NULL, NULL));
+    CHECK_EQ(len, 5);
+    CHECK(memcmp(out, "done\n", 5) == 0);
+    free(out);
+    int code = -1;
+    CHECK_EQ(cio_process_returncode(closed_elsewhere, &code), 1);
+    CHECK_EQ(code, 0);
+    CHECK_OK(cio_process_close(closed_elsewhere));
+    CHECK_OK(cio_process_free(closed_elsewhere));
+    return NULL;
+}
+
+TEST(debug_mode_refuses_a_process_close_from_another_thread) {
+    cio_loop_options opts = {.debug = 1};
+    CHECK_OK(cio_loop_new_with(&opts, &the_loop));
+    CHECK_OK(test_run(the_loop, foreign_close, NULL, NULL));
+    CHECK_OK(cio_loop_close(the_loop));
+    cio_loop_free(the_loop);
+    CHECK(no_children());
+}
+
+/* A PATH search goes on past a directory that bears the program's name,
+ * as execvp and Python's subprocess do (the directory passes access(X_OK)
+ * but cannot be executed); a path naming a directory is -EACCES. */
+static void *path_with_a_directory(void *arg) {
+    char *dir = arg;
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s/true", dir);
+    CHECK_OK(mkdir(sub, 0755));
+    const char *old = getenv("PATH");
+    char *saved = old ? strdup(old) : NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s:%s", dir, old ? old : "/bin:/usr/bin");
+    CHECK_OK(setenv("PATH", path, 1));
+    cio_process *p;
+    int rc = cio_create_subprocess_exec(the_loop, "true", NULL, NULL, &p);
+    if (saved) {
+        setenv("PATH", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("PATH");
+    }
+    CHECK_OK(rc);
+    int code = -1;
+    CHECK_OK(cio_process_wait(p, &code));
+    CHECK_EQ(code, 0);
+    CHECK_OK(cio_process_free(p));
+    CHECK_ERR(cio_create_subprocess_exec(the_loop, sub, NULL, NULL, &p), -EACCES);
+    CHECK_OK(rmdir(sub));
+    return NULL;
+}
+
+TEST(a_directory_named_like_the_program_earlier_in_path_is_skipped) {
+    char dir[] = "/tmp/cio-path-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    with_loop(path_with_a_directory, dir);
+    CHECK_OK(rmdir(dir));
 }

@@ -177,6 +177,9 @@ ssize_t cio__stream_take_all(cio_stream *s, void **data);
  * (-EBUSY while a task waits on it). */
 void cio__stream_set_owned(cio_stream *s);
 int cio__stream_release(cio_stream *s);
+/* True while a task waits on the stream (a read, a drain or a close): what
+ * makes cio__stream_release refuse. */
+bool cio__stream_in_use(const cio_stream *s);
 /* Calls connection_made and starts reading (after connect or accept). */
 void cio__transport_start(cio_transport *t);
 /* Runs fn(arg) when the server is freed (a stream server's handler record). */

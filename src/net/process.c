@@ -336,6 +336,16 @@ static int close_fds(posix_spawn_file_actions_t *fa, const cio_process_options *
  * here even where the spawn itself cannot report the exec's failure
  * (Valgrind runs the spawn as a fork). Fills path (PATH_MAX bytes).
  */
+/* 0 if path names a file this process may execute, else -errno: a
+ * directory passes access(X_OK) but execve refuses it (EACCES), and a
+ * search goes on past it, as execvp and Python's subprocess do. */
+static int executable(const char *path) {
+    if (access(path, X_OK) != 0) return -errno;
+    struct stat st;
+    if (stat(path, &st) != 0) return -errno;
+    return S_ISREG(st.st_mode) ? 0 : -EACCES;
+}
+
 static int find_program(const char *file, const char *cwd, char *path) {
     if (cwd) {
         struct stat st;
@@ -347,7 +357,7 @@ static int find_program(const char *file, const char *cwd, char *path) {
         strcpy(path, file);
         /* Relative to the child's directory, which only the child has. */
         if (cwd && file[0] != '/') return 0;
-        return access(file, X_OK) == 0 ? 0 : -errno;
+        return executable(file);
     }
     const char *dirs = getenv("PATH");
     if (!dirs || !*dirs) dirs = "/bin:/usr/bin";
@@ -359,8 +369,9 @@ static int find_program(const char *file, const char *cwd, char *path) {
         int n = dlen ? snprintf(path, PATH_MAX, "%.*s/%s", (int)dlen, d, file)
                      : snprintf(path, PATH_MAX, "%s", file);
         if (n > 0 && n < PATH_MAX) {
-            if (access(path, X_OK) == 0) return 0;
-            if (errno == EACCES) rc = -EACCES;
+            int found = executable(path);
+            if (found == 0) return 0;
+            if (found == -EACCES) rc = -EACCES;
         }
         if (!end) break;
         d = end;
@@ -779,6 +790,12 @@ int cio_process_close(cio_process *p) {
     if (!p) return -EINVAL;
     int rc = check_fork(p);
     if (rc < 0) return rc;
+    /* Closing changes what the loop's tasks see (their pipes end), so in
+     * debug mode another thread is refused, as for send_signal and the
+     * streams' own close. The loop is looked up by its key, never read
+     * through a pointer that may outlive it. */
+    cio_loop *loop = cio__loop_by_key(p->loop_key);
+    if (loop && (rc = cio__loop_check_thread(loop)) < 0) return rc;
     if (p->closed) return 0;
     p->closed = 1;
     for (int i = 0; i < 3; i++) {
@@ -805,9 +822,15 @@ int cio_process_free(cio_process *p) {
     if (!cio__waitq_empty(&p->waiters) || in_communicate(p))
         return cio__waitq_refuse_free(&p->waiters, "a process was freed while a task waits on it");
     if (p->freed) return 0; /* again, from a callback */
+    /* All or nothing: a refused free leaves every pipe as it was, so each
+     * is checked before any is released. */
+    for (int i = 0; i < 3; i++)
+        if (p->pipes[i].s && cio__stream_in_use(p->pipes[i].s))
+            return cio__waitq_refuse_free(&p->waiters,
+                                          "a process was freed while a task uses one of its pipes");
     for (int i = 0; i < 3; i++) {
         cio_stream *s = p->pipes[i].s;
-        if (s && cio__stream_release(s) < 0) return -EBUSY;
+        if (s && cio__stream_release(s) < 0) return -EBUSY; /* checked above */
         p->pipes[i].s = NULL;
         if (p->pipes[i].t) {
             cio_transport_set_context(p->pipes[i].t, NULL);
