@@ -4,6 +4,7 @@
  * result; a queued one never runs), and loop close with calls in flight.
  */
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -87,6 +88,35 @@ static void *errors(void *arg) {
     CHECK_ERR(cio_file_read(fd, buf, 4, 0), -EBADF);
     CHECK_ERR(cio_file_close(fd), -EBADF);
     return NULL;
+}
+
+/* A length the buffer cannot hold gets the system call's own answer on
+ * both paths: SIZE_MAX is -EFAULT, and nothing past the buffer is read
+ * into or written out. (io_uring cut the length to one transfer first, so
+ * the kernel's range check passed, a read returned the file's 10 bytes
+ * and a write copied 534 bytes of the stack into the file.) */
+static void *lengths_past_the_buffer(void *arg) {
+    (void)arg;
+    int fd = cio_file_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    CHECK_EQ(cio_file_write(fd, "0123456789", 10, 0), 10);
+    char buf[64];
+    CHECK_ERR(cio_file_read(fd, buf, SIZE_MAX, 0), -EFAULT);
+    CHECK_ERR(cio_file_write(fd, buf, SIZE_MAX, 0), -EFAULT);
+    CHECK_ERR(cio_file_write(fd, buf, SIZE_MAX, -1), -EFAULT);
+    struct stat sb;
+    CHECK_OK(fstat(fd, &sb));
+    CHECK_EQ(sb.st_size, 10);
+    CHECK_OK(cio_file_close(fd));
+    unlink(path);
+    return NULL;
+}
+
+TEST(a_length_past_the_buffer_is_the_system_calls_efault_on_both_paths) {
+    make_path();
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, lengths_past_the_buffer, NULL, NULL));
+    cio_loop_free(loop);
 }
 
 TEST(bad_input_and_system_errors) {

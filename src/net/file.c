@@ -210,6 +210,12 @@ static ssize_t submit(file_req *r) {
     cio_loop *loop = cio_running_loop();
     uint8_t kind = op_kind(r->call);
     if (!(loop->io.file_ops & CIO__FILE_OP_BIT(kind))) return on_pool(loop, r);
+    /* A length past one transfer goes to the pool, whose read(2) or
+     * write(2) sees it whole: the kernel checks the whole range first
+     * (SIZE_MAX with a small buffer is -EFAULT there), and a length cut
+     * to MAX_TRANSFER here would pass that check and copy past the
+     * caller's buffer. Such a call is the same on both paths then. */
+    if ((r->call == F_READ || r->call == F_WRITE) && r->len > MAX_TRANSFER) return on_pool(loop, r);
     cio__op op;
     cio__op_init(&op, kind, r->fd);
     switch (r->call) {
