@@ -1082,7 +1082,8 @@ int cio_create_unix_server(cio_loop *loop, const cio_protocol *proto, void *ctx,
  * closes the transport and reaches connection_lost. */
 int cio_transport_write(cio_transport *t, const void *data, size_t len);
 int cio_transport_writelines(cio_transport *t, const struct iovec *iov, int iovcnt);
-/* Shuts down the sending side once the buffer is flushed. */
+/* Shuts down the sending side once the buffer is flushed (a write pipe:
+ * closes it). Again after that, or once closing, does nothing (0). */
 int cio_transport_write_eof(cio_transport *t);
 int cio_transport_can_write_eof(cio_transport *t);
 /* Closes once the buffer is flushed; connection_lost(0) follows from the
@@ -1091,7 +1092,8 @@ int cio_transport_close(cio_transport *t);
 /* Closes at once, dropping the buffer; connection_lost(0) follows. */
 int cio_transport_abort(cio_transport *t);
 /* is_closing: 1 once close or abort was called or the connection was
- * lost. pause_reading and resume_reading stop and restart data_received
+ * lost, and on a write pipe once write_eof was called (its end closes it,
+ * as asyncio's). pause_reading and resume_reading stop and restart data_received
  * (asyncio's flow control); is_reading tells which. */
 int cio_transport_is_closing(cio_transport *t);
 int cio_transport_pause_reading(cio_transport *t);
@@ -1099,8 +1101,9 @@ int cio_transport_resume_reading(cio_transport *t);
 int cio_transport_is_reading(cio_transport *t);
 /* asyncio's set_write_buffer_limits(high, low): a negative value means
  * asyncio's None (high: 64 KiB, or 4 * low if low is given; low: high / 4);
- * high 0 pauses writing whenever anything is buffered. low > high is
- * -EINVAL. (Before 2026-12-02 the limits were size_t, with 0 for the
+ * high 0 pauses writing whenever anything is buffered. New limits may
+ * call pause_writing at once; resume_writing comes only when the buffer
+ * drains, as in asyncio. low > high is -EINVAL. (Before 2026-12-02 the limits were size_t, with 0 for the
  * default high and (size_t)-1 for the default low.) */
 int cio_transport_set_write_buffer_limits(cio_transport *t, ssize_t high, ssize_t low);
 int cio_transport_get_write_buffer_limits(cio_transport *t, size_t *low, size_t *high);
@@ -1237,12 +1240,13 @@ int cio_stream_write(cio_stream *s, const void *data, size_t len);
  * -ECANCELED. */
 int cio_stream_drain(cio_stream *s);
 /* Shuts down the sending side once the buffer is sent (asyncio
- * write_eof); can_write_eof is 1 when the stream can (every socket
- * stream can), -EINVAL for NULL. */
+ * write_eof; again after that does nothing, 0); can_write_eof is 1 when
+ * the stream can (every socket stream can), -EINVAL for NULL. */
 int cio_stream_write_eof(cio_stream *s);
 int cio_stream_can_write_eof(cio_stream *s);
 /* Closes the stream (buffered data is still sent). */
 int cio_stream_close(cio_stream *s);
+/* 1 once closed, or once its transport is closing (cio_transport_is_closing). */
 int cio_stream_is_closing(cio_stream *s);
 /* In a task: waits until the connection is gone. Returns 0, or the
  * connection's error. */

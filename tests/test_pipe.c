@@ -145,6 +145,11 @@ TEST(write_pipe_buffers_pauses_and_write_eof_closes_after_the_flush) {
     CHECK_OK(cio_transport_write(t, big, n));
     CHECK(cio_transport_get_write_buffer_size(t) > 0);
     CHECK_EQ(r.paused, 1);
+    CHECK_EQ(cio_transport_is_closing(t), 0);
+    CHECK_OK(cio_transport_write_eof(t));
+    /* asyncio's write pipe is closing from its write_eof on, while the
+     * buffer still drains; a second write_eof does nothing. */
+    CHECK_EQ(cio_transport_is_closing(t), 1);
     CHECK_OK(cio_transport_write_eof(t));
     CHECK_ERR(cio_transport_write(t, "x", 1), -CIO_EINVALSTATE);
     drain_arg d = {loop, p[0], NULL, 0};
@@ -175,6 +180,9 @@ TEST(write_after_write_eof_with_nothing_buffered_is_an_invalid_state) {
     CHECK_EQ(cio_transport_get_write_buffer_size(t), 0);
     CHECK_OK(cio_transport_write_eof(t));
     CHECK_ERR(cio_transport_write(t, "more", 4), -CIO_EINVALSTATE);
+    /* The end finished the pipe (its loss is reported next): writing it
+     * again does nothing, as asyncio's (it was -EPIPE). */
+    CHECK_OK(cio_transport_write_eof(t));
     CHECK_EQ(r.lost, 0);
     drain_arg d = {loop, p[0], NULL, 0};
     CHECK_OK(test_run(loop, read_all, &d, NULL));
@@ -268,10 +276,16 @@ static void *wrong_directions(void *arg) {
     CHECK_ERR(cio_stream_peername(in, (struct sockaddr *)&ss, &len), -ENOTSOCK);
     /* Data still flows the right way, through the streams. */
     CHECK_OK(cio_stream_write(out, "line\n", 5));
+    CHECK_EQ(cio_stream_is_closing(out), 0);
+    CHECK_OK(cio_stream_write_eof(out));
+    /* A write pipe's end closes it (asyncio's StreamWriter.is_closing
+     * follows its transport); writing the end again does nothing. */
+    CHECK_EQ(cio_stream_is_closing(out), 1);
     CHECK_OK(cio_stream_write_eof(out));
     CHECK_EQ(cio_stream_readline(in, buf, sizeof buf), 5);
     CHECK(memcmp(buf, "line\n", 5) == 0);
     CHECK_EQ(cio_stream_read(in, buf, sizeof buf), 0);
+    CHECK_OK(cio_stream_write_eof(out));
     CHECK_OK(cio_stream_free(in));
     CHECK_OK(cio_stream_free(out));
     return NULL;

@@ -496,6 +496,13 @@ TEST(flow_control_pauses_and_resumes_writing) {
     CHECK_OK(cio_transport_write(client.t, buf, total));
     CHECK(cio_transport_get_write_buffer_size(client.t) > 128 * 1024);
     CHECK(paused_cond(&client));
+    /* As asyncio's: raising the limits above what is buffered does not
+     * call resume_writing from inside the call (only a drain does), and
+     * lowering them again does not pause a second time. */
+    CHECK_OK(cio_transport_set_write_buffer_limits(client.t, 64 << 20, -1));
+    CHECK_STR(client.log, "mp");
+    CHECK_OK(cio_transport_set_write_buffer_limits(client.t, 128 * 1024, -1));
+    CHECK_STR(client.log, "mp");
     /* Nothing more moves while the reader is paused. */
     run_for(loop, 20 * 0.001);
     CHECK_EQ(p.conns[0].len, 0);

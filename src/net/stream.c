@@ -47,6 +47,7 @@ struct cio_stream {
     uint8_t eof;             /* no more data will come */
     uint8_t eof_received;    /* ... because the peer ended it (not an error) */
     uint8_t closed;          /* this program closed the stream */
+    uint8_t eof_sent;        /* this program wrote the end (write_eof) */
     uint8_t paused;          /* we paused the transport's reading */
     uint8_t write_paused;    /* the transport asked us to stop writing */
     uint8_t reading;         /* a task is inside a reading call */
@@ -847,9 +848,14 @@ int cio_stream_drain(cio_stream *s) {
 }
 
 int cio_stream_write_eof(cio_stream *s) {
+    /* Once the end is written, writing it again does nothing, as asyncio's
+     * (also when that end finished a write pipe and its transport). */
+    if (s && s->eof_sent && !s->closed) return 0;
     int rc = write_check(s);
     if (rc < 0) return rc;
-    return cio_transport_write_eof(s->t);
+    rc = cio_transport_write_eof(s->t);
+    if (rc == 0) s->eof_sent = 1;
+    return rc;
 }
 
 int cio_stream_can_write_eof(cio_stream *s) {
@@ -871,7 +877,7 @@ int cio_stream_close(cio_stream *s) {
 
 int cio_stream_is_closing(cio_stream *s) {
     if (!s) return -EINVAL;
-    return s->closed || !s->t;
+    return s->closed || !s->t || cio_transport_is_closing(s->t) == 1;
 }
 
 int cio_stream_wait_closed(cio_stream *s) {

@@ -719,10 +719,12 @@ int cio_transport_write_eof(cio_transport *t) {
     int rc = check(t);
     if (rc < 0) return rc;
     if (t->kind == CIO__T_READ_PIPE) return -ENOTSUP;
-    /* As asyncio: nothing to do once closing (whatever the backend). */
-    if (t->closed_by_program && !lost_reported(t)) return 0;
+    /* As asyncio: nothing to do once closing (whatever the backend), nor
+     * once the end was written, even if that end already finished a
+     * write pipe (its connection is lost as soon as the end is out). */
+    if (t->eof_pending || (t->closed_by_program && !lost_reported(t))) return 0;
     if (t->state == CIO__T_LOST) return -EPIPE;
-    if (t->state == CIO__T_CLOSING || t->eof_pending) return 0;
+    if (t->state == CIO__T_CLOSING) return 0;
     t->eof_pending = 1;
     if (buffered(t) == 0) flushed(t);
     return 0;
@@ -755,7 +757,9 @@ int cio_transport_abort(cio_transport *t) {
 
 int cio_transport_is_closing(cio_transport *t) {
     if (!t) return -EINVAL;
-    return t->state != CIO__T_OPEN;
+    /* A write pipe's end closes it (asyncio's write pipe sets _closing in
+     * write_eof), even while the buffer still drains; a socket's does not. */
+    return t->state != CIO__T_OPEN || (t->kind == CIO__T_WRITE_PIPE && t->eof_pending);
 }
 
 int cio_transport_pause_reading(cio_transport *t) {
@@ -801,8 +805,9 @@ int cio_transport_set_write_buffer_limits(cio_transport *t, ssize_t high, ssize_
     if ((rc = cio__write_limits(high, low, &h, &l)) < 0) return rc;
     t->high = h;
     t->low = l;
+    /* As asyncio's: new limits may pause the protocol at once, but only a
+     * drain resumes it (no resume_writing inside this call). */
     maybe_pause_writing(t);
-    maybe_resume_writing(t);
     return 0;
 }
 
