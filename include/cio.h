@@ -1701,7 +1701,11 @@ typedef struct cio_tsfuture cio_tsfuture;
  * -CIO_EFORKED. If the task cannot be spawned, or the loop closes before
  * it starts, the future completes with that error (-CIO_ELOOPCLOSED); a
  * task destroyed pending by loop close leaves it cancelled. Free it with
- * cio_tsfuture_free. */
+ * cio_tsfuture_free. Loop close first waits for the functions running on
+ * its own thread pool: one of them that waits without a timeout for a
+ * coroutine of that same loop keeps close waiting for ever (the task is
+ * destroyed only after), as asyncio's interpreter then hangs at exit; wait
+ * with a timeout there. */
 int cio_run_coroutine_threadsafe(cio_loop *loop, cio_coro_fn fn, void *arg, cio_tsfuture **out);
 /* Blocks the calling thread until f is done or timeout seconds passed
  * (CIO_NO_TIMEOUT: no limit; <= 0: just look). 0 once done, -ETIMEDOUT,
