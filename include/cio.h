@@ -624,7 +624,8 @@ int cio_shield(cio_future *inner, cio_future **outerp);
  * cio_as_completed_next suspends until the next one is done and returns 1
  * with *donep set (the original future, as 3.13's async for), 0 once all
  * were yielded, -ETIMEDOUT once the timeout (seconds from creation) passed,
- * -ECANCELED, or -ENOMEM (no room for the timeout's timer). _new returns 0,
+ * -ECANCELED, -CIO_EWRONGLOOP from a task of another loop, -EPERM outside
+ * a task, or -ENOMEM (no room for the timeout's timer). _new returns 0,
  * -EINVAL, -CIO_EWRONGLOOP, -CIO_ELOOPCLOSED or -ENOMEM. */
 typedef struct cio_as_completed cio_as_completed;
 int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double timeout,
@@ -1919,7 +1920,8 @@ typedef struct cio_watchdog_options {
 
 /* Watches loop for stalls of threshold_ms or more, reporting to stderr
  * (flags: CIO_WATCHDOG_*); threshold_ms 0 stops watching it. A second call
- * replaces the settings. Returns 0; -EINVAL for a NULL loop; -EAGAIN if the
+ * replaces the settings. Returns 0; -EINVAL for a NULL loop or an unknown
+ * flag; -EAGAIN if the
  * watchdog thread cannot start; -EDEADLK from the on_stall callback;
  * -CIO_ELOOPCLOSED, -CIO_EFORKED. Closing the loop stops watching it. */
 int cio_loop_set_watchdog(cio_loop *loop, unsigned threshold_ms, unsigned flags);

@@ -1080,3 +1080,27 @@ TEST(run_returns_main_outcome) {
     CHECK_ERR(PTRI(r), -CIO_ELOOPRUNNING);
     CHECK_ERR(cio_run(NULL, NULL, NULL), -EINVAL);
 }
+
+/* An iterator belongs to the loop of its futures: a task of another loop
+ * that asks it for the next one is refused at once (it used to wait on the
+ * iterator and be woken, if ever, from the other loop's thread). */
+static void *next_from_another_loop(void *arg) {
+    cio_loop *other = arg;
+    cio_future *f;
+    CHECK_OK(cio_future_new(other, &f));
+    cio_as_completed *ac;
+    CHECK_OK(cio_as_completed_new(other, &f, 1, CIO_NO_TIMEOUT, &ac));
+    cio_future *done = (cio_future *)1;
+    CHECK_ERR(cio_as_completed_next(ac, &done), -CIO_EWRONGLOOP);
+    CHECK(done == NULL);
+    CHECK_OK(cio_as_completed_free(ac));
+    cio_future_unref(f);
+    return NULL;
+}
+
+TEST(as_completed_refuses_a_task_of_another_loop) {
+    cio_loop *loop = test_loop(), *other = test_loop();
+    CHECK_OK(test_run(loop, next_from_another_loop, other, NULL));
+    cio_loop_free(other);
+    cio_loop_free(loop);
+}

@@ -1476,3 +1476,27 @@ TEST(stress_condition_random_cancels_lose_no_notification) {
     CHECK_INT(targeted, >, 5);
     CHECK_OK(cio_condition_free(cond));
 }
+
+/* A primitive may outlive its loop (used from outside any loop after
+ * that): in debug mode too, where the thread check used to read the freed
+ * loop (AddressSanitizer: heap-use-after-free in cio_event_set). */
+static void *wait_briefly_on(void *arg) {
+    cio_event *ev = arg;
+    CHECK_ERR(cio_event_wait_until(ev, cio_loop_time(cio_running_loop()) + 0.001), -ETIMEDOUT);
+    return NULL;
+}
+
+TEST(a_primitive_of_a_freed_debug_loop_is_still_usable_outside_any_loop) {
+    cio_loop_options opts = {.debug = 1};
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new_with(&opts, &loop));
+    cio_event *ev;
+    CHECK_OK(cio_event_new(&ev));
+    CHECK_OK(test_run(loop, wait_briefly_on, ev, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+    CHECK_OK(cio_event_set(ev));
+    CHECK(cio_event_is_set(ev));
+    CHECK_OK(cio_event_clear(ev));
+    CHECK_OK(cio_event_free(ev));
+}

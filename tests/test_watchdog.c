@@ -454,6 +454,11 @@ TEST(watchdog_rejects_bad_settings_and_calls_from_on_stall) {
     o.signal = 0;
     CHECK_ERR(cio_loop_set_watchdog_with(loop, NULL), -EINVAL);
     CHECK_ERR(cio_loop_set_watchdog(NULL, 100, 0), -EINVAL);
+    /* Unknown flags are refused (convention 2), with either call. */
+    CHECK_ERR(cio_loop_set_watchdog(loop, 100, 0x80), -EINVAL);
+    o.flags = 0xfffffff0u;
+    CHECK_ERR(cio_loop_set_watchdog_with(loop, &o), -EINVAL);
+    o.flags = 0;
     /* From the callback, in the watchdog's own thread: refused. */
     atomic_store(&reported, 0);
     CHECK_OK(pipe2(report_fds, O_CLOEXEC));

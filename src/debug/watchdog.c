@@ -597,6 +597,7 @@ static void watchdog_close(cio_loop *loop) {
 
 int cio_loop_set_watchdog_with(cio_loop *loop, const cio_watchdog_options *opts) {
     if (!loop || !opts || opts->fd < 0) return -EINVAL;
+    if (opts->flags & ~CIO_WATCHDOG_NO_BACKTRACE) return -EINVAL; /* convention 2 */
     if (opts->signal && (opts->signal < SIGRTMIN || opts->signal > SIGRTMAX)) return -EINVAL;
     int rc = cio__loop_check(loop);
     if (rc < 0) return rc;

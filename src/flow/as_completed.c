@@ -63,6 +63,10 @@ int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double
     ac->fs = (cio_future **)(ac->entries + slots);
     ac->order = (size_t *)(ac->fs + slots);
     cio__waitq_init(&ac->waiting);
+    /* Bound now: only this loop's futures wake it, so a task of another
+     * loop must be refused, not left waiting (or woken from this loop's
+     * thread). */
+    cio__waitq_bind(&ac->waiting, loop);
     ac->users = 0;
     ac->deadline = INT64_MAX;
     if (!(isinf(timeout) && timeout > 0)) ac->deadline = cio__deadline_after(timeout);

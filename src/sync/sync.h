@@ -29,6 +29,10 @@ typedef struct cio__waitq {
      * from outside any loop need not read a loop that may be gone. */
     unsigned generation;
     uint8_t debug;
+    /* The loop's slot and generation in the live-loop table: debug mode's
+     * thread check finds the loop through it, never through a pointer to
+     * a loop that may have been freed (a primitive may outlive its loop). */
+    uint64_t loop_key;
 } cio__waitq;
 
 void cio__waitq_init(cio__waitq *q);
@@ -37,6 +41,7 @@ static inline void cio__waitq_bind(cio__waitq *q, cio_loop *loop) {
     q->loop = loop;
     q->generation = loop->generation;
     q->debug = loop->debug;
+    q->loop_key = loop->key;
 }
 /* Suspends the current task at the back of q until a wake-up, the
  * deadline (INT64_MAX: none) or a cancellation. Returns 0 when woken, else

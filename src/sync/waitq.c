@@ -111,9 +111,12 @@ int cio__waitq_check_waker(const cio__waitq *q) {
 int cio__waitq_check_thread(const cio__waitq *q) {
     if (!q->loop) return 0;
     if (q->generation != cio__fork_generation) return -CIO_EFORKED;
-    /* Only debug mode reads the loop itself: outside it, an object may be
-     * used from outside any loop after its loop was freed. */
-    return q->debug ? cio__loop_check_thread(q->loop) : 0;
+    /* Only debug mode reads the loop itself, found by its key: an object
+     * may be used from outside any loop after its loop was freed, and a
+     * loop that is gone has no thread to check. */
+    if (!q->debug) return 0;
+    cio_loop *loop = cio__loop_by_key(q->loop_key);
+    return loop ? cio__loop_check_thread(loop) : 0;
 }
 
 int cio__waitq_refuse_free(const cio__waitq *q, const char *message) {
