@@ -1955,7 +1955,11 @@ int cio_loop_set_watchdog_with(cio_loop *loop, const cio_watchdog_options *opts)
 #define CIO_DUMP_JSON 0x8u   /* one JSON object instead of text */
 
 /* Writes a dump of loop to fd (text unless CIO_DUMP_JSON). Call it from a
- * task or callback of the loop, or while the loop does not run. Returns
+ * task or callback of the loop, or while the loop does not run. From
+ * another thread a dump and the start of the loop exclude each other (the
+ * start waits for the dump; a dump of a running loop is refused), but
+ * nothing else is locked: the loop's own thread must not change the loop
+ * (spawn, free, close) during such a dump. Returns
  * the number of tasks listed (a folded group counts once); -EINVAL for a
  * NULL loop, a negative fd or an unknown flag; -CIO_EWRONGTHREAD while
  * the loop runs in another thread; -CIO_ELOOPCLOSED; -CIO_EFORKED; or the

@@ -325,3 +325,75 @@ TEST(cio_close_leaves_other_threads_loops_alone) {
     CHECK_OK(pthread_join(a, NULL));
     CHECK_OK(pthread_join(b, NULL));
 }
+
+/* A dump from another thread and the start of the loop exclude each other:
+ * each dump either reads a loop that does not run, to its end, or is
+ * refused (-CIO_EWRONGTHREAD); the loop's start waits for a dump under
+ * way. (The dump checked "running" once on entry, so a loop that started
+ * during its walk overflowed its task array or looped for ever.) The loop's
+ * thread leaves the loop alone between runs, as the header asks. */
+static atomic_int dumping_done;
+static atomic_long dumps_read, dumps_refused;
+
+static void *dump_repeatedly(void *arg) {
+    cio_loop *loop = arg;
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    while (!atomic_load(&dumping_done)) {
+        int rc = cio_dump(loop, fd, CIO_DUMP_JSON | CIO_DUMP_GRAPH);
+        if (rc >= 0) {
+            atomic_fetch_add(&dumps_read, 1);
+        } else {
+            CHECK_ERR(rc, -CIO_EWRONGTHREAD);
+            atomic_fetch_add(&dumps_refused, 1);
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static void *dump_sleeper(void *arg) {
+    (void)arg;
+    (void)cio_sleep(10);
+    return NULL;
+}
+
+static atomic_int churn_finished;
+
+static void *churn_and_stop(void *arg) {
+    cio_loop *loop = arg;
+    for (int i = 0; i < 200; i++) {
+        cio_task *t;
+        CHECK_OK(cio_spawn(loop, dump_sleeper, NULL, &t));
+        CHECK_OK(cio_sleep(0));
+        CHECK_EQ(cio_task_cancel(t, NULL), 1);
+        CHECK_ERR(cio_await(t, NULL), -ECANCELED);
+        cio_future_unref(t);
+        /* Stop now and then: the loop starts again, against the dumps. */
+        if (i % 10 == 9) {
+            CHECK_OK(cio_loop_stop(loop));
+            CHECK_OK(cio_sleep(0));
+        }
+    }
+    /* Some dumps must have met the loop (the thread may start late). */
+    while (atomic_load(&dumps_read) + atomic_load(&dumps_refused) < 100) CHECK_OK(cio_sleep(0.001));
+    atomic_store(&churn_finished, 1);
+    CHECK_OK(cio_loop_stop(loop));
+    return NULL;
+}
+
+TEST(a_dump_from_another_thread_and_the_loops_start_exclude_each_other) {
+    cio_loop *loop = test_loop();
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, churn_and_stop, loop, &t));
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, dump_repeatedly, loop));
+    while (!atomic_load(&churn_finished)) CHECK_OK(cio_run_forever(loop));
+    atomic_store(&dumping_done, 1);
+    CHECK_OK(pthread_join(th, NULL));
+    CHECK(cio_future_done(t));
+    cio_future_unref(t);
+    CHECK(atomic_load(&dumps_refused) > 0);
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+}

@@ -31,6 +31,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -319,6 +320,10 @@ int cio_run_forever(cio_loop *loop) {
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
     if (loop->running || running_loop) return -CIO_ELOOPRUNNING;
     loop->running = 1;
+    /* A dump reading the loop from outside its run finishes first, and
+     * no new one starts (see cio_dump). */
+    atomic_store(&loop->started, 1);
+    while (atomic_load(&loop->dump_readers) != 0) sched_yield();
     /* The loop now belongs to this thread, and stays this thread's after
      * the run until another thread runs it. */
     atomic_store_explicit(&loop->owner, (uintptr_t)pthread_self(), memory_order_relaxed);
@@ -340,6 +345,7 @@ int cio_run_forever(cio_loop *loop) {
     disable_altstack(altstack);
     loop->stopping = 0;
     loop->running = 0;
+    atomic_store_explicit(&loop->started, 0, memory_order_release);
     running_loop = NULL;
     cio__clock_virtual = NULL;
     return 0;

@@ -61,6 +61,12 @@ struct cio_loop {
     void *exception_handler_arg;
     double slow_callback_duration;
     uint8_t running;
+    /* A dump from outside the loop's run and the loop's start exclude
+     * each other (see cio_dump in src/debug/dump.c): started is set before
+     * the first iteration and cleared after the last; dump_readers counts
+     * the dumps reading the loop from outside its run. */
+    _Atomic uint8_t started;
+    _Atomic unsigned dump_readers;
     uint8_t stopping;
     uint8_t closed;
     uint8_t closing;

@@ -1369,11 +1369,29 @@ static int scratch_alloc(scratch *sc, size_t n) {
 
 #define ALL_FLAGS (CIO_DUMP_STACKS | CIO_DUMP_GRAPH | CIO_DUMP_FOLD | CIO_DUMP_JSON)
 
+static int dump_loop(cio_loop *loop, int fd, unsigned flags);
+
+/*
+ * A dump from outside the loop's run (another thread, or this one while
+ * the loop does not run) reads lists the loop's thread changes once it
+ * runs. A check of "running" on entry alone would let the loop start in
+ * the middle of the walk, so the dump and the start exclude each other:
+ * the dump counts itself in dump_readers and then looks at started; the
+ * start sets started and then waits for dump_readers to drop to zero
+ * (loop.c). With both steps sequentially consistent, either the dump sees
+ * the start and backs off, or the start sees the dump and waits for it.
+ */
 int cio_dump(cio_loop *loop, int fd, unsigned flags) {
     if (!loop || fd < 0 || (flags & ~ALL_FLAGS)) return -EINVAL;
     if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
-    /* A loop running in another thread changes under the reader. */
-    if (loop->running && cio_running_loop() != loop) return -CIO_EWRONGTHREAD;
+    if (cio_running_loop() == loop) return dump_loop(loop, fd, flags);
+    atomic_fetch_add(&loop->dump_readers, 1);
+    int rc = atomic_load(&loop->started) ? -CIO_EWRONGTHREAD : dump_loop(loop, fd, flags);
+    atomic_fetch_sub(&loop->dump_readers, 1);
+    return rc;
+}
+
+static int dump_loop(cio_loop *loop, int fd, unsigned flags) {
     if (loop->closed) return -CIO_ELOOPCLOSED;
 
     size_t n = 0;
@@ -1402,6 +1420,7 @@ int cio_dump(cio_loop *loop, int fd, unsigned flags) {
         for (cio__link *l = loop->futures.next; l != &loop->futures; l = l->next) {
             cio_future *f = CIO__CONTAINER_OF(l, cio_future, loop_link);
             if (!pending_task(f)) continue;
+            if (k == n) break; /* cannot happen: nothing changes the list meanwhile */
             by_id[k] = cio__task_of(f);
             if (k && by_id[k - 1]->id > by_id[k]->id) sorted = 0;
             k++;
