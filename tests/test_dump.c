@@ -101,11 +101,32 @@ static const char *json_ws(const char *p) {
 
 static const char *json_value(const char *p, int depth);
 
+/* The length of a well-formed UTF-8 sequence at p, or 0 (JSON text is
+ * UTF-8: RFC 8259 section 8.1). */
+static size_t utf8_len(const unsigned char *p) {
+    size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+    if (p[0] < 0xc2 || p[0] > 0xf4) return 0;
+    unsigned cp = p[0] & (len == 2 ? 0x1fu : len == 3 ? 0x0fu : 0x07u);
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3fu);
+    }
+    unsigned min = len == 2 ? 0x80u : len == 3 ? 0x800u : 0x10000u;
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return len;
+}
+
 static const char *json_string(const char *p) {
     if (*p != '"') return NULL;
     for (p++; *p != '"'; p++) {
         unsigned char c = (unsigned char)*p;
         if (c < 0x20) return NULL;
+        if (c >= 0x80) {
+            size_t len = utf8_len((const unsigned char *)p);
+            if (len == 0) return NULL;
+            p += len - 1;
+            continue;
+        }
         if (c == '\\') {
             p++;
             if (*p == 'u') {
@@ -1022,4 +1043,53 @@ TEST(bad_arguments_are_refused) {
     CHECK_ERR(cio_dump(loop, 1, 0), -CIO_ELOOPCLOSED);
     CHECK_ERR(cio_dump_request(loop), -CIO_ELOOPCLOSED);
     CHECK_OK(cio_loop_free(loop));
+}
+
+/* Task names are the program's bytes: the JSON dump stays UTF-8 whatever
+ * they hold (ill-formed bytes become U+FFFD; a folded pattern cut at 127
+ * bytes never splits a character), and the text dump shows such bytes as
+ * \xNN. Both used to copy the bytes as they were. */
+static void *named_sleeper(void *arg) {
+    (void)arg;
+    (void)cio_sleep(10);
+    return NULL;
+}
+
+static void *dump_odd_names(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    char long_name[256] = "conn-";
+    for (int k = 0; k < 50; k++) strcat(long_name, "\xc3\xa9");   /* 105 bytes so far */
+    for (int k = 0; k < 8; k++) strcat(long_name, "\xe2\x82\xac"); /* one ends past 127 */
+    const char *names[] = {long_name, long_name, "bad-\xff\xfe-name", "half-\xe2\x82"};
+    cio_task *ts[4];
+    for (int i = 0; i < 4; i++) {
+        cio_task_options o = {.name = names[i]};
+        CHECK_OK(cio_spawn_with(loop, named_sleeper, NULL, &o, &ts[i]));
+    }
+    CHECK_OK(cio_sleep(0.001));
+    unsigned flag_sets[] = {CIO_DUMP_JSON, CIO_DUMP_JSON | CIO_DUMP_FOLD,
+                            CIO_DUMP_JSON | CIO_DUMP_GRAPH | CIO_DUMP_STACKS};
+    for (int i = 0; i < 3; i++) {
+        char *text = dump_string(loop, flag_sets[i], NULL);
+        if (!json_valid(text)) FAIL("invalid JSON:\n%s", text);
+        CHECK(strstr(text, "bad-\\ufffd\\ufffd-name") != NULL);
+        CHECK(strstr(text, "half-\\ufffd\\ufffd") != NULL);
+        free(text);
+    }
+    char *text = dump_string(loop, 0, NULL);
+    CHECK(strstr(text, "bad-\\xff\\xfe-name") != NULL);
+    free(text);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(cio_task_cancel(ts[i], NULL), 1);
+        CHECK_ERR(cio_await(ts[i], NULL), -ECANCELED);
+        cio_future_unref(ts[i]);
+    }
+    return NULL;
+}
+
+TEST(json_dumps_stay_utf8_whatever_bytes_task_names_hold) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, dump_odd_names, NULL, NULL));
+    cio_loop_free(loop);
 }
