@@ -380,7 +380,9 @@ int cio_future_new(cio_loop *loop, cio_future **futp);
  * cio_loop_close() frees what nobody references and leaves what is still
  * referenced valid until its last unref (see cio_loop_close). A pending
  * task keeps running after its last reference is dropped (it is then
- * detached). NULL is accepted. */
+ * detached). NULL is accepted. After its last unref the caller's pointer
+ * is dead: using it is undefined (a task's record may already serve
+ * another task, so not even AddressSanitizer sees such a use). */
 void cio_future_unref(cio_future *fut);
 /* Takes one more reference; returns fut (NULL for NULL). */
 cio_future *cio_future_ref(cio_future *fut);
