@@ -1125,14 +1125,17 @@ cio_loop *cio_transport_loop(cio_transport *t);
 /* Stops accepting and closes the listening sockets; connections stay
  * (asyncio 3.13). Returns 0; a second close does nothing. */
 int cio_server_close(cio_server *s);
-/* Closes every connection of the server (close, or abort). */
+/* Closes every connection of the server (close, or abort). In debug
+ * mode -CIO_EWRONGTHREAD from a thread the loop does not belong to. */
 int cio_server_close_clients(cio_server *s);
 int cio_server_abort_clients(cio_server *s);
 /* In a task: waits until the server is closed and its last connection is
  * gone. Returns 0 or -ECANCELED. */
 int cio_server_wait_closed(cio_server *s);
 /* Starts listening and accepting (a server made with no_start_serving): 0
- * (also when it serves already), -CIO_EINVALSTATE once closed, or listen's
+ * (also when it serves already), -CIO_EINVALSTATE once closed,
+ * -CIO_ELOOPCLOSED once its loop is closed or freed (a server that never
+ * served outlives its loop: close and free it as usual), or listen's
  * error. is_serving is 1 while it accepts. */
 int cio_server_start_serving(cio_server *s);
 int cio_server_is_serving(cio_server *s);

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -590,6 +591,46 @@ TEST(set_context_changes_what_the_callbacks_get) {
     CHECK_OK(cio_datagram_transport_abort(t));
     run_until_lost(loop, &second, NULL);
     CHECK_STR(second.log, "rl");
+    close(sv[1]);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+typedef struct foreign_set_context {
+    cio_datagram_transport *t;
+    void *ctx;
+    int rc;
+} foreign_set_context;
+
+static void *set_context_from_a_foreign_thread(void *arg) {
+    foreign_set_context *f = arg;
+    f->rc = cio_datagram_transport_set_context(f->t, f->ctx);
+    return NULL;
+}
+
+TEST(debug_mode_refuses_set_context_from_a_foreign_thread) {
+    cio_loop_options opts = {.debug = 1};
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new_with(&opts, &loop));
+    int sv[2];
+    CHECK_OK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv));
+    rec first = {0}, second = {0};
+    cio_datagram_transport *t;
+    CHECK_OK(cio_create_datagram_endpoint_from_socket(loop, &proto, &first, sv[0], &t));
+    spin(loop, 2);
+    foreign_set_context f = {.t = t, .ctx = &second};
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, set_context_from_a_foreign_thread, &f));
+    CHECK_OK(pthread_join(th, NULL));
+    CHECK_EQ(f.rc, -CIO_EWRONGTHREAD);
+    /* The callbacks still get the first context. */
+    CHECK(cio_datagram_transport_context(t) == &first);
+    first.t = t;
+    CHECK_EQ(send(sv[1], "hi", 2, 0), 2);
+    for (int i = 0; i < 200 && first.received == 0; i++) run_for(loop, 0.005);
+    CHECK_STR(first.log, "mr");
+    CHECK_STR(second.log, "");
+    CHECK_OK(cio_datagram_transport_abort(t));
+    run_until_lost(loop, &first, NULL);
     close(sv[1]);
     CHECK_OK(cio_loop_free(loop));
 }

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -208,6 +209,16 @@ static cio_server *serve_and_connect(cio_loop *loop, pool *p, rec *client) {
 static int all_received(void *arg) {
     rec *r = arg;
     return r->len >= 5;
+}
+
+static int all_received_2(void *arg) {
+    rec *r = arg;
+    return r->len >= 2;
+}
+
+static int n_conns_1(void *arg) {
+    pool *p = arg;
+    return p->n >= 1;
 }
 
 static void echo_round_trip(const char *host, const char *path) {
@@ -741,6 +752,129 @@ TEST(a_server_that_does_not_start_serving_refuses_connections) {
     CHECK_EQ(p.n, 1);
     CHECK_OK(cio_server_free(s));
     run_for(loop, 0.01);
+    pool_free(&p);
+    cio_loop_free(loop);
+}
+
+/* A server that outlived its loop (made with no_start_serving, so the
+ * loop's close did not know it) cannot start serving: its loop is closed,
+ * then freed, and the calls say so instead of using the freed loop. Close
+ * and free still work (they touch no loop). */
+TEST(a_server_that_outlived_its_loop_refuses_to_start_serving) {
+    cio_loop *loop = test_loop();
+    pool p = {0};
+    cio_server *s;
+    cio_server_options o = {.no_start_serving = 1};
+    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", &o, &s));
+    CHECK_OK(cio_loop_close(loop));
+    CHECK_ERR(cio_server_start_serving(s), -CIO_ELOOPCLOSED);
+    CHECK_EQ(cio_server_is_serving(s), 0);
+    cio_loop_free(loop);
+    /* Another loop may now take the freed loop's memory. */
+    cio_loop *other = test_loop();
+    CHECK_ERR(cio_server_start_serving(s), -CIO_ELOOPCLOSED);
+    CHECK_OK(cio_server_close_clients(s));
+    CHECK_OK(cio_server_abort_clients(s));
+    CHECK(cio_server_sockets(s, NULL, 0) >= 1);
+    CHECK_OK(cio_server_close(s));
+    CHECK_EQ(cio_server_sockets(s, NULL, 0), 0);
+    CHECK_OK(cio_server_free(s));
+    cio_loop_free(other);
+}
+
+/* connection_made may free the server that accepted the connection (as a
+ * stream handler may): the accept job was still walking the freed server
+ * (ASan: heap-use-after-free). The connection goes on without its server. */
+static cio_server *server_to_free;
+
+static void free_server_when_made(cio_transport *t, void *ctx) {
+    CHECK_OK(cio_server_free(server_to_free));
+    server_to_free = NULL;
+    pool_made(t, ctx);
+}
+
+static const cio_protocol server_freeing = {
+    .connection_made = free_server_when_made,
+    .data_received = received,
+    .eof_received = eof,
+    .connection_lost = lost,
+};
+
+static int server_saw_data(void *arg) {
+    pool *p = arg;
+    return p->n == 1 && p->conns[0].len >= 2;
+}
+
+TEST(connection_made_may_free_its_server) {
+    cio_loop *loop = test_loop();
+    pool p = {.proto = {.echo = 1}};
+    CHECK_OK(cio_create_server(loop, &server_freeing, &p, "127.0.0.1", "0", NULL,
+                               &server_to_free));
+    rec client = {0};
+    connect_args a = {.host = "127.0.0.1", .r = &client};
+    snprintf(a.port, sizeof a.port, "%d", server_port(server_to_free));
+    connect_client(loop, &a);
+    CHECK_OK(a.rc);
+    CHECK_OK(cio_transport_write(client.t, "hi", 2));
+    run_until(loop, server_saw_data, &p);
+    CHECK(server_to_free == NULL);
+    run_until(loop, all_received_2, &client);
+    CHECK(memcmp(client.data, "hi", 2) == 0);
+    CHECK_OK(cio_transport_close(client.t));
+    run_until(loop, lost_cond, &p.conns[0]);
+    free(client.data);
+    pool_free(&p);
+    cio_loop_free(loop);
+}
+
+/* Debug mode refuses the server's and the transport's state-changing calls
+ * from a thread the loop does not belong to, and nothing changes. */
+typedef struct foreign_server_calls {
+    cio_server *server;
+    cio_transport *transport;
+    int refused;
+} foreign_server_calls;
+
+static void *server_calls_from_a_foreign_thread(void *arg) {
+    foreign_server_calls *f = arg;
+    f->refused = (cio_server_close_clients(f->server) == -CIO_EWRONGTHREAD) +
+                 (cio_server_abort_clients(f->server) == -CIO_EWRONGTHREAD) +
+                 (cio_transport_set_context(f->transport, NULL) == -CIO_EWRONGTHREAD) +
+                 (cio_server_start_serving(f->server) == -CIO_EWRONGTHREAD);
+    return NULL;
+}
+
+TEST(debug_mode_refuses_server_and_transport_calls_from_a_foreign_thread) {
+    cio_loop_options opts = {.debug = 1};
+    cio_loop *loop;
+    CHECK_OK(cio_loop_new_with(&opts, &loop));
+    pool p = {0};
+    rec client = {0};
+    cio_server *s = serve_and_connect(loop, &p, &client);
+    run_until(loop, n_conns_1, &p);
+    cio_server *idle;
+    cio_server_options o = {.no_start_serving = 1};
+    CHECK_OK(cio_create_server(loop, &server_recorder, &p, "127.0.0.1", "0", &o, &idle));
+    foreign_server_calls f = {.server = s, .transport = client.t};
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, server_calls_from_a_foreign_thread, &f));
+    CHECK_OK(pthread_join(th, NULL));
+    CHECK_EQ(f.refused, 3);
+    f.server = idle;
+    CHECK_OK(pthread_create(&th, NULL, server_calls_from_a_foreign_thread, &f));
+    CHECK_OK(pthread_join(th, NULL));
+    CHECK_EQ(f.refused, 4);
+    /* Nothing changed: the connection is open, its context kept, and the
+     * idle server still does not serve. */
+    CHECK(cio_transport_context(client.t) == &client);
+    CHECK_EQ(cio_transport_is_closing(client.t), 0);
+    CHECK_EQ(cio_transport_is_closing(p.conns[0].t), 0);
+    CHECK_EQ(cio_server_is_serving(idle), 0);
+    CHECK_OK(cio_transport_close(client.t));
+    run_until(loop, lost_cond, &p.conns[0]);
+    CHECK_OK(cio_server_free(idle));
+    CHECK_OK(cio_server_free(s));
+    free(client.data);
     pool_free(&p);
     cio_loop_free(loop);
 }

@@ -541,6 +541,8 @@ void *cio_datagram_transport_context(const cio_datagram_transport *t) {
 
 int cio_datagram_transport_set_context(cio_datagram_transport *t, void *ctx) {
     if (!t) return -EINVAL;
+    int rc = cio__loop_check_thread(t->loop);
+    if (rc < 0) return rc;
     t->ctx = ctx;
     return 0;
 }

@@ -59,6 +59,7 @@ typedef struct listener {
 
 struct cio_server {
     cio_loop *loop;
+    uint64_t loop_key;           /* the loop, for calls that may come after it was freed */
     const cio_protocol *proto;
     void *ctx;
     listener *listeners;
@@ -204,7 +205,15 @@ static void accept_job(cio__job *job) {
             continue;
         }
         cio__server_add_connection(s, t);
+        /* connection_made may close or free the server, as a stream
+         * handler may: freeing waits for the end of this job. */
+        s->accepting = 1;
         cio__transport_start(t);
+        s->accepting = 0;
+        if (s->free_pending) {
+            maybe_free(s);
+            return;
+        }
     }
     schedule_accept(l);
 }
@@ -428,6 +437,7 @@ static int server_new(cio_loop *loop, const cio_protocol *proto, void *ctx, size
         return -ENOMEM;
     }
     s->loop = loop;
+    s->loop_key = loop->key;
     s->proto = proto;
     s->ctx = ctx;
     s->listeners = ls;
@@ -535,10 +545,28 @@ int cio_create_unix_server(cio_loop *loop, const cio_protocol *proto, void *ctx,
 
 /* ---- the server's calls ------------------------------------------------- */
 
+/*
+ * The server's loop while it is open, else NULL. A server made with
+ * no_start_serving has nothing in its loop, so the loop's close does not
+ * know it and the server may outlive the loop (even its free): its loop
+ * pointer is read only when the loop's key still names that loop.
+ */
+static cio_loop *open_loop(const cio_server *s) {
+    cio_loop *loop = cio__loop_by_key(s->loop_key);
+    return loop && !loop->closed && !loop->closing ? loop : NULL;
+}
+
+static int start_serving_checked(cio_server *s) {
+    if (s->closed) return -CIO_EINVALSTATE;
+    if (s->serving) return 0;
+    if (!open_loop(s)) return -CIO_ELOOPCLOSED;
+    int rc = cio__loop_check(s->loop);
+    return rc < 0 ? rc : start_serving(s);
+}
+
 int cio_server_start_serving(cio_server *s) {
     if (!s) return -EINVAL;
-    if (s->closed) return -CIO_EINVALSTATE;
-    return s->serving ? 0 : start_serving(s);
+    return start_serving_checked(s);
 }
 
 int cio_server_is_serving(cio_server *s) {
@@ -589,6 +617,13 @@ int cio_server_close(cio_server *s) {
 
 static int close_each(cio_server *s, int (*fn)(cio_transport *)) {
     if (!s) return -EINVAL;
+    /* Debug mode's wrong-thread check, while the loop lives (a server
+     * whose loop is gone has no connections left). */
+    cio_loop *loop = cio__loop_by_key(s->loop_key);
+    if (loop) {
+        int rc = cio__loop_check_thread(loop);
+        if (rc < 0) return rc;
+    }
     /* The transports leave the list only from their lost job, later, so
      * walking it while closing them is safe. */
     for (cio__link *l = s->connections.next; l != &s->connections; l = l->next)
@@ -619,7 +654,7 @@ int cio_server_serve_forever(cio_server *s) {
     int rc = cio__waitq_check(&s->forever_waiters);
     if (rc < 0) return rc;
     if (s->closed || s->serving_forever) return -CIO_EINVALSTATE;
-    if (!s->serving && (rc = start_serving(s)) < 0) return rc;
+    if ((rc = start_serving_checked(s)) < 0) return rc;
     s->serving_forever = 1;
     cio__waiter w;
     cio__waitq_wait_on(&s->forever_waiters, &w, CIO__WAIT_SERVER, s, NULL,

@@ -847,7 +847,8 @@ void *cio_transport_context(cio_transport *t) {
 }
 
 int cio_transport_set_context(cio_transport *t, void *ctx) {
-    if (!t) return -EINVAL;
+    int rc = check(t);
+    if (rc < 0) return rc;
     t->ctx = ctx;
     return 0;
 }
