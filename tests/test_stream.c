@@ -5,6 +5,8 @@
  * what loop close leaves behind.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -653,6 +655,73 @@ TEST(loop_close_with_handlers_waiting_leaves_nothing_behind) {
     cio_loop_free(loop);
     CHECK_OK(cio_stream_free(c));
     CHECK_OK(cio_server_free(s));
+}
+
+/* ---- loop close under a task still connecting ----------------------------- */
+
+/* How many descriptors this process has open. */
+static int open_fds(void) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d != NULL);
+    while (readdir(d)) n++;
+    closedir(d);
+    return n - 3; /* ".", ".." and the directory's own descriptor */
+}
+
+static int connecting_done;
+
+static void *connect_for_ever(void *arg) {
+    (void)arg;
+    cio_stream *c;
+    (void)cio_open_connection("127.0.0.1", port_str, &c);
+    connecting_done = 1; /* never: the loop closes first */
+    return NULL;
+}
+
+static void *sleep_a_little(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_sleep(0.1));
+    return NULL;
+}
+
+TEST(loop_close_under_a_task_still_connecting_leaves_nothing_behind) {
+    /* A listener whose accept queue is full drops further SYNs, so a
+     * connect to it stays in progress (the kernel would retry for a
+     * minute). */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_OK(bind(lfd, (struct sockaddr *)&sa, sizeof sa));
+    CHECK_OK(listen(lfd, 0));
+    socklen_t len = sizeof sa;
+    CHECK_OK(getsockname(lfd, (struct sockaddr *)&sa, &len));
+    snprintf(port_str, sizeof port_str, "%d", ntohs(sa.sin_port));
+    int fillers[4];
+    for (int i = 0; i < 4; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        CHECK(fillers[i] >= 0);
+        int rc = connect(fillers[i], (struct sockaddr *)&sa, sizeof sa);
+        CHECK(rc == 0 || errno == EINPROGRESS);
+    }
+    int before = open_fds();
+    cio_loop *loop = test_loop();
+    cio_task *t;
+    connecting_done = 0;
+    CHECK_OK(cio_spawn(loop, connect_for_ever, NULL, &t));
+    CHECK_OK(test_run(loop, sleep_a_little, NULL, NULL));
+    CHECK_EQ(cio_future_done(t), 0);
+    /* Close ends the task inside the connect: its socket is closed, and
+     * the stream and the address list are freed (ASan and Valgrind
+     * check those). */
+    CHECK_OK(cio_loop_free(loop));
+    CHECK_EQ(connecting_done, 0);
+    CHECK_EQ(cio_future_cancelled(t), 1);
+    cio_future_unref(t);
+    CHECK_EQ(open_fds(), before);
+    for (int i = 0; i < 4; i++) close(fillers[i]);
+    close(lfd);
 }
 
 /* ---- a server connection's records live in its handler's frame ------------ */

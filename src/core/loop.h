@@ -130,7 +130,38 @@ struct cio_loop {
     _Atomic int dump_requested;
     int dump_fd;
     int dump_signal;
+    /* What calls suspended in tasks own and close must give back
+     * (cio__holding, below), innermost first. */
+    cio__link holdings;
 };
+
+/*
+ * Something a call owns across a suspension: a socket it is connecting, a
+ * list of resolved addresses, a stream not yet handed to the program. If
+ * the loop closes while the task is suspended there, the code after the
+ * suspension never runs (a C stack is not unwound), so the call registers
+ * a holding, whose record lives in its own frame, and close calls release
+ * for each one left, while the stacks still exist. Calls nest, so the loop
+ * keeps a list: the newest holding is released first. Costs two stores at
+ * each end, and only for calls that suspend holding something.
+ */
+typedef struct cio__holding {
+    cio__link link;
+    void (*release)(void *arg);
+    void *arg;
+} cio__holding;
+
+static inline void cio__loop_hold(cio_loop *loop, cio__holding *h, void (*release)(void *arg),
+                                  void *arg) {
+    h->release = release;
+    h->arg = arg;
+    cio__list_push_front(&loop->holdings, &h->link);
+}
+
+/* The call ended on its own: it gives back what it held itself. */
+static inline void cio__loop_unhold(cio__holding *h) {
+    cio__list_unlink(&h->link);
+}
 
 /* What the iteration calls for a requested dump (at_close 0), and loop
  * close in debug mode for the tasks that never finished (at_close 1):

@@ -13,6 +13,9 @@
  *      what was posted but never ran is discarded (see inbox.c).
  *   1. Cancel and reap every I/O operation in flight (their records live
  *      on task stacks, which must outlive them).
+ *      Then release what the calls suspended in those tasks hold
+ *      (cio__holding in loop.h: sockets being connected, address lists),
+ *      since their remaining code, which would have, never runs.
  *   2. Pin every future of the loop (one extra reference each), so that
  *      dropping references below frees nothing while the lists are walked.
  *   3. Discard every job that will never run: the ready queue and every
@@ -78,6 +81,7 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
     atomic_init(&loop->owner, (uintptr_t)pthread_self());
     cio__list_init(&loop->ready);
     cio__list_init(&loop->futures);
+    cio__list_init(&loop->holdings);
     cio__fd_table_init(&loop->watchers, sizeof(void *), NULL);
     loop->default_stack_size = opts->default_stack_size ? opts->default_stack_size
                                                         : CIO_DEFAULT_STACK_SIZE;
@@ -156,6 +160,10 @@ int cio_loop_close(cio_loop *loop) {
      * completions may schedule wake-ups; those are dropped next. */
     loop->io.backend->drain(&loop->io);
     cio__link *link;
+    while ((link = cio__list_pop_front(&loop->holdings)) != NULL) {
+        cio__holding *h = CIO__CONTAINER_OF(link, cio__holding, link);
+        h->release(h->arg);
+    }
     /* 2. */
     for (link = loop->futures.next; link != &loop->futures; link = link->next)
         CIO__CONTAINER_OF(link, cio_future, loop_link)->refs++;

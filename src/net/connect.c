@@ -9,20 +9,36 @@
  * The error of the last address tried is what the caller gets.
  */
 #include <netdb.h>
+#include <stdint.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "net.h"
 
+/* What loop close gives back for a task it ends inside a connect (see
+ * cio__holding): the socket, which the kernel has forgotten by then (the
+ * connect was cancelled), and the resolved addresses. */
+static void release_socket(void *arg) {
+    close((int)(intptr_t)arg);
+}
+
+static void release_addresses(void *arg) {
+    freeaddrinfo(arg);
+}
+
 /* One attempt: a connected, non-blocking socket, or -errno. */
-static int connect_one(const struct sockaddr *addr, socklen_t len, int64_t deadline) {
+static int connect_one(cio_loop *loop, const struct sockaddr *addr, socklen_t len,
+                       int64_t deadline) {
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     cio__op op;
     cio__op_init(&op, CIO__OP_CONNECT, fd);
     op.u.connect.addr = addr;
     op.u.connect.addrlen = len;
+    cio__holding socket_held;
+    cio__loop_hold(loop, &socket_held, release_socket, (void *)(intptr_t)fd);
     ssize_t rc = cio__op_await(&op, deadline);
+    cio__loop_unhold(&socket_held);
     if (rc < 0) {
         /* The loop forgets the descriptor before it is closed. */
         cio_close(fd);
@@ -62,12 +78,15 @@ int cio_create_connection_until(cio_loop *loop, const cio_protocol *proto, void 
     if (rc < 0) return rc;
     struct addrinfo *res;
     if ((rc = cio__resolve(host, port, 0, &res)) < 0) return rc;
+    cio__holding addresses_held;
+    cio__loop_hold(loop, &addresses_held, release_addresses, res);
     int fd = -ENOENT;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = connect_one(ai->ai_addr, ai->ai_addrlen, deadline);
+        fd = connect_one(loop, ai->ai_addr, ai->ai_addrlen, deadline);
         /* A cancellation or the deadline ends the whole call. */
         if (fd >= 0 || fd == -ECANCELED || fd == -ETIMEDOUT) break;
     }
+    cio__loop_unhold(&addresses_held);
     freeaddrinfo(res);
     if (fd < 0) return fd;
     return make_transport(loop, fd, proto, ctx, out);
@@ -86,7 +105,7 @@ int cio_create_unix_connection(cio_loop *loop, const cio_protocol *proto, void *
     int bad = cio__unix_address(path, &addr, &len);
     if (bad < 0) return bad;
     if (rc < 0) return rc;
-    int fd = connect_one((struct sockaddr *)&addr, len, INT64_MAX);
+    int fd = connect_one(loop, (struct sockaddr *)&addr, len, INT64_MAX);
     if (fd < 0) return fd;
     return make_transport(loop, fd, proto, ctx, out);
 }

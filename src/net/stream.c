@@ -455,6 +455,10 @@ int cio_start_unix_server(cio_loop *loop, cio_stream_handler_fn handler, void *a
 
 /* ---- opening connections ------------------------------------------------ */
 
+static void release_stream(void *arg) {
+    stream_free_now(arg);
+}
+
 static int open_stream(const char *host, const char *port, const char *path, double when,
                        cio_stream **out) {
     if (out) *out = NULL;
@@ -463,9 +467,13 @@ static int open_stream(const char *host, const char *port, const char *path, dou
     if (!loop) return (path ? !*path : !host || !port) ? -EINVAL : -EPERM;
     cio_stream *s = stream_new(loop);
     if (!s) return -ENOMEM;
+    /* Loop close frees the stream if it ends the task inside the connect. */
+    cio__holding stream_held;
+    cio__loop_hold(loop, &stream_held, release_stream, s);
     cio_transport *t;
     int rc = path ? cio_create_unix_connection(loop, &stream_protocol, s, path, &t)
                   : cio_create_connection_until(loop, &stream_protocol, s, host, port, when, &t);
+    cio__loop_unhold(&stream_held);
     if (rc < 0) {
         stream_free_now(s);
         return rc;
