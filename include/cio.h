@@ -1847,6 +1847,17 @@ int cio_remove_signal_handler(cio_loop *loop, int sig);
  * Naming none gives epoll in this version. CIO_URING_DISABLE (multishot, defer_taskrun,
  * single_issuer) and CIO_URING_ENTRIES ("sq,cq") switch io_uring features
  * off and size its rings, for tests and kernel-bug workarounds.
+ *
+ * An io_uring loop's ring is bound to the thread that runs it (the kernel's
+ * single issuer), and the kernel takes nothing on that ring from another
+ * thread, not even a cancellation, nor does it cancel a waiting request
+ * when that thread exits. So a loop with I/O still in the kernel (a server
+ * that listens, an open connection) must be closed, and such objects
+ * freed, in the thread that last ran it (another thread may take the loop
+ * over by running it, once nothing is in the kernel). Done from another
+ * thread, close says so on stderr and keeps the ring and its state for
+ * good, rather than free memory the kernel may still write into.
+ * CIO_URING_DISABLE=single_issuer lifts the binding.
  * ------------------------------------------------------------------------ */
 
 /* Why the loop does not run on io_uring, in one line: "" when it does,
