@@ -12,6 +12,7 @@
 #define CIO_TEST_H
 
 #include <cio.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdint.h>
@@ -118,6 +119,19 @@ static inline cio_loop *test_loop(void) {
     int rc = cio_loop_new(&loop);
     if (rc < 0) FAIL("cio_loop_new: %s", cio_strerror(rc));
     return loop;
+}
+
+/* How many descriptors this process has open: the entries of
+ * /proc/self/fd, less the directory's own. */
+static inline int test_open_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) FAIL("opendir /proc/self/fd");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1;
 }
 
 /* Runs fn(arg) as a task to completion and returns its outcome. */

@@ -591,16 +591,6 @@ TEST(a_loop_made_in_one_thread_runs_in_two_others_in_turn) {
 
 /* ---- The io_uring fast path: multishot accept, buffer ring, CQ overflow ---- */
 
-/* How many descriptors this process has open. */
-static int open_fds(void) {
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    CHECK(d != NULL);
-    while (readdir(d)) n++;
-    closedir(d);
-    return n - 3; /* ".", ".." and the directory's own descriptor */
-}
-
 static int listening_port(cio_server *srv) {
     int fd;
     CHECK_EQ(cio_server_sockets(srv, &fd, 1), 1);
@@ -703,7 +693,7 @@ static void *storm_main(void *arg) {
 
 TEST(server_closed_during_a_connect_storm_loses_no_connection_or_descriptor) {
     raise_fd_limit(2 * STORM + 64);
-    int before = open_fds();
+    int before = test_open_fds();
     cio_loop *loop = test_loop();
     void *res;
     CHECK_OK(test_run(loop, storm_main, loop, &res));
@@ -717,7 +707,7 @@ TEST(server_closed_during_a_connect_storm_loses_no_connection_or_descriptor) {
     if (loop->io.caps & CIO__CAP_ACCEPT_MULTI)
         CHECK(loop->io.counters.accepts >= (uint64_t)STORM_SERVED);
     CHECK_OK(cio_loop_free(loop));
-    CHECK_EQ(open_fds(), before);
+    CHECK_EQ(test_open_fds(), before);
 }
 
 /* A buffer ring of 8 x 4 KiB under 32 connections that all send at once:

@@ -658,17 +658,10 @@ static void *open_fifo_waiting(void *arg) {
     return NULL;
 }
 
-static int count_fds(void) {
-    int n = 0;
-    for (int fd = 0; fd < 1024; fd++)
-        if (fcntl(fd, F_GETFD) >= 0) n++;
-    return n;
-}
-
 static void *cancel_open_in_kernel(void *arg) {
     (void)arg;
     cio_loop *loop = cio_running_loop();
-    int fds = count_fds();
+    int fds = test_open_fds();
     cio_task *t;
     CHECK_OK(cio_spawn(loop, open_fifo_waiting, NULL, &t));
     CHECK_OK(cio_sleep(0.05));
@@ -680,7 +673,7 @@ static void *cancel_open_in_kernel(void *arg) {
     if (on_io_uring()) {
         CHECK_ERR(cio_await(t, NULL), -ECANCELED);
         CHECK_ERR(open_wait_result, -ECANCELED);
-        CHECK_EQ(count_fds(), fds);
+        CHECK_EQ(test_open_fds(), fds);
         CHECK_INT(file_stats().ring_calls, >=, 1);
     } else {
         CHECK_OK(cio_sleep(0.05));

@@ -20,16 +20,6 @@
 
 extern int cio__process_no_pidfd;
 
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n - 1; /* the directory's own */
-}
-
 /* No child of this process is left, not even a zombie. */
 static int no_children(void) {
     siginfo_t si;
@@ -327,7 +317,7 @@ TEST(cancelled_wait_and_communicate_leave_the_child_running_and_lose_nothing) {
 
 static void *many_children(void *arg) {
     int CHILDREN = PTRI(arg);
-    int before = count_fds();
+    int before = test_open_fds();
     cio_process **ps = calloc(CHILDREN, sizeof *ps);
     char *const argv[] = {"true", NULL};
     for (int i = 0; i < CHILDREN; i++) {
@@ -341,7 +331,7 @@ static void *many_children(void *arg) {
         CHECK_OK(cio_process_free(ps[i]));
     }
     free(ps);
-    CHECK_EQ(count_fds(), before);
+    CHECK_EQ(test_open_fds(), before);
     CHECK(no_children());
     return NULL;
 }

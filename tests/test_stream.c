@@ -659,16 +659,6 @@ TEST(loop_close_with_handlers_waiting_leaves_nothing_behind) {
 
 /* ---- loop close under a task still connecting ----------------------------- */
 
-/* How many descriptors this process has open. */
-static int open_fds(void) {
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    CHECK(d != NULL);
-    while (readdir(d)) n++;
-    closedir(d);
-    return n - 3; /* ".", ".." and the directory's own descriptor */
-}
-
 static int connecting_done;
 
 static void *connect_for_ever(void *arg) {
@@ -705,7 +695,7 @@ TEST(loop_close_under_a_task_still_connecting_leaves_nothing_behind) {
         int rc = connect(fillers[i], (struct sockaddr *)&sa, sizeof sa);
         CHECK(rc == 0 || errno == EINPROGRESS);
     }
-    int before = open_fds();
+    int before = test_open_fds();
     cio_loop *loop = test_loop();
     cio_task *t;
     connecting_done = 0;
@@ -719,7 +709,7 @@ TEST(loop_close_under_a_task_still_connecting_leaves_nothing_behind) {
     CHECK_EQ(connecting_done, 0);
     CHECK_EQ(cio_future_cancelled(t), 1);
     cio_future_unref(t);
-    CHECK_EQ(open_fds(), before);
+    CHECK_EQ(test_open_fds(), before);
     for (int i = 0; i < 4; i++) close(fillers[i]);
     close(lfd);
 }
