@@ -247,12 +247,12 @@ static void clear_handle(cio_handle *handle) {
 }
 
 int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *handle) {
-    clear_handle(handle);
-    if (!loop || !fn) return -EINVAL;
-    int rc = cio__loop_check(loop);
-    if (rc < 0) return rc;
-    cio__node *node = node_alloc(loop);
-    if (!node) return -ENOMEM;
+    int rc = !loop || !fn ? -EINVAL : cio__loop_check(loop);
+    cio__node *node = rc < 0 ? NULL : node_alloc(loop);
+    if (__builtin_expect(!node, 0)) {
+        clear_handle(handle);
+        return rc < 0 ? rc : -ENOMEM;
+    }
     node->callback = fn;
     node->arg = arg;
     node->state = CIO__NODE_READY;

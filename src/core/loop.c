@@ -385,6 +385,7 @@ int64_t cio_loop_time_ns(const cio_loop *loop) {
 int cio_loop_set_debug(cio_loop *loop, int enabled) {
     if (!loop) return -EINVAL;
     loop->debug = enabled != 0;
+    cio__loop_note_state(loop);
     return 0;
 }
 

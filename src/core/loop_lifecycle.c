@@ -92,6 +92,7 @@ int cio_loop_new_with(const cio_loop_options *opts, cio_loop **loopp) {
     if (!opts->default_stack_size) loop->default_stack_size *= 4;
 #endif
     loop->debug = opts->debug != 0;
+    cio__loop_note_state(loop);
     loop->dump_fd = -1;
     loop->virtual_clock = opts->virtual_clock != 0;
     loop->virtual_now = cio__clock_real_ns();
@@ -137,6 +138,7 @@ int cio_loop_close(cio_loop *loop) {
      * still walking. */
     if (loop->closing) return -EBUSY;
     loop->closing = 1;
+    cio__loop_note_state(loop);
     /* Debug mode: the tasks that never finished are dumped (names, waits,
      * frames) while their stacks still hold them, through the report path
      * (closing is set: a handler that closes the loop again is refused). */
@@ -220,6 +222,7 @@ int cio_loop_close(cio_loop *loop) {
     cio__io_fini(&loop->io);
     loop->closed = 1;
     loop->closing = 0;
+    cio__loop_note_state(loop);
     return 0;
 }
 
