@@ -1403,11 +1403,18 @@ int cio_process_wait(cio_process *p, int *code);
  * task is in communicate, or reads the streams), -CIO_EINVALSTATE for a
  * protocol process, -ECANCELED: the child runs on and every byte it wrote
  * stays in the streams (a later communicate returns it; input is sent
- * only once). */
+ * only once). A child that does not read its input, or a stdin already
+ * closed, is no error; any other error of writing the input (-ENOMEM,
+ * -EFAULT...) is returned before anything else, with stdin left open. A
+ * cio_process_close meanwhile ends the outputs there: what came before is
+ * returned, as asyncio's communicate returns it. */
 int cio_process_communicate(cio_process *p, const void *input, size_t len, void **out,
                             size_t *out_len, void **err, size_t *err_len);
 /* Signals the child (through its pidfd: never another process that took
- * its number). -ESRCH once it exited, -EINVAL for a bad signal number. */
+ * its number). Once it exited: 0 without signalling while a pipe to it is
+ * still connected (asyncio's Popen skips a child it knows is dead), then
+ * -ESRCH (asyncio's ProcessLookupError once its transport has finished).
+ * -EINVAL for a bad signal number. */
 int cio_process_send_signal(cio_process *p, int sig);
 int cio_process_terminate(cio_process *p);   /* SIGTERM */
 int cio_process_kill(cio_process *p);        /* SIGKILL */
@@ -1830,7 +1837,8 @@ int cio_getnameinfo(const struct sockaddr *addr, unsigned int addrlen, int flags
 int cio_add_signal_handler(cio_loop *loop, int sig, cio_callback_fn fn, void *arg);
 /* Removes sig's handler (asyncio loop.remove_signal_handler): 1 if there
  * was one, 0 if not (also on a closed loop), -EINVAL for a NULL loop or a
- * number outside 1..SIGRTMAX, -CIO_EFORKED. A call already queued does
+ * number outside 1..SIGRTMAX or one of glibc's own two (32 and 33, which
+ * Python's signal.valid_signals() leaves out too), -CIO_EFORKED. A call already queued does
  * not happen (arg may be freed once this returns). */
 int cio_remove_signal_handler(cio_loop *loop, int sig);
 

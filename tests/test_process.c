@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "base/fault.h"
 
 extern int cio__process_no_pidfd;
 
@@ -313,6 +314,82 @@ static void *cancel_wait_and_communicate(void *arg) {
 
 TEST(cancelled_wait_and_communicate_leave_the_child_running_and_lose_nothing) {
     with_loop(cancel_wait_and_communicate, NULL);
+}
+
+/* ---- communicate's edges, and signals after the exit, as asyncio's --------- */
+
+static void *close_later(void *arg) {
+    CHECK_OK(cio_sleep(0.2));
+    CHECK_OK(cio_process_close(arg));
+    return NULL;
+}
+
+static void *communicate_and_signal_edges(void *arg) {
+    (void)arg;
+    /* Closing the process during communicate ends the outputs there, and
+     * what came before is returned (asyncio: (b'x\n', None), -9). */
+    cio_process_options o = {0};
+    o.stdio[1] = CIO_STDIO_PIPE;
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_shell(the_loop, "echo x; exec sleep 5", &o, &p));
+    cio_task *closer;
+    CHECK_OK(cio_spawn(the_loop, close_later, p, &closer));
+    void *out = NULL;
+    size_t len = 0;
+    CHECK_OK(cio_process_communicate(p, NULL, 0, &out, &len, NULL, NULL));
+    CHECK_EQ(len, 2);
+    CHECK(out != NULL && memcmp(out, "x\n", 2) == 0);
+    free(out);
+    int code = 0;
+    CHECK_EQ(cio_process_returncode(p, &code), 1);
+    CHECK_EQ(code, -SIGKILL);
+    CHECK_OK(cio_await(closer, NULL));
+    cio_future_unref(closer);
+    CHECK_OK(cio_process_free(p));
+
+    /* A child that exited while a pipe to it is still connected (a
+     * grandchild holds its stdout) is not signalled, quietly, as asyncio's
+     * Popen skips it; once the pipes are gone, -ESRCH. */
+    CHECK_OK(cio_create_subprocess_shell(the_loop, "sleep 0.5 & exit 0", &o, &p));
+    CHECK_OK(cio_process_wait(p, &code));
+    CHECK_EQ(code, 0);
+    CHECK(cio_stream_transport(cio_process_stdout(p)) != NULL);
+    CHECK_OK(cio_process_kill(p));
+    CHECK_OK(cio_process_send_signal(p, SIGTERM));
+    CHECK_OK(cio_process_close(p));
+    for (int i = 0; i < 100 && cio_stream_transport(cio_process_stdout(p)); i++)
+        CHECK_OK(cio_sleep(0.01));
+    CHECK(cio_stream_transport(cio_process_stdout(p)) == NULL);
+    CHECK_ERR(cio_process_kill(p), -ESRCH);
+    CHECK_OK(cio_process_free(p));
+
+    /* An input that cannot be sent (here: no memory to buffer what the
+     * pipe does not take: the write that fills the pipe is the first
+     * fallible operation, the buffer's allocation the second) is the
+     * caller's error, with stdin left open; a later communicate sends it. */
+    o.stdio[0] = CIO_STDIO_PIPE;
+    CHECK_OK(cio_create_subprocess_shell(the_loop, "sleep 0.1; wc -c", &o, &p));
+    size_t big = 1 << 20;
+    char *input = calloc(1, big);
+    CHECK(input != NULL);
+    cio__fault_arm(2);
+    int rc = cio_process_communicate(p, input, big, &out, &len, NULL, NULL);
+    cio__fault_arm(0);
+    CHECK_ERR(rc, -ENOMEM);
+    CHECK_EQ(cio_stream_is_closing(cio_process_stdin(p)), 0);
+    CHECK_OK(cio_process_communicate(p, input, big, &out, &len, NULL, NULL));
+    free(input);
+    /* What the failed call had already sent, and then all of it. */
+    CHECK(out != NULL);
+    long counted = strtol(out, NULL, 10);
+    CHECK(counted >= (long)big);
+    free(out);
+    CHECK_OK(cio_process_free(p));
+    return NULL;
+}
+
+TEST(communicate_and_signals_after_the_exit_as_asyncio) {
+    with_loop(communicate_and_signal_edges, NULL);
 }
 
 static void *many_children(void *arg) {

@@ -226,6 +226,10 @@ TEST(bad_signals_and_arguments_are_refused) {
     CHECK_ERR(cio_remove_signal_handler(NULL, SIGUSR1), -EINVAL);
     CHECK_ERR(cio_remove_signal_handler(loop, 0), -EINVAL);
     CHECK_ERR(cio_remove_signal_handler(loop, SIGRTMAX + 1), -EINVAL);
+    /* glibc's own two are no valid signal (asyncio: ValueError). */
+    CHECK_ERR(cio_remove_signal_handler(loop, 32), -EINVAL);
+    CHECK_ERR(cio_remove_signal_handler(loop, 33), -EINVAL);
+    CHECK_EQ(cio_remove_signal_handler(loop, SIGRTMIN), 0);
     CHECK_EQ(cio_remove_signal_handler(loop, SIGKILL), 0);
     /* Nothing was touched by the refusals. */
     for (int sig = 1; sig < NSIG; sig++) {

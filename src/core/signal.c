@@ -336,8 +336,15 @@ static void drop_record_if_empty(cio_loop *loop) {
     cio__free(sg);
 }
 
+/* A signal number a program may name: 1..SIGRTMAX less the two that
+ * glibc keeps for its threads (32 and 33, below SIGRTMIN), as Python's
+ * signal.valid_signals() lists them. */
+static bool valid_number(int sig) {
+    return sig >= 1 && sig <= SIGRTMAX && (sig < 32 || sig >= SIGRTMIN);
+}
+
 static int check_signal(int sig) {
-    if (sig < 1 || sig > SIGRTMAX) return -EINVAL;
+    if (!valid_number(sig)) return -EINVAL;
     switch (sig) {
     case SIGKILL:
     case SIGSTOP:
@@ -416,7 +423,7 @@ int cio_add_signal_handler(cio_loop *loop, int sig, cio_callback_fn fn, void *ar
 }
 
 int cio_remove_signal_handler(cio_loop *loop, int sig) {
-    if (!loop || sig < 1 || sig > SIGRTMAX) return -EINVAL;
+    if (!loop || !valid_number(sig)) return -EINVAL;
     int rc = cio__loop_check_thread(loop);
     if (rc < 0) return rc;
     struct cio__signals *sg = loop->signals;

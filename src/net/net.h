@@ -167,9 +167,10 @@ int cio__pipe_adopt(cio_loop *loop, int fd);
 /* A stream on one end of a pipe, reading or writing (stream.c): as
  * cio_open_read_pipe, which the process layer shares. */
 int cio__stream_open_pipe(cio_loop *loop, int fd, int writing, cio_stream **out);
-/* In a task: waits for a stream's end without consuming anything (0, or
- * the wait's error), then takes all of it at once (the length, *data a
- * malloc'd copy or NULL). Split so that a cancelled wait loses nothing. */
+/* In a task: waits for a stream's end (or its close) without consuming
+ * anything (0, or the wait's error), then takes all of it at once (the
+ * length, *data a malloc'd copy or NULL; a closed stream gives what it had
+ * buffered). Split so that a cancelled wait loses nothing. */
 int cio__stream_wait_eof(cio_stream *s);
 ssize_t cio__stream_take_all(cio_stream *s, void **data);
 /* Marks a stream as a child process's: cio_stream_free refuses it

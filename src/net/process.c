@@ -684,14 +684,27 @@ int cio_process_wait(cio_process *p, int *code) {
     return 0;
 }
 
+/* Whether a pipe to the child still has its transport (asyncio: the
+ * subprocess transport has not finished). */
+static bool pipes_connected(const cio_process *p) {
+    for (int i = 0; i < 3; i++) {
+        const pipe_end *pe = &p->pipes[i];
+        if (pe->t || (pe->s && cio_stream_transport(pe->s))) return true;
+    }
+    return false;
+}
+
 int cio_process_send_signal(cio_process *p, int sig) {
     if (!p || sig < 0 || sig >= NSIG) return -EINVAL;
     int rc = check_fork(p);
     if (rc < 0) return rc;
     /* Until it is reaped the child keeps its pid, so the number cannot
      * name another process; once reaped, there is nobody to signal (and
-     * the loop may be gone: it is not read). */
-    if (p->exited) return -ESRCH;
+     * the loop may be gone: it is not read). As asyncio's, a child known
+     * to have exited is not signalled, quietly, while any of its pipes is
+     * still connected (Popen.send_signal skips it), and -ESRCH after that
+     * (ProcessLookupError once the transport has finished). */
+    if (p->exited) return pipes_connected(p) ? 0 : -ESRCH;
     if ((rc = cio__loop_check_thread(p->loop)) < 0) return rc;
     if (p->watcher == NULL && p->exit_fd >= 0)
         rc = (int)syscall(SYS_pidfd_send_signal, p->exit_fd, sig, NULL, 0);
@@ -747,10 +760,16 @@ int cio_process_communicate(cio_process *p, const void *input, size_t len, void 
     if (p->communicating) return -EBUSY;
     cio_stream *in = p->pipes[0].s, *o = p->pipes[1].s, *e = p->pipes[2].s;
     if (in && !p->stdin_fed) {
+        /* A child that exits without reading its input is no error, nor is
+         * a stdin the program closed already (asyncio ignores
+         * BrokenPipeError and ConnectionResetError here, and its pipe drops
+         * writes after a close); any other error (a bad buffer, no memory)
+         * is the caller's, with stdin left open as asyncio leaves it. */
+        rc = len ? cio_stream_write(in, input, len) : 0;
+        if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET && rc != -CIO_ECLOSED &&
+            rc != -CIO_EINVALSTATE)
+            return rc;
         p->stdin_fed = 1;
-        /* A child that exits without reading its input is no error
-         * (asyncio ignores BrokenPipeError here). */
-        if (len) cio_stream_write(in, input, len);
         cio_stream_close(in);
     }
     p->communicating = 1;

@@ -757,11 +757,9 @@ static int wait_eof(cio_stream *s) {
     return 0;
 }
 
-/* Takes everything buffered at the end of stream: its length (then *data
- * is a malloc'd copy; NULL for 0), or the stream's error. */
-static ssize_t take_all(cio_stream *s, void **data) {
-    int rc = no_more(s);
-    if (rc < 0) return rc;
+/* Takes everything buffered: its length (then *data is a malloc'd copy;
+ * NULL for 0). */
+static ssize_t take_buffered(cio_stream *s, void **data) {
     size_t n = avail(s);
     if (n == 0) return 0;
     void *out = malloc(n);
@@ -770,6 +768,12 @@ static ssize_t take_all(cio_stream *s, void **data) {
     consume(s, n);
     *data = out;
     return (ssize_t)n;
+}
+
+/* Takes everything buffered at the end of stream, or the stream's error. */
+static ssize_t take_all(cio_stream *s, void **data) {
+    int rc = no_more(s);
+    return rc < 0 ? rc : take_buffered(s, data);
 }
 
 ssize_t cio_stream_read_to_eof(cio_stream *s, void **data) {
@@ -791,7 +795,9 @@ ssize_t cio__stream_take_all(cio_stream *s, void **data) {
     *data = NULL;
     int rc = begin_read(s);
     if (rc < 0) return rc;
-    return end_read(s, take_all(s, data));
+    /* What came before a close is kept: asyncio's pipe reader sees the
+     * close of its transport as the end of stream. */
+    return end_read(s, s->closed ? take_buffered(s, data) : take_all(s, data));
 }
 
 int cio_stream_at_eof(cio_stream *s) {
