@@ -1393,7 +1393,8 @@ int cio_process_pid(cio_process *p);
  * (asyncio's None). code may be NULL. */
 int cio_process_returncode(cio_process *p, int *code);
 /* In a task: waits for the child to exit (code may be NULL). Returns 0,
- * -ECANCELED (the child runs on; wait again), -EPERM outside a task. */
+ * -ECANCELED (the child runs on; wait again), -EPERM outside a task. Once
+ * the exit is known, a task of any loop gets it at once (as asyncio's). */
 int cio_process_wait(cio_process *p, int *code);
 /* In a task (streams only): writes input to stdin and closes it, reads
  * stdout and stderr to their end and waits for the exit. *out and *err

@@ -663,6 +663,29 @@ TEST(bad_input_gives_clear_errors_and_starts_nothing) {
     with_loop(errors, NULL);
 }
 
+static void *wait_for_three(void *arg) {
+    int code = -1;
+    CHECK_OK(cio_process_wait(arg, &code));
+    CHECK_EQ(code, 3);
+    return NULL;
+}
+
+TEST(a_known_exit_code_is_the_answer_in_a_task_of_another_loop) {
+    the_loop = test_loop();
+    cio_process *p;
+    CHECK_OK(cio_create_subprocess_shell(the_loop, "exit 3", NULL, &p));
+    CHECK_OK(test_run(the_loop, wait_for_three, p, NULL));
+    CHECK_OK(cio_loop_free(the_loop));
+    /* asyncio's wait returns a known returncode without a future, so from
+     * any loop. */
+    cio_loop *other = test_loop();
+    CHECK_OK(test_run(other, wait_for_three, p, NULL));
+    CHECK_ERR(cio_process_wait(p, NULL), -EPERM);
+    CHECK_OK(cio_process_free(p));
+    CHECK_OK(cio_loop_free(other));
+    CHECK(no_children());
+}
+
 TEST(wait_outside_a_task_is_eperm) {
     the_loop = test_loop();
     cio_process *p;

@@ -673,6 +673,12 @@ int cio_process_wait(cio_process *p, int *code) {
     if (!p) return -EINVAL;
     int rc = check_fork(p);
     if (rc < 0) return rc;
+    /* A known exit code is the answer in any task, of any loop, as
+     * asyncio's _wait returns a known returncode without a future. */
+    if (p->exited && cio_current_task()) {
+        if (code) *code = p->returncode;
+        return 0;
+    }
     rc = cio__waitq_check(&p->waiters);
     if (rc < 0) return rc;
     while (!p->exited) {
