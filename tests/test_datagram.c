@@ -476,6 +476,79 @@ TEST(loop_close_frees_open_endpoints_without_callbacks) {
     CHECK_OK(cio_loop_free(loop));
 }
 
+/* 1: close(2) of the socket inside datagram_received, 2: cio_close. */
+static int close_mode;
+
+static void on_datagram_close_the_socket(cio_datagram_transport *t, const void *data, size_t len,
+                                         const struct sockaddr *addr, unsigned int addrlen,
+                                         void *ctx) {
+    (void)data, (void)len, (void)addr, (void)addrlen;
+    rec *r = ctx;
+    note(r, 'r');
+    if (++r->received > 1) return;
+    int fd = cio_datagram_transport_socket(t);
+    if (close_mode == 1) CHECK_OK(close(fd));
+    else CHECK_OK(cio_close(fd));
+}
+
+static const cio_datagram_protocol closing_proto = {
+    .connection_made = on_made,
+    .datagram_received = on_datagram_close_the_socket,
+    .error_received = on_error,
+    .connection_lost = on_lost,
+};
+
+TEST(a_socket_closed_inside_datagram_received_ends_the_endpoint) {
+    /* The rest of the read batch must not go on reading (and reporting
+     * EBADF) from a number that is closed, or another file's: with
+     * close(2) it did so for ever, at 100% CPU. */
+    for (close_mode = 1; close_mode <= 2; close_mode++) {
+        cio_loop *loop = test_loop();
+        int sv[2];
+        CHECK_OK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv));
+        rec r = {0};
+        cio_datagram_transport *t;
+        CHECK_OK(cio_create_datagram_endpoint_from_socket(loop, &closing_proto, &r, sv[0], &t));
+        for (int i = 0; i < 5; i++) CHECK_EQ(send(sv[1], "hi", 2, 0), 2);
+        spin(loop, 50);
+        CHECK_STR(r.log, "mrl");
+        CHECK_ERR(r.lost_error, -EBADF);
+        close(sv[1]);
+        CHECK_OK(cio_loop_free(loop));
+    }
+}
+
+TEST(a_length_no_datagram_can_have_is_emsgsize_buffered_or_not) {
+    cio_loop *loop = test_loop();
+    int sv[2];
+    CHECK_OK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv));
+    rec r = {0};
+    cio_datagram_transport *t;
+    CHECK_OK(cio_create_datagram_endpoint_from_socket(loop, &proto, &r, sv[0], &t));
+    spin(loop, 2);
+    static const char byte = 'x';
+    /* Nothing buffered: the kernel's answer, through error_received. */
+    CHECK_OK(cio_datagram_transport_sendto(t, &byte, SIZE_MAX - 16, NULL, 0));
+    CHECK_EQ(r.errors, 1);
+    CHECK_ERR(r.last_error, -EMSGSIZE);
+    /* Something buffered (the peer reads nothing): the same answer, and
+     * the buffer's count does not wrap (it made a tiny allocation and
+     * copied SIZE_MAX bytes into it). */
+    char chunk[1024] = {0};
+    for (int i = 0; i < 100000 && cio_datagram_transport_get_write_buffer_size(t) == 0; i++)
+        CHECK_OK(cio_datagram_transport_sendto(t, chunk, sizeof chunk, NULL, 0));
+    size_t buffered = cio_datagram_transport_get_write_buffer_size(t);
+    CHECK(buffered > 0);
+    CHECK_OK(cio_datagram_transport_sendto(t, &byte, SIZE_MAX - 16, NULL, 0));
+    CHECK_EQ(r.errors, 2);
+    CHECK_ERR(r.last_error, -EMSGSIZE);
+    CHECK_EQ(cio_datagram_transport_get_write_buffer_size(t), buffered);
+    CHECK_OK(cio_datagram_transport_abort(t));
+    run_until_lost(loop, &r, NULL);
+    close(sv[1]);
+    CHECK_OK(cio_loop_free(loop));
+}
+
 TEST(cio_close_of_the_socket_ends_the_endpoint_with_ebadf) {
     cio_loop *loop = test_loop();
     struct sockaddr_storage ss;

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <semaphore.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #define WAIT_UNTIL(cond)                                                  \
@@ -117,6 +118,29 @@ static void *errors(void *arg) {
     CHECK_ERR(cio_getnameinfo((struct sockaddr *)&a, sizeof a, NI_NUMERICHOST, host, sizeof host,
                               NULL, 0),
               -CIO_EAI(EAI_OVERFLOW));
+    /* A failure writes nothing, even where the C library wrote part of
+     * the answer before it failed (here the address, then no room for the
+     * scope's name). */
+    struct sockaddr_in6 scoped = {.sin6_family = AF_INET6, .sin6_scope_id = 1};
+    inet_pton(AF_INET6, "fe80::1", &scoped.sin6_addr);
+    char buf[8], serv[4];
+    memset(buf, 'X', sizeof buf);
+    memset(serv, 'Y', sizeof serv);
+    CHECK_ERR(cio_getnameinfo((struct sockaddr *)&scoped, sizeof scoped, NI_NUMERICHOST, buf,
+                              sizeof buf, NULL, 0),
+              -CIO_EAI(EAI_OVERFLOW));
+    for (size_t i = 0; i < sizeof buf; i++) CHECK_EQ(buf[i], 'X');
+    a.sin_port = htons(65535);
+    CHECK_ERR(cio_getnameinfo((struct sockaddr *)&a, sizeof a, NI_NUMERICHOST | NI_NUMERICSERV, buf,
+                              sizeof buf, serv, sizeof serv),
+              -CIO_EAI(EAI_OVERFLOW));
+    for (size_t i = 0; i < sizeof buf; i++) CHECK_EQ(buf[i], 'X');
+    for (size_t i = 0; i < sizeof serv; i++) CHECK_EQ(serv[i], 'Y');
+    /* A large buffer still gets a scope's name whole. */
+    char whole[NI_MAXHOST];
+    CHECK_OK(cio_getnameinfo((struct sockaddr *)&scoped, sizeof scoped, NI_NUMERICHOST, whole,
+                             sizeof whole, NULL, 0));
+    CHECK(strncmp(whole, "fe80::1%", 8) == 0);
     return NULL;
 }
 

@@ -44,6 +44,7 @@
  * finds it.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
@@ -195,7 +196,9 @@ static void maybe_resume(cio_datagram_transport *t) {
 static bool read_datagrams(cio_datagram_transport *t) {
     unsigned char *buf = t->loop->read_buffer;
     for (int i = 0; i < READ_BATCH; i++) {
-        if (t->closing) return false;
+        /* A callback may also have closed the socket (cio_close: fatal is
+         * set; close(2): the next receive says EBADF). */
+        if (t->closing || t->fatal) return false;
         struct sockaddr_storage from;
         struct iovec iov = {.iov_base = buf, .iov_len = MAX_DATAGRAM};
         struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_name = &from,
@@ -204,6 +207,15 @@ static bool read_datagrams(cio_datagram_transport *t) {
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+            if (errno == EBADF || errno == ENOTSOCK) {
+                /* The socket was closed behind the transport's back (its
+                 * number may even be another file's by now): the endpoint
+                 * ends as for cio_close, and the number is never touched
+                 * again. Reporting and reading on would spin for ever. */
+                t->fd_gone = 1;
+                force_close(t, -EBADF);
+                return false;
+            }
             /* An error of the socket (an ICMP port unreachable on a
              * connected socket: -ECONNREFUSED) is news for the protocol,
              * not the end of the endpoint. */
@@ -446,6 +458,12 @@ int cio_datagram_transport_sendto(cio_datagram_transport *t, const void *data, s
         addrlen = 0;
     } else if (!addr) {
         return -EDESTADDRREQ;
+    }
+    if (len > INT_MAX) {
+        /* No datagram is that long: the kernel refuses it (EMSGSIZE),
+         * and the buffer's header and count must not wrap. */
+        error_received(t, -EMSGSIZE);
+        return 0;
     }
     if (cio__list_empty(&t->queue)) {
         /* Nothing waits: try at once, as asyncio does. */

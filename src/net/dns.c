@@ -144,6 +144,10 @@ static void gni_drop(void *result, void *arg) {
     cio__free(arg);
 }
 
+/* Room for a numeric host or service: an IPv6 address with a scope name
+ * (INET6_ADDRSTRLEN + 1 + IF_NAMESIZE) or a Unix socket's path (108). */
+#define NUMERIC_MAX 128
+
 static socklen_t capped(size_t len, size_t cap) {
     return (socklen_t)(len < cap ? len : cap);
 }
@@ -159,11 +163,20 @@ int cio_getnameinfo(const struct sockaddr *addr, unsigned int addrlen, int flags
     if (rc < 0) return rc;
     if (!host) hostlen = 0;
     if (!serv) servlen = 0;
-    /* Numbers only: no resolver, no thread. */
+    /* Numbers only: no resolver, no thread. The answer goes to buffers of
+     * our own first, copied out only on success (the C library may write
+     * part of a result before it fails, as an overflow). A number, even an
+     * IPv6 address with its scope's name or a Unix socket's path, fits in
+     * NUMERIC_MAX; a caller's smaller buffer keeps its own size, so an
+     * overflow is still reported as one. */
     if ((!hostlen || (flags & NI_NUMERICHOST)) && (!servlen || (flags & NI_NUMERICSERV))) {
-        int eai = getnameinfo(addr, addrlen, hostlen ? host : NULL, capped(hostlen, (socklen_t)-1),
-                              servlen ? serv : NULL, capped(servlen, (socklen_t)-1), flags);
-        return cio__eai_error(eai, eai == EAI_SYSTEM ? errno : 0);
+        char h[NUMERIC_MAX], sv[NUMERIC_MAX];
+        int eai = getnameinfo(addr, addrlen, hostlen ? h : NULL, capped(hostlen, sizeof h),
+                              servlen ? sv : NULL, capped(servlen, sizeof sv), flags);
+        if (eai) return cio__eai_error(eai, eai == EAI_SYSTEM ? errno : 0);
+        if (hostlen) memcpy(host, h, strlen(h) + 1);
+        if (servlen) memcpy(serv, sv, strlen(sv) + 1);
+        return 0;
     }
     gni_req *r = cio__calloc(1, sizeof *r);
     if (!r) return -ENOMEM;
