@@ -282,7 +282,11 @@ int cio_run_until_complete(cio_loop *loop, cio_future *fut, void **result);
 int cio_run_forever(cio_loop *loop);
 
 /* Asks the loop to stop once the callbacks of the current iteration have
- * run. Called before run_forever, the next run does one iteration. */
+ * run. Called before run_forever, the next run does one iteration. Like
+ * asyncio's loop.stop() it is not thread-safe: from another thread, post a
+ * callback that calls it with cio_call_soon_threadsafe (debug mode refuses
+ * the direct call with -CIO_EWRONGTHREAD; without debug mode it is a data
+ * race). */
 int cio_loop_stop(cio_loop *loop);
 
 /* Predicates: 0 for NULL (convention 2). */
