@@ -486,6 +486,49 @@ TEST(shutdown_waits_for_queued_work_then_refuses_new_work) {
     CHECK_OK(cio_loop_free(loop));
 }
 
+static void *sleep_a_little_in_a_worker(void *arg) {
+    (void)arg;
+    usleep(20000);
+    return NULL;
+}
+
+static void *call_sleeper(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_to_thread(sleep_a_little_in_a_worker, NULL, NULL));
+    return NULL;
+}
+
+static void *shutdown_after_the_bound_was_lowered(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    cio_task *t[4];
+    for (int i = 0; i < 4; i++) CHECK_OK(cio_spawn(loop, call_sleeper, NULL, &t[i]));
+    for (int i = 0; i < 4; i++) {
+        CHECK_OK(cio_await(t[i], NULL));
+        cio_future_unref(t[i]);
+    }
+    CHECK_EQ(pool_stats().workers, 4);
+    /* Three workers now stand idle over the bound while calls wait. */
+    CHECK_OK(cio_pool_set_max_workers(loop, 1));
+    for (int i = 0; i < 3; i++) CHECK_OK(cio_spawn(loop, call_sleeper, NULL, &t[i]));
+    CHECK_OK(cio_sleep(0.005));
+    /* The queue empties in about 60 ms; shutdown waited for ever for the
+     * idle workers (nothing woke them to leave). */
+    CHECK_OK(cio_pool_shutdown(10.0));
+    CHECK_EQ(pool_stats().workers, 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(cio_await(t[i], NULL));
+        cio_future_unref(t[i]);
+    }
+    return NULL;
+}
+
+TEST(shutdown_after_the_bound_was_lowered_wakes_the_idle_workers) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, shutdown_after_the_bound_was_lowered, NULL, NULL));
+    CHECK_OK(cio_loop_free(loop));
+}
+
 static void *shutdown_deadline(void *arg) {
     (void)arg;
     cio_loop *loop = cio_running_loop();

@@ -136,7 +136,13 @@ static void *worker_main(void *arg) {
     for (;;) {
         work *w = take(p);
         if (!w) {
-            if (p->stopping && p->queued == 0) break;
+            if (p->stopping && p->queued == 0) {
+                /* Workers that stood idle over the bound (a limit lowered
+                 * under them) wait for a wake-up that no item will bring
+                 * any more: wake them to leave too. */
+                pthread_cond_broadcast(&p->cond);
+                break;
+            }
             p->idle++;
             pthread_cond_wait(&p->cond, &p->lock);
             p->idle--;
