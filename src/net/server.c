@@ -131,6 +131,23 @@ static void close_pending(listener *l) {
     }
 }
 
+/* Gives an accepted descriptor its connection: a stream server's handler
+ * task (stream.c), or a transport whose connection_made runs now. */
+static void hand_over(cio_server *s, int fd) {
+    if (s->adopt) {
+        s->adopt(s, s->loop, fd, s->ctx);
+        return;
+    }
+    cio_transport *t;
+    int rc = cio__transport_new(s->loop, fd, s->proto, s->ctx, &t);
+    if (rc < 0) {
+        cio__report(s->loop, "a connection was dropped: its transport could not be made", rc, NULL);
+        return;
+    }
+    cio__server_add_connection(s, t);
+    cio__transport_start(t);
+}
+
 static void accept_job(cio__job *job) {
     listener *l = CIO__CONTAINER_OF(job, listener, accept_job);
     cio_server *s = l->server;
@@ -184,31 +201,11 @@ static void accept_job(cio__job *job) {
             }
             return;
         }
-        if (s->adopt) {
-            /* A stream server starts the connection's handler task at once
-             * (stream.c), and the handler may close or free the server:
-             * freeing waits for the end of this job. */
-            s->accepting = 1;
-            s->adopt(s, s->loop, fd, s->ctx);
-            s->accepting = 0;
-            if (s->free_pending) {
-                maybe_free(s);
-                return;
-            }
-            continue;
-        }
-        cio_transport *t;
-        int rc = cio__transport_new(s->loop, fd, s->proto, s->ctx, &t);
-        if (rc < 0) {
-            cio__report(s->loop, "a connection was dropped: its transport could not be made", rc,
-                        NULL);
-            continue;
-        }
-        cio__server_add_connection(s, t);
-        /* connection_made may close or free the server, as a stream
-         * handler may: freeing waits for the end of this job. */
+        /* The connection goes to the program at once (a stream handler's
+         * task, or connection_made), which may close or free the server:
+         * freeing waits for the end of this job. */
         s->accepting = 1;
-        cio__transport_start(t);
+        hand_over(s, fd);
         s->accepting = 0;
         if (s->free_pending) {
             maybe_free(s);
@@ -545,22 +542,17 @@ int cio_create_unix_server(cio_loop *loop, const cio_protocol *proto, void *ctx,
 
 /* ---- the server's calls ------------------------------------------------- */
 
-/*
- * The server's loop while it is open, else NULL. A server made with
- * no_start_serving has nothing in its loop, so the loop's close does not
- * know it and the server may outlive the loop (even its free): its loop
- * pointer is read only when the loop's key still names that loop.
- */
-static cio_loop *open_loop(const cio_server *s) {
-    cio_loop *loop = cio__loop_by_key(s->loop_key);
-    return loop && !loop->closed && !loop->closing ? loop : NULL;
-}
-
+/* A server made with no_start_serving has nothing in its loop, so the
+ * loop's close does not know it and the server may outlive the loop (even
+ * its free): the loop is found by its key, never read through a pointer
+ * that may dangle, and then checked as any call that adds work checks it
+ * (closed or closing: -CIO_ELOOPCLOSED). */
 static int start_serving_checked(cio_server *s) {
     if (s->closed) return -CIO_EINVALSTATE;
     if (s->serving) return 0;
-    if (!open_loop(s)) return -CIO_ELOOPCLOSED;
-    int rc = cio__loop_check(s->loop);
+    cio_loop *loop = cio__loop_by_key(s->loop_key);
+    if (!loop) return -CIO_ELOOPCLOSED;
+    int rc = cio__loop_check(loop);
     return rc < 0 ? rc : start_serving(s);
 }
 
