@@ -2,6 +2,7 @@
 #include "test.h"
 
 #include <limits.h>
+#include <math.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -101,6 +102,43 @@ TEST(call_later_orders_by_deadline_and_waits) {
     CHECK_STR(rec.log, "abc");
     CHECK(took >= 0.07);
     CHECK(took < 1.0);
+    cio_loop_free(loop);
+}
+
+/* call_at's deadline is its time in nanoseconds rounded half away from
+ * zero, as llround rounds (the conversion does it without the library
+ * call): exact halves, both signs, every magnitude up to the clamp, and a
+ * sweep of arbitrary values. The handle's when_ns is the deadline. */
+static int64_t deadline_of_call_at(cio_loop *loop, double when) {
+    cio_handle h;
+    if (cio_call_at(loop, when, append_a, NULL, &h) != 0) return INT64_MIN;
+    int64_t ns = h.when_ns;
+    cio_handle_cancel(&h);
+    return ns;
+}
+
+TEST(call_at_rounds_its_time_to_the_nanosecond_as_llround) {
+    cio_loop *loop = test_loop();
+    const double halves[] = {0.5e-9, 1.5e-9, 2.5e-9, 1e9 + 0.5e-9, 123.0000000005,
+                             4503599.6270496, 4503599.6270497, 0.49999999999999994e-9};
+    for (size_t i = 0; i < sizeof halves / sizeof halves[0]; i++)
+        for (int sign = -1; sign <= 1; sign += 2) {
+            double when = sign * halves[i];
+            CHECK_EQ(deadline_of_call_at(loop, when), llround(when * 1e9));
+        }
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13; /* xorshift64 */
+        x ^= x >> 7;
+        x ^= x << 17;
+        /* A mantissa and an exponent spread over 1e-12 s to 9e9 s. */
+        double when = (double)(x >> 11) / 9007199254740992.0 * pow(10.0, (double)(x % 22) - 12.0);
+        if (x & 1) when = -when;
+        if (fabs(when) >= 9.2e9) continue;
+        CHECK_EQ(deadline_of_call_at(loop, when), llround(when * 1e9));
+    }
+    CHECK_EQ(deadline_of_call_at(loop, 9.3e9), INT64_MAX);
+    CHECK_EQ(deadline_of_call_at(loop, -9.3e9), INT64_MIN + 1);
     cio_loop_free(loop);
 }
 
@@ -265,6 +303,16 @@ TEST(closed_loop_refuses_everything) {
     CHECK_OK(cio_loop_close(loop)); /* idempotent */
     CHECK_ERR(cio_call_soon(loop, append_a, NULL, NULL), -CIO_ELOOPCLOSED);
     CHECK_ERR(cio_call_later(loop, 1, append_a, NULL, NULL), -CIO_ELOOPCLOSED);
+    /* A refused call leaves the handle inert, whatever it held before. */
+    cio_handle h = {.node = (void *)&h, .id = 77, .when_ns = 5};
+    CHECK_ERR(cio_call_soon(loop, append_a, NULL, &h), -CIO_ELOOPCLOSED);
+    CHECK(h.node == NULL && h.id == 0);
+    h = (cio_handle){.node = (void *)&h, .id = 77, .when_ns = 5};
+    CHECK_ERR(cio_call_later(loop, 1, append_a, NULL, &h), -CIO_ELOOPCLOSED);
+    CHECK(h.node == NULL && h.id == 0);
+    h = (cio_handle){.node = (void *)&h, .id = 77, .when_ns = 5};
+    CHECK_ERR(cio_call_at(loop, 1, append_a, NULL, &h), -CIO_ELOOPCLOSED);
+    CHECK(h.node == NULL && h.id == 0 && h.when_ns == 0);
     CHECK_ERR(cio_run_forever(loop), -CIO_ELOOPCLOSED);
     CHECK_ERR(cio_loop_stop(loop), -CIO_ELOOPCLOSED);
     cio_task *t = NULL;

@@ -25,10 +25,23 @@ int64_t cio__thread_cpu_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Rounds half away from zero, as llround, without its library call (a
+ * third of a timer's start): the cast truncates, and for |ns| < 2^52 both
+ * the cast back and the difference are exact, so the fraction decides the
+ * rounding exactly; from 2^52 on every double is a whole number and the
+ * fraction is 0. The clamps keep |ns| below 2^63, where the cast is
+ * defined. */
 int64_t cio__seconds_to_ns(double seconds) {
     if (seconds >= 9.2e9) return INT64_MAX;
-    if (seconds <= -9.2e9) return INT64_MIN + 1;
-    return (int64_t)llround(seconds * 1e9);
+    /* NaN, which every caller refuses first, reads as the lower bound
+     * rather than as a cast with undefined behaviour. */
+    if (seconds <= -9.2e9 || isnan(seconds)) return INT64_MIN + 1;
+    double ns = seconds * 1e9;
+    int64_t whole = (int64_t)ns;
+    double fraction = ns - (double)whole;
+    if (fraction >= 0.5) return whole + 1;
+    if (fraction <= -0.5) return whole - 1;
+    return whole;
 }
 
 int64_t cio__deadline_after(double delay) {

@@ -246,30 +246,51 @@ static void clear_handle(cio_handle *handle) {
     if (handle) *handle = (cio_handle){0};
 }
 
-int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *handle) {
-    int rc = !loop || !fn ? -EINVAL : cio__loop_check(loop);
-    cio__node *node = rc < 0 ? NULL : node_alloc(loop);
-    if (__builtin_expect(!node, 0)) {
-        clear_handle(handle);
-        return rc < 0 ? rc : -ENOMEM;
-    }
+static inline void queue_callback(cio_loop *loop, cio__node *node, cio_callback_fn fn, void *arg,
+                                  cio_handle *handle) {
     node->callback = fn;
     node->arg = arg;
     node->state = CIO__NODE_READY;
     node->job.run = run_callback;
     cio__ready_push(loop, &node->job);
     fill_handle(handle, node, CIO__HANDLE_SOON);
+}
+
+/* Everything call_soon does besides its common case: bad arguments, a loop
+ * that refuses work, a pool with no free node. */
+__attribute__((noinline)) static int call_soon_slow(cio_loop *loop, cio_callback_fn fn, void *arg,
+                                                    cio_handle *handle) {
+    int rc = !loop || !fn ? -EINVAL : cio__loop_check(loop);
+    cio__node *node = rc < 0 ? NULL : node_alloc(loop);
+    if (!node) {
+        clear_handle(handle);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    queue_callback(loop, node, fn, arg, handle);
     return 0;
 }
 
+/* The common case (an open loop that is not in debug mode, a node on the
+ * free list) calls no function, so the compiler saves no registers for it:
+ * this is the step a callback chain pays once per loop iteration. */
+int cio_call_soon(cio_loop *loop, cio_callback_fn fn, void *arg, cio_handle *handle) {
+    if (__builtin_expect(!loop || !fn || cio__loop_check_fast(loop) < 0 || !loop->free_nodes, 0))
+        return call_soon_slow(loop, fn, arg, handle);
+    queue_callback(loop, node_alloc(loop), fn, arg, handle);
+    return 0;
+}
+
+/* A failure leaves the handle inert (cleared); success fills it, so the
+ * common case writes it once. */
 static int schedule_at_ns(cio_loop *loop, int64_t when, cio_callback_fn fn, void *arg,
                           cio_handle *handle) {
     int rc = cio__loop_check(loop);
-    if (rc < 0) return rc;
-    rc = cio__timer_heap_reserve(&loop->timers, 1);
-    if (rc < 0) return rc;
-    cio__node *node = cio__node_alloc(loop);
-    if (!node) return -ENOMEM;
+    if (rc == 0) rc = cio__timer_heap_reserve(&loop->timers, 1);
+    cio__node *node = rc < 0 ? NULL : node_alloc(loop);
+    if (__builtin_expect(!node, 0)) {
+        clear_handle(handle);
+        return rc < 0 ? rc : -ENOMEM;
+    }
     node->callback = fn;
     node->arg = arg;
     node->state = CIO__NODE_TIMER;
@@ -281,8 +302,10 @@ static int schedule_at_ns(cio_loop *loop, int64_t when, cio_callback_fn fn, void
 }
 
 int cio_call_at(cio_loop *loop, double when, cio_callback_fn fn, void *arg, cio_handle *handle) {
-    clear_handle(handle);
-    if (!loop || !fn || isnan(when)) return -EINVAL;
+    if (!loop || !fn || isnan(when)) {
+        clear_handle(handle);
+        return -EINVAL;
+    }
     return schedule_at_ns(loop, cio__seconds_to_ns(when), fn, arg, handle);
 }
 
@@ -334,8 +357,10 @@ int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg) {
 
 int cio_call_later(cio_loop *loop, double delay, cio_callback_fn fn, void *arg,
                    cio_handle *handle) {
-    clear_handle(handle);
-    if (!loop || !fn || isnan(delay)) return -EINVAL;
+    if (!loop || !fn || isnan(delay)) {
+        clear_handle(handle);
+        return -EINVAL;
+    }
     return schedule_at_ns(loop, cio__deadline_after(delay), fn, arg, handle);
 }
 
@@ -347,15 +372,17 @@ int cio_handle_cancel(cio_handle *handle) {
     if (!handle) return -EINVAL;
     if (!handle->node || (handle->id & HANDLE_CANCELLED_BIT) || handle->id == 0) return 0;
     cio_loop *loop = loop_by_key(handle->loop_key);
-    if (loop) {
-        int rc = cio__loop_check_thread(loop);
-        if (rc < 0) return rc;
-    }
     /* As asyncio's Handle.cancel(), the handle reads as cancelled from now
      * on even when there was nothing left to cancel (the callback ran, or
-     * the loop is closed); the return value says whether there was. */
+     * the loop is closed); the return value says whether there was. An
+     * open loop of this process, not in debug mode, passes one test. */
+    if (loop && cio__loop_check_fast(loop) < 0) {
+        int rc = cio__loop_check_thread(loop);
+        if (rc < 0) return rc;
+        if (loop->closed || loop->closing) loop = NULL;
+    }
     handle->id |= HANDLE_CANCELLED_BIT;
-    if (!loop || loop->closed || loop->closing) return 0;
+    if (!loop) return 0;
     cio__node *node = handle->node;
     if (node->id != (handle->id & ~HANDLE_CANCELLED_BIT)) return 0;
     int cancelled = 0;

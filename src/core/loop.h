@@ -35,12 +35,10 @@ struct cio_loop {
     uint64_t task_numbers;
     uint64_t task_ids;        /* the last task id given (ids start at 1) */
     /* The clock as the loop last read it (cio__clock_ns): refreshed after
-     * every poll, whenever timers are due-checked, and otherwise once
-     * CIO__CLOCK_EVERY_JOBS jobs have run since the last reading, so
-     * stamping a spawn or a suspension costs no clock read. clock_progress
-     * is the progress count (below) at that reading. */
+     * every poll, whenever timers are due-checked, and otherwise before
+     * every CIO__CLOCK_EVERY_JOBS-th job (by the progress count, below), so
+     * stamping a spawn or a suspension costs no clock read. */
     int64_t now_ns;
-    uint64_t clock_progress;
     /* Odd while the list of futures changes, even when it is stable (a
      * seqlock for readers outside the process: tools/cio-ps reads it before
      * and after a walk and retries a walk it saw change). */
@@ -265,9 +263,13 @@ static inline void cio__loop_note_state(cio_loop *loop) {
 /* How many forks separate this process from the one that loaded cio: a
  * loop made in an older generation belongs to an ancestor (see loop.c). */
 extern unsigned cio__fork_generation;
+/* The common case alone: 0 for an open loop of this process that is not in
+ * debug mode, -1 when cio__loop_check_slow must decide. */
+static inline int cio__loop_check_fast(const cio_loop *loop) {
+    return !loop->slow_checks && loop->generation == cio__fork_generation ? 0 : -1;
+}
 static inline int cio__loop_check(const cio_loop *loop) {
-    if (!loop->slow_checks && loop->generation == cio__fork_generation)
-        return 0;
+    if (cio__loop_check_fast(loop) == 0) return 0;
     return cio__loop_check_slow(loop);
 }
 /* The check for calls that change an object bound to the loop without
