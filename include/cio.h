@@ -1458,6 +1458,9 @@ int cio_process_free(cio_process *p);
  * suspension. On io_uring the kernel may stop a call that waits (an open
  * of a FIFO, a read still queued): it returns -ECANCELED and did nothing.
  * cio_file_close is never cancelled half-way.
+ * Closing the loop waits for a call already running in a worker, as for
+ * cio_to_thread (an open of a FIFO waits there for the other end); a
+ * descriptor opened for a task that never resumes is closed with the loop.
  * Errors are the system call's (-ENOENT, -EISDIR, -EBADF...);
  * -EPERM outside a task; -CIO_EPOOLSHUTDOWN after cio_pool_shutdown (for
  * the calls that run on the pool);
@@ -1467,7 +1470,9 @@ int cio_process_free(cio_process *p);
 
 struct statx;
 
-/* open(2) / openat(2): the new descriptor, or -errno. */
+/* open(2) / openat(2): the new descriptor, or -errno. As openat(2),
+ * cio_file_openat and cio_file_statx ignore dirfd for an absolute path
+ * (-EBADF for a negative one other than AT_FDCWD with a relative path). */
 int cio_file_open(const char *path, int flags, unsigned int mode);
 int cio_file_openat(int dirfd, const char *path, int flags, unsigned int mode);
 /* pread(2) / pwrite(2) at offset; a negative offset reads or writes at the
@@ -1942,7 +1947,11 @@ typedef struct cio_watchdog_options {
     int signal;                  /* for the backtrace; 0 = SIGRTMIN + 3 */
     unsigned reports_per_minute; /* per loop; 0 = 10 */
     /* Called in the watchdog thread after each report, with its text (for
-     * a log, or to take a dump); it must not call watchdog functions. */
+     * a log, or to ask for a dump with cio_dump_request, which the loop
+     * writes once it moves again: cio_dump itself is refused there, with
+     * -CIO_EWRONGTHREAD, since the stalled loop is running); it must not
+     * call watchdog functions. A report that came late (its signal was
+     * answered late) moves the next one past twice the stall's age. */
     void (*on_stall)(cio_loop *loop, const char *report, void *arg);
     void *on_stall_arg;
 } cio_watchdog_options;

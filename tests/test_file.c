@@ -3,7 +3,11 @@
  * meanwhile, cancellation (a call that runs is waited for and keeps its
  * result; a queued one never runs), and loop close with calls in flight.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -503,6 +507,158 @@ TEST(opening_a_fifo_waits_for_the_other_end_on_every_backend) {
     CHECK_OK(cio_loop_close(loop));
     cio_loop_free(loop);
     unlink(fifo);
+}
+
+/* A peer already waiting in open(2) at the other end of a FIFO sees one
+ * open, as with open(2): on io_uring the ring's first try opens at once
+ * (the peer is there), and an end closed behind its back would tell the
+ * peer the other side left (a reader reads end of file at once, a writer's
+ * write fails with EPIPE) while the open waited again on the pool for a
+ * peer that was gone. */
+static _Atomic int peer_ready;
+static ssize_t peer_result;
+static char peer_buf[8];
+
+static void *peer_reader(void *arg) {
+    (void)arg;
+    atomic_store(&peer_ready, 1);
+    int fd = open(fifo, O_RDONLY);
+    CHECK(fd >= 0);
+    size_t got = 0;
+    ssize_t n;
+    while (got < 4 && (n = read(fd, peer_buf + got, 4 - got)) > 0) got += (size_t)n;
+    peer_result = (ssize_t)got;
+    close(fd);
+    return NULL;
+}
+
+static void *peer_writer(void *arg) {
+    (void)arg;
+    atomic_store(&peer_ready, 1);
+    int fd = open(fifo, O_WRONLY);
+    CHECK(fd >= 0);
+    peer_result = write(fd, "data", 4);
+    if (peer_result < 0) peer_result = -errno;
+    close(fd);
+    return NULL;
+}
+
+static void *open_against_a_waiting_peer(void *arg) {
+    int flags = PTRI(arg);
+    /* The peer is in open(2) by the time the loop has slept a while. */
+    while (!atomic_load(&peer_ready)) CHECK_OK(cio_sleep(0.001));
+    CHECK_OK(cio_sleep(0.05));
+    int fd = cio_file_open(fifo, flags, 0);
+    CHECK(fd >= 0);
+    if (flags == O_WRONLY) {
+        CHECK_EQ(cio_file_write(fd, "data", 4, -1), 4);
+    } else {
+        char buf[4];
+        size_t got = 0;
+        ssize_t n;
+        while (got < 4 && (n = cio_file_read(fd, buf + got, 4 - got, -1)) > 0) got += (size_t)n;
+        CHECK_EQ(got, 4);
+        CHECK(memcmp(buf, "data", 4) == 0);
+    }
+    CHECK_OK(cio_file_close(fd));
+    return NULL;
+}
+
+TEST(a_peer_waiting_in_open_at_the_other_end_of_a_fifo_sees_one_open) {
+    signal(SIGPIPE, SIG_IGN); /* a broken pipe is a failed check, not a death */
+    snprintf(fifo, sizeof fifo, "/tmp/cio-fifo-%d", (int)getpid());
+    for (int writer = 0; writer < 2; writer++) {
+        unlink(fifo);
+        CHECK_OK(mkfifo(fifo, 0600));
+        atomic_store(&peer_ready, 0);
+        peer_result = -1000;
+        memset(peer_buf, 0, sizeof peer_buf);
+        pthread_t peer;
+        CHECK_OK(pthread_create(&peer, NULL, writer ? peer_writer : peer_reader, NULL));
+        cio_loop *loop = test_loop();
+        CHECK_OK(test_run(loop, open_against_a_waiting_peer, IPTR(writer ? O_RDONLY : O_WRONLY),
+                          NULL));
+        CHECK_OK(cio_loop_close(loop));
+        cio_loop_free(loop);
+        pthread_join(peer, NULL);
+        CHECK_EQ(peer_result, 4);
+        if (!writer) CHECK(memcmp(peer_buf, "data", 4) == 0);
+    }
+    unlink(fifo);
+}
+
+/* Loop close while an open waits for a FIFO's writer. On the pool, close
+ * waits for the worker, as for cio_to_thread, and closes what it opened
+ * for the task that never resumes; on io_uring the open waits in the
+ * kernel, and close cancels it there. Either way nothing stays open. */
+static void *open_and_hold(void *arg) {
+    (void)arg;
+    int fd = cio_file_open(fifo, O_RDONLY, 0);
+    FAIL("the open returned %d, but the loop closed under it", fd);
+    return NULL;
+}
+
+static _Atomic int loop_closed;
+
+/* A write end opens without blocking once a reader waits: the worker's
+ * open(2). On io_uring the kernel's open was cancelled by the close
+ * instead, and no reader ever comes. */
+static void *writer_after_a_while(void *arg) {
+    (void)arg;
+    usleep(200 * 1000);
+    int fd;
+    while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0 && errno == ENXIO && !atomic_load(&loop_closed))
+        usleep(1000);
+    if (fd >= 0) close(fd);
+    return NULL;
+}
+
+static void *sleep_a_while(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_sleep(0.1));
+    return NULL;
+}
+
+TEST(loop_close_while_an_open_waits_closes_what_was_opened) {
+    snprintf(fifo, sizeof fifo, "/tmp/cio-fifo-%d", (int)getpid());
+    unlink(fifo);
+    CHECK_OK(mkfifo(fifo, 0600));
+    int fds = test_open_fds();
+    cio_loop *loop = test_loop();
+    CHECK_OK(cio_spawn(loop, open_and_hold, NULL, NULL));
+    cio_task *sleeper;
+    CHECK_OK(cio_spawn(loop, sleep_a_while, NULL, &sleeper));
+    CHECK_OK(cio_run_until_complete(loop, sleeper, NULL));
+    cio_future_unref(sleeper);
+    pthread_t writer;
+    atomic_store(&loop_closed, 0);
+    CHECK_OK(pthread_create(&writer, NULL, writer_after_a_while, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    atomic_store(&loop_closed, 1);
+    cio_loop_free(loop);
+    pthread_join(writer, NULL);
+    CHECK_EQ(test_open_fds(), fds);
+    unlink(fifo);
+}
+
+/* As openat(2) and statx(2), an absolute path ignores the directory. */
+static void *absolute_paths(void *arg) {
+    (void)arg;
+    int fd = cio_file_openat(-1, "/dev/null", O_RDONLY, 0);
+    CHECK(fd >= 0);
+    CHECK_OK(cio_file_close(fd));
+    struct statx stx;
+    CHECK_OK(cio_file_statx(-7, "/dev/null", 0, STATX_TYPE, &stx));
+    CHECK_ERR(cio_file_openat(-1, "dev/null", O_RDONLY, 0), -EBADF);
+    CHECK_ERR(cio_file_statx(-1, "", AT_EMPTY_PATH, STATX_TYPE, &stx), -EBADF);
+    return NULL;
+}
+
+TEST(an_absolute_path_ignores_a_negative_dirfd_as_openat_does) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, absolute_paths, NULL, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
 }
 
 /* ---- cancelling reads into stack buffers, on the ring ------------------- */

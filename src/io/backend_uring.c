@@ -646,6 +646,12 @@ static void file_submit(cio__io *io, cio__op *op) {
     case CIO__OP_OPENAT:
         io_uring_prep_openat(sqe, op->fd, op->u.path.path, op->u.path.flags,
                              (mode_t)op->u.path.mode);
+        /* The kernel's first try of an open does not block, which for a
+         * FIFO or a device means O_NONBLOCK: no wait for the other end, and
+         * an end that a waiting peer already saw open. An open that did not
+         * ask for O_NONBLOCK goes straight to an io-wq worker, where it
+         * waits as open(2) does. */
+        if (!(op->u.path.flags & O_NONBLOCK)) io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
         break;
     default: io_uring_prep_close(sqe, op->fd); break;
     }

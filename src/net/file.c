@@ -26,15 +26,15 @@
  * socket I/O. A call cancelled before it started (queued for a worker, or
  * still waiting in the kernel) returns -ECANCELED and did nothing.
  *
- * One difference of the ring's open is handled here: the kernel first
- * tries an open without blocking, and for a FIFO (or a device) that means
- * an open with O_NONBLOCK, which does not wait for the other end. An open
- * that did not ask for O_NONBLOCK and got something other than a regular
- * file or a directory is therefore closed and made again on the pool, and
- * -ENXIO (a FIFO's write end opened without a reader) is retried there
- * too, so every open waits exactly as open(2) does. (An open that may
- * create or truncate is never tried that way: the kernel makes it in an
- * io-wq worker, where it blocks as open(2) does.)
+ * The ring's open waits as open(2) does: one without O_NONBLOCK runs in
+ * the kernel's io-wq worker, never as the kernel's non-blocking first try,
+ * which for a FIFO or a device would be an open with O_NONBLOCK (see
+ * backend_uring.c).
+ *
+ * An open holds what it opened until the program has the descriptor: if
+ * the loop closes while the task waits, the descriptor a worker or the
+ * kernel opened meanwhile is closed with it (a cio__holding), never left
+ * open with nobody knowing its number.
  */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -55,6 +55,8 @@ typedef struct file_req {
     int64_t offset;
     struct statx *stx;
     ssize_t result;
+    /* An open on the ring: the operation while it is in flight. */
+    struct cio__op *ring_op;
     /* While the call runs on the pool: its place in the loop's list of
      * such calls (io.file_calls_on_pool), and the task closing fd that
      * waits for this call, if any. */
@@ -191,20 +193,6 @@ static uint8_t op_kind(enum file_call call) {
  * length loses nothing. */
 #define MAX_TRANSFER 0x7ffff000u
 
-/* An open on the ring that must be made again on the pool (see the
- * opening comment); closes what the ring opened. */
-static bool open_again(const file_req *r, ssize_t fd) {
-    /* The kernel never tries an open that may create or truncate without
-     * blocking: it makes it in an io-wq worker, as open(2) would. */
-    if ((r->flags & (O_CREAT | O_TRUNC)) || (r->flags & O_TMPFILE) == O_TMPFILE) return false;
-    if (fd == -ENXIO) return true;
-    if (fd < 0 || (r->flags & O_NONBLOCK)) return false;
-    struct stat sb;
-    if (fstat((int)fd, &sb) != 0 || S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode)) return false;
-    close((int)fd);
-    return true;
-}
-
 /* The call on the ring when the backend runs it there, else on the pool. */
 static ssize_t submit(file_req *r) {
     cio_loop *loop = cio_running_loop();
@@ -233,11 +221,22 @@ static ssize_t submit(file_req *r) {
         op.u.file.offset = r->offset < 0 ? -1 : r->offset;
         break;
     }
+    r->ring_op = &op;
     ssize_t res = cio__op_await(&op, INT64_MAX);
-    if (res == -EOPNOTSUPP || res == -EINVAL || (r->call == F_OPEN && open_again(r, res)))
-        return on_pool(loop, r);
+    r->ring_op = NULL;
+    if (res == -EOPNOTSUPP || res == -EINVAL) return on_pool(loop, r);
     loop->io.file_calls_ring++;
     return res;
+}
+
+/* Loop close while an open waits (its task never resumes): closes what a
+ * worker or the kernel opened for it. */
+static void release_open(void *arg) {
+    file_req *r = arg;
+    if (r->ring_op && r->ring_op->state == CIO__OP_DONE && r->ring_op->result >= 0)
+        close((int)r->ring_op->result);
+    /* A call that ran on the pool has finished: close waited for it. */
+    if (!r->ring_op && r->result >= 0) close((int)r->result);
 }
 
 /* Bad arguments first, then -EPERM outside a task (convention 2). */
@@ -249,13 +248,27 @@ int cio_file_open(const char *path, int flags, unsigned int mode) {
     return cio_file_openat(AT_FDCWD, path, flags, mode);
 }
 
+/* openat(2) and statx(2) ignore the directory for an absolute path, so a
+ * negative one is refused only for a relative path; an absolute path goes
+ * with AT_FDCWD, which names no descriptor. */
+static int path_dirfd(int dirfd, const char *path) {
+    if (path[0] == '/') return AT_FDCWD;
+    return dirfd < 0 && dirfd != AT_FDCWD ? -EBADF : dirfd;
+}
+
 int cio_file_openat(int dirfd, const char *path, int flags, unsigned int mode) {
     if (!path) return -EINVAL;
-    if (dirfd < 0 && dirfd != AT_FDCWD) return -EBADF;
+    dirfd = path_dirfd(dirfd, path);
+    if (dirfd == -EBADF) return -EBADF;
     int rc = check_task();
     if (rc < 0) return rc;
-    file_req r = {.call = F_OPEN, .fd = dirfd, .path = path, .flags = flags, .mode = mode};
-    return (int)submit(&r);
+    file_req r = {.call = F_OPEN, .fd = dirfd, .path = path, .flags = flags, .mode = mode,
+                  .result = -1};
+    cio__holding hold;
+    cio__loop_hold(cio_running_loop(), &hold, release_open, &r);
+    ssize_t fd = submit(&r);
+    cio__loop_unhold(&hold);
+    return (int)fd;
 }
 
 ssize_t cio_file_read(int fd, void *buf, size_t len, int64_t offset) {
@@ -288,7 +301,8 @@ int cio_file_fsync(int fd, int datasync) {
 
 int cio_file_statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *out) {
     if (!path || !out) return -EINVAL;
-    if (dirfd < 0 && dirfd != AT_FDCWD) return -EBADF;
+    dirfd = path_dirfd(dirfd, path);
+    if (dirfd == -EBADF) return -EBADF;
     int rc = check_task();
     if (rc < 0) return rc;
     file_req r = {.call = F_STATX, .fd = dirfd, .path = path, .flags = flags, .mode = mask,
