@@ -45,7 +45,7 @@ cio_test_file(backend IO NOFAST)
 # Valgrind delivers a signal to a thread that computes only at its next
 # system call, so the task and backtrace of a busy loop cannot be taken
 # under it (a blocked loop's can: the blocking case runs under Valgrind).
-cio_test_file(watchdog LABELS threads NO_VALGRIND busy_loop_reported_as_computing_with_the_spinning_function loop_stuck_in_a_busy_task_still_reports_through_on_stall NO_TSAN million_tasks_that_yield_are_never_reported)
+cio_test_file(watchdog LABELS threads NO_VALGRIND busy_loop_reported_as_computing_with_the_spinning_function loop_stuck_in_a_busy_task_still_reports_through_on_stall reports_that_came_late_still_double_their_interval NO_TSAN million_tasks_that_yield_are_never_reported reports_that_came_late_still_double_their_interval PLAIN_ONLY backtrace_signal_runs_on_the_alternate_stack_not_the_tasks)
 set_target_properties(test_watchdog PROPERTIES ENABLE_EXPORTS ON)
 cio_test_file(dump IO NO_VALGRIND dump_every_iteration_leaves_the_trace_byte_identical)
 # A dump of 10,000 tasks at every iteration of a run is slow under the

@@ -1088,6 +1088,30 @@ static void *dump_odd_names(void *arg) {
     return NULL;
 }
 
+/* A dump into a pipe whose reader has gone (`kill -USR1 server` read
+ * through `| head`) is -EPIPE, not SIGPIPE's end of the program: the
+ * signal's default action is in place here, so the old write killed the
+ * test. Asked for with the dump signal, the loop goes on. */
+TEST(a_dump_into_a_pipe_with_no_reader_is_epipe_not_sigpipe) {
+    signal(SIGPIPE, SIG_DFL);
+    cio_loop *loop = test_loop();
+    int p[2];
+    CHECK_OK(pipe(p));
+    close(p[0]);
+    CHECK_ERR(cio_dump(loop, p[1], 0), -EPIPE);
+    CHECK_ERR(cio_dump(loop, p[1], CIO_DUMP_JSON), -EPIPE);
+    CHECK_OK(cio_loop_set_dump_signal(loop, SIGUSR1, p[1]));
+    CHECK_OK(kill(getpid(), SIGUSR1));
+    CHECK_OK(test_run(loop, settle_task, NULL, NULL));
+    CHECK_OK(cio_loop_set_dump_signal(loop, 0, p[1]));
+    /* No SIGPIPE was left pending for the program either. */
+    sigset_t pending;
+    CHECK_OK(sigpending(&pending));
+    CHECK(!sigismember(&pending, SIGPIPE));
+    close(p[1]);
+    CHECK_OK(cio_loop_free(loop));
+}
+
 TEST(json_dumps_stay_utf8_whatever_bytes_task_names_hold) {
     cio_loop *loop = test_loop();
     CHECK_OK(test_run(loop, dump_odd_names, NULL, NULL));

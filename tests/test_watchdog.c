@@ -193,6 +193,90 @@ TEST(busy_loop_reported_as_computing_with_the_spinning_function) {
     CHECK_OK(cio_loop_free(loop));
 }
 
+/* ---- the backtrace signal on a task with little stack left ------------------ */
+
+/* The watchdog's backtrace handler runs on the loop thread's alternate
+ * stack: on the task's own it takes a few KB (backtrace and the signal
+ * frame), which a correct task deep in its stack does not have, and the
+ * watchdog itself would overflow it. Native builds only: instrumented code
+ * needs more than the 2.5 KB this task leaves itself. */
+static const char *deep_top;
+static int64_t deep_spin_ns;
+
+__attribute__((noinline)) static void deep_then_spin(int depth) {
+    volatile char pad[128];
+    pad[0] = (char)depth;
+    const char *here = __builtin_frame_address(0);
+    if (deep_top - here < (ptrdiff_t)(CIO_MIN_STACK_SIZE - 2560)) {
+        deep_then_spin(depth + 1);
+    } else {
+        int64_t start = now_ns();
+        while (now_ns() - start < deep_spin_ns) {
+        }
+    }
+    pad[1] = pad[0];
+}
+
+static void *deep_task(void *arg) {
+    (void)arg;
+    deep_top = __builtin_frame_address(0);
+    deep_then_spin(0);
+    return NULL;
+}
+
+TEST(backtrace_signal_runs_on_the_alternate_stack_not_the_tasks) {
+    cio_loop *loop = test_loop();
+    watch(loop, 20);
+    deep_spin_ns = 150 * 1000000LL;
+    cio_task_options opts = {.name = "deep", .stack_size = CIO_MIN_STACK_SIZE};
+    cio_task *t;
+    CHECK_OK(cio_spawn_with(loop, deep_task, NULL, &opts, &t));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    read_reports(loop);
+    char first[8192];
+    CHECK(report_n(1, first, sizeof first) != NULL);
+    CHECK(strstr(first, "task 1 'deep' running") != NULL);
+    CHECK(strstr(first, "deep_then_spin") != NULL);
+    CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- reports that came late do not come in a burst ---------------------------- */
+
+/* With the backtrace signal blocked in the loop's thread, each report
+ * waits for its answer before it is written (100 ms), so it is late: the
+ * next still comes at twice the stall's age, not at the next wake-up.
+ * 300 ms of stall at a 5 ms threshold is reports at about 105 and 210 ms
+ * (the old code wrote them at 105, 109, 111, 114, 117... ms). */
+static void *stall_with_the_signal_blocked(void *arg) {
+    (void)arg;
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGRTMIN + 3);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    int64_t start = now_ns();
+    while (now_ns() - start < 300 * 1000000LL) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* The signal that waited is taken now; the handler does nothing then. */
+    return NULL;
+}
+
+TEST(reports_that_came_late_still_double_their_interval) {
+    cio_loop *loop = test_loop();
+    watch(loop, 5);
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, stall_with_the_signal_blocked, NULL, &t));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    read_reports(loop);
+    int n = count(reports, "stalled for");
+    fprintf(stderr, "%d reports\n", n);
+    CHECK_INT(n, >=, 1);
+    CHECK_INT(n, <=, 3);
+    CHECK_OK(cio_loop_free(loop));
+}
+
 /* ---- 9: no false report ---------------------------------------------------- */
 
 #define YIELDERS 1000

@@ -34,4 +34,19 @@
 #define CIO__LOOP_STACK_ONLY
 #endif
 
+/* Whether the program runs under Valgrind, which handles signals and
+ * alternate signal stacks its own way: it keeps delivering SA_ONSTACK
+ * signals on an alternate stack that was disabled, and delivers a signal
+ * to another thread at that thread's next system call. 0 where Valgrind's
+ * header is missing. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define CIO__ON_VALGRIND() RUNNING_ON_VALGRIND
+#endif
+#endif
+#ifndef CIO__ON_VALGRIND
+#define CIO__ON_VALGRIND() 0
+#endif
+
 #endif

@@ -70,13 +70,9 @@
 /* Valgrind (3.19 at least) keeps delivering SA_ONSTACK signals on an
  * alternate stack that was disabled (SS_DISABLE) as long as it had a size,
  * and cio disables and unmaps the one it gives each running loop when the
- * run ends: under Valgrind the handler runs on the current stack instead. */
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define ON_VALGRIND() RUNNING_ON_VALGRIND
-#else
-#define ON_VALGRIND() 0
-#endif
+ * run ends: under Valgrind the handler runs on the current stack instead
+ * (CIO__ON_VALGRIND, base.h). */
+#define ON_VALGRIND() CIO__ON_VALGRIND()
 
 #define SLOTS 128
 

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "introspection.h"
@@ -41,10 +42,14 @@ void cio__out_init(cio__out *o, int fd, char *buf, size_t cap) {
     o->buf = buf;
 }
 
+/* A pipe or socket whose reader has gone answers -EPIPE: a dump asked for
+ * with `kill -USR1` and read through `| head` must not end the program
+ * with SIGPIPE (cio__pipe_writev). */
 void cio__out_flush(cio__out *o) {
     size_t at = 0;
     while (at < o->len && !o->err) {
-        ssize_t n = write(o->fd, o->buf + at, o->len - at);
+        struct iovec iov = {.iov_base = o->buf + at, .iov_len = o->len - at};
+        ssize_t n = cio__pipe_writev(o->fd, &iov, 1);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             o->err = n < 0 ? -errno : -EIO;

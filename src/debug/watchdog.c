@@ -502,7 +502,13 @@ static void check(watchdog_entry *e, int64_t now) {
     if (now - e->seen_at < e->next_report) return;
     write_report(e, now, tid);
     e->reports++;
-    e->next_report *= 2;
+    /* The next report comes at twice the age of this one. A report that
+     * came late (its signal was answered after the wait for it, or the
+     * thread was held up) moves the next past the stall's present age,
+     * instead of catching up in a burst, one per wake-up. */
+    int64_t age = mono_ns() - e->seen_at;
+    do e->next_report *= 2;
+    while (e->next_report <= age && e->next_report < INT64_MAX / 2);
 }
 
 static void *watchdog_main(void *arg) {
@@ -533,11 +539,15 @@ static void install_handler(int sig) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_signal;
-    /* SA_RESTART: calls that can be restarted are; a sleep cannot. No
-     * SA_ONSTACK: a stalled task has stack to spare, and a signal that
-     * arrives late (Valgrind delivers it at the thread's next system call)
-     * may find the loop's alternate stack already gone. */
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    /* SA_RESTART: calls that can be restarted are; a sleep cannot.
+     * SA_ONSTACK: the loop's thread has an alternate stack while it runs
+     * (loop.c), and the handler (backtrace and its signal frame, a few KB)
+     * must not take them from a stalled task that has little stack left,
+     * which it would overflow. After the run the stack is disabled and the
+     * kernel uses the thread's own. Not under Valgrind, which keeps using
+     * a disabled alternate stack, and delivers a signal late (at the
+     * thread's next system call), when the run may be over. */
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | (CIO__ON_VALGRIND() ? 0 : SA_ONSTACK);
     sigemptyset(&sa.sa_mask);
     if (sigaction(sig, &sa, NULL) == 0) atomic_store(&handler_signal, sig);
 }
