@@ -1943,7 +1943,10 @@ int cio_loop_stack_census(cio_loop *loop, FILE *out);
 typedef struct cio_watchdog_options {
     unsigned threshold_ms;       /* a stall is this long or longer; 0 turns the watchdog off */
     unsigned flags;              /* CIO_WATCHDOG_* */
-    int fd;                      /* where reports go; 0 = stderr (2) */
+    int fd;                      /* where reports go; 0 = stderr (2). A report
+                                  * the fd does not take within 10 ms (a full
+                                  * pipe) is cut short: the watchdog never
+                                  * blocks on it */
     int signal;                  /* for the backtrace; 0 = SIGRTMIN + 3 */
     unsigned reports_per_minute; /* per loop; 0 = 10 */
     /* Called in the watchdog thread after each report, with its text (for

@@ -11,6 +11,7 @@
 #include "test.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -275,6 +276,54 @@ TEST(reports_that_came_late_still_double_their_interval) {
     CHECK_INT(n, >=, 1);
     CHECK_INT(n, <=, 3);
     CHECK_OK(cio_loop_free(loop));
+}
+
+/* ---- a report fd that takes nothing ------------------------------------------ */
+
+/* Reports into a full pipe that nobody reads: the watchdog thread must not
+ * block in write(2), where it would hold the lock that stopping the
+ * watchdog (and freeing the loop) takes: they hung for ever. */
+static void *stall_100ms(void *arg) {
+    (void)arg;
+    int64_t start = now_ns();
+    while (now_ns() - start < 100 * 1000000LL) {
+    }
+    return NULL;
+}
+
+static void *stop_watching(void *arg) {
+    cio_loop *loop = arg;
+    CHECK_OK(cio_loop_set_watchdog(loop, 0, 0));
+    CHECK_OK(cio_loop_free(loop));
+    return NULL;
+}
+
+TEST(a_full_report_pipe_never_blocks_the_watchdog) {
+    int p[2];
+    CHECK_OK(pipe2(p, O_CLOEXEC));
+    /* Filled while non-blocking, then blocking again, as the watchdog
+     * would find a pipe whose reader stopped reading. */
+    CHECK_OK(fcntl(p[1], F_SETFL, O_NONBLOCK));
+    char block[4096] = {0};
+    while (write(p[1], block, sizeof block) > 0) {
+    }
+    CHECK_OK(fcntl(p[1], F_SETFL, 0));
+    cio_loop *loop = test_loop();
+    cio_watchdog_options o = {.threshold_ms = 10, .fd = p[1]};
+    CHECK_OK(cio_loop_set_watchdog_with(loop, &o));
+    cio_task *t;
+    CHECK_OK(cio_spawn(loop, stall_100ms, NULL, &t));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    pthread_t stopper;
+    CHECK_OK(pthread_create(&stopper, NULL, stop_watching, loop));
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    if (pthread_timedjoin_np(stopper, NULL, &until) != 0)
+        FAIL("stopping the watchdog hung on a full report pipe");
+    close(p[0]);
+    close(p[1]);
 }
 
 /* ---- 9: no false report ---------------------------------------------------- */

@@ -45,6 +45,8 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -344,9 +346,25 @@ static bool ask_loop_thread(const watchdog_entry *e, int tid) {
     return true;
 }
 
+/* How long a report waits for its descriptor to take the next piece. */
+#define REPORT_WRITE_WAIT_MS 10
+
+/*
+ * Writes a report without ever blocking the watchdog thread for long: it
+ * holds the lock every watchdog call takes, so a write that blocked (a
+ * full pipe nobody reads) would hang every loop's cio_loop_set_watchdog
+ * and cio_loop_free. Each piece of at most PIPE_BUF bytes goes only once
+ * poll says the descriptor takes it (a pipe that is not full has room for
+ * such a piece); a descriptor that takes nothing within
+ * REPORT_WRITE_WAIT_MS loses the rest of the report.
+ */
 static void write_all(int fd, const char *text, size_t len) {
     while (len > 0) {
-        ssize_t n = write(fd, text, len);
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int ready = poll(&p, 1, REPORT_WRITE_WAIT_MS);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0 || !(p.revents & POLLOUT)) return;
+        ssize_t n = write(fd, text, len < PIPE_BUF ? len : PIPE_BUF);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return;
         text += n;
