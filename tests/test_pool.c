@@ -492,9 +492,20 @@ static void *sleep_a_little_in_a_worker(void *arg) {
     return NULL;
 }
 
-static void *call_sleeper(void *arg) {
+static atomic_int four_arrived;
+
+/* Returns once four calls run at once: four workers exist then, however
+ * the threads are scheduled (under Valgrind one worker could otherwise
+ * finish its call and take the next before a fourth was started). */
+static void *wait_for_four_in_workers(void *arg) {
     (void)arg;
-    CHECK_OK(cio_to_thread(sleep_a_little_in_a_worker, NULL, NULL));
+    atomic_fetch_add(&four_arrived, 1);
+    while (atomic_load(&four_arrived) < 4) usleep(1000);
+    return NULL;
+}
+
+static void *call_sleeper(void *arg) {
+    CHECK_OK(cio_to_thread(arg ? wait_for_four_in_workers : sleep_a_little_in_a_worker, NULL, NULL));
     return NULL;
 }
 
@@ -502,7 +513,8 @@ static void *shutdown_after_the_bound_was_lowered(void *arg) {
     (void)arg;
     cio_loop *loop = cio_running_loop();
     cio_task *t[4];
-    for (int i = 0; i < 4; i++) CHECK_OK(cio_spawn(loop, call_sleeper, NULL, &t[i]));
+    atomic_store(&four_arrived, 0);
+    for (int i = 0; i < 4; i++) CHECK_OK(cio_spawn(loop, call_sleeper, IPTR(1), &t[i]));
     for (int i = 0; i < 4; i++) {
         CHECK_OK(cio_await(t[i], NULL));
         cio_future_unref(t[i]);
