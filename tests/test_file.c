@@ -18,6 +18,15 @@
 
 static char path[64];
 
+/* Runs fn(arg) as a task in a loop of its own, then closes and frees the
+ * loop. */
+static void run_in_a_new_loop(cio_coro_fn fn, void *arg) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, fn, arg, NULL));
+    CHECK_OK(cio_loop_close(loop));
+    cio_loop_free(loop);
+}
+
 static void make_path(void) {
     snprintf(path, sizeof path, "/tmp/cio-file-%d", (int)getpid());
     unlink(path);
@@ -63,10 +72,7 @@ static void *write_and_read_back(void *arg) {
 
 TEST(write_fsync_statx_and_read_back) {
     make_path();
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, write_and_read_back, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(write_and_read_back, NULL);
     unlink(path);
 }
 
@@ -197,10 +203,7 @@ static void open_fifo(void) {
 
 TEST(cancel_while_running_waits_for_the_call_and_keeps_its_result) {
     open_fifo();
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, cancel_running, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(cancel_running, NULL);
     close(fifo_fd);
     unlink(fifo);
 }
@@ -250,10 +253,7 @@ static void *cancel_queued(void *arg) {
 
 TEST(cancel_while_queued_never_runs_the_call) {
     open_fifo();
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, cancel_queued, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(cancel_queued, NULL);
     close(fifo_fd);
     unlink(fifo);
 }
@@ -302,10 +302,7 @@ static void *blocked_fifo_read(void *arg) {
 
 TEST(loop_runs_while_a_call_blocks_in_its_worker) {
     open_fifo();
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, blocked_fifo_read, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(blocked_fifo_read, NULL);
     close(fifo_fd);
     unlink(fifo);
 }
@@ -375,10 +372,7 @@ static void *every_call_on_its_path(void *arg) {
 
 TEST(regular_file_calls_take_the_ring_on_io_uring_and_the_pool_on_epoll) {
     make_path();
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, every_call_on_its_path, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(every_call_on_its_path, NULL);
     unlink(path);
 }
 
@@ -447,18 +441,15 @@ static void *fifo_on_the_pool(void *arg) {
 
 TEST(fifo_reads_and_writes_run_on_the_pool_on_every_backend) {
     open_fifo();
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, fifo_on_the_pool, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(fifo_on_the_pool, NULL);
     close(fifo_fd);
     unlink(fifo);
 }
 
 /* Opening a FIFO waits for the other end, as open(2) does, on every
- * backend (io_uring's open first tries without blocking, which for a FIFO
- * means O_NONBLOCK: a read end would open at once, a write end fail with
- * ENXIO; file.c opens such a file again on the pool). */
+ * backend (io_uring's own first try of an open does not block, which for a
+ * FIFO means O_NONBLOCK: a read end would open at once, a write end fail
+ * with ENXIO; backend_uring.c sends such an open to an io-wq worker). */
 static int fifo_open_result[2];
 
 static void *open_end(void *arg) {
@@ -502,10 +493,7 @@ TEST(opening_a_fifo_waits_for_the_other_end_on_every_backend) {
     snprintf(fifo, sizeof fifo, "/tmp/cio-fifo-%d", (int)getpid());
     unlink(fifo);
     CHECK_OK(mkfifo(fifo, 0600));
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, fifo_open_waits, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(fifo_open_waits, NULL);
     unlink(fifo);
 }
 
@@ -655,10 +643,7 @@ static void *absolute_paths(void *arg) {
 }
 
 TEST(an_absolute_path_ignores_a_negative_dirfd_as_openat_does) {
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, absolute_paths, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(absolute_paths, NULL);
 }
 
 /* ---- cancelling reads into stack buffers, on the ring ------------------- */
@@ -739,10 +724,7 @@ TEST(cancelled_reads_into_stack_buffers_are_never_written_later) {
         CHECK_EQ(pwrite(race_fd, block, sizeof block, (off_t)i * RACE_LEN), RACE_LEN);
     }
     CHECK_OK(fsync(race_fd));
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, read_cancel_race, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(read_cancel_race, NULL);
     close(race_fd);
     unlink(path);
 }
@@ -791,10 +773,7 @@ TEST(file_close_closes_and_the_number_is_reused_safely) {
     int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
     CHECK_OK(ftruncate(fd, 8 * 4096));
     close(fd);
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, close_then_reuse, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(close_then_reuse, NULL);
     unlink(path);
 }
 
@@ -855,10 +834,7 @@ TEST(an_open_waiting_in_the_kernel_is_cancelled_there) {
     snprintf(fifo, sizeof fifo, "/tmp/cio-fifo-%d", (int)getpid());
     unlink(fifo);
     CHECK_OK(mkfifo(fifo, 0600));
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, cancel_open_in_kernel, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(cancel_open_in_kernel, NULL);
     unlink(fifo);
 }
 
@@ -928,10 +904,7 @@ static void *close_waits_for_the_pool_call(void *arg) {
 }
 
 TEST(file_close_waits_for_a_call_on_the_pool_before_the_number_can_be_reused) {
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, close_waits_for_the_pool_call, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(close_waits_for_the_pool_call, NULL);
 }
 
 static void *cancelled_close_still_closes(void *arg) {
@@ -956,10 +929,7 @@ static void *cancelled_close_still_closes(void *arg) {
 }
 
 TEST(file_close_cancelled_while_it_waits_still_closes_then_reports_the_cancel) {
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, cancelled_close_still_closes, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(cancelled_close_still_closes, NULL);
 }
 
 static void *second_close_is_ebadf(void *arg) {
@@ -981,10 +951,7 @@ static void *second_close_is_ebadf(void *arg) {
 }
 
 TEST(a_second_close_of_a_descriptor_being_closed_is_ebadf) {
-    cio_loop *loop = test_loop();
-    CHECK_OK(test_run(loop, second_close_is_ebadf, NULL, NULL));
-    CHECK_OK(cio_loop_close(loop));
-    cio_loop_free(loop);
+    run_in_a_new_loop(second_close_is_ebadf, NULL);
 }
 
 /* Loop close while a close waits for a pool call: both tasks end with the

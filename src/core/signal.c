@@ -72,7 +72,6 @@
  * and cio disables and unmaps the one it gives each running loop when the
  * run ends: under Valgrind the handler runs on the current stack instead
  * (CIO__ON_VALGRIND, base.h). */
-#define ON_VALGRIND() CIO__ON_VALGRIND()
 
 #define SLOTS 128
 
@@ -205,7 +204,7 @@ static int install(int sig) {
     sa.sa_sigaction = on_signal;
     /* SA_RESTART as asyncio (siginterrupt(sig, False)): the program's
      * blocking calls in other threads are not cut short. */
-    sa.sa_flags = SA_SIGINFO | SA_RESTART | (ON_VALGRIND() ? 0 : SA_ONSTACK);
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | (CIO__ON_VALGRIND() ? 0 : SA_ONSTACK);
     sigemptyset(&sa.sa_mask);
     if (sigaction(sig, &sa, &old) != 0) return -errno;
     if (!is_ours(&old)) saved[sig] = old;
