@@ -241,7 +241,13 @@ static void run_once(cio_loop *loop) {
         /* About to block, so idle: give back the memory of stacks and
          * records that the last busy spell left free (O(1) unless there
          * is; a step at a time, polling in between: stack.c). */
-        if (timeout != 0 && cio__stack_pool_idle(&loop->stacks, loop->live_tasks)) timeout = 0;
+        if (timeout != 0) {
+            /* Stacks first: the task records kept follow the stacks kept.
+             * Either giving anything back means another pass at once
+             * (the stack trim's next step, or malloc's trim). */
+            bool more = cio__stack_pool_idle(&loop->stacks, loop->live_tasks);
+            if (cio__task_pool_idle(loop) || more) timeout = 0;
+        }
         /* About to block: tell senders of cross-thread calls to wake us,
          * then look once more for what they posted (inbox.c). */
         if (timeout != 0) {

@@ -265,6 +265,11 @@ static inline void cio__loop_note_state(cio_loop *loop) {
 extern unsigned cio__fork_generation;
 /* The common case alone: 0 for an open loop of this process that is not in
  * debug mode, -1 when cio__loop_check_slow must decide. */
+/* The loop's call before it blocks, after cio__stack_pool_idle (task.c):
+ * frees the finished task records kept beyond what the stack pool still
+ * keeps stacks for (O(1) while there are none); true if it freed any. */
+bool cio__task_pool_idle(cio_loop *loop);
+
 static inline int cio__loop_check_fast(const cio_loop *loop) {
     return !loop->slow_checks && loop->generation == cio__fork_generation ? 0 : -1;
 }

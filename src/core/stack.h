@@ -113,6 +113,10 @@ void cio__stack_pool_destroy(cio__stack_pool *pool);
 #define CIO__STACK_HEAP_TRIM_STACKS 1024
 size_t cio__stack_pool_trim(cio__stack_pool *pool, size_t keep_bytes, size_t max);
 bool cio__stack_pool_idle(cio__stack_pool *pool, size_t live_tasks);
+/* Stacks whose pages the pool keeps (free or in use): all but the cold. */
+static inline size_t cio__stack_pool_warm(const cio__stack_pool *pool) {
+    return pool->stacks_total - pool->cold_total;
+}
 static inline void cio__stack_pool_note_freed(cio__stack_pool *pool, size_t bytes) {
     pool->heap_freed += bytes;
 }

@@ -29,7 +29,8 @@
 CIO__TLS cio__task *cio__running_task;
 _Static_assert(offsetof(cio__task, fut) == 0, "a task's record starts with its future");
 
-/* How many finished task objects a loop keeps for reuse. */
+/* How many finished task objects a loop keeps for reuse at least; more
+ * while its stack pool keeps their stacks (task_pool_limit). */
 #define CIO__TASK_POOL_MAX 1024
 
 cio_task *cio_current_task(void) {
@@ -613,6 +614,39 @@ void cio__task_detach(cio__task *t) {
     cio__future_unref(&t->fut);
 }
 
+/*
+ * How many finished task records the loop keeps for reuse: at least
+ * CIO__TASK_POOL_MAX, and as many as the stack pool keeps warm stacks that
+ * no live task holds. A burst of spawns larger than the fixed bound then
+ * reuses its records as it reuses its stacks, where the bound made every
+ * burst after the first malloc most records again, and fault their pages
+ * in again whenever malloc had given them back (the second group of 10,000
+ * children ran half again as slow, depending on what the program had
+ * freed before). A record is 344 bytes against the 4 KiB or more a warm
+ * stack holds, and the idle trim gives the surplus back with the stacks
+ * (cio__task_pool_idle).
+ */
+static size_t task_pool_limit(const cio_loop *loop) {
+    size_t warm = cio__stack_pool_warm(&loop->stacks);
+    size_t spare = warm > loop->live_tasks ? warm - loop->live_tasks : 0;
+    return spare > CIO__TASK_POOL_MAX ? spare : CIO__TASK_POOL_MAX;
+}
+
+bool cio__task_pool_idle(cio_loop *loop) {
+    if (loop->free_task_count <= CIO__TASK_POOL_MAX) return false;
+    size_t limit = task_pool_limit(loop);
+    size_t freed = 0;
+    while (loop->free_task_count > limit) {
+        cio__task *t = loop->free_tasks;
+        loop->free_tasks = t->free_next;
+        loop->free_task_count--;
+        cio__free(t);
+        freed++;
+    }
+    cio__stack_pool_note_freed(&loop->stacks, freed * sizeof(cio__task));
+    return freed > 0;
+}
+
 static void task_destroy(cio_future *fut) {
     cio__task *t = cio__task_of(fut);
     /* Only loop close destroys a task that still has its stack (a running
@@ -623,7 +657,9 @@ static void task_destroy(cio_future *fut) {
         t->name = NULL;
     }
     cio_loop *loop = t->fut.loop;
-    if (loop && !loop->closing && loop->free_task_count < CIO__TASK_POOL_MAX) {
+    if (loop && !loop->closing &&
+        (loop->free_task_count < CIO__TASK_POOL_MAX ||
+         loop->free_task_count < task_pool_limit(loop))) {
         t->free_next = loop->free_tasks;
         loop->free_tasks = t;
         loop->free_task_count++;

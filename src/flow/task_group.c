@@ -19,10 +19,23 @@
  *   outstanding cancellation is left in place (uncancel then cancel, which
  *   keeps the count), so it still ends cancelled unless it uncancels.
  *
- * Room for every possible error (one per child plus the body's) is reserved
- * when a child is spawned, so recording an error never needs memory. A
- * child's message is read from the child when asked for (the group holds a
- * reference to every child until it is freed); the body's message, given
+ * The records live in blocks the group allocates (CHILD_BLOCK_FIRST
+ * records, then twice as many each time, up to CHILD_BLOCK_MAX), listed in
+ * a small table. A record stays where it is while its job is registered
+ * on the child. Each record also holds one error slot: the group's k-th
+ * error goes into the k-th record's slot (error_at), so there is room
+ * for every possible error (one per child; the body's, always the last,
+ * has a slot in the group) without memory at the time of the error. Why
+ * not one record per malloc and a separate error array grown by realloc:
+ * a group of 10,000 children made 10,000 small allocations interleaved
+ * with its tasks, and the array (256 KiB at the end) crossed glibc's mmap
+ * threshold, so whether each group faulted 32 fresh pages in depended on
+ * what the program had freed before (a warm group ran half again as slow
+ * after one lock was made and freed in an earlier loop). Now such a group
+ * makes 16 allocations of at most 56 KiB, from the heap.
+ *
+ * A child's message is read from the child when asked for (the group holds
+ * a reference to every child until it is freed); the body's message, given
  * to cio_task_group_exit_msg, is copied into the group.
  *
  * Lifetime. While the body waits inside exit, freeing the group would pull
@@ -33,25 +46,34 @@
 
 #include "flow.h"
 
-typedef struct child {
-    cio__job job;
-    cio_task_group *group;
-    cio_task *task;
-    struct child *next;
-} child;
-
 typedef struct group_error {
     cio_task *task; /* NULL for the body's own error */
     int error;
 } group_error;
 
+typedef struct child {
+    cio__job job; /* registered on the child; runs when it is done */
+    cio_task_group *group;
+    cio_task *task;
+    group_error error; /* the group's error of this record's index (error_at) */
+} child;
+
+#define CHILD_BLOCK_FIRST 8
+#define CHILD_BLOCK_MAX 1024 /* 56 KiB: below glibc's mmap threshold */
+
+typedef struct child_block {
+    size_t used;
+    child records[];
+} child_block;
+
 struct cio_task_group {
     cio_loop *loop;
     cio__task *parent;
-    child *children;      /* every child spawned, for cancel and unref */
+    child_block **blocks; /* the records of every child spawned, oldest first */
+    size_t nblocks, blocks_cap;
     size_t spawned, pending;
-    group_error *errors;
-    size_t nerrors, error_cap;
+    size_t nerrors;
+    group_error body_error; /* the error numbered spawned, if any (error_at) */
     char *body_message;   /* the body's error message (exit_msg), owned */
     cio__waitq exit_wait; /* the parent, while exit waits for children */
     uint8_t exiting;
@@ -60,10 +82,60 @@ struct cio_task_group {
     uint8_t parent_cancel_requested;
 };
 
+static size_t block_cap(size_t j) {
+    return j < 7 ? (size_t)CHILD_BLOCK_FIRST << j : CHILD_BLOCK_MAX;
+}
+
+/* The record of the k-th child spawned (k < spawned, or the next one). */
+static child *record_at(const cio_task_group *g, size_t k) {
+    size_t j = 0;
+    while (k >= block_cap(j)) k -= block_cap(j++);
+    return &g->blocks[j]->records[k];
+}
+
+/* The group's k-th error is kept in the k-th child's record while there is
+ * one (a child's error is never numbered past the children spawned), else
+ * in the group's own slot, which only the body's error, the last, reaches. */
+static const group_error *error_at(const cio_task_group *g, size_t k) {
+    return k < g->spawned ? &record_at(g, k)->error : &g->body_error;
+}
+
+static void record_error(cio_task_group *g, cio_task *task, int err) {
+    size_t k = g->nerrors++;
+    group_error *slot = k < g->spawned ? &record_at(g, k)->error : &g->body_error;
+    *slot = (group_error){.task = task, .error = err};
+}
+
+/* Every child, newest first (the order the records were once listed in). */
+#define FOR_EACH_CHILD(g, c)                                                              \
+    for (size_t j_ = (g)->nblocks; j_-- > 0;)                                              \
+        for (size_t i_ = (g)->blocks[j_]->used; i_-- > 0;)                                 \
+            for (child *c = &(g)->blocks[j_]->records[i_]; c; c = NULL)
+
 static void abort_children(cio_task_group *g) {
     g->aborting = 1;
-    for (child *c = g->children; c; c = c->next)
+    FOR_EACH_CHILD(g, c)
         if (!cio_future_done(c->task)) cio_task_cancel(c->task, NULL);
+}
+
+/* A record for the next child: in the newest block, or in a new one. The
+ * block's count is raised once the child exists (group_spawn). */
+static child *next_record(cio_task_group *g) {
+    if (g->nblocks > 0 && g->blocks[g->nblocks - 1]->used < block_cap(g->nblocks - 1))
+        return record_at(g, g->spawned);
+    if (g->nblocks == g->blocks_cap) {
+        size_t cap = g->blocks_cap ? g->blocks_cap * 2 : 8;
+        child_block **grown = cio__realloc(g->blocks, cap * sizeof *grown);
+        if (!grown) return NULL;
+        g->blocks = grown;
+        g->blocks_cap = cap;
+    }
+    size_t n = block_cap(g->nblocks);
+    child_block *fresh = cio__malloc(sizeof *fresh + n * sizeof fresh->records[0]);
+    if (!fresh) return NULL;
+    fresh->used = 0;
+    g->blocks[g->nblocks++] = fresh;
+    return &fresh->records[0];
 }
 
 static void on_group_child_done(cio__job *job) {
@@ -74,7 +146,7 @@ static void on_group_child_done(cio__job *job) {
     if (cio_future_cancelled(c->task)) return;
     int err = cio_future_error(c->task); /* also marks it retrieved */
     if (err == 0) return;
-    g->errors[g->nerrors++] = (group_error){.task = c->task, .error = err};
+    record_error(g, c->task, err);
     if (g->parent->fut.state != CIO__PENDING) {
         cio__report(g->loop, "Task in a TaskGroup failed after its parent finished", err, c->task);
         return;
@@ -98,13 +170,6 @@ int cio_task_group_enter(cio_task_group **gp) {
     g->loop = parent->fut.loop;
     g->parent = parent;
     cio__waitq_init(&g->exit_wait);
-    /* Room for the body's error from the start. */
-    g->errors = cio__malloc(sizeof *g->errors);
-    if (!g->errors) {
-        cio__free(g);
-        return -ENOMEM;
-    }
-    g->error_cap = 1;
     cio_future_ref(&parent->fut);
     *gp = g;
     return 0;
@@ -117,27 +182,16 @@ static int group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg,
     if (!g || !fn) return -EINVAL;
     if (g->exited || (g->exiting && g->pending == 0)) return -CIO_EGROUPDONE;
     if (g->aborting) return -CIO_EGROUPABORTING;
-    if (g->error_cap < g->spawned + 2) {
-        size_t cap = g->error_cap * 2 > g->spawned + 2 ? g->error_cap * 2 : g->spawned + 2;
-        group_error *grown = cio__realloc(g->errors, cap * sizeof *grown);
-        if (!grown) return -ENOMEM;
-        g->errors = grown;
-        g->error_cap = cap;
-    }
-    child *c = cio__malloc(sizeof *c);
+    child *c = next_record(g);
     if (!c) return -ENOMEM;
     cio_task *task;
     int rc = cio__spawn(g->loop, fn, arg, opts, &task, site, pc);
-    if (rc < 0) {
-        cio__free(c);
-        return rc;
-    }
+    if (rc < 0) return rc; /* the record stays free for the next spawn */
     c->group = g;
     c->task = task;
     c->job.run = on_group_child_done;
     cio__list_init(&c->job.link);
-    c->next = g->children;
-    g->children = c;
+    g->blocks[g->nblocks - 1]->used++;
     g->spawned++;
     g->pending++;
     cio__future_add_waiter(task, &c->job);
@@ -190,7 +244,7 @@ int cio_task_group_exit_msg(cio_task_group *g, int rc, const char *msg) {
     if (g->parent_cancel_requested && cio_task_uncancel(&g->parent->fut) == 0)
         propagate_cancel = 0;
     if (rc < 0 && rc != -ECANCELED)
-        g->errors[g->nerrors++] = (group_error){.task = NULL, .error = rc};
+        record_error(g, NULL, rc);
     if (g->nerrors > 0) {
         /* Errors win; an outside cancellation stays outstanding. */
         if (cio_task_cancelling(&g->parent->fut) > 0) {
@@ -212,7 +266,7 @@ int cio_task_group_error(const cio_task_group *g, size_t i, int *err, cio_task *
     if (task) *task = NULL;
     if (message) *message = NULL;
     if (!g || i >= g->nerrors) return -EINVAL;
-    const group_error *e = &g->errors[i];
+    const group_error *e = error_at(g, i);
     if (err) *err = e->error;
     if (task) *task = e->task;
     if (message) *message = e->task ? cio_future_error_message(e->task) : g->body_message;
@@ -226,16 +280,15 @@ int cio_task_group_free(cio_task_group *g) {
                                       "cio_task_group_free: the body still waits in exit; not freed");
     /* A group freed without exit cancels its children and lets them finish
      * detached; either way every record goes. */
-    for (child *c = g->children, *next; c; c = next) {
-        next = c->next;
+    FOR_EACH_CHILD(g, c) {
         if (cio__link_linked(&c->job.link)) cio__list_unlink(&c->job.link);
         if (!cio_future_done(c->task)) cio_task_cancel(c->task, NULL);
         cio_future_unref(c->task);
-        cio__free(c);
     }
+    for (size_t j = 0; j < g->nblocks; j++) cio__free(g->blocks[j]);
+    cio__free(g->blocks);
     cio_future_unref(&g->parent->fut);
     cio__free(g->body_message);
-    cio__free(g->errors);
     cio__free(g);
     return 0;
 }
