@@ -397,3 +397,84 @@ TEST(a_dump_from_another_thread_and_the_loops_start_exclude_each_other) {
     CHECK_OK(cio_loop_close(loop));
     cio_loop_free(loop);
 }
+
+/* The same with cio_run_until_complete, which registers a done callback on
+ * its future before the loop runs: it registered it before the start
+ * waited for the dumps, so a dump walking the ready queue and the waiters
+ * read them while the loop's thread changed them (TSan saw the race). The
+ * tasks are made before the dumps begin (the loop's thread changes nothing
+ * else between runs, as the header asks); some are done before their run
+ * (the callback goes straight to the ready queue), some not yet. */
+#define RUC_TASKS 300
+
+static void *sleep_for_its_index(void *arg) {
+    (void)cio_sleep(PTRI(arg) * 0.0001);
+    return arg;
+}
+
+TEST(run_until_complete_starts_the_loop_before_a_dump_can_see_its_callback) {
+    static cio_task *tasks[RUC_TASKS];
+    for (int round = 0; round < 4; round++) {
+        cio_loop *loop = test_loop();
+        atomic_store(&dumping_done, 0);
+        atomic_store(&dumps_read, 0);
+        atomic_store(&dumps_refused, 0);
+        for (int i = 0; i < RUC_TASKS; i++)
+            CHECK_OK(cio_spawn(loop, sleep_for_its_index, IPTR(i), &tasks[i]));
+        pthread_t th;
+        CHECK_OK(pthread_create(&th, NULL, dump_repeatedly, loop));
+        while (atomic_load(&dumps_read) + atomic_load(&dumps_refused) < 10) sched_yield();
+        for (int i = 0; i < RUC_TASKS; i++) {
+            void *result;
+            CHECK_OK(cio_run_until_complete(loop, tasks[i], &result));
+            CHECK(PTRI(result) == i);
+            CHECK_OK(cio_run_until_complete(loop, tasks[i], NULL)); /* done: queued at once */
+        }
+        atomic_store(&dumping_done, 1);
+        CHECK_OK(pthread_join(th, NULL));
+        CHECK(atomic_load(&dumps_read) > 0);
+        for (int i = 0; i < RUC_TASKS; i++) cio_future_unref(tasks[i]);
+        CHECK_OK(cio_loop_close(loop));
+        cio_loop_free(loop);
+    }
+}
+
+/* cio_dump_request from another thread while the loop's thread closes the
+ * loop: each request either wakes a loop that is still whole or answers
+ * -CIO_ELOOPCLOSED; close waits for a request under way before it tears
+ * the backend down (the request read the closed flags unguarded, and
+ * could wake a backend close had begun to free). */
+static atomic_int requests_closed;
+static atomic_long requests_made;
+
+static void *request_until_closed(void *arg) {
+    cio_loop *loop = arg;
+    for (;;) {
+        int rc = cio_dump_request(loop);
+        if (rc == -CIO_ELOOPCLOSED) break;
+        CHECK_OK(rc);
+        atomic_fetch_add(&requests_made, 1);
+    }
+    atomic_store(&requests_closed, 1);
+    return NULL;
+}
+
+TEST(dump_requests_from_another_thread_while_the_loop_closes) {
+    for (int round = 0; round < 20; round++) {
+        cio_loop *loop = test_loop();
+        int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        CHECK(devnull >= 0);
+        CHECK_OK(cio_loop_set_dump_signal(loop, 0, devnull));
+        atomic_store(&requests_closed, 0);
+        atomic_store(&requests_made, 0);
+        pthread_t th;
+        CHECK_OK(pthread_create(&th, NULL, request_until_closed, loop));
+        while (atomic_load(&requests_made) < 10) sched_yield();
+        CHECK_OK(cio_loop_close(loop));
+        CHECK_OK(pthread_join(th, NULL));
+        CHECK(atomic_load(&requests_closed));
+        CHECK_ERR(cio_dump_request(loop), -CIO_ELOOPCLOSED);
+        cio_loop_free(loop);
+        close(devnull);
+    }
+}

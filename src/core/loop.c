@@ -317,7 +317,12 @@ static void disable_altstack(void *mem) {
     munmap(mem, 64 * 1024);
 }
 
-int cio_run_forever(cio_loop *loop) {
+/* The start of a run, apart from its iterations so that
+ * run_until_complete can register its stopper only once no dump from
+ * another thread reads the loop (a dump walks the ready queue and the
+ * waiters). Refuses with nothing changed, or returns 0 with the loop
+ * running in this thread; cio__loop_run_started then runs it. */
+int cio__loop_start_run(cio_loop *loop) {
     if (!loop) return -EINVAL;
     if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
     if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
@@ -327,6 +332,10 @@ int cio_run_forever(cio_loop *loop) {
      * no new one starts (see cio_dump). */
     atomic_store(&loop->started, 1);
     while (atomic_load(&loop->dump_readers) != 0) sched_yield();
+    return 0;
+}
+
+int cio__loop_run_started(cio_loop *loop) {
     /* The loop now belongs to this thread, and stays this thread's after
      * the run until another thread runs it. */
     atomic_store_explicit(&loop->owner, (uintptr_t)pthread_self(), memory_order_relaxed);
@@ -352,6 +361,11 @@ int cio_run_forever(cio_loop *loop) {
     running_loop = NULL;
     cio__clock_virtual = NULL;
     return 0;
+}
+
+int cio_run_forever(cio_loop *loop) {
+    int rc = cio__loop_start_run(loop);
+    return rc < 0 ? rc : cio__loop_run_started(loop);
 }
 
 int cio_loop_stop(cio_loop *loop) {

@@ -129,6 +129,15 @@ struct cio_loop {
      * dump_fd is where it goes (-1: stderr), dump_signal the signal
      * cio_loop_set_dump_signal holds for it (0: none). */
     _Atomic int dump_requested;
+    /* The gate between cio_dump_request and close (any thread, signal
+     * handlers too, so no lock): a request counts itself in
+     * dump_requesters and then reads dump_refused; close sets dump_refused
+     * and then waits for dump_requesters to drop to zero, before it tears
+     * anything down. Both steps sequentially consistent: either the
+     * request sees close and backs off, or close sees the request and
+     * waits for it to finish waking the backend. */
+    _Atomic uint8_t dump_refused;
+    _Atomic unsigned dump_requesters;
     int dump_fd;
     int dump_signal;
     /* What calls suspended in tasks own and close must give back
@@ -265,6 +274,13 @@ static inline void cio__loop_note_state(cio_loop *loop) {
 extern unsigned cio__fork_generation;
 /* The common case alone: 0 for an open loop of this process that is not in
  * debug mode, -1 when cio__loop_check_slow must decide. */
+/* A run in two steps (loop.c): the checks and the start, which waits for a
+ * dump from another thread to finish (0, or a refusal with nothing
+ * changed), then the iterations until the loop stops. cio_run_forever is
+ * the two; run_until_complete registers its stopper in between. */
+int cio__loop_start_run(cio_loop *loop);
+int cio__loop_run_started(cio_loop *loop);
+
 /* The loop's call before it blocks, after cio__stack_pool_idle (task.c):
  * frees the finished task records kept beyond what the stack pool still
  * keeps stacks for (O(1) while there are none); true if it freed any. */

@@ -35,6 +35,7 @@
  *   6. Free the pools (the thread pool's too), the stacks and the backend.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -139,6 +140,9 @@ int cio_loop_close(cio_loop *loop) {
     if (loop->closing) return -EBUSY;
     loop->closing = 1;
     cio__loop_note_state(loop);
+    /* No dump request from another thread is under way from here on. */
+    atomic_store(&loop->dump_refused, 1);
+    while (atomic_load(&loop->dump_requesters) != 0) sched_yield();
     /* Debug mode: the tasks that never finished are dumped (names, waits,
      * frames) while their stacks still hold them, through the report path
      * (closing is set: a handler that closes the loop again is refused). */

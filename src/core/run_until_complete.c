@@ -24,12 +24,16 @@ int cio_run_until_complete(cio_loop *loop, cio_future *fut, void **result) {
     if (loop->running || cio_running_loop()) return -CIO_ELOOPRUNNING;
     if (!fut->loop) return -CIO_ELOOPCLOSED;
     if (fut->loop != loop) return -CIO_EWRONGLOOP;
+    /* The run starts before the stopper goes into the future's waiters (or
+     * the ready queue): a dump from another thread reads both until then. */
+    int rc = cio__loop_start_run(loop);
+    if (rc < 0) return rc;
     stopper s = {.loop = loop};
     s.job.run = stop_loop;
     cio__list_init(&s.job.link);
     cio_future_ref(fut);
     cio__future_add_waiter(fut, &s.job);
-    int rc = cio_run_forever(loop);
+    rc = cio__loop_run_started(loop);
     if (rc == 0 && !cio_future_done(fut)) rc = -CIO_ESTOPPED;
     /* If the loop stopped some other way, the stopper is still registered
      * (or queued): take it out before this frame goes away. */

@@ -1639,13 +1639,20 @@ static void dump_hook(cio_loop *loop, int at_close) {
 int cio_dump_request(cio_loop *loop) {
     if (!loop) return -EINVAL;
     if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
-    if (loop->closed || loop->closing) return -CIO_ELOOPCLOSED;
+    /* Through the gate close waits at (core/loop.h): the backend woken
+     * below is still there. */
+    atomic_fetch_add(&loop->dump_requesters, 1);
+    if (atomic_load(&loop->dump_refused)) {
+        atomic_fetch_sub(&loop->dump_requesters, 1);
+        return -CIO_ELOOPCLOSED;
+    }
     atomic_store(&cio__dump_hook, dump_hook);
     /* The inbox's wake-up without a job, as a signal handler does
      * (core/signal.c): every call here is async-signal-safe. */
     atomic_store(&loop->dump_requested, 1);
     atomic_store(&loop->inbox_posted, 1);
     if (atomic_exchange(&loop->inbox_sleeping, 0)) loop->io.backend->wake(&loop->io);
+    atomic_fetch_sub(&loop->dump_requesters, 1);
     return 0;
 }
 
