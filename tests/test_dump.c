@@ -1112,6 +1112,69 @@ TEST(a_dump_into_a_pipe_with_no_reader_is_epipe_not_sigpipe) {
     CHECK_OK(cio_loop_free(loop));
 }
 
+/* A task's name as the text reports show it (the watchdog, the overflow
+ * report, the default exception handler): control bytes, DEL, quotes,
+ * the backslash and bytes that start no well-formed UTF-8 sequence as
+ * \xNN, well-formed UTF-8 as it is; cut short before an escape or a
+ * character that would not fit whole. */
+TEST(report_names_escape_control_bytes_and_keep_utf8) {
+    char out[128];
+    CHECK_EQ(cio__name_text(out, sizeof out, "worker-1"), 8);
+    CHECK_STR(out, "worker-1");
+    cio__name_text(out, sizeof out, "a\x1b[31mb\nc'\"\\\x7f");
+    CHECK_STR(out, "a\\x1b[31mb\\x0ac\\x27\\x22\\x5c\\x7f");
+    cio__name_text(out, sizeof out, "caf\xc3\xa9 \xe2\x82\xac \xff \xc3 \xed\xa0\x80");
+    CHECK_STR(out, "caf\xc3\xa9 \xe2\x82\xac \\xff \\xc3 \\xed\\xa0\\x80");
+    /* Cut short: never half an escape or half a character. */
+    CHECK_EQ(cio__name_text(out, 6, "ab\ncd"), 2);
+    CHECK_STR(out, "ab");
+    CHECK_EQ(cio__name_text(out, 5, "ab\xe2\x82\xac"), 2);
+    CHECK_STR(out, "ab");
+    CHECK_EQ(cio__name_text(out, 6, "ab\xe2\x82\xac"), 5);
+    CHECK_EQ(cio__name_text(out, 1, "abc"), 0);
+    CHECK_STR(out, "");
+    CHECK_EQ(cio__name_text(out, 0, "abc"), 0);
+}
+
+/* The default exception handler names a task the same way: a name with a
+ * newline and an escape sequence cannot forge a line or drive the
+ * terminal. */
+static void *fail_unretrieved(void *arg) {
+    (void)arg;
+    return cio_raise(-EIO);
+}
+
+TEST(default_exception_handler_escapes_the_task_name) {
+    int fds[2];
+    CHECK_OK(pipe(fds));
+    fflush(stderr);
+    int saved = dup(2);
+    CHECK(saved >= 0);
+    CHECK(dup2(fds[1], 2) == 2);
+    cio_loop *loop = test_loop();
+    cio_task_options opts = {.name = "evil\x1b]0;pwned\x07\ncio: fake line"};
+    cio_task *t;
+    CHECK_OK(cio_spawn_with(loop, fail_unretrieved, NULL, &opts, &t));
+    CHECK_ERR(cio_run_until_complete(loop, t, NULL), -EIO);
+    CHECK_OK(cio_loop_set_exception_handler(loop, NULL, NULL));
+    cio__report(loop, "a report about a task", -EIO, t);
+    fflush(stderr);
+    CHECK(dup2(saved, 2) == 2);
+    close(saved);
+    close(fds[1]);
+    char out[4096];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(fds[0], out + len, sizeof out - 1 - len)) > 0) len += (size_t)n;
+    out[len] = '\0';
+    close(fds[0]);
+    if (!strstr(out, "task='evil\\x1b]0;pwned\\x07\\x0acio: fake line'")) FAIL("stderr said: %s", out);
+    CHECK(strchr(out, '\x1b') == NULL);
+    CHECK(strstr(out, "\ncio: fake line") == NULL);
+    cio_future_unref(t);
+    cio_loop_free(loop);
+}
+
 TEST(json_dumps_stay_utf8_whatever_bytes_task_names_hold) {
     cio_loop *loop = test_loop();
     CHECK_OK(test_run(loop, dump_odd_names, NULL, NULL));

@@ -91,6 +91,7 @@ typedef struct child_setup {
     void (*before)(void); /* runs first in the child (installs handlers) */
     cio_coro_fn first;    /* if set, run in a task of its own before "deep" */
     bool by_pointer;      /* spawn "deep" through a function pointer (no site) */
+    const char *name;     /* the task's name instead of "deep" */
 } child_setup;
 
 /* Runs fn in a task named "deep" in a child process and returns what the
@@ -110,7 +111,7 @@ static void run_in_child(cio_coro_fn fn, const child_setup *setup, char *out, si
         if (setup->before) setup->before();
         cio_loop *loop = test_loop();
         if (setup->first) CHECK_OK(test_run(loop, setup->first, NULL, NULL));
-        cio_task_options opts = {.name = "deep",
+        cio_task_options opts = {.name = setup->name ? setup->name : "deep",
                                  .stack_size = setup->stack_size ? setup->stack_size : 64 * 1024};
         cio_task *t;
         if (setup->by_pointer)
@@ -244,6 +245,21 @@ TEST(overflow_into_guard_page_names_the_task) {
     child_setup setup = {.guard_budget = (size_t)-1, .no_regions = true};
     run_in_child(check_guard_page, &setup, out, sizeof out, &status);
     check_named_report(out, status, 65536);
+}
+
+/* The report names the task escaped, as the dump does: a name holding an
+ * escape sequence or a newline cannot drive the terminal or forge a line
+ * of the report (it was written raw). */
+TEST(overflow_report_escapes_the_task_name) {
+    char out[4096];
+    int status;
+    child_setup setup = {.guard_budget = (size_t)-1, .no_regions = true,
+                         .name = "deep\x1b[2J\ncio: fake"};
+    run_in_child(check_guard_page, &setup, out, sizeof out, &status);
+    if (!strstr(out, "cio: task 'deep\\x1b[2J\\x0acio: fake' overflowed its 65536-byte stack"))
+        FAIL("child said: %s", out);
+    CHECK(strchr(out, '\x1b') == NULL);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
 }
 
 TEST(overflow_of_unguarded_stack_is_caught_by_canary) {

@@ -146,6 +146,36 @@ TEST(blocking_call_reported_once_then_at_twice_the_threshold) {
     CHECK_OK(cio_loop_free(loop));
 }
 
+/* The report names the task the way the dump does, escaped: a name that
+ * holds an escape sequence or a newline cannot drive the terminal the
+ * report reaches or forge a line of it (it was printed raw). */
+__attribute__((noinline)) void wd_block_120ms(void) {
+    int64_t start = now_ns();
+    int64_t left;
+    while ((left = start + 120 * 1000000LL - now_ns()) > 0) usleep((useconds_t)(left / 1000));
+}
+
+static void *wd_short_sleeper_task(void *arg) {
+    (void)arg;
+    wd_block_120ms();
+    return NULL;
+}
+
+TEST(the_report_escapes_the_task_name) {
+    cio_loop *loop = test_loop();
+    watch(loop, 50);
+    cio_task_options opts = {.name = "evil\x1b[2J\ncio: watchdog: fake"};
+    cio_task *t;
+    CHECK_OK(cio_spawn_with(loop, wd_short_sleeper_task, NULL, &opts, &t));
+    CHECK_OK(cio_run_until_complete(loop, t, NULL));
+    cio_future_unref(t);
+    read_reports(loop);
+    CHECK(strstr(reports, "'evil\\x1b[2J\\x0acio: watchdog: fake' running") != NULL);
+    CHECK(strchr(reports, '\x1b') == NULL);
+    CHECK(strstr(reports, "\ncio: watchdog: fake") == NULL);
+    CHECK_OK(cio_loop_free(loop));
+}
+
 /* ---- 8: a busy loop -------------------------------------------------------- */
 
 __attribute__((noinline)) void wd_spin_300ms(void) {

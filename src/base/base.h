@@ -17,6 +17,7 @@
 #include "fault.h"
 #include "fd_table.h"
 #include "list.h"
+#include "name_text.h"
 #include "timer_heap.h"
 
 #define CIO__UNUSED(x) ((void)(x))

@@ -17,10 +17,13 @@ void cio_loop_default_exception_handler(cio_loop *loop, const cio_error_context 
         const char *name = ctx->future->ops && ctx->future->ops->name
                                ? ctx->future->ops->name(ctx->future)
                                : NULL;
-        if (name)
-            fprintf(stderr, " task='%s'", name);
-        else
+        if (name) {
+            char shown[256]; /* the name as reports show it: no control bytes */
+            cio__name_text(shown, sizeof shown, name);
+            fprintf(stderr, " task='%s'", shown);
+        } else {
             fprintf(stderr, " future=%p", (void *)ctx->future);
+        }
     }
     fputc('\n', stderr);
 }

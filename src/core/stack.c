@@ -72,6 +72,7 @@
 #include <unistd.h>
 
 #include "base/fault.h"
+#include "base/name_text.h"
 #include "cio.h"
 
 /* Debian 12's headers predate Linux 6.13. */
@@ -686,8 +687,10 @@ size_t cio__stack_format_pc(char *buf, size_t cap, const void *pc) {
  * N-byte stack (task ID, spawned at SITE". */
 static size_t format_overflow(char *msg, size_t cap, const cio__stack_owner *owner,
                               const cio__stack *stack) {
+    char shown[256]; /* the name as reports show it: no control bytes */
+    cio__name_text(shown, sizeof shown, owner && owner->name ? owner->name : "?");
     size_t at = append(msg, 0, cap, "cio: task '");
-    at = append(msg, at, cap, owner && owner->name ? owner->name : "?");
+    at = append(msg, at, cap, shown);
     at = append(msg, at, cap, "' overflowed its ");
     at = append_size(msg, at, cap, stack->size);
     at = append(msg, at, cap, "-byte stack (task ");

@@ -146,29 +146,6 @@ void cio__out_secs(cio__out *o, int64_t ns, int decimals) {
     }
 }
 
-/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no
- * overlong form, no surrogate, nothing above U+10FFFF), or 0. */
-static size_t utf8_sequence(const unsigned char *p) {
-    unsigned char c = p[0];
-    size_t len;
-    uint32_t min, cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, min = 0x80, cp = c & 0x1fu;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3, min = 0x800, cp = c & 0x0fu;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, min = 0x10000, cp = c & 0x07u;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0; /* also stops at the NUL */
-        cp = cp << 6 | (p[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
 /*
  * A string quoted for the dump. Quotes, backslashes and control characters
  * are escaped; well-formed UTF-8 passes through; any other byte (a task
@@ -190,7 +167,7 @@ void cio__out_quoted(cio__out *o, const char *s, int json) {
         } else if (c < 0x80) {
             out_ch(o, (char)c);
         } else {
-            size_t len = utf8_sequence(p);
+            size_t len = cio__utf8_sequence(p);
             if (len == 0 && json) {
                 cio__out_str(o, "\\ufffd");
             } else if (len == 0) {
@@ -959,7 +936,7 @@ static void out_pattern(cio__out *o, const char *name, int json) {
         size_t end = n;
         while (end > 0 && ((unsigned char)buf[end - 1] & 0xc0) == 0x80) end--;
         if (end > 0 && (unsigned char)buf[end - 1] >= 0xc0 &&
-            utf8_sequence((const unsigned char *)buf + end - 1) != n - end + 1)
+            cio__utf8_sequence((const unsigned char *)buf + end - 1) != n - end + 1)
             n = end - 1;
     }
     buf[n] = '\0';
