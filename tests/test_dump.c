@@ -1061,9 +1061,12 @@ static void *dump_odd_names(void *arg) {
     char long_name[256] = "conn-";
     for (int k = 0; k < 50; k++) strcat(long_name, "\xc3\xa9");   /* 105 bytes so far */
     for (int k = 0; k < 8; k++) strcat(long_name, "\xe2\x82\xac"); /* one ends past 127 */
-    const char *names[] = {long_name, long_name, "bad-\xff\xfe-name", "half-\xe2\x82"};
-    cio_task *ts[4];
-    for (int i = 0; i < 4; i++) {
+    /* The last: a right-to-left override and CSI, well-formed UTF-8 that a
+     * terminal would take as commands. */
+    const char *names[] = {long_name, long_name, "bad-\xff\xfe-name", "half-\xe2\x82",
+                           "rtl-\xe2\x80\xae-\xc2\x9b"};
+    cio_task *ts[5];
+    for (int i = 0; i < 5; i++) {
         cio_task_options o = {.name = names[i]};
         CHECK_OK(cio_spawn_with(loop, named_sleeper, NULL, &o, &ts[i]));
     }
@@ -1075,12 +1078,14 @@ static void *dump_odd_names(void *arg) {
         if (!json_valid(text)) FAIL("invalid JSON:\n%s", text);
         CHECK(strstr(text, "bad-\\ufffd\\ufffd-name") != NULL);
         CHECK(strstr(text, "half-\\ufffd\\ufffd") != NULL);
+        CHECK(strstr(text, "rtl-\\u202e-\\u009b") != NULL);
         free(text);
     }
     char *text = dump_string(loop, 0, NULL);
     CHECK(strstr(text, "bad-\\xff\\xfe-name") != NULL);
+    CHECK(strstr(text, "rtl-\\xe2\\x80\\xae-\\xc2\\x9b") != NULL);
     free(text);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         CHECK_EQ(cio_task_cancel(ts[i], NULL), 1);
         CHECK_ERR(cio_await(ts[i], NULL), -ECANCELED);
         cio_future_unref(ts[i]);
@@ -1125,6 +1130,10 @@ TEST(report_names_escape_control_bytes_and_keep_utf8) {
     CHECK_STR(out, "a\\x1b[31mb\\x0ac\\x27\\x22\\x5c\\x7f");
     cio__name_text(out, sizeof out, "caf\xc3\xa9 \xe2\x82\xac \xff \xc3 \xed\xa0\x80");
     CHECK_STR(out, "caf\xc3\xa9 \xe2\x82\xac \\xff \\xc3 \\xed\\xa0\\x80");
+    /* Code points a terminal takes as commands, though well-formed: CSI
+     * (U+009B), the line separator, a right-to-left override. */
+    cio__name_text(out, sizeof out, "a\xc2\x9b" "2J b\xe2\x80\xa8 c\xe2\x80\xae");
+    CHECK_STR(out, "a\\xc2\\x9b2J b\\xe2\\x80\\xa8 c\\xe2\\x80\\xae");
     /* Cut short: never half an escape or half a character. */
     CHECK_EQ(cio__name_text(out, 6, "ab\ncd"), 2);
     CHECK_STR(out, "ab");

@@ -247,7 +247,7 @@ TEST(overflow_into_guard_page_names_the_task) {
     check_named_report(out, status, 65536);
 }
 
-/* The report names the task escaped, as the dump does: a name holding an
+/* The report names the task escaped (by the dump's UTF-8 rule): a name holding an
  * escape sequence or a newline cannot drive the terminal or forge a line
  * of the report (it was written raw). */
 TEST(overflow_report_escapes_the_task_name) {

@@ -1073,13 +1073,23 @@ static int64_t allocations_of_a_burst(void) {
     return cio__fault_arm(0);
 }
 
+static size_t task_records(void) {
+    cio__loop_stats st;
+    CHECK_OK(cio__loop_get_stats(cio_running_loop(), &st));
+    return st.task_records;
+}
+
 static int64_t burst_counts[3];
 
 static void *bursts_with_an_idle_moment(void *arg) {
     (void)arg;
     burst_counts[0] = allocations_of_a_burst();
     burst_counts[1] = allocations_of_a_burst();
-    CHECK_OK(cio_sleep(0.05)); /* the loop blocks: the idle trim runs */
+    CHECK_INT(task_records(), >=, BURST);
+    /* Idle until the trim is done: it gives stacks back a step at a time
+     * while the loop has nothing to run (slow under Valgrind). */
+    for (int i = 0; i < 1000 && task_records() > 1024; i++) CHECK_OK(cio_sleep(0.01));
+    CHECK_INT(task_records(), <=, 1024);
     burst_counts[2] = allocations_of_a_burst();
     return NULL;
 }
@@ -1091,6 +1101,102 @@ TEST(task_group_a_second_burst_reuses_its_task_records_until_the_loop_idles) {
     /* The group itself and its blocks of child records: a few dozen. */
     CHECK(burst_counts[1] < 64);
     CHECK(burst_counts[2] >= BURST - 1024);
+    cio_loop_free(loop);
+}
+
+/* A child started eagerly runs inside the spawn that makes it; one that
+ * spawns into its own group from there gets a record of its own (the
+ * outer spawn claimed its record first; a record claimed after the spawn
+ * was handed to both, and exit then waited for ever). */
+static cio_task_group *eager_group;
+static int eager_ran;
+
+static void *sibling_of_the_eager(void *arg) {
+    eager_ran++;
+    return arg;
+}
+
+static void *eager_child_spawns_a_sibling(void *arg) {
+    eager_ran++;
+    CHECK_OK(cio_task_group_spawn(eager_group, sibling_of_the_eager, NULL, NULL));
+    cio_task_options eager = {.eager_start = 1};
+    if (PTRI(arg) > 0)
+        CHECK_OK(cio_task_group_spawn_with(eager_group, eager_child_spawns_a_sibling,
+                                           IPTR(PTRI(arg) - 1), &eager, NULL));
+    return cio_raise(-EIO);
+}
+
+static void *group_with_eager_children(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_task_group_enter(&eager_group));
+    cio_task_options eager = {.eager_start = 1};
+    /* Seven ordinary children first, so that the nested spawns cross from
+     * the first block of records into the second. */
+    for (int i = 0; i < 7; i++) CHECK_OK(cio_task_group_spawn(eager_group, trivial_child, NULL, NULL));
+    CHECK_OK(cio_task_group_spawn_with(eager_group, eager_child_spawns_a_sibling, IPTR(3),
+                                       &eager, NULL));
+    CHECK_ERR(cio_task_group_exit(eager_group, 0), -CIO_EGROUP);
+    /* Four eager children (each fails) and the siblings that ran before
+     * the first failure aborted the group. */
+    CHECK_EQ(cio_task_group_error_count(eager_group), 4);
+    for (size_t k = 0; k < 4; k++) {
+        int err;
+        CHECK_OK(cio_task_group_error(eager_group, k, &err, NULL, NULL));
+        CHECK_ERR(err, -EIO);
+    }
+    CHECK_OK(cio_task_group_free(eager_group));
+    return NULL;
+}
+
+TEST(task_group_eager_child_spawning_into_its_group_gets_a_record_of_its_own) {
+    cio_loop *loop = test_loop();
+    eager_ran = 0;
+    CHECK_OK(test_run(loop, group_with_eager_children, NULL, NULL));
+    CHECK_INT(eager_ran, >=, 4);
+    CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
+    cio_loop_free(loop);
+}
+
+/* A spawn that fails after the group took a new block of records (or
+ * before) leaves the group as it was: the record goes to the next spawn,
+ * every child that was made runs, and exit and free see only those. */
+static int fault_children_ran;
+
+static void *counted_child(void *arg) {
+    fault_children_ran++;
+    return arg;
+}
+
+static void *spawns_that_fail_at_each_step(void *arg) {
+    (void)arg;
+    int made = 0;
+    for (int nth = 1; nth <= 6; nth++) {
+        cio_task_group *g;
+        CHECK_OK(cio_task_group_enter(&g));
+        fault_children_ran = 0;
+        made = 0;
+        /* Eight fill the first block; the ninth needs a new one. */
+        for (int i = 0; i < 8; i++) CHECK_OK(cio_task_group_spawn(g, counted_child, NULL, NULL));
+        made = 8;
+        cio__fault_arm(nth);
+        int rc = cio_task_group_spawn(g, counted_child, NULL, NULL);
+        cio__fault_arm(0);
+        if (rc == 0) made++;
+        else CHECK_ERR(rc, -ENOMEM);
+        for (int i = 0; i < 10; i++) CHECK_OK(cio_task_group_spawn(g, counted_child, NULL, NULL));
+        made += 10;
+        CHECK_OK(cio_task_group_exit(g, 0));
+        CHECK_EQ(fault_children_ran, made);
+        CHECK_EQ(cio_task_group_error_count(g), 0);
+        CHECK_OK(cio_task_group_free(g));
+    }
+    return NULL;
+}
+
+TEST(task_group_spawn_failing_around_a_new_block_leaves_the_group_whole) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, spawns_that_fail_at_each_step, NULL, NULL));
+    CHECK_EQ(cio_all_tasks(loop, NULL, 0), 0);
     cio_loop_free(loop);
 }
 

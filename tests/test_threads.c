@@ -407,8 +407,13 @@ TEST(a_dump_from_another_thread_and_the_loops_start_exclude_each_other) {
  * (the callback goes straight to the ready queue), some not yet. */
 #define RUC_TASKS 300
 
+/* Every tenth task stops the loop as it ends, so that the loop stops in
+ * the batch that completes the future and the stopper is still queued
+ * when the run ends: run_until_complete takes it out, which must happen
+ * before a dump may read the loop again. */
 static void *sleep_for_its_index(void *arg) {
     (void)cio_sleep(PTRI(arg) * 0.0001);
+    if (PTRI(arg) % 10 == 0) CHECK_OK(cio_loop_stop(cio_running_loop()));
     return arg;
 }
 
@@ -439,12 +444,12 @@ TEST(run_until_complete_starts_the_loop_before_a_dump_can_see_its_callback) {
     }
 }
 
-/* cio_dump_request from another thread while the loop's thread closes the
- * loop: each request either wakes a loop that is still whole or answers
- * -CIO_ELOOPCLOSED; close waits for a request under way before it tears
- * the backend down (the request read the closed flags unguarded, and
- * could wake a backend close had begun to free). */
-static atomic_int requests_closed;
+/* cio_dump_request from another thread while the loop's thread runs the
+ * loop in short spells and then closes it: each request either wakes a
+ * loop that is still whole (asleep in its poll, so the request wakes the
+ * backend) or answers -CIO_ELOOPCLOSED; close waits for a request under
+ * way before it tears the backend down (the request read the closed flags
+ * unguarded, and could wake a backend close had begun to free). */
 static atomic_long requests_made;
 
 static void *request_until_closed(void *arg) {
@@ -455,7 +460,13 @@ static void *request_until_closed(void *arg) {
         CHECK_OK(rc);
         atomic_fetch_add(&requests_made, 1);
     }
-    atomic_store(&requests_closed, 1);
+    return NULL;
+}
+
+static void *sleep_then_stop(void *arg) {
+    (void)arg;
+    CHECK_OK(cio_sleep(0.002));
+    CHECK_OK(cio_loop_stop(cio_running_loop()));
     return NULL;
 }
 
@@ -465,14 +476,18 @@ TEST(dump_requests_from_another_thread_while_the_loop_closes) {
         int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
         CHECK(devnull >= 0);
         CHECK_OK(cio_loop_set_dump_signal(loop, 0, devnull));
-        atomic_store(&requests_closed, 0);
         atomic_store(&requests_made, 0);
         pthread_t th;
         CHECK_OK(pthread_create(&th, NULL, request_until_closed, loop));
         while (atomic_load(&requests_made) < 10) sched_yield();
+        for (int spell = 0; spell < 3; spell++) {
+            cio_task *t;
+            CHECK_OK(cio_spawn(loop, sleep_then_stop, NULL, &t));
+            CHECK_OK(cio_run_forever(loop));
+            cio_future_unref(t);
+        }
         CHECK_OK(cio_loop_close(loop));
         CHECK_OK(pthread_join(th, NULL));
-        CHECK(atomic_load(&requests_closed));
         CHECK_ERR(cio_dump_request(loop), -CIO_ELOOPCLOSED);
         cio_loop_free(loop);
         close(devnull);

@@ -146,7 +146,7 @@ TEST(blocking_call_reported_once_then_at_twice_the_threshold) {
     CHECK_OK(cio_loop_free(loop));
 }
 
-/* The report names the task the way the dump does, escaped: a name that
+/* The report names the task escaped (by the dump's UTF-8 rule): a name that
  * holds an escape sequence or a newline cannot drive the terminal the
  * report reaches or forge a line of it (it was printed raw). */
 __attribute__((noinline)) void wd_block_120ms(void) {

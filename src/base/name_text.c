@@ -31,6 +31,18 @@ size_t cio__utf8_sequence(const unsigned char *p) {
     return len;
 }
 
+uint32_t cio__utf8_code_point(const unsigned char *p, size_t len) {
+    static const unsigned char lead_bits[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+    uint32_t cp = p[0] & lead_bits[len];
+    for (size_t i = 1; i < len; i++) cp = cp << 6 | (p[i] & 0x3fu);
+    return cp;
+}
+
+int cio__code_point_steers_text(uint32_t cp) {
+    return (cp >= 0x80 && cp <= 0x9f) || cp == 0x200e || cp == 0x200f ||
+           (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
 size_t cio__name_text(char *out, size_t cap, const char *s) {
     static const char digits[] = "0123456789abcdef";
     if (cap == 0) return 0;
@@ -38,16 +50,21 @@ size_t cio__name_text(char *out, size_t cap, const char *s) {
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         unsigned char c = *p;
         size_t len = c < 0x80 ? 1 : cio__utf8_sequence(p);
-        int escape = c < 0x20 || c == 0x7f || c == '\\' || c == '\'' || c == '"' || len == 0;
-        size_t need = escape ? 4 : len;
-        if (at + need >= cap) break;
+        int escape = c < 0x20 || c == 0x7f || c == '\\' || c == '\'' || c == '"' || len == 0 ||
+                     (len > 1 && cio__code_point_steers_text(cio__utf8_code_point(p, len)));
         if (escape) {
-            out[at++] = '\\';
-            out[at++] = 'x';
-            out[at++] = digits[c >> 4];
-            out[at++] = digits[c & 15];
-            p++;
+            /* Each byte of it as \xNN, the whole or nothing. */
+            size_t n = len ? len : 1;
+            if (at + 4 * n >= cap) break;
+            for (size_t i = 0; i < n; i++) {
+                out[at++] = '\\';
+                out[at++] = 'x';
+                out[at++] = digits[p[i] >> 4];
+                out[at++] = digits[p[i] & 15];
+            }
+            p += n;
         } else {
+            if (at + len >= cap) break;
             for (size_t i = 0; i < len; i++) out[at++] = (char)p[i];
             p += len;
         }

@@ -317,11 +317,12 @@ static void disable_altstack(void *mem) {
     munmap(mem, 64 * 1024);
 }
 
-/* The start of a run, apart from its iterations so that
- * run_until_complete can register its stopper only once no dump from
- * another thread reads the loop (a dump walks the ready queue and the
- * waiters). Refuses with nothing changed, or returns 0 with the loop
- * running in this thread; cio__loop_run_started then runs it. */
+/* The start of a run, apart from its iterations and its end so that
+ * run_until_complete registers its stopper, and takes it out again, only
+ * while no dump from another thread reads the loop (a dump walks the
+ * ready queue and the waiters). Refuses with nothing changed, or returns 0
+ * with the loop running in this thread; cio__loop_run_started then runs
+ * its iterations and cio__loop_end_run lets dumps in again. */
 int cio__loop_start_run(cio_loop *loop) {
     if (!loop) return -EINVAL;
     if (loop->generation != cio__fork_generation) return -CIO_EFORKED;
@@ -356,16 +357,22 @@ int cio__loop_run_started(cio_loop *loop) {
     atomic_store_explicit(&loop->busy, 0, memory_order_release);
     disable_altstack(altstack);
     loop->stopping = 0;
+    return 0;
+}
+
+void cio__loop_end_run(cio_loop *loop) {
     loop->running = 0;
     atomic_store_explicit(&loop->started, 0, memory_order_release);
     running_loop = NULL;
     cio__clock_virtual = NULL;
-    return 0;
 }
 
 int cio_run_forever(cio_loop *loop) {
     int rc = cio__loop_start_run(loop);
-    return rc < 0 ? rc : cio__loop_run_started(loop);
+    if (rc < 0) return rc;
+    rc = cio__loop_run_started(loop);
+    cio__loop_end_run(loop);
+    return rc;
 }
 
 int cio_loop_stop(cio_loop *loop) {

@@ -272,20 +272,23 @@ static inline void cio__loop_note_state(cio_loop *loop) {
 /* How many forks separate this process from the one that loaded cio: a
  * loop made in an older generation belongs to an ancestor (see loop.c). */
 extern unsigned cio__fork_generation;
-/* The common case alone: 0 for an open loop of this process that is not in
- * debug mode, -1 when cio__loop_check_slow must decide. */
-/* A run in two steps (loop.c): the checks and the start, which waits for a
- * dump from another thread to finish (0, or a refusal with nothing
- * changed), then the iterations until the loop stops. cio_run_forever is
- * the two; run_until_complete registers its stopper in between. */
+/* A run in three steps (loop.c): the checks and the start, which waits
+ * for a dump from another thread to finish (0, or a refusal with nothing
+ * changed); the iterations until the loop stops; the end, after which such
+ * a dump may read the loop again. cio_run_forever is the three;
+ * run_until_complete registers its stopper after the first and takes it
+ * out before the last. */
 int cio__loop_start_run(cio_loop *loop);
 int cio__loop_run_started(cio_loop *loop);
+void cio__loop_end_run(cio_loop *loop);
 
 /* The loop's call before it blocks, after cio__stack_pool_idle (task.c):
  * frees the finished task records kept beyond what the stack pool still
  * keeps stacks for (O(1) while there are none); true if it freed any. */
 bool cio__task_pool_idle(cio_loop *loop);
 
+/* The common case alone: 0 for an open loop of this process that is not in
+ * debug mode, -1 when cio__loop_check_slow must decide. */
 static inline int cio__loop_check_fast(const cio_loop *loop) {
     return !loop->slow_checks && loop->generation == cio__fork_generation ? 0 : -1;
 }

@@ -18,7 +18,9 @@ void cio_loop_default_exception_handler(cio_loop *loop, const cio_error_context 
                                ? ctx->future->ops->name(ctx->future)
                                : NULL;
         if (name) {
-            char shown[256]; /* the name as reports show it: no control bytes */
+            /* The name escaped as every report shows it (base/name_text.h);
+             * a name longer than the room is cut at a whole character. */
+            char shown[256];
             cio__name_text(shown, sizeof shown, name);
             fprintf(stderr, " task='%s'", shown);
         } else {

@@ -36,10 +36,12 @@ int cio_run_until_complete(cio_loop *loop, cio_future *fut, void **result) {
     rc = cio__loop_run_started(loop);
     if (rc == 0 && !cio_future_done(fut)) rc = -CIO_ESTOPPED;
     /* If the loop stopped some other way, the stopper is still registered
-     * (or queued): take it out before this frame goes away. */
+     * (or queued): take it out before this frame goes away, and before the
+     * run ends (a dump from another thread may read the ready queue then). */
     if (cio__link_linked(&s.job.link)) cio__list_unlink(&s.job.link);
     if (rc == 0) rc = cio__future_outcome(fut, result);
     cio_future_unref(fut);
+    cio__loop_end_run(loop);
     return rc;
 }
 

@@ -499,7 +499,7 @@ size_t cio__stack_pool_trim(cio__stack_pool *pool, size_t keep_bytes, size_t max
 }
 
 bool cio__stack_pool_idle(cio__stack_pool *pool, size_t live_tasks) {
-    size_t in_pool = pool->stacks_total - pool->cold_total;
+    size_t in_pool = cio__stack_pool_warm(pool);
     size_t free_stacks = in_pool > live_tasks ? in_pool - live_tasks : 0;
     if (free_stacks > 2 * pool->keep_stacks) {
         size_t trimmed = cio__stack_pool_trim(pool, CIO__STACK_KEEP_BYTES, CIO__STACK_TRIM_STEP);
@@ -510,9 +510,10 @@ bool cio__stack_pool_idle(cio__stack_pool *pool, size_t live_tasks) {
         if (trimmed == CIO__STACK_TRIM_STEP) return true;
     }
     /* The tasks whose stacks were trimmed freed their records too (the
-     * loop keeps only a bounded number of task records for reuse): many
-     * of them, or many freed records of other kinds, are worth a walk of
-     * malloc's free lists. */
+     * loop's idle step frees the records beyond what the pool keeps
+     * stacks for, and counts them in heap_freed): many of them, or many
+     * freed records of other kinds, are worth a walk of malloc's free
+     * lists. */
     if (pool->trimmed_since_heap >= CIO__STACK_HEAP_TRIM_STACKS ||
         pool->heap_freed > CIO__STACK_HEAP_TRIM_BYTES) {
         pool->trimmed_since_heap = 0;
@@ -687,10 +688,10 @@ size_t cio__stack_format_pc(char *buf, size_t cap, const void *pc) {
  * N-byte stack (task ID, spawned at SITE". */
 static size_t format_overflow(char *msg, size_t cap, const cio__stack_owner *owner,
                               const cio__stack *stack) {
-    char shown[256]; /* the name as reports show it: no control bytes */
-    cio__name_text(shown, sizeof shown, owner && owner->name ? owner->name : "?");
     size_t at = append(msg, 0, cap, "cio: task '");
-    at = append(msg, at, cap, shown);
+    /* The name escaped as every report shows it (base/name_text.h),
+     * straight into msg: this may run on a small alternate signal stack. */
+    at += cio__name_text(msg + at, cap - at, owner && owner->name ? owner->name : "?");
     at = append(msg, at, cap, "' overflowed its ");
     at = append_size(msg, at, cap, stack->size);
     at = append(msg, at, cap, "-byte stack (task ");

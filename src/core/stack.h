@@ -59,8 +59,9 @@ typedef struct cio__stack_pool {
      * how many free ones the trim keeps (CIO__STACK_KEEP_BYTES per class). */
     size_t stacks_total, cold_total, keep_stacks;
     size_t trimmed_since_heap;  /* stacks trimmed since malloc was last trimmed */
-    /* Bytes of records (transports, streams) freed to malloc since the
-     * idle trim last asked malloc to give its free pages back. */
+    /* Bytes of records (transports, streams, task records beyond the
+     * loop's pool) freed to malloc since the idle trim last asked malloc to
+     * give its free pages back. */
     size_t heap_freed;
 } cio__stack_pool;
 

@@ -148,9 +148,12 @@ void cio__out_secs(cio__out *o, int64_t ns, int decimals) {
 
 /*
  * A string quoted for the dump. Quotes, backslashes and control characters
- * are escaped; well-formed UTF-8 passes through; any other byte (a task
- * name is the program's bytes, not checked) is written as U+FFFD in JSON,
- * which must be UTF-8, and as \xNN in text.
+ * are escaped; well-formed UTF-8 passes through, except the code points
+ * that steer a terminal (C1 controls, line separators, bidirectional
+ * overrides: cio__code_point_steers_text), written as \uXXXX in JSON and
+ * byte by byte as \xNN in text; any other byte (a task name is the
+ * program's bytes, not checked) is written as U+FFFD in JSON, which must
+ * be UTF-8, and as \xNN in text.
  */
 void cio__out_quoted(cio__out *o, const char *s, int json) {
     static const char digits[] = "0123456789abcdef";
@@ -168,12 +171,26 @@ void cio__out_quoted(cio__out *o, const char *s, int json) {
             out_ch(o, (char)c);
         } else {
             size_t len = cio__utf8_sequence(p);
+            uint32_t cp = len ? cio__utf8_code_point(p, len) : 0;
             if (len == 0 && json) {
                 cio__out_str(o, "\\ufffd");
             } else if (len == 0) {
                 cio__out_str(o, "\\x");
                 out_ch(o, digits[c >> 4]);
                 out_ch(o, digits[c & 15]);
+            } else if (cio__code_point_steers_text(cp) && json) {
+                /* Kept as the character, but not raw: a terminal showing
+                 * the JSON would take it as a command. */
+                cio__out_str(o, "\\u");
+                for (int shift = 12; shift >= 0; shift -= 4) out_ch(o, digits[(cp >> shift) & 15]);
+                p += len - 1;
+            } else if (cio__code_point_steers_text(cp)) {
+                for (size_t i = 0; i < len; i++) {
+                    cio__out_str(o, "\\x");
+                    out_ch(o, digits[p[i] >> 4]);
+                    out_ch(o, digits[p[i] & 15]);
+                }
+                p += len - 1;
             } else {
                 for (size_t i = 0; i < len; i++) out_ch(o, (char)p[i]);
                 p += len - 1;

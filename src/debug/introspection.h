@@ -16,6 +16,7 @@ typedef struct cio__loop_stats {
     size_t futures;       /* futures and tasks the loop still tracks */
     size_t io_in_flight;  /* I/O operations and watchers in flight */
     uint64_t iterations;  /* how many times the loop went round */
+    size_t task_records;  /* finished task records kept for reuse */
 } cio__loop_stats;
 
 int cio__loop_get_stats(const cio_loop *loop, cio__loop_stats *out);

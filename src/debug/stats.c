@@ -15,6 +15,7 @@ int cio__loop_get_stats(const cio_loop *loop, cio__loop_stats *out) {
     out->futures = list_length(&loop->futures);
     out->io_in_flight = loop->io.in_flight;
     out->iterations = loop->iterations;
+    out->task_records = loop->free_task_count;
     return 0;
 }
 

@@ -448,7 +448,9 @@ static void write_report(watchdog_entry *e, int64_t now, int tid) {
             if (t) {
                 t->len = 0;
                 if (answer.has_task) {
-                    char shown[4 * sizeof answer.name]; /* no control bytes */
+                    /* The name escaped as every report shows it
+                     * (base/name_text.h): each byte may become \xNN. */
+                    char shown[4 * sizeof answer.name];
                     cio__name_text(shown, sizeof shown, answer.name);
                     say(t, "task %llu '%s' running ", (unsigned long long)answer.id, shown);
                     say_code(t, answer.fn);

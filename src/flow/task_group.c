@@ -51,15 +51,20 @@ typedef struct group_error {
     int error;
 } group_error;
 
+/* The job is registered on the child and runs when it is done. The error
+ * slot is not this child's: it holds the group's error of the same index
+ * (error_at), so that room for every error exists before any happens. */
 typedef struct child {
-    cio__job job; /* registered on the child; runs when it is done */
+    cio__job job;
     cio_task_group *group;
-    cio_task *task;
-    group_error error; /* the group's error of this record's index (error_at) */
+    cio_task *task; /* NULL while the spawn that claimed the record runs */
+    group_error error;
 } child;
 
 #define CHILD_BLOCK_FIRST 8
-#define CHILD_BLOCK_MAX 1024 /* 56 KiB: below glibc's mmap threshold */
+/* 56 KiB a block: below glibc's mmap threshold, so a block comes from the
+ * heap rather than from fresh pages the kernel must fault in. */
+#define CHILD_BLOCK_MAX 1024
 
 typedef struct child_block {
     size_t used;
@@ -82,14 +87,29 @@ struct cio_task_group {
     uint8_t parent_cancel_requested;
 };
 
+/* Blocks 0 to CHILD_GROWING_BLOCKS - 1 double in size; every later one
+ * holds CHILD_BLOCK_MAX records. */
+#define CHILD_GROWING_BLOCKS 7
+#define CHILD_GROWING_RECORDS (CHILD_BLOCK_FIRST * ((1u << CHILD_GROWING_BLOCKS) - 1))
+_Static_assert((CHILD_BLOCK_FIRST << CHILD_GROWING_BLOCKS) == CHILD_BLOCK_MAX,
+               "the growing blocks end where the blocks of CHILD_BLOCK_MAX begin");
+
 static size_t block_cap(size_t j) {
-    return j < 7 ? (size_t)CHILD_BLOCK_FIRST << j : CHILD_BLOCK_MAX;
+    return j < CHILD_GROWING_BLOCKS ? (size_t)CHILD_BLOCK_FIRST << j : CHILD_BLOCK_MAX;
 }
 
-/* The record of the k-th child spawned (k < spawned, or the next one). */
+/* The record of the k-th child spawned, found in at most seven steps
+ * whatever the size of the group (a walk over every block made a group of
+ * a million children quadratic in its error lookups). */
 static child *record_at(const cio_task_group *g, size_t k) {
     size_t j = 0;
-    while (k >= block_cap(j)) k -= block_cap(j++);
+    if (k >= CHILD_GROWING_RECORDS) {
+        k -= CHILD_GROWING_RECORDS;
+        j = CHILD_GROWING_BLOCKS + k / CHILD_BLOCK_MAX;
+        k %= CHILD_BLOCK_MAX;
+    } else {
+        while (k >= block_cap(j)) k -= block_cap(j++);
+    }
     return &g->blocks[j]->records[k];
 }
 
@@ -106,7 +126,8 @@ static void record_error(cio_task_group *g, cio_task *task, int err) {
     *slot = (group_error){.task = task, .error = err};
 }
 
-/* Every child, newest first (the order the records were once listed in). */
+/* Every child, newest first (the order the records were once listed in).
+ * The body may use continue; a break would only skip to the next record. */
 #define FOR_EACH_CHILD(g, c)                                                              \
     for (size_t j_ = (g)->nblocks; j_-- > 0;)                                              \
         for (size_t i_ = (g)->blocks[j_]->used; i_-- > 0;)                                 \
@@ -114,15 +135,15 @@ static void record_error(cio_task_group *g, cio_task *task, int err) {
 
 static void abort_children(cio_task_group *g) {
     g->aborting = 1;
+    /* A record without a task is a spawn still under way (eager_start). */
     FOR_EACH_CHILD(g, c)
-        if (!cio_future_done(c->task)) cio_task_cancel(c->task, NULL);
+        if (c->task && !cio_future_done(c->task)) cio_task_cancel(c->task, NULL);
 }
 
-/* A record for the next child: in the newest block, or in a new one. The
- * block's count is raised once the child exists (group_spawn). */
+/* A free record for the next child: in the newest block, or in a new one. */
 static child *next_record(cio_task_group *g) {
-    if (g->nblocks > 0 && g->blocks[g->nblocks - 1]->used < block_cap(g->nblocks - 1))
-        return record_at(g, g->spawned);
+    child_block *last = g->nblocks > 0 ? g->blocks[g->nblocks - 1] : NULL;
+    if (last && last->used < block_cap(g->nblocks - 1)) return &last->records[last->used];
     if (g->nblocks == g->blocks_cap) {
         size_t cap = g->blocks_cap ? g->blocks_cap * 2 : 8;
         child_block **grown = cio__realloc(g->blocks, cap * sizeof *grown);
@@ -184,16 +205,28 @@ static int group_spawn(cio_task_group *g, cio_coro_fn fn, void *arg,
     if (g->aborting) return -CIO_EGROUPABORTING;
     child *c = next_record(g);
     if (!c) return -ENOMEM;
-    cio_task *task;
-    int rc = cio__spawn(g->loop, fn, arg, opts, &task, site, pc);
-    if (rc < 0) return rc; /* the record stays free for the next spawn */
+    /* The record is the group's before the spawn: a child started eagerly
+     * runs inside it and may spawn into this group itself, which must get
+     * the next record, not this one. */
+    child_block *block = g->blocks[g->nblocks - 1];
     c->group = g;
-    c->task = task;
+    c->task = NULL;
     c->job.run = on_group_child_done;
     cio__list_init(&c->job.link);
-    g->blocks[g->nblocks - 1]->used++;
+    block->used++;
     g->spawned++;
     g->pending++;
+    cio_task *task;
+    int rc = cio__spawn(g->loop, fn, arg, opts, &task, site, pc);
+    if (rc < 0) {
+        /* Nothing ran (a spawn fails before it starts the child), so the
+         * record is still the newest: it goes back for the next spawn. */
+        block->used--;
+        g->spawned--;
+        g->pending--;
+        return rc;
+    }
+    c->task = task;
     cio__future_add_waiter(task, &c->job);
     if (taskp) *taskp = cio_future_ref(task);
     return 0;
@@ -281,6 +314,7 @@ int cio_task_group_free(cio_task_group *g) {
     /* A group freed without exit cancels its children and lets them finish
      * detached; either way every record goes. */
     FOR_EACH_CHILD(g, c) {
+        if (!c->task) continue; /* a spawn under way: the child never existed */
         if (cio__link_linked(&c->job.link)) cio__list_unlink(&c->job.link);
         if (!cio_future_done(c->task)) cio_task_cancel(c->task, NULL);
         cio_future_unref(c->task);
