@@ -246,7 +246,8 @@ static void run_once(cio_loop *loop) {
              * Either giving anything back means another pass at once
              * (the stack trim's next step, or malloc's trim). */
             bool more = cio__stack_pool_idle(&loop->stacks, loop->live_tasks);
-            if (cio__task_pool_idle(loop) || more) timeout = 0;
+            if (loop->trim_task_records && loop->trim_task_records(loop)) more = true;
+            if (more) timeout = 0;
         }
         /* About to block: tell senders of cross-thread calls to wake us,
          * then look once more for what they posted (inbox.c). */

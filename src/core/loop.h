@@ -28,6 +28,11 @@ struct cio_loop {
     cio__io io;               /* the backend and the operations in flight */
     struct cio__task *free_tasks; /* finished task objects kept for reuse */
     size_t free_task_count;
+    /* Set by task.c while it keeps more finished task objects than its
+     * fixed pool (their stacks are still warm): the idle step calls it,
+     * after the stack trim, to free those the trim left without a stack;
+     * true if it freed any. */
+    bool (*trim_task_records)(cio_loop *loop);
     uint64_t timer_seq;       /* breaks deadline ties FIFO */
     uint64_t iterations;      /* how many times the loop went round */
     uint64_t node_ids;
@@ -281,11 +286,6 @@ extern unsigned cio__fork_generation;
 int cio__loop_start_run(cio_loop *loop);
 int cio__loop_run_started(cio_loop *loop);
 void cio__loop_end_run(cio_loop *loop);
-
-/* The loop's call before it blocks, after cio__stack_pool_idle (task.c):
- * frees the finished task records kept beyond what the stack pool still
- * keeps stacks for (O(1) while there are none); true if it freed any. */
-bool cio__task_pool_idle(cio_loop *loop);
 
 /* The common case alone: 0 for an open loop of this process that is not in
  * debug mode, -1 when cio__loop_check_slow must decide. */

@@ -624,7 +624,7 @@ void cio__task_detach(cio__task *t) {
  * children ran half again as slow, depending on what the program had
  * freed before). A record is 344 bytes against the 4 KiB or more a warm
  * stack holds, and the idle trim gives the surplus back with the stacks
- * (cio__task_pool_idle).
+ * (trim_task_records).
  */
 static size_t task_pool_limit(const cio_loop *loop) {
     size_t warm = cio__stack_pool_warm(&loop->stacks);
@@ -632,8 +632,9 @@ static size_t task_pool_limit(const cio_loop *loop) {
     return spare > CIO__TASK_POOL_MAX ? spare : CIO__TASK_POOL_MAX;
 }
 
-bool cio__task_pool_idle(cio_loop *loop) {
-    if (loop->free_task_count <= CIO__TASK_POOL_MAX) return false;
+/* The loop's idle step, while records beyond the fixed pool are kept
+ * (loop.h: trim_task_records). */
+static bool trim_task_records(cio_loop *loop) {
     size_t limit = task_pool_limit(loop);
     size_t freed = 0;
     while (loop->free_task_count > limit) {
@@ -644,6 +645,7 @@ bool cio__task_pool_idle(cio_loop *loop) {
         freed++;
     }
     cio__stack_pool_note_freed(&loop->stacks, freed * sizeof(cio__task));
+    if (loop->free_task_count <= CIO__TASK_POOL_MAX) loop->trim_task_records = NULL;
     return freed > 0;
 }
 
@@ -662,7 +664,7 @@ static void task_destroy(cio_future *fut) {
          loop->free_task_count < task_pool_limit(loop))) {
         t->free_next = loop->free_tasks;
         loop->free_tasks = t;
-        loop->free_task_count++;
+        if (++loop->free_task_count > CIO__TASK_POOL_MAX) loop->trim_task_records = trim_task_records;
     } else {
         cio__free(t);
     }
@@ -675,6 +677,7 @@ void cio__task_pool_destroy(cio_loop *loop) {
         cio__free(t);
     }
     loop->free_task_count = 0;
+    loop->trim_task_records = NULL;
 }
 
 size_t cio_all_tasks(cio_loop *loop, cio_task **tasks, size_t cap) {
