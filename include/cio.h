@@ -611,8 +611,10 @@ int cio_timeout_exit(cio_timeout *scope, int rc);
 /* Moves the deadline (absolute loop time, CIO_NO_TIMEOUT: never): 0,
  * -EINVAL, -CIO_EINVALSTATE (not entered, or expiring) or -ENOMEM. */
 int cio_timeout_reschedule(cio_timeout *scope, double when);
-/* The deadline (CIO_NO_TIMEOUT if none; NaN for NULL or a scope never
- * entered), and whether it passed. */
+/* The deadline as given to enter_until or reschedule, bit for bit as
+ * asyncio's when() (loop time plus the delay for cio_timeout_enter);
+ * CIO_NO_TIMEOUT if none; NaN for NULL or a scope never entered. And
+ * whether it passed. */
 double cio_timeout_when(const cio_timeout *scope);
 int cio_timeout_expired(const cio_timeout *scope);
 

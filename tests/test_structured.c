@@ -215,6 +215,40 @@ static void *scope_at_deadline(void *arg) {
     return NULL;
 }
 
+/* asyncio's test_timeout_at_basic and test_reschedule compare when() with
+ * the deadline given, exactly: the deadline is kept as given, where
+ * nanoseconds / 1e9 came back one unit in the last place off for about
+ * one deadline in twelve of the form loop time + 0.01. */
+static void *when_is_the_deadline_given(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    for (int i = 0; i < 1000; i++) {
+        cio_timeout t;
+        double deadline = cio_loop_time(loop) + 0.01 + i * 1e-7;
+        CHECK_OK(cio_timeout_enter_until(&t, deadline));
+        if (cio_timeout_when(&t) != deadline) FAIL("when() %.17g for %.17g", cio_timeout_when(&t), deadline);
+        double later = deadline + 0.003;
+        CHECK_OK(cio_timeout_reschedule(&t, later));
+        if (cio_timeout_when(&t) != later) FAIL("when() %.17g for %.17g", cio_timeout_when(&t), later);
+        CHECK_OK(cio_timeout_exit(&t, 0));
+    }
+    cio_timeout t;
+    double before = cio_loop_time(loop);
+    CHECK_OK(cio_timeout_enter(&t, 0.25));
+    double when = cio_timeout_when(&t);
+    CHECK(when >= before + 0.25 && when <= cio_loop_time(loop) + 0.25 + 1e-3);
+    CHECK_OK(cio_timeout_reschedule(&t, CIO_NO_TIMEOUT));
+    CHECK(cio_timeout_when(&t) == CIO_NO_TIMEOUT);
+    CHECK_OK(cio_timeout_exit(&t, 0));
+    return NULL;
+}
+
+TEST(timeout_when_is_the_deadline_given_bit_for_bit) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, when_is_the_deadline_given, NULL, NULL));
+    cio_loop_free(loop);
+}
+
 TEST(timeout_at_absolute_deadline) {
     cio_loop *loop = test_loop();
     CHECK_OK(test_run(loop, scope_at_deadline, NULL, NULL));

@@ -55,6 +55,7 @@ typedef struct scope {
     cio__node *node;          /* while entered: the node holding the timer */
     uint64_t id;              /* the node's id when it was taken */
     int64_t when;             /* INT64_MAX: no deadline */
+    double when_seconds;      /* the deadline as given, for cio_timeout_when */
     int cancelling_at_entry;
     int state;
 } scope;
@@ -91,10 +92,15 @@ static void on_scope_expiry(cio__timer *timer) {
     cio__task_cancel(task_of_node(node), NULL);
 }
 
-static int arm(scope *s, cio__node *node, int64_t when) {
+/* when_seconds is the deadline as the program gave it (or loop time plus
+ * the delay): cio_timeout_when answers with it, bit for bit as asyncio's
+ * when() answers with its float, where when / 1e9 could be off in the
+ * last digit. */
+static int arm(scope *s, cio__node *node, int64_t when, double when_seconds) {
     cio_loop *loop = node->loop;
     cio__loop_disarm_timer(loop, &node->timer);
     s->when = when;
+    s->when_seconds = when_seconds;
     if (when == INT64_MAX) return 0;
     /* A deadline already passed expires through the ready queue, as
      * asyncio's reschedule() does with call_soon(on_timeout): the expiry
@@ -124,7 +130,7 @@ static void drop_node(cio__task *task, cio__node *node) {
     cio__node_free(node->loop, node);
 }
 
-static int enter_at(cio_timeout *t, int64_t when) {
+static int enter_at(cio_timeout *t, int64_t when, double when_seconds) {
     if (!t) return -EINVAL;
     int rc;
     cio__task *task = cio__current(&rc);
@@ -140,7 +146,7 @@ static int enter_at(cio_timeout *t, int64_t when) {
     node->future = &task->fut;
     node->arg = s;
     node->timer.fire = on_scope_expiry;
-    rc = arm(s, node, when);
+    rc = arm(s, node, when, when_seconds);
     if (rc < 0) {
         cio__node_free(loop, node);
         return rc;
@@ -157,8 +163,10 @@ static int enter_at(cio_timeout *t, int64_t when) {
 
 int cio_timeout_enter(cio_timeout *t, double delay) {
     if (!t || isnan(delay)) return -EINVAL;
-    if (isinf(delay) && delay > 0) return enter_at(t, INT64_MAX);
-    return enter_at(t, cio__deadline_after(delay));
+    if (isinf(delay) && delay > 0) return enter_at(t, INT64_MAX, CIO_NO_TIMEOUT);
+    /* asyncio.timeout(delay) is timeout_at(loop.time() + delay). */
+    double when_seconds = (double)cio__clock_ns() / 1e9 + delay;
+    return enter_at(t, cio__deadline_after(delay), when_seconds);
 }
 
 int cio_timeout_enter_until(cio_timeout *t, double when) {
@@ -166,7 +174,7 @@ int cio_timeout_enter_until(cio_timeout *t, double when) {
     int64_t deadline;
     int rc = cio__deadline(when, &deadline);
     if (rc < 0) return rc;
-    return enter_at(t, deadline);
+    return enter_at(t, deadline, when);
 }
 
 int cio_timeout_reschedule(cio_timeout *t, double when) {
@@ -185,14 +193,14 @@ int cio_timeout_reschedule(cio_timeout *t, double when) {
     int64_t deadline;
     int rc = cio__deadline(when, &deadline);
     if (rc < 0) return rc;
-    return arm(s, node, deadline);
+    return arm(s, node, deadline, when);
 }
 
 double cio_timeout_when(const cio_timeout *t) {
     if (!t) return NAN;
     const scope *s = (const scope *)(const void *)t;
     if (!has_magic(s)) return NAN; /* never entered */
-    return s->when == INT64_MAX ? CIO_NO_TIMEOUT : (double)s->when / 1e9;
+    return s->when == INT64_MAX ? CIO_NO_TIMEOUT : s->when_seconds;
 }
 
 int cio_timeout_expired(const cio_timeout *t) {
