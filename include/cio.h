@@ -631,8 +631,10 @@ int cio_shield(cio_future *inner, cio_future **outerp);
 /* asyncio.as_completed: yields the futures in the order they finish.
  * cio_as_completed_next suspends until the next one is done and returns 1
  * with *donep set (the original future, as 3.13's async for), 0 once all
- * were yielded, -ETIMEDOUT once the timeout (seconds from creation) passed,
- * -ECANCELED, -CIO_EWRONGLOOP from a task of another loop, -EPERM outside
+ * were yielded. When the timeout (seconds from creation; 0 included) has
+ * passed, the futures that finished before it are still yielded first,
+ * then each future not finished by then is one -ETIMEDOUT, then 0 (3.13's
+ * one TimeoutError per remaining awaitable); also -ECANCELED, -CIO_EWRONGLOOP from a task of another loop, -EPERM outside
  * a task, or -ENOMEM (no room for the timeout's timer). _new returns 0,
  * -EINVAL, -CIO_EWRONGLOOP, -CIO_ELOOPCLOSED or -ENOMEM. */
 typedef struct cio_as_completed cio_as_completed;

@@ -585,6 +585,44 @@ static void *as_completed_timeout(void *arg) {
     return NULL;
 }
 
+/* As 3.13's _AsCompletedIterator: with a timeout of 0, futures already
+ * done are still handed out first (the first next() returned -ETIMEDOUT);
+ * after the timeout each future not finished by then is one -ETIMEDOUT,
+ * then next() returns 0 (it returned -ETIMEDOUT for ever, so a loop
+ * running until 0 never ended); a future finishing after the timeout is
+ * not handed out. */
+static void *as_completed_timeout_zero(void *arg) {
+    (void)arg;
+    cio_loop *loop = cio_running_loop();
+    cio_future *f[4];
+    for (int i = 0; i < 4; i++) CHECK_OK(cio_future_new(loop, &f[i]));
+    CHECK_OK(cio_future_set_result(f[1], IPTR(1)));
+    CHECK_OK(cio_future_set_result(f[3], IPTR(3)));
+    cio_as_completed *ac;
+    CHECK_OK(cio_as_completed_new(loop, f, 4, 0, &ac));
+    cio_future *done;
+    CHECK_EQ(cio_as_completed_next(ac, &done), 1);
+    CHECK(done == f[1]);
+    CHECK_EQ(cio_as_completed_next(ac, &done), 1);
+    CHECK(done == f[3]);
+    CHECK_ERR(cio_as_completed_next(ac, &done), -ETIMEDOUT);
+    CHECK_OK(cio_future_set_result(f[0], IPTR(0))); /* after the timeout */
+    CHECK_OK(cio_sleep(0));
+    CHECK_ERR(cio_as_completed_next(ac, &done), -ETIMEDOUT);
+    CHECK(done == NULL);
+    CHECK_EQ(cio_as_completed_next(ac, &done), 0);
+    CHECK_EQ(cio_as_completed_next(ac, &done), 0);
+    CHECK_OK(cio_as_completed_free(ac));
+    for (int i = 0; i < 4; i++) cio_future_unref(f[i]);
+    return NULL;
+}
+
+TEST(as_completed_timeout_zero_yields_the_done_then_one_timeout_per_remaining) {
+    cio_loop *loop = test_loop();
+    CHECK_OK(test_run(loop, as_completed_timeout_zero, NULL, NULL));
+    cio_loop_free(loop);
+}
+
 TEST(as_completed_timeout) {
     cio_loop *loop = test_loop();
     CHECK_OK(test_run(loop, as_completed_timeout, NULL, NULL));

@@ -6,6 +6,13 @@
  * cio_as_completed_next, if any. next() pops that FIFO; when it is empty it
  * waits on a one-task wait queue with the iterator's deadline.
  *
+ * The timeout, as 3.13's _AsCompletedIterator: the deadline is met inside
+ * the wait, after a suspension, so futures already done (their jobs
+ * queued) are handed out first even with a timeout of 0. When it passes,
+ * the futures not yet finished stop being watched and each of them counts
+ * as one -ETIMEDOUT: next() hands out what finished before, then one
+ * -ETIMEDOUT per such future, then 0, so a loop that runs until 0 ends.
+ *
  * Lifetime. `users` counts the tasks inside the waiting part of next(),
  * woken ones that have not run yet included: they still read the
  * iterator. cio_as_completed_free refuses to free it while any exist,
@@ -25,6 +32,8 @@ typedef struct entry {
 struct cio_as_completed {
     cio_loop *loop;
     size_t n, yielded, finished;
+    size_t timeouts_left; /* once timed out: -ETIMEDOUT answers still due */
+    int timed_out;
     int64_t deadline;
     cio_future **fs;
     entry *entries;
@@ -59,6 +68,8 @@ int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double
     ac->loop = loop;
     ac->n = n;
     ac->yielded = ac->finished = 0;
+    ac->timeouts_left = 0;
+    ac->timed_out = 0;
     ac->entries = (entry *)(ac + 1);
     ac->fs = (cio_future **)(ac->entries + slots);
     ac->order = (size_t *)(ac->fs + slots);
@@ -83,18 +94,39 @@ int cio_as_completed_new(cio_loop *loop, cio_future *const *fs, size_t n, double
     return 0;
 }
 
+/* The deadline passed: the futures not finished by now are no longer
+ * watched (a completion queued but not yet recorded included, as asyncio's
+ * completion callback finds its todo set emptied), and each is owed one
+ * -ETIMEDOUT. */
+static void time_out(cio_as_completed *ac) {
+    ac->timed_out = 1;
+    ac->timeouts_left = ac->n - ac->finished;
+    for (size_t i = 0; i < ac->n; i++) {
+        cio__job *job = &ac->entries[i].job;
+        if (cio__link_linked(&job->link)) cio__list_unlink(&job->link);
+    }
+}
+
 int cio_as_completed_next(cio_as_completed *ac, cio_future **donep) {
     if (!ac || !donep) return -EINVAL;
     *donep = NULL;
     if (!cio_current_task()) return -EPERM;
-    if (ac->yielded == ac->n) return 0;
     while (ac->yielded == ac->finished) {
-        if (ac->deadline != INT64_MAX && cio__clock_ns() >= ac->deadline) return -ETIMEDOUT;
+        if (ac->timed_out) {
+            if (ac->timeouts_left == 0) return 0;
+            ac->timeouts_left--;
+            return -ETIMEDOUT;
+        }
+        if (ac->yielded == ac->n) return 0;
         cio__waiter w;
         ac->users++;
         int rc = cio__waitq_wait_on(&ac->waiting, &w, CIO__WAIT_AS_COMPLETED, ac, NULL,
                                     "as_completed", ac->deadline);
         ac->users--;
+        if (rc == -ETIMEDOUT) {
+            time_out(ac);
+            continue;
+        }
         if (rc < 0) return rc;
     }
     *donep = ac->fs[ac->order[ac->yielded++]];
