@@ -94,16 +94,16 @@ static int64_t stall_ns; /* how long the stalling task really stalled */
  * the 2x report on a loaded host under Valgrind, where the first report
  * takes longer). The watchdog's signal cuts a sleep short (EINTR), so it
  * sleeps again for what is left. */
-__attribute__((noinline)) void wd_block_in_usleep(void) {
+__attribute__((noinline)) void wd_block_in_usleep(int64_t ms) {
     int64_t start = now_ns();
     int64_t left;
-    while ((left = start + 350 * 1000000LL - now_ns()) > 0) usleep((useconds_t)(left / 1000));
+    while ((left = start + ms * 1000000LL - now_ns()) > 0) usleep((useconds_t)(left / 1000));
     stall_ns = now_ns() - start;
 }
 
 void *wd_sleeper_task(void *arg) {
     (void)arg;
-    wd_block_in_usleep();
+    wd_block_in_usleep(350);
     return NULL;
 }
 
@@ -149,15 +149,9 @@ TEST(blocking_call_reported_once_then_at_twice_the_threshold) {
 /* The report names the task escaped (by the dump's UTF-8 rule): a name that
  * holds an escape sequence or a newline cannot drive the terminal the
  * report reaches or forge a line of it (it was printed raw). */
-__attribute__((noinline)) void wd_block_120ms(void) {
-    int64_t start = now_ns();
-    int64_t left;
-    while ((left = start + 120 * 1000000LL - now_ns()) > 0) usleep((useconds_t)(left / 1000));
-}
-
 static void *wd_short_sleeper_task(void *arg) {
     (void)arg;
-    wd_block_120ms();
+    wd_block_in_usleep(120);
     return NULL;
 }
 

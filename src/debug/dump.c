@@ -155,6 +155,14 @@ void cio__out_secs(cio__out *o, int64_t ns, int decimals) {
  * program's bytes, not checked) is written as U+FFFD in JSON, which must
  * be UTF-8, and as \xNN in text.
  */
+/* A byte as the text dump writes what it may not show: \xNN. */
+static void out_hex_byte(cio__out *o, unsigned char c) {
+    static const char digits[] = "0123456789abcdef";
+    cio__out_str(o, "\\x");
+    out_ch(o, digits[c >> 4]);
+    out_ch(o, digits[c & 15]);
+}
+
 void cio__out_quoted(cio__out *o, const char *s, int json) {
     static const char digits[] = "0123456789abcdef";
     out_ch(o, '"');
@@ -175,9 +183,7 @@ void cio__out_quoted(cio__out *o, const char *s, int json) {
             if (len == 0 && json) {
                 cio__out_str(o, "\\ufffd");
             } else if (len == 0) {
-                cio__out_str(o, "\\x");
-                out_ch(o, digits[c >> 4]);
-                out_ch(o, digits[c & 15]);
+                out_hex_byte(o, c);
             } else if (cio__code_point_steers_text(cp) && json) {
                 /* Kept as the character, but not raw: a terminal showing
                  * the JSON would take it as a command. */
@@ -185,11 +191,7 @@ void cio__out_quoted(cio__out *o, const char *s, int json) {
                 for (int shift = 12; shift >= 0; shift -= 4) out_ch(o, digits[(cp >> shift) & 15]);
                 p += len - 1;
             } else if (cio__code_point_steers_text(cp)) {
-                for (size_t i = 0; i < len; i++) {
-                    cio__out_str(o, "\\x");
-                    out_ch(o, digits[p[i] >> 4]);
-                    out_ch(o, digits[p[i] & 15]);
-                }
+                for (size_t i = 0; i < len; i++) out_hex_byte(o, p[i]);
                 p += len - 1;
             } else {
                 for (size_t i = 0; i < len; i++) out_ch(o, (char)p[i]);

@@ -121,8 +121,8 @@ static const group_error *error_at(const cio_task_group *g, size_t k) {
 }
 
 static void record_error(cio_task_group *g, cio_task *task, int err) {
-    size_t k = g->nerrors++;
-    group_error *slot = k < g->spawned ? &record_at(g, k)->error : &g->body_error;
+    /* The slot error_at reads: the group owns it, so it may be written. */
+    group_error *slot = (group_error *)error_at(g, g->nerrors++);
     *slot = (group_error){.task = task, .error = err};
 }
 
